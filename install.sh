@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# gestor installer.
+#   ./install.sh --demo [demo options]   run the demo on the bundled real data (installs what is missing)
+#   ./install.sh --test [pytest options] install test needs and run the test suite
+#   sudo ./install.sh                    system install: /opt/gestor, /etc/gestor/settings.yaml,
+#                                        /var/lib/gestor, `gestor` and `stop-loads` on the PATH
+# Needs Debian 12 / Raspberry Pi OS 12 (bookworm) or newer: python3 >= 3.11, apt.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV="$HERE/.venv"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "need root to run: $* (run as root or install sudo)"; fi
+}
+
+# need_apt PKG...: install the Debian packages that are not installed yet.
+need_apt() {
+  local missing=() p
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "apt: installing ${missing[*]}"
+  as_root apt-get update -q >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+check_python() {
+  command -v python3 >/dev/null 2>&1 || need_apt python3
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "python3 >= 3.11 needed (found $(python3 --version 2>&1)); Debian 12 / Raspberry Pi OS 12 have it"
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt python3-venv
+}
+
+# make_venv DIR EXTRAS: a virtualenv with gestor installed (editable), redone when pyproject changes.
+make_venv() {
+  local dir=$1 extras=$2 stamp
+  stamp="$dir/.gestor-stamp"
+  local want; want="$(sha256sum "$HERE/pyproject.toml" | cut -d' ' -f1) $extras"
+  if [ -x "$dir/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  say "python: creating $dir"
+  [ -x "$dir/bin/python" ] || python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
+  "$dir/bin/pip" install -q --disable-pip-version-check -e "$HERE$extras"
+  echo "$want" > "$stamp"
+}
+
+influx_answers() { # influx_answers HOST PORT
+  "$VENV/bin/python" - "$1" "$2" <<'PY' 2>/dev/null
+import sys, urllib.request
+urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/ping", timeout=2)
+PY
+}
+
+# A throwaway influxd for the demo, data under .demo/, on 127.0.0.1:$1. Left running afterwards so
+# the stored history can be looked at with the influx CLI; the demo prints how to stop it.
+start_demo_influxd() {
+  local port=$1 dir="$HERE/.demo/influxdb"
+  mkdir -p "$dir"
+  cat > "$dir/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$((port + 2))"
+[meta]
+  dir = "$dir/meta"
+[data]
+  dir = "$dir/data"
+  wal-dir = "$dir/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:$port"
+  log-enabled = false
+CONF
+  say "influxdb: starting a throwaway influxd on 127.0.0.1:$port (data in $dir)"
+  setsid influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 < /dev/null &
+  echo $! > "$dir/influxd.pid"
+  for _ in $(seq 50); do influx_answers 127.0.0.1 "$port" && return 0; sleep 0.2; done
+  die "influxd did not start; see $dir/influxd.log"
+}
+
+cmd_demo() {
+  check_python
+  need_apt influxdb influxdb-client
+  make_venv "$VENV" ""
+  local port=8086
+  if ! influx_answers 127.0.0.1 $port; then
+    # something else may hold 8086 without being InfluxDB: then use 18086
+    if "$VENV/bin/python" -c 'import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(("127.0.0.1",8086))!=0)'; then port=18086; fi
+    influx_answers 127.0.0.1 $port || start_demo_influxd $port
+  fi
+  "$VENV/bin/gestor" demo --influx-port "$port" "$@"
+  if [ -f "$HERE/.demo/influxdb/influxd.pid" ] && kill -0 "$(cat "$HERE/.demo/influxdb/influxd.pid")" 2>/dev/null; then
+    echo "The demo's throwaway influxd keeps running for those queries; stop it with:"
+    echo "  kill $(cat "$HERE/.demo/influxdb/influxd.pid")"
+  fi
+}
+
+cmd_test() {
+  check_python
+  need_apt influxdb socat
+  make_venv "$VENV" "[test]"
+  cd "$HERE"
+  "$VENV/bin/python" -m pytest "$@"
+}
+
+cmd_install() {
+  [ "$(id -u)" -eq 0 ] || die "the system install needs root: sudo ./install.sh"
+  check_python
+  need_apt influxdb influxdb-client
+  local prefix=/opt/gestor
+  say "installing to $prefix"
+  mkdir -p "$prefix"
+  if [ ! -x "$prefix/venv/bin/python" ]; then python3 -m venv "$prefix/venv"; fi
+  "$prefix/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
+  "$prefix/venv/bin/pip" install -q --disable-pip-version-check --upgrade "$HERE"
+  ln -sf "$prefix/venv/bin/gestor" /usr/local/bin/gestor
+  ln -sf "$prefix/venv/bin/stop-loads" /usr/local/bin/stop-loads
+  mkdir -p /etc/gestor /var/lib/gestor
+  if [ -d "$HERE/../shared/data" ]; then
+    mkdir -p "$prefix/data" && cp -u "$HERE"/../shared/data/*.csv "$prefix/data/"
+  fi
+  if [ -e /etc/gestor/settings.yaml ]; then
+    say "/etc/gestor/settings.yaml exists: left as it is (the example is $prefix/settings.example.yaml)"
+  else
+    sed "s#path: ../../shared/data/#path: $prefix/data/#" "$HERE/config/settings.yaml" > /etc/gestor/settings.yaml
+    say "wrote /etc/gestor/settings.yaml (replay meter, simulated relays: edit it for your hardware)"
+  fi
+  cp "$HERE/config/settings.yaml" "$prefix/settings.example.yaml"
+  gestor check --config /etc/gestor/settings.yaml >/dev/null
+  say "done. Check settings with: gestor check --config /etc/gestor/settings.yaml"
+  say "systemd units are not installed yet: run 'gestor monitoring' and 'gestor managing' by hand"
+}
+
+case "${1:-}" in
+  --demo) shift; cmd_demo "$@" ;;
+  --test) shift; cmd_test "$@" ;;
+  ""|--install) cmd_install ;;
+  -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown option $1 (use --demo, --test, or no option for the system install)" ;;
+esac

@@ -1,0 +1,99 @@
+"""The meter interface: one :class:`Reading` per read, or a :class:`MeterError`; never zeros
+instead of a failed read.
+
+Signs (DESIGN.md section 2): ``net_w`` is power at the grid connection, export-positive,
+``net_w = production_w - consumption_w``. Drivers convert from their meter's convention once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from drivers import DriverContext
+
+
+class MeterError(Exception):
+    """A read failed, was partial or implausible. The message says why; the reading is missing."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One meter reading.
+
+    Attributes:
+        at: when the meter was read (aware datetime).
+        net_w: W at the grid connection, export-positive.
+        production_w: W produced by the PV system, if the meter sees it.
+        consumption_w: W consumed by the house, if known.
+        import_wh_total: monotonic imported-energy counter, Wh.
+        export_wh_total: monotonic exported-energy counter, Wh.
+    """
+
+    at: datetime
+    net_w: float
+    production_w: float | None = None
+    consumption_w: float | None = None
+    import_wh_total: float | None = None
+    export_wh_total: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError("Reading.at must be timezone-aware")
+        for name in ("net_w", "production_w", "consumption_w", "import_wh_total", "export_wh_total"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise MeterError(f"{name} is {v}, not a number")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "net_w": self.net_w, "production_w": self.production_w,
+                "consumption_w": self.consumption_w, "import_wh_total": self.import_wh_total,
+                "export_wh_total": self.export_wh_total}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Reading":
+        d = dict(d)
+        d["at"] = datetime.fromisoformat(d["at"])
+        return cls(**d)
+
+
+class Meter(Protocol):
+    def read(self) -> Reading:
+        """Read the meter now. Raises MeterError on any failure."""
+
+    def close(self) -> None: ...
+
+
+class MeterSettings(BaseModel):
+    """Base of every meter driver's settings; ``driver`` selects the driver."""
+
+    model_config = ConfigDict(extra="forbid")
+    driver: str
+    max_abs_power_w: float = 50_000.0  # readings beyond this are implausible (MeterError)
+
+
+MeterFactory = Callable[[Any, "DriverContext"], Meter]
+METERS: dict[str, tuple[type[MeterSettings], MeterFactory]] = {}
+
+
+def register_meter(name: str, settings_model: type[MeterSettings]) -> Callable[[MeterFactory], MeterFactory]:
+    """Class decorator: register a meter driver under ``driver: name``."""
+
+    def deco(factory: MeterFactory) -> MeterFactory:
+        METERS[name] = (settings_model, factory)
+        return factory
+
+    return deco
+
+
+def check_plausible(reading: Reading, max_abs_power_w: float) -> Reading:
+    """Raise MeterError if any power in ``reading`` is beyond ``max_abs_power_w``."""
+    for name in ("net_w", "production_w", "consumption_w"):
+        v = getattr(reading, name)
+        if v is not None and abs(v) > max_abs_power_w:
+            raise MeterError(f"{name}={v:.0f} W is beyond max_abs_power_w={max_abs_power_w:.0f} W")
+    return reading

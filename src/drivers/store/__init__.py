@@ -1,0 +1,1 @@
+"""Stores for readings, balances and decisions (InfluxDB)."""

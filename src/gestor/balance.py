@@ -1,0 +1,242 @@
+"""Settlement periods and the running net balance.
+
+Spanish self-consumption with surplus compensation (RD 244/2019) nets imports and exports over each
+settlement period: one clock hour in Europe/Madrid today, quarter-hours later. Within a period,
+``balance_wh = exported_wh - imported_wh`` (export-positive, DESIGN.md section 2).
+
+Sources of the balance, best first:
+
+* the meter's energy counters (``import_wh_total``/``export_wh_total``): exact, what the utility
+  meter bills. Between two readings the counters are interpolated linearly in time to split the
+  energy at a period boundary.
+* trapezoidal integration of ``net_w`` between consecutive readings, with ``net_w`` interpolated
+  linearly at a period boundary. An interval longer than ``max_gap_s`` is not integrated (nothing is
+  invented for time the meter was not seen) and the periods it touches are marked incomplete.
+
+Period alignment: a period starts where the local wall-clock time (in ``tz``) is a multiple of
+``period_s`` since local midnight. This is exact for any zone whose UTC offset changes only on
+period boundaries (Europe/Madrid changes at 02:00/03:00 local, on the hour), so a DST day has 23 or
+25 one-hour periods, none lost or doubled.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from drivers.meters.base import Reading
+
+ALLOWED_PERIODS_S = (900, 3600)
+
+
+def period_start(at: datetime, period_s: int, tz: ZoneInfo) -> datetime:
+    """Start (aware UTC) of the settlement period containing ``at``.
+
+    Args:
+        at: aware instant.
+        period_s: period length in seconds; must divide 86400.
+        tz: the billing timezone.
+    Raises:
+        ValueError: ``at`` is naive.
+    """
+    if at.tzinfo is None:
+        raise ValueError("period_start needs an aware datetime")
+    offset_s = at.astimezone(tz).utcoffset().total_seconds()
+    local_s = at.timestamp() + offset_s
+    start_local_s = math.floor(local_s / period_s) * period_s
+    return datetime.fromtimestamp(start_local_s - offset_s, tz=timezone.utc)
+
+
+def period_bounds(at: datetime, period_s: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """(start, end) of the period containing ``at``; end is exclusive, ``end - start == period_s``."""
+    start = period_start(at, period_s, tz)
+    return start, start + timedelta(seconds=period_s)
+
+
+@dataclass
+class PeriodSummary:
+    """One settlement period, closed or running.
+
+    Energies in Wh over the part of the period covered by readings. ``complete`` is False when
+    less than the whole period was covered (start-up, a gap longer than ``max_gap_s``, a counter
+    reset). ``production_wh``/``consumption_wh`` are None when the meter does not give them.
+    """
+
+    start: datetime
+    end: datetime
+    balance_wh: float = 0.0
+    production_wh: float | None = None
+    consumption_wh: float | None = None
+    covered_s: float = 0.0
+    samples: int = 0
+    source: str = "integration"  # "integration" | "counters"
+
+    @property
+    def period_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    @property
+    def complete(self) -> bool:
+        return self.covered_s >= self.period_s - 1e-6
+
+    @property
+    def export_wh(self) -> float:
+        """What this period exports for billing: its positive net balance, else 0."""
+        return max(self.balance_wh, 0.0)
+
+    @property
+    def import_wh(self) -> float:
+        """What this period imports for billing: minus its negative net balance, else 0."""
+        return max(-self.balance_wh, 0.0)
+
+
+def _lerp(t0: float, v0: float, t1: float, v1: float, t: float) -> float:
+    if t1 == t0:
+        return v1
+    return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+
+
+def _trapezoid_wh(t0: float, v0: float, t1: float, v1: float, a: float, b: float) -> float:
+    """Integral in Wh of the line through (t0, v0), (t1, v1) [s, W] from a to b [s]."""
+    va, vb = _lerp(t0, v0, t1, v1, a), _lerp(t0, v0, t1, v1, b)
+    return (va + vb) / 2.0 * (b - a) / 3600.0
+
+
+class Balance:
+    """The running net balance of the current settlement period.
+
+    Feed it readings in time order with :meth:`update`; it returns the periods that closed.
+    Readings not newer than the last one are ignored (the live state repeats a reading until the
+    meter gives a new one).
+
+    Args:
+        period_s: settlement period in seconds (900 or 3600).
+        tz: billing timezone.
+        max_gap_s: longest interval between two readings that is integrated.
+    """
+
+    def __init__(self, period_s: int = 3600, tz: ZoneInfo | str = "Europe/Madrid",
+                 max_gap_s: float = 120.0) -> None:
+        self.period_s = int(period_s)
+        self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+        self.max_gap_s = float(max_gap_s)
+        self.current: PeriodSummary | None = None
+        self.last: Reading | None = None
+
+    # -- queries -----------------------------------------------------------------------------
+    @property
+    def balance_wh(self) -> float:
+        return self.current.balance_wh if self.current else 0.0
+
+    def bounds(self, at: datetime) -> tuple[datetime, datetime]:
+        return period_bounds(at, self.period_s, self.tz)
+
+    # -- feeding -----------------------------------------------------------------------------
+    def update(self, reading: Reading) -> list[PeriodSummary]:
+        """Account ``reading``; return the periods that closed (oldest first, possibly empty)."""
+        closed: list[PeriodSummary] = []
+        if self.last is None:
+            self.current = self._new_period(reading.at)
+            self.current.samples = 1
+            self.last = reading
+            return closed
+        prev = self.last
+        if reading.at <= prev.at:
+            return closed
+        t0, t1 = prev.at.timestamp(), reading.at.timestamp()
+        counters = _counter_delta(prev, reading)
+        integrate = counters is not None or (t1 - t0) <= self.max_gap_s
+        a = t0
+        while True:
+            assert self.current is not None
+            end_s = self.current.end.timestamp()
+            b = min(t1, end_s)
+            if integrate and b > a:
+                self._add(prev, reading, counters, t0, t1, a, b)
+            if t1 >= end_s:
+                closed.append(self.current)
+                self.current = self._new_period(self.current.end)
+                a = end_s
+                if t1 == end_s:
+                    break
+            else:
+                break
+        self.current.samples += 1
+        self.last = reading
+        return closed
+
+    def _new_period(self, at: datetime) -> PeriodSummary:
+        start, end = self.bounds(at)
+        return PeriodSummary(start=start, end=end)
+
+    def _add(self, prev: Reading, cur: Reading, counters: tuple[float, float] | None,
+             t0: float, t1: float, a: float, b: float) -> None:
+        p = self.current
+        assert p is not None
+        if counters is not None:
+            d_export, d_import = counters
+            frac = (b - a) / (t1 - t0)
+            p.balance_wh += (d_export - d_import) * frac
+            p.source = "counters"
+        else:
+            p.balance_wh += _trapezoid_wh(t0, prev.net_w, t1, cur.net_w, a, b)
+        if prev.production_w is not None and cur.production_w is not None:
+            p.production_wh = (p.production_wh or 0.0) + _trapezoid_wh(
+                t0, prev.production_w, t1, cur.production_w, a, b)
+        if prev.consumption_w is not None and cur.consumption_w is not None:
+            p.consumption_wh = (p.consumption_wh or 0.0) + _trapezoid_wh(
+                t0, prev.consumption_w, t1, cur.consumption_w, a, b)
+        p.covered_s += b - a
+
+    # -- persistence (restart within a period continues the same balance) --------------------
+    def to_state(self) -> dict:
+        """JSON-serialisable state; see :meth:`from_state`."""
+        cur = None
+        if self.current is not None:
+            cur = asdict(self.current)
+            cur["start"] = self.current.start.isoformat()
+            cur["end"] = self.current.end.isoformat()
+        return {"period_s": self.period_s, "current": cur,
+                "last": self.last.to_dict() if self.last else None}
+
+    @classmethod
+    def from_state(cls, state: dict, tz: ZoneInfo | str, max_gap_s: float) -> "Balance":
+        b = cls(state["period_s"], tz, max_gap_s)
+        if state.get("current"):
+            c = dict(state["current"])
+            c["start"] = datetime.fromisoformat(c["start"])
+            c["end"] = datetime.fromisoformat(c["end"])
+            b.current = PeriodSummary(**c)
+        if state.get("last"):
+            b.last = Reading.from_dict(state["last"])
+        return b
+
+
+def _counter_delta(prev: Reading, cur: Reading) -> tuple[float, float] | None:
+    """(exported Wh, imported Wh) between two readings from the counters, or None."""
+    if None in (prev.import_wh_total, prev.export_wh_total,
+                cur.import_wh_total, cur.export_wh_total):
+        return None
+    d_imp = cur.import_wh_total - prev.import_wh_total  # type: ignore[operator]
+    d_exp = cur.export_wh_total - prev.export_wh_total  # type: ignore[operator]
+    if d_imp < 0 or d_exp < 0:  # meter reset or replaced: fall back to integrating net_w
+        return None
+    return d_exp, d_imp
+
+
+def periods_of_day(day_local: datetime, period_s: int, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """All settlement periods of the local calendar day containing ``day_local`` (23/24/25 h)."""
+    start = datetime(day_local.year, day_local.month, day_local.day, tzinfo=tz).astimezone(timezone.utc)
+    nxt = (datetime(day_local.year, day_local.month, day_local.day, tzinfo=tz) + timedelta(days=1))
+    end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).astimezone(timezone.utc)
+    out = []
+    t = start
+    while t < end:
+        out.append((t, t + timedelta(seconds=period_s)))
+        t += timedelta(seconds=period_s)
+    return out
+
+
+__all__ = ["Balance", "PeriodSummary", "period_start", "period_bounds", "periods_of_day",
+           "ALLOWED_PERIODS_S"]

@@ -1,0 +1,90 @@
+"""``gestor <command>``: monitoring, managing, stop-loads, check, demo.
+
+Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
+2 invalid settings (one line per problem).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from drivers.meters import MeterError
+from drivers.relays import RelayError
+from drivers.store.influx import StoreError, open_store
+from gestor.clock import WallClock
+from gestor.daemon import GestorError, setup_logging
+from gestor.settings import SettingsError, dump_settings, load_settings
+
+DEFAULT_CONFIG = os.environ.get("GESTOR_CONFIG", "/etc/gestor/settings.yaml")
+
+
+def _daemon(args: argparse.Namespace, which: str) -> int:
+    settings = load_settings(args.config)
+    setup_logging(settings.log_level)
+    store = open_store(settings.store)
+    if which == "monitoring":
+        import monitoring
+        monitoring.run(settings, WallClock(), store)
+    else:
+        import managing
+        managing.run(settings, WallClock(), store)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print(f"# {args.config}: valid. Resolved settings (defaults filled in):")
+    print(dump_settings(settings), end="")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gestor.demo import run_demo
+    return run_demo(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "stop-loads":
+        import stop_loads
+        return stop_loads.main(argv[1:])
+    ap = argparse.ArgumentParser(prog="gestor", description="Home energy manager for hourly net billing.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, help_ in (("monitoring", "run the monitoring daemon (meter → InfluxDB, live state)"),
+                        ("managing", "run the managing daemon (balance → policy → relays)"),
+                        ("check", "validate settings and print them resolved")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
+    sub.add_parser("stop-loads", help="emergency stop: every load off, latch set (see stop-loads -h)")
+    d = sub.add_parser("demo", help="run monitoring and managing on recorded real data, then show the day")
+    d.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "config" / "settings.yaml"))
+    d.add_argument("--data", default=None, help="recorded CSV (default: shared/data/house-2022-06-11_13.csv)")
+    d.add_argument("--days", type=float, default=1.0, help="days to replay (default 1)")
+    d.add_argument("--speed", type=float, default=1440.0,
+                   help="simulated seconds per real second (default 1440: a day a minute; 0 = flat out)")
+    d.add_argument("--influx-host", default="127.0.0.1")
+    d.add_argument("--influx-port", type=int, default=8086)
+    d.add_argument("--database", default="gestor_demo", help="dropped and refilled by the demo")
+    args = ap.parse_args(argv)
+    try:
+        if args.command in ("monitoring", "managing"):
+            return _daemon(args, args.command)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "demo":
+            return _demo(args)
+    except SettingsError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except (GestorError, MeterError, StoreError, RelayError) as e:
+        print(f"gestor {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Clocks. Every daemon and policy takes one, so tests and the simulator can run hours in
+milliseconds, deterministically, across DST changes.
+
+All clocks return timezone-aware UTC datetimes; local time is a presentation concern
+(see :mod:`gestor.balance` for settlement periods in the configured timezone).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current time, aware, UTC."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time (or until :meth:`wake` is called)."""
+
+
+class WallClock:
+    """The real clock. ``sleep`` can be interrupted by :meth:`wake` (used on SIGTERM)."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._wake.wait(seconds)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+
+class SimClock:
+    """A clock that only moves when told: ``sleep`` advances it instantly.
+
+    Args:
+        start: the first instant (aware; converted to UTC).
+    Raises:
+        ValueError: if ``start`` is naive.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("SimClock start must be timezone-aware")
+        self._now = start.astimezone(timezone.utc)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards")
+        self._now += timedelta(seconds=seconds)
+
+    def set(self, at: datetime) -> None:
+        at = at.astimezone(timezone.utc)
+        if at < self._now:
+            raise ValueError("a clock does not go backwards")
+        self._now = at
+
+    def wake(self) -> None:  # nothing to interrupt
+        pass
+
+
+class AcceleratedClock:
+    """Wall-clock driven time running ``speed`` times faster, starting at ``start``.
+
+    Used to replay recorded data in real (or accelerated) time in a long-running daemon.
+    """
+
+    def __init__(self, start: datetime, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self._start = start.astimezone(timezone.utc)
+        self._t0 = time.monotonic()
+        self._speed = speed
+        self._wake = threading.Event()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._wake.wait(seconds / self._speed)
+
+    def wake(self) -> None:
+        self._wake.set()

@@ -1,0 +1,80 @@
+"""The monitoring → managing handoff, and the stop latch.
+
+monitoring keeps the last readings in a small ring and atomically replaces
+``<run_dir>/reading.json`` after every read, so managing (another process) sees every reading even
+when its own cycle is slower; managing integrates those newer than the last it accounted. A failed
+read leaves the readings as they were (they go stale) and records the error.
+
+The stop latch is ``<state_dir>/stop.latch``: persistent, so it survives a reboot. While it exists,
+managing keeps every load off.
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+
+from drivers.meters.base import Reading
+from gestor.files import atomic_write_text
+
+READING_FILE = "reading.json"
+LATCH_FILE = "stop.latch"
+
+
+class LiveStateWriter:
+    """monitoring's side. ``keep``: how many recent readings the file holds."""
+
+    def __init__(self, run_dir: Path, keep: int = 30) -> None:
+        self.path = Path(run_dir) / READING_FILE
+        self.readings: deque[dict] = deque(maxlen=keep)  # serialised once, written many times
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+
+    def publish(self, reading: Reading) -> None:
+        self.readings.append(reading.to_dict())
+        self._write()
+
+    def error(self, at: datetime, message: str) -> None:
+        self.errors += 1
+        self.last_error, self.last_error_at = message, at
+        self._write()
+
+    def _write(self) -> None:
+        atomic_write_text(self.path, json.dumps({
+            "readings": list(self.readings),
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
+        }))
+
+
+def read_live(run_dir: Path) -> list[Reading]:
+    """Recent readings, oldest first; empty if monitoring has published none (or the file is bad)."""
+    try:
+        data = json.loads((Path(run_dir) / READING_FILE).read_text())
+        return [Reading.from_dict(d) for d in data.get("readings", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def latch_path(state_dir: Path) -> Path:
+    return Path(state_dir) / LATCH_FILE
+
+
+def set_latch(state_dir: Path, at: datetime, by: str) -> None:
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(latch_path(state_dir), json.dumps({"at": at.isoformat(), "by": by}) + "\n", fsync=True)
+
+
+def clear_latch(state_dir: Path) -> bool:
+    try:
+        latch_path(state_dir).unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def is_latched(state_dir: Path) -> bool:
+    return latch_path(state_dir).exists()

@@ -1,0 +1,266 @@
+"""settings.yaml → validated settings (pydantic), before anything starts.
+
+Every error names the file, the key, what is allowed and the value found, e.g.
+``settings.yaml: loads[1].power_w: must be > 0 (got -700)``. Driver sections (``meter``,
+``loads[i].relay``) are validated by the model their driver registered, selected by ``driver:``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+
+import drivers.meters as meters
+import drivers.relays as relays
+
+
+class SettingsError(Exception):
+    """Invalid settings. ``errors`` holds one line per problem, each naming file and key."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DriverSection(BaseModel):
+    """A ``meter`` or ``relay`` section before its driver's own model validates it (phase 2 of
+    :func:`parse_settings`); after loading, the field holds the driver's settings model."""
+
+    model_config = ConfigDict(extra="allow")
+    driver: str
+
+
+class BillingSettings(_Model):
+    period_s: Literal[3600, 900] = 3600    # settlement period, s (one hour today; 900 = quarter-hour)
+    max_gap_s: float = Field(120.0, gt=0)  # longest interval between readings that is integrated, s
+
+
+class MonitoringSettings(_Model):
+    interval_s: float = Field(5.0, gt=0)   # meter read period, s
+
+
+class ManagingSettings(_Model):
+    interval_s: float = Field(10.0, gt=0)      # control cycle, s
+    stale_after_s: float = Field(60.0, gt=0)   # no reading newer than this → every load off, s
+
+
+class PolicySettings(_Model):
+    name: Literal["time_to_consume", "hysteresis", "min_on_time"] = "time_to_consume"
+    projection: Literal["instant", "average", "none"] = "instant"  # time_to_consume's projection
+    on_min_wh: float = 75.0          # time_to_consume: no switch-on below this projected surplus, Wh
+    time_factor: float = Field(1.0, gt=0)  # time_to_consume: scales the period's remaining time
+    end_at_wh: float = 0.0           # time_to_consume: off when the period would end at/below this without the load, Wh
+    min_on_s: float = Field(300.0, gt=0)   # min_on_time: run a load at least this long, s
+
+
+class LoadSettings(_Model):
+    name: str
+    power_w: float = Field(gt=0)              # rated power of the load, W
+    relay: SerializeAsAny[DriverSection]       # the relay driver's settings (drivers/relays/)
+    min_on_s: float = Field(0.0, ge=0)         # once on, stay on at least this long, s
+    min_off_s: float = Field(0.0, ge=0)        # once off, stay off at least this long, s
+    on_above_wh: float | None = None           # hysteresis: on at or above this balance, Wh
+    off_below_wh: float | None = None          # hysteresis: off at or below this balance, Wh
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
+            raise ValueError("must be lowercase letters, digits and _, starting with a letter")
+        return v
+
+
+class StoreSettings(_Model):
+    kind: Literal["influxdb1", "none"] = "influxdb1"
+    host: str = "127.0.0.1"
+    port: int = Field(8086, gt=0, lt=65536)
+    database: str = "gestor"
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = Field(5.0, gt=0)
+    batch_size: int = Field(500, gt=0)          # points per write
+    queue_max_points: int = Field(200_000, gt=0)  # in memory while the server is away
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class PathsSettings(_Model):
+    state_dir: Path = Path("/var/lib/gestor")   # persistent: balance state, stop latch
+    run_dir: Path = Path("/run/gestor")         # volatile: live reading, simulated relays
+
+
+class Settings(_Model):
+    site: str = "home"                  # tag on every stored point
+    timezone: str = "Europe/Madrid"     # settlement periods are aligned to this zone's clock
+    billing: BillingSettings = BillingSettings()
+    meter: SerializeAsAny[DriverSection]  # the meter driver's settings (drivers/meters/)
+    monitoring: MonitoringSettings = MonitoringSettings()
+    managing: ManagingSettings = ManagingSettings()
+    policy: PolicySettings = PolicySettings()
+    loads: list[LoadSettings] = Field(min_length=1, max_length=8)
+    store: StoreSettings = StoreSettings()
+    paths: PathsSettings = PathsSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    source: Path | None = Field(None, exclude=True)  # the file these came from
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known timezone (e.g. Europe/Madrid, Atlantic/Canary)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _loads(self) -> "Settings":
+        names = [ld.name for ld in self.loads]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"loads: names must be unique (got {', '.join(dup)} twice)")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def config_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    t, ctx = err["type"], err.get("ctx") or {}
+    if t == "greater_than":
+        msg = f"must be > {ctx['gt']}"
+    elif t == "greater_than_equal":
+        msg = f"must be >= {ctx['ge']}"
+    elif t == "less_than":
+        msg = f"must be < {ctx['lt']}"
+    elif t == "less_than_equal":
+        msg = f"must be <= {ctx['le']}"
+    elif t == "extra_forbidden":
+        return "unknown key"
+    elif t == "missing":
+        return "required, missing"
+    elif t == "literal_error":
+        msg = f"must be one of {ctx['expected']}"
+    elif t in ("too_short", "too_long"):
+        msg = err["msg"].replace("List should have", "must have")
+    elif t == "value_error":
+        msg = str(err["msg"]).removeprefix("Value error, ")
+    else:
+        msg = err["msg"][0].lower() + err["msg"][1:]
+    if "input" in err and not isinstance(err["input"], (dict, list)):
+        msg += f" (got {err['input']!r})"
+    return msg
+
+
+def _errors(prefix: str, exc: ValidationError, base: tuple[Any, ...] = ()) -> list[str]:
+    return [f"{prefix}: {_loc(base + tuple(e['loc']))}: {_message(e)}" for e in exc.errors()]
+
+
+def _validate_driver(prefix: str, loc: tuple[Any, ...], raw: dict[str, Any],
+                     registry: dict[str, tuple[type[BaseModel], Any]], errors: list[str]) -> BaseModel | None:
+    driver = raw.get("driver")
+    if not isinstance(driver, str):
+        return None  # phase 1 already said "driver: required" or "must be a string"
+    if driver not in registry:
+        errors.append(f"{prefix}: {_loc(loc + ('driver',))}: unknown driver {driver!r} "
+                      f"(allowed: {', '.join(sorted(registry))})")
+        return None
+    model = registry[driver][0]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        errors.extend(_errors(prefix, e, loc))
+        return None
+
+
+def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = None) -> Settings:
+    """Validate a parsed YAML document. Raises SettingsError listing every problem."""
+    if not isinstance(raw, dict):
+        raise SettingsError([f"{name}: (top level): must be a mapping of keys (got {type(raw).__name__})"])
+    errors: list[str] = []
+    try:
+        s = Settings.model_validate(raw)
+    except ValidationError as e:
+        errors.extend(_errors(name, e))
+        s = None
+    # phase 2: driver sections, even when phase 1 failed elsewhere, to report everything at once
+    meter_raw = raw.get("meter")
+    meter = None
+    if isinstance(meter_raw, dict):
+        meter = _validate_driver(name, ("meter",), meter_raw, meters.METERS, errors)
+    loads_raw = raw.get("loads") if isinstance(raw.get("loads"), list) else []
+    relays_ok = []
+    for i, ld in enumerate(loads_raw):
+        if isinstance(ld, dict) and isinstance(ld.get("relay"), dict):
+            relays_ok.append(_validate_driver(name, ("loads", i, "relay"), ld["relay"], relays.RELAYS, errors))
+    if s is not None and policy_needs_thresholds(s) and not errors:
+        for i, ld in enumerate(s.loads):
+            if ld.on_above_wh is None or ld.off_below_wh is None:
+                errors.append(f"{name}: loads[{i}]: policy hysteresis needs on_above_wh and off_below_wh")
+            elif ld.on_above_wh <= ld.off_below_wh:
+                errors.append(f"{name}: loads[{i}].on_above_wh: must be > off_below_wh "
+                              f"(got {ld.on_above_wh} <= {ld.off_below_wh})")
+    if errors:
+        raise SettingsError(list(dict.fromkeys(errors)))
+    assert s is not None and meter is not None
+    s.meter = meter  # type: ignore[assignment]
+    for ld, r in zip(s.loads, relays_ok):
+        ld.relay = r  # type: ignore[assignment]
+    s.source = source
+    return s
+
+
+def policy_needs_thresholds(s: Settings) -> bool:
+    return s.policy.name == "hysteresis"
+
+
+def load_settings(path: Path | str) -> Settings:
+    """Read and validate a settings file.
+
+    Raises:
+        SettingsError: the file is missing, not YAML, or not valid; one line per problem.
+    """
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SettingsError([f"{name}: cannot read: {e.strerror or e}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SettingsError([f"{name}: {where}not valid YAML: {problem}"]) from None
+    return parse_settings(raw, name, path.resolve())
+
+
+def dump_settings(s: Settings) -> str:
+    """The resolved settings as YAML (defaults filled in)."""
+    data = s.model_dump(mode="json", exclude={"source"})
+    return yaml.safe_dump(data, sort_keys=False)
