@@ -12,7 +12,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 import drivers.meters as meters
 import drivers.relays as relays
@@ -122,13 +122,14 @@ class Settings(_Model):
             raise ValueError("not a known timezone (e.g. Europe/Madrid, Atlantic/Canary)") from None
         return v
 
-    @model_validator(mode="after")
-    def _loads(self) -> "Settings":
-        names = [ld.name for ld in self.loads]
+    @field_validator("loads")
+    @classmethod
+    def _unique_names(cls, loads: list[LoadSettings]) -> list[LoadSettings]:
+        names = [ld.name for ld in loads]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"loads: names must be unique (got {', '.join(dup)} twice)")
-        return self
+            raise ValueError(f"names must be unique (got {', '.join(dup)} twice)")
+        return loads
 
     @property
     def tz(self) -> ZoneInfo:
@@ -151,14 +152,11 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 def _message(err: dict[str, Any]) -> str:
     t, ctx = err["type"], err.get("ctx") or {}
-    if t == "greater_than":
-        msg = f"must be > {ctx['gt']}"
-    elif t == "greater_than_equal":
-        msg = f"must be >= {ctx['ge']}"
-    elif t == "less_than":
-        msg = f"must be < {ctx['lt']}"
-    elif t == "less_than_equal":
-        msg = f"must be <= {ctx['le']}"
+    bounds = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+              "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+    if t in bounds:
+        op, key = bounds[t]
+        msg = f"must be {op} {ctx[key]:g}"
     elif t == "extra_forbidden":
         return "unknown key"
     elif t == "missing":

@@ -9,8 +9,8 @@ It reads the formats of ``shared/data`` without conversion (see that folder's RE
   **import-positive** (``net_column: powerLB``, ``net_sign: import_positive``); consumption is
   ``powerP + powerLB``.
 
-Time: the first read anchors the clock's time ``c0`` to the data time ``d0`` (``start``, or the
-first sample). A read at clock time ``t`` returns the latest sample at or before
+Time: opening the meter anchors the clock's time ``c0`` to the data time ``d0`` (``start``, or
+the first sample). A read at clock time ``t`` returns the latest sample at or before
 ``d0 + (t - c0) * speed``, stamped ``c0 + (sample - d0) / speed``. With a simulated clock starting
 at the data's first sample and ``speed: 1`` the readings carry the recorded timestamps. During a
 gap in the data the last sample is repeated with its old timestamp, so the live state goes stale as
@@ -201,13 +201,11 @@ class ReplayMeter:
         self.ctx = ctx
         self.data = ReplayData.load(settings, ctx.config_dir)
         self.d0 = (settings.start or self.data.first).timestamp()
-        self.c0: float | None = None
+        self.c0 = ctx.clock.now().timestamp()  # the clock time the data's d0 is played at
         self.span_s = self.data.t[-1] - self.data.t[0] + 10.0
 
     def read(self) -> Reading:
         now = self.ctx.clock.now().timestamp()
-        if self.c0 is None:
-            self.c0 = now
         data_t = self.d0 + (now - self.c0) * self.s.speed
         shift = 0.0
         if self.s.loop and data_t > self.data.t[-1]:

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Protocol
 
 import requests
@@ -25,6 +25,7 @@ from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 from influxdb_client import Point, WritePrecision
 
 log = logging.getLogger("gestor.store")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class StoreError(Exception):
@@ -48,7 +49,8 @@ def point(measurement: str, tags: dict[str, str], fields: dict[str, Any], at: da
         n += 1
     if n == 0:
         raise ValueError(f"point {measurement} has no field")
-    return p.time(at, WritePrecision.MS).to_line_protocol()
+    ms = (at - EPOCH) // timedelta(milliseconds=1)  # exact integer ms (the client goes via floats)
+    return p.time(ms, WritePrecision.MS).to_line_protocol()
 
 
 class Store(Protocol):

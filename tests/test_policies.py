@@ -1,0 +1,121 @@
+"""Policies on hand-computed cases. Numbers in comments are the arithmetic the assertion checks."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from gestor.policies import LoadView, Snapshot, decide, projected_wh
+from gestor.settings import PolicySettings
+
+P0 = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
+
+
+def snap(balance_wh, net_w, elapsed_s=1800, loads=None):
+    loads = loads or (LoadView("heater", 1000.0, False),)
+    return Snapshot(P0 + timedelta(seconds=elapsed_s), P0, P0 + timedelta(hours=1), balance_wh, net_w,
+                    tuple(loads))
+
+
+def wish(s, **policy):
+    return {w.load: w for w in decide(s, PolicySettings(**policy))}
+
+
+# -- time_to_consume -------------------------------------------------------------------------
+def test_projection_modes():
+    s = snap(300.0, -1000.0, elapsed_s=1800)
+    assert projected_wh(s, "none") == pytest.approx(300.0)
+    assert projected_wh(s, "average") == pytest.approx(600.0)  # 300 / 1800 s x 3600 s
+    assert projected_wh(s, "instant") == pytest.approx(-200.0)  # 300 - 1000 x 1800/3600
+
+
+def test_ttc_switches_on_when_projection_covers_the_rest_of_the_period():
+    # projected 200 + 1500 x 0.5 = 950 Wh runs 1000 W for 3420 s >= 1800 s left
+    w = wish(snap(200.0, 1500.0), name="time_to_consume")["heater"]
+    assert w.on and "projected +950 Wh" in w.reason and "1800 s left" in w.reason
+
+
+def test_ttc_stays_off_when_projection_is_short():
+    # projected 100 + 500 x 0.5 = 350 Wh runs 1000 W for 1260 s < 1800 s
+    assert not wish(snap(100.0, 500.0), name="time_to_consume")["heater"].on
+
+
+def test_ttc_time_factor_scales_the_time_left():
+    # 1260 s >= 1800 s x 0.5
+    assert wish(snap(100.0, 500.0), name="time_to_consume", time_factor=0.5)["heater"].on
+
+
+def test_ttc_on_min_wh_blocks_small_surpluses():
+    assert not wish(snap(100.0, 500.0), name="time_to_consume", time_factor=0.1, on_min_wh=400)["heater"].on
+
+
+@pytest.mark.parametrize("projection,on", [("average", True), ("none", False), ("instant", False)])
+def test_ttc_projection_modes_decide_differently(projection, on):
+    # balance 300 Wh at half time, net -1000 W now: average 600 Wh (2160 s >= 1800 s), none 300 Wh
+    # (1080 s), instant -200 Wh
+    assert wish(snap(300.0, -1000.0), name="time_to_consume", projection=projection)["heater"].on is on
+
+
+def test_ttc_keeps_a_running_load_while_the_period_would_end_positive_without_it():
+    on = (LoadView("heater", 1000.0, True, P0),)
+    # without it: 50 + (-300 + 1000) x 0.5 = +400 Wh > 0: keep
+    assert wish(snap(50.0, -300.0, loads=on), name="time_to_consume")["heater"].on
+    # without it: 50 + (-1200 + 1000) x 0.5 = -50 Wh <= 0: off
+    w = wish(snap(50.0, -1200.0, loads=on), name="time_to_consume")["heater"]
+    assert not w.on and "-50 Wh" in w.reason
+
+
+def test_ttc_end_at_wh_raises_the_bar_for_keeping_a_load():
+    on = (LoadView("heater", 1000.0, True, P0),)
+    # without it +400 Wh <= end_at 500 Wh: off
+    assert not wish(snap(50.0, -300.0, loads=on), name="time_to_consume", end_at_wh=500)["heater"].on
+
+
+def test_ttc_stacks_loads_in_priority_order_one_change_per_cycle():
+    both_off = (LoadView("heater", 1000.0, False), LoadView("pump", 700.0, False))
+    w = wish(snap(2000.0, 3000.0, loads=both_off), name="time_to_consume")
+    assert w["heater"].on and not w["pump"].on
+    first_on = (LoadView("heater", 1000.0, True, P0), LoadView("pump", 700.0, False))
+    w = wish(snap(2000.0, 3000.0, loads=first_on), name="time_to_consume")
+    assert w["heater"].on and w["pump"].on
+    both_on = (LoadView("heater", 1000.0, True, P0), LoadView("pump", 700.0, True, P0))
+    # deficit: the last one goes first. without pump: 0 + (-2000 + 700) x 0.5 = -650 Wh
+    w = wish(snap(0.0, -2000.0, loads=both_on), name="time_to_consume")
+    assert w["heater"].on and not w["pump"].on
+
+
+# -- hysteresis ------------------------------------------------------------------------------
+def H(on, since=None):
+    return (LoadView("heater", 1000.0, on, since, on_above_wh=300.0, off_below_wh=0.0),)
+
+
+@pytest.mark.parametrize("on,balance,expect", [
+    (False, 299.0, False), (False, 300.0, True), (True, 150.0, True), (True, 0.0, False), (False, 150.0, False)])
+def test_hysteresis(on, balance, expect):
+    assert wish(snap(balance, 0.0, loads=H(on)), name="hysteresis")["heater"].on is expect
+
+
+# -- min_on_time -----------------------------------------------------------------------------
+def test_min_on_time_switches_on_when_surplus_runs_the_load_long_enough():
+    # 1000 W for 300 s needs 83.3 Wh
+    assert wish(snap(90.0, 0.0), name="min_on_time", min_on_s=300)["heater"].on
+    assert not wish(snap(80.0, 0.0), name="min_on_time", min_on_s=300)["heater"].on
+
+
+@pytest.mark.parametrize("ran_s,balance,expect", [(200, 10.0, True), (300, 10.0, False), (300, 100.0, True)])
+def test_min_on_time_keeps_the_load_on_for_min_on_s(ran_s, balance, expect):
+    s = snap(balance, 0.0)
+    loads = (LoadView("heater", 1000.0, True, s.now - timedelta(seconds=ran_s)),)
+    assert wish(snap(balance, 0.0, loads=loads), name="min_on_time", min_on_s=300)["heater"].on is expect
+
+
+def test_min_on_time_shares_the_surplus_between_loads():
+    loads = (LoadView("heater", 1000.0, False), LoadView("pump", 700.0, False))
+    # 1000 W x 300 s = 83.3 Wh, then 700 W x 300 s = 58.3 Wh: 100 Wh covers only the first
+    w = wish(snap(100.0, 0.0, loads=loads), name="min_on_time", min_on_s=300)
+    assert w["heater"].on and not w["pump"].on
+    w = wish(snap(150.0, 0.0, loads=loads), name="min_on_time", min_on_s=300)
+    assert w["heater"].on and w["pump"].on
+
+
+def test_policies_are_pure():
+    s = snap(200.0, 1500.0)
+    assert decide(s, PolicySettings()) == decide(s, PolicySettings())

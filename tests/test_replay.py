@@ -1,0 +1,150 @@
+"""The replay meter on both recorded formats, its clock handling, and bad files."""
+import csv
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from drivers import DriverContext
+from drivers.meters.base import MeterError
+from drivers.meters.replay import ReplayMeter, ReplaySettings
+from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings
+from gestor.clock import SimClock
+from tests.conftest import DATA, write_csv
+
+UTC = timezone.utc
+HOUSE_HEADER = "timestamp,energyB,energyP,on_offL1,on_offL2,powerC,powerP,powerL1,powerL2,powerA"
+T0 = datetime(2022, 6, 11, 10, 0, 0, tzinfo=UTC)
+
+
+def house_settings(path, **kw):
+    return ReplaySettings(path=path, subtract_columns=["powerL1", "powerL2"], **kw)
+
+
+def meter(tmp_path, settings, start=T0):
+    clock = SimClock(start)
+    ctx = DriverContext(clock=clock, run_dir=tmp_path / "run", config_dir=tmp_path)
+    return ReplayMeter(settings, ctx), clock, ctx
+
+
+@pytest.fixture
+def house_csv(tmp_path):
+    return write_csv(tmp_path / "house.csv", HOUSE_HEADER, [
+        "2022-06-11 10:00:00.000000,0,,0,0,900,1000,700,0,100",   # base 200 W, net +800 W
+        "2022-06-11 10:00:10.000000,0,,0,0,500,1000,700,0,500",   # base max(-200, 0) = 0, net +1000
+        "2022-06-11 10:00:20.000000,0,,0,0,nan,1000,0,0,0",        # a missing value
+        "2022-06-11 10:00:30.000000,0,,0,0,300,,0,0,0",            # an empty cell
+        "2022-06-11 10:00:40.000000,0,,0,0,300,100,0,0,-200",
+        "2022-06-11 10:05:00.000000,0,,0,0,300,100,0,0,-200",      # after a 260 s gap
+    ])
+
+
+def test_house_format_base_load_and_export_positive_net(tmp_path, house_csv):
+    m, clock, _ = meter(tmp_path, house_settings(house_csv))
+    r = m.read()
+    assert r.at == T0 and r.at.tzinfo is not None
+    assert (r.production_w, r.consumption_w, r.net_w) == (1000.0, 200.0, 800.0)
+    clock.advance(10)
+    r = m.read()
+    assert (r.consumption_w, r.net_w) == (0.0, 1000.0)
+
+
+def test_missing_values_are_missing_readings_never_zeros(tmp_path, house_csv):
+    m, clock, _ = meter(tmp_path, house_settings(house_csv))
+    clock.advance(20)
+    with pytest.raises(MeterError, match="no value"):
+        m.read()
+    clock.advance(10)
+    with pytest.raises(MeterError, match="no value"):
+        m.read()
+    clock.advance(10)
+    assert m.read().net_w == -200.0  # and the next good sample reads fine
+
+
+def test_a_gap_in_the_data_repeats_the_old_sample_so_it_goes_stale(tmp_path, house_csv):
+    m, clock, _ = meter(tmp_path, house_settings(house_csv))
+    clock.advance(200)
+    assert m.read().at == T0 + timedelta(seconds=40)
+
+
+def test_speed_maps_clock_time_to_data_time(tmp_path, house_csv):
+    m, clock, _ = meter(tmp_path, house_settings(house_csv, speed=10.0))
+    m.read()
+    clock.advance(1.0)  # 10 s of data
+    r = m.read()
+    assert r.net_w == 1000.0
+    assert r.at == T0 + timedelta(seconds=1)  # stamped in the clock's time
+
+
+def test_end_of_file_is_an_error_unless_looping(tmp_path, house_csv):
+    m, clock, _ = meter(tmp_path, house_settings(house_csv))
+    m.read()
+    clock.advance(3600)
+    with pytest.raises(MeterError, match="ended"):
+        m.read()
+    m, clock, _ = meter(tmp_path, house_settings(house_csv, loop=True))
+    m.read()
+    clock.advance(310)  # a lap is the span, 300 s, plus one sample interval: back to the first sample
+    r = m.read()
+    assert r.net_w == 800.0 and r.at == T0 + timedelta(seconds=310)
+
+
+def test_simulated_loads_are_added_to_consumption(tmp_path, house_csv):
+    m, clock, ctx = meter(tmp_path, house_settings(house_csv))
+    relay = SimulatedRelay(SimulatedRelaySettings(), ctx, "water_heater", 1000.0)
+    relay.set(True)
+    r = m.read()
+    assert (r.consumption_w, r.net_w) == (1200.0, -200.0)
+    relay.set(False)
+    assert m.read().net_w == 800.0
+
+
+def test_winter_format_import_positive_net_is_flipped(tmp_path):
+    f = write_csv(tmp_path / "winter.csv", "id,timestamp,powerP,powerLB",
+                  ["0,2022-02-01T15:57:50,500.0,200.0", "1,2022-02-01T15:58:00,800.0,-300.0"])
+    s = ReplaySettings(path=f, consumption_column=None, net_column="powerLB", net_sign="import_positive")
+    m, clock, _ = meter(tmp_path, s, datetime(2022, 2, 1, 15, 57, 50, tzinfo=UTC))
+    r = m.read()
+    assert (r.production_w, r.consumption_w, r.net_w) == (500.0, 700.0, -200.0)  # importing 200 W
+    clock.advance(10)
+    r = m.read()
+    assert (r.production_w, r.consumption_w, r.net_w) == (800.0, 500.0, 300.0)  # exporting 300 W
+
+
+def test_real_house_file_first_sample():
+    path = DATA / "house-2022-06-11_13.csv"
+    with open(path) as f:
+        row = next(csv.DictReader(f))
+    s = house_settings(path)
+    clock = SimClock(datetime.fromisoformat(row["timestamp"]).replace(tzinfo=UTC))
+    m = ReplayMeter(s, DriverContext(clock, Path("/nonexistent"), Path(".")))
+    r = m.read()
+    base = max(float(row["powerC"]) - float(row["powerL1"]) - float(row["powerL2"]), 0.0)
+    assert r.consumption_w == pytest.approx(base)
+    assert r.net_w == pytest.approx(float(row["powerP"]) - base)
+    assert len(m.data.t) == 25901
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MeterError) as e:
+        meter(tmp_path, house_settings(tmp_path / "nope.csv"))
+    assert str(e.value) == f"replay file {tmp_path / 'nope.csv'}: No such file or directory"
+
+
+def test_missing_columns_are_named(tmp_path):
+    f = write_csv(tmp_path / "x.csv", "timestamp,powerP", ["2022-06-11 10:00:00,1"])
+    with pytest.raises(MeterError) as e:
+        meter(tmp_path, house_settings(f))
+    assert "no column powerC, powerL1, powerL2 (it has: timestamp, powerP)" in str(e.value)
+
+
+def test_malformed_rows_name_the_line(tmp_path):
+    f = write_csv(tmp_path / "x.csv", HOUSE_HEADER, ["2022-06-11 10:00:00,0,,0,0,1,1,0,0,0",
+                                                     "yesterday,0,,0,0,1,1,0,0,0"])
+    with pytest.raises(MeterError, match=r"line 3: bad timestamp 'yesterday'"):
+        meter(tmp_path, house_settings(f))
+
+
+def test_relative_path_is_resolved_from_the_settings_folder(tmp_path, house_csv):
+    m, _, _ = meter(tmp_path, house_settings(Path("house.csv")))
+    assert m.read().net_w == 800.0
