@@ -1,0 +1,135 @@
+"""The commands a user runs: stop-loads, and clear one-line errors for bad input."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from drivers import DriverContext
+from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings
+from gestor.clock import WallClock
+from tests.conftest import DATA, example_raw, free_port
+
+GESTOR = [sys.executable, "-m", "gestor.cli"]
+STOP = [sys.executable, "-m", "stop_loads"]
+
+
+def settings_file(tmp_path: Path, store=None, **changes) -> Path:
+    raw = example_raw()
+    raw["meter"]["path"] = str(DATA / "house-2022-06-11_13.csv")
+    raw["paths"] = {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")}
+    raw["store"] = store or {"kind": "none"}
+    for k, v in changes.items():
+        raw[k] = v
+    f = tmp_path / "settings.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return f
+
+
+def relay(tmp_path, load, power_w=1000.0):
+    ctx = DriverContext(WallClock(), tmp_path / "run", tmp_path)
+    return SimulatedRelay(SimulatedRelaySettings(), ctx, load, power_w)
+
+
+def run(cmd):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_stop_loads_switches_everything_off_and_sets_the_latch(tmp_path):
+    f = settings_file(tmp_path)
+    relay(tmp_path, "water_heater").set(True)
+    relay(tmp_path, "pool_pump", 700).set(True)
+    p = run(STOP + ["--config", str(f)])
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert "stop latch set" in lines[0]
+    table = {ln.split()[0]: ln.split() for ln in lines[1:]}
+    assert table["water_heater"][1:5] == ["simulated", "on", "off", "OK"]
+    assert table["pool_pump"][1:5] == ["simulated", "on", "off", "OK"]
+    assert relay(tmp_path, "water_heater").state() is False
+    assert (tmp_path / "state" / "stop.latch").exists()
+    p = run(STOP + ["--config", str(f), "--release"])
+    assert p.returncode == 0 and "released" in p.stdout
+    assert not (tmp_path / "state" / "stop.latch").exists()
+
+
+def test_stop_loads_says_loudly_when_a_relay_does_not_confirm(tmp_path):
+    raw_loads = example_raw()["loads"]
+    raw_loads[1]["relay"] = {"driver": "simulated", "fault": "no_answer"}
+    f = settings_file(tmp_path, loads=raw_loads)
+    relay(tmp_path, "water_heater").set(True)
+    p = run(STOP + ["--config", str(f)])
+    assert p.returncode == 1
+    assert "STOP-LOADS: load pool_pump NOT CONFIRMED OFF (simulated): simulated relay pool_pump: no answer" in p.stderr
+    assert relay(tmp_path, "water_heater").state() is False  # the others still went off
+    assert (tmp_path / "state" / "stop.latch").exists()  # and the latch is set first
+
+
+def test_stop_loads_stuck_relay_is_reported(tmp_path):
+    raw_loads = example_raw()["loads"]
+    raw_loads[0]["relay"] = {"driver": "simulated", "fault": "stuck_on"}
+    f = settings_file(tmp_path, loads=raw_loads)
+    p = run(STOP + ["--config", str(f), "--no-latch"])
+    assert p.returncode == 1 and "water_heater NOT CONFIRMED OFF" in p.stderr
+    assert not (tmp_path / "state" / "stop.latch").exists()
+
+
+def test_stop_loads_console_script_and_gestor_subcommand_agree(tmp_path):
+    f = settings_file(tmp_path)
+    assert run(GESTOR + ["stop-loads", "--config", str(f), "--no-latch"]).returncode == 0
+
+
+def test_monitoring_with_a_missing_csv_says_so_in_one_line(tmp_path):
+    raw = example_raw()["meter"]
+    raw["path"] = str(tmp_path / "missing.csv")
+    f = settings_file(tmp_path, meter=raw)
+    p = run(GESTOR + ["monitoring", "--config", str(f)])
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        f"gestor monitoring: error: replay file {tmp_path / 'missing.csv'}: No such file or directory")
+    assert "Traceback" not in p.stderr
+
+
+def test_csv_without_the_mapped_columns(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,power\n2022-06-11 10:00:00,5\n")
+    raw = example_raw()["meter"]
+    raw["path"] = str(bad)
+    f = settings_file(tmp_path, meter=raw)
+    p = run(GESTOR + ["monitoring", "--config", str(f)])
+    assert p.returncode == 1 and "no column timestamp, powerP, powerC, powerL1, powerL2" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_unreachable_influxdb_names_the_address(tmp_path):
+    port = free_port()  # nothing listens there
+    f = settings_file(tmp_path, store={"kind": "influxdb1", "host": "127.0.0.1", "port": port})
+    for daemon in ("monitoring", "managing"):
+        p = run(GESTOR + [daemon, "--config", str(f)])
+        assert p.returncode == 1
+        assert f"gestor {daemon}: error: InfluxDB at http://127.0.0.1:{port} unreachable" in p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_unknown_driver_stops_before_anything_starts(tmp_path):
+    f = settings_file(tmp_path, meter={"driver": "sdm999"})
+    p = run(GESTOR + ["managing", "--config", str(f)])
+    assert p.returncode == 2 and "meter.driver: unknown driver 'sdm999'" in p.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_demo_runs_and_prints_the_table(influxd, influx_db):
+    p = run(GESTOR + ["demo", "--days", "0.125", "--speed", "0", "--influx-port", str(influxd.port),
+                      "--database", influx_db])
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "hour (Europe/Madrid)" in out and "surplus captured" in out
+    hours = [ln for ln in out.splitlines() if re.match(r"2022-06-11 0\d:00( \*)?\s+\d", ln)]
+    assert len(hours) == 3  # 02:00, 03:00, 04:00 CEST
+    assert f"-database {influx_db}" in out
+    c = influxd.client(influx_db)
+    assert len(list(c.query("SELECT * FROM period").get_points())) == 3
+    c.close()
