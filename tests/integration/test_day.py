@@ -137,6 +137,17 @@ def test_hourly_balances_equal_an_independent_integration_within_a_tenth_of_a_wh
         assert p["balance_wh"] == pytest.approx(expected[p["time"] // 1000], abs=0.1), p
 
 
+def test_last_running_balance_of_each_hour_is_that_hours_final_balance(day):
+    """What `SELECT last(balance_wh) FROM balance GROUP BY time(1h)` shows a user: the running
+    balance at the hour's last reading, short of the final only by the last <=10 s of that hour."""
+    final = {p["time"]: p["balance_wh"] for p in day.q("SELECT balance_wh FROM period")}
+    last = day.q("SELECT last(balance_wh) FROM balance WHERE time >= '2022-06-11T00:00:00Z' "
+                 "AND time < '2022-06-12T00:00:00Z' GROUP BY time(1h)")
+    assert len(last) == 24
+    for p in last:
+        assert p["last"] == pytest.approx(final[p["time"]], abs=12.0), p  # <= 10.4 s x ~4 kW
+
+
 def test_every_switch_has_a_decision_with_a_reason(day):
     decisions = {(p["load"], p["time"]): p for p in day.q('SELECT "on", ok, reason, load FROM decision')}
     switches = 0
@@ -149,7 +160,7 @@ def test_every_switch_has_a_decision_with_a_reason(day):
                 assert d["ok"] and d["on"] == on and len(d["reason"]) > 10
                 switches += 1
             prev = on
-    assert switches == day.mgr.switches_total - 0  # every confirmed switch shows up in `load`
+    assert switches == day.mgr.switches_total  # every confirmed switch shows up in `load`
     assert switches >= 10
 
 
