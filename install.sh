@@ -61,21 +61,8 @@ PY
 start_demo_influxd() {
   local port=$1 dir="$HERE/.demo/influxdb"
   mkdir -p "$dir"
-  cat > "$dir/influxdb.conf" <<CONF
-reporting-disabled = true
-bind-address = "127.0.0.1:$((port + 2))"
-[meta]
-  dir = "$dir/meta"
-[data]
-  dir = "$dir/data"
-  wal-dir = "$dir/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:$port"
-  log-enabled = false
-CONF
+  sed -e "s#@DIR@#$dir#g" -e "s#@HTTP_PORT@#$port#g" -e "s#@RPC_PORT@#$((port + 2))#g" \
+    "$HERE/config/influxd-local.conf.in" > "$dir/influxdb.conf"
   say "influxdb: starting a throwaway influxd on 127.0.0.1:$port (data in $dir)"
   setsid influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 < /dev/null &
   echo $! > "$dir/influxd.pid"

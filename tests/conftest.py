@@ -52,21 +52,9 @@ def influxd(tmp_path_factory) -> InfluxServer:
     d = tmp_path_factory.mktemp("influxdb")
     port, rpc = free_port(), free_port()
     conf = d / "influxdb.conf"
-    conf.write_text(f"""
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc}"
-[meta]
-  dir = "{d}/meta"
-[data]
-  dir = "{d}/data"
-  wal-dir = "{d}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:{port}"
-  log-enabled = false
-""")
+    template = (REPO / "config" / "influxd-local.conf.in").read_text()
+    conf.write_text(template.replace("@DIR@", str(d)).replace("@HTTP_PORT@", str(port))
+                    .replace("@RPC_PORT@", str(rpc)))
     log = open(d / "influxd.log", "wb")
     proc = subprocess.Popen([exe, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30

@@ -10,6 +10,15 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``. Raises ValueError (for settings validators) if unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not a known timezone (e.g. Europe/Madrid, Atlantic/Canary, UTC)") from None
 
 
 class Clock(Protocol):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 import drivers.meters as meters
 import drivers.relays as relays
+from gestor.clock import zone
 
 
 class SettingsError(Exception):
@@ -116,10 +117,7 @@ class Settings(_Model):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not a known timezone (e.g. Europe/Madrid, Atlantic/Canary)") from None
+        zone(v)
         return v
 
     @field_validator("loads")

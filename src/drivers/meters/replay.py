@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import field_validator, model_validator
 
 from drivers import DriverContext
 from drivers.meters.base import MeterError, MeterSettings, Reading, check_plausible, register_meter
 from drivers.relays.simulated import simulated_loads_power_w
+from gestor.clock import zone
 
 
 class ReplaySettings(MeterSettings):
@@ -63,10 +64,7 @@ class ReplaySettings(MeterSettings):
     @field_validator("timestamp_tz")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not a known timezone (e.g. UTC, Europe/Madrid)") from None
+        zone(v)
         return v
 
     @model_validator(mode="after")
