@@ -29,6 +29,10 @@ from gestor.settings import LoadSettings, Settings
 
 log = logging.getLogger("gestor.managing")
 STATE_FILE = "managing.json"
+# The state file lives on the SD card: write it once a minute, at each period's close and on exit.
+# A restart loses nothing meanwhile: the live state holds the last readings, and the balance
+# re-integrates those newer than the persisted one.
+PERSIST_EVERY_S = 60.0
 
 
 @dataclass
@@ -37,7 +41,6 @@ class LoadRuntime:
     relay: Relay
     on: bool | None = False          # None: unknown (the last command was not confirmed)
     since: datetime | None = None    # last confirmed switch
-    switches: int = 0                # in the current period
     on_s: dict[str, float] = field(default_factory=dict)  # period start (iso) → seconds on
     reason: str = ""
 
@@ -60,7 +63,7 @@ class Managing:
         self.state_path = Path(settings.paths.state_dir) / STATE_FILE
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
         self.last_cycle_at: datetime | None = None
-        self.period_key: str | None = None
+        self.persisted_at: datetime | None = None
         self.closed: list[PeriodSummary] = []
         self.switches_total = 0
         self._restore()
@@ -87,9 +90,9 @@ class Managing:
         self._account_loads(now)
         last = self.balance.last
         new = [r for r in read_live(self.s.paths.run_dir) if last is None or r.at > last.at]
-        for r in new:
-            for p in self.balance.update(r):
-                self._close_period(p)
+        closed = [p for r in new for p in self.balance.update(r)]
+        for p in closed:
+            self._close_period(p)
         reading = self.balance.last
         start, end = self.balance.bounds(now)
         cur = self.balance.current
@@ -118,7 +121,8 @@ class Managing:
                                 {"on": bool(ld.on), "power_w": ld.cfg.power_w if ld.on else 0.0}, now)
                           for ld in self.loads])
         self.last_cycle_at = now
-        self._persist()
+        if closed or self.persisted_at is None or (now - self.persisted_at).total_seconds() >= PERSIST_EVERY_S:
+            self._persist()
         return final
 
     def _command(self, ld: LoadRuntime, on: bool, reason: str, now: datetime,
@@ -134,7 +138,6 @@ class Managing:
             error = str(e)
         if error is None:
             if ld.on != on:
-                ld.switches += 1
                 self.switches_total += 1
                 ld.since = now
             ld.on, ld.reason = on, reason
@@ -149,11 +152,6 @@ class Managing:
     # -- accounting --------------------------------------------------------------------------
     def _account_loads(self, now: datetime) -> None:
         """Add each load's on-time since the last cycle, split at period boundaries."""
-        key = self.balance.bounds(now)[0].isoformat()
-        if key != self.period_key:
-            for ld in self.loads:
-                ld.switches = 0
-            self.period_key = key
         if self.last_cycle_at is None or now <= self.last_cycle_at:
             return
         t = self.last_cycle_at
@@ -181,6 +179,7 @@ class Managing:
 
     # -- restart within a period -------------------------------------------------------------
     def _persist(self) -> None:
+        self.persisted_at = self.clock.now()
         state = {"balance": self.balance.to_state(), "on_s": {ld.name: ld.on_s for ld in self.loads}}
         atomic_write_text(self.state_path, json.dumps(state))
 
