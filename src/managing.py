@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from drivers.meters import Reading
 from drivers.relays import Relay, RelayError
 from drivers.store.influx import Store, point
 from gestor.balance import Balance, PeriodSummary
