@@ -1,0 +1,60 @@
+"""The systemd units parse cleanly (`systemd-analyze verify`: rc 0 and nothing on stderr, since it
+returns 0 on many parse errors) and keep the safety settings the README promises."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+UNITS = ["gestor-monitoring.service", "gestor-managing.service"]
+
+
+def units_pointing_at_this_venv(tmp_path: Path) -> list[Path]:
+    """Copies of the units whose /opt/gestor/venv/bin/ paths point at the running venv, so that
+    verify can check the executables exist."""
+    bindir = str(Path(sys.executable).parent) + "/"
+    out = []
+    for name in UNITS:
+        f = tmp_path / name
+        f.write_text((REPO / "daemons" / name).read_text().replace("/opt/gestor/venv/bin/", bindir))
+        out.append(f)
+    return out
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_units_verify_cleanly(tmp_path):
+    files = units_pointing_at_this_venv(tmp_path)
+    p = subprocess.run(["systemd-analyze", "verify", *map(str, files)], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+def _service(name: str) -> dict[str, list[str]]:
+    text = (REPO / "daemons" / name).read_text()
+    values: dict[str, list[str]] = {}
+    section = None
+    for line in text.splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif "=" in line and not line.startswith("#") and section == "Service":
+            k, v = line.split("=", 1)
+            values.setdefault(k, []).append(v)
+    return values
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_units_are_notify_with_watchdog_and_hardened(name):
+    s = _service(name)
+    assert s["Type"] == ["notify"] and s["Restart"] == ["on-failure"]
+    assert int(s["WatchdogSec"][0]) >= 30
+    assert s["ProtectSystem"] == ["strict"] and s["NoNewPrivileges"] == ["yes"]
+    assert s["StateDirectory"] == ["gestor"] and s["RuntimeDirectory"] == ["gestor"]
+    assert s["RuntimeDirectoryPreserve"] == ["yes"]  # both units share /run/gestor
+
+
+def test_managing_switches_the_loads_off_whenever_it_stops():
+    s = _service("gestor-managing.service")
+    (post,) = s["ExecStopPost"]
+    assert post.split()[0].endswith("/stop-loads") and "--no-latch" in post.split()
