@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -63,7 +64,7 @@ class Managing:
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
         self.last_cycle_at: datetime | None = None
         self.persisted_at: datetime | None = None
-        self.closed: list[PeriodSummary] = []
+        self.closed: deque[PeriodSummary] = deque(maxlen=96)  # recent closed periods (bounded: runs for years)
         self.switches_total = 0
         self._restore()
 
