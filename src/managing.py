@@ -24,7 +24,7 @@ from gestor.daemon import context, open_relays, run_loop
 from gestor.files import atomic_write_text
 from gestor.guards import GuardState, LoadLimits, apply_guards
 from gestor.livestate import is_latched, read_live
-from gestor.policies import LoadView, Snapshot, Wish, decide
+from gestor.policies import LoadView, Snapshot, Wish, decide, projected_wh
 from gestor.settings import LoadSettings, Settings
 
 log = logging.getLogger("gestor.managing")
@@ -102,10 +102,10 @@ class Managing:
                                ld.cfg.on_above_wh, ld.cfg.off_below_wh) for ld in self.loads)
         snap = Snapshot(now, start, end, bal, net, views)
         if new:  # the balance of the period the reading belongs to, stamped with the reading
-            left_s = (cur.end - reading.at).total_seconds()
+            at_reading = Snapshot(reading.at, cur.start, cur.end, cur.balance_wh, reading.net_w, ())
             self.store.write([point("balance", {**self.tags, "period_s": str(self.s.billing.period_s)},
                                     {"balance_wh": cur.balance_wh,
-                                     "projected_wh": cur.balance_wh + reading.net_w * left_s / 3600.0},
+                                     "projected_wh": projected_wh(at_reading, "instant")},
                                     reading.at)])
         age = (now - reading.at).total_seconds() if reading else None
         wishes = decide(snap, self.s.policy)

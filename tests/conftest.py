@@ -111,6 +111,22 @@ def make_settings(tmp_path: Path, influxd: InfluxServer | None = None, database:
     return parse_settings(raw, "settings.yaml", tmp_path / "settings.yaml")
 
 
+def settings_file(tmp_path: Path, store: dict | None = None, meter_updates: dict | None = None,
+                  **changes) -> Path:
+    """The shipped example written to tmp_path/settings.yaml: the house recording as meter (with
+    ``meter_updates`` merged in), paths under tmp_path, ``store`` (default none), and top-level
+    keys replaced by ``changes``."""
+    raw = example_raw()
+    raw["meter"]["path"] = str(DATA / "house-2022-06-11_13.csv")
+    raw["meter"].update(meter_updates or {})
+    raw["paths"] = {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")}
+    raw["store"] = store or {"kind": "none"}
+    raw.update(changes)
+    f = tmp_path / "settings.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return f
+
+
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:
     path.write_text(header + "\n" + "\n".join(rows) + "\n")
     return path

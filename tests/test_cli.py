@@ -4,29 +4,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
-
-import yaml
 
 from drivers import DriverContext
 from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings
 from gestor.clock import WallClock
-from tests.conftest import DATA, example_raw, free_port
+from tests.conftest import example_raw, free_port, settings_file
 
 GESTOR = [sys.executable, "-m", "gestor.cli"]
 STOP = [sys.executable, "-m", "stop_loads"]
-
-
-def settings_file(tmp_path: Path, store=None, **changes) -> Path:
-    raw = example_raw()
-    raw["meter"]["path"] = str(DATA / "house-2022-06-11_13.csv")
-    raw["paths"] = {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")}
-    raw["store"] = store or {"kind": "none"}
-    for k, v in changes.items():
-        raw[k] = v
-    f = tmp_path / "settings.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    return f
 
 
 def relay(tmp_path, load, power_w=1000.0):

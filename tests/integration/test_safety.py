@@ -10,15 +10,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import yaml
-
 import managing
 import monitoring
 import stop_loads
 from drivers.store.influx import NullStore
 from gestor.clock import SimClock
 from gestor.lockstep import run_lockstep
-from tests.conftest import example_raw, make_settings, write_csv
+from tests.conftest import make_settings, settings_file, write_csv
 
 UTC = timezone.utc
 T0 = datetime(2022, 6, 11, 10, 0, 0, tzinfo=UTC)
@@ -68,20 +66,9 @@ def test_stale_meter_switches_every_load_off_then_recovers(tmp_path):
     assert any(all(on) for t, on, _ in trace if t > T0 + timedelta(minutes=25))  # back on after
 
 
-def settings_file(tmp_path: Path, csv: Path, **extra) -> Path:
-    raw = example_raw()
-    raw["meter"].update(path=str(csv), loop=True)
-    raw["paths"] = {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")}
-    raw["store"] = {"kind": "none"}
-    raw.update(extra)
-    f = tmp_path / "settings.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    return f
-
-
 def test_stop_latch_keeps_loads_off_until_released(tmp_path):
     csv = sunny_csv(tmp_path / "sun.csv", 60)
-    f = settings_file(tmp_path, csv)
+    f = settings_file(tmp_path, meter_updates={"path": str(csv), "loop": True})
     s = make_settings(tmp_path, meter={"path": str(csv)})
     clock = SimClock(T0)
     mon = monitoring.Monitoring(s, clock, NullStore())
@@ -120,7 +107,7 @@ def test_daemons_as_processes_switch_on_and_sigterm_switches_off(tmp_path):
     """The real `gestor monitoring` and `gestor managing` processes on the wall clock: managing
     switches the loads on under surplus, and SIGTERM leaves every load off."""
     csv = sunny_csv(tmp_path / "sun.csv", 60)
-    f = settings_file(tmp_path, csv, monitoring={"interval_s": 0.5},
+    f = settings_file(tmp_path, meter_updates={"path": str(csv), "loop": True}, monitoring={"interval_s": 0.5},
                       managing={"interval_s": 0.5, "stale_after_s": 30})
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
