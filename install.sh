@@ -118,6 +118,8 @@ cmd_install() {
     say "wrote /etc/gestor/settings.yaml (replay meter, simulated relays: edit it for your hardware)"
   fi
   cp "$HERE/config/settings.yaml" "$prefix/settings.example.yaml"
+  mkdir -p /etc/gestor/meters
+  cp -n "$HERE"/config/meters/*.yaml /etc/gestor/meters/   # register maps; edited ones are kept
   gestor check --config /etc/gestor/settings.yaml >/dev/null
   say "done. Check settings with: gestor check --config /etc/gestor/settings.yaml"
   say "systemd units are not installed yet: run 'gestor monitoring' and 'gestor managing' by hand"

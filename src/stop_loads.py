@@ -12,7 +12,8 @@ import argparse
 import os
 import socket
 import sys
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from drivers.relays import RELAYS, RelayError

@@ -3,77 +3,28 @@ for the whole session, a fresh database per test, settings built from the shippe
 from __future__ import annotations
 
 import copy
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from influxdb import InfluxDBClient
 
 from gestor.settings import Settings, parse_settings
+from tests.influxd import InfluxServer, free_port, start_influxd  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 EXAMPLE = REPO / "config" / "settings.yaml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class InfluxServer:
-    host: str
-    port: int
-    proc: subprocess.Popen
-    dir: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def client(self, database: str | None = None) -> InfluxDBClient:
-        return InfluxDBClient(self.host, self.port, database=database, timeout=10)
-
-
 @pytest.fixture(scope="session")
 def influxd(tmp_path_factory) -> InfluxServer:
-    exe = shutil.which("influxd")
-    if exe is None:
-        pytest.fail("influxd not found: install Debian's influxdb package (./install.sh --test does)")
-    d = tmp_path_factory.mktemp("influxdb")
-    port, rpc = free_port(), free_port()
-    conf = d / "influxdb.conf"
-    template = (REPO / "config" / "influxd-local.conf.in").read_text()
-    conf.write_text(template.replace("@DIR@", str(d)).replace("@HTTP_PORT@", str(port))
-                    .replace("@RPC_PORT@", str(rpc)))
-    log = open(d / "influxd.log", "wb")
-    proc = subprocess.Popen([exe, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"influxd did not start: {(d / 'influxd.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-    yield InfluxServer("127.0.0.1", port, proc, d)
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        server = start_influxd(tmp_path_factory.mktemp("influxdb"))
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -91,14 +42,17 @@ def example_raw() -> dict:
 
 
 def make_settings(tmp_path: Path, influxd: InfluxServer | None = None, database: str | None = None,
-                  **overrides) -> Settings:
+                  meter_section: dict | None = None, **overrides) -> Settings:
     """Settings from the shipped example with paths under tmp_path, the test InfluxDB (or none),
-    and ``overrides`` merged in (dicts are merged one level deep, other values replaced)."""
+    and ``overrides`` merged in (dicts are merged one level deep, other values replaced).
+    ``meter_section`` replaces the replay meter section whole."""
     raw = copy.deepcopy(example_raw())
     raw["meter"]["path"] = str(DATA / "house-2022-06-11_13.csv")
     raw["meter"]["loop"] = False
     raw["paths"] = {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")}
     raw["site"] = "test"
+    if meter_section is not None:  # a whole other meter section (other driver)
+        raw["meter"] = meter_section
     if influxd is not None:
         raw["store"] = {"kind": "influxdb1", "host": influxd.host, "port": influxd.port, "database": database}
     else:

@@ -1,4 +1,4 @@
-"""``gestor <command>``: monitoring, managing, stop-loads, check, demo.
+"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, demo.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -37,7 +37,46 @@ def _check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     print(f"# {args.config}: valid. Resolved settings (defaults filled in):")
     print(dump_settings(settings), end="")
+    if getattr(args, "read", False):
+        print()
+        return _meter_test(args)
     return 0
+
+
+def _fmt(v: float | None, unit: str) -> str:
+    return "-" if v is None else f"{v:,.1f} {unit}"
+
+
+def _meter_test(args: argparse.Namespace) -> int:
+    """Read the configured meter ``--count`` times and print each reading with units."""
+    from drivers import DriverContext
+    from gestor.daemon import open_meter
+    settings = load_settings(args.config)
+    clock = WallClock()
+    interval = args.interval if args.interval is not None else settings.monitoring.interval_s
+    meter = open_meter(settings, DriverContext(clock, settings.paths.run_dir, settings.config_dir))
+    print(f"meter: {settings.meter.driver}; {args.count} reads, {interval:g} s apart. "
+          "net is export-positive: with the sun up and little consumption it must be > 0.")
+    print(f"{'#':>2}  {'time':8}  {'net':>12}  {'production':>12}  {'consumption':>12}  "
+          f"{'import total':>16}  {'export total':>16}")
+    ok = 0
+    try:
+        for i in range(args.count):
+            if i:
+                clock.sleep(interval)
+            try:
+                r = meter.read()
+            except MeterError as e:
+                print(f"{i + 1:>2}  {clock.now().astimezone(settings.tz):%H:%M:%S}  FAILED: {e}")
+                continue
+            ok += 1
+            print(f"{i + 1:>2}  {r.at.astimezone(settings.tz):%H:%M:%S}  {_fmt(r.net_w, 'W'):>12}  "
+                  f"{_fmt(r.production_w, 'W'):>12}  {_fmt(r.consumption_w, 'W'):>12}  "
+                  f"{_fmt(r.import_wh_total, 'Wh'):>16}  {_fmt(r.export_wh_total, 'Wh'):>16}")
+    finally:
+        meter.close()
+    print(f"{ok} of {args.count} reads succeeded.")
+    return 0 if ok == args.count else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -54,9 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     for name, help_ in (("monitoring", "run the monitoring daemon (meter → InfluxDB, live state)"),
                         ("managing", "run the managing daemon (balance → policy → relays)"),
-                        ("check", "validate settings and print them resolved")):
+                        ("check", "validate settings and print them resolved"),
+                        ("meter-test", "read the configured meter a few times and print the readings")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
+        if name in ("check", "meter-test"):
+            if name == "check":
+                p.add_argument("--read", action="store_true", help="then read the meter (as meter-test)")
+            p.add_argument("--count", type=int, default=5, help="reads (default 5)")
+            p.add_argument("--interval", type=float, default=None,
+                           help="seconds between reads (default monitoring.interval_s)")
     sub.add_parser("stop-loads", help="emergency stop: every load off, latch set (see stop-loads -h)")
     d = sub.add_parser("demo", help="run monitoring and managing on recorded real data, then show the day")
     d.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "config" / "settings.yaml"))
@@ -73,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             return _daemon(args, args.command)
         if args.command == "check":
             return _check(args)
+        if args.command == "meter-test":
+            return _meter_test(args)
         if args.command == "demo":
             return _demo(args)
     except SettingsError as e:

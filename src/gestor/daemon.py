@@ -13,6 +13,7 @@ import sdnotify
 
 from drivers import DriverContext
 from drivers.meters import METERS, Meter
+from drivers.meters.base import CheckedMeter
 from drivers.relays import RELAYS, Relay
 from gestor.clock import Clock
 from gestor.settings import Settings
@@ -30,7 +31,7 @@ def context(settings: Settings, clock: Clock) -> DriverContext:
 
 def open_meter(settings: Settings, ctx: DriverContext) -> Meter:
     _, factory = METERS[settings.meter.driver]
-    return factory(settings.meter, ctx)
+    return CheckedMeter(factory(settings.meter, ctx), settings.meter.max_abs_power_w)
 
 
 def open_relays(settings: Settings, ctx: DriverContext) -> dict[str, Relay]:

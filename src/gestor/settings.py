@@ -177,7 +177,8 @@ def _errors(prefix: str, exc: ValidationError, base: tuple[Any, ...] = ()) -> li
 
 
 def _validate_driver(prefix: str, loc: tuple[Any, ...], raw: dict[str, Any],
-                     registry: dict[str, tuple[type[BaseModel], Any]], errors: list[str]) -> BaseModel | None:
+                     registry: dict[str, tuple[type[BaseModel], Any]], errors: list[str],
+                     config_dir: Path) -> BaseModel | None:
     driver = raw.get("driver")
     if not isinstance(driver, str):
         return None  # phase 1 already said "driver: required" or "must be a string"
@@ -187,7 +188,7 @@ def _validate_driver(prefix: str, loc: tuple[Any, ...], raw: dict[str, Any],
         return None
     model = registry[driver][0]
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context={"config_dir": config_dir})
     except ValidationError as e:
         errors.extend(_errors(prefix, e, loc))
         return None
@@ -198,6 +199,7 @@ def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = 
     if not isinstance(raw, dict):
         raise SettingsError([f"{name}: (top level): must be a mapping of keys (got {type(raw).__name__})"])
     errors: list[str] = []
+    config_dir = source.parent if source else Path.cwd()
     try:
         s = Settings.model_validate(raw)
     except ValidationError as e:
@@ -207,12 +209,13 @@ def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = 
     meter_raw = raw.get("meter")
     meter = None
     if isinstance(meter_raw, dict):
-        meter = _validate_driver(name, ("meter",), meter_raw, meters.METERS, errors)
+        meter = _validate_driver(name, ("meter",), meter_raw, meters.METERS, errors, config_dir)
     loads_raw = raw.get("loads") if isinstance(raw.get("loads"), list) else []
     relays_ok = []
     for i, ld in enumerate(loads_raw):
         if isinstance(ld, dict) and isinstance(ld.get("relay"), dict):
-            relays_ok.append(_validate_driver(name, ("loads", i, "relay"), ld["relay"], relays.RELAYS, errors))
+            relays_ok.append(_validate_driver(name, ("loads", i, "relay"), ld["relay"], relays.RELAYS, errors,
+                                               config_dir))
     if s is not None and policy_needs_thresholds(s) and not errors:
         for i, ld in enumerate(s.loads):
             if ld.on_above_wh is None or ld.off_below_wh is None:

@@ -97,3 +97,35 @@ def check_plausible(reading: Reading, max_abs_power_w: float) -> Reading:
         if v is not None and abs(v) > max_abs_power_w:
             raise MeterError(f"{name}={v:.0f} W is beyond max_abs_power_w={max_abs_power_w:.0f} W")
     return reading
+
+
+class CheckedMeter:
+    """Wraps any driver: every reading passes :func:`check_plausible` and the energy counters must
+    not go backwards. A backwards counter raises MeterError once and becomes the new baseline (a
+    replaced or reset meter is accepted from the next read on; the balance handles the reset)."""
+
+    def __init__(self, meter: Meter, max_abs_power_w: float) -> None:
+        self.meter = meter
+        self.max_abs_power_w = max_abs_power_w
+        self._last: dict[str, float] = {}
+
+    def read(self) -> Reading:
+        r = check_plausible(self.meter.read(), self.max_abs_power_w)
+        backwards = []
+        for name in ("import_wh_total", "export_wh_total"):
+            v = getattr(r, name)
+            if v is None:
+                continue
+            last = self._last.get(name)
+            self._last[name] = v
+            if last is not None and v < last:
+                backwards.append(f"{name} went backwards ({last:.1f} → {v:.1f} Wh)")
+        if backwards:
+            raise MeterError("; ".join(backwards))
+        return r
+
+    def close(self) -> None:
+        self.meter.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.meter, name)

@@ -1,0 +1,228 @@
+"""Device emulators on loopback HTTP: Shelly Gen1 and Gen2 (meters and relays) and an Enphase
+Envoy-S Metered, answering with the JSON shapes of their public API docs. Faults are injected by
+setting ``fault``: "timeout" (answers after ``delay_s``), "500", "truncated" (half a body),
+"garbage"; :meth:`stop`/:meth:`start` emulate a reboot on the same port.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class DeviceServer:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.fault: str | None = None
+        self.delay_s = 3.0
+        self.requests: list[str] = []
+        self._httpd: ThreadingHTTPServer | None = None
+        self.auth: tuple[str, str, str] | None = None  # ("digest"|"basic"|"bearer", user, secret)
+        self.lock = threading.Lock()
+        self._conns: set = set()
+
+    # subclasses: route(path, query) -> (status, body_dict) or (status, str)
+    def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
+        return 404, {"error": "not found"}
+
+    def stream(self, handler: BaseHTTPRequestHandler, path: str) -> bool:
+        return False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _authorized(self, h: BaseHTTPRequestHandler) -> bool:
+        if self.auth is None:
+            return True
+        kind, user, secret = self.auth
+        got = h.headers.get("Authorization", "")
+        if kind == "bearer":
+            return got == f"Bearer {secret}"
+        if kind == "basic":
+            import base64
+            return got == "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+        # digest, RFC 2617 (MD5, qop=auth), as the Envoy and Shelly Gen2 do
+        if not got.startswith("Digest "):
+            return False
+        f = dict(re.findall(r'(\w+)="?([^",]+)"?', got[7:]))
+        ha1 = hashlib.md5(f"{user}:{f.get('realm')}:{secret}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"{h.command}:{f.get('uri')}".encode()).hexdigest()
+        want = hashlib.md5(f"{ha1}:{f.get('nonce')}:{f.get('nc')}:{f.get('cnonce')}:auth:{ha2}".encode()).hexdigest()
+        return f.get("username") == user and f.get("response") == want
+
+    def start(self) -> "DeviceServer":
+        dev = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def setup(self) -> None:
+                super().setup()
+                dev._conns.add(self.connection)
+
+            def finish(self) -> None:
+                dev._conns.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                u = urlparse(self.path)
+                with dev.lock:
+                    dev.requests.append(self.path)
+                if not dev._authorized(self):
+                    self.send_response(401)
+                    if dev.auth and dev.auth[0] == "digest":
+                        self.send_header("WWW-Authenticate",
+                                         'Digest realm="enphaseenergy.com", nonce="abc123", qop="auth"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                fault = dev.fault
+                if fault == "timeout":
+                    time.sleep(dev.delay_s)
+                if fault == "500":
+                    self._send(500, b'{"error": "internal"}')
+                    return
+                if dev.stream(self, u.path):
+                    return
+                status, body = dev.route(u.path, {k: v[-1] for k, v in parse_qs(u.query).items()})
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                if fault == "truncated":
+                    data = data[: len(data) // 2]
+                if fault == "garbage":
+                    data = b"<html>rebooting</html>"
+                self._send(status, data)
+
+            def _send(self, status: int, data: bytes) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """A reboot: stop listening and drop every open connection."""
+        import socket
+        for c in list(self._conns):
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+class ShellyPro3EM(DeviceServer):
+    """Shelly Pro 3EM (Gen2 RPC): EM.GetStatus / EMData.GetStatus; phase powers import-positive."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.phases_w = [0.0, 0.0, 0.0]
+        self.total_act_wh = 0.0
+        self.total_act_ret_wh = 0.0
+
+    def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
+        if path == "/rpc/EM.GetStatus":
+            a, b, c = self.phases_w
+            return 200, {"id": 0, "a_current": 1.0, "a_voltage": 230.1, "a_act_power": a, "a_aprt_power": abs(a),
+                         "a_pf": 1, "b_current": 1.0, "b_voltage": 229.8, "b_act_power": b, "b_aprt_power": abs(b),
+                         "b_pf": 1, "c_current": 1.0, "c_voltage": 231.0, "c_act_power": c, "c_aprt_power": abs(c),
+                         "c_pf": 1, "n_current": None, "total_current": 3.0, "total_act_power": a + b + c,
+                         "total_aprt_power": abs(a) + abs(b) + abs(c), "user_calibrated_phase": []}
+        if path == "/rpc/EMData.GetStatus":
+            return 200, {"id": 0, "a_total_act_energy": 0, "a_total_act_ret_energy": 0,
+                         "total_act": self.total_act_wh, "total_act_ret": self.total_act_ret_wh}
+        return 404, {"code": 404, "message": f"No handler for {path}"}
+
+
+class ShellyGen1EM(DeviceServer):
+    """Shelly EM / 3EM (Gen1): /status with emeters[]."""
+
+    def __init__(self, port: int, channels: int = 2) -> None:
+        super().__init__(port)
+        self.power_w = [0.0] * channels
+        self.valid = [True] * channels
+        self.total_wh = [0.0] * channels
+        self.returned_wh = [0.0] * channels
+
+    def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
+        if path == "/status":
+            return 200, {"wifi_sta": {"connected": True}, "relays": [{"ison": False}],
+                         "emeters": [{"power": p, "reactive": 0.0, "voltage": 230.0, "is_valid": v,
+                                      "total": t, "total_returned": r}
+                                     for p, v, t, r in zip(self.power_w, self.valid, self.total_wh, self.returned_wh)]}
+        return 404, "Not Found"
+
+
+class Envoy(DeviceServer):
+    """Envoy-S Metered: /production.json and the /stream/meter server-sent stream."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.production_w = 0.0
+        self.consumption_w = 0.0
+        self.stream_period_s = 0.05
+        self.streams = 0
+
+    def _phases(self, total: float) -> dict:
+        return {f"ph-{x}": {"p": total / 3, "q": 0.0, "s": abs(total) / 3, "v": 230.0, "i": 1.0, "pf": 1.0, "f": 50.0}
+                for x in "abc"}
+
+    def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
+        if path == "/production.json":
+            net = self.consumption_w - self.production_w  # net-consumption: import-positive
+            return 200, {
+                "production": [{"type": "inverters", "activeCount": 12, "readingTime": 0, "wNow": self.production_w * 0.97,
+                                "whLifetime": 1e6},
+                               {"type": "eim", "activeCount": 1, "measurementType": "production", "readingTime": 0,
+                                "wNow": self.production_w, "whLifetime": 1e6}],
+                "consumption": [{"type": "eim", "activeCount": 1, "measurementType": "total-consumption",
+                                 "readingTime": 0, "wNow": self.consumption_w, "whLifetime": 2e6},
+                                {"type": "eim", "activeCount": 1, "measurementType": "net-consumption",
+                                 "readingTime": 0, "wNow": net, "whLifetime": 5e5}],
+                "storage": [{"type": "acb", "activeCount": 0, "wNow": 0}]}
+        return 404, {"error": "not found"}
+
+    def stream(self, h: BaseHTTPRequestHandler, path: str) -> bool:
+        if path != "/stream/meter":
+            return False
+        self.streams += 1
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        httpd = self._httpd
+        try:
+            while self._httpd is httpd and httpd is not None and self.fault is None:
+                net = self.consumption_w - self.production_w
+                sample = {"production": self._phases(self.production_w),
+                          "net-consumption": self._phases(net),
+                          "total-consumption": self._phases(self.consumption_w)}
+                h.wfile.write(b"data: " + json.dumps(sample).encode() + b"\r\n\r\n")
+                h.wfile.flush()
+                time.sleep(self.stream_period_s)
+        except (BrokenPipeError, ConnectionResetError, ValueError):
+            pass
+        h.close_connection = True
+        return True
