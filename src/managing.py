@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,10 +23,13 @@ from gestor.balance import Balance, PeriodSummary
 from gestor.clock import Clock
 from gestor.daemon import context, open_relays, run_loop
 from gestor.files import atomic_write_text
-from gestor.guards import GuardState, LoadLimits, apply_guards
-from gestor.livestate import is_latched, read_live
+from gestor.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows, min_run_deadline,
+                           min_run_reason)
+from gestor.livestate import is_latched, read_live, set_latch
+from gestor.overrides import read_overrides
 from gestor.policies import LoadView, Snapshot, Wish, decide, projected_wh
-from gestor.settings import LoadSettings, Settings
+from gestor.settings import LoadSettings, Settings, parse_window
+from gestor.tariff import period_2_0td
 
 log = logging.getLogger("gestor.managing")
 STATE_FILE = "managing.json"
@@ -42,7 +46,11 @@ class LoadRuntime:
     on: bool | None = False          # None: unknown (the last command was not confirmed)
     since: datetime | None = None    # last confirmed switch
     on_s: dict[str, float] = field(default_factory=dict)  # period start (iso) → seconds on
+    day_on_s: dict[str, float] = field(default_factory=dict)  # min-run deadline (iso) → seconds on
+    switches: dict[str, int] = field(default_factory=dict)  # period start (iso) → confirmed switches
     reason: str = ""
+    failures: int = 0                # commands in a row that were not confirmed
+    retry_at: datetime | None = None  # next attempt after a failure (backoff)
 
     @property
     def name(self) -> str:
@@ -57,8 +65,13 @@ class Managing:
         self.store = store
         ctx = context(settings, clock)
         relays = relays or open_relays(settings, ctx)
-        self.loads = [LoadRuntime(ld, relays[ld.name]) for ld in settings.loads]
-        self.limits = {ld.name: LoadLimits(ld.min_on_s, ld.min_off_s) for ld in settings.loads}
+        self.loads = [LoadRuntime(ld, relays[ld.name]) for ld in settings.loads_by_priority()]
+        self.limits = {ld.name: LoadLimits(ld.min_on_s, ld.min_off_s, ld.max_switches_per_period,
+                                           tuple(parse_window(w) for w in ld.windows), ", ".join(ld.windows))
+                       for ld in settings.loads}
+        self.overrides: dict[str, Override] = {}
+        self.button = None
+        self._lock = threading.RLock()  # the stop button's thread and the cycle both command relays
         self.tags = {"site": settings.site}
         self.state_path = Path(settings.paths.state_dir) / STATE_FILE
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
@@ -70,22 +83,48 @@ class Managing:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Every load off before the first decision."""
+        """Every load off before the first decision; the stop button armed if configured."""
         for ld in self.loads:
             self._command(ld, False, "start: every load off until the policy decides", self.clock.now())
+        pin = self.s.managing.stop_button_pin
+        if pin is not None:
+            from gpiozero import Button
+            self.button = Button(pin, pull_up=self.s.managing.stop_button_pull_up, bounce_time=0.05)
+            self.button.when_pressed = self.stop_button_pressed
+            log.info("stop button armed on GPIO %s", pin)
+
+    def stop_button_pressed(self) -> None:
+        """The emergency-stop button: set the latch and switch every load off now."""
+        now = self.clock.now()
+        log.warning("STOP BUTTON pressed on GPIO %s: stop latch set, every load off", self.s.managing.stop_button_pin)
+        try:
+            set_latch(self.s.paths.state_dir, now, f"stop button on GPIO {self.s.managing.stop_button_pin}")
+        except OSError as e:
+            log.error("stop latch NOT set: %s (switching off anyway)", e)
+        with self._lock:
+            for ld in self.loads:
+                self._command(ld, False, "stop button pressed", now)
 
     def stop(self, reason: str = "exit: every load off") -> bool:
         """Every load off; True when every relay confirmed."""
         now = self.clock.now()
         ok = True
-        for ld in self.loads:
-            ok &= self._command(ld, False, reason, now)
+        with self._lock:
+            for ld in self.loads:
+                ok &= self._command(ld, False, reason, now)
+        if self.button is not None:
+            self.button.close()
+            self.button = None
         self._persist()
         return ok
 
     # -- the cycle ---------------------------------------------------------------------------
     def cycle(self) -> list[Wish]:
         """One control cycle; returns what every load was commanded to."""
+        with self._lock:
+            return self._cycle()
+
+    def _cycle(self) -> list[Wish]:
         now = self.clock.now()
         self._account_loads(now)
         last = self.balance.last
@@ -108,22 +147,79 @@ class Managing:
                                      "projected_wh": projected_wh(at_reading, "instant")},
                                     reading.at)])
         age = (now - reading.at).total_seconds() if reading else None
-        wishes = decide(snap, self.s.policy)
-        wishes = [Wish(w.load, False, "relay state unknown after an error: off until it confirms")
-                  if ld.on is None else w for w, ld in zip(wishes, self.loads)]
-        final = apply_guards(wishes, views, self.limits,
-                             GuardState(now, is_latched(self.s.paths.state_dir), age,
-                                        self.s.managing.stale_after_s))
+        self._read_overrides(now)
+        # Loads a guard holds anyway (override, closed window, unknown relay) are left out of the
+        # policy's stack, so they do not block the loads after them.
+        held = {ld.name for ld in self.loads if ld.on is None or ld.name in self.overrides
+                or not in_windows(now, self.s.tz, self.limits[ld.name].windows)}
+        free = decide(replace(snap, loads=tuple(v for v in views if v.name not in held)), self.s.policy)
+        by_name = {w.load: w for w in free}
+        wishes = [by_name.get(ld.name) or Wish(ld.name, False, "relay state unknown after an error: off until it "
+                                                             "confirms" if ld.on is None else "held by a guard")
+                  for ld in self.loads]
+        key = start.isoformat()
+        final = apply_guards(wishes, views, self.limits, GuardState(
+            now, is_latched(self.s.paths.state_dir), age, self.s.managing.stale_after_s, self.s.tz,
+            self.overrides, {ld.name: ld.switches.get(key, 0) for ld in self.loads}, self._min_run(now)))
+        auto_off_s = snap.remaining_s + 3 * self.s.managing.interval_s
         for w, ld in zip(final, self.loads):
             if ld.on is None or w.on != ld.on:
-                self._command(ld, w.on, w.reason, now, auto_off_s=snap.remaining_s + 3 * self.s.managing.interval_s)
-        self.store.write([point("load", {**self.tags, "load": ld.name},
-                                {"on": bool(ld.on), "power_w": ld.cfg.power_w if ld.on else 0.0}, now)
+                if ld.retry_at is not None and now < ld.retry_at:
+                    continue  # backing off after a failed command; the load stays "unknown"
+                self._command(ld, w.on, w.reason, now, auto_off_s=auto_off_s)
+            elif ld.on and getattr(ld.relay, "refresh_on_cycle", False):
+                self._refresh(ld, auto_off_s, now)
+        self.store.write([point("load", {**self.tags, "load": ld.name}, self._load_fields(ld), now)
                           for ld in self.loads])
         self.last_cycle_at = now
         if closed or self.persisted_at is None or (now - self.persisted_at).total_seconds() >= PERSIST_EVERY_S:
             self._persist()
         return final
+
+    def _load_fields(self, ld: LoadRuntime) -> dict:
+        fields = {"on": bool(ld.on), "power_w": ld.cfg.power_w if ld.on else 0.0}
+        measured = getattr(ld.relay, "measured_power_w", None)
+        if measured is not None:
+            fields["measured_power_w"] = float(measured)
+        return fields
+
+    def _read_overrides(self, now: datetime) -> None:
+        new = read_overrides(self.s.paths.state_dir, now)
+        names = {ld.name for ld in self.loads}
+        for name in set(new) | set(self.overrides):
+            if name not in names:
+                continue
+            if new.get(name) != self.overrides.get(name):
+                log.info("load %s: %s", name, new[name].describe(self.s.tz) if name in new
+                         else "manual override ended: back to auto")
+        self.overrides = {k: v for k, v in new.items() if k in names}
+
+    def _min_run(self, now: datetime) -> dict[str, str]:
+        out = {}
+        for ld in self.loads:
+            if ld.cfg.min_run_s <= 0:
+                continue
+            done = ld.day_on_s.get(min_run_deadline(now, self.s.tz, ld.cfg.min_run_by).isoformat(), 0.0)
+            why = min_run_reason(now, self.s.tz, self.s.billing.period_s, ld.cfg.min_run_s, done,
+                                 ld.cfg.min_run_by, lambda t: period_2_0td(t, self.s.tz), ld.cfg.power_w)
+            if why:
+                out[ld.name] = why
+        return out
+
+    def _refresh(self, ld: LoadRuntime, auto_off_s: float, now: datetime) -> None:
+        """Renew an on relay's device-side auto-off timer (dead-man switch)."""
+        try:
+            ld.relay.set(True, auto_off_s)
+        except RelayError as e:
+            ld.on = None
+            self._failed(ld, now, f"auto-off refresh failed: {e}", "keep on")
+
+    def _failed(self, ld: LoadRuntime, now: datetime, error: str, reason: str) -> None:
+        ld.failures += 1
+        delay = min(self.s.managing.interval_s * 2 ** (ld.failures - 1), self.s.managing.relay_retry_max_s)
+        ld.retry_at = now + timedelta(seconds=delay)
+        log.error("load %s FAILED (%d in a row): %s (wanted because: %s); state unknown, retry in %.0f s",
+                  ld.name, ld.failures, error, reason, delay)
 
     def _command(self, ld: LoadRuntime, on: bool, reason: str, now: datetime,
                  auto_off_s: float | None = None) -> bool:
@@ -140,11 +236,15 @@ class Managing:
             if ld.on != on:
                 self.switches_total += 1
                 ld.since = now
-            ld.on, ld.reason = on, reason
+                key = self.balance.bounds(now)[0].isoformat()
+                ld.switches = {key: ld.switches.get(key, 0) + 1}
+            if ld.failures:
+                log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
+            ld.on, ld.reason, ld.failures, ld.retry_at = on, reason, 0, None
             log.info("load %s %s: %s", ld.name, word, reason)
         else:
             ld.on = None
-            log.error("load %s %s FAILED: %s (wanted because: %s)", ld.name, word, error, reason)
+            self._failed(ld, now, f"{word}: {error}", reason)
         self.store.write([point("decision", {**self.tags, "load": ld.name},
                                 {"on": on, "reason": reason, "ok": error is None, "error": error}, now)])
         return error is None
@@ -162,6 +262,9 @@ class Managing:
                 if ld.on:
                     k = pstart.isoformat()
                     ld.on_s[k] = ld.on_s.get(k, 0.0) + (b - t).total_seconds()
+                    if ld.cfg.min_run_s > 0:
+                        d = min_run_deadline(t, self.s.tz, ld.cfg.min_run_by).isoformat()
+                        ld.day_on_s = {d: ld.day_on_s.get(d, 0.0) + (b - t).total_seconds()}
             t = b
 
     def _close_period(self, p: PeriodSummary) -> None:
@@ -180,7 +283,9 @@ class Managing:
     # -- restart within a period -------------------------------------------------------------
     def _persist(self) -> None:
         self.persisted_at = self.clock.now()
-        state = {"balance": self.balance.to_state(), "on_s": {ld.name: ld.on_s for ld in self.loads}}
+        state = {"balance": self.balance.to_state(), "on_s": {ld.name: ld.on_s for ld in self.loads},
+                 "day_on_s": {ld.name: ld.day_on_s for ld in self.loads},
+                 "switches": {ld.name: ld.switches for ld in self.loads}}
         atomic_write_text(self.state_path, json.dumps(state))
 
     def _restore(self) -> None:
@@ -190,6 +295,11 @@ class Managing:
         except (OSError, ValueError, KeyError, TypeError):
             return
         now = self.clock.now()
+        for ld in self.loads:  # the day's run time survives any restart before its deadline
+            key = min_run_deadline(now, self.s.tz, ld.cfg.min_run_by).isoformat()
+            done = state.get("day_on_s", {}).get(ld.name, {}).get(key)
+            if done:
+                ld.day_on_s = {key: float(done)}
         if b.period_s != self.s.billing.period_s or b.current is None or b.last is None:
             return
         if b.current.start != self.balance.bounds(now)[0] or now - b.last.at > timedelta(
@@ -198,6 +308,7 @@ class Managing:
         self.balance = b
         for ld in self.loads:
             ld.on_s = dict(state.get("on_s", {}).get(ld.name, {}))
+            ld.switches = dict(state.get("switches", {}).get(ld.name, {}))
         log.info("resumed the period's balance at %+.1f Wh", b.balance_wh)
 
 

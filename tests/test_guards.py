@@ -54,3 +54,100 @@ def test_min_off_holds_a_load_off():
 def test_no_hold_before_the_first_switch():
     loads = (LoadView("heater", 1000.0, False, None),)
     assert apply_guards([Wish("heater", True)], loads, {"heater": LoadLimits(min_off_s=600)}, G())[0].on
+
+
+# --- overrides, windows, max switches, daily minimum (issue 4) -----------------------------------
+from zoneinfo import ZoneInfo  # noqa: E402
+
+import pytest  # noqa: E402
+
+from gestor.guards import Override, in_windows, min_run_deadline, min_run_reason  # noqa: E402
+from gestor.settings import parse_window  # noqa: E402
+from gestor.tariff import period_2_0td  # noqa: E402
+
+MAD = ZoneInfo("Europe/Madrid")
+
+
+def test_override_off_beats_min_on_and_override_on_waits_for_min_off():
+    loads = (LoadView("heater", 1000.0, True, ago(10)),)
+    g = GuardState(NOW, False, 5.0, 60.0, MAD, {"heater": Override(False)})
+    out = apply_guards([Wish("heater", True)], loads, {"heater": LoadLimits(min_on_s=600)}, g)
+    assert not out[0].on and "manual override off (until 'auto')" in out[0].reason
+    loads = (LoadView("heater", 1000.0, False, ago(10)),)
+    g = GuardState(NOW, False, 5.0, 60.0, MAD, {"heater": Override(True, NOW + timedelta(hours=2))})
+    out = apply_guards([Wish("heater", False)], loads, {"heater": LoadLimits(min_off_s=600)}, g)
+    assert not out[0].on and "min_off" in out[0].reason
+    out = apply_guards([Wish("heater", False)], loads, {}, g)
+    assert out[0].on and "manual override on until 2026-06-01 16:00" in out[0].reason  # local time
+
+
+def test_override_on_does_not_beat_the_latch_or_a_stale_meter():
+    loads = (LoadView("heater", 1000.0, False),)
+    for g in (GuardState(NOW, True, 5.0, 60.0, MAD, {"heater": Override(True)}),
+              GuardState(NOW, False, 600.0, 60.0, MAD, {"heater": Override(True)})):
+        assert not apply_guards([Wish("heater", True)], loads, {}, g)[0].on
+
+
+def test_windows_local_time_and_across_midnight():
+    w = (parse_window("10:00-19:00"),)
+    assert in_windows(datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc), MAD, w)       # 10:00 CEST
+    assert not in_windows(datetime(2026, 6, 1, 7, 59, tzinfo=timezone.utc), MAD, w)
+    assert not in_windows(datetime(2026, 6, 1, 17, 0, tzinfo=timezone.utc), MAD, w)  # 19:00: end excluded
+    night = (parse_window("22:00-06:00"),)
+    assert in_windows(datetime(2026, 1, 1, 23, 30, tzinfo=timezone.utc), MAD, night)
+    assert in_windows(datetime(2026, 1, 1, 4, 0, tzinfo=timezone.utc), MAD, night)
+    assert not in_windows(datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc), MAD, night)
+    for bad in ("10-19", "25:00-26:00", "10:00-10:00"):
+        with pytest.raises(ValueError):
+            parse_window(bad)
+
+
+def test_window_and_max_switches():
+    lim = {"heater": LoadLimits(windows=(parse_window("13:00-14:00"),), windows_text="13:00-14:00")}
+    loads = (LoadView("heater", 1000.0, True, ago(3600)),)
+    out = apply_guards([Wish("heater", True)], loads, lim, GuardState(NOW, False, 5.0, 60.0, MAD))
+    assert not out[0].on and out[0].reason == "outside its windows 13:00-14:00"  # 14:00 CEST: end excluded
+    out = apply_guards([Wish("heater", True)], loads, lim, GuardState(NOW - timedelta(minutes=1), False, 5.0, 60.0, MAD))
+    assert out[0].on
+    lim = {"heater": LoadLimits(max_switches_per_period=2)}
+    g = GuardState(NOW, False, 5.0, 60.0, MAD, switches_in_period={"heater": 2})
+    out = apply_guards([Wish("heater", False)], loads, lim, g)
+    assert out[0].on and "max_switches_per_period 2 reached" in out[0].reason
+    assert not apply_guards([Wish("heater", False)], loads, lim, replace_latched(g))[0].on
+
+
+def replace_latched(g):
+    from dataclasses import replace
+    return replace(g, latched=True)
+
+
+def test_2_0td_calendar():
+    def p(y, mo, d, h):
+        return period_2_0td(datetime(y, mo, d, h, 30, tzinfo=MAD), MAD)
+    # Monday 2026-11-23
+    assert [p(2026, 11, 23, h) for h in (0, 7, 8, 9, 10, 13, 14, 17, 18, 21, 22, 23)] == \
+        ["P3", "P3", "P2", "P2", "P1", "P1", "P2", "P2", "P1", "P1", "P2", "P2"]
+    assert p(2026, 11, 22, 11) == "P3"                 # Sunday
+    assert p(2026, 12, 8, 11) == "P3"                  # Immaculate Conception, a Tuesday
+    assert p(2026, 4, 3, 11) == "P1"                   # Good Friday: not a fixed date, not P3
+
+
+def test_min_run_picks_the_cheapest_latest_periods():
+    price = lambda t: period_2_0td(t, MAD)  # noqa: E731
+    monday_0h = datetime(2026, 11, 22, 23, 0, tzinfo=timezone.utc)   # 00:00 CET Monday
+    assert min_run_deadline(monday_0h, MAD, "21:00") == datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
+    # nothing run yet, from midnight: the two latest P3 hours, 06-08, and none before
+    runs = [h for h in range(8) if min_run_reason(monday_0h + timedelta(hours=h), MAD, 3600, 7200, 0.0, "21:00",
+                                                  price, 1000)]
+    assert runs == [6, 7]
+    # already done by the sun: nothing to do
+    assert min_run_reason(monday_0h + timedelta(hours=6), MAD, 3600, 7200, 7200.0, "21:00", price, 1000) is None
+    # at 09:00 with nothing done: P2 hours left are 9-10, 14-18; latest first: 16-18
+    at9 = monday_0h + timedelta(hours=9)
+    assert min_run_reason(at9, MAD, 3600, 7200, 0.0, "21:00", price, 1000) is None
+    at16 = monday_0h + timedelta(hours=16)
+    why = min_run_reason(at16, MAD, 3600, 7200, 0.0, "21:00", price, 1000)
+    assert why and "2.00 h (2000 Wh) still needed by 21:00" in why and "P2" in why
+    # not enough time left: run now whatever the price
+    at20 = monday_0h + timedelta(hours=20)
+    assert min_run_reason(at20, MAD, 3600, 7200, 0.0, "21:00", price, 1000)

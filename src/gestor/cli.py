@@ -1,4 +1,4 @@
-"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, demo.
+"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, demo.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -79,6 +79,35 @@ def _meter_test(args: argparse.Namespace) -> int:
     return 0 if ok == args.count else 1
 
 
+def _override(args: argparse.Namespace) -> int:
+    """``gestor override LOAD on|off|auto [--for 2h]``: managing obeys it from its next cycle."""
+    import getpass
+
+    from gestor.overrides import parse_duration, set_override
+    settings = load_settings(args.config)
+    names = [ld.name for ld in settings.loads]
+    if args.load not in names:
+        raise GestorError(f"no load named {args.load!r} (loads: {', '.join(names)})")
+    try:
+        duration = parse_duration(args.for_) if args.for_ else None
+    except ValueError as e:
+        raise GestorError(str(e)) from None
+    if args.mode == "auto" and duration:
+        raise GestorError("--for goes with on or off, not auto")
+    now = WallClock().now()
+    try:
+        ov = set_override(settings.paths.state_dir, args.load, args.mode, now, duration,
+                          by=f"{getpass.getuser()} via gestor override")
+    except OSError as e:
+        raise GestorError(f"cannot write the override under {settings.paths.state_dir}: {e} (run with sudo?)") from None
+    if ov is None:
+        print(f"{args.load}: back to auto (the policy decides) from managing's next cycle")
+    else:
+        print(f"{args.load}: {ov.describe(settings.tz)}, from managing's next cycle "
+              f"(the stop latch and a stale meter still switch it off)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gestor.demo import run_demo
     return run_demo(args)
@@ -104,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--interval", type=float, default=None,
                            help="seconds between reads (default monitoring.interval_s)")
     sub.add_parser("stop-loads", help="emergency stop: every load off, latch set (see stop-loads -h)")
+    o = sub.add_parser("override", help="force a load on or off (or back to auto), optionally for a while")
+    o.add_argument("load", help="load name, as in settings.yaml")
+    o.add_argument("mode", choices=["on", "off", "auto"])
+    o.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 2h, 90m, 1h30m (default: until auto)")
+    o.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
     d = sub.add_parser("demo", help="run monitoring and managing on recorded real data, then show the day")
     d.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "config" / "settings.yaml"))
     d.add_argument("--data", default=None, help="recorded CSV (default: shared/data/house-2022-06-11_13.csv)")
@@ -121,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.command == "meter-test":
             return _meter_test(args)
+        if args.command == "override":
+            return _override(args)
         if args.command == "demo":
             return _demo(args)
     except SettingsError as e:

@@ -1,34 +1,82 @@
-"""Guards: what every policy is held to, applied to its wishes in this order:
+"""Guards: what every policy is held to, applied to its wishes per load in this order:
 
-1. the stop latch (``stop-loads``): every load off;
-2. a stale meter (no reading newer than ``stale_after_s``): every load off;
-3. ``min_on_s`` / ``min_off_s`` per load: a load that switched less than that long ago keeps its
-   state (the latch and a stale meter override this: safety before equipment wear).
+1. the stop latch (``stop-loads``): off;
+2. a stale meter (no reading newer than ``stale_after_s``): off;
+3. a manual override (``gestor override LOAD on|off|auto``): ``off`` is obeyed at once; ``on`` is
+   obeyed subject only to ``min_off_s`` (equipment protection);
+4. time windows (``windows: ["10:00-19:00"]``, local time): outside them, off (also when a window
+   ends with the load on);
+5. the daily minimum run (``min_run_s`` by ``min_run_by``): when the surplus did not give it, the
+   load runs in the cheapest periods left before the deadline (:func:`min_run_reason`);
+6. ``max_switches_per_period``: once reached, a load keeps its state until the period ends;
+7. ``min_on_s`` / ``min_off_s``: a load that switched less than that long ago keeps its state.
 
-A guard that changes a wish replaces its reason, so the log says why the policy was overruled.
+Safety (1, 2, and 3-4 when they switch off) is never delayed by 6 or 7. A guard that changes a
+wish replaces its reason, so the log says why the policy was overruled. Pure functions: no I/O, no
+clock of their own.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta, timezone
+from typing import Callable, Mapping
+from zoneinfo import ZoneInfo
 
+from gestor.balance import period_bounds
 from gestor.policies import LoadView, Wish
+
+UTC = timezone.utc
 
 
 @dataclass(frozen=True)
-class GuardState:
-    """Facts the guards need beyond the loads. ``reading_age_s`` None: no reading at all."""
+class Override:
+    """A manual override: ``on`` True/False until ``until`` (None: until set back to auto)."""
 
-    now: datetime
-    latched: bool
-    reading_age_s: float | None
-    stale_after_s: float
+    on: bool
+    until: datetime | None = None
+    by: str = ""
+
+    def describe(self, tz: ZoneInfo) -> str:
+        until = f" until {self.until.astimezone(tz):%Y-%m-%d %H:%M}" if self.until else " (until 'auto')"
+        return f"manual override {'on' if self.on else 'off'}{until}"
 
 
 @dataclass(frozen=True)
 class LoadLimits:
     min_on_s: float = 0.0
     min_off_s: float = 0.0
+    max_switches_per_period: int | None = None
+    windows: tuple[tuple[int, int], ...] = ()   # (start, end) minutes of the local day
+    windows_text: str = ""
+
+
+@dataclass(frozen=True)
+class GuardState:
+    """Facts the guards need beyond the loads. ``reading_age_s`` None: no reading at all.
+    ``switches_in_period``: confirmed switches per load in the current settlement period.
+    ``min_run``: per load, the reason to run it now for its daily minimum (absent: no need)."""
+
+    now: datetime
+    latched: bool
+    reading_age_s: float | None
+    stale_after_s: float
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    overrides: Mapping[str, Override] = field(default_factory=dict)
+    switches_in_period: Mapping[str, int] = field(default_factory=dict)
+    min_run: Mapping[str, str] = field(default_factory=dict)
+
+
+def in_windows(now: datetime, tz: ZoneInfo, windows: tuple[tuple[int, int], ...]) -> bool:
+    """True when ``windows`` is empty or the local time of ``now`` is inside one (start
+    inclusive, end exclusive; a window may cross midnight)."""
+    if not windows:
+        return True
+    local = now.astimezone(tz)
+    m = local.hour * 60 + local.minute + local.second / 60
+    for a, b in windows:
+        if (a <= m < b) if a < b else (m >= a or m < b):
+            return True
+    return False
 
 
 def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[str, LoadLimits],
@@ -39,6 +87,7 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
     stale = g.reading_age_s is None or g.reading_age_s > g.stale_after_s
     for w in wishes:
         ld = by_name[w.load]
+        lim = limits.get(w.load, LoadLimits())
         if g.latched:
             out.append(Wish(w.load, False, "stop latch set (stop-loads; release with stop-loads --release)"))
             continue
@@ -46,14 +95,80 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
             age = "no reading" if g.reading_age_s is None else f"last reading {g.reading_age_s:.0f} s old"
             out.append(Wish(w.load, False, f"meter stale: {age} > stale_after {g.stale_after_s:.0f} s"))
             continue
-        lim = limits.get(w.load, LoadLimits())
-        if w.on != ld.on and ld.since is not None:
-            held_s = (g.now - ld.since).total_seconds()
-            if ld.on and held_s < lim.min_on_s:
-                out.append(Wish(w.load, True, f"min_on {lim.min_on_s:.0f} s not reached (on {held_s:.0f} s)"))
+        ov = g.overrides.get(w.load)
+        if ov is not None:
+            if not ov.on:
+                out.append(Wish(w.load, False, ov.describe(g.tz)))
                 continue
-            if not ld.on and held_s < lim.min_off_s:
-                out.append(Wish(w.load, False, f"min_off {lim.min_off_s:.0f} s not reached (off {held_s:.0f} s)"))
-                continue
-        out.append(w)
+            out.append(_min_on_off(Wish(w.load, True, ov.describe(g.tz)), ld, lim, g.now))
+            continue
+        if not in_windows(g.now, g.tz, lim.windows):
+            out.append(Wish(w.load, False, f"outside its windows {lim.windows_text}"))
+            continue
+        if not w.on and w.load in g.min_run:
+            w = Wish(w.load, True, g.min_run[w.load])
+        n = g.switches_in_period.get(w.load, 0)
+        if w.on != ld.on and lim.max_switches_per_period is not None and n >= lim.max_switches_per_period:
+            out.append(Wish(w.load, ld.on, f"max_switches_per_period {lim.max_switches_per_period} reached: "
+                                           f"stays {'on' if ld.on else 'off'} until the period ends"))
+            continue
+        out.append(_min_on_off(w, ld, lim, g.now))
     return out
+
+
+def _min_on_off(w: Wish, ld: LoadView, lim: LoadLimits, now: datetime) -> Wish:
+    if w.on != ld.on and ld.since is not None:
+        held_s = (now - ld.since).total_seconds()
+        if ld.on and held_s < lim.min_on_s:
+            return Wish(w.load, True, f"min_on {lim.min_on_s:.0f} s not reached (on {held_s:.0f} s)")
+        if not ld.on and held_s < lim.min_off_s:
+            return Wish(w.load, False, f"min_off {lim.min_off_s:.0f} s not reached (off {held_s:.0f} s)")
+    return w
+
+
+# --- daily minimum run -------------------------------------------------------------------------
+def min_run_deadline(now: datetime, tz: ZoneInfo, by: str) -> datetime:
+    """The next local ``by`` (``"HH:00"``) strictly after ``now``, aware."""
+    hour = int(by[:2])
+    local = now.astimezone(tz)
+    d = datetime.combine(local.date(), time(hour), tzinfo=tz)
+    if d <= local:
+        d = datetime.combine(local.date() + timedelta(days=1), time(hour), tzinfo=tz)
+    return d.astimezone(UTC)
+
+
+def min_run_reason(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, done_s: float, by: str,
+                   price_period: Callable[[datetime], str], power_w: float) -> str | None:
+    """Whether a load must run now to reach its daily minimum, and why.
+
+    The settlement periods left before the deadline are ranked by price period (``price_period``
+    returns "P1", "P2" or "P3"; P3 is cheapest), the later first within a rank (the sun may still
+    give it for free); the cheapest are picked until they cover ``need_s - done_s``. If the current
+    period is picked, the load runs now: returns the reason, else None.
+    """
+    left_s = need_s - done_s
+    if left_s <= 0:
+        return None
+    deadline = min_run_deadline(now, tz, by)
+    slots: list[tuple[datetime, float, str]] = []
+    t = now
+    while t < deadline:
+        _, end = period_bounds(t, period_s, tz)
+        b = min(end, deadline)
+        slots.append((t, (b - t).total_seconds(), price_period(t)))
+        t = b
+    rank = {"P3": 0, "P2": 1, "P1": 2}
+    chosen_now = False
+    acc = 0.0
+    for start, dur, p in sorted(slots, key=lambda s: (rank.get(s[2], 3), -s[0].timestamp())):
+        if acc >= left_s:
+            break
+        acc += dur
+        if start == now:
+            chosen_now = True
+    if not chosen_now:
+        return None
+    cur = slots[0][2]
+    return (f"daily minimum: {done_s / 3600:.2f} h of {need_s / 3600:.2f} h run, {left_s / 3600:.2f} h "
+            f"({power_w * left_s / 3600:.0f} Wh) still needed by {by}; now ({cur}) is among the cheapest "
+            f"periods left")

@@ -51,6 +51,9 @@ class MonitoringSettings(_Model):
 class ManagingSettings(_Model):
     interval_s: float = Field(10.0, gt=0)      # control cycle, s
     stale_after_s: float = Field(60.0, gt=0)   # no reading newer than this → every load off, s
+    relay_retry_max_s: float = Field(300.0, gt=0)  # a failing relay is retried with backoff up to this, s
+    stop_button_pin: int | str | None = None   # GPIO of an emergency-stop push button (gpiozero Button)
+    stop_button_pull_up: bool = True           # button wired to ground (True) or to 3.3 V (False)
 
 
 class PolicySettings(_Model):
@@ -70,6 +73,26 @@ class LoadSettings(_Model):
     min_off_s: float = Field(0.0, ge=0)        # once off, stay off at least this long, s
     on_above_wh: float | None = None           # hysteresis: on at or above this balance, Wh
     off_below_wh: float | None = None          # hysteresis: off at or below this balance, Wh
+    priority: int = 0                          # lower first; equal: the order of loads
+    max_switches_per_period: int | None = Field(None, ge=1)  # switches allowed per settlement period
+    windows: list[str] = []                    # local times the load may run, e.g. ["10:00-19:00"]; [] = always
+    min_run_s: float = Field(0.0, ge=0)        # daily minimum run time, s (0 = none)
+    min_run_by: str = "21:00"                  # ... reached by this local hour (HH:00) each day
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            parse_window(w)
+        return v
+
+    @field_validator("min_run_by")
+    @classmethod
+    def _by(cls, v: str) -> str:
+        m = re.fullmatch(r"([01]\d|2[0-3]):00", v)
+        if not m:
+            raise ValueError(f"must be a whole local hour HH:00 (got {v!r})")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -77,6 +100,18 @@ class LoadSettings(_Model):
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
             raise ValueError("must be lowercase letters, digits and _, starting with a letter")
         return v
+
+
+def parse_window(w: str) -> tuple[int, int]:
+    """``"HH:MM-HH:MM"`` → (start, end) in minutes of the local day; end may be before start (the
+    window crosses midnight). Raises ValueError naming the format."""
+    m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-5]\d)\s*", w)
+    if not m:
+        raise ValueError(f"window {w!r} must be HH:MM-HH:MM, e.g. 10:00-19:00")
+    a, b = int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
+    if b > 24 * 60 or a == b:
+        raise ValueError(f"window {w!r} is empty or ends after 24:00")
+    return a, b
 
 
 class StoreSettings(_Model):
@@ -128,6 +163,10 @@ class Settings(_Model):
         if dup:
             raise ValueError(f"names must be unique (got {', '.join(dup)} twice)")
         return loads
+
+    def loads_by_priority(self) -> list[LoadSettings]:
+        """The loads in the order the policies stack them: ``priority``, then file order."""
+        return sorted(self.loads, key=lambda ld: ld.priority)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -17,6 +17,7 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simutils import SimUtils
 
 _DT = {"int16": ModbusTcpClient.DATATYPE.INT16, "uint16": ModbusTcpClient.DATATYPE.UINT16,
        "int32": ModbusTcpClient.DATATYPE.INT32, "uint32": ModbusTcpClient.DATATYPE.UINT32,
@@ -67,8 +68,8 @@ class RegisterServer:
                     if not self.freeze_coils:
                         self.coils[address + i] = bool(b)
                 set_values[:] = [self.coils[address + i] for i in range(len(bits))]
-            for i in range(len(self.coils)):
-                registers[i] = int(self.coils[i])
+            packed = SimUtils.bitsToRegisters(list(self.coils))
+            registers[: len(packed)] = packed
             return None
         function = "input" if function_code == 4 else "holding"
         for (fn, addr), (dtype, order) in self.layout.items():

@@ -1,0 +1,69 @@
+"""Manual overrides per load, set by ``gestor override LOAD on|off|auto [--for 2h]`` and obeyed by
+managing (see :mod:`gestor.guards`). Kept in ``state_dir/overrides.json`` (survives restarts):
+``{"water_heater": {"on": true, "until": "2026-11-22T21:00:00+00:00", "by": "..."}}``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from gestor.files import atomic_write_text
+from gestor.guards import Override
+
+FILE = "overrides.json"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` → timedelta. Raises ValueError."""
+    m = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*", text)
+    if not m or not any(m.groups()):
+        raise ValueError(f"duration {text!r} must look like 2h, 90m, 1h30m or 45s")
+    h, mi, s = (float(x) if x else 0.0 for x in m.groups())
+    d = timedelta(hours=h, minutes=mi, seconds=s)
+    if d <= timedelta(0):
+        raise ValueError(f"duration {text!r} must be > 0")
+    return d
+
+
+def read_overrides(state_dir: Path, now: datetime) -> dict[str, Override]:
+    """The overrides in force at ``now`` (expired ones are ignored). A damaged file is ignored
+    (no override) rather than stopping managing."""
+    try:
+        raw = json.loads((Path(state_dir) / FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, Override] = {}
+    for load, o in raw.items() if isinstance(raw, dict) else []:
+        try:
+            until = datetime.fromisoformat(o["until"]) if o.get("until") else None
+            if until is None or until > now:
+                out[load] = Override(bool(o["on"]), until, str(o.get("by", "")))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def set_override(state_dir: Path, load: str, mode: str, now: datetime, duration: timedelta | None = None,
+                 by: str = "") -> Override | None:
+    """Set ``load`` to ``on``/``off`` (for ``duration``, or until ``auto``), or back to ``auto``.
+    Returns the override now in force (None for auto)."""
+    path = Path(state_dir) / FILE
+    try:
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict):
+            raw = {}
+    except (OSError, ValueError):
+        raw = {}
+    if mode == "auto":
+        raw.pop(load, None)
+        ov = None
+    else:
+        until = now + duration if duration else None
+        ov = Override(mode == "on", until, by)
+        raw[load] = {"on": ov.on, "until": until.isoformat() if until else None, "by": by,
+                     "set_at": now.isoformat()}
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(raw, indent=1))
+    return ov
