@@ -2,8 +2,10 @@
 # gestor installer.
 #   ./install.sh --demo [demo options]   run the demo on the bundled real data (installs what is missing)
 #   ./install.sh --test [pytest options] install test needs and run the test suite
-#   sudo ./install.sh                    system install: /opt/gestor, /etc/gestor/settings.yaml,
-#                                        /var/lib/gestor, `gestor` and `stop-loads` on the PATH
+#   sudo ./install.sh                    system install: gestor user, /opt/gestor, /etc/gestor/settings.yaml
+#                                        (kept if edited), /var/lib/gestor, the systemd units (enabled),
+#                                        the InfluxDB database with its retention policy
+#   sudo ./install.sh --uninstall [--purge]  remove it; --purge also removes settings, state and history
 # Needs Debian 12 / Raspberry Pi OS 12 (bookworm) or newer: python3 >= 3.11, apt.
 set -euo pipefail
 
@@ -89,46 +91,120 @@ cmd_demo() {
 
 cmd_test() {
   check_python
-  need_apt influxdb socat
+  need_apt influxdb socat systemd
   make_venv "$VENV" "[test]"
   cd "$HERE"
   "$VENV/bin/python" -m pytest "$@"
 }
 
+PREFIX=/opt/gestor
+UNITS=(gestor-monitoring.service gestor-managing.service)
+systemd_running() { [ -d /run/systemd/system ]; }
+
 cmd_install() {
   [ "$(id -u)" -eq 0 ] || die "the system install needs root: sudo ./install.sh"
   check_python
   need_apt influxdb influxdb-client
-  local prefix=/opt/gestor
-  say "installing to $prefix"
-  mkdir -p "$prefix"
-  if [ ! -x "$prefix/venv/bin/python" ]; then python3 -m venv "$prefix/venv"; fi
-  "$prefix/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
-  "$prefix/venv/bin/pip" install -q --disable-pip-version-check --upgrade "$HERE"
-  ln -sf "$prefix/venv/bin/gestor" /usr/local/bin/gestor
-  ln -sf "$prefix/venv/bin/stop-loads" /usr/local/bin/stop-loads
-  mkdir -p /etc/gestor /var/lib/gestor
+  say "user: gestor (system user, groups gpio and dialout for relays and RS-485 adapters)"
+  getent group gpio >/dev/null || groupadd --system gpio
+  getent group dialout >/dev/null || groupadd --system dialout
+  id gestor >/dev/null 2>&1 || useradd --system --home-dir /var/lib/gestor --no-create-home \
+    --shell /usr/sbin/nologin --comment "gestor energy manager" gestor
+  usermod -a -G gpio,dialout gestor
+  say "installing to $PREFIX"
+  mkdir -p "$PREFIX"
+  # The daemons run as user gestor with ProtectHome=yes: the venv must use the system's python
+  # (/usr/bin/python3), not one under /root or /home (pyenv, conda).
+  local py=/usr/bin/python3
+  [ -x "$py" ] || py=$(command -v python3)
+  case "$(readlink -f "$py")" in /root/*|/home/*) die "python3 ($py) lives under a home directory; the gestor user cannot run it: apt-get install python3 python3-venv";; esac
+  "$py" -c 'import venv, ensurepip' 2>/dev/null || need_apt python3-venv
+  if [ -x "$PREFIX/venv/bin/python" ] && [ "$(readlink -f "$PREFIX/venv/bin/python")" != "$(readlink -f "$py")" ]; then
+    rm -rf "$PREFIX/venv"
+  fi
+  if [ ! -x "$PREFIX/venv/bin/python" ]; then "$py" -m venv "$PREFIX/venv"; fi
+  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
+  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --upgrade "$HERE"
+  cp "$HERE/README.md" "$PREFIX/README.md"
+  ln -sf "$PREFIX/venv/bin/gestor" /usr/local/bin/gestor
+  ln -sf "$PREFIX/venv/bin/stop-loads" /usr/local/bin/stop-loads
+  mkdir -p /etc/gestor/meters /var/lib/gestor
+  chown gestor:gestor /var/lib/gestor
   if [ -d "$HERE/../shared/data" ]; then
-    mkdir -p "$prefix/data" && cp -u "$HERE"/../shared/data/*.csv "$prefix/data/"
+    mkdir -p "$PREFIX/data" && cp -u "$HERE"/../shared/data/*.csv "$PREFIX/data/"
   fi
   if [ -e /etc/gestor/settings.yaml ]; then
-    say "/etc/gestor/settings.yaml exists: left as it is (the example is $prefix/settings.example.yaml)"
+    say "/etc/gestor/settings.yaml exists: left as it is (the example is $PREFIX/settings.example.yaml)"
   else
-    sed "s#path: ../../shared/data/#path: $prefix/data/#" "$HERE/config/settings.yaml" > /etc/gestor/settings.yaml
+    sed "s#path: ../../shared/data/#path: $PREFIX/data/#" "$HERE/config/settings.yaml" > /etc/gestor/settings.yaml
     say "wrote /etc/gestor/settings.yaml (replay meter, simulated relays: edit it for your hardware)"
   fi
-  cp "$HERE/config/settings.yaml" "$prefix/settings.example.yaml"
-  mkdir -p /etc/gestor/meters
+  # readable by the daemons, not by everybody: it may hold device passwords and tokens
+  chown root:gestor /etc/gestor/settings.yaml && chmod 640 /etc/gestor/settings.yaml
+  cp "$HERE/config/settings.yaml" "$PREFIX/settings.example.yaml"
   cp -n "$HERE"/config/meters/*.yaml /etc/gestor/meters/   # register maps; edited ones are kept
-  gestor check --config /etc/gestor/settings.yaml >/dev/null
-  say "done. Check settings with: gestor check --config /etc/gestor/settings.yaml"
-  say "systemd units are not installed yet: run 'gestor monitoring' and 'gestor managing' by hand"
+  "$PREFIX/venv/bin/gestor" check --config /etc/gestor/settings.yaml >/dev/null
+  install -m 644 "${UNITS[@]/#/$HERE/daemons/}" /etc/systemd/system/
+  if systemd_running; then
+    systemctl daemon-reload
+    systemctl enable --now influxdb >/dev/null 2>&1 || true
+  else
+    say "systemd is not running here (container?): units installed, not started"
+    pgrep -x influxd >/dev/null || (setsid influxd -config /etc/influxdb/influxdb.conf >/var/log/gestor-influxd.log 2>&1 < /dev/null &)
+  fi
+  say "influxdb: database, retention policy (raw data), hourly summaries kept forever"
+  local ok=""
+  for _ in $(seq 30); do
+    if "$PREFIX/venv/bin/gestor" db-init --config /etc/gestor/settings.yaml >/dev/null 2>&1; then ok=1; break; fi
+    sleep 1
+  done
+  [ -n "$ok" ] || say "WARNING: InfluxDB did not answer; run later: gestor db-init --config /etc/gestor/settings.yaml"
+  if systemd_running; then
+    systemctl enable --now "${UNITS[@]}"
+    say "done: gestor-monitoring and gestor-managing are running (journalctl -u gestor-managing -f)"
+  else
+    say "done (start the daemons with systemd on the target machine)"
+  fi
+  say "edit /etc/gestor/settings.yaml, check it with 'gestor check', then: sudo systemctl restart ${UNITS[*]}"
+}
+
+cmd_uninstall() {
+  local purge=${1:-}
+  [ "$(id -u)" -eq 0 ] || die "uninstall needs root: sudo ./install.sh --uninstall"
+  if systemd_running; then
+    # managing's ExecStopPost switches every load off as it stops
+    systemctl disable --now "${UNITS[@]}" 2>/dev/null || true
+  elif [ -x /usr/local/bin/stop-loads ]; then
+    /usr/local/bin/stop-loads --no-latch --config /etc/gestor/settings.yaml || true
+  fi
+  rm -f "${UNITS[@]/#//etc/systemd/system/}"
+  systemd_running && systemctl daemon-reload
+  rm -f /usr/local/bin/gestor /usr/local/bin/stop-loads
+  if [ "$purge" = "--purge" ]; then
+    if [ -x "$PREFIX/venv/bin/python" ] && [ -e /etc/gestor/settings.yaml ]; then
+      "$PREFIX/venv/bin/python" - <<'PY' || say "WARNING: could not drop the InfluxDB database"
+from drivers.store.influx import InfluxDBClient
+from gestor.settings import load_settings
+s = load_settings("/etc/gestor/settings.yaml").store
+if s.kind != "none":
+    InfluxDBClient(s.host, s.port, s.username, s.password).drop_database(s.database)
+    print(f"dropped InfluxDB database {s.database}")
+PY
+    fi
+    rm -rf "$PREFIX" /etc/gestor /var/lib/gestor /run/gestor
+    id gestor >/dev/null 2>&1 && userdel gestor
+    say "purged: program, settings, state, history and the gestor user are gone"
+  else
+    rm -rf "$PREFIX"
+    say "uninstalled; kept /etc/gestor, /var/lib/gestor, the InfluxDB history and the gestor user (--purge removes them)"
+  fi
 }
 
 case "${1:-}" in
   --demo) shift; cmd_demo "$@" ;;
   --test) shift; cmd_test "$@" ;;
   ""|--install) cmd_install ;;
-  -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
+  --uninstall) shift; cmd_uninstall "${1:-}" ;;
+  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown option $1 (use --demo, --test, or no option for the system install)" ;;
 esac

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from gestor.daemon import context, open_relays, run_loop
 from gestor.files import atomic_write_text
 from gestor.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows, min_run_deadline,
                            min_run_reason)
-from gestor.livestate import is_latched, read_live, set_latch
+from gestor.livestate import is_latched, publish_managing, read_live, set_latch
 from gestor.overrides import read_overrides
 from gestor.policies import LoadView, Snapshot, Wish, decide, projected_wh
 from gestor.settings import LoadSettings, Settings, parse_window
@@ -158,8 +159,9 @@ class Managing:
                                                              "confirms" if ld.on is None else "held by a guard")
                   for ld in self.loads]
         key = start.isoformat()
+        latched = is_latched(self.s.paths.state_dir)
         final = apply_guards(wishes, views, self.limits, GuardState(
-            now, is_latched(self.s.paths.state_dir), age, self.s.managing.stale_after_s, self.s.tz,
+            now, latched, age, self.s.managing.stale_after_s, self.s.tz,
             self.overrides, {ld.name: ld.switches.get(key, 0) for ld in self.loads}, self._min_run(now)))
         auto_off_s = snap.remaining_s + 3 * self.s.managing.interval_s
         for w, ld in zip(final, self.loads):
@@ -172,9 +174,28 @@ class Managing:
         self.store.write([point("load", {**self.tags, "load": ld.name}, self._load_fields(ld), now)
                           for ld in self.loads])
         self.last_cycle_at = now
+        self._publish(now, snap, latched)
         if closed or self.persisted_at is None or (now - self.persisted_at).total_seconds() >= PERSIST_EVERY_S:
             self._persist()
         return final
+
+    def _publish(self, now: datetime, snap: Snapshot, latched: bool) -> None:
+        """The state after this cycle, for ``gestor status`` and ``stop-loads`` (run_dir, tmpfs)."""
+        key = snap.period_start.isoformat()
+        reading = self.balance.last
+        publish_managing(self.s.paths.run_dir, {
+            "pid": os.getpid(), "at": now.isoformat(), "interval_s": self.s.managing.interval_s,
+            "period_start": key, "period_end": snap.period_end.isoformat(),
+            "balance_wh": snap.balance_wh, "projected_wh": projected_wh(snap, "instant"),
+            "net_w": snap.net_w, "reading_at": reading.at.isoformat() if reading else None,
+            "latched": latched, "policy": self.s.policy.name,
+            "overrides": {k: v.describe(self.s.tz) for k, v in self.overrides.items()},
+            "loads": {ld.name: {"on": ld.on, "reason": ld.reason,
+                                "since": ld.since.isoformat() if ld.since else None,
+                                "switches_in_period": ld.switches.get(key, 0), "failures": ld.failures,
+                                "power_w": ld.cfg.power_w,
+                                "measured_power_w": getattr(ld.relay, "measured_power_w", None)}
+                      for ld in self.loads}})
 
     def _load_fields(self, ld: LoadRuntime) -> dict:
         fields = {"on": bool(ld.on), "power_w": ld.cfg.power_w if ld.on else 0.0}
@@ -232,6 +253,7 @@ class Managing:
                 error = f"relay reads {'on' if got else 'off'} after commanding {word.lower()}"
         except RelayError as e:
             error = str(e)
+        switched = error is None and ld.on != on
         if error is None:
             if ld.on != on:
                 self.switches_total += 1
@@ -246,7 +268,8 @@ class Managing:
             ld.on = None
             self._failed(ld, now, f"{word}: {error}", reason)
         self.store.write([point("decision", {**self.tags, "load": ld.name},
-                                {"on": on, "reason": reason, "ok": error is None, "error": error}, now)])
+                                {"on": on, "reason": reason, "ok": error is None, "error": error,
+                                 "switched": int(switched)}, now)])
         return error is None
 
     # -- accounting --------------------------------------------------------------------------

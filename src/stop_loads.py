@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
+import time
+from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from drivers.relays import RELAYS, RelayError
 from gestor.clock import WallClock
 from gestor.daemon import context
-from gestor.livestate import clear_latch, set_latch
+from gestor.livestate import clear_latch, read_managing, set_latch
 from gestor.settings import SettingsError, load_settings
 
 DEFAULT_CONFIG = "/etc/gestor/settings.yaml"
@@ -84,7 +87,61 @@ def stop_all(settings, timeout_s: float = 5.0) -> list[StopResult]:
     return results
 
 
-def print_table(results: list[StopResult], out=sys.stdout) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _through_managing(settings, results: list[StopResult], timeout_s: float) -> list[StopResult]:
+    """Relays stop-loads could not switch may be held by a running managing (a GPIO line is
+    claimed by one process only). With the latch set, a healthy managing switches them off within
+    a cycle and publishes it: wait for that. If it does not (hung), stop managing (SIGTERM, then
+    SIGKILL) so that its lines are released, and try again."""
+    st = read_managing(settings.paths.run_dir)
+    pid = int(st["pid"]) if st and isinstance(st.get("pid"), int) else None
+    if pid is None or pid == os.getpid() or not _alive(pid):
+        return results
+    bad = {r.load for r in results if not r.confirmed}
+    t0 = WallClock().now()
+    wait_s = 2 * float(st.get("interval_s", 10.0)) + timeout_s
+    print(f"waiting up to {wait_s:.0f} s for managing (pid {pid}) to switch {', '.join(sorted(bad))} off "
+          "under the latch...")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        st = read_managing(settings.paths.run_dir) or {}
+        try:
+            fresh = datetime.fromisoformat(st["at"]) > t0 and st.get("latched")
+        except (KeyError, TypeError, ValueError):
+            fresh = False
+        if fresh and all((st.get("loads", {}).get(n) or {}).get("on") is False for n in bad):
+            for r in results:
+                if r.load in bad:
+                    r.after, r.error = False, None
+                    r.driver += " (via managing)"
+            return results
+        time.sleep(0.2)
+    print(f"managing (pid {pid}) did not confirm: stopping it so its relays are released", file=sys.stderr)
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        end = time.monotonic() + grace
+        while _alive(pid) and time.monotonic() < end:
+            time.sleep(0.1)
+        if not _alive(pid):
+            break
+    again = {r.load: r for r in stop_all(settings, timeout_s)}
+    return [again.get(r.load, r) if r.load in bad else r for r in results]
+
+
+def print_table(results: list[StopResult], out=None) -> None:
+    out = out or sys.stdout
     rows = [("load", "driver", "before", "after", "result")]
     for r in results:
         rows.append((r.load, r.driver, _word(r.before), _word(r.after),
@@ -119,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:
             print(f"STOP LATCH NOT SET: {e} (switching off anyway)", file=sys.stderr)
     results = stop_all(settings, a.timeout_s)
+    if not a.no_latch and any(not r.confirmed for r in results):
+        results = _through_managing(settings, results, a.timeout_s)
     print_table(results)
     bad = [r for r in results if not r.confirmed]
     for r in bad:

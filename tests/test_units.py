@@ -24,8 +24,8 @@ def units_pointing_at_this_venv(tmp_path: Path) -> list[Path]:
     return out
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_units_verify_cleanly(tmp_path):
+    assert shutil.which("systemd-analyze"), "systemd-analyze missing (./install.sh --test installs systemd)"
     files = units_pointing_at_this_venv(tmp_path)
     p = subprocess.run(["systemd-analyze", "verify", *map(str, files)], capture_output=True, text=True)
     assert p.returncode == 0 and p.stderr == "", p.stderr
@@ -58,3 +58,23 @@ def test_managing_switches_the_loads_off_whenever_it_stops():
     s = _service("gestor-managing.service")
     (post,) = s["ExecStopPost"]
     assert post.split()[0].endswith("/stop-loads") and "--no-latch" in post.split()
+
+
+def test_units_security_exposure_below_4(tmp_path, capsys):
+    """`systemd-analyze security --offline=yes` exposure score of each unit (0 best, 10 worst)."""
+    assert shutil.which("systemd-analyze")
+    for f in units_pointing_at_this_venv(tmp_path):
+        p = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(f)],
+                           capture_output=True, text=True)
+        line = [x for x in p.stdout.splitlines() if "Overall exposure level" in x]
+        assert line, p.stdout + p.stderr
+        score = float(line[0].split("level for")[1].split(":")[1].split()[0])
+        with capsys.disabled():
+            print(f"\n{f.name}: systemd-analyze security exposure {score}")
+        assert score < 4.0
+
+
+def test_managing_may_use_gpio_and_serial_monitoring_serial():
+    assert set(_service("gestor-managing.service")["SupplementaryGroups"][0].split()) == {"gpio", "dialout"}
+    assert "dialout" in _service("gestor-monitoring.service")["SupplementaryGroups"][0].split()
+    assert _service("gestor-managing.service")["User"] == ["gestor"]

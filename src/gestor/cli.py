@@ -1,4 +1,4 @@
-"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, demo.
+"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, demo.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -108,6 +108,18 @@ def _override(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_init(args: argparse.Namespace) -> int:
+    """Create the database, its retention policies and continuous queries (install.sh runs it)."""
+    from drivers.store.influx import init_database
+    settings = load_settings(args.config)
+    if settings.store.kind == "none":
+        print("store.kind is none: nothing to create")
+        return 0
+    for q in init_database(settings.store, settings.billing.period_s):
+        print(q)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gestor.demo import run_demo
     return run_demo(args)
@@ -123,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_ in (("monitoring", "run the monitoring daemon (meter → InfluxDB, live state)"),
                         ("managing", "run the managing daemon (balance → policy → relays)"),
                         ("check", "validate settings and print them resolved"),
-                        ("meter-test", "read the configured meter a few times and print the readings")):
+                        ("meter-test", "read the configured meter a few times and print the readings"),
+                        ("db-init", "create the InfluxDB database, retention policies and summaries")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
         if name in ("check", "meter-test"):
@@ -157,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             return _meter_test(args)
         if args.command == "override":
             return _override(args)
+        if args.command == "db-init":
+            return _db_init(args)
         if args.command == "demo":
             return _demo(args)
     except SettingsError as e:

@@ -78,3 +78,20 @@ def clear_latch(state_dir: Path) -> bool:
 
 def is_latched(state_dir: Path) -> bool:
     return latch_path(state_dir).exists()
+
+
+MANAGING_FILE = "managing.json"
+
+
+def publish_managing(run_dir: Path, status: dict) -> None:
+    """managing's state after each cycle (loads, balance, latch, overrides), for ``gestor status``
+    and ``stop-loads``: ``run_dir/managing.json``."""
+    atomic_write_text(Path(run_dir) / MANAGING_FILE, json.dumps(status))
+
+
+def read_managing(run_dir: Path) -> dict | None:
+    try:
+        d = json.loads((Path(run_dir) / MANAGING_FILE).read_text())
+        return d if isinstance(d, dict) else None
+    except (OSError, ValueError):
+        return None

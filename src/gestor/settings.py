@@ -124,6 +124,14 @@ class StoreSettings(_Model):
     timeout_s: float = Field(5.0, gt=0)
     batch_size: int = Field(500, gt=0)          # points per write
     queue_max_points: int = Field(200_000, gt=0)  # in memory while the server is away
+    raw_retention: str = "90d"                  # how long raw points are kept (1.x retention policy); INF = forever
+
+    @field_validator("raw_retention")
+    @classmethod
+    def _retention(cls, v: str) -> str:
+        if not re.fullmatch(r"INF|[1-9]\d*[hdw]", v):
+            raise ValueError(f"must be a duration like 90d, 12w, 720h, or INF (got {v!r})")
+        return v
 
     @property
     def url(self) -> str:

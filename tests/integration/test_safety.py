@@ -131,3 +131,42 @@ def test_daemons_as_processes_switch_on_and_sigterm_switches_off(tmp_path):
             if p is not None and p.poll() is None:
                 p.terminate()
                 p.wait(10)
+
+
+def test_stop_loads_when_only_managing_can_reach_the_relays(tmp_path, capsys):
+    """A GPIO line is held by managing: stop-loads cannot switch it itself. With the latch set, a
+    running managing switches it off and says so; a hung managing is stopped (its lines released).
+    Emulated with a stop-loads config whose relays do not answer, on managing's state and run dirs."""
+    csv = sunny_csv(tmp_path / "sun.csv", 60)
+    f = settings_file(tmp_path, meter_updates={"path": str(csv), "loop": True}, monitoring={"interval_s": 0.5},
+                      managing={"interval_s": 0.5, "stale_after_s": 30})
+    import yaml
+    raw = yaml.safe_load(f.read_text())
+    for ld in raw["loads"]:
+        ld["relay"] = {"driver": "simulated", "fault": "no_answer"}
+    g = tmp_path / "stop-side.yaml"
+    g.write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "gestor.cli", "monitoring", "--config", str(f)],
+                              stderr=subprocess.DEVNULL, env=env)]
+    try:
+        assert _wait(lambda: (run_dir / "reading.json").exists())
+        procs.append(subprocess.Popen([sys.executable, "-m", "gestor.cli", "managing", "--config", str(f)],
+                                      stderr=subprocess.DEVNULL, env=env))
+        assert _wait(lambda: _relay_on(run_dir, "water_heater") and _relay_on(run_dir, "pool_pump"))
+        assert stop_loads.main(["--config", str(g), "--timeout-s", "1"]) == 0
+        out = capsys.readouterr().out
+        assert "(via managing)" in out and "NOT CONFIRMED" not in out
+        assert _relay_on(run_dir, "water_heater") is False and procs[1].poll() is None
+        # now managing hangs: stop-loads stops it, and says the relays are still not confirmed
+        procs[1].send_signal(signal.SIGSTOP)
+        assert stop_loads.main(["--config", str(g), "--timeout-s", "1"]) == 1
+        captured = capsys.readouterr()
+        assert "did not confirm: stopping it" in captured.err
+        assert procs[1].wait(10) != 0      # killed
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)

@@ -211,3 +211,51 @@ def open_store(settings: Any) -> Store:
     if settings.kind == "none":
         return NullStore()
     return InfluxStore.from_settings(settings).open()
+
+
+RAW_RP = "raw"
+FOREVER_RP = "forever"
+
+
+def init_database(s: Any, period_s: int = 3600) -> list[str]:
+    """Create (or update) the InfluxDB 1.x database of ``s`` (StoreSettings): the default retention
+    policy ``raw`` (``raw_retention``) for every point, a ``forever`` policy, and continuous
+    queries that keep one summary per settlement period forever:
+
+    * ``period_summary``: the ``period`` measurement's fields, ``last()`` per period (prefixed
+      ``last_`` by InfluxDB), e.g. ``last_balance_wh``, ``last_water_heater_wh``;
+    * ``switches_summary``: ``sum(switched)`` of ``decision`` per period and load.
+
+    They resample the last day every period, so points replayed late (after an outage) are counted.
+    Idempotent. Returns the statements run. Raises StoreError when the server does not answer.
+    """
+    c = InfluxDBClient(host=s.host, port=s.port, username=s.username, password=s.password, timeout=s.timeout_s)
+    db = s.database
+    every = f"{period_s // 60}m"
+    stmts: list[str] = []
+    try:
+        c.create_database(db)
+        rps = {rp["name"]: rp for rp in c.get_list_retention_policies(db)}
+        dur = "INF" if s.raw_retention == "INF" else s.raw_retention
+        verb = "ALTER" if RAW_RP in rps else "CREATE"
+        stmts.append(f'{verb} RETENTION POLICY "{RAW_RP}" ON "{db}" DURATION {dur} REPLICATION 1 DEFAULT')
+        if FOREVER_RP not in rps:
+            stmts.append(f'CREATE RETENTION POLICY "{FOREVER_RP}" ON "{db}" DURATION INF REPLICATION 1')
+        cqs = {cq["name"] for d in c.query("SHOW CONTINUOUS QUERIES").raw.get("series", [])
+               if d.get("name") == db for cq in [dict(zip(d["columns"], v)) for v in d.get("values", [])]}
+        for name in ("period_summary", "switches_summary"):
+            if name in cqs:
+                stmts.append(f'DROP CONTINUOUS QUERY "{name}" ON "{db}"')
+        stmts.append(f'CREATE CONTINUOUS QUERY "period_summary" ON "{db}" RESAMPLE EVERY {every} FOR 1d BEGIN '
+                     f'SELECT last(*) INTO "{db}"."{FOREVER_RP}"."period" FROM "{db}"."{RAW_RP}"."period" '
+                     f'GROUP BY time({every}), * END')
+        stmts.append(f'CREATE CONTINUOUS QUERY "switches_summary" ON "{db}" RESAMPLE EVERY {every} FOR 1d BEGIN '
+                     f'SELECT sum("switched") AS switches INTO "{db}"."{FOREVER_RP}"."switches" '
+                     f'FROM "{db}"."{RAW_RP}"."decision" GROUP BY time({every}), * END')
+        for q in stmts:
+            c.query(q)
+    except (requests.exceptions.RequestException, InfluxDBClientError, InfluxDBServerError) as e:
+        raise StoreError(f"InfluxDB at http://{s.host}:{s.port}: {_short(e)}") from None
+    finally:
+        c.close()
+    return stmts
