@@ -79,6 +79,7 @@ class Managing:
         self.last_cycle_at: datetime | None = None
         self.persisted_at: datetime | None = None
         self.closed: deque[PeriodSummary] = deque(maxlen=96)  # recent closed periods (bounded: runs for years)
+        self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
         self.switches_total = 0
         self._restore()
 
@@ -131,6 +132,13 @@ class Managing:
         last = self.balance.last
         new = [r for r in read_live(self.s.paths.run_dir) if last is None or r.at > last.at]
         closed = [p for r in new for p in self.balance.update(r)]
+        # the surplus before the managed loads, for policies that look at its recent course: these
+        # readings were taken under the loads' current state (commands come after the reads)
+        on_w = sum(ld.cfg.power_w for ld in self.loads if ld.on)
+        for r in new:
+            self.recent.append((r.at, r.net_w + on_w))
+        while self.recent and (now - self.recent[0][0]).total_seconds() > self.s.policy.window_s:
+            self.recent.popleft()
         for p in closed:
             self._close_period(p)
         reading = self.balance.last
@@ -140,7 +148,7 @@ class Managing:
         net = reading.net_w if reading else 0.0
         views = tuple(LoadView(ld.name, ld.cfg.power_w, ld.on is not False, ld.since,
                                ld.cfg.on_above_wh, ld.cfg.off_below_wh) for ld in self.loads)
-        snap = Snapshot(now, start, end, bal, net, views)
+        snap = Snapshot(now, start, end, bal, net, views, tuple(v for _, v in self.recent))
         if new:  # the balance of the period the reading belongs to, stamped with the reading
             at_reading = Snapshot(reading.at, cur.start, cur.end, cur.balance_wh, reading.net_w, ())
             self.store.write([point("balance", {**self.tags, "period_s": str(self.s.billing.period_s)},

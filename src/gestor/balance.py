@@ -99,6 +99,8 @@ def _lerp(t0: float, v0: float, t1: float, v1: float, t: float) -> float:
 
 def _trapezoid_wh(t0: float, v0: float, t1: float, v1: float, a: float, b: float) -> float:
     """Integral in Wh of the line through (t0, v0), (t1, v1) [s, W] from a to b [s]."""
+    if a == t0 and b == t1:
+        return (v0 + v1) * (t1 - t0) / 7200.0
     va, vb = _lerp(t0, v0, t1, v1, a), _lerp(t0, v0, t1, v1, b)
     return (va + vb) / 2.0 * (b - a) / 3600.0
 
@@ -123,6 +125,8 @@ class Balance:
         self.max_gap_s = float(max_gap_s)
         self.current: PeriodSummary | None = None
         self.last: Reading | None = None
+        self._last_t = -math.inf   # self.last.at as epoch s
+        self._end_t = math.inf     # self.current.end as epoch s
 
     # -- queries -----------------------------------------------------------------------------
     @property
@@ -136,21 +140,22 @@ class Balance:
     def update(self, reading: Reading) -> list[PeriodSummary]:
         """Account ``reading``; return the periods that closed (oldest first, possibly empty)."""
         closed: list[PeriodSummary] = []
+        t1 = reading.at.timestamp()
         if self.last is None:
             self.current = self._new_period(reading.at)
             self.current.samples = 1
-            self.last = reading
+            self.last, self._last_t = reading, t1
             return closed
         prev = self.last
-        if reading.at <= prev.at:
+        t0 = self._last_t
+        if t1 <= t0:
             return closed
-        t0, t1 = prev.at.timestamp(), reading.at.timestamp()
         counters = _counter_delta(prev, reading)
         integrate = counters is not None or (t1 - t0) <= self.max_gap_s
         a = t0
         while True:
             assert self.current is not None
-            end_s = self.current.end.timestamp()
+            end_s = self._end_t
             b = min(t1, end_s)
             if integrate and b > a:
                 self._add(prev, reading, counters, t0, t1, a, b)
@@ -163,11 +168,12 @@ class Balance:
             else:
                 break
         self.current.samples += 1
-        self.last = reading
+        self.last, self._last_t = reading, t1
         return closed
 
     def _new_period(self, at: datetime) -> PeriodSummary:
         start, end = self.bounds(at)
+        self._end_t = end.timestamp()
         return PeriodSummary(start=start, end=end)
 
     def _add(self, prev: Reading, cur: Reading, counters: tuple[float, float] | None,
@@ -179,6 +185,8 @@ class Balance:
             frac = (b - a) / (t1 - t0)
             p.balance_wh += (d_export - d_import) * frac
             p.source = "counters"
+        elif a == t0 and b == t1:  # the whole interval (the common case): the trapezoid itself
+            p.balance_wh += (prev.net_w + cur.net_w) * (t1 - t0) / 7200.0
         else:
             p.balance_wh += _trapezoid_wh(t0, prev.net_w, t1, cur.net_w, a, b)
         if prev.production_w is not None and cur.production_w is not None:
@@ -210,6 +218,9 @@ class Balance:
             b.current = PeriodSummary(**c)
         if state.get("last"):
             b.last = Reading.from_dict(state["last"])
+            b._last_t = b.last.at.timestamp()
+        if b.current is not None:
+            b._end_t = b.current.end.timestamp()
         return b
 
 

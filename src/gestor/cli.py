@@ -1,4 +1,4 @@
-"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, demo.
+"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, demo.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--interval", type=float, default=None,
                            help="seconds between reads (default monitoring.interval_s)")
     sub.add_parser("stop-loads", help="emergency stop: every load off, latch set (see stop-loads -h)")
+    sm = sub.add_parser("simulate", help="replay recorded data through a policy and price the result")
+    from gestor import simreport
+    simreport.add_arguments(sm)
     o = sub.add_parser("override", help="force a load on or off (or back to auto), optionally for a while")
     o.add_argument("load", help="load name, as in settings.yaml")
     o.add_argument("mode", choices=["on", "off", "auto"])
@@ -172,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             return _override(args)
         if args.command == "db-init":
             return _db_init(args)
+        if args.command == "simulate":
+            from gestor import simreport
+            return simreport.main(args)
         if args.command == "demo":
             return _demo(args)
     except SettingsError as e:

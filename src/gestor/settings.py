@@ -57,12 +57,15 @@ class ManagingSettings(_Model):
 
 
 class PolicySettings(_Model):
-    name: Literal["time_to_consume", "hysteresis", "min_on_time"] = "time_to_consume"
+    name: Literal["time_to_consume", "hysteresis", "min_on_time", "steady_surplus"] = "time_to_consume"
     projection: Literal["instant", "average", "none"] = "instant"  # time_to_consume's projection
     on_min_wh: float = 75.0          # time_to_consume: no switch-on below this projected surplus, Wh
     time_factor: float = Field(1.0, gt=0)  # time_to_consume: scales the period's remaining time
     end_at_wh: float = 0.0           # time_to_consume: off when the period would end at/below this without the load, Wh
     min_on_s: float = Field(300.0, gt=0)   # min_on_time: run a load at least this long, s
+    window_s: float = Field(150.0, gt=0)   # steady_surplus: the surplus rate is the median over this, s
+    doubt: float = Field(2.0, ge=0)        # steady_surplus: running loads count on median - doubt x MAD of the surplus
+    margin_wh: float = 5.0                 # steady_surplus: the period should end at or above this, Wh
 
 
 class LoadSettings(_Model):
@@ -138,6 +141,15 @@ class StoreSettings(_Model):
         return f"http://{self.host}:{self.port}"
 
 
+class TariffSettings(_Model):
+    """Energy prices for ``gestor simulate`` (EUR/kWh, taxes included as you pay them)."""
+
+    import_p1_eur_per_kwh: float = Field(0.22, ge=0)   # 2.0TD P1 (punta): weekdays 10-14, 18-22 h
+    import_p2_eur_per_kwh: float = Field(0.15, ge=0)   # 2.0TD P2 (llano): weekdays 8-10, 14-18, 22-24 h
+    import_p3_eur_per_kwh: float = Field(0.10, ge=0)   # 2.0TD P3 (valle): 0-8 h, weekends, holidays
+    surplus_eur_per_kwh: float = Field(0.06, ge=0)     # compensation per exported kWh
+
+
 class PathsSettings(_Model):
     state_dir: Path = Path("/var/lib/gestor")   # persistent: balance state, stop latch
     run_dir: Path = Path("/run/gestor")         # volatile: live reading, simulated relays
@@ -153,6 +165,7 @@ class Settings(_Model):
     policy: PolicySettings = PolicySettings()
     loads: list[LoadSettings] = Field(min_length=1, max_length=8)
     store: StoreSettings = StoreSettings()
+    tariff: TariffSettings = TariffSettings()
     paths: PathsSettings = PathsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source: Path | None = Field(None, exclude=True)  # the file these came from

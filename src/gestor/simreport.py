@@ -1,0 +1,282 @@
+"""``gestor simulate``: command line, tables, JSON/CSV export, plots and parameter sweeps around
+:func:`gestor.simulate.simulate`."""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drivers.meters.base import MeterError
+from drivers.meters.replay import ReplayData
+from gestor.settings import Settings, SettingsError, parse_settings
+from gestor.simulate import Prices, SimResult, Totals, replay_settings_for, simulate
+
+REPO_EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "settings.yaml"
+SYSTEM = Path("/etc/gestor/settings.yaml")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", type=Path, help="recorded CSV (house-* or winter-* format of shared/data)")
+    p.add_argument("--config", type=Path, default=None,
+                   help=f"settings (default {SYSTEM} if it exists, else the shipped example)")
+    p.add_argument("--policy", help="policy name (time_to_consume, hysteresis, min_on_time, steady_surplus)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. policy.end_at_wh=50 or loads.0.power_w=1500 (repeatable)")
+    p.add_argument("--from", dest="from_", help="start, ISO time (local time of settings.timezone if naive)")
+    p.add_argument("--to", help="end, ISO time (exclusive)")
+    p.add_argument("--prices", type=Path, help="hourly prices CSV: time, import_eur_per_kwh[, surplus_eur_per_kwh]")
+    p.add_argument("--json", action="store_true", help="print totals, days and periods as JSON")
+    p.add_argument("--csv", type=Path, metavar="OUT", help="write one row per settlement period")
+    p.add_argument("--periods", action="store_true", help="also print every settlement period")
+    p.add_argument("--plot", type=Path, metavar="OUT.png", help="one PNG per day (OUT-YYYY-MM-DD.png if several)")
+    p.add_argument("--sweep", metavar="KEY=START:STOP:STEP", help="run a range of one setting and compare")
+
+
+def _set(raw: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(cur, list):
+            try:
+                idx = int(part)
+                cur[idx]
+            except (ValueError, IndexError):
+                raise SettingsError([f"--set {key}: {part!r} is not an index of a list of {len(cur)}"]) from None
+            if last:
+                cur[idx] = value
+            else:
+                cur = cur[idx]
+        else:
+            if last:
+                cur[part] = value
+            else:
+                cur = cur.setdefault(part, {})
+
+
+def load_raw(config: Path | None) -> tuple[dict, Path]:
+    path = config or (SYSTEM if SYSTEM.exists() else REPO_EXAMPLE)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise SettingsError([f"{path}: cannot read: {e.strerror or e}"]) from None
+    except yaml.YAMLError as e:
+        raise SettingsError([f"{path}: not valid YAML: {e}"]) from None
+    if not isinstance(raw, dict):
+        raise SettingsError([f"{path}: (top level): must be a mapping"])
+    return raw, path
+
+
+def settings_with(raw: dict, path: Path, policy: str | None, sets: list[str]) -> Settings:
+    raw = copy.deepcopy(raw)
+    if policy:
+        _set(raw, "policy.name", policy)
+    for kv in sets:
+        if "=" not in kv:
+            raise SettingsError([f"--set {kv!r}: expected KEY=VALUE"])
+        k, v = kv.split("=", 1)
+        _set(raw, k.strip(), yaml.safe_load(v))
+    return parse_settings(raw, str(path), path.resolve())
+
+
+def _time(text: str | None, s: Settings) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError([f"time {text!r}: expected ISO 8601, e.g. 2022-06-11 or 2022-06-11T12:00"]) from None
+    return t if t.tzinfo else t.replace(tzinfo=s.tz)
+
+
+def kwh(wh: float) -> str:
+    return f"{wh / 1000:.2f}"
+
+
+def table(rows: list[list[str]], out=None) -> None:
+    out = out or sys.stdout
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for j, r in enumerate(rows):
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))), file=out)
+        if j == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+
+
+def _row(name: str, t: Totals) -> list[str]:
+    return [name, kwh(t.production_wh), kwh(t.base_wh), kwh(t.loads_wh),
+            f"{kwh(t.exported_wh)} / {kwh(t.exported_without_wh)}", f"{kwh(t.imported_wh)} / {kwh(t.imported_without_wh)}",
+            f"{kwh(t.captured_wh)} ({t.captured_pct:.1f}% of {kwh(t.bound_wh)})", f"{t.extra_import_wh:.0f}",
+            str(t.switches), f"{t.cost_eur:.2f} / {t.cost_without_eur:.2f}"
+            + ("" if not t.incomplete else f"  ({t.incomplete} incomplete)")]
+
+
+HEAD = ["day (local)", "prod kWh", "base kWh", "loads kWh", "exported w/wo", "imported w/wo", "captured kWh",
+        "extra imp Wh", "switches", "EUR w/wo"]
+
+
+def print_result(r: SimResult, s: Settings, data: Path, periods: bool) -> None:
+    print(f"{data.name}: policy {s.policy.name}, loads "
+          + ", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads_by_priority())
+          + f", settlement period {s.billing.period_s // 60} min, {s.timezone}")
+    table([HEAD] + [_row(d, t) for d, t in r.days.items()] + [_row("total", r.totals)])
+    print("w/wo = with / without gestor. Without gestor the loads' energy is bought at P3 (a night timer). "
+          "captured = exported without - exported with; bound = what the loads could have taken.")
+    if periods:
+        rows = [["period (local)", "P", "balance w", "balance wo", "loads Wh", "switches", "complete"]]
+        for p in r.periods:
+            rows.append([p.start.astimezone(s.tz).strftime("%Y-%m-%d %H:%M"), p.price_period, f"{p.balance_wh:+.0f}",
+                         f"{p.balance_without_wh:+.0f}", f"{p.loads_wh:.0f}", str(sum(p.switches.values())),
+                         "yes" if p.complete else "NO"])
+        print()
+        table(rows)
+
+
+def period_rows(r: SimResult, s: Settings) -> list[dict[str, Any]]:
+    out = []
+    for p in r.periods:
+        d = {"start": p.start.isoformat(), "start_local": p.start.astimezone(s.tz).isoformat(),
+             "complete": p.complete, "price_period": p.price_period, "import_eur_per_kwh": p.import_price,
+             "surplus_eur_per_kwh": p.surplus_price, "production_wh": p.production_wh, "base_wh": p.base_wh,
+             "loads_wh": p.loads_wh, "balance_wh": p.balance_wh, "balance_without_wh": p.balance_without_wh,
+             "export_wh": p.export_wh, "import_wh": p.import_wh, "bound_wh": p.bound_wh}
+        for name in p.load_wh:
+            d[f"{name}_wh"] = p.load_wh[name]
+            d[f"{name}_on_s"] = p.load_on_s[name]
+            d[f"{name}_switches"] = p.switches[name]
+        out.append(d)
+    return out
+
+
+def plot_days(r: SimResult, s: Settings, out: Path) -> list[Path]:
+    """One PNG per local day: production and consumption, load states, hourly balance bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    tr = r.trace
+    assert tr is not None
+    written = []
+    days = list(r.days)
+    for day in days:
+        from gestor.simulate import day_bounds
+        a, b = day_bounds(day, s.tz)
+        idx = [i for i, t in enumerate(tr.t) if a.timestamp() <= t < b.timestamp()]
+        if not idx:
+            continue
+        xs = [datetime.fromtimestamp(tr.t[i], s.tz) for i in idx]
+        loads = s.loads_by_priority()
+        fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(12, 8), sharex=True,
+                                            gridspec_kw={"height_ratios": [3, 1, 2]})
+        prod = [tr.production_w[i] / 1000 for i in idx]
+        base = [tr.base_w[i] / 1000 for i in idx]
+        total = [(tr.base_w[i] + sum(ld.power_w for ld in loads if tr.on[ld.name][i])) / 1000 for i in idx]
+        ax1.fill_between(xs, prod, color="gold", alpha=0.5, label="production", step="post")
+        ax1.plot(xs, base, color="grey", lw=0.8, label="base consumption", drawstyle="steps-post")
+        ax1.plot(xs, total, color="tab:red", lw=0.8, label="consumption with gestor's loads", drawstyle="steps-post")
+        ax1.set_ylabel("kW")
+        ax1.set_ylim(0, max(max(prod), max(min(total), 0) + 1, 2.0) * 1.15)
+        ax1.legend(loc="upper left", fontsize=8)
+        t = r.days[day]
+        ax1.set_title(f"{day}: policy {s.policy.name}; captured {t.captured_wh / 1000:.2f} kWh "
+                      f"({t.captured_pct:.0f}% of bound), extra import {t.extra_import_wh:.0f} Wh, "
+                      f"{t.switches} switches; EUR {t.cost_eur:.2f} with / {t.cost_without_eur:.2f} without", fontsize=10)
+        for j, ld in enumerate(loads):
+            ax2.fill_between(xs, [j + 0.1] * len(xs), [j + 0.1 + 0.8 * tr.on[ld.name][i] for i in idx],
+                             step="post", label=ld.name)
+        ax2.set_yticks([j + 0.5 for j in range(len(loads))], [ld.name for ld in loads], fontsize=8)
+        ax2.set_ylim(0, len(loads))
+        per = [p for p in r.periods if a <= p.start < b]
+        w = (per[0].end - per[0].start).total_seconds() / 86400 * 0.4 if per else 0.015
+        xs_p = [mdates.date2num(p.start.astimezone(s.tz)) for p in per]
+        ax3.bar([x + w * 0.5 for x in xs_p], [p.balance_without_wh for p in per], width=w, color="lightgrey",
+                label="hourly balance without gestor", align="edge")
+        ax3.bar([x + w * 1.5 for x in xs_p], [p.balance_wh for p in per], width=w, color="tab:green",
+                label="with gestor", align="edge")
+        ax3.axhline(0, color="black", lw=0.6)
+        ax3.set_ylabel("Wh")
+        ax3.legend(loc="upper left", fontsize=8)
+        ax3.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=s.tz))
+        ax3.set_xlabel(f"local time ({s.timezone})")
+        fig.tight_layout()
+        path = out if len(days) == 1 else out.with_name(f"{out.stem}-{day}{out.suffix or '.png'}")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _frange(spec: str) -> tuple[str, list[float]]:
+    try:
+        key, rng = spec.split("=", 1)
+        a, b, step = (float(x) for x in rng.split(":"))
+    except ValueError:
+        raise SettingsError([f"--sweep {spec!r}: expected KEY=START:STOP:STEP, e.g. policy.end_at_wh=0:100:25"]) from None
+    if step <= 0 or b < a:
+        raise SettingsError([f"--sweep {spec!r}: STEP must be > 0 and STOP >= START"])
+    n = int(round((b - a) / step + 1e-9)) + 1
+    return key.strip(), [round(a + i * step, 10) for i in range(n)]
+
+
+def sweep(args: argparse.Namespace, raw: dict, path: Path, data: ReplayData) -> int:
+    key, values = _frange(args.sweep)
+    rows = []
+    for i, v in enumerate(values):
+        s = settings_with(raw, path, args.policy, args.set + [f"{key}={v:g}"])
+        bar = "#" * int(30 * i / len(values))
+        print(f"\r[{bar:<30}] {i}/{len(values)} {key}={v:g}   ", end="", file=sys.stderr, flush=True)
+        r = simulate(data, s, Prices(s, args.prices), _time(args.from_, s), _time(args.to, s))
+        rows.append((v, r.totals))
+    print(f"\r[{'#' * 30}] {len(values)}/{len(values)}{' ' * 30}", file=sys.stderr)
+    best = min(range(len(rows)), key=lambda i: (round(rows[i][1].cost_eur, 2), rows[i][1].switches))
+    out = [[key, "captured %", "captured kWh", "extra import Wh", "switches", "EUR with gestor", ""]]
+    for i, (v, t) in enumerate(rows):
+        out.append([f"{v:g}", f"{t.captured_pct:.1f}", kwh(t.captured_wh), f"{t.extra_import_wh:.0f}", str(t.switches),
+                    f"{t.cost_eur:.2f}", "<- best (lowest cost, then fewest switches)" if i == best else ""])
+    print(f"{args.data.name}: sweep of {key}, policy {settings_with(raw, path, args.policy, args.set).policy.name}")
+    table(out)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    raw, path = load_raw(args.config)
+    try:
+        data = ReplayData.load(replay_settings_for(args.data))
+    except ValueError as e:
+        raise MeterError(str(e)) from None
+    if args.sweep:
+        return sweep(args, raw, path, data)
+    s = settings_with(raw, path, args.policy, args.set)
+    try:
+        prices = Prices(s, args.prices)
+    except OSError as e:
+        raise MeterError(f"{args.prices}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise MeterError(str(e)) from None
+    r = simulate(data, s, prices, _time(args.from_, s), _time(args.to, s), trace=args.plot is not None)
+    if not r.periods:
+        raise MeterError(f"{args.data}: no samples in the chosen time range")
+    if args.json:
+        print(json.dumps({"data": str(args.data), "policy": s.policy.model_dump(), "totals": r.totals.as_dict(),
+                          "days": {d: t.as_dict() for d, t in r.days.items()},
+                          "periods": period_rows(r, s)}, indent=1, default=str))
+    else:
+        print_result(r, s, args.data, args.periods)
+    if args.csv:
+        rows = period_rows(r, s)
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {len(rows)} periods to {args.csv}", file=sys.stderr)
+    if args.plot:
+        for p in plot_days(r, s, args.plot):
+            print(f"wrote {p}", file=sys.stderr)
+    return 0

@@ -1,0 +1,417 @@
+"""Replay recorded data through the very same balance, policy and guard code as managing, with
+simulated loads, and report what the bill would have been.
+
+Model (issue 5, DESIGN.md section 6):
+
+* Base load: the recorded consumption without the recorded managed loads
+  (``max(powerC - powerL1 - powerL2, 0)`` for the house files; ``powerP + powerLB`` for the
+  winter file, which has none). The simulated loads are added on top with their rated power.
+* A decision is taken at each sample once ``managing.interval_s`` has passed since the last one,
+  with the balance including that sample; what it switches takes effect from the next sample, as
+  with the daemon (its command follows the meter read).
+* Energies are the trapezoid of the samples, split at settlement period boundaries; an interval
+  longer than ``billing.max_gap_s`` is not integrated and its periods are marked incomplete
+  (:class:`gestor.balance.Balance`). Per-load energy is the trapezoid of its power samples, so
+  ``production - base - loads = net`` per period to rounding.
+* Without gestor: the same data with no simulated load.
+* exported = Σ periods max(balance, 0); imported = Σ max(-balance, 0). captured = exported without
+  - exported with; extra import = imported with - imported without; bound per period =
+  ``min(max(balance_without, 0), Σ load power × period)``.
+* Cost (:mod:`gestor.tariff`): imported kWh × import price of its 2.0TD period (or ``--prices``),
+  minus exported kWh × surplus price, the compensation capped each calendar month at the cost of
+  the energy imported that month (Spain's simplified self-consumption compensation, RD 244/2019
+  art. 14.3). Fixed terms (power, meter rental, taxes) are left out: they do not depend on gestor.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+from zoneinfo import ZoneInfo
+
+from drivers.meters.base import Reading
+from drivers.meters.replay import ReplayData, ReplaySettings
+from gestor.balance import Balance, PeriodSummary
+from gestor.guards import GuardState, LoadLimits, apply_guards, in_windows, min_run_deadline, min_run_reason
+from gestor.policies import LoadView, Snapshot, Wish, decide
+from gestor.settings import Settings, parse_window
+from gestor.tariff import period_2_0td
+
+UTC = timezone.utc
+
+
+def replay_settings_for(path: Path) -> ReplaySettings:
+    """Column mapping of a recorded CSV from its header: the ``house-*`` format (powerP, powerC,
+    powerL1, powerL2) or the ``winter-*`` one (powerP, powerLB import-positive); see
+    shared/data/README.md."""
+    try:
+        with open(path, newline="") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror or e}") from None
+    if "powerC" in header:
+        sub = [c for c in ("powerL1", "powerL2") if c in header]
+        return ReplaySettings(path=path, production_column="powerP", consumption_column="powerC",
+                              subtract_columns=sub, add_simulated_loads=False)
+    if "powerLB" in header:
+        return ReplaySettings(path=path, production_column="powerP", consumption_column=None,
+                              net_column="powerLB", net_sign="import_positive", add_simulated_loads=False)
+    raise ValueError(f"{path}: unknown format: expected powerP with powerC (house) or powerLB (winter); "
+                     f"columns are {', '.join(header)}")
+
+
+@dataclass
+class PeriodResult:
+    """One settlement period of a simulation. Energies Wh, on-times s, cost EUR."""
+
+    start: datetime
+    end: datetime
+    complete: bool
+    production_wh: float
+    base_wh: float
+    load_wh: dict[str, float]
+    load_on_s: dict[str, float]
+    switches: dict[str, int]
+    balance_wh: float            # with gestor
+    balance_without_wh: float
+    bound_wh: float
+    price_period: str
+    import_price: float
+    surplus_price: float
+
+    @property
+    def loads_wh(self) -> float:
+        return sum(self.load_wh.values())
+
+    @property
+    def export_wh(self) -> float:
+        return max(self.balance_wh, 0.0)
+
+    @property
+    def import_wh(self) -> float:
+        return max(-self.balance_wh, 0.0)
+
+    @property
+    def export_without_wh(self) -> float:
+        return max(self.balance_without_wh, 0.0)
+
+    @property
+    def import_without_wh(self) -> float:
+        return max(-self.balance_without_wh, 0.0)
+
+
+@dataclass
+class Totals:
+    periods: int = 0
+    incomplete: int = 0
+    production_wh: float = 0.0
+    base_wh: float = 0.0
+    loads_wh: float = 0.0
+    exported_wh: float = 0.0
+    imported_wh: float = 0.0
+    exported_without_wh: float = 0.0
+    imported_without_wh: float = 0.0
+    bound_wh: float = 0.0
+    switches: int = 0
+    cost_eur: float = 0.0
+    cost_without_eur: float = 0.0
+    load_wh: dict[str, float] = field(default_factory=dict)
+    load_on_s: dict[str, float] = field(default_factory=dict)
+    load_switches: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def captured_wh(self) -> float:
+        return self.exported_without_wh - self.exported_wh
+
+    @property
+    def extra_import_wh(self) -> float:
+        return self.imported_wh - self.imported_without_wh
+
+    @property
+    def captured_pct(self) -> float:
+        return 100.0 * self.captured_wh / self.bound_wh if self.bound_wh > 0 else 100.0
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items()}
+        d.update(captured_wh=self.captured_wh, extra_import_wh=self.extra_import_wh,
+                 captured_pct=self.captured_pct)
+        return d
+
+
+@dataclass
+class Trace:
+    """Per-sample series for plots (epoch s, W, on states)."""
+
+    t: list[float] = field(default_factory=list)
+    production_w: list[float] = field(default_factory=list)
+    base_w: list[float] = field(default_factory=list)
+    on: dict[str, list[bool]] = field(default_factory=dict)
+
+
+@dataclass
+class SimResult:
+    periods: list[PeriodResult]
+    totals: Totals
+    days: dict[str, Totals]
+    trace: Trace | None = None
+
+
+class Prices:
+    """Import and surplus prices, EUR/kWh, per settlement period: 2.0TD P1/P2/P3 from settings, or
+    an hourly CSV (``time`` ISO 8601 with offset, ``import_eur_per_kwh``, optional
+    ``surplus_eur_per_kwh``) such as PVPC."""
+
+    def __init__(self, s: Settings, hourly_csv: Path | None = None) -> None:
+        self.tz = s.tz
+        self.t = s.tariff
+        self.hourly: dict[int, tuple[float, float | None]] = {}
+        if hourly_csv is not None:
+            with open(hourly_csv, newline="") as f:
+                for n, row in enumerate(csv.DictReader(f), start=2):
+                    try:
+                        at = datetime.fromisoformat(row["time"])
+                        if at.tzinfo is None:
+                            at = at.replace(tzinfo=self.tz)
+                        sp = row.get("surplus_eur_per_kwh")
+                        self.hourly[int(at.timestamp()) // 3600] = (
+                            float(row["import_eur_per_kwh"]), float(sp) if sp not in (None, "") else None)
+                    except (KeyError, ValueError) as e:
+                        raise ValueError(f"{hourly_csv}: line {n}: needs time and import_eur_per_kwh ({e})") from None
+
+    def at(self, start: datetime) -> tuple[str, float, float]:
+        p = period_2_0td(start, self.tz)
+        hp = self.hourly.get(int(start.timestamp()) // 3600)
+        if hp is not None:
+            return p, hp[0], hp[1] if hp[1] is not None else self.t.surplus_eur_per_kwh
+        price = {"P1": self.t.import_p1_eur_per_kwh, "P2": self.t.import_p2_eur_per_kwh,
+                 "P3": self.t.import_p3_eur_per_kwh}[p]
+        return p, price, self.t.surplus_eur_per_kwh
+
+
+@dataclass
+class _Load:
+    name: str
+    power_w: float
+    on: bool = False
+    since: datetime | None = None
+    limits: LoadLimits = field(default_factory=LoadLimits)
+    min_run_s: float = 0.0
+    min_run_by: str = "21:00"
+    on_above_wh: float | None = None
+    off_below_wh: float | None = None
+    wh: dict[float, float] = field(default_factory=dict)      # period start epoch → Wh
+    on_s: dict[float, float] = field(default_factory=dict)
+    switches: dict[float, int] = field(default_factory=dict)
+    day_on_s: dict[float, float] = field(default_factory=dict)
+
+
+def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | None = None,
+             end: datetime | None = None, trace: bool = False,
+             progress: Callable[[float], None] | None = None) -> SimResult:
+    """Run ``s``'s policy, guards and loads over ``data`` (see module docstring)."""
+    tz = s.tz
+    period_s = s.billing.period_s
+    loads = [_Load(ld.name, ld.power_w, limits=LoadLimits(ld.min_on_s, ld.min_off_s, ld.max_switches_per_period,
+                                                           tuple(parse_window(w) for w in ld.windows),
+                                                           ", ".join(ld.windows)),
+                   min_run_s=ld.min_run_s, min_run_by=ld.min_run_by, on_above_wh=ld.on_above_wh,
+                   off_below_wh=ld.off_below_wh)
+             for ld in s.loads_by_priority()]
+    limits = {ld.name: ld.limits for ld in loads}
+    bal = Balance(period_s, tz, s.billing.max_gap_s)
+    total_power_w = sum(ld.power_w for ld in loads)
+    interval = s.managing.interval_s
+    max_gap = s.billing.max_gap_s
+    next_decision = -math.inf
+    closed: list[PeriodSummary] = []
+    tr = Trace(on={ld.name: [] for ld in loads}) if trace else None
+    prod_arr = data.production_w
+    t_arr, base_arr = data.t, data.consumption_w
+    i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
+    i1 = len(t_arr) if end is None else _bisect(t_arr, end.timestamp())
+    prev_t: float | None = None
+    prev_load_w = [0.0] * len(loads)
+    span = (math.inf, -math.inf)  # the current period as epoch seconds
+    recent: deque[tuple[float, float]] = deque()  # (t, surplus before the loads) over policy.window_s
+    window_s = s.policy.window_s
+    price_of = lambda t: period_2_0td(t, tz)  # noqa: E731
+    n = max(i1 - i0, 1)
+    for i in range(i0, i1):
+        t = t_arr[i]
+        base = base_arr[i]
+        prod = prod_arr[i] if prod_arr is not None else 0.0
+        if base != base or prod != prod:  # NaN: a missing reading, not a zero
+            continue
+        at = datetime.fromtimestamp(t, UTC)
+        load_w = [ld.power_w if ld.on else 0.0 for ld in loads]
+        total_load = sum(load_w)
+        net0 = prod - base
+        closed += bal.update(Reading(at, net0 - total_load, prod, base + total_load))
+        if prev_t is not None and t - prev_t <= max_gap:
+            span = _account(loads, prev_t, t, prev_load_w, load_w, bal, span)
+        prev_t, prev_load_w = t, load_w
+        if tr is not None:
+            tr.t.append(t)
+            tr.production_w.append(prod)
+            tr.base_w.append(base)
+            for ld in loads:
+                tr.on[ld.name].append(ld.on)
+        recent.append((t, net0))
+        while recent[0][0] <= t - window_s:
+            recent.popleft()
+        if t >= next_decision:
+            next_decision = t + interval - 1e-6
+            _decide(loads, limits, bal, at, net0 - total_load, s, tz, period_s, price_of,
+                    tuple(v for _, v in recent))
+        if progress is not None and (i - i0) % 20000 == 0:
+            progress((i - i0) / n)
+    if bal.current is not None and bal.current.covered_s > 0:
+        closed.append(bal.current)
+    periods = _periods(closed, loads, total_power_w, prices)
+    totals, days = _totals(periods, loads, tz, s)
+    return SimResult(periods, totals, days, tr)
+
+
+def _bisect(a: list[float], x: float) -> int:
+    import bisect
+    return bisect.bisect_left(a, x)
+
+
+def _account(loads: list[_Load], t0: float, t1: float, w0: list[float], w1: list[float], b: Balance,
+             span: tuple[float, float]) -> tuple[float, float]:
+    """Per-load trapezoid energy and on-time between two samples, split at period boundaries as
+    :class:`Balance` splits the net. ``span``: the last period seen (epoch s), returned updated."""
+    a = t0
+    while a < t1:
+        if not span[0] <= a < span[1]:
+            p0, p1 = b.bounds(datetime.fromtimestamp(a, UTC))
+            span = (p0.timestamp(), p1.timestamp())
+        k, e = span[0], min(span[1], t1)
+        for j, ld in enumerate(loads):
+            v0, v1 = w0[j], w1[j]
+            if v0 or v1:
+                va = v0 + (v1 - v0) * (a - t0) / (t1 - t0)
+                vb = v0 + (v1 - v0) * (e - t0) / (t1 - t0)
+                ld.wh[k] = ld.wh.get(k, 0.0) + (va + vb) / 2.0 * (e - a) / 3600.0
+            if v1:  # on-time: the state commanded at t0 holds until t1
+                ld.on_s[k] = ld.on_s.get(k, 0.0) + (e - a)
+                if ld.min_run_s > 0:
+                    d = min_run_deadline(datetime.fromtimestamp(a, UTC), b.tz, ld.min_run_by).timestamp()
+                    ld.day_on_s[d] = ld.day_on_s.get(d, 0.0) + (e - a)
+        a = e
+    return span
+
+
+def _decide(loads: list[_Load], limits: dict[str, LoadLimits], b: Balance, now: datetime, net_w: float,
+            s: Settings, tz: ZoneInfo, period_s: int, price_of: Callable[[datetime], str],
+            recent: tuple[float, ...] = ()) -> None:
+    """One control decision, as managing takes it: policy, then guards (no latch, no stale meter,
+    no override in a simulation)."""
+    cur = b.current
+    assert cur is not None
+    views = tuple(LoadView(ld.name, ld.power_w, ld.on, ld.since, ld.on_above_wh, ld.off_below_wh) for ld in loads)
+    held = [ld.name for ld in loads if ld.limits.windows and not in_windows(now, tz, ld.limits.windows)]
+    if held:
+        free = decide(Snapshot(now, cur.start, cur.end, cur.balance_wh, net_w,
+                               tuple(v for v in views if v.name not in held), recent), s.policy)
+        by_name = {w.load: w for w in free}
+        wishes = [by_name.get(ld.name) or Wish(ld.name, False, "held by a guard") for ld in loads]
+    else:
+        wishes = decide(Snapshot(now, cur.start, cur.end, cur.balance_wh, net_w, views, recent), s.policy)
+    k = cur.start.timestamp()
+    min_run = {}
+    for ld in loads:
+        if ld.min_run_s > 0:
+            done = ld.day_on_s.get(min_run_deadline(now, tz, ld.min_run_by).timestamp(), 0.0)
+            why = min_run_reason(now, tz, period_s, ld.min_run_s, done, ld.min_run_by, price_of, ld.power_w)
+            if why:
+                min_run[ld.name] = why
+    final = apply_guards(wishes, views, limits, GuardState(now, False, 0.0, math.inf, tz, {},
+                                                           {ld.name: ld.switches.get(k, 0) for ld in loads},
+                                                           min_run))
+    for w, ld in zip(final, loads):
+        if w.on != ld.on:
+            ld.on = w.on
+            ld.since = now
+            ld.switches[k] = ld.switches.get(k, 0) + 1
+
+
+def _periods(closed: list[PeriodSummary], loads: list[_Load], total_power_w: float,
+             prices: Prices) -> list[PeriodResult]:
+    """Per period: without gestor = with gestor plus the loads' energy (the same trapezoid of the
+    same samples, so the two integrate alike, gaps included)."""
+    out = []
+    for p in closed:
+        k = p.start.timestamp()
+        load_wh = {ld.name: ld.wh.get(k, 0.0) for ld in loads}
+        loads_wh = sum(load_wh.values())
+        without = p.balance_wh + loads_wh
+        bound = min(max(without, 0.0), total_power_w * p.period_s / 3600.0)
+        price_period, imp, sur = prices.at(p.start)
+        out.append(PeriodResult(
+            p.start, p.end, p.complete, p.production_wh or 0.0, (p.consumption_wh or 0.0) - loads_wh, load_wh,
+            {ld.name: ld.on_s.get(k, 0.0) for ld in loads}, {ld.name: ld.switches.get(k, 0) for ld in loads},
+            p.balance_wh, without, bound, price_period, imp, sur))
+    return out
+
+
+def _cost(periods: Iterable[PeriodResult], tz: ZoneInfo, with_gestor: bool, p3_price: float = 0.0) -> float:
+    """EUR: import cost minus surplus compensation capped per calendar month at that month's
+    import cost (RD 244/2019 art. 14.3). Without gestor the loads still need their energy: it is
+    bought from the grid at the P3 price (a night timer, the cheapest way without gestor)."""
+    months: dict[tuple[int, int], list[float]] = {}
+    for p in periods:
+        local = p.start.astimezone(tz)
+        m = months.setdefault((local.year, local.month), [0.0, 0.0])
+        imp = p.import_wh if with_gestor else p.import_without_wh
+        exp = p.export_wh if with_gestor else p.export_without_wh
+        m[0] += imp / 1000.0 * p.import_price
+        if not with_gestor:
+            m[0] += p.loads_wh / 1000.0 * p3_price
+        m[1] += exp / 1000.0 * p.surplus_price
+    return sum(cost - min(comp, cost) for cost, comp in months.values())
+
+
+def _totals(periods: list[PeriodResult], loads: list[_Load], tz: ZoneInfo,
+            s: Settings) -> tuple[Totals, dict[str, Totals]]:
+    def add(t: Totals, p: PeriodResult) -> None:
+        t.periods += 1
+        t.incomplete += 0 if p.complete else 1
+        t.production_wh += p.production_wh
+        t.base_wh += p.base_wh
+        t.loads_wh += p.loads_wh
+        t.exported_wh += p.export_wh
+        t.imported_wh += p.import_wh
+        t.exported_without_wh += p.export_without_wh
+        t.imported_without_wh += p.import_without_wh
+        t.bound_wh += p.bound_wh
+        t.switches += sum(p.switches.values())
+        for ld in loads:
+            t.load_wh[ld.name] = t.load_wh.get(ld.name, 0.0) + p.load_wh[ld.name]
+            t.load_on_s[ld.name] = t.load_on_s.get(ld.name, 0.0) + p.load_on_s[ld.name]
+            t.load_switches[ld.name] = t.load_switches.get(ld.name, 0) + p.switches[ld.name]
+
+    total = Totals()
+    days: dict[str, Totals] = {}
+    by_day: dict[str, list[PeriodResult]] = {}
+    for p in periods:
+        day = p.start.astimezone(tz).date().isoformat()
+        add(total, p)
+        add(days.setdefault(day, Totals()), p)
+        by_day.setdefault(day, []).append(p)
+    p3 = s.tariff.import_p3_eur_per_kwh
+    total.cost_eur, total.cost_without_eur = _cost(periods, tz, True), _cost(periods, tz, False, p3)
+    for day, ps in by_day.items():  # a day's cost, capped as if it were its own month
+        days[day].cost_eur, days[day].cost_without_eur = _cost(ps, tz, True), _cost(ps, tz, False, p3)
+    return total, days
+
+
+def day_bounds(day: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    d = datetime.fromisoformat(day)
+    a = datetime(d.year, d.month, d.day, tzinfo=tz)
+    b = a + timedelta(days=1)
+    return a.astimezone(UTC), datetime(b.year, b.month, b.day, tzinfo=tz).astimezone(UTC)
