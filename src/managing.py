@@ -333,9 +333,11 @@ class Managing:
                 ld.day_on_s = {key: float(done)}
         if b.period_s != self.s.billing.period_s or b.current is None or b.last is None:
             return
-        if b.current.start != self.balance.bounds(now)[0] or now - b.last.at > timedelta(
-                seconds=self.s.billing.max_gap_s):
-            return  # a new period, or too long away: start clean
+        if b.current.start != self.balance.bounds(now)[0]:
+            return  # a new period: start clean
+        # Same period: resume. The readings taken while we were down are in the live state (the
+        # last 30); the balance integrates them from where it stopped, and does not bridge a gap
+        # longer than max_gap_s (the period is then marked incomplete).
         self.balance = b
         for ld in self.loads:
             ld.on_s = dict(state.get("on_s", {}).get(ld.name, {}))

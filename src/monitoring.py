@@ -6,17 +6,22 @@ the loads off); it never becomes a zero reading.
 """
 from __future__ import annotations
 
+import json
 import logging
 
 from drivers.meters import Meter, MeterError, Reading
+from drivers.meters.base import CheckedMeter
 from drivers.store.influx import Store, point
 from gestor.clock import Clock
 from gestor.daemon import context, open_meter, run_loop
+from gestor.files import atomic_write_text
 from gestor.livestate import LiveStateWriter
 from gestor.settings import Settings
 
 log = logging.getLogger("gestor.monitoring")
 REPEAT_LOG_EVERY = 60  # failed reads between two log lines during a long outage
+STATE_FILE = "monitoring.json"
+PERSIST_EVERY_S = 60.0
 
 
 class Monitoring:
@@ -31,6 +36,33 @@ class Monitoring:
         self.reads = 0
         self.failures = 0
         self._failing = 0
+        self.state_path = settings.paths.state_dir / STATE_FILE
+        self._persisted_at = None
+        self._last: Reading | None = None
+        self._restore()
+
+    def _restore(self) -> None:
+        """Resume the last reading (no duplicate after a restart) and the counters' baseline
+        (a counter that went backwards while we were down is still caught)."""
+        try:
+            last = Reading.from_dict(json.loads(self.state_path.read_text())["last"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if last.at > self.clock.now():
+            log.warning("last stored reading (%s) is in the future: the clock went back? not resumed", last.at)
+            return
+        self.last_at = last.at
+        self._last = last
+        if isinstance(self.meter, CheckedMeter):
+            for name in ("import_wh_total", "export_wh_total"):
+                v = getattr(last, name)
+                if v is not None:
+                    self.meter._last[name] = v
+
+    def persist(self) -> None:
+        if self._last is not None:
+            atomic_write_text(self.state_path, json.dumps({"last": self._last.to_dict()}))
+            self._persisted_at = self.clock.now()
 
     def cycle(self) -> Reading | None:
         """One read. Returns the new reading, or None (failed read, or no new sample)."""
@@ -54,9 +86,13 @@ class Monitoring:
             "net_w": r.net_w, "production_w": r.production_w, "consumption_w": r.consumption_w,
             "import_wh_total": r.import_wh_total, "export_wh_total": r.export_wh_total}, r.at)])
         self.live.publish(r)
+        self._last = r
+        if self._persisted_at is None or (r.at - self._persisted_at).total_seconds() >= PERSIST_EVERY_S:
+            self.persist()  # once a minute: the SD card is not written every cycle
         return r
 
     def close(self) -> None:
+        self.persist()
         self.meter.close()
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import time
 import sys
 
 from drivers import DriverContext
@@ -89,14 +91,25 @@ def test_csv_without_the_mapped_columns(tmp_path):
     assert "Traceback" not in p.stderr
 
 
-def test_unreachable_influxdb_names_the_address(tmp_path):
+def test_unreachable_influxdb_is_named_and_the_daemons_run_on_spooling(tmp_path):
+    """InfluxDB down at start is not fatal: the daemon names the address, spools, keeps working."""
     port = free_port()  # nothing listens there
-    f = settings_file(tmp_path, store={"kind": "influxdb1", "host": "127.0.0.1", "port": port})
-    for daemon in ("monitoring", "managing"):
-        p = run(GESTOR + [daemon, "--config", str(f)])
-        assert p.returncode == 1
-        assert f"gestor {daemon}: error: InfluxDB at http://127.0.0.1:{port} unreachable" in p.stderr
-        assert "Traceback" not in p.stderr
+    f = settings_file(tmp_path, store={"kind": "influxdb1", "host": "127.0.0.1", "port": port},
+                      monitoring={"interval_s": 0.2})
+    p = subprocess.Popen(GESTOR + ["monitoring", "--config", str(f)], stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stderr.readline()
+        assert f"InfluxDB http://127.0.0.1:{port} not answering" in line and "spooling to" in line
+        spool = tmp_path / "state" / "spool" / "monitoring"
+        deadline = time.monotonic() + 20
+        while not list(spool.glob("*.lp")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(spool.glob("*.lp")), "nothing spooled"
+        assert (tmp_path / "run" / "reading.json").exists()   # managing still gets its readings
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+    assert "Traceback" not in p.stderr.read()
 
 
 def test_unknown_driver_stops_before_anything_starts(tmp_path):

@@ -1,4 +1,4 @@
-"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, demo.
+"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, status, demo.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -23,13 +23,17 @@ DEFAULT_CONFIG = os.environ.get("GESTOR_CONFIG", "/etc/gestor/settings.yaml")
 def _daemon(args: argparse.Namespace, which: str) -> int:
     settings = load_settings(args.config)
     setup_logging(settings.log_level)
-    store = open_store(settings.store)
+    store = open_store(settings.store, settings.paths.state_dir / "spool" / which)
+    clock = WallClock()
+    if os.environ.get("GESTOR_CLOCK"):  # drills and tests: accelerated time shared by the daemons
+        from gestor.clock import AcceleratedClock
+        clock = AcceleratedClock.from_env(os.environ["GESTOR_CLOCK"])
     if which == "monitoring":
         import monitoring
-        monitoring.run(settings, WallClock(), store)
+        monitoring.run(settings, clock, store)
     else:
         import managing
-        managing.run(settings, WallClock(), store)
+        managing.run(settings, clock, store)
     return 0
 
 
@@ -115,8 +119,26 @@ def _db_init(args: argparse.Namespace) -> int:
     if settings.store.kind == "none":
         print("store.kind is none: nothing to create")
         return 0
+    kind = settings.store.kind
+    if kind == "auto":
+        from drivers.store.influx import server_version
+        kind = "influxdb2" if server_version(settings.store.url).lstrip("v").startswith("2") else "influxdb1"
+    if kind == "influxdb2":
+        print("InfluxDB 2.x: create the bucket with its retention and the summary task yourself "
+              "(README, 'InfluxDB 2.x'); nothing done")
+        return 0
     for q in init_database(settings.store, settings.billing.period_s):
         print(q)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from gestor.status import collect, render
+    settings = load_settings(args.config)
+    d = collect(settings, WallClock().now())
+    print(_json.dumps(d, indent=1, default=str) if args.json else render(d, settings))
     return 0
 
 
@@ -136,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                         ("managing", "run the managing daemon (balance → policy → relays)"),
                         ("check", "validate settings and print them resolved"),
                         ("meter-test", "read the configured meter a few times and print the readings"),
-                        ("db-init", "create the InfluxDB database, retention policies and summaries")):
+                        ("db-init", "create the InfluxDB database, retention policies and summaries"),
+                        ("status", "one screen: meter, period balance, loads and why, latch, spool, InfluxDB")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="machine-readable")
         if name in ("check", "meter-test"):
             if name == "check":
                 p.add_argument("--read", action="store_true", help="then read the meter (as meter-test)")
@@ -175,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             return _override(args)
         if args.command == "db-init":
             return _db_init(args)
+        if args.command == "status":
+            return _status(args)
         if args.command == "simulate":
             from gestor import simreport
             return simreport.main(args)

@@ -87,16 +87,31 @@ class AcceleratedClock:
     Used to replay recorded data in real (or accelerated) time in a long-running daemon.
     """
 
-    def __init__(self, start: datetime, speed: float = 1.0) -> None:
+    def __init__(self, start: datetime, speed: float = 1.0, anchor_epoch_s: float | None = None) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self._start = start.astimezone(timezone.utc)
+        # anchored to the wall clock (time.time) several processes share one accelerated time
+        self._anchor = anchor_epoch_s
         self._t0 = time.monotonic()
         self._speed = speed
         self._wake = threading.Event()
 
     def now(self) -> datetime:
+        if self._anchor is not None:
+            return self._start + timedelta(seconds=(time.time() - self._anchor) * self._speed)
         return self._start + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
+
+    @classmethod
+    def from_env(cls, text: str) -> "AcceleratedClock":
+        """``START@ANCHOR*SPEED`` (ISO time, wall-clock epoch s, factor), as in ``GESTOR_CLOCK``:
+        drills and tests run the real daemons on accelerated, shared time."""
+        try:
+            start, rest = text.split("@")
+            anchor, speed = rest.split("*")
+            return cls(datetime.fromisoformat(start), float(speed), float(anchor))
+        except ValueError:
+            raise ValueError(f"GESTOR_CLOCK={text!r}: expected START@ANCHOR_EPOCH*SPEED") from None
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:

@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     until = min(boundary + timedelta(seconds=30), data.last + timedelta(seconds=1))
     store = InfluxStore.from_settings(s.store)
     try:
-        store.client.drop_database(s.store.database)
+        store.sender.client.drop_database(s.store.database)
     except Exception:
         pass  # unreachable: open() says so clearly
     try:
@@ -151,7 +151,7 @@ def read_periods(store: InfluxStore, s: Settings, start: datetime, end: datetime
     """The ``period`` points the managing daemon stored, read back from InfluxDB."""
     q = (f"SELECT * FROM period WHERE site = '{s.site}' AND time >= '{start:%Y-%m-%dT%H:%M:%SZ}' "
          f"AND time < '{end:%Y-%m-%dT%H:%M:%SZ}'")
-    rows = list(store.client.query(q, epoch="s").get_points())
+    rows = list(store.sender.client.query(q, epoch="s").get_points())
     for r in rows:
         r["start"] = datetime.fromtimestamp(r["time"], timezone.utc)
     return rows

@@ -11,6 +11,7 @@ managing keeps every load off.
 from __future__ import annotations
 
 import json
+import os
 from collections import deque
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +44,7 @@ class LiveStateWriter:
 
     def _write(self) -> None:
         atomic_write_text(self.path, json.dumps({
+            "pid": os.getpid(),
             "readings": list(self.readings),
             "errors": self.errors,
             "last_error": self.last_error,

@@ -118,15 +118,19 @@ def parse_window(w: str) -> tuple[int, int]:
 
 
 class StoreSettings(_Model):
-    kind: Literal["influxdb1", "none"] = "influxdb1"
+    kind: Literal["influxdb1", "influxdb2", "auto", "none"] = "influxdb1"  # auto: ask /ping for the version
     host: str = "127.0.0.1"
     port: int = Field(8086, gt=0, lt=65536)
-    database: str = "gestor"
-    username: str | None = None
-    password: str | None = None
+    database: str = "gestor"                    # 1.x database (2.x: the bucket, unless bucket is set)
+    username: str | None = None                 # 1.x
+    password: str | None = None                 # 1.x
+    org: str | None = None                      # 2.x organisation
+    bucket: str | None = None                   # 2.x bucket (default: database)
+    token: str | None = None                    # 2.x API token with write access to the bucket
+    spool_max_mb: float = Field(100.0, gt=0)    # on-disk spool while InfluxDB is away; oldest dropped past it
     timeout_s: float = Field(5.0, gt=0)
     batch_size: int = Field(500, gt=0)          # points per write
-    queue_max_points: int = Field(200_000, gt=0)  # in memory while the server is away
+    queue_max_points: int = Field(200_000, gt=0)  # in memory, without a spool (tests, demo)
     raw_retention: str = "90d"                  # how long raw points are kept (1.x retention policy); INF = forever
 
     @field_validator("raw_retention")

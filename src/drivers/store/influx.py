@@ -5,10 +5,13 @@ InfluxDB 1.x is written through its HTTP ``/write`` endpoint with the ``influxdb
 ``influxdb-client`` cannot write to it). Points are built as line protocol with
 ``influxdb_client.Point``. Measurements and fields: DESIGN.md section 7 and README.
 
-Writes never block the control cycle: :meth:`InfluxStore.write` appends to a bounded in-memory
-queue that a writer thread sends in batches, in order. While the server does not answer, the batch
-is retried with backoff; past ``queue_max_points`` the oldest points are dropped with a loud log.
-A 4xx for a bad point (e.g. a field type conflict) is logged with the batch and not retried.
+InfluxDB 2.x is written through ``influxdb-client`` (``store.kind: influxdb2``: url, org, bucket,
+token); ``store.kind: auto`` asks ``/ping`` for ``X-Influxdb-Version`` and picks the API.
+
+Writes never block the control cycle: :meth:`InfluxStore.write` appends to an in-memory queue that
+a writer thread sends in batches, in order. While the server does not answer, points go to the
+on-disk spool (:mod:`drivers.store.spool`) and are replayed in order when it is back. A 4xx for a
+bad point (e.g. a field type conflict) is logged with the point and not retried.
 """
 from __future__ import annotations
 
@@ -17,12 +20,15 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 from influxdb_client import Point, WritePrecision
+
+from drivers.store.spool import Spool
 
 log = logging.getLogger("gestor.store")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -72,27 +78,124 @@ class NullStore:
         pass
 
 
-class InfluxStore:
-    """InfluxDB 1.x store with a background writer.
+class Rejected(Exception):
+    """The server refused these points (4xx): retrying would not help."""
 
-    Args:
-        host, port, database, username, password: the server and database (created if missing).
-        timeout_s: HTTP timeout per request.
-        batch_size: points per write request.
-        queue_max_points: bound of the in-memory queue.
-    Raises:
-        StoreError: at :meth:`open` if the server does not answer or the database cannot be made.
-    """
 
-    def __init__(self, host: str, port: int, database: str, username: str | None = None,
-                 password: str | None = None, timeout_s: float = 5.0, batch_size: int = 500,
-                 queue_max_points: int = 200_000) -> None:
+class ServerDown(Exception):
+    """No answer, a timeout or a 5xx: retry later."""
+
+
+class V1Sender:
+    """InfluxDB 1.x ``/write`` (the ``influxdb`` package), ms precision. Creates the database
+    when the server says it does not exist."""
+
+    version = "1.x"
+
+    def __init__(self, host: str, port: int, database: str, username: str | None, password: str | None,
+                 timeout_s: float) -> None:
         self.url = f"http://{host}:{port}"
         self.database = database
         self.client = InfluxDBClient(host=host, port=port, username=username, password=password,
                                      database=database, timeout=timeout_s)
+
+    def ensure(self) -> None:
+        try:
+            self.client.ping()
+            self.client.create_database(self.database)  # idempotent
+        except (requests.exceptions.RequestException, InfluxDBServerError) as e:
+            raise ServerDown(_short(e)) from None
+        except InfluxDBClientError as e:
+            raise Rejected(_short(e)) from None
+
+    def send(self, lines: list[str]) -> None:
+        try:
+            self.client.write_points(lines, protocol="line", time_precision="ms")
+        except InfluxDBClientError as e:
+            if e.code == 404 and "database not found" in str(e):
+                self.ensure()
+                return self.send(lines)
+            if 400 <= (e.code or 0) < 500 and e.code not in (408, 429):
+                raise Rejected(_short(e)) from None
+            raise ServerDown(_short(e)) from None
+        except (requests.exceptions.RequestException, InfluxDBServerError) as e:
+            raise ServerDown(_short(e)) from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class V2Sender:
+    """InfluxDB 2.x ``/api/v2/write`` through ``influxdb-client`` (url, org, bucket, token)."""
+
+    version = "2.x"
+
+    def __init__(self, url: str, org: str, bucket: str, token: str, timeout_s: float) -> None:
+        from influxdb_client import InfluxDBClient as Client2
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        self.url, self.org, self.bucket = url, org, bucket
+        self.client = Client2(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
+        self.api = self.client.write_api(write_options=SYNCHRONOUS)
+
+    def ensure(self) -> None:
+        try:
+            if not self.client.ping():
+                raise ServerDown("no answer to /ping")
+        except Exception as e:  # noqa: BLE001 (urllib3 and client errors)
+            raise ServerDown(_short(e)) from None
+
+    def send(self, lines: list[str]) -> None:
+        from influxdb_client.rest import ApiException
+        try:
+            self.api.write(bucket=self.bucket, org=self.org, record=lines, write_precision=WritePrecision.MS)
+        except ApiException as e:
+            if 400 <= (e.status or 0) < 500 and e.status not in (408, 429):
+                raise Rejected(f"HTTP {e.status}: {_short(e)}") from None
+            raise ServerDown(f"HTTP {e.status}") from None
+        except Exception as e:  # noqa: BLE001 (urllib3 connection errors)
+            raise ServerDown(_short(e)) from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def server_version(url: str, timeout_s: float = 5.0) -> str:
+    """``X-Influxdb-Version`` of ``url/ping`` ("1.6.7", "v2.7.4"...). Raises StoreError."""
+    try:
+        r = requests.get(url.rstrip("/") + "/ping", timeout=timeout_s)
+    except requests.RequestException as e:
+        raise StoreError(f"InfluxDB at {url} unreachable: {_short(e)}") from None
+    v = r.headers.get("X-Influxdb-Version")
+    if not v:
+        raise StoreError(f"{url}/ping has no X-Influxdb-Version header: is it InfluxDB?")
+    return v
+
+
+class InfluxStore:
+    """InfluxDB store (1.x or 2.x) with a background writer and the on-disk outage spool.
+
+    :meth:`write` only appends to an in-memory queue, so the control cycle never waits for the
+    network. The writer thread sends the queue in batches, in order. When the server does not
+    answer (down, timeout, 5xx), it moves the queue to the spool (``spool_dir``, fsync'd) and from
+    then on appends every new point there; it replays the spool from its head in batches,
+    acknowledging each batch only after the server accepted it, until it is empty; then points go
+    straight from memory again. At :meth:`close` whatever is still queued goes to the spool, so a
+    restart loses nothing. Replays are idempotent: InfluxDB keeps one point per series and
+    timestamp. A 4xx for bad points is logged with the first point and not retried.
+
+    Args:
+        sender: :class:`V1Sender` or :class:`V2Sender`.
+        spool_dir: directory of the spool; None keeps points in memory only (bounded by
+            ``queue_max_points``, the oldest dropped past it).
+    """
+
+    def __init__(self, sender: Any, batch_size: int = 500, queue_max_points: int = 200_000,
+                 spool_dir: Path | None = None, spool_max_mb: float = 100.0) -> None:
+        self.sender = sender
+        self.url = sender.url
         self.batch_size = batch_size
         self.queue_max_points = queue_max_points
+        self.spool = Spool(spool_dir, int(spool_max_mb * 1e6)) if spool_dir is not None else None
         self._q: deque[str] = deque()
         self._cv = threading.Condition()
         self._inflight = 0
@@ -100,19 +203,41 @@ class InfluxStore:
         self.dropped = 0
         self.written = 0
         self.rejected = 0
+        self.replayed = 0
+        self.down_since: float | None = None
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, s: Any) -> "InfluxStore":
-        return cls(s.host, s.port, s.database, s.username, s.password, s.timeout_s,
-                   s.batch_size, s.queue_max_points)
+    def from_settings(cls, s: Any, spool_dir: Path | None = None) -> "InfluxStore":
+        kind = s.kind
+        if kind == "auto":
+            v = server_version(s.url, s.timeout_s)
+            kind = "influxdb2" if v.lstrip("v").startswith("2") else "influxdb1"
+            log.info("InfluxDB at %s is version %s: using the %s API", s.url, v, kind)
+        if kind == "influxdb2":
+            sender: Any = V2Sender(s.url, s.org or "", s.bucket or s.database, s.token or "", s.timeout_s)
+        else:
+            sender = V1Sender(s.host, s.port, s.database, s.username, s.password, s.timeout_s)
+        return cls(sender, s.batch_size, s.queue_max_points, spool_dir, s.spool_max_mb)
 
-    def open(self) -> "InfluxStore":
+    @property
+    def spooling(self) -> bool:
+        return self.spool is not None and not self.spool.empty()
+
+    def open(self, require_server: bool = False) -> "InfluxStore":
+        """Start the writer. The server is checked (and the 1.x database created); if it does not
+        answer, points are spooled until it does, unless ``require_server`` (then StoreError)."""
         try:
-            self.client.ping()
-            self.client.create_database(self.database)  # idempotent
-        except (requests.exceptions.RequestException, InfluxDBClientError, InfluxDBServerError) as e:
-            raise StoreError(f"InfluxDB at {self.url} unreachable: {_short(e)}") from None
+            self.sender.ensure()
+        except ServerDown as e:
+            if require_server or self.spool is None:
+                raise StoreError(f"InfluxDB at {self.url} unreachable: {e}") from None
+            log.error("InfluxDB %s not answering (%s): spooling to %s until it does", self.url, e, self.spool.dir)
+            self.down_since = time.monotonic()
+        except Rejected as e:
+            raise StoreError(f"InfluxDB at {self.url}: {e}") from None
+        if self.spooling:
+            log.warning("spool holds %.1f kB from before: replaying it to %s", self.spool.size_bytes / 1e3, self.url)
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         self._thread.start()
         return self
@@ -121,7 +246,7 @@ class InfluxStore:
         with self._cv:
             self._q.extend(lines)
             over = len(self._q) - self.queue_max_points
-            if over > 0:
+            if over > 0 and self.spool is None:
                 for _ in range(over):
                     self._q.popleft()
                 self.dropped += over
@@ -130,75 +255,103 @@ class InfluxStore:
             self._cv.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every queued point was sent (or rejected); False on timeout."""
+        """Wait until every point was sent (or rejected), spool included; False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cv:
-            while self._q or self._inflight:
+            while self._q or self._inflight or self.spooling:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
+                self._cv.notify_all()
                 self._cv.wait(min(left, 0.1))
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
+        """Send what can be sent within ``timeout_s``; spool the rest (nothing is lost)."""
+        if self.down_since is not None and self.spool is not None:
+            timeout_s = min(timeout_s, 1.0)  # the server is away: spool now rather than wait for it
         if self._thread is not None and not self.flush(timeout_s):
-            log.error("store closing with %d points not written to %s", len(self._q), self.url)
+            left = len(self._q)
+            where = "lost" if self.spool is None else f"kept in the spool {self.spool.dir}"
+            log.error("store closing before InfluxDB %s has everything: %d points in memory %s%s", self.url, left,
+                      where, "" if self.spool is None else f" ({self.spool.size_bytes / 1e3:.1f} kB waiting there)")
         with self._cv:
             self._closing = True
             self._cv.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=2.0)
-        self.client.close()
+            self._thread.join(timeout=timeout_s)
+        with self._cv:
+            if self._q and self.spool is not None:
+                self.spool.append(list(self._q))
+                self._q.clear()
+        self.sender.close()
+
+    # -- the writer thread -------------------------------------------------------------------
+    def _send(self, batch: list[str]) -> bool:
+        """True when the batch is done with (accepted or rejected), False when the server is down."""
+        try:
+            self.sender.send(batch)
+            self.written += len(batch)
+        except Rejected as e:
+            self.rejected += len(batch)
+            log.error("InfluxDB %s rejected %d points (not retried): %s; first: %s", self.url, len(batch), e,
+                      batch[0][:200])
+        except ServerDown as e:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                log.error("InfluxDB %s not answering (%s): spooling to disk", self.url, e)
+            return False
+        if self.down_since is not None:
+            log.warning("InfluxDB %s is back after %.0f s", self.url, time.monotonic() - self.down_since)
+            self.down_since = None
+        return True
 
     def _run(self) -> None:
         backoff = 0.5
-        down_since: float | None = None
         while True:
             with self._cv:
-                while not self._q and not self._closing:
-                    self._cv.wait()
-                if self._closing and not self._q:
-                    return
-                n = min(len(self._q), self.batch_size)
-                batch = [self._q[i] for i in range(n)]
-                self._inflight = n
-            try:
-                self.client.write_points(batch, protocol="line", time_precision="ms")
-                ok = True
-            except InfluxDBClientError as e:
-                if 400 <= (e.code or 0) < 500 and e.code not in (408, 429):
-                    self.rejected += n
-                    log.error("InfluxDB %s rejected %d points (not retried): %s; first: %s",
-                              self.url, n, _short(e), batch[0][:200])
-                    ok = True  # do not retry a bad point forever
-                else:
-                    ok = False
-                    err = e
-            except (requests.exceptions.RequestException, InfluxDBServerError) as e:
-                ok = False
-                err = e
-            with self._cv:
-                if ok:
-                    for _ in range(n):
-                        self._q.popleft()
-                    self.written += n
-                self._inflight = 0
-                self._cv.notify_all()
-            if ok:
-                if down_since is not None:
-                    log.warning("InfluxDB %s is back after %.0f s", self.url, time.monotonic() - down_since)
-                    down_since = None
-                backoff = 0.5
-                continue
-            if down_since is None:
-                down_since = time.monotonic()
-                log.error("InfluxDB %s not answering (%s); keeping %d points queued", self.url,
-                          _short(err), len(self._q))
-            with self._cv:
+                while not self._q and not self.spooling and not self._closing:
+                    self._cv.wait(1.0)
                 if self._closing:
                     return
+                if self.spooling or self.down_since is not None:
+                    if self._q and self.spool is not None:  # keep the order: new points go behind the spool
+                        self.spool.append(list(self._q))
+                        self._q.clear()
+                    batch, pos = self.spool.read(self.batch_size) if self.spool is not None else ([], None)
+                    from_spool = True
+                else:
+                    n = min(len(self._q), self.batch_size)
+                    batch, pos, from_spool = [self._q[i] for i in range(n)], None, False
+                self._inflight = len(batch)
+            ok = self._send(batch) if batch else self._probe()
+            with self._cv:
+                if ok and from_spool and pos is not None and self.spool is not None:
+                    self.spool.ack(pos)
+                    self.replayed += len(batch)
+                elif ok and not from_spool:
+                    for _ in range(len(batch)):
+                        self._q.popleft()
+                elif not ok and not from_spool and self.spool is not None:
+                    self.spool.append(list(self._q))
+                    self._q.clear()
+                self._inflight = 0
+                self._cv.notify_all()
+                if ok:
+                    backoff = 0.5
+                    continue
                 self._cv.wait(backoff)
             backoff = min(backoff * 2, 30.0)
+
+    def _probe(self) -> bool:
+        try:
+            self.sender.ensure()
+        except (ServerDown, Rejected):
+            return False
+        if self.down_since is not None:
+            log.warning("InfluxDB %s is back after %.0f s", self.url, time.monotonic() - self.down_since)
+            self.down_since = None
+        return True
 
 
 def _short(e: BaseException) -> str:
@@ -206,11 +359,12 @@ def _short(e: BaseException) -> str:
     return s[:200]
 
 
-def open_store(settings: Any) -> Store:
-    """The store configured by ``settings.store``; raises StoreError if unreachable."""
+def open_store(settings: Any, spool_dir: Path | None = None) -> Store:
+    """The store configured by ``settings`` (StoreSettings). With a ``spool_dir`` an unreachable
+    server is not an error (points are spooled); without one it raises StoreError."""
     if settings.kind == "none":
         return NullStore()
-    return InfluxStore.from_settings(settings).open()
+    return InfluxStore.from_settings(settings, spool_dir).open()
 
 
 RAW_RP = "raw"

@@ -1,0 +1,153 @@
+"""``gestor status``: one screen on what gestor is doing, from the files the daemons publish
+(``run_dir/reading.json``, ``run_dir/managing.json``), the stop latch and overrides
+(``state_dir``), the spool, and a ping of InfluxDB. Works with the daemons stopped (it says so)."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gestor.livestate import READING_FILE, latch_path, read_managing
+from gestor.overrides import read_overrides
+from gestor.settings import Settings
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _age(now: datetime, iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return (now - datetime.fromisoformat(iso)).total_seconds()
+    except ValueError:
+        return None
+
+
+def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
+    """Everything ``gestor status`` shows, as a dict (the ``--json`` output)."""
+    out: dict[str, Any] = {"at": now.isoformat(), "site": s.site, "timezone": s.timezone}
+    try:
+        live = json.loads((Path(s.paths.run_dir) / READING_FILE).read_text())
+    except (OSError, ValueError):
+        live = {}
+    readings = live.get("readings") or []
+    last = readings[-1] if readings else None
+    out["monitoring"] = {"running": _alive(live.get("pid")), "pid": live.get("pid"),
+                         "failed_reads": live.get("errors", 0), "last_error": live.get("last_error"),
+                         "last_error_at": live.get("last_error_at")}
+    out["reading"] = None if last is None else {**last, "age_s": _age(now, last["at"])}
+    mg = read_managing(s.paths.run_dir) or {}
+    out["managing"] = {"running": _alive(mg.get("pid")), "pid": mg.get("pid"), "published_at": mg.get("at"),
+                       "age_s": _age(now, mg.get("at")), "policy": mg.get("policy")}
+    if mg:
+        end = mg.get("period_end")
+        out["period"] = {"start": mg.get("period_start"), "end": end, "balance_wh": mg.get("balance_wh"),
+                         "projected_wh": mg.get("projected_wh"),
+                         "remaining_s": max(-_age(now, end), 0.0) if end and _age(now, end) is not None else None}
+        out["loads"] = mg.get("loads", {})
+    else:
+        out["period"], out["loads"] = None, {}
+    lp = latch_path(s.paths.state_dir)
+    try:
+        latch = lp.read_text().strip()
+        out["stop_latch"] = {"set": True, "detail": latch}
+    except OSError:
+        out["stop_latch"] = {"set": False}
+    out["overrides"] = {k: v.describe(s.tz) for k, v in read_overrides(s.paths.state_dir, now).items()}
+    spool = Path(s.paths.state_dir) / "spool"
+    sizes = {d.name: sum(f.stat().st_size for f in d.glob("*.lp")) for d in spool.glob("*") if d.is_dir()}
+    out["spool_bytes"] = sizes
+    out["store"] = {"kind": s.store.kind}
+    if s.store.kind != "none" and ping:
+        from drivers.store.influx import StoreError, server_version
+        try:
+            out["store"].update(reachable=True, version=server_version(s.store.url, 2.0), url=s.store.url)
+        except StoreError as e:
+            out["store"].update(reachable=False, error=str(e), url=s.store.url)
+    return out
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(max(seconds, 0))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def render(d: dict[str, Any], s: Settings) -> str:
+    tz = s.tz
+
+    def local(iso: str | None, fmt: str = "%H:%M") -> str:
+        return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt) if iso else "?"
+
+    now = datetime.fromisoformat(d["at"])
+    lines = [f"gestor status  {now.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}  (site {d['site']})"]
+    mon, mg = d["monitoring"], d["managing"]
+    lines.append(f"daemons     monitoring: {'running (pid %s)' % mon['pid'] if mon['running'] else 'NOT RUNNING'}"
+                 f"   managing: {'running (pid %s)' % mg['pid'] if mg['running'] else 'NOT RUNNING'}")
+    r = d["reading"]
+    if r is None:
+        lines.append("meter       no reading published (monitoring never ran here?)")
+    else:
+        net = r["net_w"]
+        word = "exporting" if net > 0 else "importing" if net < 0 else "balanced"
+        parts = [f"net {net:+,.0f} W ({word})"]
+        if r.get("production_w") is not None:
+            parts.append(f"production {r['production_w']:,.0f} W")
+        if r.get("consumption_w") is not None:
+            parts.append(f"consumption {r['consumption_w']:,.0f} W")
+        stale = r["age_s"] is not None and r["age_s"] > s.managing.stale_after_s
+        lines.append(f"meter       {', '.join(parts)}; read {_dur(r['age_s'])} ago"
+                     + ("  STALE: loads are kept off" if stale else ""))
+    if mon.get("last_error") and mon.get("failed_reads"):
+        lines.append(f"            last failed read ({local(mon['last_error_at'], '%H:%M:%S')}): {mon['last_error']}")
+    p = d["period"]
+    if p:
+        old = "" if mg["running"] else f"   (managing's last state, {_dur(mg['age_s'])} old)"
+        lines.append(f"period      {local(p['start'])}-{local(p['end'])}: balance {p['balance_wh']:+,.0f} Wh, "
+                     f"projected {p['projected_wh']:+,.0f} Wh, {_dur(p['remaining_s'])} left"
+                     f"   [policy {mg['policy']}]{old}")
+    else:
+        lines.append("period      managing has published nothing (never ran here?)")
+    first = True
+    for name, ld in d["loads"].items():
+        state = "?UNKNOWN" if ld["on"] is None else ("ON" if ld["on"] else "off")
+        since = f"since {local(ld['since'])} ({_dur(_age(now, ld['since']))})" if ld.get("since") else "since start"
+        extra = f", {ld['measured_power_w']:.0f} W measured" if ld.get("measured_power_w") is not None else ""
+        fails = f"  RELAY FAILED {ld['failures']}x" if ld.get("failures") else ""
+        lines.append(f"{'loads' if first else '':12s}{name:14s} {state:8s} {since}, switches this period: "
+                     f"{ld['switches_in_period']}{extra}{fails}")
+        lines.append(f"{'':12s}{'':14s} why: {ld['reason']}")
+        first = False
+    latch = d["stop_latch"]
+    lines.append(f"stop latch  {'SET: ' + latch['detail'] + ' (stop-loads --release)' if latch['set'] else 'not set'}")
+    ov = d["overrides"]
+    lines.append("overrides   " + ("; ".join(f"{k}: {v}" for k, v in ov.items()) if ov else "none"))
+    sp = d["spool_bytes"]
+    spool = ", ".join(f"{k} {v / 1000:.1f} kB" for k, v in sp.items() if v) or "empty"
+    st = d["store"]
+    if st["kind"] == "none":
+        lines.append(f"store       none (store.kind: none); spool {spool}")
+    elif "reachable" not in st:
+        lines.append(f"store       {st['kind']}; spool {spool}")
+    elif st["reachable"]:
+        lines.append(f"store       InfluxDB {st['url']} reachable (version {st['version']}); spool {spool}")
+    else:
+        lines.append(f"store       InfluxDB NOT REACHABLE: {st['error']}; spool {spool} (replayed when it is back)")
+    return "\n".join(lines)
