@@ -14,15 +14,15 @@ import signal
 import socket
 import sys
 import time
-from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import datetime
 
 from drivers.relays import RELAYS, RelayError
 from gestor.clock import WallClock
 from gestor.daemon import context
-from gestor.livestate import clear_latch, read_managing, set_latch
+from gestor.livestate import clear_latch, pid_alive, read_managing, set_latch
 from gestor.settings import SettingsError, load_settings
 
 DEFAULT_CONFIG = "/etc/gestor/settings.yaml"
@@ -87,16 +87,6 @@ def stop_all(settings, timeout_s: float = 5.0) -> list[StopResult]:
     return results
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def _through_managing(settings, results: list[StopResult], timeout_s: float) -> list[StopResult]:
     """Relays stop-loads could not switch may be held by a running managing (a GPIO line is
     claimed by one process only). With the latch set, a healthy managing switches them off within
@@ -104,7 +94,7 @@ def _through_managing(settings, results: list[StopResult], timeout_s: float) -> 
     SIGKILL) so that its lines are released, and try again."""
     st = read_managing(settings.paths.run_dir)
     pid = int(st["pid"]) if st and isinstance(st.get("pid"), int) else None
-    if pid is None or pid == os.getpid() or not _alive(pid):
+    if pid is None or pid == os.getpid() or not pid_alive(pid):
         return results
     bad = {r.load for r in results if not r.confirmed}
     t0 = WallClock().now()
@@ -132,9 +122,9 @@ def _through_managing(settings, results: list[StopResult], timeout_s: float) -> 
         except ProcessLookupError:
             break
         end = time.monotonic() + grace
-        while _alive(pid) and time.monotonic() < end:
+        while pid_alive(pid) and time.monotonic() < end:
             time.sleep(0.1)
-        if not _alive(pid):
+        if not pid_alive(pid):
             break
     again = {r.load: r for r in stop_all(settings, timeout_s)}
     return [again.get(r.load, r) if r.load in bad else r for r in results]

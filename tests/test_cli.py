@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 import sys
+import time
 
 from drivers import DriverContext
 from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings

@@ -3,12 +3,10 @@ behaviour and the policy comparison on the real files, the command line."""
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import yaml
 
 from drivers.meters.replay import ReplayData
 from gestor.cli import main

@@ -97,3 +97,16 @@ def read_managing(run_dir: Path) -> dict | None:
         return d if isinstance(d, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether process ``pid`` exists (a process of another user counts as alive)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

@@ -4,26 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gestor.livestate import READING_FILE, latch_path, read_managing
+from gestor.livestate import READING_FILE, latch_path, pid_alive, read_managing
 from gestor.overrides import read_overrides
 from gestor.settings import Settings
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def _age(now: datetime, iso: str | None) -> float | None:
@@ -44,12 +31,12 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
         live = {}
     readings = live.get("readings") or []
     last = readings[-1] if readings else None
-    out["monitoring"] = {"running": _alive(live.get("pid")), "pid": live.get("pid"),
+    out["monitoring"] = {"running": pid_alive(live.get("pid")), "pid": live.get("pid"),
                          "failed_reads": live.get("errors", 0), "last_error": live.get("last_error"),
                          "last_error_at": live.get("last_error_at")}
     out["reading"] = None if last is None else {**last, "age_s": _age(now, last["at"])}
     mg = read_managing(s.paths.run_dir) or {}
-    out["managing"] = {"running": _alive(mg.get("pid")), "pid": mg.get("pid"), "published_at": mg.get("at"),
+    out["managing"] = {"running": pid_alive(mg.get("pid")), "pid": mg.get("pid"), "published_at": mg.get("at"),
                        "age_s": _age(now, mg.get("at")), "policy": mg.get("policy")}
     if mg:
         end = mg.get("period_end")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from drivers.store.influx import InfluxStore, init_database, point
+from drivers.store.influx import InfluxStore, point
 from gestor.cli import main
 from tests.conftest import make_settings, settings_file
 
