@@ -142,7 +142,7 @@ def test_managing_sigkilled_mid_period_resumes_the_balance(tmp_path, influxd, in
         mgr.wait(10)
         time.sleep(2.0)
         mgr = subprocess.Popen(cmd + ["managing", "--config", str(f)], env=env, stderr=subprocess.DEVNULL)
-        time.sleep(anchor + 17.0 - time.time())     # the 10:00-10:15 period closed at 15 s
+        time.sleep(anchor + 20.0 - time.time())     # the 10:00-10:15 period closed at 15 s (5 s of margin)
     finally:
         for p in (mgr, mon):
             p.send_signal(signal.SIGTERM)
