@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,8 +28,8 @@ from gestor.guards import (GuardState, LoadLimits, Override, apply_guards, in_wi
                            min_run_reason)
 from gestor.livestate import is_latched, publish_managing, read_live, set_latch
 from gestor.overrides import read_overrides
-from gestor.policies import LoadView, Snapshot, Wish, decide, projected_wh
-from gestor.settings import LoadSettings, Settings, parse_window
+from gestor.policies import LoadView, Snapshot, Wish, decide_free, projected_wh
+from gestor.settings import LoadSettings, Settings
 from gestor.tariff import period_2_0td
 
 log = logging.getLogger("gestor.managing")
@@ -67,9 +67,7 @@ class Managing:
         ctx = context(settings, clock)
         relays = relays or open_relays(settings, ctx)
         self.loads = [LoadRuntime(ld, relays[ld.name]) for ld in settings.loads_by_priority()]
-        self.limits = {ld.name: LoadLimits(ld.min_on_s, ld.min_off_s, ld.max_switches_per_period,
-                                           tuple(parse_window(w) for w in ld.windows), ", ".join(ld.windows))
-                       for ld in settings.loads}
+        self.limits = {ld.name: LoadLimits.of(ld) for ld in settings.loads}
         self.overrides: dict[str, Override] = {}
         self.button = None
         self._lock = threading.RLock()  # the stop button's thread and the cycle both command relays
@@ -159,13 +157,11 @@ class Managing:
         self._read_overrides(now)
         # Loads a guard holds anyway (override, closed window, unknown relay) are left out of the
         # policy's stack, so they do not block the loads after them.
-        held = {ld.name for ld in self.loads if ld.on is None or ld.name in self.overrides
+        held = {ld.name: "relay state unknown after an error: off until it confirms" if ld.on is None
+                else "held by a guard" for ld in self.loads
+                if ld.on is None or ld.name in self.overrides
                 or not in_windows(now, self.s.tz, self.limits[ld.name].windows)}
-        free = decide(replace(snap, loads=tuple(v for v in views if v.name not in held)), self.s.policy)
-        by_name = {w.load: w for w in free}
-        wishes = [by_name.get(ld.name) or Wish(ld.name, False, "relay state unknown after an error: off until it "
-                                                             "confirms" if ld.on is None else "held by a guard")
-                  for ld in self.loads]
+        wishes = decide_free(snap, self.s.policy, held)
         key = start.isoformat()
         latched = is_latched(self.s.paths.state_dir)
         final = apply_guards(wishes, views, self.limits, GuardState(

@@ -13,6 +13,16 @@ class HttpError(Exception):
     """A request to a device failed; the message names the URL and the reason."""
 
 
+def device_session(username: str | None, password: str | None, digest: bool) -> requests.Session:
+    """A session for one device; with a password, digest auth (Shelly Gen2) or basic auth
+    (Shelly Gen1), user ``admin`` unless given."""
+    session = requests.Session()
+    if password is not None:
+        auth = requests.auth.HTTPDigestAuth if digest else requests.auth.HTTPBasicAuth
+        session.auth = auth(username or "admin", password)
+    return session
+
+
 def get_json(session: requests.Session, url: str, timeout_s: float, **kw: Any) -> Any:
     """GET ``url`` and parse its JSON body.
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from gestor.balance import period_bounds
 from gestor.policies import LoadView, Wish
+from gestor.settings import LoadSettings, parse_window
 
 UTC = timezone.utc
 
@@ -48,6 +49,12 @@ class LoadLimits:
     max_switches_per_period: int | None = None
     windows: tuple[tuple[int, int], ...] = ()   # (start, end) minutes of the local day
     windows_text: str = ""
+
+    @classmethod
+    def of(cls, ld: LoadSettings) -> "LoadLimits":
+        """The limits a load's settings set (managing and the simulator alike)."""
+        return cls(ld.min_on_s, ld.min_off_s, ld.max_switches_per_period,
+                   tuple(parse_window(w) for w in ld.windows), ", ".join(ld.windows))
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ priority order (the order of ``loads`` in settings.yaml):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Mapping
 
 from gestor.settings import PolicySettings
 
@@ -216,3 +216,13 @@ POLICIES: dict[str, Callable[[Snapshot, PolicySettings], list[Wish]]] = {
 def decide(s: Snapshot, p: PolicySettings) -> list[Wish]:
     """Run the configured policy; one Wish per load, in the loads' order."""
     return POLICIES[p.name](s, p)
+
+
+def decide_free(s: Snapshot, p: PolicySettings, held: Mapping[str, str]) -> list[Wish]:
+    """Like :func:`decide`, but the loads a guard holds anyway (``held``: name → why) are left out
+    of the policy's stack, so they do not block the loads after them; each gets ``Wish(off, why)``
+    and the guards decide its state."""
+    if not held:
+        return decide(s, p)
+    free = {w.load: w for w in decide(replace(s, loads=tuple(v for v in s.loads if v.name not in held)), p)}
+    return [free.get(v.name) or Wish(v.name, False, held[v.name]) for v in s.loads]

@@ -37,8 +37,8 @@ from drivers.meters.base import Reading
 from drivers.meters.replay import ReplayData, ReplaySettings
 from gestor.balance import Balance, PeriodSummary
 from gestor.guards import GuardState, LoadLimits, apply_guards, in_windows, min_run_deadline, min_run_reason
-from gestor.policies import LoadView, Snapshot, Wish, decide
-from gestor.settings import Settings, parse_window
+from gestor.policies import LoadView, Snapshot, decide_free
+from gestor.settings import Settings
 from gestor.tariff import period_2_0td
 
 UTC = timezone.utc
@@ -215,10 +215,7 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     """Run ``s``'s policy, guards and loads over ``data`` (see module docstring)."""
     tz = s.tz
     period_s = s.billing.period_s
-    loads = [_Load(ld.name, ld.power_w, limits=LoadLimits(ld.min_on_s, ld.min_off_s, ld.max_switches_per_period,
-                                                           tuple(parse_window(w) for w in ld.windows),
-                                                           ", ".join(ld.windows)),
-                   min_run_s=ld.min_run_s, min_run_by=ld.min_run_by, on_above_wh=ld.on_above_wh,
+    loads = [_Load(ld.name, ld.power_w, limits=LoadLimits.of(ld), min_run_s=ld.min_run_s, min_run_by=ld.min_run_by, on_above_wh=ld.on_above_wh,
                    off_below_wh=ld.off_below_wh)
              for ld in s.loads_by_priority()]
     limits = {ld.name: ld.limits for ld in loads}
@@ -314,14 +311,9 @@ def _decide(loads: list[_Load], limits: dict[str, LoadLimits], b: Balance, now: 
     cur = b.current
     assert cur is not None
     views = tuple(LoadView(ld.name, ld.power_w, ld.on, ld.since, ld.on_above_wh, ld.off_below_wh) for ld in loads)
-    held = [ld.name for ld in loads if ld.limits.windows and not in_windows(now, tz, ld.limits.windows)]
-    if held:
-        free = decide(Snapshot(now, cur.start, cur.end, cur.balance_wh, net_w,
-                               tuple(v for v in views if v.name not in held), recent), s.policy)
-        by_name = {w.load: w for w in free}
-        wishes = [by_name.get(ld.name) or Wish(ld.name, False, "held by a guard") for ld in loads]
-    else:
-        wishes = decide(Snapshot(now, cur.start, cur.end, cur.balance_wh, net_w, views, recent), s.policy)
+    held = {ld.name: "held by a guard" for ld in loads
+            if ld.limits.windows and not in_windows(now, tz, ld.limits.windows)}
+    wishes = decide_free(Snapshot(now, cur.start, cur.end, cur.balance_wh, net_w, views, recent), s.policy, held)
     k = cur.start.timestamp()
     min_run = {}
     for ld in loads:

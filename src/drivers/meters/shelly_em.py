@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import requests
 from pydantic import Field
 
 from drivers import DriverContext
-from drivers.http import HttpError, get_json, number
+from drivers.http import HttpError, device_session, get_json, number
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
 
 
@@ -48,11 +47,7 @@ class ShellyEmMeter:
     def __init__(self, s: ShellyEmSettings, ctx: DriverContext) -> None:
         self.s = s
         self.clock = ctx.clock
-        self.session = requests.Session()
-        if s.password is not None:
-            user = s.username or "admin"
-            self.session.auth = (requests.auth.HTTPDigestAuth(user, s.password) if s.generation == 2
-                                 else requests.auth.HTTPBasicAuth(user, s.password))
+        self.session = device_session(s.username, s.password, digest=s.generation == 2)
         self.base = f"http://{s.host}"
         self._k = -1.0 if s.sign == "import_positive" else 1.0
 

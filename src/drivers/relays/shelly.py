@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import requests
 from pydantic import Field
 
 from drivers import DriverContext
-from drivers.http import HttpError, get_json
+from drivers.http import HttpError, device_session, get_json
 from drivers.relays.base import RelayError, RelaySettings, register_relay
 
 
@@ -42,11 +41,7 @@ class ShellyRelay:
         self.s = s
         self.load = load
         self.base = f"http://{s.host}"
-        self.session = requests.Session()
-        if s.password is not None:
-            user = s.username or "admin"
-            self.session.auth = (requests.auth.HTTPDigestAuth(user, s.password) if s.generation == 2
-                                 else requests.auth.HTTPBasicAuth(user, s.password))
+        self.session = device_session(s.username, s.password, digest=s.generation == 2)
         self.measured_power_w: float | None = None
         self.auto_off_s: float | None = None
 

@@ -301,9 +301,7 @@ class InfluxStore:
                 self.down_since = time.monotonic()
                 log.error("InfluxDB %s not answering (%s): spooling to disk", self.url, e)
             return False
-        if self.down_since is not None:
-            log.warning("InfluxDB %s is back after %.0f s", self.url, time.monotonic() - self.down_since)
-            self.down_since = None
+        self._back()
         return True
 
     def _run(self) -> None:
@@ -343,14 +341,17 @@ class InfluxStore:
                 self._cv.wait(backoff)
             backoff = min(backoff * 2, 30.0)
 
+    def _back(self) -> None:
+        if self.down_since is not None:
+            log.warning("InfluxDB %s is back after %.0f s", self.url, time.monotonic() - self.down_since)
+            self.down_since = None
+
     def _probe(self) -> bool:
         try:
             self.sender.ensure()
         except (ServerDown, Rejected):
             return False
-        if self.down_since is not None:
-            log.warning("InfluxDB %s is back after %.0f s", self.url, time.monotonic() - self.down_since)
-            self.down_since = None
+        self._back()
         return True
 
 
