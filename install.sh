@@ -183,11 +183,12 @@ cmd_uninstall() {
   if [ "$purge" = "--purge" ]; then
     if [ -x "$PREFIX/venv/bin/python" ] && [ -e /etc/gestor/settings.yaml ]; then
       "$PREFIX/venv/bin/python" - <<'PY' || say "WARNING: could not drop the InfluxDB database"
-from drivers.store.influx import InfluxDBClient
+from drivers import secret
+from influxdb import InfluxDBClient
 from gestor.settings import load_settings
 s = load_settings("/etc/gestor/settings.yaml").store
 if s.kind != "none":
-    InfluxDBClient(s.host, s.port, s.username, s.password).drop_database(s.database)
+    InfluxDBClient(s.host, s.port, s.username, secret(s.password)).drop_database(s.database)
     print(f"dropped InfluxDB database {s.database}")
 PY
     fi

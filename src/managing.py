@@ -6,6 +6,13 @@ Every switch is logged with its reason, e.g.
 ``load water_heater ON: projected +412 Wh covers 1000 W for 1388 s left (time_to_consume, instant)``.
 Loads are switched off at start, on exit, on a stale meter, under the stop latch, and when a relay's
 state is unknown after an error.
+
+Faults it rides through: a wall-clock step (the period's balance restarts, marked incomplete; a
+reading's age is measured on the monotonic clock too, so a step never makes a stale meter look
+fresh); a relay that answers slowly (every relay is commanded in parallel, each within its own
+deadline); a load switched off outside gestor (found at the next cycle, left off until the period
+ends, never switched back on silently); a damaged state file (moved aside); a full or read-only
+disk (logged once, control goes on).
 """
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ import logging
 import os
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +39,7 @@ from gestor.livestate import is_latched, publish_managing, read_live, set_latch
 from gestor.overrides import read_overrides
 from gestor.policies import LoadView, Snapshot, Wish, decide_free, projected_wh
 from gestor.settings import LoadSettings, Settings
+from gestor.statefiles import ManagingFile, read_state
 from gestor.tariff import period_2_0td
 
 log = logging.getLogger("gestor.managing")
@@ -52,6 +62,8 @@ class LoadRuntime:
     reason: str = ""
     failures: int = 0                # commands in a row that were not confirmed
     retry_at: datetime | None = None  # next attempt after a failure (backoff)
+    hold_off_until: datetime | None = None  # switched off outside gestor: left off until then
+    hold_reason: str = ""
 
     @property
     def name(self) -> str:
@@ -75,17 +87,21 @@ class Managing:
         self.state_path = Path(settings.paths.state_dir) / STATE_FILE
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
         self.last_cycle_at: datetime | None = None
+        self.last_cycle_mono: float | None = None
         self.persisted_at: datetime | None = None
         self.closed: deque[PeriodSummary] = deque(maxlen=96)  # recent closed periods (bounded: runs for years)
         self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
         self.switches_total = 0
+        self._file_errors: dict[str, str] = {}
+        # one worker per load: relays are commanded in parallel, so a slow one delays no other
+        self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="relay")
         self._restore()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Every load off before the first decision; the stop button armed if configured."""
-        for ld in self.loads:
-            self._command(ld, False, "start: every load off until the policy decides", self.clock.now())
+        self._command_all([(ld, False, "start: every load off until the policy decides", None)
+                           for ld in self.loads], self.clock.now())
         pin = self.s.managing.stop_button_pin
         if pin is not None:
             from gpiozero import Button
@@ -102,20 +118,19 @@ class Managing:
         except OSError as e:
             log.error("stop latch NOT set: %s (switching off anyway)", e)
         with self._lock:
-            for ld in self.loads:
-                self._command(ld, False, "stop button pressed", now)
+            self._command_all([(ld, False, "stop button pressed", None) for ld in self.loads], now)
 
     def stop(self, reason: str = "exit: every load off") -> bool:
         """Every load off; True when every relay confirmed."""
         now = self.clock.now()
         ok = True
         with self._lock:
-            for ld in self.loads:
-                ok &= self._command(ld, False, reason, now)
+            ok = all(self._command_all([(ld, False, reason, None) for ld in self.loads], now))
         if self.button is not None:
             self.button.close()
             self.button = None
         self._persist()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         return ok
 
     # -- the cycle ---------------------------------------------------------------------------
@@ -126,9 +141,13 @@ class Managing:
 
     def _cycle(self) -> list[Wish]:
         now = self.clock.now()
+        if self.last_cycle_at is not None and now < self.last_cycle_at:
+            self._clock_stepped_back(now)
         self._account_loads(now)
         last = self.balance.last
-        new = [r for r in read_live(self.s.paths.run_dir) if last is None or r.at > last.at]
+        live = read_live(self.s.paths.run_dir)
+        # readings newer than the last accounted, and not from the future (a clock step)
+        new = [r for r, _ in live if (last is None or r.at > last.at) and r.at <= now]
         closed = [p for r in new for p in self.balance.update(r)]
         # the surplus before the managed loads, for policies that look at its recent course: these
         # readings were taken under the loads' current state (commands come after the reads)
@@ -153,13 +172,17 @@ class Managing:
                                     {"balance_wh": cur.balance_wh,
                                      "projected_wh": projected_wh(at_reading, "instant")},
                                     reading.at)])
-        age = (now - reading.at).total_seconds() if reading else None
+        age = self._reading_age(now, live)
         self._read_overrides(now)
-        # Loads a guard holds anyway (override, closed window, unknown relay) are left out of the
-        # policy's stack, so they do not block the loads after them.
+        for ld in self.loads:
+            if ld.hold_off_until is not None and now >= ld.hold_off_until:
+                ld.hold_off_until = None
+                log.info("load %s: back to auto after being switched off outside gestor", ld.name)
+        # Loads a guard holds anyway (override, closed window, unknown relay, switched off outside
+        # gestor) are left out of the policy's stack, so they do not block the loads after them.
         held = {ld.name: "relay state unknown after an error: off until it confirms" if ld.on is None
                 else "held by a guard" for ld in self.loads
-                if ld.on is None or ld.name in self.overrides
+                if ld.on is None or ld.name in self.overrides or ld.hold_off_until is not None
                 or not in_windows(now, self.s.tz, self.limits[ld.name].windows)}
         wishes = decide_free(snap, self.s.policy, held)
         key = start.isoformat()
@@ -167,27 +190,64 @@ class Managing:
         final = apply_guards(wishes, views, self.limits, GuardState(
             now, latched, age, self.s.managing.stale_after_s, self.s.tz,
             self.overrides, {ld.name: ld.switches.get(key, 0) for ld in self.loads}, self._min_run(now)))
+        final = [Wish(w.load, False, ld.hold_reason) if w.on and ld.hold_off_until is not None else w
+                 for w, ld in zip(final, self.loads)]
         auto_off_s = snap.remaining_s + 3 * self.s.managing.interval_s
+        commands, checks = [], []
         for w, ld in zip(final, self.loads):
             if ld.on is None or w.on != ld.on:
                 if ld.retry_at is not None and now < ld.retry_at:
                     continue  # backing off after a failed command; the load stays "unknown"
-                self._command(ld, w.on, w.reason, now, auto_off_s=auto_off_s)
-            elif ld.on and getattr(ld.relay, "refresh_on_cycle", False):
-                self._refresh(ld, auto_off_s, now)
+                commands.append((ld, w.on, w.reason, auto_off_s))
+            elif ld.on:
+                checks.append(ld)  # on, and to stay on: is it really? (stop-loads, its own button)
+        self._command_all(commands, now, checks=[(ld, auto_off_s, start, end) for ld in checks])
         self.store.write([point("load", {**self.tags, "load": ld.name}, self._load_fields(ld), now)
                           for ld in self.loads])
-        self.last_cycle_at = now
+        self.last_cycle_at, self.last_cycle_mono = now, self.clock.monotonic()
         self._publish(now, snap, latched)
-        if closed or self.persisted_at is None or (now - self.persisted_at).total_seconds() >= PERSIST_EVERY_S:
+        if closed or self.persisted_at is None or abs((now - self.persisted_at).total_seconds()) >= PERSIST_EVERY_S:
             self._persist()
         return final
+
+    def _reading_age(self, now: datetime, live: list) -> float | None:
+        """Age of the newest published reading, s; None without one. Measured on the wall clock and
+        on the monotonic clock monitoring stamped it with: the worse of the two counts, and a
+        negative age (a reading from the future: the clock stepped) is passed on as such, which the
+        stale-meter guard treats as stale."""
+        if not live:
+            return None
+        r, mono = live[-1]
+        ages = [(now - r.at).total_seconds()]
+        if mono is not None:
+            ages.append(self.clock.monotonic() - mono)
+        return min(ages) if min(ages) < 0 else max(ages)
+
+    def _clock_stepped_back(self, now: datetime) -> None:
+        """The wall clock went back (NTP at boot on a Pi without an RTC): the period's accounting
+        cannot go on across it. Start the balance afresh (this period is incomplete), restart the
+        loads' timers (min_on/min_off run from now), and rely on the stale-meter guard until
+        readings carry the new time."""
+        elapsed = self.clock.monotonic() - self.last_cycle_mono if self.last_cycle_mono is not None else 0.0
+        step = (self.last_cycle_at - now).total_seconds() + elapsed
+        log.warning("wall clock stepped back by %.0f s (NTP?): the period's balance restarts from the next "
+                    "reading; loads off until readings carry the new time", step)
+        if self.balance.current is not None:
+            self._close_period(self.balance.current)
+        self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s)
+        self.recent.clear()
+        for ld in self.loads:
+            ld.since = now
+            ld.retry_at = None if ld.retry_at is None else now
+            ld.hold_off_until = None if ld.hold_off_until is None else now
+        self.last_cycle_at = None
+        self.persisted_at = None
 
     def _publish(self, now: datetime, snap: Snapshot, latched: bool) -> None:
         """The state after this cycle, for ``gestor status`` and ``stop-loads`` (run_dir, tmpfs)."""
         key = snap.period_start.isoformat()
         reading = self.balance.last
-        publish_managing(self.s.paths.run_dir, {
+        self._file_op("the published state", lambda: publish_managing(self.s.paths.run_dir, {
             "pid": os.getpid(), "at": now.isoformat(), "interval_s": self.s.managing.interval_s,
             "period_start": key, "period_end": snap.period_end.isoformat(),
             "balance_wh": snap.balance_wh, "projected_wh": projected_wh(snap, "instant"),
@@ -199,7 +259,7 @@ class Managing:
                                 "switches_in_period": ld.switches.get(key, 0), "failures": ld.failures,
                                 "power_w": ld.cfg.power_w,
                                 "measured_power_w": getattr(ld.relay, "measured_power_w", None)}
-                      for ld in self.loads}})
+                      for ld in self.loads}}))
 
     def _load_fields(self, ld: LoadRuntime) -> dict:
         fields = {"on": bool(ld.on), "power_w": ld.cfg.power_w if ld.on else 0.0}
@@ -231,14 +291,6 @@ class Managing:
                 out[ld.name] = why
         return out
 
-    def _refresh(self, ld: LoadRuntime, auto_off_s: float, now: datetime) -> None:
-        """Renew an on relay's device-side auto-off timer (dead-man switch)."""
-        try:
-            ld.relay.set(True, auto_off_s)
-        except RelayError as e:
-            ld.on = None
-            self._failed(ld, now, f"auto-off refresh failed: {e}", "keep on")
-
     def _failed(self, ld: LoadRuntime, now: datetime, error: str, reason: str) -> None:
         ld.failures += 1
         delay = min(self.s.managing.interval_s * 2 ** (ld.failures - 1), self.s.managing.relay_retry_max_s)
@@ -246,17 +298,80 @@ class Managing:
         log.error("load %s FAILED (%d in a row): %s (wanted because: %s); state unknown, retry in %.0f s",
                   ld.name, ld.failures, error, reason, delay)
 
-    def _command(self, ld: LoadRuntime, on: bool, reason: str, now: datetime,
-                 auto_off_s: float | None = None) -> bool:
-        word = "ON" if on else "OFF"
-        error = None
+    def _deadline_s(self, ld: LoadRuntime) -> float:
+        """The longest a command and its read-back may take (each device call has its timeout)."""
+        return 2 * float(getattr(ld.cfg.relay, "timeout_s", 3.0)) + 1.0
+
+    @staticmethod
+    def _switch(ld: LoadRuntime, on: bool, auto_off_s: float | None) -> str | None:
+        """In a worker: command and read back. Returns the error, or None when confirmed."""
         try:
             ld.relay.set(on, auto_off_s if on else None)
             got = ld.relay.state()
             if got != on:
-                error = f"relay reads {'on' if got else 'off'} after commanding {word.lower()}"
+                return f"relay reads {'on' if got else 'off'} after commanding {'on' if on else 'off'}"
         except RelayError as e:
-            error = str(e)
+            return str(e)
+        except Exception as e:  # noqa: BLE001 -- a driver bug is a failed command, not a dead daemon
+            return f"{type(e).__name__}: {e}"
+        return None
+
+    @staticmethod
+    def _check(ld: LoadRuntime, auto_off_s: float) -> tuple[bool | None, str | None]:
+        """In a worker, for a load that is on and stays on: read it back first; renew the device's
+        auto-off timer only if it still reads on. Returns (state read, error)."""
+        try:
+            if not ld.relay.state():
+                return False, None  # switched off outside gestor: never switched back on here
+            if getattr(ld.relay, "refresh_on_cycle", False):
+                ld.relay.set(True, auto_off_s)
+                log.debug("load %s: auto-off timer renewed (%.0f s)", ld.name, auto_off_s)
+            return True, None
+        except RelayError as e:
+            return None, str(e)
+        except Exception as e:  # noqa: BLE001
+            return None, f"{type(e).__name__}: {e}"
+
+    def _command_all(self, commands: list, now: datetime, checks: list | None = None) -> list[bool]:
+        """Run every command ``(load, on, reason, auto_off_s)`` and every check ``(load,
+        auto_off_s, period start, period end)`` in parallel, each within its load's deadline, then
+        record the outcomes in order. Returns, per command, whether it was confirmed."""
+        futs = [(self._pool.submit(self._switch, ld, on, auto_off_s), ld) for ld, on, _, auto_off_s in commands]
+        cfuts = [(self._pool.submit(self._check, ld, auto_off_s), ld, pend)
+                 for ld, auto_off_s, _, pend in (checks or [])]
+        results = []
+        for (fut, ld), (_, on, reason, auto_off_s) in zip(futs, commands):
+            try:
+                error = fut.result(timeout=self._deadline_s(ld))
+            except FutureTimeout:
+                error = f"no answer within {self._deadline_s(ld):.0f} s"
+            results.append(self._record(ld, on, reason, now, error, auto_off_s))
+        for fut, ld, pend in cfuts:
+            try:
+                got, error = fut.result(timeout=self._deadline_s(ld))
+            except FutureTimeout:
+                got, error = None, f"no answer within {self._deadline_s(ld):.0f} s"
+            if error is not None:
+                ld.on = None
+                self._failed(ld, now, f"read-back/auto-off renewal failed: {error}", "keep on")
+            elif got is False:
+                ld.on, ld.since, ld.hold_off_until = False, now, pend
+                ld.hold_reason = (f"switched off outside gestor at {now.astimezone(self.s.tz):%H:%M:%S} "
+                                  f"(stop-loads, its own button or app): left off until "
+                                  f"{pend.astimezone(self.s.tz):%H:%M}")
+                ld.reason = ld.hold_reason
+                log.warning("load %s found OFF although gestor had it on: %s", ld.name, ld.hold_reason)
+                self.store.write([point("decision", {**self.tags, "load": ld.name},
+                                        {"on": False, "reason": ld.hold_reason, "ok": True, "switched": 0}, now)])
+        return results
+
+    def _command(self, ld: LoadRuntime, on: bool, reason: str, now: datetime,
+                 auto_off_s: float | None = None) -> bool:
+        return self._command_all([(ld, on, reason, auto_off_s)], now)[0]
+
+    def _record(self, ld: LoadRuntime, on: bool, reason: str, now: datetime, error: str | None,
+                auto_off_s: float | None) -> bool:
+        word = "ON" if on else "OFF"
         switched = error is None and ld.on != on
         if error is None:
             if ld.on != on:
@@ -267,7 +382,10 @@ class Managing:
             if ld.failures:
                 log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
             ld.on, ld.reason, ld.failures, ld.retry_at = on, reason, 0, None
-            log.info("load %s %s: %s", ld.name, word, reason)
+            timer = ""
+            if on and auto_off_s is not None and getattr(ld.relay, "refresh_on_cycle", False):
+                timer = f" [device auto-off in {auto_off_s:.0f} s, renewed every cycle while it stays on]"
+            log.info("load %s %s: %s%s", ld.name, word, reason, timer)
         else:
             ld.on = None
             self._failed(ld, now, f"{word}: {error}", reason)
@@ -308,20 +426,54 @@ class Managing:
                  p.balance_wh, loads_wh, "" if p.complete else f" (incomplete: {p.covered_s:.0f} s covered)")
 
     # -- restart within a period -------------------------------------------------------------
+    def _file_op(self, what: str, fn) -> bool:
+        """A file write that a full or read-only disk must not turn into a crash (a crash loop
+        would pulse the loads on at every restart): logged once, and its recovery."""
+        try:
+            fn()
+        except OSError as e:
+            msg = e.strerror or str(e)
+            if self._file_errors.get(what) != msg:
+                log.error("cannot write %s: %s; control goes on without it", what, msg)
+                self._file_errors[what] = msg
+            return False
+        if self._file_errors.pop(what, None):
+            log.warning("%s can be written again", what)
+        return True
+
     def _persist(self) -> None:
         self.persisted_at = self.clock.now()
         state = {"balance": self.balance.to_state(), "on_s": {ld.name: ld.on_s for ld in self.loads},
                  "day_on_s": {ld.name: ld.day_on_s for ld in self.loads},
-                 "switches": {ld.name: ld.switches for ld in self.loads}}
-        atomic_write_text(self.state_path, json.dumps(state))
+                 "switches": {ld.name: ld.switches for ld in self.loads},
+                 "loads": {ld.name: {"on": ld.on, "since": ld.since.isoformat() if ld.since else None}
+                           for ld in self.loads}}
+        self._file_op(str(self.state_path), lambda: atomic_write_text(self.state_path, json.dumps(state)))
 
     def _restore(self) -> None:
-        try:
-            state = json.loads(self.state_path.read_text())
-            b = Balance.from_state(state["balance"], self.s.tz, self.s.billing.max_gap_s)
-        except (OSError, ValueError, KeyError, TypeError):
+        f = read_state(self.state_path, ManagingFile)
+        if f is None:
             return
+        try:
+            b = Balance.from_state(f.balance, self.s.tz, self.s.billing.max_gap_s)
+        except Exception as e:  # noqa: BLE001 -- a balance of the wrong shape: start clean
+            log.error("state file %s is damaged (balance: %s): ignored, the period starts clean", self.state_path, e)
+            try:
+                os.replace(self.state_path, self.state_path.with_name(self.state_path.name + ".bad"))
+            except OSError:
+                pass
+            return
+        state = f.model_dump()
         now = self.clock.now()
+        for ld in self.loads:
+            # min_off_s survives a restart: a load that was on is switched off at start (now);
+            # one that was off keeps the time it went off
+            saved = f.loads.get(ld.name)
+            if saved is not None:
+                if saved.on is False and saved.since is not None and saved.since <= now:
+                    ld.since = saved.since
+                else:
+                    ld.on = None  # the start command records a switch off now
         for ld in self.loads:  # the day's run time survives any restart before its deadline
             key = min_run_deadline(now, self.s.tz, ld.cfg.min_run_by).isoformat()
             done = state.get("day_on_s", {}).get(ld.name, {}).get(key)
@@ -329,8 +481,8 @@ class Managing:
                 ld.day_on_s = {key: float(done)}
         if b.period_s != self.s.billing.period_s or b.current is None or b.last is None:
             return
-        if b.current.start != self.balance.bounds(now)[0]:
-            return  # a new period: start clean
+        if b.current.start != self.balance.bounds(now)[0] or b.last.at > now:
+            return  # a new period (or one from the future: the clock went back): start clean
         # Same period: resume. The readings taken while we were down are in the live state (the
         # last 30); the balance integrates them from where it stopped, and does not bridge a gap
         # longer than max_gap_s (the period is then marked incomplete).

@@ -3,6 +3,10 @@ InfluxDB (measurement ``meter``) and publishes it to the live state file for man
 
 A failed read stores nothing and publishes nothing (the live state goes stale, so managing switches
 the loads off); it never becomes a zero reading.
+
+A wall-clock step back (NTP correcting a Pi without an RTC) is logged and readings go on being
+stored with the new time; the live state is restarted so managing never mixes the two clocks. A
+full or read-only disk is logged once and does not stop the readings (InfluxDB still gets them).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from gestor.daemon import context, open_meter, run_loop
 from gestor.files import atomic_write_text
 from gestor.livestate import LiveStateWriter
 from gestor.settings import Settings
+from gestor.statefiles import MonitoringFile, read_state
 
 log = logging.getLogger("gestor.monitoring")
 REPEAT_LOG_EVERY = 60  # failed reads between two log lines during a long outage
@@ -39,14 +44,19 @@ class Monitoring:
         self.state_path = settings.paths.state_dir / STATE_FILE
         self._persisted_at = None
         self._last: Reading | None = None
+        self._last_mono: float | None = None
+        self._file_errors: dict[str, str] = {}
         self._restore()
 
     def _restore(self) -> None:
         """Resume the last reading (no duplicate after a restart) and the counters' baseline
         (a counter that went backwards while we were down is still caught)."""
+        f = read_state(self.state_path, MonitoringFile)
+        if f is None:
+            return
         try:
-            last = Reading.from_dict(json.loads(self.state_path.read_text())["last"])
-        except (OSError, ValueError, KeyError, TypeError):
+            last = f.last.reading()
+        except Exception:  # noqa: BLE001 -- an implausible saved reading is no baseline
             return
         if last.at > self.clock.now():
             log.warning("last stored reading (%s) is in the future: the clock went back? not resumed", last.at)
@@ -59,10 +69,25 @@ class Monitoring:
                 if v is not None:
                     self.meter._last[name] = v
 
+    def _file_op(self, what: str, fn, *args) -> bool:
+        """Run a file write; a full or read-only disk is logged once (and its recovery), never fatal."""
+        try:
+            fn(*args)
+        except OSError as e:
+            msg = e.strerror or str(e)
+            if self._file_errors.get(what) != msg:
+                log.error("cannot write %s: %s; going on without it (readings still go to the store)", what, msg)
+                self._file_errors[what] = msg
+            return False
+        if self._file_errors.pop(what, None):
+            log.warning("%s can be written again", what)
+        return True
+
     def persist(self) -> None:
         if self._last is not None:
-            atomic_write_text(self.state_path, json.dumps({"last": self._last.to_dict()}))
             self._persisted_at = self.clock.now()
+            self._file_op(str(self.state_path), lambda: atomic_write_text(
+                self.state_path, json.dumps({"last": self._last.to_dict()})))
 
     def cycle(self) -> Reading | None:
         """One read. Returns the new reading, or None (failed read, or no new sample)."""
@@ -73,21 +98,30 @@ class Monitoring:
             self._failing += 1
             if self._failing == 1 or self._failing % REPEAT_LOG_EVERY == 0:
                 log.warning("meter read failed (%d in a row): %s", self._failing, e)
-            self.live.error(self.clock.now(), str(e))
+            self._file_op(str(self.live.path), self.live.error, self.clock.now(), str(e))
             return None
         if self._failing:
             log.info("meter answering again after %d failed reads", self._failing)
             self._failing = 0
-        if self.last_at is not None and r.at <= self.last_at:
-            return None
-        self.last_at = r.at
+        mono = self.clock.monotonic()
+        if self.last_at is not None and r.at == self.last_at:
+            return None  # the same sample again (a replay slower than the cycle)
+        if self.last_at is not None and r.at < self.last_at:
+            if self._last_mono is not None and mono > self._last_mono:
+                log.warning("wall clock stepped back by %.0f s (NTP?): readings are stored with the new time; "
+                            "managing's live state restarts",
+                            (self.last_at - r.at).total_seconds() + mono - self._last_mono)
+                self.live.clear()
+            else:
+                return None  # restored from before a restart: not newer
+        self.last_at, self._last_mono = r.at, mono
         self.reads += 1
         self.store.write([point("meter", self.tags, {
             "net_w": r.net_w, "production_w": r.production_w, "consumption_w": r.consumption_w,
             "import_wh_total": r.import_wh_total, "export_wh_total": r.export_wh_total}, r.at)])
-        self.live.publish(r)
+        self._file_op(str(self.live.path), self.live.publish, r, mono)
         self._last = r
-        if self._persisted_at is None or (r.at - self._persisted_at).total_seconds() >= PERSIST_EVERY_S:
+        if self._persisted_at is None or abs((r.at - self._persisted_at).total_seconds()) >= PERSIST_EVERY_S:
             self.persist()  # once a minute: the SD card is not written every cycle
         return r
 

@@ -120,3 +120,99 @@ def test_parse_does_not_mutate_input():
     before = copy.deepcopy(raw)
     parse_settings(raw)
     assert raw == before
+
+
+# --- settings that would disable a guard, and files that are not settings (issue 10, item 4) ----
+UNSAFE = [
+    (("managing", "stale_after_s"), float("inf"), "managing.stale_after_s: must be a finite number (got inf)"),
+    (("policy", "end_at_wh"), float("nan"), "policy.end_at_wh: must be a finite number (got nan)"),
+    (("managing", "interval_s"), 1e9, "managing.interval_s: must be <= 30 (got 1000000000.0)"),
+    (("managing", "interval_s"), 65, "managing.interval_s: must be <= 30 (got 65)"),
+    (("monitoring", "interval_s"), 65, "monitoring.interval_s: must be <= 30 (got 65)"),
+    (("loads", 0, "relay", "timeout_s"), 0, "loads[0].relay.timeout_s: must be > 0 (got 0)"),
+    (("loads", 0, "relay", "timeout_s"), float("inf"), "loads[0].relay.timeout_s: must be a finite number (got inf)"),
+    (("loads", 0, "relay", "timeout_s"), 25, "loads[0].relay.timeout_s: must be <= 20 (got 25)"),
+    (("managing", "stale_after_s"), 5, "managing.stale_after_s: must be > monitoring.interval_s (5 s) (got 5)"),
+    (("loads", 1, "min_off_s"), float("-inf"), "loads[1].min_off_s: must be a finite number (got -inf)"),
+]
+
+
+@pytest.mark.parametrize("path,value,want", UNSAFE, ids=[w.split(":")[0] + f"={v}" for _, v, w in UNSAFE])
+def test_settings_that_would_disable_safety_are_refused_naming_the_key(tmp_path, path, value, want):
+    raw = example_raw()
+    node = raw
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    f = tmp_path / "settings.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    p = subprocess.run(GESTOR + ["check", "--config", str(f)], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"{f}: {want}", p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_relay_timeouts_must_fit_in_the_watchdog(tmp_path):
+    raw = example_raw()
+    raw["managing"]["interval_s"] = 30
+    raw["loads"][0]["relay"]["timeout_s"] = 15
+    (err,) = errors_of(raw)
+    assert err == ("settings.yaml: loads[0].relay.timeout_s: managing.interval_s + 2 x timeout_s must be < the "
+                   "units' WatchdogSec 60 s (got 30 + 2 x 15)")
+
+
+def test_the_watchdog_limit_is_the_units_one():
+    from gestor.settings import WATCHDOG_S
+    from tests.conftest import REPO
+    for unit in (REPO / "daemons").glob("*.service"):
+        assert f"WatchdogSec={WATCHDOG_S:g}\n" in unit.read_text(), unit
+
+
+BAD_FILES = [
+    ("duplicate", "site: home\nsite: other\n", "line 2, column 1: not valid YAML: duplicate key 'site' (first on line 1)"),
+    ("latin1", None, "line 10: not UTF-8 text (byte 0xf1); save it as UTF-8"),
+    ("nested", "a: " + "[" * 5000 + "]" * 5000 + "\n", "nested"),
+    ("long", "", "site: must have at most 32 characters (got 100000)"),
+]
+
+
+@pytest.mark.parametrize("kind,text,want", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_a_file_that_is_not_settings_is_one_line_never_a_traceback(tmp_path, kind, text, want):
+    f = tmp_path / "settings.yaml"
+    if text is None:
+        f.write_bytes(EXAMPLE.read_bytes().replace(b"site: home", b"site: home\n# Espa\xf1a", 1))
+    else:
+        f.write_text(text if kind != "long" else EXAMPLE.read_text().replace("site: home", "site: " + "x" * 100_000))
+    p = subprocess.run(GESTOR + ["check", "--config", str(f)], capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert len(p.stderr.strip().splitlines()) == 1 and len(p.stderr) < 400, p.stderr[:1000]
+    assert want in p.stderr
+
+
+def test_secrets_live_in_secrets_yaml_and_are_never_printed(tmp_path):
+    raw = example_raw()
+    raw["store"] = {"kind": "influxdb1", "username": "gestor", "password": "!SECRET!"}
+    raw["loads"][0]["relay"] = {"driver": "shelly", "host": "192.0.2.1", "password": "!SECRET!"}
+    text = yaml.safe_dump(raw).replace("'!SECRET!'", "!secret relay_pw", 1).replace("'!SECRET!'", "!secret db_pw")
+    f = tmp_path / "settings.yaml"
+    f.write_text(text)
+    (tmp_path / "secrets.yaml").write_text("relay_pw: hunter2-relay\ndb_pw: hunter2-db\n")
+    s = load_settings(f)
+    from drivers import secret
+    assert secret(s.loads[0].relay.password) == "hunter2-relay" and secret(s.store.password) == "hunter2-db"
+    p = subprocess.run(GESTOR + ["check", "--config", str(f)], capture_output=True, text=True)
+    assert p.returncode == 0 and "hunter2" not in p.stdout + p.stderr and "**********" in p.stdout
+    # a password written in clear still works, but is never echoed and is warned about
+    f.write_text(yaml.safe_dump({**raw, "store": {"kind": "none"}}).replace("'!SECRET!'", "hunter2-clear"))
+    p = subprocess.run(GESTOR + ["check", "--config", str(f)], capture_output=True, text=True)
+    assert p.returncode == 0 and "hunter2" not in p.stdout + p.stderr
+    assert "loads[0].relay.password is written in clear" in p.stderr
+    # without the secrets file: one line naming the key; `gestor status` works all the same
+    f.write_text(text)
+    (tmp_path / "secrets.yaml").unlink()
+    p = subprocess.run(GESTOR + ["check", "--config", str(f)], capture_output=True, text=True)
+    assert p.returncode == 2 and "loads[0].relay.password: !secret relay_pw:" in p.stderr and "cannot read" in p.stderr
+    raw2 = yaml.safe_load(text.replace("!secret relay_pw", "x").replace("!secret db_pw", "x"))
+    assert raw2["store"]["kind"] == "influxdb1"
+    p = subprocess.run(GESTOR + ["status", "--config", str(f)], capture_output=True, text=True)
+    assert p.returncode == 0 and "gestor status" in p.stdout, p.stderr

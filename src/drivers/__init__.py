@@ -12,6 +12,15 @@ if TYPE_CHECKING:
     from gestor.clock import Clock
 
 
+def secret(v: Any) -> str | None:
+    """The plain value of a secret setting (pydantic ``SecretStr``), only where it is sent to its
+    device; everywhere else (``gestor check``, logs, errors) it shows as ``**********``."""
+    if v is None:
+        return None
+    get = getattr(v, "get_secret_value", None)
+    return get() if get else str(v)
+
+
 @dataclass
 class DriverContext:
     """What a driver may need from the daemon that opens it.

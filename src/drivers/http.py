@@ -1,52 +1,223 @@
-"""HTTP glue shared by the Shelly and Enphase drivers (requests): one session per device, a
-timeout on every request, and one exception type whose message says what went wrong in terms a
-user can act on (unreachable, timeout, HTTP status, not JSON)."""
+"""HTTP glue shared by the Shelly and Enphase drivers (requests): one :class:`Device` per device,
+with a **total deadline** on every request, a **capped body**, TLS verified by default (or pinned
+to the device's certificate fingerprint), and one exception type whose message says what went
+wrong in terms a user can act on (unreachable, timeout, HTTP status, not JSON).
+
+Why a total deadline: requests' ``timeout`` bounds each socket operation, so a device that sends
+one byte a second never times out. Each request runs in the device's own worker thread and the
+caller waits at most ``timeout_s``; a request still hanging after that makes the next ones fail
+at once ("previous request still hanging") instead of piling up threads: at most one thread per
+device is ever stuck.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+import socket
+import ssl
+import threading
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+
+MAX_BODY_BYTES = 1 << 20      # a device's JSON answer is a few kB; anything past 1 MB is refused
+MAX_LINE_BYTES = 64 << 10     # one line of a server-sent stream
 
 
 class HttpError(Exception):
     """A request to a device failed; the message names the URL and the reason."""
 
 
+def normalise_fingerprint(fp: str) -> str:
+    """``"AB:CD:..."`` or ``"abcd..."`` → 64 lowercase hex digits. Raises ValueError."""
+    h = fp.replace(":", "").replace(" ", "").lower()
+    if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+        raise ValueError("must be the certificate's SHA-256 fingerprint: 64 hex digits (colons allowed)")
+    return h
+
+
+def server_fingerprint(host: str, port: int, timeout_s: float = 5.0) -> str:
+    """SHA-256 fingerprint (hex, colon-separated) of the certificate ``host:port`` presents,
+    without trusting it: what a user compares with the device's own page before pinning it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout_s) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host) as tls:
+            der = tls.getpeercert(binary_form=True) or b""
+    h = hashlib.sha256(der).hexdigest()
+    return ":".join(h[i:i + 2] for i in range(0, 64, 2)).upper()
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Accepts exactly one certificate, by its SHA-256 fingerprint (urllib3 ``assert_fingerprint``):
+    how a self-signed device certificate (Enphase Envoy firmware 7+) is verified."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["assert_fingerprint"] = self.fingerprint
+        super().init_poolmanager(*args, **kwargs)
+
+
 def device_session(username: str | None, password: str | None, digest: bool) -> requests.Session:
     """A session for one device; with a password, digest auth (Shelly Gen2) or basic auth
     (Shelly Gen1), user ``admin`` unless given."""
     session = requests.Session()
+    # a device on the LAN: no proxy and no CA bundle from the environment (HTTP_PROXY,
+    # REQUESTS_CA_BUNDLE would otherwise silently change where and how we connect)
+    session.trust_env = False
     if password is not None:
         auth = requests.auth.HTTPDigestAuth if digest else requests.auth.HTTPBasicAuth
         session.auth = auth(username or "admin", password)
     return session
 
 
-def get_json(session: requests.Session, url: str, timeout_s: float, **kw: Any) -> Any:
-    """GET ``url`` and parse its JSON body.
+def _decode(body: bytes, encoding: str, url: str) -> bytes:
+    """Undo ``Content-Encoding`` without ever holding more than MAX_BODY_BYTES (a gzip bomb of
+    1 MB would otherwise become gigabytes)."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding in ("identity", ""):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise HttpError(f"{url}: answer encoded as {encoding!r}, which gestor does not accept")
+    d = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+    out = d.decompress(body, MAX_BODY_BYTES + 1)
+    if len(out) > MAX_BODY_BYTES or d.unconsumed_tail:
+        raise HttpError(f"{url}: answer larger than {MAX_BODY_BYTES} bytes once decompressed: refused")
+    return out
 
-    Raises:
-        HttpError: unreachable, no answer within ``timeout_s``, a non-2xx status, or a body that is
-            not complete JSON (a device restarting mid-answer sends truncated bodies).
+
+class Device:
+    """One HTTP device: a session, a worker thread, a deadline per request.
+
+    Args:
+        username, password: auth (digest for Shelly Gen2, basic for Gen1), or none.
+        digest: digest (True) or basic auth.
+        verify_tls: verify https certificates against the system's CAs.
+        tls_fingerprint: accept exactly this certificate (SHA-256 hex) instead.
+        headers: sent with every request (e.g. a bearer token).
     """
-    try:
-        r = session.get(url, timeout=timeout_s, **kw)
-    except requests.Timeout:
-        raise HttpError(f"{url}: no answer within {timeout_s:g} s") from None
-    except requests.ConnectionError as e:
-        reason = "connection refused" if "refused" in str(e).lower() else "unreachable"
-        raise HttpError(f"{url}: {reason}") from None
-    except requests.RequestException as e:
-        raise HttpError(f"{url}: {type(e).__name__}: {e}") from None
-    if r.status_code == 401:
-        raise HttpError(f"{url}: HTTP 401, authentication failed (check username/password/token)")
-    if not r.ok:
-        raise HttpError(f"{url}: HTTP {r.status_code} {r.reason}")
-    try:
-        return json.loads(r.content)
-    except ValueError as e:
-        raise HttpError(f"{url}: answer is not valid JSON ({e}); {len(r.content)} bytes") from None
+
+    def __init__(self, username: str | None = None, password: str | None = None, digest: bool = False,
+                 verify_tls: bool = True, tls_fingerprint: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.session = device_session(username, password, digest)
+        self.session.headers["Accept-Encoding"] = "identity"
+        self.session.headers.update(headers or {})
+        self.session.verify = verify_tls and tls_fingerprint is None
+        self.tls_fingerprint = tls_fingerprint
+        if tls_fingerprint:
+            self.session.mount("https://", _PinnedAdapter(normalise_fingerprint(tls_fingerprint)))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device-http")
+        self._busy: Future | None = None
+        self._lock = threading.Lock()
+
+    def get_json(self, url: str, timeout_s: float) -> Any:
+        """GET ``url`` and parse its JSON body, all within ``timeout_s``.
+
+        Raises:
+            HttpError: unreachable, no complete answer within ``timeout_s``, a non-2xx status, a
+                body over MAX_BODY_BYTES, a TLS failure, or a body that is not complete JSON (a
+                device restarting mid-answer sends truncated bodies).
+        """
+        with self._lock:
+            if self._busy is not None and not self._busy.done():
+                raise HttpError(f"{url}: the previous request is still hanging (device answering too slowly)")
+            fut = self._pool.submit(self._get_json, url, timeout_s)
+            self._busy = fut
+        try:
+            return fut.result(timeout=timeout_s)
+        except FutureTimeout:
+            raise HttpError(f"{url}: no answer within {timeout_s:g} s (in all)") from None
+
+    def _get_json(self, url: str, timeout_s: float) -> Any:
+        try:
+            with self.session.get(url, timeout=timeout_s, stream=True) as r:
+                if r.status_code == 401:
+                    raise HttpError(f"{url}: HTTP 401, authentication failed (check username/password/token)")
+                if not r.ok:
+                    raise HttpError(f"{url}: HTTP {r.status_code} {r.reason}")
+                body = r.raw.read(MAX_BODY_BYTES + 1, decode_content=False)
+                if len(body) > MAX_BODY_BYTES:
+                    raise HttpError(f"{url}: answer larger than {MAX_BODY_BYTES} bytes: refused")
+                body = _decode(body, r.headers.get("Content-Encoding", ""), url)
+        except HttpError:
+            raise
+        except requests.exceptions.SSLError as e:
+            raise HttpError(self._tls_message(url, e)) from None
+        except requests.Timeout:
+            raise HttpError(f"{url}: no answer within {timeout_s:g} s") from None
+        except requests.ConnectionError as e:
+            reason = "connection refused" if "refused" in str(e).lower() else "unreachable"
+            raise HttpError(f"{url}: {reason}") from None
+        except requests.RequestException as e:
+            raise HttpError(f"{url}: {type(e).__name__}: {str(e)[:200]}") from None
+        except Exception as e:  # urllib3 protocol errors while reading the body
+            raise HttpError(f"{url}: {type(e).__name__} while reading the answer") from None
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise HttpError(f"{url}: answer is not valid JSON ({e}); {len(body)} bytes") from None
+
+    def _tls_message(self, url: str, e: Exception) -> str:
+        if self.tls_fingerprint:
+            return (f"{url}: TLS certificate does not match tls_fingerprint (the device's certificate changed, "
+                    "or another machine answers): not trusted")
+        u = urlsplit(url)
+        try:
+            fp = server_fingerprint(u.hostname or "", u.port or 443)
+            hint = (f"; if this is your device's own self-signed certificate (compare with its web page), pin "
+                    f"it: tls_fingerprint: \"{fp}\"")
+        except OSError:
+            hint = ""
+        return f"{url}: TLS certificate not trusted{hint}"
+
+    def stream_lines(self, url: str, timeout_s: float) -> Iterator[bytes]:
+        """Lines of a long-lived answer (server-sent events), each at most MAX_LINE_BYTES; for a
+        reader thread of its own (no deadline: it is meant to last). Raises HttpError."""
+        try:
+            with self.session.get(url, stream=True, timeout=timeout_s) as r:
+                if r.status_code == 401:
+                    raise HttpError(f"{url}: HTTP 401, authentication failed (installer password?)")
+                if not r.ok:
+                    raise HttpError(f"{url}: HTTP {r.status_code} {r.reason}")
+                if (r.headers.get("Content-Encoding") or "identity").lower() != "identity":
+                    raise HttpError(f"{url}: compressed stream refused")
+                self._stream = r
+                buf = b""
+                for chunk in r.raw.stream(4096, decode_content=False):
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        yield line.rstrip(b"\r")
+                    if len(buf) > MAX_LINE_BYTES:
+                        raise HttpError(f"{url}: a line longer than {MAX_LINE_BYTES} bytes: refused")
+        except requests.exceptions.SSLError as e:
+            raise HttpError(self._tls_message(url, e)) from None
+        except requests.Timeout:
+            raise HttpError(f"{url}: no answer within {timeout_s:g} s") from None
+        except requests.RequestException as e:
+            raise HttpError(f"{url}: unreachable ({type(e).__name__})") from None
+        finally:
+            self._stream = None
+
+    def close(self) -> None:
+        r = getattr(self, "_stream", None)
+        if r is not None:
+            try:
+                r.close()
+            except Exception:
+                pass
+        self.session.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def number(obj: Any, *path: str | int, where: str) -> float:
@@ -58,5 +229,5 @@ def number(obj: Any, *path: str | int, where: str) -> float:
         except (KeyError, IndexError, TypeError):
             raise HttpError(f"{where}: answer lacks {'.'.join(str(x) for x in path)}") from None
     if isinstance(cur, bool) or not isinstance(cur, (int, float)):
-        raise HttpError(f"{where}: {'.'.join(str(x) for x in path)} is {cur!r}, not a number")
+        raise HttpError(f"{where}: {'.'.join(str(x) for x in path)} is {str(cur)[:40]!r}, not a number")
     return float(cur)

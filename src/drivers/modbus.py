@@ -42,7 +42,7 @@ class ModbusLink(BaseModel):
     """Where a Modbus device is. ``transport: tcp`` needs ``host``; ``transport: rtu`` needs
     ``serial_port`` (e.g. ``/dev/ttyUSB0``, an RS-485 adapter)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     transport: Literal["tcp", "rtu"] = "tcp"
     host: str | None = None                   # tcp: address of the meter or of the RS-485 gateway
     port: int = Field(502, gt=0, lt=65536)    # tcp port
@@ -52,7 +52,7 @@ class ModbusLink(BaseModel):
     stopbits: Literal[1, 2] = 1               # rtu
     bytesize: Literal[7, 8] = 8               # rtu
     device_id: int = Field(1, ge=0, le=247)   # Modbus unit/slave address
-    timeout_s: float = Field(1.0, gt=0)       # per request, s
+    timeout_s: float = Field(1.0, gt=0, le=10)       # per request, s
     retries: int = Field(1, ge=0, le=5)       # pymodbus retries per request
 
     @model_validator(mode="after")

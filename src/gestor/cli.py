@@ -23,6 +23,8 @@ DEFAULT_CONFIG = os.environ.get("GESTOR_CONFIG", "/etc/gestor/settings.yaml")
 def _daemon(args: argparse.Namespace, which: str) -> int:
     settings = load_settings(args.config)
     setup_logging(settings.log_level)
+    from gestor.daemon import single_instance
+    lock = single_instance(settings, which)  # noqa: F841 (held until the process exits)
     store = open_store(settings.store, settings.paths.state_dir / "spool" / which)
     clock = WallClock()
     if os.environ.get("GESTOR_CLOCK"):  # drills and tests: accelerated time shared by the daemons
@@ -38,8 +40,13 @@ def _daemon(args: argparse.Namespace, which: str) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from gestor.settings import clear_text_secrets
     settings = load_settings(args.config)
-    print(f"# {args.config}: valid. Resolved settings (defaults filled in):")
+    for key in clear_text_secrets(args.config):
+        print(f"warning: {key} is written in clear in {args.config}, which the gestor group can read: move it "
+              f"to secrets.yaml beside it (root only) and write {key.rsplit('.', 1)[-1]}: !secret NAME",
+              file=sys.stderr)
+    print(f"# {args.config}: valid. Resolved settings (defaults filled in; secrets hidden):")
     print(dump_settings(settings), end="")
     if getattr(args, "read", False):
         print()
@@ -136,7 +143,7 @@ def _status(args: argparse.Namespace) -> int:
     import json as _json
 
     from gestor.status import collect, render
-    settings = load_settings(args.config)
+    settings = load_settings(args.config, secrets_optional=True)  # status needs no secret
     d = collect(settings, WallClock().now())
     print(_json.dumps(d, indent=1, default=str) if args.json else render(d, settings))
     return 0

@@ -3,6 +3,11 @@ milliseconds, deterministically, across DST changes.
 
 All clocks return timezone-aware UTC datetimes; local time is a presentation concern
 (see :mod:`gestor.balance` for settlement periods in the configured timezone).
+
+Each clock also has ``monotonic()``: seconds that never go back, whatever the wall clock does (NTP
+stepping the time of a Pi without an RTC at boot). On Linux CLOCK_MONOTONIC is one clock for every
+process, so monitoring stamps each reading with it and managing measures the reading's age with
+it: a wall-clock step can neither make a stale reading look fresh nor a fresh one stale.
 """
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` of this clock's time (or until :meth:`wake` is called)."""
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (shared by the processes of one machine)."""
+
 
 class WallClock:
     """The real clock. ``sleep`` can be interrupted by :meth:`wake` (used on SIGTERM)."""
@@ -38,6 +46,9 @@ class WallClock:
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._wake.wait(seconds)
@@ -47,7 +58,8 @@ class WallClock:
 
 
 class SimClock:
-    """A clock that only moves when told: ``sleep`` advances it instantly.
+    """A clock that only moves when told: ``sleep`` advances it instantly. :meth:`step` moves the
+    wall time alone, as NTP does (the monotonic time goes on), for clock-step drills.
 
     Args:
         start: the first instant (aware; converted to UTC).
@@ -59,9 +71,13 @@ class SimClock:
         if start.tzinfo is None:
             raise ValueError("SimClock start must be timezone-aware")
         self._now = start.astimezone(timezone.utc)
+        self._mono = 1000.0
 
     def now(self) -> datetime:
         return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
@@ -70,12 +86,18 @@ class SimClock:
         if seconds < 0:
             raise ValueError("a clock does not go backwards")
         self._now += timedelta(seconds=seconds)
+        self._mono += seconds
 
     def set(self, at: datetime) -> None:
         at = at.astimezone(timezone.utc)
         if at < self._now:
             raise ValueError("a clock does not go backwards")
+        self._mono += (at - self._now).total_seconds()
         self._now = at
+
+    def step(self, seconds: float) -> None:
+        """Step the wall time by ``seconds`` (either way) without moving the monotonic time."""
+        self._now += timedelta(seconds=seconds)
 
     def wake(self) -> None:  # nothing to interrupt
         pass
@@ -101,6 +123,9 @@ class AcceleratedClock:
         if self._anchor is not None:
             return self._start + timedelta(seconds=(time.time() - self._anchor) * self._speed)
         return self._start + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
+
+    def monotonic(self) -> float:
+        return time.monotonic() * self._speed  # CLOCK_MONOTONIC is shared by the machine's processes
 
     @classmethod
     def from_env(cls, text: str) -> "AcceleratedClock":

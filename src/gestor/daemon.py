@@ -2,12 +2,15 @@
 (``Type=notify``: READY=1 once started, WATCHDOG=1 after every cycle, via sdnotify)."""
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, TextIO
 
 import sdnotify
 
@@ -23,10 +26,43 @@ class GestorError(Exception):
     """A startup problem the user must fix; the CLI prints it as one line and exits 1."""
 
 
+log = logging.getLogger("gestor")
+
+
 def context(settings: Settings, clock: Clock) -> DriverContext:
-    settings.paths.run_dir.mkdir(parents=True, exist_ok=True)
-    settings.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    """The drivers' context. The directories are created if they can be; a read-only or full disk
+    is logged, not fatal: the daemons keep the loads safe without their files."""
+    for d in (settings.paths.run_dir, settings.paths.state_dir):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            log.error("cannot create %s: %s (going on without it)", d, e.strerror or e)
     return DriverContext(clock=clock, run_dir=settings.paths.run_dir, config_dir=settings.config_dir)
+
+
+def single_instance(settings: Settings, which: str) -> TextIO:
+    """Hold ``run_dir/<which>.pid`` locked (``flock``) for the life of the process: a second
+    monitoring would store every reading twice, a second managing would fight the first over the
+    relays. Returns the open lock file (keep it). Raises GestorError naming the running pid."""
+    path = Path(settings.paths.run_dir) / f"{which}.pid"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")
+    except OSError as e:
+        raise GestorError(f"cannot open the lock {path}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise GestorError(f"another gestor {which} is already running (pid {pid}, lock {path}); "
+                          f"not starting a second one") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def open_meter(settings: Settings, ctx: DriverContext) -> Meter:

@@ -6,18 +6,29 @@ import threading
 from pathlib import Path
 
 
-def atomic_write_text(path: Path | str, text: str, fsync: bool = False) -> None:
+def atomic_write_text(path: Path | str, text: str, fsync: bool = False, mode: int = 0o640) -> None:
     """Replace ``path`` with ``text`` atomically (write a temp file beside it, then rename), so a
     reader sees the old or the new content, never half of one. ``fsync`` makes it durable across
-    a power cut (use it under /var/lib, not on tmpfs)."""
+    a power cut (use it under /var/lib, not on tmpfs).
+
+    The file gets ``mode`` (0640 by default: the group reads, others nothing) and the group of its
+    directory, so a file written through ``sudo`` (an override, the stop latch) stays readable by
+    the daemons' group and by nobody else. Raises OSError (a full or read-only disk)."""
     path = Path(path)
     # unique per writer (process and thread), so concurrent writers never share a temp file
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with open(fd, "w") as f:
+            os.fchmod(fd, mode)  # whatever the umask
+            if os.geteuid() == 0:  # root (sudo): hand the file to the directory's group
+                try:
+                    os.fchown(fd, -1, os.stat(path.parent).st_gid)
+                except OSError:
+                    pass
             f.write(text)
+            f.flush()
             if fsync:
-                f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

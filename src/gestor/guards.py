@@ -1,7 +1,7 @@
 """Guards: what every policy is held to, applied to its wishes per load in this order:
 
 1. the stop latch (``stop-loads``): off;
-2. a stale meter (no reading newer than ``stale_after_s``): off;
+2. a stale meter (no reading newer than ``stale_after_s``, or one dated in the future): off;
 3. a manual override (``gestor override LOAD on|off|auto``): ``off`` is obeyed at once; ``on`` is
    obeyed subject only to ``min_off_s`` (equipment protection);
 4. time windows (``windows: ["10:00-19:00"]``, local time): outside them, off (also when a window
@@ -91,7 +91,8 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
     """Return the wishes every load will actually be commanded to (same order)."""
     by_name = {ld.name: ld for ld in loads}
     out: list[Wish] = []
-    stale = g.reading_age_s is None or g.reading_age_s > g.stale_after_s
+    # a reading from the future (negative age: the wall clock stepped) is as unusable as an old one
+    stale = g.reading_age_s is None or g.reading_age_s < 0 or g.reading_age_s > g.stale_after_s
     for w in wishes:
         ld = by_name[w.load]
         lim = limits.get(w.load, LoadLimits())
@@ -99,7 +100,9 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
             out.append(Wish(w.load, False, "stop latch set (stop-loads; release with stop-loads --release)"))
             continue
         if stale:
-            age = "no reading" if g.reading_age_s is None else f"last reading {g.reading_age_s:.0f} s old"
+            age = ("no reading" if g.reading_age_s is None else
+                   f"last reading dated {-g.reading_age_s:.0f} s in the future (clock step?)" if g.reading_age_s < 0
+                   else f"last reading {g.reading_age_s:.0f} s old")
             out.append(Wish(w.load, False, f"meter stale: {age} > stale_after {g.stale_after_s:.0f} s"))
             continue
         ov = g.overrides.get(w.load)

@@ -3,7 +3,9 @@
 monitoring keeps the last readings in a small ring and atomically replaces
 ``<run_dir>/reading.json`` after every read, so managing (another process) sees every reading even
 when its own cycle is slower; managing integrates those newer than the last it accounted. A failed
-read leaves the readings as they were (they go stale) and records the error.
+read leaves the readings as they were (they go stale) and records the error. Each reading carries
+``mono_s``, monitoring's monotonic clock when it was read, so managing can tell its age whatever
+the wall clock does.
 
 The stop latch is ``<state_dir>/stop.latch``: persistent, so it survives a reboot. While it exists,
 managing keeps every load off.
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from drivers.meters.base import Reading
 from gestor.files import atomic_write_text
+from gestor.statefiles import LiveFile, read_state
 
 READING_FILE = "reading.json"
 LATCH_FILE = "stop.latch"
@@ -33,9 +36,13 @@ class LiveStateWriter:
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
 
-    def publish(self, reading: Reading) -> None:
-        self.readings.append(reading.to_dict())
+    def publish(self, reading: Reading, mono_s: float | None = None) -> None:
+        self.readings.append({**reading.to_dict(), "mono_s": mono_s})
         self._write()
+
+    def clear(self) -> None:
+        """Forget the readings (after a wall-clock step: their times belong to the old clock)."""
+        self.readings.clear()
 
     def error(self, at: datetime, message: str) -> None:
         self.errors += 1
@@ -52,13 +59,19 @@ class LiveStateWriter:
         }))
 
 
-def read_live(run_dir: Path) -> list[Reading]:
-    """Recent readings, oldest first; empty if monitoring has published none (or the file is bad)."""
-    try:
-        data = json.loads((Path(run_dir) / READING_FILE).read_text())
-        return [Reading.from_dict(d) for d in data.get("readings", [])]
-    except (OSError, ValueError, KeyError, TypeError):
+def read_live(run_dir: Path) -> list[tuple[Reading, float | None]]:
+    """Recent readings with their monotonic stamps, oldest first; empty if monitoring has
+    published none or the file is damaged (then they go stale, and the loads off)."""
+    live = read_state(Path(run_dir) / READING_FILE, LiveFile, move_aside=False)
+    if live is None:
         return []
+    out = []
+    for m in live.readings:
+        try:
+            out.append((m.reading(), None if m.mono_s is None else float(m.mono_s)))
+        except Exception:  # noqa: BLE001 -- an implausible reading is a missing one
+            continue
+    return out
 
 
 def latch_path(state_dir: Path) -> Path:
@@ -66,8 +79,10 @@ def latch_path(state_dir: Path) -> Path:
 
 
 def set_latch(state_dir: Path, at: datetime, by: str) -> None:
+    """Create the latch (group-readable only, group of the state dir). Raises OSError."""
     Path(state_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(latch_path(state_dir), json.dumps({"at": at.isoformat(), "by": by}) + "\n", fsync=True)
+    atomic_write_text(latch_path(state_dir), json.dumps({"at": at.isoformat(), "by": by}) + "\n", fsync=True,
+                      mode=0o640)
 
 
 def clear_latch(state_dir: Path) -> bool:
@@ -79,7 +94,15 @@ def clear_latch(state_dir: Path) -> bool:
 
 
 def is_latched(state_dir: Path) -> bool:
-    return latch_path(state_dir).exists()
+    """True while the latch exists, or when it cannot be told (an unreadable state dir): in doubt,
+    latched."""
+    try:
+        os.stat(latch_path(state_dir))
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
 
 
 MANAGING_FILE = "managing.json"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gestor.files import atomic_write_text
 from gestor.guards import Override
+from gestor.statefiles import OverridesFile, parse_state, read_state
 
 FILE = "overrides.json"
 
@@ -27,22 +28,15 @@ def parse_duration(text: str) -> timedelta:
     return d
 
 
-def read_overrides(state_dir: Path, now: datetime) -> dict[str, Override]:
-    """The overrides in force at ``now`` (expired ones are ignored). A damaged file is ignored
-    (no override) rather than stopping managing."""
-    try:
-        raw = json.loads((Path(state_dir) / FILE).read_text())
-    except (OSError, ValueError):
+def read_overrides(state_dir: Path, now: datetime, move_aside: bool = True) -> dict[str, Override]:
+    """The overrides in force at ``now`` (expired ones are ignored). A damaged file (wrong shape,
+    ``"on": "false"``, an entry that is not an object) is logged, moved aside and ignored: no
+    override, rather than a wrong one or a crash."""
+    f = read_state(Path(state_dir) / FILE, OverridesFile, wrap="entries", move_aside=move_aside)
+    if f is None:
         return {}
-    out: dict[str, Override] = {}
-    for load, o in raw.items() if isinstance(raw, dict) else []:
-        try:
-            until = datetime.fromisoformat(o["until"]) if o.get("until") else None
-            if until is None or until > now:
-                out[load] = Override(bool(o["on"]), until, str(o.get("by", "")))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return out
+    return {load: Override(o.on, o.until, o.by) for load, o in f.entries.items()
+            if o.until is None or o.until > now}
 
 
 def set_override(state_dir: Path, load: str, mode: str, now: datetime, duration: timedelta | None = None,
@@ -52,10 +46,9 @@ def set_override(state_dir: Path, load: str, mode: str, now: datetime, duration:
     path = Path(state_dir) / FILE
     try:
         raw = json.loads(path.read_text())
-        if not isinstance(raw, dict):
-            raw = {}
+        parse_state(json.dumps(raw), OverridesFile, wrap="entries")
     except (OSError, ValueError):
-        raw = {}
+        raw = {}  # missing or damaged: start a clean file
     if mode == "auto":
         raw.pop(load, None)
         ov = None

@@ -6,15 +6,18 @@ Every error names the file, the key, what is allowed and the value found, e.g.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError, field_validator,
+                      model_validator)
 
 import drivers.meters as meters
+from drivers import secret  # noqa: F401 (re-exported)
 import drivers.relays as relays
 from gestor.clock import zone
 
@@ -27,8 +30,18 @@ class SettingsError(Exception):
         self.errors = errors
 
 
+# systemd's WatchdogSec in daemons/*.service: a daemon that sends no WATCHDOG=1 for this long is
+# killed and restarted. Every cycle (its interval plus its device calls) must fit well inside it.
+WATCHDOG_S = 60.0
+MAX_INTERVAL_S = 30.0       # monitoring.interval_s and managing.interval_s: at most half the watchdog
+MAX_DEVICE_TIMEOUT_S = 20.0  # any meter or relay timeout_s
+SECRETS_FILE = "secrets.yaml"
+MAX_SETTINGS_BYTES = 256 * 1024
+MAX_DEPTH = 20
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DriverSection(BaseModel):
@@ -41,17 +54,17 @@ class DriverSection(BaseModel):
 
 class BillingSettings(_Model):
     period_s: Literal[3600, 900] = 3600    # settlement period, s (one hour today; 900 = quarter-hour)
-    max_gap_s: float = Field(120.0, gt=0)  # longest interval between readings that is integrated, s
+    max_gap_s: float = Field(120.0, gt=0, le=3600)  # longest interval between readings that is integrated, s
 
 
 class MonitoringSettings(_Model):
-    interval_s: float = Field(5.0, gt=0)   # meter read period, s
+    interval_s: float = Field(5.0, gt=0, le=MAX_INTERVAL_S)   # meter read period, s
 
 
 class ManagingSettings(_Model):
-    interval_s: float = Field(10.0, gt=0)      # control cycle, s
-    stale_after_s: float = Field(60.0, gt=0)   # no reading newer than this → every load off, s
-    relay_retry_max_s: float = Field(300.0, gt=0)  # a failing relay is retried with backoff up to this, s
+    interval_s: float = Field(10.0, gt=0, le=MAX_INTERVAL_S)  # control cycle, s
+    stale_after_s: float = Field(60.0, gt=0, le=600)  # no reading newer than this → every load off, s
+    relay_retry_max_s: float = Field(300.0, gt=0, le=3600)  # a failing relay is retried with backoff up to this, s
     stop_button_pin: int | str | None = None   # GPIO of an emergency-stop push button (gpiozero Button)
     stop_button_pull_up: bool = True           # button wired to ground (True) or to 3.3 V (False)
 
@@ -62,24 +75,24 @@ class PolicySettings(_Model):
     on_min_wh: float = 75.0          # time_to_consume: no switch-on below this projected surplus, Wh
     time_factor: float = Field(1.0, gt=0)  # time_to_consume: scales the period's remaining time
     end_at_wh: float = 0.0           # time_to_consume: off when the period would end at/below this without the load, Wh
-    min_on_s: float = Field(300.0, gt=0)   # min_on_time: run a load at least this long, s
-    window_s: float = Field(150.0, gt=0)   # steady_surplus: the surplus rate is the median over this, s
+    min_on_s: float = Field(300.0, gt=0, le=3600)   # min_on_time: run a load at least this long, s
+    window_s: float = Field(150.0, gt=0, le=3600)   # steady_surplus: the surplus rate is the median over this, s
     doubt: float = Field(2.0, ge=0)        # steady_surplus: running loads count on median - doubt x MAD of the surplus
     margin_wh: float = 5.0                 # steady_surplus: the period should end at or above this, Wh
 
 
 class LoadSettings(_Model):
     name: str
-    power_w: float = Field(gt=0)              # rated power of the load, W
+    power_w: float = Field(gt=0, le=50_000)   # rated power of the load, W
     relay: SerializeAsAny[DriverSection]       # the relay driver's settings (drivers/relays/)
-    min_on_s: float = Field(0.0, ge=0)         # once on, stay on at least this long, s
-    min_off_s: float = Field(0.0, ge=0)        # once off, stay off at least this long, s
+    min_on_s: float = Field(0.0, ge=0, le=86400)   # once on, stay on at least this long, s
+    min_off_s: float = Field(0.0, ge=0, le=86400)  # once off, stay off at least this long, s
     on_above_wh: float | None = None           # hysteresis: on at or above this balance, Wh
     off_below_wh: float | None = None          # hysteresis: off at or below this balance, Wh
     priority: int = 0                          # lower first; equal: the order of loads
     max_switches_per_period: int | None = Field(None, ge=1)  # switches allowed per settlement period
     windows: list[str] = []                    # local times the load may run, e.g. ["10:00-19:00"]; [] = always
-    min_run_s: float = Field(0.0, ge=0)        # daily minimum run time, s (0 = none)
+    min_run_s: float = Field(0.0, ge=0, le=86400)  # daily minimum run time, s (0 = none)
     min_run_by: str = "21:00"                  # ... reached by this local hour (HH:00) each day
 
     @field_validator("windows")
@@ -123,14 +136,15 @@ class StoreSettings(_Model):
     port: int = Field(8086, gt=0, lt=65536)
     database: str = "gestor"                    # 1.x database (2.x: the bucket, unless bucket is set)
     username: str | None = None                 # 1.x
-    password: str | None = None                 # 1.x
+    password: SecretStr | None = None           # 1.x (better: !secret NAME, kept in secrets.yaml)
     org: str | None = None                      # 2.x organisation
     bucket: str | None = None                   # 2.x bucket (default: database)
-    token: str | None = None                    # 2.x API token with write access to the bucket
-    spool_max_mb: float = Field(100.0, gt=0)    # on-disk spool while InfluxDB is away; oldest dropped past it
-    timeout_s: float = Field(5.0, gt=0)
-    batch_size: int = Field(500, gt=0)          # points per write
-    queue_max_points: int = Field(200_000, gt=0)  # in memory, without a spool (tests, demo)
+    token: SecretStr | None = None              # 2.x API token with write access to the bucket (!secret NAME)
+    spool_max_mb: float = Field(100.0, gt=0, le=100_000)  # on-disk spool while InfluxDB is away; oldest dropped past it
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    batch_size: int = Field(500, gt=0, le=100_000)          # points per write
+    queue_max_points: int = Field(200_000, gt=0, le=10_000_000)  # in memory when the spool cannot take them
+    memory_max_s: float = Field(5.0, gt=0, le=60)  # a point waits at most this long in memory only before it is spooled
     raw_retention: str = "90d"                  # how long raw points are kept (1.x retention policy); INF = forever
 
     @field_validator("raw_retention")
@@ -173,6 +187,15 @@ class Settings(_Model):
     paths: PathsSettings = PathsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source: Path | None = Field(None, exclude=True)  # the file these came from
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, v: str) -> str:
+        if len(v) > 32:
+            raise ValueError(f"must have at most 32 characters (got {len(v)})")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("must be letters, digits, '_', '.' or '-'")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -232,8 +255,14 @@ def _message(err: dict[str, Any]) -> str:
     else:
         msg = err["msg"][0].lower() + err["msg"][1:]
     if "input" in err and not isinstance(err["input"], (dict, list)):
-        msg += f" (got {err['input']!r})"
+        msg += f" (got {_short_repr(err['input'])})"
     return msg
+
+
+def _short_repr(v: Any, limit: int = 60) -> str:
+    """``repr(v)``, cut to ``limit`` characters: an error line stays one readable line."""
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} characters)"
 
 
 def _errors(prefix: str, exc: ValidationError, base: tuple[Any, ...] = ()) -> list[str]:
@@ -258,10 +287,39 @@ def _validate_driver(prefix: str, loc: tuple[Any, ...], raw: dict[str, Any],
         return None
 
 
+def _non_finite(raw: Any, loc: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], float]]:
+    """Every NaN or infinite number in a parsed document, with its place."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return [(loc, raw)]
+    if isinstance(raw, dict):
+        return [x for k, v in raw.items() for x in _non_finite(v, loc + (k,))]
+    if isinstance(raw, list):
+        return [x for i, v in enumerate(raw) for x in _non_finite(v, loc + (i,))]
+    return []
+
+
+def _cross_checks(name: str, s: Settings) -> list[str]:
+    """Rules between keys: the stale-meter guard must be able to fire, and every daemon's cycle
+    must fit in systemd's watchdog (``WATCHDOG_S``)."""
+    errors = []
+    if s.managing.stale_after_s <= s.monitoring.interval_s:
+        errors.append(f"{name}: managing.stale_after_s: must be > monitoring.interval_s "
+                      f"({s.monitoring.interval_s:g} s) (got {s.managing.stale_after_s:g})")
+    for i, ld in enumerate(s.loads):
+        t = float(getattr(ld.relay, "timeout_s", 0.0))
+        if s.managing.interval_s + 2 * t >= WATCHDOG_S:
+            errors.append(f"{name}: loads[{i}].relay.timeout_s: managing.interval_s + 2 x timeout_s must be < the "
+                          f"units' WatchdogSec {WATCHDOG_S:g} s (got {s.managing.interval_s:g} + 2 x {t:g})")
+    return errors
+
+
 def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = None) -> Settings:
     """Validate a parsed YAML document. Raises SettingsError listing every problem."""
     if not isinstance(raw, dict):
         raise SettingsError([f"{name}: (top level): must be a mapping of keys (got {type(raw).__name__})"])
+    bad = _non_finite(raw)
+    if bad:  # .nan / .inf would disable a guard (a NaN never compares true): refused everywhere
+        raise SettingsError([f"{name}: {_loc(loc)}: must be a finite number (got {v})" for loc, v in bad])
     errors: list[str] = []
     config_dir = source.parent if source else Path.cwd()
     try:
@@ -293,6 +351,9 @@ def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = 
     s.meter = meter  # type: ignore[assignment]
     for ld, r in zip(s.loads, relays_ok):
         ld.relay = r  # type: ignore[assignment]
+    errors = _cross_checks(name, s)
+    if errors:
+        raise SettingsError(errors)
     s.source = source
     return s
 
@@ -301,29 +362,181 @@ def policy_needs_thresholds(s: Settings) -> bool:
     return s.policy.name == "hysteresis"
 
 
-def load_settings(path: Path | str) -> Settings:
+class SecretRef(str):
+    """``!secret NAME`` in settings.yaml: the value of NAME in secrets.yaml (Home Assistant's
+    convention), resolved by :func:`load_settings`."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, refusing duplicate keys (YAML would silently keep the last one) and
+    knowing ``!secret NAME``."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value",
+                                                        key_node.start_mark) from None
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_short_repr(key)} (first on line {seen[key].line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor("!secret", lambda loader, node: SecretRef(loader.construct_scalar(node)))
+
+
+def _read_yaml(path: Path, name: str, errors_prefix: str | None = None) -> Any:
+    """Parse one YAML file into plain data. Raises SettingsError (one line) for anything wrong
+    with the file itself: unreadable, too large, not UTF-8, not YAML, duplicate keys, too deep."""
+    prefix = errors_prefix or name
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SettingsError([f"{prefix}: cannot read: {e.strerror or e}"]) from None
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise SettingsError([f"{prefix}: {len(data)} bytes: a settings file must be under {MAX_SETTINGS_BYTES} bytes"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SettingsError([f"{prefix}: line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); "
+                             "save it as UTF-8"]) from None
+    try:
+        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SettingsError([f"{prefix}: {where}not valid YAML: {problem}"]) from None
+    except RecursionError:
+        raise SettingsError([f"{prefix}: nested too deeply to be settings"]) from None
+    if _depth(raw) > MAX_DEPTH:
+        raise SettingsError([f"{prefix}: nested more than {MAX_DEPTH} levels deep: not settings"])
+    return raw
+
+
+def _depth(v: Any, d: int = 0) -> int:
+    if d > MAX_DEPTH:
+        return d
+    if isinstance(v, dict):
+        return max((_depth(x, d + 1) for x in v.values()), default=d + 1)
+    if isinstance(v, list):
+        return max((_depth(x, d + 1) for x in v), default=d + 1)
+    return d
+
+
+def secrets_path(settings_path: Path) -> Path:
+    """secrets.yaml beside the settings file (``/etc/gestor/secrets.yaml`` when installed)."""
+    return settings_path.parent / SECRETS_FILE
+
+
+def _resolve_secrets(raw: Any, name: str, path: Path, optional: bool) -> Any:
+    """Replace every ``!secret NAME`` by its value in secrets.yaml. With ``optional`` (``gestor
+    status``, which needs no secret and may not be allowed to read them) an unreadable secrets
+    file leaves a placeholder."""
+    refs: list[tuple[tuple[Any, ...], SecretRef]] = []
+
+    def walk(v: Any, loc: tuple[Any, ...]) -> None:
+        if isinstance(v, SecretRef):
+            refs.append((loc, v))
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, loc + (k,))
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, loc + (i,))
+
+    walk(raw, ())
+    if not refs:
+        return raw
+    spath = secrets_path(path)
+    try:
+        secrets = _read_yaml(spath, str(spath))
+        if not isinstance(secrets, dict):
+            raise SettingsError([f"{spath}: must be a mapping NAME: value"])
+    except SettingsError as e:
+        if optional:
+            secrets = {}
+        else:
+            loc, ref = refs[0]
+            raise SettingsError([f"{name}: {_loc(loc)}: !secret {ref}: {e.errors[0]}"]) from None
+    errors = []
+
+    def get(loc: tuple[Any, ...], ref: SecretRef) -> Any:
+        if ref in secrets and isinstance(secrets[ref], (str, int)) and not isinstance(secrets[ref], bool):
+            return str(secrets[ref])
+        if optional:
+            return "<secret not readable>"
+        errors.append(f"{name}: {_loc(loc)}: !secret {ref}: no such name in {spath} "
+                      f"(it must be a string there)")
+        return None
+
+    def replace(v: Any, loc: tuple[Any, ...]) -> Any:
+        if isinstance(v, SecretRef):
+            return get(loc, v)
+        if isinstance(v, dict):
+            return {k: replace(x, loc + (k,)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [replace(x, loc + (i,)) for i, x in enumerate(v)]
+        return v
+
+    out = replace(raw, ())
+    if errors:
+        raise SettingsError(errors)
+    return out
+
+
+def read_raw(path: Path | str, secrets_optional: bool = False) -> Any:
+    """The settings file as plain data, secrets resolved. Raises SettingsError."""
+    path = Path(path)
+    raw = _read_yaml(path, str(path))
+    return _resolve_secrets(raw, str(path), path, secrets_optional)
+
+
+def load_settings(path: Path | str, secrets_optional: bool = False) -> Settings:
     """Read and validate a settings file.
+
+    ``!secret NAME`` values come from ``secrets.yaml`` beside it (root-only on an installed system);
+    ``secrets_optional`` lets commands that need no secret (``gestor status``) work without them.
 
     Raises:
         SettingsError: the file is missing, not YAML, or not valid; one line per problem.
     """
     path = Path(path)
-    name = str(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SettingsError([f"{name}: cannot read: {e.strerror or e}"]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise SettingsError([f"{name}: {where}not valid YAML: {problem}"]) from None
-    return parse_settings(raw, name, path.resolve())
+    return parse_settings(read_raw(path, secrets_optional), str(path), path.resolve())
+
+
+SECRET_KEYS = ("password", "token")
+
+
+def clear_text_secrets(path: Path | str) -> list[str]:
+    """Keys of ``path`` holding a password or token in clear (not ``!secret NAME``)."""
+    return plain_secrets(_read_yaml(Path(path), str(path)))
+
+
+def plain_secrets(raw: Any, loc: tuple[Any, ...] = ()) -> list[str]:
+    """Places in a settings document where a password or token is written in clear (``gestor
+    check`` warns: they belong in secrets.yaml)."""
+    out = []
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if k in SECRET_KEYS and isinstance(v, str) and not isinstance(v, SecretRef) and v:
+                out.append(_loc(loc + (k,)))
+            else:
+                out.extend(plain_secrets(v, loc + (k,)))
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            out.extend(plain_secrets(v, loc + (i,)))
+    return out
 
 
 def dump_settings(s: Settings) -> str:
-    """The resolved settings as YAML (defaults filled in)."""
+    """The resolved settings as YAML (defaults filled in), secrets shown as ``**********``."""
     data = s.model_dump(mode="json", exclude={"source"})
     return yaml.safe_dump(data, sort_keys=False)

@@ -27,6 +27,8 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"at": now.isoformat(), "site": s.site, "timezone": s.timezone}
     try:
         live = json.loads((Path(s.paths.run_dir) / READING_FILE).read_text())
+        if not isinstance(live, dict):
+            live = {}
     except (OSError, ValueError):
         live = {}
     readings = live.get("readings") or []
@@ -52,7 +54,7 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
         out["stop_latch"] = {"set": True, "detail": latch}
     except OSError:
         out["stop_latch"] = {"set": False}
-    out["overrides"] = {k: v.describe(s.tz) for k, v in read_overrides(s.paths.state_dir, now).items()}
+    out["overrides"] = {k: v.describe(s.tz) for k, v in read_overrides(s.paths.state_dir, now, move_aside=False).items()}
     spool = Path(s.paths.state_dir) / "spool"
     sizes = {d.name: sum(f.stat().st_size for f in d.glob("*.lp")) for d in spool.glob("*") if d.is_dir()}
     out["spool_bytes"] = sizes

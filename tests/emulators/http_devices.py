@@ -1,7 +1,10 @@
 """Device emulators on loopback HTTP: Shelly Gen1 and Gen2 (meters and relays) and an Enphase
 Envoy-S Metered, answering with the JSON shapes of their public API docs. Faults are injected by
 setting ``fault``: "timeout" (answers after ``delay_s``), "500", "truncated" (half a body),
-"garbage"; :meth:`stop`/:meth:`start` emulate a reboot on the same port.
+"garbage", "drip" (the body one byte every ``drip_s``: never a socket timeout); ``raw_body``
+(+ ``raw_headers``) replaces the answer with any bytes (malformed JSON, a gzip bomb);
+:meth:`stop`/:meth:`start` emulate a reboot on the same port; ``tls=(certfile, keyfile)`` serves
+HTTPS with that certificate.
 """
 from __future__ import annotations
 
@@ -14,6 +17,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 
+def ssl_error() -> type:
+    import ssl
+    return ssl.SSLError
+
+
+def self_signed_cert(d, name: str = "envoy") -> tuple[str, str, str]:
+    """A self-signed certificate made with openssl, as an Envoy has: (certfile, keyfile, SHA-256
+    fingerprint as AA:BB:...)."""
+    import subprocess
+    cert, key = str(d / f"{name}.crt"), str(d / f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "3650", "-subj", f"/CN={name}.local"], check=True, capture_output=True)
+    out = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-fingerprint", "-sha256"], check=True,
+                         capture_output=True, text=True).stdout
+    return cert, key, out.strip().split("=", 1)[1]
+
+
 class DeviceServer:
     def __init__(self, port: int) -> None:
         self.port = port
@@ -24,6 +44,10 @@ class DeviceServer:
         self.auth: tuple[str, str, str] | None = None  # ("digest"|"basic"|"bearer", user, secret)
         self.lock = threading.Lock()
         self._conns: set = set()
+        self.drip_s = 1.0
+        self.raw_body: bytes | None = None
+        self.raw_headers: dict[str, str] = {}
+        self.tls: tuple[str, str] | None = None
 
     # subclasses: route(path, query) -> (status, body_dict) or (status, str)
     def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
@@ -34,7 +58,7 @@ class DeviceServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _authorized(self, h: BaseHTTPRequestHandler) -> bool:
         if self.auth is None:
@@ -101,21 +125,38 @@ class DeviceServer:
                     data = data[: len(data) // 2]
                 if fault == "garbage":
                     data = b"<html>rebooting</html>"
-                self._send(status, data)
+                if dev.raw_body is not None:
+                    data = dev.raw_body
+                self._send(status, data, drip=fault == "drip")
 
-            def _send(self, status: int, data: bytes) -> None:
+            def _send(self, status: int, data: bytes, drip: bool = False) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for k, v in dev.raw_headers.items():
+                        self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
+                    if not drip:
+                        self.wfile.write(data)
+                        return
+                    for i in range(len(data)):
+                        if dev._httpd is None:
+                            return
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(dev.drip_s)
+                except (BrokenPipeError, ConnectionResetError, ssl_error()):
                     pass
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
+        if self.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
 
@@ -184,6 +225,7 @@ class Envoy(DeviceServer):
         self.consumption_w = 0.0
         self.stream_period_s = 0.05
         self.streams = 0
+        self.stream_inject: list[bytes] = []  # lines sent (once each) before the next sample
 
     def _phases(self, total: float) -> dict:
         return {f"ph-{x}": {"p": total / 3, "q": 0.0, "s": abs(total) / 3, "v": 230.0, "i": 1.0, "pf": 1.0, "f": 50.0}
@@ -215,6 +257,8 @@ class Envoy(DeviceServer):
         httpd = self._httpd
         try:
             while self._httpd is httpd and httpd is not None and self.fault is None:
+                while self.stream_inject:
+                    h.wfile.write(self.stream_inject.pop(0) + b"\r\n\r\n")
                 net = self.consumption_w - self.production_w
                 sample = {"production": self._phases(self.production_w),
                           "net-consumption": self._phases(net),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -71,9 +71,9 @@ class Meter(Protocol):
 class MeterSettings(BaseModel):
     """Base of every meter driver's settings; ``driver`` selects the driver."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     driver: str
-    max_abs_power_w: float = 50_000.0  # readings beyond this are implausible (MeterError)
+    max_abs_power_w: float = Field(50_000.0, gt=0, le=1_000_000)  # readings beyond this are implausible (MeterError)
 
 
 MeterFactory = Callable[[Any, "DriverContext"], Meter]
@@ -110,7 +110,11 @@ class CheckedMeter:
         self._last: dict[str, float] = {}
 
     def read(self) -> Reading:
-        r = check_plausible(self.meter.read(), self.max_abs_power_w)
+        try:
+            r = check_plausible(self.meter.read(), self.max_abs_power_w)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+            # a driver that missed a malformed answer: still a failed read, never a crash
+            raise MeterError(f"malformed answer from the meter ({type(e).__name__}: {str(e)[:120]})") from None
         backwards = []
         for name in ("import_wh_total", "export_wh_total"):
             v = getattr(r, name)

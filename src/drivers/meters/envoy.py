@@ -13,8 +13,17 @@
   raises MeterError otherwise. The phases' ``p`` are summed with their signs.
 
 Auth: firmware before 7 uses digest auth (user ``installer`` or ``envoy``, password from the
-serial number); firmware 7+ needs HTTPS and a token from Enphase's site (``auth: token``). The
-Envoy's certificate is self-signed: ``verify_tls`` is off by default.
+serial number); firmware 7+ needs HTTPS and a token from Enphase's site (``auth: token``).
+
+TLS is verified (``verify_tls: true``). The Envoy's certificate is self-signed, so pin it:
+``tls_fingerprint`` (its SHA-256; the error of the first failed read prints the fingerprint the
+device presented, to compare with the Envoy's own page). ``verify_tls: false`` turns the check off
+and is logged as a warning at every start.
+
+Every malformed answer (a sample that is not an object, a block of the wrong type) is a failed
+read, never a crash; the stream's reader thread survives any sample, and a reader thread that
+died anyway makes ``read`` raise a non-meter error, so the daemon exits and systemd restarts it
+(its watchdog is not fed by a monitoring that cannot read).
 """
 from __future__ import annotations
 
@@ -23,12 +32,10 @@ import logging
 import threading
 from typing import Any, Literal
 
-import requests
-import urllib3
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from drivers import DriverContext
-from drivers.http import HttpError, get_json, number
+from drivers import DriverContext, secret
+from drivers.http import Device, HttpError, normalise_fingerprint, number
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
 
 log = logging.getLogger("gestor.envoy")
@@ -42,10 +49,16 @@ class EnvoySettings(MeterSettings):
     source: Literal["production_json", "stream"] = "production_json"
     auth: Literal["none", "digest", "token"] = "none"
     username: str = "installer"
-    password: str | None = None                   # digest
-    token: str | None = None                      # firmware 7+ (JWT from entrez.enphaseenergy.com)
-    verify_tls: bool = False
-    timeout_s: float = Field(5.0, gt=0)
+    password: SecretStr | None = None             # digest (better: !secret NAME in secrets.yaml)
+    token: SecretStr | None = None                # firmware 7+ (JWT from entrez.enphaseenergy.com; !secret NAME)
+    verify_tls: bool = True                       # verify https certificates (false: not verified, logged)
+    tls_fingerprint: str | None = None            # SHA-256 of the Envoy's self-signed certificate: pinned
+    timeout_s: float = Field(5.0, gt=0, le=20)
+
+    @field_validator("tls_fingerprint")
+    @classmethod
+    def _fp(cls, v: str | None) -> str | None:
+        return None if v is None else normalise_fingerprint(v)
 
     @model_validator(mode="after")
     def _auth(self) -> "EnvoySettings":
@@ -68,35 +81,36 @@ class EnvoyMeter:
     def __init__(self, s: EnvoySettings, ctx: DriverContext) -> None:
         self.s = s
         self.clock = ctx.clock
-        self.session = requests.Session()
-        self.session.verify = s.verify_tls
-        if not s.verify_tls:
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        if s.auth == "digest":
-            self.session.auth = requests.auth.HTTPDigestAuth(s.username, s.password or "")
-        elif s.auth == "token":
-            self.session.headers["Authorization"] = f"Bearer {s.token}"
+        headers = {"Authorization": f"Bearer {secret(s.token)}"} if s.auth == "token" else {}
+        self.device = Device(s.username if s.auth == "digest" else None,
+                             secret(s.password) if s.auth == "digest" else None, digest=True,
+                             verify_tls=s.verify_tls, tls_fingerprint=s.tls_fingerprint, headers=headers)
+        if s.scheme == "https" and not s.verify_tls and not s.tls_fingerprint:
+            log.warning("envoy %s: TLS NOT VERIFIED (verify_tls: false): anyone on the network can pose as the "
+                        "Envoy; pin its certificate with tls_fingerprint instead", s.host)
         port = f":{s.port}" if s.port else ""
         self.base = f"{s.scheme}://{s.host}{port}"
         self._latest: tuple[Any, Reading] | None = None
         self._stream_error = "no sample received yet"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._response: requests.Response | None = None
 
     # --- production.json ---------------------------------------------------------------------
     def _read_json(self) -> Reading:
         url = f"{self.base}/production.json?details=1"
-        d = get_json(self.session, url, self.s.timeout_s)
+        d = self.device.get_json(url, self.s.timeout_s)
+        if not isinstance(d, dict):
+            raise HttpError(f"{url}: answer is not a JSON object")
+        production, consumption = _entries(d, "production", url), _entries(d, "consumption", url)
         prod = cons = net = None
-        for e in d.get("production", []) if isinstance(d, dict) else []:
+        for e in production:
             if e.get("measurementType") == "production":
                 prod = number(e, "wNow", where=url)
         if prod is None:
-            for e in d.get("production", []) if isinstance(d, dict) else []:
+            for e in production:
                 if e.get("type") == "inverters":
                     prod = number(e, "wNow", where=url)
-        for e in d.get("consumption", []) if isinstance(d, dict) else []:
+        for e in consumption:
             if e.get("measurementType") == "total-consumption":
                 cons = number(e, "wNow", where=url)
             elif e.get("measurementType") == "net-consumption":
@@ -109,43 +123,45 @@ class EnvoyMeter:
         return Reading(at=self.clock.now(), net_w=net, production_w=prod, consumption_w=cons)
 
     # --- /stream/meter ----------------------------------------------------------------------
+    def _sample(self, line: bytes, url: str) -> Reading:
+        """One ``data: {...}`` line → a Reading. Raises HttpError for anything malformed."""
+        where = f"{url} sample"
+        try:
+            d = json.loads(line[5:])
+        except ValueError as e:
+            raise HttpError(f"{where}: not JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise HttpError(f"{where}: {str(d)[:40]!r} is not an object")
+        if "net-consumption" not in d:
+            raise HttpError(f"{where}: no net-consumption block")
+        net = -_sum_phases(d["net-consumption"], where)
+        prod = _sum_phases(d["production"], where) if "production" in d else None
+        cons = _sum_phases(d["total-consumption"], where) if "total-consumption" in d else None
+        return Reading(at=self.clock.now(), net_w=net, production_w=prod, consumption_w=cons)
+
     def _stream_loop(self) -> None:
         url = f"{self.base}/stream/meter"
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                with self.session.get(url, stream=True, timeout=self.s.timeout_s) as r:
-                    self._response = r
-                    if r.status_code == 401:
-                        raise HttpError(f"{url}: HTTP 401, authentication failed (installer password?)")
-                    if not r.ok:
-                        raise HttpError(f"{url}: HTTP {r.status_code} {r.reason}")
-                    for line in r.iter_lines():
-                        if self._stop.is_set():
-                            return
-                        if not line.startswith(b"data:"):
-                            continue
-                        try:
-                            d = json.loads(line[5:])
-                            where = f"{url} sample"
-                            net = -_sum_phases(d["net-consumption"], where)
-                            prod = _sum_phases(d["production"], where) if "production" in d else None
-                            cons = _sum_phases(d["total-consumption"], where) if "total-consumption" in d else None
-                        except (ValueError, KeyError) as e:
-                            self._stream_error = f"{url}: bad sample ({type(e).__name__}: {e})"
-                            continue
-                        except HttpError as e:
-                            self._stream_error = str(e)
-                            continue
-                        self._latest = (self.clock.now(), Reading(at=self.clock.now(), net_w=net,
-                                                                  production_w=prod, consumption_w=cons))
-                        backoff = 1.0
+                for line in self.device.stream_lines(url, self.s.timeout_s):
+                    if self._stop.is_set():
+                        return
+                    if not line.startswith(b"data:"):
+                        continue
+                    try:
+                        reading = self._sample(line, url)
+                    except (HttpError, MeterError) as e:
+                        self._stream_error = str(e)
+                        continue
+                    self._latest = (reading.at, reading)
+                    backoff = 1.0
                 self._stream_error = f"{url}: stream ended"
-            except requests.RequestException as e:
-                self._stream_error = f"{url}: {'no answer' if isinstance(e, requests.Timeout) else 'unreachable'} ({type(e).__name__})"
             except HttpError as e:
                 self._stream_error = str(e)
-            self._response = None
+            except Exception as e:  # noqa: BLE001 -- the reader must outlive any answer
+                self._stream_error = f"{url}: {type(e).__name__}: {str(e)[:120]}"
+                log.exception("envoy stream reader: unexpected error (reconnecting)")
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
 
@@ -153,6 +169,9 @@ class EnvoyMeter:
         if self._thread is None:
             self._thread = threading.Thread(target=self._stream_loop, name="envoy-stream", daemon=True)
             self._thread.start()
+        if not self._thread.is_alive() and not self._stop.is_set():
+            raise RuntimeError(f"envoy {self.s.host}: the stream reader thread died: monitoring exits so that "
+                               "systemd restarts it")
         latest = self._latest
         if latest is None:
             raise MeterError(f"envoy {self.s.host}: {self._stream_error}")
@@ -170,15 +189,17 @@ class EnvoyMeter:
 
     def close(self) -> None:
         self._stop.set()
-        r = self._response
-        if r is not None:
-            try:
-                r.close()
-            except Exception:
-                pass
+        self.device.close()
         if self._thread is not None:
             self._thread.join(self.s.timeout_s + 1)
-        self.session.close()
+
+
+def _entries(d: dict, key: str, url: str) -> list[dict]:
+    """``d[key]``: a list of objects (production.json), or HttpError."""
+    v = d.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(e, dict) for e in v):
+        raise HttpError(f"{url}: {key} is not a list of objects")
+    return v
 
 
 @register_meter("envoy", EnvoySettings)

@@ -36,7 +36,7 @@ QUANTITIES = ("net_w", "production_w", "consumption_w", "import_wh_total", "expo
 
 
 class Register(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     address: int = Field(ge=0, le=65535)
     function: Literal["holding", "input"] = "holding"
     type: DataType = "float32"
@@ -46,7 +46,7 @@ class Register(BaseModel):
 
 
 class RegisterMap(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = "modbus meter"
     source: str | None = None                      # where the addresses come from
     max_block_registers: int = Field(80, ge=1, le=125)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from drivers import DriverContext
-from drivers.http import HttpError, device_session, get_json, number
+from drivers import DriverContext, secret
+from drivers.http import Device, HttpError, number
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
 
 
@@ -32,9 +32,9 @@ class ShellyEmSettings(MeterSettings):
     driver: Literal["shelly_em"] = "shelly_em"
     host: str                                  # IP address or name of the Shelly
     generation: Literal[1, 2] = 2              # 2: Pro 3EM (RPC API); 1: Shelly EM / 3EM (/status)
-    timeout_s: float = Field(2.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0, le=20)
     username: str | None = None                # Gen1: basic auth user; Gen2: "admin" (digest)
-    password: str | None = None
+    password: SecretStr | None = None          # better: !secret NAME (secrets.yaml)
     grid_channels: list[int] | None = None     # Gen1: emeters on the grid connection (default all)
     production_channel: int | None = None      # Gen1: emeter on the PV line, if any
     use_counters: bool = False                 # report Shelly's energy counters (see module doc)
@@ -47,7 +47,7 @@ class ShellyEmMeter:
     def __init__(self, s: ShellyEmSettings, ctx: DriverContext) -> None:
         self.s = s
         self.clock = ctx.clock
-        self.session = device_session(s.username, s.password, digest=s.generation == 2)
+        self.device = Device(s.username, secret(s.password), digest=s.generation == 2)
         self.base = f"http://{s.host}"
         self._k = -1.0 if s.sign == "import_positive" else 1.0
 
@@ -59,7 +59,9 @@ class ShellyEmMeter:
 
     def _read2(self) -> Reading:
         url = f"{self.base}/rpc/EM.GetStatus?id=0"
-        st = get_json(self.session, url, self.s.timeout_s)
+        st = self.device.get_json(url, self.s.timeout_s)
+        if not isinstance(st, dict):
+            raise MeterError(f"shelly {self.s.host}: {url}: answer is not a JSON object")
         phases = [number(st, f"{p}_act_power", where=url) for p in "abc"]
         total = number(st, "total_act_power", where=url) if "total_act_power" in st else sum(phases)
         if abs(total - sum(phases)) > max(5.0, 0.02 * sum(abs(p) for p in phases)):
@@ -68,7 +70,7 @@ class ShellyEmMeter:
         imp = exp = None
         if self.s.use_counters:
             url = f"{self.base}/rpc/EMData.GetStatus?id=0"
-            d = get_json(self.session, url, self.s.timeout_s)
+            d = self.device.get_json(url, self.s.timeout_s)
             imp, exp = number(d, "total_act", where=url), number(d, "total_act_ret", where=url)
             if self.s.sign == "export_positive":
                 imp, exp = exp, imp
@@ -76,7 +78,7 @@ class ShellyEmMeter:
 
     def _read1(self) -> Reading:
         url = f"{self.base}/status"
-        st = get_json(self.session, url, self.s.timeout_s)
+        st = self.device.get_json(url, self.s.timeout_s)
         em = st.get("emeters") if isinstance(st, dict) else None
         if not isinstance(em, list) or not em:
             raise MeterError(f"shelly {self.s.host}: {url}: answer lacks emeters")
@@ -85,6 +87,8 @@ class ShellyEmMeter:
         for i in grid + ([self.s.production_channel] if self.s.production_channel is not None else []):
             if i >= len(em):
                 raise MeterError(f"shelly {self.s.host}: channel {i} does not exist (device has {len(em)})")
+            if not isinstance(em[i], dict):
+                raise MeterError(f"shelly {self.s.host}: {url}: emeters[{i}] is {str(em[i])[:40]!r}, not an object")
             if em[i].get("is_valid") is False:
                 raise MeterError(f"shelly {self.s.host}: emeters[{i}] is_valid=false (clamp or voltage missing)")
         total = sum(number(em, i, "power", where=url) for i in grid)
@@ -101,7 +105,7 @@ class ShellyEmMeter:
                        import_wh_total=imp, export_wh_total=exp)
 
     def close(self) -> None:
-        self.session.close()
+        self.device.close()
 
 
 @register_meter("shelly_em", ShellyEmSettings)

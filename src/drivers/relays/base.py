@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -27,9 +27,9 @@ class Relay(Protocol):
 class RelaySettings(BaseModel):
     """Base of every relay driver's settings; ``driver`` selects the driver."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     driver: str
-    timeout_s: float = 3.0
+    timeout_s: float = Field(3.0, gt=0, le=20)  # total time for one command or read-back, s
 
 
 RelayFactory = Callable[[Any, "DriverContext", str, float], Relay]

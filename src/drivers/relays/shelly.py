@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from drivers import DriverContext
-from drivers.http import HttpError, device_session, get_json
+from drivers import DriverContext, secret
+from drivers.http import Device, HttpError
 from drivers.relays.base import RelayError, RelaySettings, register_relay
 
 
@@ -29,7 +29,7 @@ class ShellyRelaySettings(RelaySettings):
     generation: Literal[1, 2] = 2
     channel: int = Field(0, ge=0)         # switch id / relay index
     username: str | None = None           # Gen1 basic auth; Gen2 digest (user "admin")
-    password: str | None = None
+    password: SecretStr | None = None     # better: !secret NAME (secrets.yaml)
     max_auto_off_s: float = Field(4200.0, gt=0)  # cap of the dead-man timer, s
 
 
@@ -41,13 +41,13 @@ class ShellyRelay:
         self.s = s
         self.load = load
         self.base = f"http://{s.host}"
-        self.session = device_session(s.username, s.password, digest=s.generation == 2)
+        self.device = Device(s.username, secret(s.password), digest=s.generation == 2)
         self.measured_power_w: float | None = None
         self.auto_off_s: float | None = None
 
     def _get(self, path: str) -> dict:
         try:
-            d = get_json(self.session, self.base + path, self.s.timeout_s)
+            d = self.device.get_json(self.base + path, self.s.timeout_s)
         except HttpError as e:
             raise RelayError(f"shelly relay {self.load}: {e}") from None
         if not isinstance(d, dict):
@@ -90,4 +90,4 @@ class ShellyRelay:
         return bool(d["ison"])
 
     def close(self) -> None:
-        self.session.close()
+        self.device.close()

@@ -1,8 +1,8 @@
 """InfluxDB store.
 
-InfluxDB 1.x is written through its HTTP ``/write`` endpoint with the ``influxdb`` client package
-(Debian and Raspberry Pi OS ship server 1.6.7, which has no ``/api/v2`` endpoints, so
-``influxdb-client`` cannot write to it). Points are built as line protocol with
+InfluxDB 1.x is written through its HTTP ``/write`` endpoint with ``requests`` (Debian and Raspberry
+Pi OS ship server 1.6.7, which has no ``/api/v2`` endpoints, so ``influxdb-client`` cannot write to
+it); answers are read up to 64 kB, so a misbehaving server cannot exhaust the Pi's memory. Points are built as line protocol with
 ``influxdb_client.Point``. Measurements and fields: DESIGN.md section 7 and README.
 
 InfluxDB 2.x is written through ``influxdb-client`` (``store.kind: influxdb2``: url, org, bucket,
@@ -12,6 +12,12 @@ Writes never block the control cycle: :meth:`InfluxStore.write` appends to an in
 a writer thread sends in batches, in order. While the server does not answer, points go to the
 on-disk spool (:mod:`drivers.store.spool`) and are replayed in order when it is back. A 4xx for a
 bad point (e.g. a field type conflict) is logged with the point and not retried.
+
+How long a point is only in memory: while a write is answered, until it is; while InfluxDB is
+down, or a write has hung for ``memory_max_s`` (5 s), every point goes to the spool at once. So a
+SIGKILL loses at most the points of the last ``memory_max_s``. When the spool cannot be written
+(disk full, read-only), points stay in memory (bounded by ``queue_max_points``, the oldest
+dropped past it, loudly) and still go straight to InfluxDB; the spool is retried every minute.
 """
 from __future__ import annotations
 
@@ -24,10 +30,9 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import requests
-from influxdb import InfluxDBClient
-from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 from influxdb_client import Point, WritePrecision
 
+from drivers import secret
 from drivers.store.spool import Spool
 
 log = logging.getLogger("gestor.store")
@@ -86,9 +91,12 @@ class ServerDown(Exception):
     """No answer, a timeout or a 5xx: retry later."""
 
 
+MAX_ANSWER_BYTES = 64 * 1024
+
+
 class V1Sender:
-    """InfluxDB 1.x ``/write`` (the ``influxdb`` package), ms precision. Creates the database
-    when the server says it does not exist."""
+    """InfluxDB 1.x ``POST /write?db=...&precision=ms`` with requests. Creates the database when
+    the server says it does not exist. Reads at most MAX_ANSWER_BYTES of any answer."""
 
     version = "1.x"
 
@@ -96,33 +104,42 @@ class V1Sender:
                  timeout_s: float) -> None:
         self.url = f"http://{host}:{port}"
         self.database = database
-        self.client = InfluxDBClient(host=host, port=port, username=username, password=password,
-                                     database=database, timeout=timeout_s)
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self.session.headers["Accept-Encoding"] = "identity"
+        self.auth = (username, password) if username else None
+
+    def _post(self, path: str, params: dict[str, str], data: bytes | None = None) -> tuple[int, str]:
+        try:
+            with self.session.post(self.url + path, params=params, data=data, auth=self.auth,
+                                   timeout=self.timeout_s, stream=True) as r:
+                body = r.raw.read(MAX_ANSWER_BYTES, decode_content=False)
+                return r.status_code, body.decode(errors="replace")
+        except requests.exceptions.RequestException as e:
+            raise ServerDown(_short(e)) from None
+        except Exception as e:  # noqa: BLE001 -- urllib3 protocol errors while reading
+            raise ServerDown(f"{type(e).__name__}: {_short(e)}") from None
 
     def ensure(self) -> None:
-        try:
-            self.client.ping()
-            self.client.create_database(self.database)  # idempotent
-        except (requests.exceptions.RequestException, InfluxDBServerError) as e:
-            raise ServerDown(_short(e)) from None
-        except InfluxDBClientError as e:
-            raise Rejected(_short(e)) from None
+        code, body = self._post("/query", {"q": f'CREATE DATABASE "{self.database}"'})
+        if code >= 500 or code in (408, 429):
+            raise ServerDown(f"HTTP {code}: {body[:200]}")
+        if code >= 400:
+            raise Rejected(f"HTTP {code}: {body[:200]}")
 
     def send(self, lines: list[str]) -> None:
-        try:
-            self.client.write_points(lines, protocol="line", time_precision="ms")
-        except InfluxDBClientError as e:
-            if e.code == 404 and "database not found" in str(e):
-                self.ensure()
-                return self.send(lines)
-            if 400 <= (e.code or 0) < 500 and e.code not in (408, 429):
-                raise Rejected(_short(e)) from None
-            raise ServerDown(_short(e)) from None
-        except (requests.exceptions.RequestException, InfluxDBServerError) as e:
-            raise ServerDown(_short(e)) from None
+        code, body = self._post("/write", {"db": self.database, "precision": "ms"}, "\n".join(lines).encode())
+        if code == 404 and "database not found" in body:
+            self.ensure()
+            return self.send(lines)
+        if code < 300:
+            return
+        if 400 <= code < 500 and code not in (408, 429):
+            raise Rejected(f"HTTP {code}: {body[:200]}")
+        raise ServerDown(f"HTTP {code}: {body[:200]}")
 
     def close(self) -> None:
-        self.client.close()
+        self.session.close()
 
 
 class V2Sender:
@@ -190,13 +207,20 @@ class InfluxStore:
     """
 
     def __init__(self, sender: Any, batch_size: int = 500, queue_max_points: int = 200_000,
-                 spool_dir: Path | None = None, spool_max_mb: float = 100.0) -> None:
+                 spool_dir: Path | None = None, spool_max_mb: float = 100.0, memory_max_s: float = 5.0) -> None:
         self.sender = sender
         self.url = sender.url
         self.batch_size = batch_size
         self.queue_max_points = queue_max_points
-        self.spool = Spool(spool_dir, int(spool_max_mb * 1e6)) if spool_dir is not None else None
+        self.memory_max_s = memory_max_s
+        self.spool_dir, self.spool_max_bytes = spool_dir, int(spool_max_mb * 1e6)
+        self.spool: Spool | None = None
+        self.spool_error: str | None = None
+        self._spool_retry_at = 0.0
+        self._open_spool()
         self._q: deque[str] = deque()
+        self._gen = 0                 # bumped when the queue is moved to the spool under a batch in flight
+        self._inflight_since: float | None = None
         self._cv = threading.Condition()
         self._inflight = 0
         self._closing = False
@@ -215,14 +239,68 @@ class InfluxStore:
             kind = "influxdb2" if v.lstrip("v").startswith("2") else "influxdb1"
             log.info("InfluxDB at %s is version %s: using the %s API", s.url, v, kind)
         if kind == "influxdb2":
-            sender: Any = V2Sender(s.url, s.org or "", s.bucket or s.database, s.token or "", s.timeout_s)
+            sender: Any = V2Sender(s.url, s.org or "", s.bucket or s.database, secret(s.token) or "", s.timeout_s)
         else:
-            sender = V1Sender(s.host, s.port, s.database, s.username, s.password, s.timeout_s)
-        return cls(sender, s.batch_size, s.queue_max_points, spool_dir, s.spool_max_mb)
+            sender = V1Sender(s.host, s.port, s.database, s.username, secret(s.password), s.timeout_s)
+        return cls(sender, s.batch_size, s.queue_max_points, spool_dir, s.spool_max_mb, s.memory_max_s)
+
+    # -- the spool, which a full or read-only disk may take away ----------------------------
+    def _open_spool(self) -> None:
+        if self.spool_dir is None or self.spool is not None or time.monotonic() < self._spool_retry_at:
+            return
+        try:
+            self.spool = Spool(self.spool_dir, self.spool_max_bytes)
+            if self.spool_error is not None:
+                log.warning("spool %s usable again", self.spool_dir)
+            self.spool_error = None
+        except OSError as e:
+            self._spool_failed(e)
+
+    def _spool_failed(self, e: OSError) -> None:
+        msg = e.strerror or str(e)
+        if self.spool_error != msg:
+            log.error("SPOOL UNAVAILABLE (%s: %s): points are kept in memory (at most %d) and sent straight to "
+                      "InfluxDB %s when it answers; retrying the spool every minute", self.spool_dir, msg,
+                      self.queue_max_points, self.url)
+        self.spool_error = msg
+        self.spool = None
+        self._spool_retry_at = time.monotonic() + 60.0
+
+    def _to_spool(self, lines: list[str]) -> bool:
+        """Append to the spool; False (and the spool dropped until retried) when the disk refuses."""
+        self._open_spool()
+        if self.spool is None:
+            return False
+        try:
+            self.spool.append(lines)
+            return True
+        except OSError as e:
+            self._spool_failed(e)
+            return False
+
+    def _move_queue_to_spool(self) -> None:
+        """Under the lock: every point in memory goes to the spool (if it takes them)."""
+        if self._q and self._to_spool(list(self._q)):
+            self._q.clear()
+            self._gen += 1
+        self._bound_queue()
+
+    def _bound_queue(self) -> None:
+        over = len(self._q) - self.queue_max_points
+        if over > 0:
+            for _ in range(over):
+                self._q.popleft()
+            self.dropped += over
+            self._gen += 1
+            log.error("store queue full (%d points in memory, InfluxDB %s away, no spool): dropped the %d oldest "
+                      "(%d dropped in all)", self.queue_max_points, self.url, over, self.dropped)
 
     @property
     def spooling(self) -> bool:
-        return self.spool is not None and not self.spool.empty()
+        try:
+            return self.spool is not None and not self.spool.empty()
+        except OSError:
+            return False
 
     def open(self, require_server: bool = False) -> "InfluxStore":
         """Start the writer. The server is checked (and the 1.x database created); if it does not
@@ -230,9 +308,9 @@ class InfluxStore:
         try:
             self.sender.ensure()
         except ServerDown as e:
-            if require_server or self.spool is None:
+            if require_server or self.spool_dir is None:
                 raise StoreError(f"InfluxDB at {self.url} unreachable: {e}") from None
-            log.error("InfluxDB %s not answering (%s): spooling to %s until it does", self.url, e, self.spool.dir)
+            log.error("InfluxDB %s not answering (%s): spooling to %s until it does", self.url, e, self.spool_dir)
             self.down_since = time.monotonic()
         except Rejected as e:
             raise StoreError(f"InfluxDB at {self.url}: {e}") from None
@@ -243,15 +321,15 @@ class InfluxStore:
         return self
 
     def write(self, lines: Iterable[str]) -> None:
+        """Queue points (never blocks on the network). While InfluxDB is away, or a write has hung
+        for ``memory_max_s``, they go to the spool at once, so little is only in memory."""
         with self._cv:
             self._q.extend(lines)
-            over = len(self._q) - self.queue_max_points
-            if over > 0 and self.spool is None:
-                for _ in range(over):
-                    self._q.popleft()
-                self.dropped += over
-                log.error("store queue full (%d points, InfluxDB %s away): dropped the %d oldest "
-                          "(%d dropped in all)", self.queue_max_points, self.url, over, self.dropped)
+            hung = self._inflight_since is not None and time.monotonic() - self._inflight_since > self.memory_max_s
+            if self.spool_dir is not None and (self.down_since is not None or hung):
+                self._move_queue_to_spool()
+            else:
+                self._bound_queue()
             self._cv.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -281,9 +359,9 @@ class InfluxStore:
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
         with self._cv:
-            if self._q and self.spool is not None:
-                self.spool.append(list(self._q))
-                self._q.clear()
+            self._move_queue_to_spool()
+            if self._q:
+                log.error("store closing: %d points could not be spooled (%s): lost", len(self._q), self.spool_error)
         self.sender.close()
 
     # -- the writer thread -------------------------------------------------------------------
@@ -307,39 +385,58 @@ class InfluxStore:
     def _run(self) -> None:
         backoff = 0.5
         while True:
+            try:
+                if self._step():
+                    backoff = 0.5
+                    continue
+            except Exception:  # noqa: BLE001 -- the writer must never die (disk errors included)
+                log.exception("store writer: unexpected error; going on")
             with self._cv:
-                while not self._q and not self.spooling and not self._closing:
-                    self._cv.wait(1.0)
                 if self._closing:
                     return
-                if self.spooling or self.down_since is not None:
-                    if self._q and self.spool is not None:  # keep the order: new points go behind the spool
-                        self.spool.append(list(self._q))
-                        self._q.clear()
-                    batch, pos = self.spool.read(self.batch_size) if self.spool is not None else ([], None)
-                    from_spool = True
+                self._cv.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    def _step(self) -> bool:
+        """One batch. True when it went through (or nothing was to do), False to back off."""
+        with self._cv:
+            self._open_spool()
+            while not self._q and not self.spooling and not self._closing:
+                self._cv.wait(1.0)
+                self._open_spool()
+            if self._closing:
+                return True
+            spool = self.spool
+            if spool is not None and (self.spooling or self.down_since is not None):
+                if self._q and not self._to_spool(list(self._q)):  # the order: new points behind the spool
+                    spool = None
                 else:
-                    n = min(len(self._q), self.batch_size)
-                    batch, pos, from_spool = [self._q[i] for i in range(n)], None, False
-                self._inflight = len(batch)
-            ok = self._send(batch) if batch else self._probe()
-            with self._cv:
+                    self._q.clear()
+            if spool is not None and self.spool is not None:
+                batch, pos = self.spool.read(self.batch_size)
+                from_spool = True
+            else:
+                n = min(len(self._q), self.batch_size)
+                batch, pos, from_spool = [self._q[i] for i in range(n)], None, False
+            gen = self._gen
+            self._inflight = len(batch)
+            self._inflight_since = time.monotonic()
+        ok = self._send(batch) if batch else self._probe()
+        with self._cv:
+            self._inflight_since = None
+            self._inflight = 0
+            try:
                 if ok and from_spool and pos is not None and self.spool is not None:
                     self.spool.ack(pos)
                     self.replayed += len(batch)
-                elif ok and not from_spool:
+                elif ok and not from_spool and gen == self._gen:
                     for _ in range(len(batch)):
                         self._q.popleft()
-                elif not ok and not from_spool and self.spool is not None:
-                    self.spool.append(list(self._q))
-                    self._q.clear()
-                self._inflight = 0
+                elif not ok and not from_spool:
+                    self._move_queue_to_spool()
+            finally:
                 self._cv.notify_all()
-                if ok:
-                    backoff = 0.5
-                    continue
-                self._cv.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
+        return ok
 
     def _back(self) -> None:
         if self.down_since is not None:
@@ -384,7 +481,9 @@ def init_database(s: Any, period_s: int = 3600) -> list[str]:
     They resample the last day every period, so points replayed late (after an outage) are counted.
     Idempotent. Returns the statements run. Raises StoreError when the server does not answer.
     """
-    c = InfluxDBClient(host=s.host, port=s.port, username=s.username, password=s.password, timeout=s.timeout_s)
+    from influxdb import InfluxDBClient
+    from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
+    c = InfluxDBClient(host=s.host, port=s.port, username=s.username, password=secret(s.password), timeout=s.timeout_s)
     db = s.database
     every = f"{period_s // 60}m"
     stmts: list[str] = []

@@ -63,7 +63,12 @@ class Spool:
             return 0, 0
 
     def _write_position(self) -> None:
-        atomic_write_text(self.dir / "position", f"{self._pos[0]} {self._pos[1]}\n")
+        """Persist the position. A full disk keeps it in memory only: after a restart some points
+        are sent twice, which InfluxDB absorbs (one point per series and timestamp)."""
+        try:
+            atomic_write_text(self.dir / "position", f"{self._pos[0]} {self._pos[1]}\n")
+        except OSError as e:
+            log.warning("spool position not saved (%s): kept in memory", e.strerror or e)
 
     @property
     def size_bytes(self) -> int:
@@ -89,8 +94,20 @@ class Spool:
             self._active = (segs[-1] + 1) if segs else max(self._pos[0], 1)
         fd = os.open(self._path(self._active), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:  # os.write may write part of it
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fsync(fd)
+            except OSError:
+                # a full disk mid-write: take the torn part back, so no half line is ever left
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass
+                raise
         finally:
             os.close(fd)
         self._enforce_bound()
