@@ -58,13 +58,24 @@ urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/ping", timeout=2)
 PY
 }
 
+# render_influxd_conf TEMPLATE DIR HTTP_PORT RPC_PORT: the template with its placeholders filled in
+# by bash's own substitution (the replacement quoted: no character of the path is special).
+render_influxd_conf() {
+  case "$2" in *'"'*|*$'\n'*) die "the data directory $2 contains a quote or a newline: move the checkout";; esac
+  local t
+  t=$(<"$1")
+  t=${t//@DIR@/"$2"}
+  t=${t//@HTTP_PORT@/"$3"}
+  t=${t//@RPC_PORT@/"$4"}
+  printf '%s\n' "$t"
+}
+
 # A throwaway influxd for the demo, data under .demo/, on 127.0.0.1:$1. Left running afterwards so
 # the stored history can be looked at with the influx CLI; the demo prints how to stop it.
 start_demo_influxd() {
   local port=$1 dir="$HERE/.demo/influxdb"
   mkdir -p "$dir"
-  sed -e "s#@DIR@#$dir#g" -e "s#@HTTP_PORT@#$port#g" -e "s#@RPC_PORT@#$((port + 2))#g" \
-    "$HERE/config/influxd-local.conf.in" > "$dir/influxdb.conf"
+  render_influxd_conf "$HERE/config/influxd-local.conf.in" "$dir" "$port" "$((port + 2))" > "$dir/influxdb.conf"
   say "influxdb: starting a throwaway influxd on 127.0.0.1:$port (data in $dir)"
   setsid influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 < /dev/null &
   echo $! > "$dir/influxd.pid"
@@ -91,7 +102,7 @@ cmd_demo() {
 
 cmd_test() {
   check_python
-  need_apt influxdb socat systemd
+  need_apt influxdb socat systemd openssl util-linux
   make_venv "$VENV" "[test]"
   cd "$HERE"
   "$VENV/bin/python" -m pytest "$@"
@@ -124,7 +135,9 @@ cmd_install() {
   fi
   if [ ! -x "$PREFIX/venv/bin/python" ]; then "$py" -m venv "$PREFIX/venv"; fi
   "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
-  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --upgrade "$HERE"
+  # exactly the reviewed versions, each checked against its hash (requirements.lock), then gestor itself
+  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements.lock"
+  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --no-deps --upgrade "$HERE"
   cp "$HERE/README.md" "$PREFIX/README.md"
   ln -sf "$PREFIX/venv/bin/gestor" /usr/local/bin/gestor
   ln -sf "$PREFIX/venv/bin/stop-loads" /usr/local/bin/stop-loads
@@ -139,15 +152,27 @@ cmd_install() {
     sed "s#path: ../../shared/data/#path: $PREFIX/data/#" "$HERE/config/settings.yaml" > /etc/gestor/settings.yaml
     say "wrote /etc/gestor/settings.yaml (replay meter, simulated relays: edit it for your hardware)"
   fi
-  # readable by the daemons, not by everybody: it may hold device passwords and tokens
+  # settings: readable by the daemons and the gestor group (gestor status); no secret belongs there
   chown root:gestor /etc/gestor/settings.yaml && chmod 640 /etc/gestor/settings.yaml
+  # secrets (passwords, tokens, referenced as "password: !secret NAME"): the daemons' user and root only
+  if [ ! -e /etc/gestor/secrets.yaml ]; then
+    printf '%s\n' "# gestor secrets: NAME: value, used in settings.yaml as  password: !secret NAME" \
+      "# readable by the gestor daemons and root only (mode 600)" > /etc/gestor/secrets.yaml
+  fi
+  chown gestor:root /etc/gestor/secrets.yaml && chmod 600 /etc/gestor/secrets.yaml
   cp "$HERE/config/settings.yaml" "$PREFIX/settings.example.yaml"
   cp -n "$HERE"/config/meters/*.yaml /etc/gestor/meters/   # register maps; edited ones are kept
   "$PREFIX/venv/bin/gestor" check --config /etc/gestor/settings.yaml >/dev/null
   install -m 644 "${UNITS[@]/#/$HERE/daemons/}" /etc/systemd/system/
+  # Debian's InfluxDB listens on every interface without authentication: keep it on this machine
+  local influx_changed=""
+  if [ -f /etc/influxdb/influxdb.conf ]; then
+    "$PREFIX/venv/bin/python" -m gestor.influxconf /etc/influxdb/influxdb.conf | grep -q "bound to" && influx_changed=1
+  fi
   if systemd_running; then
     systemctl daemon-reload
     systemctl enable --now influxdb >/dev/null 2>&1 || true
+    [ -n "$influx_changed" ] && systemctl restart influxdb
   else
     say "systemd is not running here (container?): units installed, not started"
     pgrep -x influxd >/dev/null || (setsid influxd -config /etc/influxdb/influxdb.conf >/var/log/gestor-influxd.log 2>&1 < /dev/null &)
@@ -200,6 +225,9 @@ PY
     say "uninstalled; kept /etc/gestor, /var/lib/gestor, the InfluxDB history and the gestor user (--purge removes them)"
   fi
 }
+
+# sourced by the tests with GESTOR_INSTALL_LIB=1: the functions only
+[ -n "${GESTOR_INSTALL_LIB:-}" ] && return 0
 
 case "${1:-}" in
   --demo) shift; cmd_demo "$@" ;;

@@ -92,6 +92,7 @@ class Managing:
         self.closed: deque[PeriodSummary] = deque(maxlen=96)  # recent closed periods (bounded: runs for years)
         self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
         self.switches_total = 0
+        self.cycles = 0                  # published: stop-loads waits for a cycle after its latch
         self._file_errors: dict[str, str] = {}
         # one worker per load: relays are commanded in parallel, so a slow one delays no other
         self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="relay")
@@ -140,6 +141,7 @@ class Managing:
             return self._cycle()
 
     def _cycle(self) -> list[Wish]:
+        self.cycles += 1
         now = self.clock.now()
         if self.last_cycle_at is not None and now < self.last_cycle_at:
             self._clock_stepped_back(now)
@@ -248,7 +250,7 @@ class Managing:
         key = snap.period_start.isoformat()
         reading = self.balance.last
         self._file_op("the published state", lambda: publish_managing(self.s.paths.run_dir, {
-            "pid": os.getpid(), "at": now.isoformat(), "interval_s": self.s.managing.interval_s,
+            "pid": os.getpid(), "at": now.isoformat(), "cycle": self.cycles, "interval_s": self.s.managing.interval_s,
             "period_start": key, "period_end": snap.period_end.isoformat(),
             "balance_wh": snap.balance_wh, "projected_wh": projected_wh(snap, "instant"),
             "net_w": snap.net_w, "reading_at": reading.at.isoformat() if reading else None,

@@ -19,7 +19,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,17 +183,14 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float) -
     if pid is None or pid == os.getpid() or not pid_alive(pid):
         return results
     bad = {r.load for r in results if not r.confirmed}
-    t0 = WallClock().now()
+    cycle0 = st.get("cycle")  # a cycle after this one has seen the latch (clocks may differ: drills)
     wait_s = 2 * float(st.get("interval_s", 10.0)) + timeout_s
     print(f"waiting up to {wait_s:.0f} s for managing (pid {pid}) to switch {', '.join(sorted(bad))} off "
           "under the latch...")
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         st = read_managing(plan.paths.run_dir) or {}
-        try:
-            fresh = datetime.fromisoformat(st["at"]) > t0 and st.get("latched")
-        except (KeyError, TypeError, ValueError):
-            fresh = False
+        fresh = st.get("latched") is True and isinstance(st.get("cycle"), int) and st.get("cycle") != cycle0
         if fresh and all((st.get("loads", {}).get(n) or {}).get("on") is False for n in bad):
             for r in results:
                 if r.load in bad:

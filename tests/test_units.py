@@ -78,3 +78,13 @@ def test_managing_may_use_gpio_and_serial_monitoring_serial():
     assert set(_service("gestor-managing.service")["SupplementaryGroups"][0].split()) == {"gpio", "dialout"}
     assert "dialout" in _service("gestor-monitoring.service")["SupplementaryGroups"][0].split()
     assert _service("gestor-managing.service")["User"] == ["gestor"]
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_units_reach_only_serial_gpio_and_the_lan(name):
+    s = _service(name)
+    assert s["DevicePolicy"] == ["closed"] and "char-ttyUSB rw" in s["DeviceAllow"]
+    assert ("char-gpiochip rw" in s["DeviceAllow"]) == (name == "gestor-managing.service")
+    assert s["PrivateMounts"] == ["yes"] and s["RemoveIPC"] == ["yes"] and s["IPAddressDeny"] == ["any"]
+    allowed = s["IPAddressAllow"][0].split()
+    assert "localhost" in allowed and "192.168.0.0/16" in allowed and "0.0.0.0/0" not in allowed

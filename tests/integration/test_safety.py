@@ -94,6 +94,12 @@ def _relay_on(run_dir: Path, load: str) -> bool | None:
         return None
 
 
+def clock_env() -> dict[str, str]:
+    """The real daemons on their own clock, started at T0 (10:00 UTC, a whole hour left in the
+    period) at real speed: what they decide never depends on the minute the test starts at."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "GESTOR_CLOCK": f"{T0.isoformat()}@{time.time()}*1"}
+
+
 def _wait(pred, timeout_s=30.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -110,7 +116,7 @@ def test_daemons_as_processes_switch_on_and_sigterm_switches_off(tmp_path):
     f = settings_file(tmp_path, meter_updates={"path": str(csv), "loop": True}, monitoring={"interval_s": 0.5},
                       managing={"interval_s": 0.5, "stale_after_s": 30})
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = clock_env()
     mon = subprocess.Popen([sys.executable, "-m", "gestor.cli", "monitoring", "--config", str(f)],
                            stderr=subprocess.PIPE, text=True, env=env)
     mgr = None
@@ -147,7 +153,7 @@ def test_stop_loads_when_only_managing_can_reach_the_relays(tmp_path, capsys):
     g = tmp_path / "stop-side.yaml"
     g.write_text(yaml.safe_dump(raw))
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = clock_env()
     procs = [subprocess.Popen([sys.executable, "-m", "gestor.cli", "monitoring", "--config", str(f)],
                               stderr=subprocess.DEVNULL, env=env)]
     try:
