@@ -406,13 +406,14 @@ class InfluxStore:
                 self._open_spool()
             if self._closing:
                 return True
-            spool = self.spool
-            if spool is not None and (self.spooling or self.down_since is not None):
-                if self._q and not self._to_spool(list(self._q)):  # the order: new points behind the spool
-                    spool = None
-                else:
+            use_spool = self.spool is not None and (self.spooling or self.down_since is not None)
+            if use_spool and self._q:
+                if self._to_spool(list(self._q)):  # the order: new points go behind the spool
                     self._q.clear()
-            if spool is not None and self.spool is not None:
+                    self._gen += 1
+                else:
+                    use_spool = False  # the disk refused: from memory, straight to InfluxDB
+            if use_spool and self.spool is not None:
                 batch, pos = self.spool.read(self.batch_size)
                 from_spool = True
             else:
