@@ -86,7 +86,7 @@ start_demo_influxd() {
 cmd_demo() {
   check_python
   need_apt influxdb influxdb-client
-  make_venv "$VENV" ""
+  make_venv "$VENV" "[plot]"
   local port=8086
   if ! influx_answers 127.0.0.1 $port; then
     # something else may hold 8086 without being InfluxDB: then use 18086

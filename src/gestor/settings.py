@@ -144,6 +144,7 @@ class StoreSettings(_Model):
     timeout_s: float = Field(5.0, gt=0, le=60)
     batch_size: int = Field(500, gt=0, le=100_000)          # points per write
     queue_max_points: int = Field(200_000, gt=0, le=10_000_000)  # in memory when the spool cannot take them
+    flush_s: float = Field(10.0, ge=0, le=60)    # points are sent in batches at least this often, s (SD card wear)
     memory_max_s: float = Field(5.0, gt=0, le=60)  # a point waits at most this long in memory only before it is spooled
     raw_retention: str = "90d"                  # how long raw points are kept (1.x retention policy); INF = forever
 

@@ -156,7 +156,12 @@ def period_rows(r: SimResult, s: Settings) -> list[dict[str, Any]]:
 
 def plot_days(r: SimResult, s: Settings, out: Path) -> list[Path]:
     """One PNG per local day: production and consumption, load states, hourly balance bars."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from gestor.daemon import GestorError
+        raise GestorError("--plot needs matplotlib, which the daemons do not install: "
+                          "pip install 'gestor[plot]' (./install.sh --demo and --test have it)") from None
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt

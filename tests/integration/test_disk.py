@@ -4,6 +4,7 @@ controlling the loads and storing to InfluxDB, log it once, and never crash-loop
 keeps a torn line; points queued while InfluxDB was away on a full disk reach it when it is back."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,13 @@ from tests.integration.test_safety import _relay_on, _wait, clock_env, sunny_csv
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0,
                                 reason="needs root and unshare (util-linux) for a private tmpfs")
+
+
+def _readings(run: Path) -> int:
+    try:
+        return len(json.loads((run / "reading.json").read_text())["readings"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def in_namespace(state: Path, mode: str, args: list[str]) -> list[str]:
@@ -51,7 +59,7 @@ def test_daemons_keep_control_and_storing_on_a_full_or_read_only_disk(tmp_path, 
                 assert _wait(lambda: (run / "reading.json").exists()), "monitoring published nothing"
         assert _wait(lambda: _relay_on(run, "water_heater") and _relay_on(run, "pool_pump")), \
             "managing did not switch the loads on"
-        time.sleep(3)
+        assert _wait(lambda: _readings(run) >= 12), "monitoring stopped reading"
         assert all(p.poll() is None for p in procs.values()), "a daemon died"
         for p in procs.values():
             p.send_signal(signal.SIGTERM)

@@ -2,8 +2,9 @@
 
 InfluxDB 1.x is written through its HTTP ``/write`` endpoint with ``requests`` (Debian and Raspberry
 Pi OS ship server 1.6.7, which has no ``/api/v2`` endpoints, so ``influxdb-client`` cannot write to
-it); answers are read up to 64 kB, so a misbehaving server cannot exhaust the Pi's memory. Points are built as line protocol with
-``influxdb_client.Point``. Measurements and fields: DESIGN.md section 7 and README.
+it); answers are read up to 64 kB, so a misbehaving server cannot exhaust the Pi's memory. Points
+are built as line protocol by :func:`point`. Measurements and fields: DESIGN.md section 7 and
+README. ``influxdb-client`` (and numpy with it) is imported only for ``store.kind: influxdb2``.
 
 InfluxDB 2.x is written through ``influxdb-client`` (``store.kind: influxdb2``: url, org, bucket,
 token); ``store.kind: auto`` asks ``/ping`` for ``X-Influxdb-Version`` and picks the API.
@@ -13,15 +14,19 @@ a writer thread sends in batches, in order. While the server does not answer, po
 on-disk spool (:mod:`drivers.store.spool`) and are replayed in order when it is back. A 4xx for a
 bad point (e.g. a field type conflict) is logged with the point and not retried.
 
-How long a point is only in memory: while a write is answered, until it is; while InfluxDB is
-down, or a write has hung for ``memory_max_s`` (5 s), every point goes to the spool at once. So a
-SIGKILL loses at most the points of the last ``memory_max_s``. When the spool cannot be written
+Writes are batched: the writer sends when ``batch_size`` points are queued or the oldest has
+waited ``flush_s`` (10 s), so a Pi's SD card sees a few InfluxDB WAL syncs a minute, not one per
+reading. How long a point is only in memory: up to ``flush_s`` before its batch is sent, then
+until InfluxDB answers; while InfluxDB is down, or a write has hung for ``memory_max_s`` (5 s),
+every point goes to the spool at once. So a SIGKILL loses at most the points of the last
+``flush_s`` + ``memory_max_s`` (15 s as shipped); SIGTERM loses nothing. When the spool cannot be written
 (disk full, read-only), points stay in memory (bounded by ``queue_max_points``, the oldest
 dropped past it, loudly) and still go straight to InfluxDB; the spool is retried every minute.
 """
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -30,7 +35,6 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import requests
-from influxdb_client import Point, WritePrecision
 
 from drivers import secret
 from drivers.store.spool import Spool
@@ -43,25 +47,49 @@ class StoreError(Exception):
     """The store cannot be used (unreachable at start, bad database name)."""
 
 
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_STRING = str.maketrans({'"': r'\"', "\\": r"\\"})
+
+
+def _key(k: str) -> str:
+    return str(k).translate(_ESCAPE_KEY)
+
+
 def point(measurement: str, tags: dict[str, str], fields: dict[str, Any], at: datetime) -> str:
-    """One line of line protocol, ms precision. Numbers are written as floats (InfluxDB rejects a
-    field that changes type), booleans as booleans, strings as strings; None fields are omitted."""
-    p = Point(measurement)
-    for k, v in tags.items():
-        p = p.tag(k, v)
-    n = 0
-    for k, v in fields.items():
+    """One line of line protocol, ms precision (InfluxDB docs, "Line protocol" reference: escaping
+    of measurements, tag and field keys, tag values and string fields). Numbers are written as
+    floats (InfluxDB rejects a field that changes type; a whole float drops its ".0"), booleans as
+    booleans, strings as strings; None and non-finite fields are omitted; tags and fields are
+    sorted. Written here, not with influxdb-client, so the daemons do not import it (nor numpy):
+    ``tests/test_store_unit.py`` checks it against influxdb-client's ``Point`` on odd inputs."""
+    out = []
+    for k, v in sorted(fields.items()):
         if v is None:
             continue
-        if isinstance(v, bool) or isinstance(v, str):
-            p = p.field(k, v)
+        if isinstance(v, bool):
+            out.append(f"{_key(k)}={'true' if v else 'false'}")
+        elif isinstance(v, str):
+            out.append(f'{_key(k)}="{v.translate(_ESCAPE_STRING)}"')
         else:
-            p = p.field(k, float(v))
-        n += 1
-    if n == 0:
+            f = float(v)
+            if not math.isfinite(f):
+                continue
+            text = str(f)
+            out.append(f"{_key(k)}={text[:-2] if text.endswith('.0') else text}")
+    if not out:
         raise ValueError(f"point {measurement} has no field")
-    ms = (at - EPOCH) // timedelta(milliseconds=1)  # exact integer ms (the client goes via floats)
-    return p.time(ms, WritePrecision.MS).to_line_protocol()
+    tag_text = ""
+    for k, v in sorted(tags.items()):
+        if v is None:
+            continue
+        tv = _key(v)
+        if tv.endswith("\\"):
+            tv += " "
+        if _key(k) and tv:
+            tag_text += f",{_key(k)}={tv}"
+    ms = (at - EPOCH) // timedelta(milliseconds=1)  # exact integer ms
+    return f"{measurement.translate(_ESCAPE_MEASUREMENT)}{tag_text} {','.join(out)} {ms}"
 
 
 class Store(Protocol):
@@ -162,6 +190,7 @@ class V2Sender:
             raise ServerDown(_short(e)) from None
 
     def send(self, lines: list[str]) -> None:
+        from influxdb_client import WritePrecision
         from influxdb_client.rest import ApiException
         try:
             self.api.write(bucket=self.bucket, org=self.org, record=lines, write_precision=WritePrecision.MS)
@@ -207,12 +236,16 @@ class InfluxStore:
     """
 
     def __init__(self, sender: Any, batch_size: int = 500, queue_max_points: int = 200_000,
-                 spool_dir: Path | None = None, spool_max_mb: float = 100.0, memory_max_s: float = 5.0) -> None:
+                 spool_dir: Path | None = None, spool_max_mb: float = 100.0, memory_max_s: float = 5.0,
+                 flush_s: float = 0.0) -> None:
         self.sender = sender
         self.url = sender.url
         self.batch_size = batch_size
         self.queue_max_points = queue_max_points
         self.memory_max_s = memory_max_s
+        self.flush_s = flush_s
+        self._oldest_at: float | None = None   # when the oldest point in memory was queued
+        self._flush_now = False
         self.spool_dir, self.spool_max_bytes = spool_dir, int(spool_max_mb * 1e6)
         self.spool: Spool | None = None
         self.spool_error: str | None = None
@@ -242,7 +275,7 @@ class InfluxStore:
             sender: Any = V2Sender(s.url, s.org or "", s.bucket or s.database, secret(s.token) or "", s.timeout_s)
         else:
             sender = V1Sender(s.host, s.port, s.database, s.username, secret(s.password), s.timeout_s)
-        return cls(sender, s.batch_size, s.queue_max_points, spool_dir, s.spool_max_mb, s.memory_max_s)
+        return cls(sender, s.batch_size, s.queue_max_points, spool_dir, s.spool_max_mb, s.memory_max_s, s.flush_s)
 
     # -- the spool, which a full or read-only disk may take away ----------------------------
     def _open_spool(self) -> None:
@@ -324,6 +357,8 @@ class InfluxStore:
         """Queue points (never blocks on the network). While InfluxDB is away, or a write has hung
         for ``memory_max_s``, they go to the spool at once, so little is only in memory."""
         with self._cv:
+            if not self._q:
+                self._oldest_at = time.monotonic()
             self._q.extend(lines)
             hung = self._inflight_since is not None and time.monotonic() - self._inflight_since > self.memory_max_s
             if self.spool_dir is not None and (self.down_since is not None or hung):
@@ -336,12 +371,15 @@ class InfluxStore:
         """Wait until every point was sent (or rejected), spool included; False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cv:
+            self._flush_now = True
             while self._q or self._inflight or self.spooling:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self._flush_now = False
                     return False
                 self._cv.notify_all()
                 self._cv.wait(min(left, 0.1))
+            self._flush_now = False
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -386,7 +424,10 @@ class InfluxStore:
         backoff = 0.5
         while True:
             try:
-                if self._step():
+                ok = self._step()
+                if ok is None:
+                    return  # closing
+                if ok:
                     backoff = 0.5
                     continue
             except Exception:  # noqa: BLE001 -- the writer must never die (disk errors included)
@@ -397,15 +438,15 @@ class InfluxStore:
                 self._cv.wait(backoff)
             backoff = min(backoff * 2, 30.0)
 
-    def _step(self) -> bool:
-        """One batch. True when it went through (or nothing was to do), False to back off."""
+    def _step(self) -> bool | None:
+        """One batch. True when it went through, False to back off, None when closing."""
         with self._cv:
             self._open_spool()
-            while not self._q and not self.spooling and not self._closing:
-                self._cv.wait(1.0)
+            while not self._closing and not self.spooling and not self._due():
+                self._cv.wait(self._wait_s())
                 self._open_spool()
             if self._closing:
-                return True
+                return None
             use_spool = self.spool is not None and (self.spooling or self.down_since is not None)
             if use_spool and self._q:
                 if self._to_spool(list(self._q)):  # the order: new points go behind the spool
@@ -416,9 +457,13 @@ class InfluxStore:
             if use_spool and self.spool is not None:
                 batch, pos = self.spool.read(self.batch_size)
                 from_spool = True
+                if not batch and pos == self.spool._pos and self.down_since is None:
+                    return False  # nothing whole to send yet (a line being written): back off
             else:
                 n = min(len(self._q), self.batch_size)
                 batch, pos, from_spool = [self._q[i] for i in range(n)], None, False
+                if n == len(self._q):
+                    self._oldest_at = None
             gen = self._gen
             self._inflight = len(batch)
             self._inflight_since = time.monotonic()
@@ -433,11 +478,27 @@ class InfluxStore:
                 elif ok and not from_spool and gen == self._gen:
                     for _ in range(len(batch)):
                         self._q.popleft()
+                    if self._q and self._oldest_at is None:
+                        self._oldest_at = time.monotonic()
                 elif not ok and not from_spool:
                     self._move_queue_to_spool()
             finally:
                 self._cv.notify_all()
         return ok
+
+    def _due(self) -> bool:
+        """Under the lock: whether the points in memory are to be sent now (a full batch, the
+        oldest waited ``flush_s``, a flush, the server away, or points still spooled)."""
+        if not self._q:
+            return False
+        if self._flush_now or self.down_since is not None or len(self._q) >= self.batch_size or self.flush_s <= 0:
+            return True
+        return self._oldest_at is None or time.monotonic() - self._oldest_at >= self.flush_s
+
+    def _wait_s(self) -> float:
+        if self._q and self._oldest_at is not None and self.flush_s > 0:
+            return max(min(self.flush_s - (time.monotonic() - self._oldest_at), 1.0), 0.01)
+        return 1.0
 
     def _back(self) -> None:
         if self.down_since is not None:

@@ -31,6 +31,8 @@ class Spool:
         self.dropped_points = 0
         self.skipped_lines = 0
         self._pos = self._read_position()
+        self._size = 0
+        self._recount()
         segs = self.segments()
         self._active: int | None = None
         if segs:
@@ -70,17 +72,22 @@ class Spool:
         except OSError as e:
             log.warning("spool position not saved (%s): kept in memory", e.strerror or e)
 
-    @property
-    def size_bytes(self) -> int:
-        """Bytes not yet acknowledged."""
+    def _recount(self) -> int:
+        """Bytes not yet acknowledged, from the files (lists the directory)."""
         total = 0
         for seg in self.segments():
             size = self._path(seg).stat().st_size
             total += size - (self._pos[1] if seg == self._pos[0] else 0)
-        return max(total, 0)
+        self._size = max(total, 0)
+        return self._size
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes not yet acknowledged (kept in memory: an idle writer does not list the directory)."""
+        return self._size
 
     def empty(self) -> bool:
-        return self.size_bytes == 0
+        return self._size == 0
 
     # -- writing -----------------------------------------------------------------------------
     def append(self, lines: list[str]) -> None:
@@ -110,10 +117,11 @@ class Spool:
                 raise
         finally:
             os.close(fd)
+        self._size += len(data)
         self._enforce_bound()
 
     def _enforce_bound(self) -> None:
-        while self.size_bytes > self.max_bytes:
+        while self.size_bytes > self.max_bytes and self._recount() > self.max_bytes:
             segs = self.segments()
             if len(segs) <= 1:
                 # one segment over the bound: drop its oldest lines by moving the read position
@@ -127,6 +135,7 @@ class Spool:
                 self._pos = (seg, cut)
                 self._write_position()
                 self._dropped(n)
+                self._recount()
                 return
             oldest = segs[0]
             p = self._path(oldest)
@@ -136,6 +145,7 @@ class Spool:
             self._pos = (segs[1], 0)
             self._write_position()
             self._dropped(n)
+            self._recount()
 
     def _dropped(self, n: int) -> None:
         self.dropped_points += n
@@ -193,7 +203,7 @@ class Spool:
             p = self._path(s)
             if s < pos[0] or (s == pos[0] and pos[1] >= p.stat().st_size and s != self._active):
                 p.unlink()
-        if self.empty():
+        if self._recount() == 0:
             for s in self.segments():
                 self._path(s).unlink()
             self._active = None
