@@ -36,8 +36,38 @@ class DriverContext:
     config_dir: Path
 
 
+class Registry(dict):
+    """Drivers by name, imported on first use: a driver lives in the module of its own name in
+    its package (``driver: shelly_em`` is ``drivers/meters/shelly_em.py``), which registers it when
+    imported. A daemon imports only the drivers its settings name (pymodbus, gpiozero, requests
+    stay out of a Pi's memory when they are not used)."""
+
+    def __init__(self, package: str, path: list[str]) -> None:
+        super().__init__()
+        self.package = package
+        self.names = sorted(m.name for m in pkgutil.iter_modules(path)
+                            if m.name != "base" and not m.name.startswith("_"))
+
+    def _load(self, name: str) -> None:
+        if name in self.names and not dict.__contains__(self, name):
+            importlib.import_module(f"{self.package}.{name}")
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self.names or dict.__contains__(self, name))
+
+    def __getitem__(self, name: str) -> Any:
+        self._load(name)
+        return dict.__getitem__(self, name)
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(sorted(set(self.names) | set(dict.keys(self))))
+
+    def __len__(self) -> int:
+        return len(set(self.names) | set(dict.keys(self)))
+
+
 def import_all(package: Any) -> None:
-    """Import every module of ``package`` so that each registers its driver."""
+    """Import every module of ``package`` (every driver registered at once; for tools)."""
     for mod in pkgutil.iter_modules(package.__path__):
         if mod.name != "base" and not mod.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{mod.name}")

@@ -4,10 +4,11 @@ to the device's certificate fingerprint), and one exception type whose message s
 wrong in terms a user can act on (unreachable, timeout, HTTP status, not JSON).
 
 Why a total deadline: requests' ``timeout`` bounds each socket operation, so a device that sends
-one byte a second never times out. Each request runs in the device's own worker thread and the
-caller waits at most ``timeout_s``; a request still hanging after that makes the next ones fail
-at once ("previous request still hanging") instead of piling up threads: at most one thread per
-device is ever stuck.
+one byte a second never times out. Each request runs in one of the device's two worker threads
+and the caller waits at most ``timeout_s``. A request left hanging does not block the next one
+(a device that recovers answers at once), but with two hanging the next ones fail at once
+("previous requests still hanging") instead of piling up threads: at most two threads per device
+are ever stuck.
 """
 from __future__ import annotations
 
@@ -116,8 +117,8 @@ class Device:
         self.tls_fingerprint = tls_fingerprint
         if tls_fingerprint:
             self.session.mount("https://", _PinnedAdapter(normalise_fingerprint(tls_fingerprint)))
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device-http")
-        self._busy: Future | None = None
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="device-http")
+        self._busy: list[Future] = []
         self._lock = threading.Lock()
 
     def get_json(self, url: str, timeout_s: float) -> Any:
@@ -129,10 +130,11 @@ class Device:
                 device restarting mid-answer sends truncated bodies).
         """
         with self._lock:
-            if self._busy is not None and not self._busy.done():
-                raise HttpError(f"{url}: the previous request is still hanging (device answering too slowly)")
+            self._busy = [f for f in self._busy if not f.done()]
+            if len(self._busy) >= 2:
+                raise HttpError(f"{url}: previous requests still hanging (device answering too slowly)")
             fut = self._pool.submit(self._get_json, url, timeout_s)
-            self._busy = fut
+            self._busy.append(fut)
         try:
             return fut.result(timeout=timeout_s)
         except FutureTimeout:

@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     until = min(boundary + timedelta(seconds=30), data.last + timedelta(seconds=1))
     store = InfluxStore.from_settings(s.store)
     try:
-        store.sender.client.drop_database(s.store.database)
+        _client(s).drop_database(s.store.database)
     except Exception:
         pass  # unreachable: open() says so clearly
     try:
@@ -147,11 +147,24 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     return 0
 
 
+def _client(s: Settings):
+    """An InfluxDB 1.x query client (the demo reads back what the daemons stored)."""
+    from influxdb import InfluxDBClient
+
+    from drivers import secret
+    return InfluxDBClient(s.store.host, s.store.port, s.store.username, secret(s.store.password),
+                          s.store.database, timeout=s.store.timeout_s)
+
+
 def read_periods(store: InfluxStore, s: Settings, start: datetime, end: datetime) -> list[dict]:
     """The ``period`` points the managing daemon stored, read back from InfluxDB."""
     q = (f"SELECT * FROM period WHERE site = '{s.site}' AND time >= '{start:%Y-%m-%dT%H:%M:%SZ}' "
          f"AND time < '{end:%Y-%m-%dT%H:%M:%SZ}'")
-    rows = list(store.sender.client.query(q, epoch="s").get_points())
+    c = _client(s)
+    try:
+        rows = list(c.query(q, epoch="s").get_points())
+    finally:
+        c.close()
     for r in rows:
         r["start"] = datetime.fromtimestamp(r["time"], timezone.utc)
     return rows

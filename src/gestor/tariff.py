@@ -18,8 +18,6 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
-from dateutil.easter import easter
 
 PERIODS = ("P1", "P2", "P3")   # most expensive first
 RANK = {"P1": 0, "P2": 1, "P3": 2}
@@ -29,6 +27,8 @@ _WEEKDAY_HOURS = ["P3"] * 8 + ["P2"] * 2 + ["P1"] * 4 + ["P2"] * 4 + ["P1"] * 4 
 @lru_cache(maxsize=64)
 def national_holidays(year: int) -> frozenset[date]:
     """Spain's national fixed-date holidays of ``year`` (2.0TD: P3 all day)."""
+    import holidays  # imported when first needed: a managing without a daily minimum never loads it
+    from dateutil.easter import easter
     days = set(holidays.country_holidays("ES", years=year))
     days.discard(easter(year) - timedelta(days=2))   # Good Friday: not a fixed date
     return frozenset(days)

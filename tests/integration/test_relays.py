@@ -288,20 +288,20 @@ def test_daily_minimum_runs_in_the_cheapest_hours_before_the_deadline(tmp_path):
             for i in range(60 * 22)]
     csv = write_csv(tmp_path / "cloudy.csv", HEADER, rows)
     loads = [{"name": "water_heater", "power_w": 1000, "relay": SIM, "min_run_s": 7200, "min_run_by": "21:00"}]
-    s = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads, monitoring={"interval_s": 60},
-                      managing={"interval_s": 60, "stale_after_s": 300})
+    s = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads, monitoring={"interval_s": 30},
+                      managing={"interval_s": 30, "stale_after_s": 300})
     clock = SimClock(start)
     mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
     trace = []
     mgr.start()
-    run_lockstep(clock, [(60, mon.cycle), (60, mgr.cycle),
-                         (60, lambda: trace.append((clock.now(), mgr.loads[0].on, mgr.loads[0].reason)))],
+    run_lockstep(clock, [(30, mon.cycle), (30, mgr.cycle),
+                         (30, lambda: trace.append((clock.now(), mgr.loads[0].on, mgr.loads[0].reason)))],
                  start + timedelta(hours=21, minutes=30))
     on = [t for t, o, _ in trace if o]
     # P3 (valle) is 00-08 h on weekdays: the latest two P3 hours, 06:00-08:00 local = 05-07 UTC
     assert on[0] == datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
-    assert on[-1] == datetime(2026, 11, 23, 6, 59, tzinfo=UTC)
-    assert len(on) == 120
+    assert on[-1] == datetime(2026, 11, 23, 6, 59, 30, tzinfo=UTC)
+    assert len(on) == 240  # one trace every 30 s for 2 h
     assert "daily minimum" in next(r for t, o, r in trace if o) and "P3" in next(r for t, o, r in trace if o)
 
 

@@ -7,11 +7,14 @@ Signs (DESIGN.md section 2): ``net_w`` is power at the grid connection, export-p
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from drivers import Registry
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -77,7 +80,8 @@ class MeterSettings(BaseModel):
 
 
 MeterFactory = Callable[[Any, "DriverContext"], Meter]
-METERS: dict[str, tuple[type[MeterSettings], MeterFactory]] = {}
+# name → (settings model, factory); each driver module registers itself when first asked for
+METERS: dict[str, tuple[type[MeterSettings], MeterFactory]] = Registry("drivers.meters", [str(Path(__file__).parent)])
 
 
 def register_meter(name: str, settings_model: type[MeterSettings]) -> Callable[[MeterFactory], MeterFactory]:

@@ -1,9 +1,12 @@
 """The relay interface: switch a load and read its state back from the device."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from drivers import Registry
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -33,7 +36,8 @@ class RelaySettings(BaseModel):
 
 
 RelayFactory = Callable[[Any, "DriverContext", str, float], Relay]
-RELAYS: dict[str, tuple[type[RelaySettings], RelayFactory]] = {}
+# name → (settings model, factory); each driver module registers itself when first asked for
+RELAYS: dict[str, tuple[type[RelaySettings], RelayFactory]] = Registry("drivers.relays", [str(Path(__file__).parent)])
 
 
 def register_relay(name: str, settings_model: type[RelaySettings]) -> Callable[[RelayFactory], RelayFactory]:
