@@ -32,7 +32,7 @@ from drivers.store.influx import Store, point
 from gestor.balance import Balance, PeriodSummary
 from gestor.clock import Clock
 from gestor.daemon import context, open_relays, run_loop
-from gestor.files import atomic_write_text
+from gestor.files import WriteGuard, atomic_write_text
 from gestor.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows, min_run_deadline,
                            min_run_reason)
 from gestor.livestate import is_latched, publish_managing, read_live, set_latch
@@ -93,7 +93,7 @@ class Managing:
         self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
         self.switches_total = 0
         self.cycles = 0                  # published: stop-loads waits for a cycle after its latch
-        self._file_errors: dict[str, str] = {}
+        self._file_op = WriteGuard(log, "control goes on without it")
         # one worker per load: relays are commanded in parallel, so a slow one delays no other
         self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="relay")
         self._restore()
@@ -428,21 +428,6 @@ class Managing:
                  p.balance_wh, loads_wh, "" if p.complete else f" (incomplete: {p.covered_s:.0f} s covered)")
 
     # -- restart within a period -------------------------------------------------------------
-    def _file_op(self, what: str, fn) -> bool:
-        """A file write that a full or read-only disk must not turn into a crash (a crash loop
-        would pulse the loads on at every restart): logged once, and its recovery."""
-        try:
-            fn()
-        except OSError as e:
-            msg = e.strerror or str(e)
-            if self._file_errors.get(what) != msg:
-                log.error("cannot write %s: %s; control goes on without it", what, msg)
-                self._file_errors[what] = msg
-            return False
-        if self._file_errors.pop(what, None):
-            log.warning("%s can be written again", what)
-        return True
-
     def _persist(self) -> None:
         self.persisted_at = self.clock.now()
         state = {"balance": self.balance.to_state(), "on_s": {ld.name: ld.on_s for ld in self.loads},

@@ -18,7 +18,7 @@ from drivers.meters.base import CheckedMeter
 from drivers.store.influx import Store, point
 from gestor.clock import Clock
 from gestor.daemon import context, open_meter, run_loop
-from gestor.files import atomic_write_text
+from gestor.files import WriteGuard, atomic_write_text
 from gestor.livestate import LiveStateWriter
 from gestor.settings import Settings
 from gestor.statefiles import MonitoringFile, read_state
@@ -45,7 +45,7 @@ class Monitoring:
         self._persisted_at = None
         self._last: Reading | None = None
         self._last_mono: float | None = None
-        self._file_errors: dict[str, str] = {}
+        self._file_op = WriteGuard(log, "going on without it (readings still go to the store)")
         self._restore()
 
     def _restore(self) -> None:
@@ -69,20 +69,6 @@ class Monitoring:
                 if v is not None:
                     self.meter._last[name] = v
 
-    def _file_op(self, what: str, fn, *args) -> bool:
-        """Run a file write; a full or read-only disk is logged once (and its recovery), never fatal."""
-        try:
-            fn(*args)
-        except OSError as e:
-            msg = e.strerror or str(e)
-            if self._file_errors.get(what) != msg:
-                log.error("cannot write %s: %s; going on without it (readings still go to the store)", what, msg)
-                self._file_errors[what] = msg
-            return False
-        if self._file_errors.pop(what, None):
-            log.warning("%s can be written again", what)
-        return True
-
     def persist(self) -> None:
         if self._last is not None:
             self._persisted_at = self.clock.now()
@@ -98,7 +84,7 @@ class Monitoring:
             self._failing += 1
             if self._failing == 1 or self._failing % REPEAT_LOG_EVERY == 0:
                 log.warning("meter read failed (%d in a row): %s", self._failing, e)
-            self._file_op(str(self.live.path), self.live.error, self.clock.now(), str(e))
+            self._file_op(str(self.live.path), lambda: self.live.error(self.clock.now(), str(e)))
             return None
         if self._failing:
             log.info("meter answering again after %d failed reads", self._failing)
@@ -119,7 +105,7 @@ class Monitoring:
         self.store.write([point("meter", self.tags, {
             "net_w": r.net_w, "production_w": r.production_w, "consumption_w": r.consumption_w,
             "import_wh_total": r.import_wh_total, "export_wh_total": r.export_wh_total}, r.at)])
-        self._file_op(str(self.live.path), self.live.publish, r, mono)
+        self._file_op(str(self.live.path), lambda: self.live.publish(r, mono))
         self._last = r
         if self._persisted_at is None or abs((r.at - self._persisted_at).total_seconds()) >= PERSIST_EVERY_S:
             self.persist()  # once a minute: the SD card is not written every cycle

@@ -96,6 +96,13 @@ def _decode(body: bytes, encoding: str, url: str) -> bytes:
     return out
 
 
+def _check_status(r: requests.Response, url: str) -> None:
+    if r.status_code == 401:
+        raise HttpError(f"{url}: HTTP 401, authentication failed (check username/password/token)")
+    if not r.ok:
+        raise HttpError(f"{url}: HTTP {r.status_code} {r.reason}")
+
+
 class Device:
     """One HTTP device: a session, a worker thread, a deadline per request.
 
@@ -143,10 +150,7 @@ class Device:
     def _get_json(self, url: str, timeout_s: float) -> Any:
         try:
             with self.session.get(url, timeout=timeout_s, stream=True) as r:
-                if r.status_code == 401:
-                    raise HttpError(f"{url}: HTTP 401, authentication failed (check username/password/token)")
-                if not r.ok:
-                    raise HttpError(f"{url}: HTTP {r.status_code} {r.reason}")
+                _check_status(r, url)
                 body = r.raw.read(MAX_BODY_BYTES + 1, decode_content=False)
                 if len(body) > MAX_BODY_BYTES:
                     raise HttpError(f"{url}: answer larger than {MAX_BODY_BYTES} bytes: refused")
@@ -187,10 +191,7 @@ class Device:
         reader thread of its own (no deadline: it is meant to last). Raises HttpError."""
         try:
             with self.session.get(url, stream=True, timeout=timeout_s) as r:
-                if r.status_code == 401:
-                    raise HttpError(f"{url}: HTTP 401, authentication failed (installer password?)")
-                if not r.ok:
-                    raise HttpError(f"{url}: HTTP {r.status_code} {r.reason}")
+                _check_status(r, url)
                 if (r.headers.get("Content-Encoding") or "identity").lower() != "identity":
                     raise HttpError(f"{url}: compressed stream refused")
                 self._stream = r

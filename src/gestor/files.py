@@ -1,9 +1,11 @@
 """Small file helpers shared by the daemons."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 
 def atomic_write_text(path: Path | str, text: str, fsync: bool = False, mode: int = 0o640) -> None:
@@ -37,3 +39,27 @@ def atomic_write_text(path: Path | str, text: str, fsync: bool = False, mode: in
         except FileNotFoundError:
             pass
         raise
+
+
+class WriteGuard:
+    """File writes a daemon does on the side (its state, the live state): a full or read-only
+    disk is logged once per file and reason, and again when it can be written, never fatal (a
+    crash loop would pulse the loads on at every restart)."""
+
+    def __init__(self, log: logging.Logger, consequence: str) -> None:
+        self.log = log
+        self.consequence = consequence
+        self.errors: dict[str, str] = {}
+
+    def __call__(self, what: str, fn: Callable[[], object]) -> bool:
+        try:
+            fn()
+        except OSError as e:
+            msg = e.strerror or str(e)
+            if self.errors.get(what) != msg:
+                self.log.error("cannot write %s: %s; %s", what, msg, self.consequence)
+                self.errors[what] = msg
+            return False
+        if self.errors.pop(what, None):
+            self.log.warning("%s can be written again", what)
+        return True

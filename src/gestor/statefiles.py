@@ -108,6 +108,12 @@ def _finite(v: Any) -> bool:
 
 def parse_state(text: str, model: type[M], wrap: str | None = None) -> M:
     """Validate a state file's text. Raises ValueError with a one-line reason."""
+    if wrap is None and model is LiveFile:  # every cycle: pydantic's own JSON parser, no detour
+        try:
+            return model.model_validate_json(text)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise ValueError(f"{'.'.join(str(x) for x in first['loc']) or '(top level)'}: {first['msg']}") from None
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as e:
