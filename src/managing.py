@@ -23,8 +23,8 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from drivers.relays import Relay, RelayError
@@ -33,14 +33,13 @@ from gestor.balance import Balance, PeriodSummary
 from gestor.clock import Clock
 from gestor.daemon import context, open_relays, run_loop
 from gestor.files import WriteGuard, atomic_write_text
-from gestor.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows, min_run_deadline,
-                           min_run_reason)
+from gestor.control import Controller, LoadState
+from gestor.guards import LoadLimits, Override, min_run_deadline
 from gestor.livestate import is_latched, publish_managing, read_live, set_latch
 from gestor.overrides import read_overrides
-from gestor.policies import LoadView, Snapshot, Wish, decide_free, projected_wh
-from gestor.settings import LoadSettings, Settings
+from gestor.policies import Snapshot, Wish, projected_wh
+from gestor.settings import Settings
 from gestor.statefiles import ManagingFile, read_state
-from gestor.tariff import period_2_0td
 
 log = logging.getLogger("gestor.managing")
 STATE_FILE = "managing.json"
@@ -51,23 +50,16 @@ PERSIST_EVERY_S = 60.0
 
 
 @dataclass
-class LoadRuntime:
-    cfg: LoadSettings
-    relay: Relay
-    on: bool | None = False          # None: unknown (the last command was not confirmed)
-    since: datetime | None = None    # last confirmed switch
-    on_s: dict[str, float] = field(default_factory=dict)  # period start (iso) → seconds on
-    day_on_s: dict[str, float] = field(default_factory=dict)  # min-run deadline (iso) → seconds on
-    switches: dict[str, int] = field(default_factory=dict)  # period start (iso) → confirmed switches
+class LoadRuntime(LoadState):
+    """A load as managing drives it: the controller's state (:class:`gestor.control.LoadState`:
+    on, since, switches, on-time) plus its relay and what the relay did."""
+
+    relay: Relay = None  # type: ignore[assignment]
     reason: str = ""
     failures: int = 0                # commands in a row that were not confirmed
     retry_at: datetime | None = None  # next attempt after a failure (backoff)
     hold_off_until: datetime | None = None  # switched off outside gestor: left off until then
     hold_reason: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.cfg.name
 
 
 class Managing:
@@ -78,8 +70,8 @@ class Managing:
         self.store = store
         ctx = context(settings, clock)
         relays = relays or open_relays(settings, ctx)
-        self.loads = [LoadRuntime(ld, relays[ld.name]) for ld in settings.loads_by_priority()]
-        self.limits = {ld.name: LoadLimits.of(ld) for ld in settings.loads}
+        self.loads = [LoadRuntime(ld, LoadLimits.of(ld), relay=relays[ld.name]) for ld in settings.loads_by_priority()]
+        self.ctl = Controller(settings, self.loads)  # the decision step, shared with gestor simulate
         self.overrides: dict[str, Override] = {}
         self.button = None
         self._lock = threading.RLock()  # the stop button's thread and the cycle both command relays
@@ -165,9 +157,7 @@ class Managing:
         cur = self.balance.current
         bal = cur.balance_wh if cur is not None and cur.start == start else 0.0
         net = reading.net_w if reading else 0.0
-        views = tuple(LoadView(ld.name, ld.cfg.power_w, ld.on is not False, ld.since,
-                               ld.cfg.on_above_wh, ld.cfg.off_below_wh) for ld in self.loads)
-        snap = Snapshot(now, start, end, bal, net, views, tuple(v for _, v in self.recent))
+        snap = Snapshot(now, start, end, bal, net, (), tuple(v for _, v in self.recent))
         if new:  # the balance of the period the reading belongs to, stamped with the reading
             at_reading = Snapshot(reading.at, cur.start, cur.end, cur.balance_wh, reading.net_w, ())
             self.store.write([point("balance", {**self.tags, "period_s": str(self.s.billing.period_s)},
@@ -180,18 +170,15 @@ class Managing:
             if ld.hold_off_until is not None and now >= ld.hold_off_until:
                 ld.hold_off_until = None
                 log.info("load %s: back to auto after being switched off outside gestor", ld.name)
-        # Loads a guard holds anyway (override, closed window, unknown relay, switched off outside
-        # gestor) are left out of the policy's stack, so they do not block the loads after them.
+        # Loads a guard holds anyway (override, unknown relay, switched off outside gestor; the
+        # controller adds closed windows) are left out of the policy's stack.
         held = {ld.name: "relay state unknown after an error: off until it confirms" if ld.on is None
                 else "held by a guard" for ld in self.loads
-                if ld.on is None or ld.name in self.overrides or ld.hold_off_until is not None
-                or not in_windows(now, self.s.tz, self.limits[ld.name].windows)}
-        wishes = decide_free(snap, self.s.policy, held)
-        key = start.isoformat()
+                if ld.on is None or ld.name in self.overrides or ld.hold_off_until is not None}
         latched = is_latched(self.s.paths.state_dir)
-        final = apply_guards(wishes, views, self.limits, GuardState(
-            now, latched, age, self.s.managing.stale_after_s, self.s.tz,
-            self.overrides, {ld.name: ld.switches.get(key, 0) for ld in self.loads}, self._min_run(now)))
+        final = self.ctl.decide(now, start, end, bal, net, snap.recent_surplus_w, latched=latched,
+                                reading_age_s=age, stale_after_s=self.s.managing.stale_after_s,
+                                overrides=self.overrides, held=held)
         final = [Wish(w.load, False, ld.hold_reason) if w.on and ld.hold_off_until is not None else w
                  for w, ld in zip(final, self.loads)]
         auto_off_s = snap.remaining_s + 3 * self.s.managing.interval_s
@@ -247,11 +234,11 @@ class Managing:
 
     def _publish(self, now: datetime, snap: Snapshot, latched: bool) -> None:
         """The state after this cycle, for ``gestor status`` and ``stop-loads`` (run_dir, tmpfs)."""
-        key = snap.period_start.isoformat()
+        key = snap.period_start.timestamp()
         reading = self.balance.last
         self._file_op("the published state", lambda: publish_managing(self.s.paths.run_dir, {
             "pid": os.getpid(), "at": now.isoformat(), "cycle": self.cycles, "interval_s": self.s.managing.interval_s,
-            "period_start": key, "period_end": snap.period_end.isoformat(),
+            "period_start": snap.period_start.isoformat(), "period_end": snap.period_end.isoformat(),
             "balance_wh": snap.balance_wh, "projected_wh": projected_wh(snap, "instant"),
             "net_w": snap.net_w, "reading_at": reading.at.isoformat() if reading else None,
             "latched": latched, "policy": self.s.policy.name,
@@ -280,18 +267,6 @@ class Managing:
                 log.info("load %s: %s", name, new[name].describe(self.s.tz) if name in new
                          else "manual override ended: back to auto")
         self.overrides = {k: v for k, v in new.items() if k in names}
-
-    def _min_run(self, now: datetime) -> dict[str, str]:
-        out = {}
-        for ld in self.loads:
-            if ld.cfg.min_run_s <= 0:
-                continue
-            done = ld.day_on_s.get(min_run_deadline(now, self.s.tz, ld.cfg.min_run_by).isoformat(), 0.0)
-            why = min_run_reason(now, self.s.tz, self.s.billing.period_s, ld.cfg.min_run_s, done,
-                                 ld.cfg.min_run_by, lambda t: period_2_0td(t, self.s.tz), ld.cfg.power_w)
-            if why:
-                out[ld.name] = why
-        return out
 
     def _failed(self, ld: LoadRuntime, now: datetime, error: str, reason: str) -> None:
         ld.failures += 1
@@ -378,9 +353,7 @@ class Managing:
         if error is None:
             if ld.on != on:
                 self.switches_total += 1
-                ld.since = now
-                key = self.balance.bounds(now)[0].isoformat()
-                ld.switches = {key: ld.switches.get(key, 0) + 1}
+                self.ctl.switched(ld, on, now, self.balance.bounds(now)[0].timestamp())
             if ld.failures:
                 log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
             ld.on, ld.reason, ld.failures, ld.retry_at = on, reason, 0, None
@@ -401,22 +374,17 @@ class Managing:
         """Add each load's on-time since the last cycle, split at period boundaries."""
         if self.last_cycle_at is None or now <= self.last_cycle_at:
             return
-        t = self.last_cycle_at
-        while t < now:
-            pstart, pend = self.balance.bounds(t)
-            b = min(pend, now)
-            for ld in self.loads:
-                if ld.on:
-                    k = pstart.isoformat()
-                    ld.on_s[k] = ld.on_s.get(k, 0.0) + (b - t).total_seconds()
-                    if ld.cfg.min_run_s > 0:
-                        d = min_run_deadline(t, self.s.tz, ld.cfg.min_run_by).isoformat()
-                        ld.day_on_s = {d: ld.day_on_s.get(d, 0.0) + (b - t).total_seconds()}
-            t = b
+
+        def bounds(t: float) -> tuple[float, float]:
+            a, b = self.balance.bounds(datetime.fromtimestamp(t, timezone.utc))
+            return a.timestamp(), b.timestamp()
+        self.ctl.account(self.last_cycle_at.timestamp(), now.timestamp(), bounds)
 
     def _close_period(self, p: PeriodSummary) -> None:
-        k = p.start.isoformat()
+        k = p.start.timestamp()
         per_load = {f"{ld.name}_wh": ld.cfg.power_w * ld.on_s.pop(k, 0.0) / 3600.0 for ld in self.loads}
+        for ld in self.loads:
+            ld.switches.pop(k, None)
         loads_wh = sum(per_load.values())
         self.closed.append(p)
         self.store.write([point("period", {**self.tags, "period_s": str(self.s.billing.period_s)}, {
@@ -462,8 +430,8 @@ class Managing:
                 else:
                     ld.on = None  # the start command records a switch off now
         for ld in self.loads:  # the day's run time survives any restart before its deadline
-            key = min_run_deadline(now, self.s.tz, ld.cfg.min_run_by).isoformat()
-            done = state.get("day_on_s", {}).get(ld.name, {}).get(key)
+            key = min_run_deadline(now, self.s.tz, ld.cfg.min_run_by).timestamp()
+            done = _epoch_keys(state.get("day_on_s", {}).get(ld.name, {})).get(key)
             if done:
                 ld.day_on_s = {key: float(done)}
         if b.period_s != self.s.billing.period_s or b.current is None or b.last is None:
@@ -475,9 +443,21 @@ class Managing:
         # longer than max_gap_s (the period is then marked incomplete).
         self.balance = b
         for ld in self.loads:
-            ld.on_s = dict(state.get("on_s", {}).get(ld.name, {}))
-            ld.switches = dict(state.get("switches", {}).get(ld.name, {}))
+            ld.on_s = {k: float(v) for k, v in _epoch_keys(state.get("on_s", {}).get(ld.name, {})).items()}
+            ld.switches = {k: int(v) for k, v in _epoch_keys(state.get("switches", {}).get(ld.name, {})).items()}
         log.info("resumed the period's balance at %+.1f Wh", b.balance_wh)
+
+
+def _epoch_keys(d: dict) -> dict[float, object]:
+    """A persisted book ``{"<epoch s>": value}`` with float keys (keys of another form, such as the
+    ISO times of earlier versions, are dropped: the period then restarts its count)."""
+    out = {}
+    for k, v in d.items():
+        try:
+            out[float(k)] = v
+        except ValueError:
+            continue
+    return out
 
 
 def run(settings: Settings, clock: Clock, store: Store) -> None:

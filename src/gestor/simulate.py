@@ -36,8 +36,7 @@ from zoneinfo import ZoneInfo
 from drivers.meters.base import Reading
 from drivers.meters.replay import ReplayData, ReplaySettings
 from gestor.balance import Balance, PeriodSummary
-from gestor.guards import GuardState, LoadLimits, apply_guards, in_windows, min_run_deadline, min_run_reason
-from gestor.policies import LoadView, Snapshot, decide_free
+from gestor.control import Controller, LoadState
 from gestor.settings import Settings
 from gestor.tariff import period_2_0td
 
@@ -193,20 +192,10 @@ class Prices:
 
 
 @dataclass
-class _Load:
-    name: str
-    power_w: float
-    on: bool = False
-    since: datetime | None = None
-    limits: LoadLimits = field(default_factory=LoadLimits)
-    min_run_s: float = 0.0
-    min_run_by: str = "21:00"
-    on_above_wh: float | None = None
-    off_below_wh: float | None = None
+class _Load(LoadState):
+    """A simulated load: the controller's state plus the energy it took per period."""
+
     wh: dict[float, float] = field(default_factory=dict)      # period start epoch → Wh
-    on_s: dict[float, float] = field(default_factory=dict)
-    switches: dict[float, int] = field(default_factory=dict)
-    day_on_s: dict[float, float] = field(default_factory=dict)
 
 
 def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | None = None,
@@ -215,10 +204,9 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     """Run ``s``'s policy, guards and loads over ``data`` (see module docstring)."""
     tz = s.tz
     period_s = s.billing.period_s
-    loads = [_Load(ld.name, ld.power_w, limits=LoadLimits.of(ld), min_run_s=ld.min_run_s, min_run_by=ld.min_run_by, on_above_wh=ld.on_above_wh,
-                   off_below_wh=ld.off_below_wh)
-             for ld in s.loads_by_priority()]
-    limits = {ld.name: ld.limits for ld in loads}
+    from gestor.guards import LoadLimits
+    loads = [_Load(ld, LoadLimits.of(ld)) for ld in s.loads_by_priority()]
+    ctl = Controller(s, loads)
     bal = Balance(period_s, tz, s.billing.max_gap_s)
     total_power_w = sum(ld.power_w for ld in loads)
     interval = s.managing.interval_s
@@ -235,7 +223,6 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     span = (math.inf, -math.inf)  # the current period as epoch seconds
     recent: deque[tuple[float, float]] = deque()  # (t, surplus before the loads) over policy.window_s
     window_s = s.policy.window_s
-    price_of = lambda t: period_2_0td(t, tz)  # noqa: E731
     n = max(i1 - i0, 1)
     for i in range(i0, i1):
         t = t_arr[i]
@@ -249,7 +236,7 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
         net0 = prod - base
         closed += bal.update(Reading(at, net0 - total_load, prod, base + total_load))
         if prev_t is not None and t - prev_t <= max_gap:
-            span = _account(loads, prev_t, t, prev_load_w, load_w, bal, span)
+            span = _account(ctl, loads, prev_t, t, prev_load_w, load_w, bal, span)
         prev_t, prev_load_w = t, load_w
         if tr is not None:
             tr.t.append(t)
@@ -262,8 +249,13 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
             recent.popleft()
         if t >= next_decision:
             next_decision = t + interval - 1e-6
-            _decide(loads, limits, bal, at, net0 - total_load, s, tz, period_s, price_of,
-                    tuple(v for _, v in recent))
+            cur = bal.current
+            final = ctl.decide(at, cur.start, cur.end, cur.balance_wh, net0 - total_load,
+                               tuple(v for _, v in recent))
+            k = cur.start.timestamp()
+            for w, ld in zip(final, loads):
+                if w.on != ld.on:  # a simulated relay always confirms
+                    ctl.switched(ld, w.on, at, k)
         if progress is not None and (i - i0) % 20000 == 0:
             progress((i - i0) / n)
     if bal.current is not None and bal.current.covered_s > 0:
@@ -278,58 +270,31 @@ def _bisect(a: list[float], x: float) -> int:
     return bisect.bisect_left(a, x)
 
 
-def _account(loads: list[_Load], t0: float, t1: float, w0: list[float], w1: list[float], b: Balance,
-             span: tuple[float, float]) -> tuple[float, float]:
-    """Per-load trapezoid energy and on-time between two samples, split at period boundaries as
-    :class:`Balance` splits the net. ``span``: the last period seen (epoch s), returned updated."""
-    a = t0
-    while a < t1:
+def _account(ctl: Controller, loads: list[_Load], t0: float, t1: float, w0: list[float], w1: list[float],
+             b: Balance, span: tuple[float, float]) -> tuple[float, float]:
+    """Per-load trapezoid energy between two samples, split at period boundaries as
+    :class:`Balance` splits the net; on-time and the daily minimum's count through the controller
+    (the state commanded at t0 holds until t1). ``span``: the last period seen (epoch s), returned
+    updated."""
+    def bounds(a: float) -> tuple[float, float]:
+        nonlocal span
         if not span[0] <= a < span[1]:
             p0, p1 = b.bounds(datetime.fromtimestamp(a, UTC))
             span = (p0.timestamp(), p1.timestamp())
-        k, e = span[0], min(span[1], t1)
+        return span
+
+    a = t0
+    while a < t1:
+        k, e = bounds(a)[0], min(bounds(a)[1], t1)
         for j, ld in enumerate(loads):
             v0, v1 = w0[j], w1[j]
             if v0 or v1:
                 va = v0 + (v1 - v0) * (a - t0) / (t1 - t0)
                 vb = v0 + (v1 - v0) * (e - t0) / (t1 - t0)
                 ld.wh[k] = ld.wh.get(k, 0.0) + (va + vb) / 2.0 * (e - a) / 3600.0
-            if v1:  # on-time: the state commanded at t0 holds until t1
-                ld.on_s[k] = ld.on_s.get(k, 0.0) + (e - a)
-                if ld.min_run_s > 0:
-                    d = min_run_deadline(datetime.fromtimestamp(a, UTC), b.tz, ld.min_run_by).timestamp()
-                    ld.day_on_s[d] = ld.day_on_s.get(d, 0.0) + (e - a)
         a = e
+    ctl.account(t0, t1, bounds, [bool(v) for v in w1])
     return span
-
-
-def _decide(loads: list[_Load], limits: dict[str, LoadLimits], b: Balance, now: datetime, net_w: float,
-            s: Settings, tz: ZoneInfo, period_s: int, price_of: Callable[[datetime], str],
-            recent: tuple[float, ...] = ()) -> None:
-    """One control decision, as managing takes it: policy, then guards (no latch, no stale meter,
-    no override in a simulation)."""
-    cur = b.current
-    assert cur is not None
-    views = tuple(LoadView(ld.name, ld.power_w, ld.on, ld.since, ld.on_above_wh, ld.off_below_wh) for ld in loads)
-    held = {ld.name: "held by a guard" for ld in loads
-            if ld.limits.windows and not in_windows(now, tz, ld.limits.windows)}
-    wishes = decide_free(Snapshot(now, cur.start, cur.end, cur.balance_wh, net_w, views, recent), s.policy, held)
-    k = cur.start.timestamp()
-    min_run = {}
-    for ld in loads:
-        if ld.min_run_s > 0:
-            done = ld.day_on_s.get(min_run_deadline(now, tz, ld.min_run_by).timestamp(), 0.0)
-            why = min_run_reason(now, tz, period_s, ld.min_run_s, done, ld.min_run_by, price_of, ld.power_w)
-            if why:
-                min_run[ld.name] = why
-    final = apply_guards(wishes, views, limits, GuardState(now, False, 0.0, math.inf, tz, {},
-                                                           {ld.name: ld.switches.get(k, 0) for ld in loads},
-                                                           min_run))
-    for w, ld in zip(final, loads):
-        if w.on != ld.on:
-            ld.on = w.on
-            ld.since = now
-            ld.switches[k] = ld.switches.get(k, 0) + 1
 
 
 def _periods(closed: list[PeriodSummary], loads: list[_Load], total_power_w: float,

@@ -1,0 +1,126 @@
+"""The one decision step, shared by managing (real relays) and ``gestor simulate`` (simulated
+loads): the loads' control state, the policy on the settlement period's balance, the guards, the
+daily minimum run and the stack of held loads. Neither caller re-assembles any of it.
+
+Times inside the loads' books are epoch seconds (floats): ``switches`` and ``on_s`` are keyed by
+the settlement period's start, ``day_on_s`` by the daily-minimum deadline. Managing keeps its
+datetimes, relays, logging and reasons at the edge; the simulator its energies and prices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Mapping, Sequence
+
+from gestor.guards import GuardState, LoadLimits, Override, apply_guards, in_windows, min_run_deadline, min_run_reason
+from gestor.policies import LoadView, Snapshot, Wish, decide_free
+from gestor.settings import LoadSettings, Settings
+from gestor.tariff import period_2_0td
+
+UTC = timezone.utc
+
+
+@dataclass
+class LoadState:
+    """One load's control state. ``on`` None: unknown (a relay that did not confirm)."""
+
+    cfg: LoadSettings
+    limits: LoadLimits
+    on: bool | None = False
+    since: datetime | None = None                              # last confirmed switch
+    switches: dict[float, int] = field(default_factory=dict)   # period start (epoch) → switches
+    on_s: dict[float, float] = field(default_factory=dict)     # period start (epoch) → seconds on
+    day_on_s: dict[float, float] = field(default_factory=dict)  # min-run deadline (epoch) → seconds on
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def power_w(self) -> float:
+        return self.cfg.power_w
+
+    def view(self) -> LoadView:
+        return LoadView(self.cfg.name, self.cfg.power_w, self.on is not False, self.since,
+                        self.cfg.on_above_wh, self.cfg.off_below_wh)
+
+
+class Controller:
+    """The loads (in priority order) and the decision step over them.
+
+    Args:
+        settings: the validated settings (policy, guards' limits, timezone, period).
+        loads: the load states to drive; by default one :class:`LoadState` per configured load.
+            Managing passes its own (subclassed with the relay's bookkeeping).
+    """
+
+    def __init__(self, settings: Settings, loads: Sequence[LoadState] | None = None) -> None:
+        self.s = settings
+        self.tz = settings.tz
+        self.period_s = settings.billing.period_s
+        self.loads = list(loads) if loads is not None else [
+            LoadState(ld, LoadLimits.of(ld)) for ld in settings.loads_by_priority()]
+        self.limits = {ld.name: ld.limits for ld in self.loads}
+        self.price_period: Callable[[datetime], str] = lambda t: period_2_0td(t, self.tz)
+
+    # -- the decision ------------------------------------------------------------------------
+    def decide(self, now: datetime, period_start: datetime, period_end: datetime, balance_wh: float,
+               net_w: float, recent_surplus_w: tuple[float, ...] = (), *, latched: bool = False,
+               reading_age_s: float | None = 0.0, stale_after_s: float = math.inf,
+               overrides: Mapping[str, Override] | None = None,
+               held: Mapping[str, str] | None = None) -> list[Wish]:
+        """What every load is to be commanded to now (the loads' order), with the reason.
+
+        ``held``: loads a guard keeps anyway (unknown relay, override, switched off outside
+        gestor), left out of the policy's stack with loads outside their windows, so that they do
+        not block the loads after them."""
+        views = tuple(ld.view() for ld in self.loads)
+        held_all = dict(held or {})
+        for ld in self.loads:
+            if ld.limits.windows and ld.name not in held_all and not in_windows(now, self.tz, ld.limits.windows):
+                held_all[ld.name] = "held by a guard"
+        snap = Snapshot(now, period_start, period_end, balance_wh, net_w, views, recent_surplus_w)
+        wishes = decide_free(snap, self.s.policy, held_all)
+        k = period_start.timestamp()
+        return apply_guards(wishes, views, self.limits, GuardState(
+            now, latched, reading_age_s, stale_after_s, self.tz, overrides or {},
+            {ld.name: ld.switches.get(k, 0) for ld in self.loads}, self.min_run(now)))
+
+    def min_run(self, now: datetime) -> dict[str, str]:
+        """Per load that must run now for its daily minimum, the reason (see guards)."""
+        out = {}
+        for ld in self.loads:
+            if ld.cfg.min_run_s <= 0:
+                continue
+            done = ld.day_on_s.get(min_run_deadline(now, self.tz, ld.cfg.min_run_by).timestamp(), 0.0)
+            why = min_run_reason(now, self.tz, self.period_s, ld.cfg.min_run_s, done, ld.cfg.min_run_by,
+                                 self.price_period, ld.cfg.power_w)
+            if why:
+                out[ld.name] = why
+        return out
+
+    # -- the books ---------------------------------------------------------------------------
+    def switched(self, ld: LoadState, on: bool, now: datetime, period_start_s: float) -> None:
+        """Record a confirmed change of ``ld`` to ``on`` at ``now``."""
+        ld.on, ld.since = on, now
+        ld.switches[period_start_s] = ld.switches.get(period_start_s, 0) + 1
+
+    def account(self, t0: float, t1: float, bounds: Callable[[float], tuple[float, float]],
+                on: Sequence[bool] | None = None) -> None:
+        """Add the seconds each load was on between ``t0`` and ``t1`` (epoch s), split at the
+        settlement periods ``bounds(t)`` returns (start, end epoch) and at the daily-minimum
+        deadlines. ``on``: each load's state over the interval (default: its current state)."""
+        a = t0
+        while a < t1:
+            p0, p1 = bounds(a)
+            b = min(p1, t1)
+            for j, ld in enumerate(self.loads):
+                if not (on[j] if on is not None else ld.on):
+                    continue
+                ld.on_s[p0] = ld.on_s.get(p0, 0.0) + (b - a)
+                if ld.cfg.min_run_s > 0:
+                    d = min_run_deadline(datetime.fromtimestamp(a, UTC), self.tz, ld.cfg.min_run_by).timestamp()
+                    # only the current deadline's count is kept (the state runs for years)
+                    ld.day_on_s = {d: ld.day_on_s.get(d, 0.0) + (b - a)}
+            a = b
