@@ -186,3 +186,15 @@ def test_cli_sweep_marks_the_best_row(capsys):
     out = capsys.readouterr().out
     rows = [ln for ln in out.splitlines() if ln[:3].strip() in ("0", "50", "100")]
     assert len(rows) == 3 and sum("<- best" in r for r in rows) == 1
+
+
+def test_sweep_in_two_processes_gives_the_same_rows_as_in_one(capsys):
+    f = str(DATA / "house-2022-06-11_13.csv")
+    common = ["simulate", f, "--config", str(EXAMPLE), "--from", "2022-06-11", "--to", "2022-06-12",
+              "--sweep", "policy.on_min_wh=0:150:50"]
+    assert main(common + ["--jobs", "1"]) == 0
+    one = capsys.readouterr()
+    assert main(common + ["--jobs", "2"]) == 0
+    two = capsys.readouterr()
+    assert one.out == two.out and "(2 jobs)" in two.err and "(1 jobs)" in one.err
+    assert len([ln for ln in one.out.splitlines() if ln[:3].strip() in ("0", "50", "100", "150")]) == 4

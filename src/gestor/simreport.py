@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--periods", action="store_true", help="also print every settlement period")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="one PNG per day (OUT-YYYY-MM-DD.png if several)")
     p.add_argument("--sweep", metavar="KEY=START:STOP:STEP", help="run a range of one setting and compare")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="sweep values run in N processes at once (default: the number of cores)")
 
 
 def _set(raw: dict, key: str, value: Any) -> None:
@@ -230,16 +232,47 @@ def _frange(spec: str) -> tuple[str, list[float]]:
     return key.strip(), [round(a + i * step, 10) for i in range(n)]
 
 
+_SWEEP: tuple | None = None  # (args, raw, path, data, key): inherited by the forked workers
+
+
+def _sweep_one(v: float) -> tuple[float, Any]:
+    args, raw, path, data, key = _SWEEP  # type: ignore[misc]
+    s = settings_with(raw, path, args.policy, args.set + [f"{key}={v:g}"])
+    return v, simulate(data, s, Prices(s, args.prices), _time(args.from_, s), _time(args.to, s)).totals
+
+
 def sweep(args: argparse.Namespace, raw: dict, path: Path, data: ReplayData) -> int:
+    """One simulation per value of the swept setting; independent, so they run in ``--jobs``
+    processes (forked: the recording is shared, not copied per task). Same rows in the same
+    order whatever the number of jobs."""
+    global _SWEEP
+    import os
     key, values = _frange(args.sweep)
-    rows = []
-    for i, v in enumerate(values):
-        s = settings_with(raw, path, args.policy, args.set + [f"{key}={v:g}"])
-        bar = "#" * int(30 * i / len(values))
-        print(f"\r[{bar:<30}] {i}/{len(values)} {key}={v:g}   ", end="", file=sys.stderr, flush=True)
-        r = simulate(data, s, Prices(s, args.prices), _time(args.from_, s), _time(args.to, s))
-        rows.append((v, r.totals))
-    print(f"\r[{'#' * 30}] {len(values)}/{len(values)}{' ' * 30}", file=sys.stderr)
+    for v in values[:1]:
+        settings_with(raw, path, args.policy, args.set + [f"{key}={v:g}"])  # a bad key fails here, once
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(values)))
+    _SWEEP = (args, raw, path, data, key)
+    done: dict[float, Any] = {}
+
+    def progress() -> None:
+        bar = "#" * int(30 * len(done) / len(values))
+        print(f"\r[{bar:<30}] {len(done)}/{len(values)} ({jobs} jobs)   ", end="", file=sys.stderr, flush=True)
+
+    progress()
+    if jobs == 1:
+        for v in values:
+            done[v] = _sweep_one(v)[1]
+            progress()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            for fut in as_completed([pool.submit(_sweep_one, v) for v in values]):
+                v, t = fut.result()
+                done[v] = t
+                progress()
+    print(file=sys.stderr)
+    rows = [(v, done[v]) for v in values]
     best = min(range(len(rows)), key=lambda i: (round(rows[i][1].cost_eur, 2), rows[i][1].switches))
     out = [[key, "captured %", "captured kWh", "extra import Wh", "switches", "EUR with gestor", ""]]
     for i, (v, t) in enumerate(rows):
