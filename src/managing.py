@@ -33,7 +33,7 @@ from gestor.balance import Balance, PeriodSummary
 from gestor.clock import Clock
 from gestor.daemon import context, open_relays, run_loop
 from gestor.files import WriteGuard, atomic_write_text
-from gestor.control import Controller, LoadState
+from gestor.control import Core, LoadState
 from gestor.guards import LoadLimits, Override, min_run_deadline
 from gestor.livestate import is_latched, publish_managing, read_live, set_latch
 from gestor.overrides import read_overrides
@@ -71,18 +71,17 @@ class Managing:
         ctx = context(settings, clock)
         relays = relays or open_relays(settings, ctx)
         self.loads = [LoadRuntime(ld, LoadLimits.of(ld), relay=relays[ld.name]) for ld in settings.loads_by_priority()]
-        self.ctl = Controller(settings, self.loads)  # the decision step, shared with gestor simulate
+        self.core = Core(settings, self.loads)  # the control cycle, shared with gestor simulate
+        self.ctl = self.core
         self.overrides: dict[str, Override] = {}
         self.button = None
         self._lock = threading.RLock()  # the stop button's thread and the cycle both command relays
         self.tags = {"site": settings.site}
         self.state_path = Path(settings.paths.state_dir) / STATE_FILE
-        self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
         self.last_cycle_at: datetime | None = None
         self.last_cycle_mono: float | None = None
         self.persisted_at: datetime | None = None
         self.closed: deque[PeriodSummary] = deque(maxlen=96)  # recent closed periods (bounded: runs for years)
-        self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
         self.switches_total = 0
         self.cycles = 0                  # published: stop-loads waits for a cycle after its latch
         self._file_op = WriteGuard(log, "control goes on without it")
@@ -126,6 +125,19 @@ class Managing:
         self._pool.shutdown(wait=False, cancel_futures=True)
         return ok
 
+    @property
+    def balance(self) -> Balance:
+        """The settlement period's balance (kept by the control core)."""
+        return self.core.balance
+
+    @balance.setter
+    def balance(self, b: Balance) -> None:
+        self.core.balance = b
+
+    @property
+    def recent(self) -> deque:
+        return self.core.recent
+
     # -- the cycle ---------------------------------------------------------------------------
     def cycle(self) -> list[Wish]:
         """One control cycle; returns what every load was commanded to."""
@@ -142,28 +154,6 @@ class Managing:
         live = read_live(self.s.paths.run_dir)
         # readings newer than the last accounted, and not from the future (a clock step)
         new = [r for r, _ in live if (last is None or r.at > last.at) and r.at <= now]
-        closed = [p for r in new for p in self.balance.update(r)]
-        # the surplus before the managed loads, for policies that look at its recent course: these
-        # readings were taken under the loads' current state (commands come after the reads)
-        on_w = sum(ld.cfg.power_w for ld in self.loads if ld.on)
-        for r in new:
-            self.recent.append((r.at, r.net_w + on_w))
-        while self.recent and (now - self.recent[0][0]).total_seconds() > self.s.policy.window_s:
-            self.recent.popleft()
-        for p in closed:
-            self._close_period(p)
-        reading = self.balance.last
-        start, end = self.balance.bounds(now)
-        cur = self.balance.current
-        bal = cur.balance_wh if cur is not None and cur.start == start else 0.0
-        net = reading.net_w if reading else 0.0
-        snap = Snapshot(now, start, end, bal, net, (), tuple(v for _, v in self.recent))
-        if new:  # the balance of the period the reading belongs to, stamped with the reading
-            at_reading = Snapshot(reading.at, cur.start, cur.end, cur.balance_wh, reading.net_w, ())
-            self.store.write([point("balance", {**self.tags, "period_s": str(self.s.billing.period_s)},
-                                    {"balance_wh": cur.balance_wh,
-                                     "projected_wh": projected_wh(at_reading, "instant")},
-                                    reading.at)])
         age = self._reading_age(now, live)
         self._read_overrides(now)
         for ld in self.loads:
@@ -176,9 +166,19 @@ class Managing:
                 else "held by a guard" for ld in self.loads
                 if ld.on is None or ld.name in self.overrides or ld.hold_off_until is not None}
         latched = is_latched(self.s.paths.state_dir)
-        final = self.ctl.decide(now, start, end, bal, net, snap.recent_surplus_w, latched=latched,
-                                reading_age_s=age, stale_after_s=self.s.managing.stale_after_s,
-                                overrides=self.overrides, held=held)
+        step = self.core.step(now, new, reading_age_s=age, latched=latched, overrides=self.overrides, held=held)
+        closed, start, end = step.closed, step.period_start, step.period_end
+        for p in closed:
+            self._close_period(p)
+        snap = Snapshot(now, start, end, step.balance_wh, step.net_w, (), step.recent_surplus_w)
+        if new:  # the balance of the period the reading belongs to, stamped with the reading
+            reading, cur = self.balance.last, self.balance.current
+            at_reading = Snapshot(reading.at, cur.start, cur.end, cur.balance_wh, reading.net_w, ())
+            self.store.write([point("balance", {**self.tags, "period_s": str(self.s.billing.period_s)},
+                                    {"balance_wh": cur.balance_wh,
+                                     "projected_wh": projected_wh(at_reading, "instant")},
+                                    reading.at)])
+        final = step.wishes
         final = [Wish(w.load, False, ld.hold_reason) if w.on and ld.hold_off_until is not None else w
                  for w, ld in zip(final, self.loads)]
         auto_off_s = snap.remaining_s + 3 * self.s.managing.interval_s

@@ -9,10 +9,13 @@ datetimes, relays, logging and reasons at the edge; the simulator its energies a
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Sequence
 
+from drivers.meters.base import Reading
+from gestor.balance import Balance, PeriodSummary
 from gestor.guards import GuardState, LoadLimits, Override, apply_guards, in_windows, min_run_deadline, min_run_reason
 from gestor.policies import LoadView, Snapshot, Wish, decide_free
 from gestor.settings import LoadSettings, Settings
@@ -124,3 +127,52 @@ class Controller:
                     # only the current deadline's count is kept (the state runs for years)
                     ld.day_on_s = {d: ld.day_on_s.get(d, 0.0) + (b - a)}
             a = b
+
+
+@dataclass
+class Step:
+    """What one control cycle concluded: periods it closed, the current period and its balance,
+    the latest net power, and the command for every load."""
+
+    closed: list[PeriodSummary]
+    period_start: datetime
+    period_end: datetime
+    balance_wh: float
+    net_w: float
+    recent_surplus_w: tuple[float, ...]
+    wishes: list[Wish]
+
+
+class Core(Controller):
+    """The whole control cycle on the readings received since the last one: the settlement
+    period's balance, the recent surplus, the policy and the guards. managing runs it on the live
+    state with real relays; ``gestor simulate`` on the readings monitoring would have taken from a
+    recording, with simulated loads: one code path, so the simulator is the daemon."""
+
+    def __init__(self, settings: Settings, loads: Sequence[LoadState] | None = None) -> None:
+        super().__init__(settings, loads)
+        self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
+        self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
+        self.window_s = settings.policy.window_s
+
+    def step(self, now: datetime, new: Sequence[Reading], *, reading_age_s: float | None,
+             latched: bool = False, overrides: Mapping[str, Override] | None = None,
+             held: Mapping[str, str] | None = None) -> Step:
+        """One cycle at ``now`` with the readings ``new`` (oldest first, newer than the last)."""
+        closed = [p for r in new for p in self.balance.update(r)]
+        # the surplus before the managed loads: these readings were taken under the loads' current
+        # state (commands come after the reads)
+        on_w = sum(ld.cfg.power_w for ld in self.loads if ld.on)
+        for r in new:
+            self.recent.append((r.at, r.net_w + on_w))
+        while self.recent and (now - self.recent[0][0]).total_seconds() > self.window_s:
+            self.recent.popleft()
+        reading = self.balance.last
+        start, end = self.balance.bounds(now)
+        cur = self.balance.current
+        bal = cur.balance_wh if cur is not None and cur.start == start else 0.0
+        net = reading.net_w if reading else 0.0
+        recent = tuple(v for _, v in self.recent)
+        wishes = self.decide(now, start, end, bal, net, recent, latched=latched, reading_age_s=reading_age_s,
+                             stale_after_s=self.s.managing.stale_after_s, overrides=overrides, held=held)
+        return Step(closed, start, end, bal, net, recent, wishes)
