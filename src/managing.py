@@ -223,8 +223,7 @@ class Managing:
                     "reading; loads off until readings carry the new time", step)
         if self.balance.current is not None:
             self._close_period(self.balance.current)
-        self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s)
-        self.recent.clear()
+        self.core.reset()
         for ld in self.loads:
             ld.since = now
             ld.retry_at = None if ld.retry_at is None else now
@@ -333,6 +332,7 @@ class Managing:
                 self._failed(ld, now, f"read-back/auto-off renewal failed: {error}", "keep on")
             elif got is False:
                 ld.on, ld.since, ld.hold_off_until = False, now, pend
+                self.core.note_state(now)
                 ld.hold_reason = (f"switched off outside gestor at {now.astimezone(self.s.tz):%H:%M:%S} "
                                   f"(stop-loads, its own button or app): left off until "
                                   f"{pend.astimezone(self.s.tz):%H:%M}")

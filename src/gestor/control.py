@@ -154,19 +154,45 @@ class Core(Controller):
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
         self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
         self.window_s = settings.policy.window_s
+        # (from when, W of the loads that are on): what the loads drew when each reading was taken
+        self._on_w: deque[tuple[datetime | None, float]] = deque([(None, 0.0)])
+
+    def note_state(self, now: datetime) -> None:
+        """Record the loads' power from ``now`` on (after a switch, or a load found off)."""
+        self._on_w.append((now, sum(ld.cfg.power_w for ld in self.loads if ld.on)))
+
+    def switched(self, ld: LoadState, on: bool, now: datetime, period_start_s: float) -> None:
+        super().switched(ld, on, now, period_start_s)
+        self.note_state(now)
+
+    def on_w_at(self, at: datetime) -> float:
+        """W the managed loads drew when a reading stamped ``at`` was taken: the state commanded
+        before it (monitoring reads before managing commands at the same instant)."""
+        for since, w in reversed(self._on_w):
+            if since is None or since < at:
+                return w
+        return self._on_w[0][1]
+
+    def reset(self) -> None:
+        """A fresh balance and history (after a wall-clock step)."""
+        self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s)
+        self.recent.clear()
+        self._on_w = deque([(None, sum(ld.cfg.power_w for ld in self.loads if ld.on))])
 
     def step(self, now: datetime, new: Sequence[Reading], *, reading_age_s: float | None,
              latched: bool = False, overrides: Mapping[str, Override] | None = None,
              held: Mapping[str, str] | None = None) -> Step:
         """One cycle at ``now`` with the readings ``new`` (oldest first, newer than the last)."""
         closed = [p for r in new for p in self.balance.update(r)]
-        # the surplus before the managed loads: these readings were taken under the loads' current
-        # state (commands come after the reads)
-        on_w = sum(ld.cfg.power_w for ld in self.loads if ld.on)
+        # the surplus before the managed loads: each reading plus what the loads drew when it was taken
         for r in new:
-            self.recent.append((r.at, r.net_w + on_w))
+            self.recent.append((r.at, r.net_w + self.on_w_at(r.at)))
         while self.recent and (now - self.recent[0][0]).total_seconds() > self.window_s:
             self.recent.popleft()
+        # the load history older than every reading still to come is not needed
+        while len(self._on_w) > 1 and self._on_w[1][0] is not None and self.balance.last is not None \
+                and self._on_w[1][0] < self.balance.last.at:
+            self._on_w.popleft()
         reading = self.balance.last
         start, end = self.balance.bounds(now)
         cur = self.balance.current

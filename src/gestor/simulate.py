@@ -6,9 +6,13 @@ Model (issue 5, DESIGN.md section 6):
 * Base load: the recorded consumption without the recorded managed loads
   (``max(powerC - powerL1 - powerL2, 0)`` for the house files; ``powerP + powerLB`` for the
   winter file, which has none). The simulated loads are added on top with their rated power.
-* A decision is taken at each sample once ``managing.interval_s`` has passed since the last one,
-  with the balance including that sample; what it switches takes effect from the next sample, as
-  with the daemon (its command follows the meter read).
+* The daemons' own timing, from the first sample on: monitoring reads the latest sample every
+  ``monitoring.interval_s`` (a sample superseded before a read is never seen; a NaN or implausible
+  one is a failed read), stamped and with the simulated loads added as the replay meter does;
+  managing runs :class:`gestor.control.Core` every ``managing.interval_s`` on the readings since
+  its last cycle (the stale-meter guard included); a switch shows in the readings taken after it.
+  ``tests/integration/test_simulator_is_the_daemon.py`` checks on a real day that the real
+  daemons switch at the same instants and end every period at the same balance (1e-6 Wh).
 * Energies are the trapezoid of the samples, split at settlement period boundaries; an interval
   longer than ``billing.max_gap_s`` is not integrated and its periods are marked incomplete
   (:class:`gestor.balance.Balance`). Per-load energy is the trapezoid of its power samples, so
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,7 +39,8 @@ from zoneinfo import ZoneInfo
 from drivers.meters.base import Reading
 from drivers.meters.replay import ReplayData, ReplaySettings
 from gestor.balance import Balance, PeriodSummary
-from gestor.control import Controller, LoadState
+from gestor.control import Core, LoadState
+from gestor.guards import LoadLimits
 from gestor.settings import Settings
 from gestor.tariff import period_2_0td
 
@@ -157,6 +161,7 @@ class SimResult:
     totals: Totals
     days: dict[str, Totals]
     trace: Trace | None = None
+    switches: list[tuple[datetime, str, bool]] = field(default_factory=list)  # (when, load, on)
 
 
 class Prices:
@@ -201,68 +206,112 @@ class _Load(LoadState):
 def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | None = None,
              end: datetime | None = None, trace: bool = False,
              progress: Callable[[float], None] | None = None) -> SimResult:
-    """Run ``s``'s policy, guards and loads over ``data`` (see module docstring)."""
+    """Run ``s``'s policy, guards and loads over ``data`` exactly as the daemons would have run
+    on it (see module docstring): monitoring reads the latest sample every
+    ``monitoring.interval_s`` from the first sample on, managing runs the control core every
+    ``managing.interval_s`` on the readings since its last cycle, and a switch shows in the
+    readings monitoring takes after it."""
     tz = s.tz
-    period_s = s.billing.period_s
-    from gestor.guards import LoadLimits
     loads = [_Load(ld, LoadLimits.of(ld)) for ld in s.loads_by_priority()]
-    ctl = Controller(s, loads)
-    bal = Balance(period_s, tz, s.billing.max_gap_s)
+    core = Core(s, loads)
+    bal = core.balance
     total_power_w = sum(ld.power_w for ld in loads)
-    interval = s.managing.interval_s
     max_gap = s.billing.max_gap_s
-    next_decision = -math.inf
+    max_abs_w = float(getattr(s.meter, "max_abs_power_w", 50_000.0))
     closed: list[PeriodSummary] = []
     tr = Trace(on={ld.name: [] for ld in loads}) if trace else None
-    prod_arr = data.production_w
-    t_arr, base_arr = data.t, data.consumption_w
+    switch_log: list[tuple[datetime, str, bool]] = []
+    t_arr, cons_arr, net_arr, prod_arr = data.t, data.consumption_w, data.net_w, data.production_w
     i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
     i1 = len(t_arr) if end is None else _bisect(t_arr, end.timestamp())
+    if i0 >= i1:
+        return SimResult([], Totals(), {}, tr, switch_log)
+    t0 = datetime.fromtimestamp(t_arr[i0], UTC)   # both daemons start at the first sample
+    c0 = t0.timestamp()
+    mon_dt, mgr_dt = timedelta(seconds=s.monitoring.interval_s), timedelta(seconds=s.managing.interval_s)
+    m_at, m_ts = t0, c0                            # the monitoring tick
+    T, T_ts = t0, c0                               # the next managing tick
+    prev_T_ts: float | None = None
+    pending: list[Reading] = []                    # read since the last managing cycle
+    last_read: Reading | None = None
     prev_t: float | None = None
     prev_load_w = [0.0] * len(loads)
-    span = (math.inf, -math.inf)  # the current period as epoch seconds
-    recent: deque[tuple[float, float]] = deque()  # (t, surplus before the loads) over policy.window_s
-    window_s = s.policy.window_s
+    span = (math.inf, -math.inf)                   # the current period as epoch seconds (cache)
+
+    def bounds(a: float) -> tuple[float, float]:
+        nonlocal span
+        if not span[0] <= a < span[1]:
+            p0, p1 = bal.bounds(datetime.fromtimestamp(a, UTC))
+            span = (p0.timestamp(), p1.timestamp())
+        return span
+
+    def cycle() -> None:  # managing's cycle at T, as managing.Managing._cycle runs it
+        nonlocal prev_T_ts, pending
+        if prev_T_ts is not None:
+            core.account(prev_T_ts, T_ts, bounds)
+        prev_T_ts = T_ts
+        last = bal.last
+        new = [r for r in pending if (last is None or r.at > last.at) and r.at <= T]
+        pending = []
+        age = (T - last_read.at).total_seconds() if last_read is not None else None
+        step = core.step(T, new, reading_age_s=age)
+        closed.extend(step.closed)
+        k = step.period_start.timestamp()
+        for w, ld in zip(step.wishes, loads):
+            if w.on != ld.on:  # a simulated relay always confirms
+                core.switched(ld, w.on, T, k)
+                switch_log.append((T, ld.name, w.on))
+
     n = max(i1 - i0, 1)
     for i in range(i0, i1):
-        t = t_arr[i]
-        base = base_arr[i]
-        prod = prod_arr[i] if prod_arr is not None else 0.0
-        if base != base or prod != prod:  # NaN: a missing reading, not a zero
-            continue
-        at = datetime.fromtimestamp(t, UTC)
+        ti = t_arr[i]
+        while c0 + (m_ts - c0) * 1.0 < ti:  # the replay meter's data time at a tick (speed 1)
+            m_at += mon_dt
+            m_ts = m_at.timestamp()
+        if i + 1 < i1 and t_arr[i + 1] <= c0 + (m_ts - c0) * 1.0:
+            continue  # a newer sample is the latest by the time monitoring reads: this one is never read
+        while T_ts < m_ts:  # managing's cycles before this read (at equal times monitoring reads first)
+            cycle()
+            T += mgr_dt
+            T_ts = T.timestamp()
+        cons, net = cons_arr[i], net_arr[i]
+        prod = prod_arr[i] if prod_arr is not None else None
+        if net != net or cons != cons or (prod is not None and prod != prod):
+            continue  # NaN: a failed read, not a zero
         load_w = [ld.power_w if ld.on else 0.0 for ld in loads]
-        total_load = sum(load_w)
-        net0 = prod - base
-        closed += bal.update(Reading(at, net0 - total_load, prod, base + total_load))
+        extra = sum(load_w)
+        r_net, r_cons = net - extra, cons + extra
+        if abs(r_net) > max_abs_w or abs(r_cons) > max_abs_w or (prod is not None and abs(prod) > max_abs_w):
+            continue  # implausible: monitoring discards it
+        at = datetime.fromtimestamp(c0 + (ti - c0) / 1.0, UTC)  # stamped as the replay meter does
+        r = Reading(at, r_net, prod, r_cons)
+        if last_read is not None and r.at <= last_read.at:
+            continue
+        pending.append(r)
+        last_read = r
+        t = at.timestamp()
         if prev_t is not None and t - prev_t <= max_gap:
-            span = _account(ctl, loads, prev_t, t, prev_load_w, load_w, bal, span)
+            span = _account(loads, prev_t, t, prev_load_w, load_w, bounds)
         prev_t, prev_load_w = t, load_w
         if tr is not None:
             tr.t.append(t)
-            tr.production_w.append(prod)
-            tr.base_w.append(base)
+            tr.production_w.append(prod or 0.0)
+            tr.base_w.append(cons)
             for ld in loads:
-                tr.on[ld.name].append(ld.on)
-        recent.append((t, net0))
-        while recent[0][0] <= t - window_s:
-            recent.popleft()
-        if t >= next_decision:
-            next_decision = t + interval - 1e-6
-            cur = bal.current
-            final = ctl.decide(at, cur.start, cur.end, cur.balance_wh, net0 - total_load,
-                               tuple(v for _, v in recent))
-            k = cur.start.timestamp()
-            for w, ld in zip(final, loads):
-                if w.on != ld.on:  # a simulated relay always confirms
-                    ctl.switched(ld, w.on, at, k)
+                tr.on[ld.name].append(bool(ld.on))
         if progress is not None and (i - i0) % 20000 == 0:
             progress((i - i0) / n)
+    if pending:  # the last readings: the cycle that takes them
+        while T < pending[-1].at:
+            cycle()
+            T += mgr_dt
+            T_ts = T.timestamp()
+        cycle()
     if bal.current is not None and bal.current.covered_s > 0:
         closed.append(bal.current)
     periods = _periods(closed, loads, total_power_w, prices)
     totals, days = _totals(periods, loads, tz, s)
-    return SimResult(periods, totals, days, tr)
+    return SimResult(periods, totals, days, tr, switch_log)
 
 
 def _bisect(a: list[float], x: float) -> int:
@@ -270,22 +319,15 @@ def _bisect(a: list[float], x: float) -> int:
     return bisect.bisect_left(a, x)
 
 
-def _account(ctl: Controller, loads: list[_Load], t0: float, t1: float, w0: list[float], w1: list[float],
-             b: Balance, span: tuple[float, float]) -> tuple[float, float]:
-    """Per-load trapezoid energy between two samples, split at period boundaries as
-    :class:`Balance` splits the net; on-time and the daily minimum's count through the controller
-    (the state commanded at t0 holds until t1). ``span``: the last period seen (epoch s), returned
-    updated."""
-    def bounds(a: float) -> tuple[float, float]:
-        nonlocal span
-        if not span[0] <= a < span[1]:
-            p0, p1 = b.bounds(datetime.fromtimestamp(a, UTC))
-            span = (p0.timestamp(), p1.timestamp())
-        return span
-
+def _account(loads: list[_Load], t0: float, t1: float, w0: list[float], w1: list[float],
+             bounds: Callable[[float], tuple[float, float]]) -> tuple[float, float]:
+    """Per-load trapezoid energy between two readings, split at period boundaries as
+    :class:`Balance` splits the net (``bounds(t)``: the period around epoch ``t``)."""
     a = t0
+    span = bounds(a)
     while a < t1:
-        k, e = bounds(a)[0], min(bounds(a)[1], t1)
+        span = bounds(a)
+        k, e = span[0], min(span[1], t1)
         for j, ld in enumerate(loads):
             v0, v1 = w0[j], w1[j]
             if v0 or v1:
@@ -293,7 +335,6 @@ def _account(ctl: Controller, loads: list[_Load], t0: float, t1: float, w0: list
                 vb = v0 + (v1 - v0) * (e - t0) / (t1 - t0)
                 ld.wh[k] = ld.wh.get(k, 0.0) + (va + vb) / 2.0 * (e - a) / 3600.0
         a = e
-    ctl.account(t0, t1, bounds, [bool(v) for v in w1])
     return span
 
 
