@@ -198,7 +198,8 @@ class Core(Controller):
         cur = self.balance.current
         bal = cur.balance_wh if cur is not None and cur.start == start else 0.0
         net = reading.net_w if reading else 0.0
-        recent = tuple(v for _, v in self.recent)
+        # only steady_surplus reads the recent course: the others need no tuple built every cycle
+        recent = tuple(v for _, v in self.recent) if self.s.policy.name == "steady_surplus" else ()
         wishes = self.decide(now, start, end, bal, net, recent, latched=latched, reading_age_s=reading_age_s,
                              stale_after_s=self.s.managing.stale_after_s, overrides=overrides, held=held)
         return Step(closed, start, end, bal, net, recent, wishes)
