@@ -192,7 +192,8 @@ def test_a_dripping_shelly_does_not_hold_the_other_load_on(tmp_path):
         took = time.monotonic() - t0
         assert not devs[1].is_on(), "the pool pump stayed on behind the slow water heater"
         assert mgr.loads[0].on is None and mgr.loads[1].on is False
-        assert took < 2 * 1 + 2, f"one cycle took {took:.1f} s"  # each relay within its own deadline
+        # each relay within its own deadline (2 x 1 s + 1 s); before, the drip held the cycle for minutes
+        assert took < 10, f"one cycle took {took:.1f} s"
     finally:
         for d in devs:
             d.fault = None
