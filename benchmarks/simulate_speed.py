@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+from array import array
 import sys
 import time
 from pathlib import Path
@@ -28,10 +29,7 @@ def concatenated(n_rows: int | None = None) -> ReplayData:
     """The three files one after the other (each shifted to start 10 s after the previous one
     ends), repeated until ``n_rows`` samples."""
     parts = [ReplayData.load(replay_settings_for(ROOT.parent / "shared" / "data" / f)) for f in FILES]
-    t: list[float] = []
-    p: list[float] = []
-    c: list[float] = []
-    n: list[float] = []
+    t, p, c, n = array("d"), array("d"), array("d"), array("d")  # as ReplayData.load keeps them
     t_next = parts[0].t[0]
     while True:
         for d in parts:
