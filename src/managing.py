@@ -179,7 +179,11 @@ class Managing:
                                      "projected_wh": projected_wh(at_reading, "instant")},
                                     reading.at)])
         final = step.wishes
-        final = [Wish(w.load, False, ld.hold_reason) if w.on and ld.hold_off_until is not None else w
+        # a load switched off outside gestor stays off until the period ends (a manual override,
+        # a later decision of the household, still wins)
+        final = [Wish(w.load, False, ld.hold_reason)
+                 if ld.hold_off_until is not None and ld.name not in self.overrides
+                 and (w.on or w.reason == "held by a guard") else w
                  for w, ld in zip(final, self.loads)]
         auto_off_s = snap.remaining_s + 3 * self.s.managing.interval_s
         commands, checks = [], []

@@ -130,6 +130,14 @@ def test_a_shelly_switched_off_outside_gestor_is_not_switched_back_on(tmp_path, 
         assert "load water_heater found OFF although gestor had it on" in caplog.text
         assert "left off until 13:00" in mgr.loads[0].reason  # the period's end, local time
         assert devs[1].is_on()  # the other load goes on as before
+        # the household's own override still wins over that hold
+        from gestor.overrides import set_override
+        set_override(s.paths.state_dir, "water_heater", "on", clock.now(), timedelta(minutes=5))
+        run_lockstep(clock, tasks, T0 + timedelta(minutes=31))
+        assert devs[0].is_on() and "manual override on" in mgr.loads[0].reason
+        set_override(s.paths.state_dir, "water_heater", "auto", clock.now())
+        run_lockstep(clock, tasks, T0 + timedelta(minutes=32))
+        assert not devs[0].is_on() and "switched off outside gestor" in mgr.loads[0].reason
         with caplog.at_level(logging.INFO, "gestor"):
             run_lockstep(clock, tasks, T0 + timedelta(minutes=61))  # next period: the policy decides again
         assert devs[0].is_on() and "load water_heater ON:" in caplog.text.split("found OFF")[-1]
