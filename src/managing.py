@@ -24,7 +24,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from drivers.relays import Relay, RelayError
@@ -72,7 +72,6 @@ class Managing:
         relays = relays or open_relays(settings, ctx)
         self.loads = [LoadRuntime(ld, LoadLimits.of(ld), relay=relays[ld.name]) for ld in settings.loads_by_priority()]
         self.core = Core(settings, self.loads)  # the control cycle, shared with gestor simulate
-        self.ctl = self.core
         self.overrides: dict[str, Override] = {}
         self.button = None
         self._lock = threading.RLock()  # the stop button's thread and the cycle both command relays
@@ -115,7 +114,6 @@ class Managing:
     def stop(self, reason: str = "exit: every load off") -> bool:
         """Every load off; True when every relay confirmed."""
         now = self.clock.now()
-        ok = True
         with self._lock:
             ok = all(self._command_all([(ld, False, reason, None) for ld in self.loads], now))
         if self.button is not None:
@@ -133,10 +131,6 @@ class Managing:
     @balance.setter
     def balance(self, b: Balance) -> None:
         self.core.balance = b
-
-    @property
-    def recent(self) -> deque:
-        return self.core.recent
 
     # -- the cycle ---------------------------------------------------------------------------
     def cycle(self) -> list[Wish]:
@@ -346,10 +340,6 @@ class Managing:
                                         {"on": False, "reason": ld.hold_reason, "ok": True, "switched": 0}, now)])
         return results
 
-    def _command(self, ld: LoadRuntime, on: bool, reason: str, now: datetime,
-                 auto_off_s: float | None = None) -> bool:
-        return self._command_all([(ld, on, reason, auto_off_s)], now)[0]
-
     def _record(self, ld: LoadRuntime, on: bool, reason: str, now: datetime, error: str | None,
                 auto_off_s: float | None) -> bool:
         word = "ON" if on else "OFF"
@@ -357,7 +347,7 @@ class Managing:
         if error is None:
             if ld.on != on:
                 self.switches_total += 1
-                self.ctl.switched(ld, on, now, self.balance.bounds(now)[0].timestamp())
+                self.core.switched(ld, on, now, self.balance.bounds(now)[0].timestamp())
             if ld.failures:
                 log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
             ld.on, ld.reason, ld.failures, ld.retry_at = on, reason, 0, None
@@ -378,11 +368,7 @@ class Managing:
         """Add each load's on-time since the last cycle, split at period boundaries."""
         if self.last_cycle_at is None or now <= self.last_cycle_at:
             return
-
-        def bounds(t: float) -> tuple[float, float]:
-            a, b = self.balance.bounds(datetime.fromtimestamp(t, timezone.utc))
-            return a.timestamp(), b.timestamp()
-        self.ctl.account(self.last_cycle_at.timestamp(), now.timestamp(), bounds)
+        self.core.account(self.last_cycle_at.timestamp(), now.timestamp(), self.core.bounds_s)
 
     def _close_period(self, p: PeriodSummary) -> None:
         k = p.start.timestamp()

@@ -84,7 +84,8 @@ class Monitoring:
             self._failing += 1
             if self._failing == 1 or self._failing % REPEAT_LOG_EVERY == 0:
                 log.warning("meter read failed (%d in a row): %s", self._failing, e)
-            self._file_op(str(self.live.path), lambda: self.live.error(self.clock.now(), str(e)))
+            msg = str(e)
+            self._file_op(str(self.live.path), lambda: self.live.error(self.clock.now(), msg))
             return None
         if self._failing:
             log.info("meter answering again after %d failed reads", self._failing)

@@ -154,8 +154,17 @@ class Core(Controller):
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
         self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
         self.window_s = settings.policy.window_s
+        self._span = (math.inf, -math.inf)  # the last period bounds_s returned (epoch s)
         # (from when, W of the loads that are on): what the loads drew when each reading was taken
         self._on_w: deque[tuple[datetime | None, float]] = deque([(None, 0.0)])
+
+    def bounds_s(self, t: float) -> tuple[float, float]:
+        """The settlement period around epoch ``t`` as (start, end) epoch seconds; the last one is
+        cached, so walking through time costs a datetime only at each period change."""
+        if not self._span[0] <= t < self._span[1]:
+            p0, p1 = self.balance.bounds(datetime.fromtimestamp(t, UTC))
+            self._span = (p0.timestamp(), p1.timestamp())
+        return self._span
 
     def note_state(self, now: datetime) -> None:
         """Record the loads' power from ``now`` on (after a switch, or a load found off)."""

@@ -13,11 +13,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError, field_validator
 
 import drivers.meters as meters
-from drivers import secret  # noqa: F401 (re-exported)
 import drivers.relays as relays
 from gestor.clock import zone
 

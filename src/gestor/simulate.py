@@ -29,7 +29,6 @@ Model (issue 5, DESIGN.md section 6):
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,7 +37,7 @@ from zoneinfo import ZoneInfo
 
 from drivers.meters.base import Reading
 from drivers.meters.replay import ReplayData, ReplaySettings
-from gestor.balance import Balance, PeriodSummary
+from gestor.balance import PeriodSummary
 from gestor.control import Core, LoadState
 from gestor.guards import LoadLimits
 from gestor.settings import Settings
@@ -236,14 +235,7 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     last_read: Reading | None = None
     prev_t: float | None = None
     prev_load_w = [0.0] * len(loads)
-    span = (math.inf, -math.inf)                   # the current period as epoch seconds (cache)
-
-    def bounds(a: float) -> tuple[float, float]:
-        nonlocal span
-        if not span[0] <= a < span[1]:
-            p0, p1 = bal.bounds(datetime.fromtimestamp(a, UTC))
-            span = (p0.timestamp(), p1.timestamp())
-        return span
+    bounds = core.bounds_s
 
     def cycle() -> None:  # managing's cycle at T, as managing.Managing._cycle runs it
         nonlocal prev_T_ts, pending
@@ -291,7 +283,7 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
         last_read = r
         t = at.timestamp()
         if prev_t is not None and t - prev_t <= max_gap:
-            span = _account(loads, prev_t, t, prev_load_w, load_w, bounds)
+            _account(loads, prev_t, t, prev_load_w, load_w, bounds)
         prev_t, prev_load_w = t, load_w
         if tr is not None:
             tr.t.append(t)
@@ -320,14 +312,13 @@ def _bisect(a: list[float], x: float) -> int:
 
 
 def _account(loads: list[_Load], t0: float, t1: float, w0: list[float], w1: list[float],
-             bounds: Callable[[float], tuple[float, float]]) -> tuple[float, float]:
+             bounds: Callable[[float], tuple[float, float]]) -> None:
     """Per-load trapezoid energy between two readings, split at period boundaries as
     :class:`Balance` splits the net (``bounds(t)``: the period around epoch ``t``)."""
     a = t0
-    span = bounds(a)
     while a < t1:
-        span = bounds(a)
-        k, e = span[0], min(span[1], t1)
+        k, end = bounds(a)
+        e = min(end, t1)
         for j, ld in enumerate(loads):
             v0, v1 = w0[j], w1[j]
             if v0 or v1:
@@ -335,7 +326,6 @@ def _account(loads: list[_Load], t0: float, t1: float, w0: list[float], w1: list
                 vb = v0 + (v1 - v0) * (e - t0) / (t1 - t0)
                 ld.wh[k] = ld.wh.get(k, 0.0) + (va + vb) / 2.0 * (e - a) / 3600.0
         a = e
-    return span
 
 
 def _periods(closed: list[PeriodSummary], loads: list[_Load], total_power_w: float,

@@ -330,10 +330,7 @@ class InfluxStore:
 
     @property
     def spooling(self) -> bool:
-        try:
-            return self.spool is not None and not self.spool.empty()
-        except OSError:
-            return False
+        return self.spool is not None and not self.spool.empty()
 
     def open(self, require_server: bool = False) -> "InfluxStore":
         """Start the writer. The server is checked (and the 1.x database created); if it does not
