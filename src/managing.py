@@ -164,35 +164,41 @@ class Managing:
         closed, start, end = step.closed, step.period_start, step.period_end
         for p in closed:
             self._close_period(p)
-        snap = Snapshot(now, start, end, step.balance_wh, step.net_w, (), step.recent_surplus_w)
+        snap = Snapshot(now.timestamp(), start.timestamp(), end.timestamp(), step.balance_wh, step.net_w, ())
         if new:  # the balance of the period the reading belongs to, stamped with the reading
             reading, cur = self.balance.last, self.balance.current
-            at_reading = Snapshot(reading.at, cur.start, cur.end, cur.balance_wh, reading.net_w, ())
+            at_reading = Snapshot(reading.at.timestamp(), self.balance.start_t, cur.end.timestamp(),
+                                  cur.balance_wh, reading.net_w, ())
             self.store.write([point("balance", {**self.tags, "period_s": str(self.s.billing.period_s)},
                                     {"balance_wh": cur.balance_wh,
                                      "projected_wh": projected_wh(at_reading, "instant")},
                                     reading.at)])
-        final = step.wishes
-        # a load switched off outside gestor stays off until the period ends (a manual override,
-        # a later decision of the household, still wins)
-        final = [Wish(w.load, False, ld.hold_reason)
-                 if ld.hold_off_until is not None and ld.name not in self.overrides
-                 and (w.on or w.reason == "held by a guard") else w
-                 for w, ld in zip(final, self.loads)]
+        todo = {w.load: w for w in step.changes}
+        verdicts = {w.load: w for w in self.core.verdicts or ()}
         auto_off_s = snap.remaining_s + 3 * self.s.managing.interval_s
-        commands, checks = [], []
-        for w, ld in zip(final, self.loads):
-            if ld.on is None or w.on != ld.on:
+        commands, checks, final = [], [], []
+        for ld in self.loads:
+            w = todo.get(ld.name)
+            # a load switched off outside gestor stays off until the period ends (a manual
+            # override, a later decision of the household, still wins)
+            if w is not None and ld.hold_off_until is not None and ld.name not in self.overrides \
+                    and (w.on or w.reason == "held by a guard"):
+                w = Wish(ld.name, False, ld.hold_reason)
+            if w is not None and (ld.on is None or w.on != ld.on):
                 if ld.retry_at is not None and now < ld.retry_at:
+                    final.append(Wish(ld.name, False, ld.reason))
                     continue  # backing off after a failed command; the load stays "unknown"
                 commands.append((ld, w.on, w.reason, auto_off_s))
-            elif ld.on:
+                final.append(w)
+                continue
+            if ld.on:
                 checks.append(ld)  # on, and to stay on: is it really? (stop-loads, its own button)
+            final.append(verdicts.get(ld.name) or Wish(ld.name, bool(ld.on), ld.reason))
         self._command_all(commands, now, checks=[(ld, auto_off_s, start, end) for ld in checks])
         self.store.write([point("load", {**self.tags, "load": ld.name}, self._load_fields(ld), now)
                           for ld in self.loads])
         self.last_cycle_at, self.last_cycle_mono = now, self.clock.monotonic()
-        self._publish(now, snap, latched)
+        self._publish(now, snap, start, end, latched)
         if closed or self.persisted_at is None or abs((now - self.persisted_at).total_seconds()) >= PERSIST_EVERY_S:
             self._persist()
         return final
@@ -229,13 +235,13 @@ class Managing:
         self.last_cycle_at = None
         self.persisted_at = None
 
-    def _publish(self, now: datetime, snap: Snapshot, latched: bool) -> None:
+    def _publish(self, now: datetime, snap: Snapshot, start: datetime, end: datetime, latched: bool) -> None:
         """The state after this cycle, for ``gestor status`` and ``stop-loads`` (run_dir, tmpfs)."""
-        key = snap.period_start.timestamp()
+        key = snap.period_start_s
         reading = self.balance.last
         self._file_op("the published state", lambda: publish_managing(self.s.paths.run_dir, {
             "pid": os.getpid(), "at": now.isoformat(), "cycle": self.cycles, "interval_s": self.s.managing.interval_s,
-            "period_start": snap.period_start.isoformat(), "period_end": snap.period_end.isoformat(),
+            "period_start": start.isoformat(), "period_end": end.isoformat(),
             "balance_wh": snap.balance_wh, "projected_wh": projected_wh(snap, "instant"),
             "net_w": snap.net_w, "reading_at": reading.at.isoformat() if reading else None,
             "latched": latched, "policy": self.s.policy.name,
@@ -347,7 +353,7 @@ class Managing:
         if error is None:
             if ld.on != on:
                 self.switches_total += 1
-                self.core.switched(ld, on, now, self.balance.bounds(now)[0].timestamp())
+                self.core.switched(ld, on, now.timestamp(), self.core.bounds_s(now.timestamp())[0])
             if ld.failures:
                 log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
             ld.on, ld.reason, ld.failures, ld.retry_at = on, reason, 0, None

@@ -12,7 +12,7 @@ def G(latched=False, age=5.0, stale=60.0):
 
 
 def ago(s):
-    return NOW - timedelta(seconds=s)
+    return (NOW - timedelta(seconds=s)).timestamp()
 
 
 def test_stop_latch_forces_off_even_before_min_on():

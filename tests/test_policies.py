@@ -11,8 +11,8 @@ P0 = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
 
 def snap(balance_wh, net_w, elapsed_s=1800, loads=None):
     loads = loads or (LoadView("heater", 1000.0, False),)
-    return Snapshot(P0 + timedelta(seconds=elapsed_s), P0, P0 + timedelta(hours=1), balance_wh, net_w,
-                    tuple(loads))
+    return Snapshot((P0 + timedelta(seconds=elapsed_s)).timestamp(), P0.timestamp(),
+                    (P0 + timedelta(hours=1)).timestamp(), balance_wh, net_w, tuple(loads))
 
 
 def wish(s, **policy):
@@ -55,7 +55,7 @@ def test_ttc_projection_modes_decide_differently(projection, on):
 
 
 def test_ttc_keeps_a_running_load_while_the_period_would_end_positive_without_it():
-    on = (LoadView("heater", 1000.0, True, P0),)
+    on = (LoadView("heater", 1000.0, True, P0.timestamp()),)
     # without it: 50 + (-300 + 1000) x 0.5 = +400 Wh > 0: keep
     assert wish(snap(50.0, -300.0, loads=on), name="time_to_consume")["heater"].on
     # without it: 50 + (-1200 + 1000) x 0.5 = -50 Wh <= 0: off
@@ -64,7 +64,7 @@ def test_ttc_keeps_a_running_load_while_the_period_would_end_positive_without_it
 
 
 def test_ttc_end_at_wh_raises_the_bar_for_keeping_a_load():
-    on = (LoadView("heater", 1000.0, True, P0),)
+    on = (LoadView("heater", 1000.0, True, P0.timestamp()),)
     # without it +400 Wh <= end_at 500 Wh: off
     assert not wish(snap(50.0, -300.0, loads=on), name="time_to_consume", end_at_wh=500)["heater"].on
 
@@ -73,10 +73,10 @@ def test_ttc_stacks_loads_in_priority_order_one_change_per_cycle():
     both_off = (LoadView("heater", 1000.0, False), LoadView("pump", 700.0, False))
     w = wish(snap(2000.0, 3000.0, loads=both_off), name="time_to_consume")
     assert w["heater"].on and not w["pump"].on
-    first_on = (LoadView("heater", 1000.0, True, P0), LoadView("pump", 700.0, False))
+    first_on = (LoadView("heater", 1000.0, True, P0.timestamp()), LoadView("pump", 700.0, False))
     w = wish(snap(2000.0, 3000.0, loads=first_on), name="time_to_consume")
     assert w["heater"].on and w["pump"].on
-    both_on = (LoadView("heater", 1000.0, True, P0), LoadView("pump", 700.0, True, P0))
+    both_on = (LoadView("heater", 1000.0, True, P0.timestamp()), LoadView("pump", 700.0, True, P0.timestamp()))
     # deficit: the last one goes first. without pump: 0 + (-2000 + 700) x 0.5 = -650 Wh
     w = wish(snap(0.0, -2000.0, loads=both_on), name="time_to_consume")
     assert w["heater"].on and not w["pump"].on
@@ -103,7 +103,7 @@ def test_min_on_time_switches_on_when_surplus_runs_the_load_long_enough():
 @pytest.mark.parametrize("ran_s,balance,expect", [(200, 10.0, True), (300, 10.0, False), (300, 100.0, True)])
 def test_min_on_time_keeps_the_load_on_for_min_on_s(ran_s, balance, expect):
     s = snap(balance, 0.0)
-    loads = (LoadView("heater", 1000.0, True, s.now - timedelta(seconds=ran_s)),)
+    loads = (LoadView("heater", 1000.0, True, s.now_s - ran_s),)
     assert wish(snap(balance, 0.0, loads=loads), name="min_on_time", min_on_s=300)["heater"].on is expect
 
 

@@ -124,8 +124,12 @@ class Balance:
         self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
         self.max_gap_s = float(max_gap_s)
         self.current: PeriodSummary | None = None
-        self.last: Reading | None = None
-        self._last_t = -math.inf   # self.last.at as epoch s
+        # the last reading accounted, as update_s takes it (epoch s, net W, production W,
+        # consumption W, import Wh total, export Wh total); None before the first
+        self._last: tuple | None = None
+        self.last_t = -math.inf    # its time, epoch s
+        self.last_net_w = 0.0      # its net power, W (0 before the first)
+        self.start_t = math.nan    # self.current.start as epoch s
         self._end_t = math.inf     # self.current.end as epoch s
 
     # -- queries -----------------------------------------------------------------------------
@@ -133,32 +137,67 @@ class Balance:
     def balance_wh(self) -> float:
         return self.current.balance_wh if self.current else 0.0
 
+    @property
+    def last(self) -> Reading | None:
+        """The last reading accounted (None before the first)."""
+        if self._last is None:
+            return None
+        t, net, prod, cons, imp, exp = self._last
+        return Reading(datetime.fromtimestamp(t, timezone.utc), net, prod, cons, imp, exp)
+
+    @last.setter
+    def last(self, r: Reading | None) -> None:
+        if r is None:
+            self._last, self.last_t, self.last_net_w = None, -math.inf, 0.0
+        else:
+            self._last = (r.at.timestamp(), r.net_w, r.production_w, r.consumption_w,
+                          r.import_wh_total, r.export_wh_total)
+            self.last_t, self.last_net_w = self._last[0], r.net_w
+
     def bounds(self, at: datetime) -> tuple[datetime, datetime]:
         return period_bounds(at, self.period_s, self.tz)
 
     # -- feeding -----------------------------------------------------------------------------
     def update(self, reading: Reading) -> list[PeriodSummary]:
         """Account ``reading``; return the periods that closed (oldest first, possibly empty)."""
-        closed: list[PeriodSummary] = []
-        t1 = reading.at.timestamp()
-        if self.last is None:
-            self.current = self._new_period(reading.at)
+        return self.update_s(reading.at.timestamp(), reading.net_w, reading.production_w,
+                             reading.consumption_w, reading.import_wh_total, reading.export_wh_total)
+
+    def update_s(self, t1: float, net_w: float, production_w: float | None = None,
+                 consumption_w: float | None = None, import_wh_total: float | None = None,
+                 export_wh_total: float | None = None) -> list[PeriodSummary]:
+        """:meth:`update` on a reading's numbers (epoch s, W, Wh totals): the control core's hot
+        path, no datetime per reading. Returns the periods that closed (possibly empty)."""
+        cur = (t1, net_w, production_w, consumption_w, import_wh_total, export_wh_total)
+        prev = self._last
+        if prev is None:
+            self.current = self._new_period(datetime.fromtimestamp(t1, timezone.utc))
             self.current.samples = 1
-            self.last, self._last_t = reading, t1
-            return closed
-        prev = self.last
-        t0 = self._last_t
+            self._last, self.last_t, self.last_net_w = cur, t1, net_w
+            return _NONE
+        t0 = self.last_t
         if t1 <= t0:
-            return closed
-        counters = _counter_delta(prev, reading)
+            return _NONE
+        counters = None
+        if import_wh_total is not None and export_wh_total is not None \
+                and prev[4] is not None and prev[5] is not None:
+            counters = _counter_delta(prev[4], prev[5], import_wh_total, export_wh_total)
         integrate = counters is not None or (t1 - t0) <= self.max_gap_s
+        end_s = self._end_t
+        if t1 < end_s:  # the common case: within the current period
+            if integrate:
+                self._add(prev, cur, counters, t0, t1, t0, t1)
+            self.current.samples += 1  # type: ignore[union-attr]
+            self._last, self.last_t, self.last_net_w = cur, t1, net_w
+            return _NONE
+        closed: list[PeriodSummary] = []
         a = t0
         while True:
             assert self.current is not None
             end_s = self._end_t
             b = min(t1, end_s)
             if integrate and b > a:
-                self._add(prev, reading, counters, t0, t1, a, b)
+                self._add(prev, cur, counters, t0, t1, a, b)
             if t1 >= end_s:
                 closed.append(self.current)
                 self.current = self._new_period(self.current.end)
@@ -168,15 +207,15 @@ class Balance:
             else:
                 break
         self.current.samples += 1
-        self.last, self._last_t = reading, t1
+        self._last, self.last_t, self.last_net_w = cur, t1, net_w
         return closed
 
     def _new_period(self, at: datetime) -> PeriodSummary:
         start, end = self.bounds(at)
-        self._end_t = end.timestamp()
+        self.start_t, self._end_t = start.timestamp(), end.timestamp()
         return PeriodSummary(start=start, end=end)
 
-    def _add(self, prev: Reading, cur: Reading, counters: tuple[float, float] | None,
+    def _add(self, prev: tuple, cur: tuple, counters: tuple[float, float] | None,
              t0: float, t1: float, a: float, b: float) -> None:
         p = self.current
         assert p is not None
@@ -185,16 +224,20 @@ class Balance:
             frac = (b - a) / (t1 - t0)
             p.balance_wh += (d_export - d_import) * frac
             p.source = "counters"
-        elif a == t0 and b == t1:  # the whole interval (the common case): the trapezoid itself
-            p.balance_wh += (prev.net_w + cur.net_w) * (t1 - t0) / 7200.0
+        elif a == t0 and b == t1:  # the whole interval (the common case): the trapezoids themselves
+            p.balance_wh += (prev[1] + cur[1]) * (t1 - t0) / 7200.0
+            if prev[2] is not None and cur[2] is not None:
+                p.production_wh = (p.production_wh or 0.0) + (prev[2] + cur[2]) * (t1 - t0) / 7200.0
+            if prev[3] is not None and cur[3] is not None:
+                p.consumption_wh = (p.consumption_wh or 0.0) + (prev[3] + cur[3]) * (t1 - t0) / 7200.0
+            p.covered_s += b - a
+            return
         else:
-            p.balance_wh += _trapezoid_wh(t0, prev.net_w, t1, cur.net_w, a, b)
-        if prev.production_w is not None and cur.production_w is not None:
-            p.production_wh = (p.production_wh or 0.0) + _trapezoid_wh(
-                t0, prev.production_w, t1, cur.production_w, a, b)
-        if prev.consumption_w is not None and cur.consumption_w is not None:
-            p.consumption_wh = (p.consumption_wh or 0.0) + _trapezoid_wh(
-                t0, prev.consumption_w, t1, cur.consumption_w, a, b)
+            p.balance_wh += _trapezoid_wh(t0, prev[1], t1, cur[1], a, b)
+        if prev[2] is not None and cur[2] is not None:
+            p.production_wh = (p.production_wh or 0.0) + _trapezoid_wh(t0, prev[2], t1, cur[2], a, b)
+        if prev[3] is not None and cur[3] is not None:
+            p.consumption_wh = (p.consumption_wh or 0.0) + _trapezoid_wh(t0, prev[3], t1, cur[3], a, b)
         p.covered_s += b - a
 
     # -- persistence (restart within a period continues the same balance) --------------------
@@ -218,19 +261,18 @@ class Balance:
             b.current = PeriodSummary(**c)
         if state.get("last"):
             b.last = Reading.from_dict(state["last"])
-            b._last_t = b.last.at.timestamp()
         if b.current is not None:
-            b._end_t = b.current.end.timestamp()
+            b.start_t, b._end_t = b.current.start.timestamp(), b.current.end.timestamp()
         return b
 
 
-def _counter_delta(prev: Reading, cur: Reading) -> tuple[float, float] | None:
+_NONE: list[PeriodSummary] = []  # shared, never appended to: no period closed
+
+
+def _counter_delta(imp0: float, exp0: float, imp1: float, exp1: float) -> tuple[float, float] | None:
     """(exported Wh, imported Wh) between two readings from the counters, or None."""
-    if None in (prev.import_wh_total, prev.export_wh_total,
-                cur.import_wh_total, cur.export_wh_total):
-        return None
-    d_imp = cur.import_wh_total - prev.import_wh_total  # type: ignore[operator]
-    d_exp = cur.export_wh_total - prev.export_wh_total  # type: ignore[operator]
+    d_imp = imp1 - imp0
+    d_exp = exp1 - exp0
     if d_imp < 0 or d_exp < 0:  # meter reset or replaced: fall back to integrating net_w
         return None
     return d_exp, d_imp

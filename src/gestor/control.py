@@ -16,25 +16,36 @@ from typing import Callable, Mapping, Sequence
 
 from drivers.meters.base import Reading
 from gestor.balance import Balance, PeriodSummary
-from gestor.guards import GuardState, LoadLimits, Override, apply_guards, in_windows, min_run_deadline, min_run_reason
-from gestor.policies import LoadView, Snapshot, Wish, decide_free
+from gestor.guards import GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_deadline, min_run_reason
+from gestor.policies import POLICIES, LoadView, Snapshot, Wish, changes
 from gestor.settings import LoadSettings, Settings
 from gestor.tariff import period_2_0td
 
 UTC = timezone.utc
+NO_CHANGE: list[Wish] = []  # shared, never appended to: most cycles change nothing
+_LOCAL_BUCKET_S = 900       # UTC offsets change on a quarter-hour of UTC in every zone in use
 
 
 @dataclass
 class LoadState:
-    """One load's control state. ``on`` None: unknown (a relay that did not confirm)."""
+    """One load's control state. ``on`` None: unknown (a relay that did not confirm).
+    ``since_s``: the last confirmed switch, epoch s (``since``: the same as a datetime)."""
 
     cfg: LoadSettings
     limits: LoadLimits
     on: bool | None = False
-    since: datetime | None = None                              # last confirmed switch
+    since_s: float | None = None
     switches: dict[float, int] = field(default_factory=dict)   # period start (epoch) → switches
     on_s: dict[float, float] = field(default_factory=dict)     # period start (epoch) → seconds on
     day_on_s: dict[float, float] = field(default_factory=dict)  # min-run deadline (epoch) → seconds on
+
+    @property
+    def since(self) -> datetime | None:
+        return None if self.since_s is None else datetime.fromtimestamp(self.since_s, UTC)
+
+    @since.setter
+    def since(self, at: datetime | None) -> None:
+        self.since_s = None if at is None else at.timestamp()
 
     @property
     def name(self) -> str:
@@ -45,8 +56,8 @@ class LoadState:
         return self.cfg.power_w
 
     def view(self) -> LoadView:
-        return LoadView(self.cfg.name, self.cfg.power_w, self.on is not False, self.since,
-                        self.cfg.on_above_wh, self.cfg.off_below_wh)
+        c = self.cfg
+        return LoadView(c.name, c.power_w, self.on is not False, self.since_s, c.on_above_wh, c.off_below_wh)
 
 
 class Controller:
@@ -66,36 +77,77 @@ class Controller:
             LoadState(ld, LoadLimits.of(ld)) for ld in settings.loads_by_priority()]
         self.limits = {ld.name: ld.limits for ld in self.loads}
         self.price_period: Callable[[datetime], str] = lambda t: period_2_0td(t, self.tz)
+        self._windowed = [ld for ld in self.loads if ld.limits.windows]
+        self._min_run = [ld for ld in self.loads if ld.cfg.min_run_s > 0]
+        self._offset = (-1, 0.0)  # (quarter-hour bucket of UTC, UTC offset s) for local minutes
+        # the guards' verdict on every load in the last decision (None: they had nothing to say,
+        # every load kept its state), with the reasons a guard gave for holding a state
+        self.verdicts: list[Wish] | None = None
+        self._policy = POLICIES[settings.policy.name]
+        self._views: tuple[LoadView, ...] = ()
+        self._views_key: list | None = None
+        self._unknown = False
+
+    def local_minute(self, now_s: float) -> float:
+        """The minute of the local day (``tz``) at epoch ``now_s``, seconds truncated as
+        :func:`gestor.guards.in_windows` counts them."""
+        bucket = int(now_s // _LOCAL_BUCKET_S)
+        if self._offset[0] != bucket:
+            off = datetime.fromtimestamp(bucket * _LOCAL_BUCKET_S, UTC).astimezone(self.tz).utcoffset()
+            self._offset = (bucket, off.total_seconds() if off is not None else 0.0)
+        return (int(now_s + self._offset[1]) % 86400) / 60
 
     # -- the decision ------------------------------------------------------------------------
-    def decide(self, now: datetime, period_start: datetime, period_end: datetime, balance_wh: float,
+    def decide(self, now_s: float, period_start_s: float, period_end_s: float, balance_wh: float,
                net_w: float, recent_surplus_w: tuple[float, ...] = (), *, latched: bool = False,
                reading_age_s: float | None = 0.0, stale_after_s: float = math.inf,
                overrides: Mapping[str, Override] | None = None,
                held: Mapping[str, str] | None = None) -> list[Wish]:
-        """What every load is to be commanded to now (the loads' order), with the reason.
+        """The commands this cycle: one :class:`Wish` (state and reason) per load whose state is
+        to change (or is unknown), in the loads' order; most cycles none.
 
         ``held``: loads a guard keeps anyway (unknown relay, override, switched off outside
         gestor), left out of the policy's stack with loads outside their windows, so that they do
-        not block the loads after them."""
-        views = tuple(ld.view() for ld in self.loads)
-        held_all = dict(held or {})
-        for ld in self.loads:
-            if ld.limits.windows and ld.name not in held_all and not in_windows(now, self.tz, ld.limits.windows):
-                held_all[ld.name] = "held by a guard"
-        snap = Snapshot(now, period_start, period_end, balance_wh, net_w, views, recent_surplus_w)
-        wishes = decide_free(snap, self.s.policy, held_all)
-        k = period_start.timestamp()
-        return apply_guards(wishes, views, self.limits, GuardState(
-            now, latched, reading_age_s, stale_after_s, self.tz, overrides or {},
-            {ld.name: ld.switches.get(k, 0) for ld in self.loads}, self.min_run(now)))
+        not block the loads after them. Times are epoch seconds.
 
-    def min_run(self, now: datetime) -> dict[str, str]:
+        The policy runs every cycle; the guards (:func:`gestor.guards.apply_guards`, the one
+        implementation) run whenever one of them could change anything: the policy wants a
+        change, the latch is set, the meter is stale, a load is held, overridden, outside its
+        windows, due its daily minimum, or in an unknown state. Otherwise every load keeps its
+        state, which is what the guards would conclude."""
+        loads = self.loads
+        key = [(ld.on, ld.since_s) for ld in loads]
+        if key != self._views_key:  # the loads' views change only when a load does
+            self._views, self._views_key = tuple([ld.view() for ld in loads]), key
+            self._unknown = any(ld.on is None for ld in loads)
+        views = self._views
+        if self._windowed:
+            m = self.local_minute(now_s)
+            for ld in self._windowed:
+                if (held is None or ld.name not in held) and not in_windows_min(m, ld.limits.windows):
+                    held = {**(held or {}), ld.name: "held by a guard"}
+        snap = Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w, views, recent_surplus_w)
+        want = changes(snap, self.s.policy, held) if held else self._policy(snap, self.s.policy)
+        min_run = self.min_run(now_s) if self._min_run else None
+        if not (want or held or latched or overrides or min_run) and reading_age_s is not None \
+                and 0 <= reading_age_s <= stale_after_s and not self._unknown:
+            self.verdicts = None
+            return NO_CHANGE
+        by_name = {w.load: w for w in want}
+        held = held or {}
+        wishes = [by_name.get(v.name) or (Wish(v.name, False, held[v.name]) if v.name in held else Wish(v.name, v.on))
+                  for v in views]
+        final = apply_guards(wishes, views, self.limits, GuardState(
+            datetime.fromtimestamp(now_s, UTC), latched, reading_age_s, stale_after_s, self.tz, overrides or {},
+            {ld.name: ld.switches.get(period_start_s, 0) for ld in loads}, min_run or {}))
+        self.verdicts = final
+        return [w for w, ld in zip(final, loads) if ld.on is None or w.on != ld.on]
+
+    def min_run(self, now_s: float) -> dict[str, str]:
         """Per load that must run now for its daily minimum, the reason (see guards)."""
         out = {}
-        for ld in self.loads:
-            if ld.cfg.min_run_s <= 0:
-                continue
+        now = datetime.fromtimestamp(now_s, UTC)
+        for ld in self._min_run:
             done = ld.day_on_s.get(min_run_deadline(now, self.tz, ld.cfg.min_run_by).timestamp(), 0.0)
             why = min_run_reason(now, self.tz, self.period_s, ld.cfg.min_run_s, done, ld.cfg.min_run_by,
                                  self.price_period, ld.cfg.power_w)
@@ -104,9 +156,9 @@ class Controller:
         return out
 
     # -- the books ---------------------------------------------------------------------------
-    def switched(self, ld: LoadState, on: bool, now: datetime, period_start_s: float) -> None:
-        """Record a confirmed change of ``ld`` to ``on`` at ``now``."""
-        ld.on, ld.since = on, now
+    def switched(self, ld: LoadState, on: bool, now_s: float, period_start_s: float) -> None:
+        """Record a confirmed change of ``ld`` to ``on`` at epoch ``now_s``."""
+        ld.on, ld.since_s = on, now_s
         ld.switches[period_start_s] = ld.switches.get(period_start_s, 0) + 1
 
     def account(self, t0: float, t1: float, bounds: Callable[[float], tuple[float, float]],
@@ -114,6 +166,8 @@ class Controller:
         """Add the seconds each load was on between ``t0`` and ``t1`` (epoch s), split at the
         settlement periods ``bounds(t)`` returns (start, end epoch) and at the daily-minimum
         deadlines. ``on``: each load's state over the interval (default: its current state)."""
+        if on is None and not any([ld.on for ld in self.loads]):
+            return
         a = t0
         while a < t1:
             p0, p1 = bounds(a)
@@ -131,8 +185,8 @@ class Controller:
 
 @dataclass
 class Step:
-    """What one control cycle concluded: periods it closed, the current period and its balance,
-    the latest net power, and the command for every load."""
+    """What one control cycle concluded, for managing: periods it closed, the current period and
+    its balance, the latest net power, and the commands (loads whose state is to change)."""
 
     closed: list[PeriodSummary]
     period_start: datetime
@@ -140,23 +194,40 @@ class Step:
     balance_wh: float
     net_w: float
     recent_surplus_w: tuple[float, ...]
-    wishes: list[Wish]
+    changes: list[Wish]
+
+
+# A reading on the hot path: (epoch s, net W, production W, consumption W, import Wh total,
+# export Wh total), None where the meter does not give it. Reading.at → epoch s, nothing else.
+Sample = tuple
+
+
+def sample_of(r: Reading) -> Sample:
+    return (r.at.timestamp(), r.net_w, r.production_w, r.consumption_w, r.import_wh_total, r.export_wh_total)
 
 
 class Core(Controller):
     """The whole control cycle on the readings received since the last one: the settlement
     period's balance, the recent surplus, the policy and the guards. managing runs it on the live
-    state with real relays; ``gestor simulate`` on the readings monitoring would have taken from a
-    recording, with simulated loads: one code path, so the simulator is the daemon."""
+    state with real relays (:meth:`step`, datetimes at the edge); ``gestor simulate`` on the
+    readings monitoring would have taken from a recording, with simulated loads
+    (:meth:`step_s`, floats): one code path, so the simulator is the daemon."""
 
     def __init__(self, settings: Settings, loads: Sequence[LoadState] | None = None) -> None:
         super().__init__(settings, loads)
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
-        self.recent: deque[tuple[datetime, float]] = deque()  # (reading time, surplus before the loads)
+        # the readings of the last window_s (epoch s) and the surplus before the loads then (W)
+        self._recent_t: deque[float] = deque()
+        self._recent_v: deque[float] = deque()
         self.window_s = settings.policy.window_s
+        self.stale_after_s = settings.managing.stale_after_s
+        self._steady = settings.policy.name == "steady_surplus"
         self._span = (math.inf, -math.inf)  # the last period bounds_s returned (epoch s)
         # (from when, W of the loads that are on): what the loads drew when each reading was taken
-        self._on_w: deque[tuple[datetime | None, float]] = deque([(None, 0.0)])
+        self._on_w: deque[tuple[float, float]] = deque([(-math.inf, 0.0)])
+        # the last cycle's conclusions (step_s), epoch s / Wh / W
+        self.period_start_s = self.period_end_s = self.balance_wh = self.net_w = 0.0
+        self.recent_surplus_w: tuple[float, ...] = ()
 
     def bounds_s(self, t: float) -> tuple[float, float]:
         """The settlement period around epoch ``t`` as (start, end) epoch seconds; the last one is
@@ -166,49 +237,73 @@ class Core(Controller):
             self._span = (p0.timestamp(), p1.timestamp())
         return self._span
 
-    def note_state(self, now: datetime) -> None:
+    def note_state(self, now: datetime | float) -> None:
         """Record the loads' power from ``now`` on (after a switch, or a load found off)."""
-        self._on_w.append((now, sum(ld.cfg.power_w for ld in self.loads if ld.on)))
+        t = now if isinstance(now, float) else now.timestamp()
+        self._on_w.append((t, sum([ld.cfg.power_w for ld in self.loads if ld.on])))
 
-    def switched(self, ld: LoadState, on: bool, now: datetime, period_start_s: float) -> None:
-        super().switched(ld, on, now, period_start_s)
-        self.note_state(now)
+    def switched(self, ld: LoadState, on: bool, now_s: float, period_start_s: float) -> None:
+        super().switched(ld, on, now_s, period_start_s)
+        self.note_state(now_s)
 
-    def on_w_at(self, at: datetime) -> float:
-        """W the managed loads drew when a reading stamped ``at`` was taken: the state commanded
+    def on_w_at(self, at_s: float) -> float:
+        """W the managed loads drew when a reading stamped ``at_s`` was taken: the state commanded
         before it (monitoring reads before managing commands at the same instant)."""
         for since, w in reversed(self._on_w):
-            if since is None or since < at:
+            if since < at_s:
                 return w
         return self._on_w[0][1]
 
     def reset(self) -> None:
         """A fresh balance and history (after a wall-clock step)."""
         self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s)
-        self.recent.clear()
-        self._on_w = deque([(None, sum(ld.cfg.power_w for ld in self.loads if ld.on))])
+        self._recent_t.clear()
+        self._recent_v.clear()
+        self._on_w = deque([(-math.inf, sum([ld.cfg.power_w for ld in self.loads if ld.on]))])
+
+    def step_s(self, now_s: float, new: Sequence[Sample], *, reading_age_s: float | None,
+               latched: bool = False, overrides: Mapping[str, Override] | None = None,
+               held: Mapping[str, str] | None = None) -> tuple[list[PeriodSummary], list[Wish]]:
+        """One cycle at epoch ``now_s`` with the readings ``new`` (oldest first, newer than the
+        last): the periods it closed, and the commands (see :meth:`Controller.decide`). The
+        current period, its balance, the latest net power and the recent surplus are left in
+        ``period_start_s``, ``period_end_s``, ``balance_wh``, ``net_w``, ``recent_surplus_w``."""
+        bal = self.balance
+        if len(new) == 1:  # the common case: one reading since the last cycle
+            closed = bal.update_s(*new[0])
+        else:
+            closed = []
+            for r in new:
+                closed.extend(bal.update_s(*r))
+        if self._steady:  # only steady_surplus reads the recent surplus (before the managed loads)
+            rt, rv = self._recent_t, self._recent_v
+            for r in new:
+                rt.append(r[0])
+                rv.append(r[1] + self.on_w_at(r[0]))
+            while rt and now_s - rt[0] > self.window_s:
+                rt.popleft()
+                rv.popleft()
+            self.recent_surplus_w = tuple(rv)
+        # the load history older than every reading still to come is not needed
+        on_w, last_t = self._on_w, bal.last_t
+        while len(on_w) > 1 and on_w[1][0] < last_t:
+            on_w.popleft()
+        start, end = self._span
+        if not start <= now_s < end:
+            start, end = self.bounds_s(now_s)
+        bal_wh = bal.current.balance_wh if bal.current is not None and bal.start_t == start else 0.0
+        net = bal.last_net_w
+        self.period_start_s, self.period_end_s, self.balance_wh, self.net_w = start, end, bal_wh, net
+        return closed, self.decide(now_s, start, end, bal_wh, net, self.recent_surplus_w, latched=latched,
+                                   reading_age_s=reading_age_s, stale_after_s=self.stale_after_s,
+                                   overrides=overrides, held=held)
 
     def step(self, now: datetime, new: Sequence[Reading], *, reading_age_s: float | None,
              latched: bool = False, overrides: Mapping[str, Override] | None = None,
              held: Mapping[str, str] | None = None) -> Step:
-        """One cycle at ``now`` with the readings ``new`` (oldest first, newer than the last)."""
-        closed = [p for r in new for p in self.balance.update(r)]
-        # the surplus before the managed loads: each reading plus what the loads drew when it was taken
-        for r in new:
-            self.recent.append((r.at, r.net_w + self.on_w_at(r.at)))
-        while self.recent and (now - self.recent[0][0]).total_seconds() > self.window_s:
-            self.recent.popleft()
-        # the load history older than every reading still to come is not needed
-        while len(self._on_w) > 1 and self._on_w[1][0] is not None and self.balance.last is not None \
-                and self._on_w[1][0] < self.balance.last.at:
-            self._on_w.popleft()
-        reading = self.balance.last
-        start, end = self.balance.bounds(now)
-        cur = self.balance.current
-        bal = cur.balance_wh if cur is not None and cur.start == start else 0.0
-        net = reading.net_w if reading else 0.0
-        # only steady_surplus reads the recent course: the others need no tuple built every cycle
-        recent = tuple(v for _, v in self.recent) if self.s.policy.name == "steady_surplus" else ()
-        wishes = self.decide(now, start, end, bal, net, recent, latched=latched, reading_age_s=reading_age_s,
-                             stale_after_s=self.s.managing.stale_after_s, overrides=overrides, held=held)
-        return Step(closed, start, end, bal, net, recent, wishes)
+        """:meth:`step_s` with datetimes and :class:`Reading` objects, as managing has them."""
+        closed, todo = self.step_s(now.timestamp(), [sample_of(r) for r in new], reading_age_s=reading_age_s,
+                                   latched=latched, overrides=overrides, held=held)
+        return Step(closed, datetime.fromtimestamp(self.period_start_s, UTC),
+                    datetime.fromtimestamp(self.period_end_s, UTC), self.balance_wh, self.net_w,
+                    self.recent_surplus_w, todo)

@@ -57,6 +57,9 @@ class LoadLimits:
                    tuple(parse_window(w) for w in ld.windows), ", ".join(ld.windows))
 
 
+NO_LIMITS = LoadLimits()
+
+
 @dataclass(frozen=True)
 class GuardState:
     """Facts the guards need beyond the loads. ``reading_age_s`` None: no reading at all.
@@ -79,7 +82,13 @@ def in_windows(now: datetime, tz: ZoneInfo, windows: tuple[tuple[int, int], ...]
     if not windows:
         return True
     local = now.astimezone(tz)
-    m = local.hour * 60 + local.minute + local.second / 60
+    return in_windows_min(local.hour * 60 + local.minute + local.second / 60, windows)
+
+
+def in_windows_min(m: float, windows: tuple[tuple[int, int], ...]) -> bool:
+    """:func:`in_windows` on ``m``, the minute of the local day (0 <= m < 1440)."""
+    if not windows:
+        return True
     for a, b in windows:
         if (a <= m < b) if a < b else (m >= a or m < b):
             return True
@@ -90,12 +99,13 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
                  g: GuardState) -> list[Wish]:
     """Return the wishes every load will actually be commanded to (same order)."""
     by_name = {ld.name: ld for ld in loads}
+    now_s = g.now.timestamp()
     out: list[Wish] = []
     # a reading from the future (negative age: the wall clock stepped) is as unusable as an old one
     stale = g.reading_age_s is None or g.reading_age_s < 0 or g.reading_age_s > g.stale_after_s
     for w in wishes:
         ld = by_name[w.load]
-        lim = limits.get(w.load, LoadLimits())
+        lim = limits.get(w.load, NO_LIMITS)
         if g.latched:
             out.append(Wish(w.load, False, "stop latch set (stop-loads; release with stop-loads --release)"))
             continue
@@ -110,7 +120,7 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
             if not ov.on:
                 out.append(Wish(w.load, False, ov.describe(g.tz)))
                 continue
-            out.append(_min_on_off(Wish(w.load, True, ov.describe(g.tz)), ld, lim, g.now))
+            out.append(_min_on_off(Wish(w.load, True, ov.describe(g.tz)), ld, lim, now_s))
             continue
         if not in_windows(g.now, g.tz, lim.windows):
             out.append(Wish(w.load, False, f"outside its windows {lim.windows_text}"))
@@ -122,13 +132,13 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
             out.append(Wish(w.load, ld.on, f"max_switches_per_period {lim.max_switches_per_period} reached: "
                                            f"stays {'on' if ld.on else 'off'} until the period ends"))
             continue
-        out.append(_min_on_off(w, ld, lim, g.now))
+        out.append(_min_on_off(w, ld, lim, now_s))
     return out
 
 
-def _min_on_off(w: Wish, ld: LoadView, lim: LoadLimits, now: datetime) -> Wish:
-    if w.on != ld.on and ld.since is not None:
-        held_s = (now - ld.since).total_seconds()
+def _min_on_off(w: Wish, ld: LoadView, lim: LoadLimits, now_s: float) -> Wish:
+    if w.on != ld.on and ld.since_s is not None:
+        held_s = now_s - ld.since_s
         if ld.on and held_s < lim.min_on_s:
             return Wish(w.load, True, f"min_on {lim.min_on_s:.0f} s not reached (on {held_s:.0f} s)")
         if not ld.on and held_s < lim.min_off_s:

@@ -27,32 +27,30 @@ priority order (the order of ``loads`` in settings.yaml):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 from gestor.settings import PolicySettings
 
 
-@dataclass(frozen=True)
-class LoadView:
-    """A load as a policy sees it. ``since``: when it last switched (None: not since start)."""
+class LoadView(NamedTuple):
+    """A load as a policy sees it. ``since_s``: when it last switched, epoch s (None: not since
+    start)."""
 
     name: str
     power_w: float
     on: bool
-    since: datetime | None = None
+    since_s: float | None = None
     on_above_wh: float | None = None
     off_below_wh: float | None = None
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything a policy may use. Powers W (export-positive), energies Wh, times aware."""
+class Snapshot(NamedTuple):
+    """Everything a policy may use. Powers W (export-positive), energies Wh, times epoch seconds
+    (floats: the control core runs a year of cycles in the simulator, no datetime per cycle)."""
 
-    now: datetime
-    period_start: datetime
-    period_end: datetime
+    now_s: float
+    period_start_s: float
+    period_end_s: float
     balance_wh: float
     net_w: float
     loads: tuple[LoadView, ...]
@@ -60,19 +58,18 @@ class Snapshot:
 
     @property
     def period_s(self) -> float:
-        return (self.period_end - self.period_start).total_seconds()
+        return self.period_end_s - self.period_start_s
 
     @property
     def elapsed_s(self) -> float:
-        return max((self.now - self.period_start).total_seconds(), 0.0)
+        return max(self.now_s - self.period_start_s, 0.0)
 
     @property
     def remaining_s(self) -> float:
-        return max((self.period_end - self.now).total_seconds(), 0.0)
+        return max(self.period_end_s - self.now_s, 0.0)
 
 
-@dataclass(frozen=True)
-class Wish:
+class Wish(NamedTuple):
     load: str
     on: bool
     reason: str = ""
@@ -91,64 +88,64 @@ def projected_wh(s: Snapshot, mode: str) -> float:
     raise ValueError(f"unknown projection {mode!r}")
 
 
-def _keep(s: Snapshot) -> dict[str, Wish]:
-    return {ld.name: Wish(ld.name, ld.on) for ld in s.loads}
-
-
 def time_to_consume(s: Snapshot, p: PolicySettings) -> list[Wish]:
-    wishes = _keep(s)
-    proj = projected_wh(s, p.projection)
-    rem = s.remaining_s
-    nxt = next((ld for ld in s.loads if not ld.on), None)
-    last_on = next((ld for ld in reversed(s.loads) if ld.on), None)
+    rem = max(s.period_end_s - s.now_s, 0.0)
+    loads = s.loads
+    nxt = last_on = None
+    for ld in loads:
+        if not ld.on:
+            nxt = ld
+            break
+    for ld in reversed(loads):
+        if ld.on:
+            last_on = ld
+            break
     if nxt is not None:
+        proj = projected_wh(s, p.projection)
         run_s = proj / nxt.power_w * 3600.0
         if proj >= p.on_min_wh and run_s >= rem * p.time_factor:
-            wishes[nxt.name] = Wish(nxt.name, True,
-                                    f"projected {proj:+.0f} Wh covers {nxt.power_w:.0f} W for "
-                                    f"{rem:.0f} s left (time_to_consume, {p.projection})")
-            return list(wishes.values())
+            return [Wish(nxt.name, True, f"projected {proj:+.0f} Wh covers {nxt.power_w:.0f} W for "
+                                         f"{rem:.0f} s left (time_to_consume, {p.projection})")]
     if last_on is not None:
         if_off = s.balance_wh + (s.net_w + last_on.power_w) * rem / 3600.0
         if if_off <= p.end_at_wh:
-            wishes[last_on.name] = Wish(last_on.name, False,
-                                        f"without it the period would end at {if_off:+.0f} Wh <= "
-                                        f"end_at {p.end_at_wh:+.0f} Wh (time_to_consume)")
-    return list(wishes.values())
+            return [Wish(last_on.name, False, f"without it the period would end at {if_off:+.0f} Wh <= "
+                                              f"end_at {p.end_at_wh:+.0f} Wh (time_to_consume)")]
+    return []
 
 
 def hysteresis(s: Snapshot, p: PolicySettings) -> list[Wish]:
-    wishes = _keep(s)
+    out = []
     for ld in s.loads:
         if ld.on_above_wh is None or ld.off_below_wh is None:
             continue
         if not ld.on and s.balance_wh >= ld.on_above_wh:
-            wishes[ld.name] = Wish(ld.name, True, f"balance {s.balance_wh:+.0f} Wh >= on_above "
-                                                  f"{ld.on_above_wh:+.0f} Wh (hysteresis)")
+            out.append(Wish(ld.name, True, f"balance {s.balance_wh:+.0f} Wh >= on_above "
+                                           f"{ld.on_above_wh:+.0f} Wh (hysteresis)"))
         elif ld.on and s.balance_wh <= ld.off_below_wh:
-            wishes[ld.name] = Wish(ld.name, False, f"balance {s.balance_wh:+.0f} Wh <= off_below "
-                                                   f"{ld.off_below_wh:+.0f} Wh (hysteresis)")
-    return list(wishes.values())
+            out.append(Wish(ld.name, False, f"balance {s.balance_wh:+.0f} Wh <= off_below "
+                                            f"{ld.off_below_wh:+.0f} Wh (hysteresis)"))
+    return out
 
 
 def min_on_time(s: Snapshot, p: PolicySettings) -> list[Wish]:
-    wishes = _keep(s)
+    out = []
     budget_wh = s.balance_wh
     for ld in s.loads:
         need_wh = ld.power_w * p.min_on_s / 3600.0
         if ld.on:
-            ran_s = (s.now - ld.since).total_seconds() if ld.since else p.min_on_s
+            ran_s = s.now_s - ld.since_s if ld.since_s is not None else p.min_on_s
             if ran_s >= p.min_on_s and budget_wh < need_wh:
-                wishes[ld.name] = Wish(ld.name, False,
-                                       f"ran {ran_s:.0f} s >= min_on {p.min_on_s:.0f} s and balance "
-                                       f"{budget_wh:+.0f} Wh < {need_wh:.0f} Wh for another run (min_on_time)")
+                out.append(Wish(ld.name, False,
+                                f"ran {ran_s:.0f} s >= min_on {p.min_on_s:.0f} s and balance "
+                                f"{budget_wh:+.0f} Wh < {need_wh:.0f} Wh for another run (min_on_time)"))
             continue
         if budget_wh >= need_wh:
-            wishes[ld.name] = Wish(ld.name, True,
-                                   f"balance {budget_wh:+.0f} Wh runs {ld.power_w:.0f} W for "
-                                   f"{budget_wh / ld.power_w * 3600:.0f} s >= min_on {p.min_on_s:.0f} s (min_on_time)")
+            out.append(Wish(ld.name, True,
+                            f"balance {budget_wh:+.0f} Wh runs {ld.power_w:.0f} W for "
+                            f"{budget_wh / ld.power_w * 3600:.0f} s >= min_on {p.min_on_s:.0f} s (min_on_time)"))
             budget_wh -= need_wh
-    return list(wishes.values())
+    return out
 
 
 def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
@@ -171,29 +168,34 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
 
     Measured with ``gestor simulate`` on the three recorded files (README, benchmarks/policies.py).
     """
-    wishes = _keep(s)
-    loads_on_w = sum(ld.power_w for ld in s.loads if ld.on)
+    loads_on_w = sum([ld.power_w for ld in s.loads if ld.on])
     recent = sorted(s.recent_surplus_w) or [s.net_w + loads_on_w]
     med = _quantile(recent, 0.5)
-    mad = _quantile(sorted(abs(v - med) for v in recent), 0.5)
-    rem = s.remaining_s
-    nxt = next((ld for ld in s.loads if not ld.on), None)
-    last_on = next((ld for ld in reversed(s.loads) if ld.on), None)
+    rem = max(s.period_end_s - s.now_s, 0.0)
+    nxt = last_on = None
+    for ld in s.loads:
+        if not ld.on:
+            nxt = ld
+            break
+    for ld in reversed(s.loads):
+        if ld.on:
+            last_on = ld
+            break
     if nxt is not None:
         end_on = s.balance_wh + (med - loads_on_w - nxt.power_w) * rem / 3600.0
         proj = s.balance_wh + (med - loads_on_w) * rem / 3600.0
         if end_on >= p.margin_wh and proj >= p.on_min_wh:
-            wishes[nxt.name] = Wish(nxt.name, True, f"steady surplus {med:.0f} W runs {nxt.power_w:.0f} W to the "
-                                                    f"period's end at {end_on:+.0f} Wh (steady_surplus)")
-            return list(wishes.values())
+            return [Wish(nxt.name, True, f"steady surplus {med:.0f} W runs {nxt.power_w:.0f} W to the "
+                                         f"period's end at {end_on:+.0f} Wh (steady_surplus)")]
     if last_on is not None:
+        mad = _quantile(sorted([abs(v - med) for v in recent]), 0.5)  # only needed here
         rate = med - p.doubt * mad
         end_off = s.balance_wh + (rate - loads_on_w + last_on.power_w) * rem / 3600.0
         if end_off <= p.margin_wh:
-            wishes[last_on.name] = Wish(last_on.name, False,
-                                        f"steady surplus {med:.0f} W (doubtful {rate:.0f} W): even without it the "
-                                        f"period would end at {end_off:+.0f} Wh (steady_surplus)")
-    return list(wishes.values())
+            return [Wish(last_on.name, False,
+                         f"steady surplus {med:.0f} W (doubtful {rate:.0f} W): even without it the "
+                         f"period would end at {end_off:+.0f} Wh (steady_surplus)")]
+    return []
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -213,16 +215,19 @@ POLICIES: dict[str, Callable[[Snapshot, PolicySettings], list[Wish]]] = {
 }
 
 
-def decide(s: Snapshot, p: PolicySettings) -> list[Wish]:
-    """Run the configured policy; one Wish per load, in the loads' order."""
+def changes(s: Snapshot, p: PolicySettings, held: Mapping[str, str] | None = None) -> list[Wish]:
+    """The configured policy's wishes to change a load (a load not listed keeps its state; most
+    cycles: none). The loads a guard holds anyway (``held``: name → why) are left out of the
+    policy's stack, so they do not block the loads after them. What the control core runs."""
+    if held:
+        s = s._replace(loads=tuple(v for v in s.loads if v.name not in held))
     return POLICIES[p.name](s, p)
 
 
-def decide_free(s: Snapshot, p: PolicySettings, held: Mapping[str, str]) -> list[Wish]:
-    """Like :func:`decide`, but the loads a guard holds anyway (``held``: name → why) are left out
-    of the policy's stack, so they do not block the loads after them; each gets ``Wish(off, why)``
-    and the guards decide its state."""
-    if not held:
-        return decide(s, p)
-    free = {w.load: w for w in decide(replace(s, loads=tuple(v for v in s.loads if v.name not in held)), p)}
-    return [free.get(v.name) or Wish(v.name, False, held[v.name]) for v in s.loads]
+def decide(s: Snapshot, p: PolicySettings, held: Mapping[str, str] | None = None) -> list[Wish]:
+    """One Wish per load, in the loads' order: the policy's changes, ``Wish(off, why)`` for a
+    held load (the guards decide its state), the others kept as they are."""
+    want = {w.load: w for w in changes(s, p, held)}
+    held = held or {}
+    return [want.get(v.name) or (Wish(v.name, False, held[v.name]) if v.name in held else Wish(v.name, v.on))
+            for v in s.loads]

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="one PNG per day (OUT-YYYY-MM-DD.png if several)")
     p.add_argument("--sweep", metavar="KEY=START:STOP:STEP", help="run a range of one setting and compare")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="sweep values run in N processes at once (default: the number of cores)")
+                   help="processes at once: a sweep's values, or the parts of a run of several days split at "
+                        "local midnights (default: the number of cores; the result is the same with any N)")
 
 
 def _set(raw: dict, key: str, value: Any) -> None:
@@ -298,7 +299,9 @@ def main(args: argparse.Namespace) -> int:
         raise MeterError(f"{args.prices}: {e.strerror or e}") from None
     except ValueError as e:
         raise MeterError(str(e)) from None
-    r = simulate(data, s, prices, _time(args.from_, s), _time(args.to, s), trace=args.plot is not None)
+    import os
+    r = simulate(data, s, prices, _time(args.from_, s), _time(args.to, s), trace=args.plot is not None,
+                 jobs=max(1, args.jobs or os.cpu_count() or 1))
     if not r.periods:
         raise MeterError(f"{args.data}: no samples in the chosen time range")
     if args.json:

@@ -29,13 +29,13 @@ Model (issue 5, DESIGN.md section 6):
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
-from drivers.meters.base import Reading
 from drivers.meters.replay import ReplayData, ReplaySettings
 from gestor.balance import PeriodSummary
 from gestor.control import Core, LoadState
@@ -161,6 +161,7 @@ class SimResult:
     days: dict[str, Totals]
     trace: Trace | None = None
     switches: list[tuple[datetime, str, bool]] = field(default_factory=list)  # (when, load, on)
+    parts: int = 1  # processes a split run used (1: in one piece)
 
 
 class Prices:
@@ -202,15 +203,124 @@ class _Load(LoadState):
     wh: dict[float, float] = field(default_factory=dict)      # period start epoch → Wh
 
 
+WARMUP_S = 6 * 3600.0  # a split run starts each part this long before its local midnight
+
+
+@dataclass
+class _Chunk:
+    periods: list[PeriodResult]
+    switches: list[tuple[float, str, bool]]
+    trace: Trace | None
+    signatures: dict[float, tuple]
+
+
 def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | None = None,
              end: datetime | None = None, trace: bool = False,
-             progress: Callable[[float], None] | None = None) -> SimResult:
+             progress: Callable[[float], None] | None = None, jobs: int = 1,
+             warmup_s: float = WARMUP_S) -> SimResult:
     """Run ``s``'s policy, guards and loads over ``data`` exactly as the daemons would have run
     on it (see module docstring): monitoring reads the latest sample every
     ``monitoring.interval_s`` from the first sample on, managing runs the control core every
     ``managing.interval_s`` on the readings since its last cycle, and a switch shows in the
-    readings monitoring takes after it."""
-    tz = s.tz
+    readings monitoring takes after it.
+
+    ``jobs`` > 1 splits a run of several days at local midnights into that many parts, run in
+    forked processes, each from ``warmup_s`` before its midnight on the same tick grid. A part is
+    kept only if its state at the first cycle after its midnight (loads, timers that still
+    matter, the period's balance and energies, the recent surplus, the last readings) equals the
+    state the part before it reached there; from equal states the daemons go on identically, so
+    the result is the sequential one. Otherwise the run is redone in one piece.
+    ``SimResult.parts`` tells how many parts were used."""
+    t_arr = data.t
+    i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
+    i1 = len(t_arr) if end is None else _bisect(t_arr, end.timestamp())
+    if i0 >= i1:
+        return SimResult([], Totals(), {}, Trace() if trace else None, [])
+    tick0_us = round(t_arr[i0] * 1e6)  # both daemons start at the first sample
+    cuts = [] if trace or jobs <= 1 else _cuts(t_arr[i0], t_arr[i1 - 1], s.tz, jobs)
+    chunks = _parallel(data, s, prices, i0, i1, tick0_us, cuts, warmup_s, jobs) if cuts else None
+    if chunks is None:
+        chunks = [_run(data, s, prices, i0, i1, tick0_us, trace=trace, progress=progress)]
+    periods = [p for c in chunks for p in c.periods]
+    totals, days = _totals(periods, s.loads_by_priority(), s.tz, s)
+    return SimResult(periods, totals, days, chunks[0].trace,
+                     [(datetime.fromtimestamp(t, UTC), n, on) for c in chunks for t, n, on in c.switches],
+                     parts=len(chunks))
+
+
+def _cuts(t_first: float, t_last: float, tz: ZoneInfo, parts: int) -> list[float]:
+    """Local midnights (epoch s) that split [t_first, t_last] into ``parts`` runs of whole days
+    as even as can be; none for a run shorter than two days."""
+    d0 = datetime.fromtimestamp(t_first, tz).date()
+    d1 = datetime.fromtimestamp(t_last, tz).date()
+    days = (d1 - d0).days  # midnights inside the run
+    if days < 2:
+        return []
+    parts = min(parts, days)
+    return [datetime.combine(d0 + timedelta(days=round(days * k / parts)), datetime.min.time(), tz).timestamp()
+            for k in range(1, parts)]
+
+
+_SPLIT: tuple | None = None  # (data, s, prices): inherited by the forked workers, not pickled
+
+
+def _part(args: tuple) -> _Chunk:
+    data, s, prices = _SPLIT  # type: ignore[misc]
+    return _run(data, s, prices, *args)
+
+
+def _parallel(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_us: int,
+              cuts: list[float], warmup_s: float, jobs: int) -> list[_Chunk] | None:
+    """The parts of a split run, or None when a part's state at its midnight differs from the
+    part before (the caller then runs it in one piece)."""
+    global _SPLIT
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    t_arr = data.t
+    edges = [-math.inf] + cuts + [math.inf]
+    tasks = []
+    for k in range(len(edges) - 1):
+        a = i0 if k == 0 else max(i0, _bisect(t_arr, edges[k] - warmup_s))
+        # run past the part's end far enough to reach the first cycle after its midnight
+        b = i1 if k == len(edges) - 2 else min(i1, _bisect(t_arr, edges[k + 1] + 120.0 + s.managing.interval_s))
+        tasks.append((a, b, tick0_us, (edges[k], edges[k + 1]), [x for x in (edges[k], edges[k + 1]) if math.isfinite(x)]))
+    _SPLIT = (data, s, prices)
+    try:
+        with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("fork")) as pool:
+            chunks = list(pool.map(_part, tasks))
+    finally:
+        _SPLIT = None
+    for k, cut in enumerate(cuts):
+        before, after = chunks[k].signatures.get(cut), chunks[k + 1].signatures.get(cut)
+        if before is None or before != after:
+            return None
+    return chunks
+
+
+def _signature(core: Core, loads: list[_Load], now_s: float, horizon_s: float, pending: list, last_read_t,
+               prev_t, prev_load_w: list[float]) -> tuple:
+    """Everything the daemons' future depends on, after the cycle at ``now_s``. A switch time
+    older than every min_on/min_off (``horizon_s``) no longer matters and reads as "old"."""
+    k = core.period_start_s
+    bal = core.balance
+    cur = bal.current
+    return (now_s, tuple(
+        (ld.on, ld.since_s if ld.since_s is not None and now_s - ld.since_s < horizon_s else "old",
+         ld.switches.get(k, 0), ld.on_s.get(k, 0.0), ld.wh.get(k, 0.0), tuple(ld.day_on_s.items()))
+        for ld in loads),
+        None if cur is None else (cur.start, cur.balance_wh, cur.production_wh, cur.consumption_wh,
+                                  cur.covered_s, cur.samples, cur.source),
+        bal._last, tuple(core._recent_t), tuple(core._recent_v),
+        tuple((t if t >= bal.last_t else "old", w) for t, w in core._on_w),
+        tuple(pending), last_read_t, prev_t, tuple(prev_load_w))
+
+
+def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_us: int,
+         keep: tuple[float, float] = (-math.inf, math.inf), checkpoints: Sequence[float] = (),
+         trace: bool = False, progress: Callable[[float], None] | None = None) -> _Chunk:
+    """The daemons over samples ``i0:i1``, ticking on the grid that starts at ``tick0_us`` (epoch
+    µs). Keeps the periods that start, and the switches made, within ``keep`` (epoch s); takes
+    the state's :func:`_signature` at the first managing cycle at or after each checkpoint."""
     loads = [_Load(ld, LoadLimits.of(ld)) for ld in s.loads_by_priority()]
     core = Core(s, loads)
     bal = core.balance
@@ -219,74 +329,85 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     max_abs_w = float(getattr(s.meter, "max_abs_power_w", 50_000.0))
     closed: list[PeriodSummary] = []
     tr = Trace(on={ld.name: [] for ld in loads}) if trace else None
-    switch_log: list[tuple[datetime, str, bool]] = []
+    switch_log: list[tuple[float, str, bool]] = []
     t_arr, cons_arr, net_arr, prod_arr = data.t, data.consumption_w, data.net_w, data.production_w
-    i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
-    i1 = len(t_arr) if end is None else _bisect(t_arr, end.timestamp())
-    if i0 >= i1:
-        return SimResult([], Totals(), {}, tr, switch_log)
-    t0 = datetime.fromtimestamp(t_arr[i0], UTC)   # both daemons start at the first sample
-    c0 = t0.timestamp()
-    mon_dt, mgr_dt = timedelta(seconds=s.monitoring.interval_s), timedelta(seconds=s.managing.interval_s)
-    m_at, m_ts = t0, c0                            # the monitoring tick
-    T, T_ts = t0, c0                               # the next managing tick
+    # The daemons' ticks are counted in integer microseconds, as the simulated clock's datetimes
+    # count them, and compared as epoch floats, as they do; on the grid of tick0_us.
+    mon_us, mgr_us = round(s.monitoring.interval_s * 1e6), round(s.managing.interval_s * 1e6)
+    first_us = round(t_arr[i0] * 1e6)
+    m_us = tick0_us + -((tick0_us - first_us) // mon_us) * mon_us    # the monitoring tick
+    T_us = tick0_us + -((tick0_us - first_us) // mgr_us) * mgr_us    # the next managing tick
+    m_ts, T_ts = m_us / 1e6, T_us / 1e6
+    todo_cp = sorted(checkpoints)
+    signatures: dict[float, tuple] = {}
+    horizon_s = max([0.0] + [max(ld.limits.min_on_s, ld.limits.min_off_s) for ld in loads]
+                    + [s.policy.min_on_s if s.policy.name == "min_on_time" else 0.0])
     prev_T_ts: float | None = None
-    pending: list[Reading] = []                    # read since the last managing cycle
-    last_read: Reading | None = None
+    pending: list[tuple] = []                      # read since the last managing cycle (core samples)
+    last_read_t: float | None = None
     prev_t: float | None = None
     prev_load_w = [0.0] * len(loads)
+    load_w = prev_load_w
     bounds = core.bounds_s
 
     def cycle() -> None:  # managing's cycle at T, as managing.Managing._cycle runs it
-        nonlocal prev_T_ts, pending
+        nonlocal prev_T_ts, pending, load_w
         if prev_T_ts is not None:
             core.account(prev_T_ts, T_ts, bounds)
         prev_T_ts = T_ts
-        last = bal.last
-        new = [r for r in pending if (last is None or r.at > last.at) and r.at <= T]
-        pending = []
-        age = (T - last_read.at).total_seconds() if last_read is not None else None
-        step = core.step(T, new, reading_age_s=age)
-        closed.extend(step.closed)
-        k = step.period_start.timestamp()
-        for w, ld in zip(step.wishes, loads):
-            if w.on != ld.on:  # a simulated relay always confirms
-                core.switched(ld, w.on, T, k)
-                switch_log.append((T, ld.name, w.on))
+        new = pending
+        if new:
+            last_t = bal.last_t
+            if new[0][0] <= last_t or new[-1][0] > T_ts:
+                new = [r for r in new if r[0] > last_t and r[0] <= T_ts]
+            pending = []
+        age = T_ts - last_read_t if last_read_t is not None else None
+        done, todo = core.step_s(T_ts, new, reading_age_s=age)
+        if done:
+            closed.extend(done)
+        if todo:
+            k = core.period_start_s
+            for w in todo:  # a simulated relay always confirms
+                ld = by_name[w.load]
+                core.switched(ld, w.on, T_ts, k)
+                if keep[0] <= T_ts < keep[1]:
+                    switch_log.append((T_ts, ld.name, w.on))
+            load_w = [ld.power_w if ld.on else 0.0 for ld in loads]
+        while todo_cp and T_ts >= todo_cp[0]:
+            signatures[todo_cp.pop(0)] = _signature(core, loads, T_ts, horizon_s, pending, last_read_t, prev_t,
+                                                    prev_load_w)
 
+    by_name = {ld.name: ld for ld in loads}
     n = max(i1 - i0, 1)
     for i in range(i0, i1):
         ti = t_arr[i]
-        while c0 + (m_ts - c0) * 1.0 < ti:  # the replay meter's data time at a tick (speed 1)
-            m_at += mon_dt
-            m_ts = m_at.timestamp()
-        if i + 1 < i1 and t_arr[i + 1] <= c0 + (m_ts - c0) * 1.0:
+        while m_ts < ti:  # the replay meter's data time at a tick (speed 1)
+            m_us += mon_us
+            m_ts = m_us / 1e6
+        if i + 1 < i1 and t_arr[i + 1] <= m_ts:
             continue  # a newer sample is the latest by the time monitoring reads: this one is never read
         while T_ts < m_ts:  # managing's cycles before this read (at equal times monitoring reads first)
             cycle()
-            T += mgr_dt
-            T_ts = T.timestamp()
+            T_us += mgr_us
+            T_ts = T_us / 1e6
         cons, net = cons_arr[i], net_arr[i]
         prod = prod_arr[i] if prod_arr is not None else None
         if net != net or cons != cons or (prod is not None and prod != prod):
             continue  # NaN: a failed read, not a zero
-        load_w = [ld.power_w if ld.on else 0.0 for ld in loads]
         extra = sum(load_w)
         r_net, r_cons = net - extra, cons + extra
         if abs(r_net) > max_abs_w or abs(r_cons) > max_abs_w or (prod is not None and abs(prod) > max_abs_w):
             continue  # implausible: monitoring discards it
-        at = datetime.fromtimestamp(c0 + (ti - c0) / 1.0, UTC)  # stamped as the replay meter does
-        r = Reading(at, r_net, prod, r_cons)
-        if last_read is not None and r.at <= last_read.at:
+        # stamped as the replay meter does: at the sample's own time (speed 1)
+        if last_read_t is not None and ti <= last_read_t:
             continue
-        pending.append(r)
-        last_read = r
-        t = at.timestamp()
-        if prev_t is not None and t - prev_t <= max_gap:
-            _account(loads, prev_t, t, prev_load_w, load_w, bounds)
-        prev_t, prev_load_w = t, load_w
+        pending.append((ti, r_net, prod, r_cons, None, None))
+        last_read_t = ti
+        if prev_t is not None and ti - prev_t <= max_gap and (extra or any(prev_load_w)):
+            _account(loads, prev_t, ti, prev_load_w, load_w, bounds)
+        prev_t, prev_load_w = ti, load_w
         if tr is not None:
-            tr.t.append(t)
+            tr.t.append(ti)
             tr.production_w.append(prod or 0.0)
             tr.base_w.append(cons)
             for ld in loads:
@@ -294,16 +415,15 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
         if progress is not None and (i - i0) % 20000 == 0:
             progress((i - i0) / n)
     if pending:  # the last readings: the cycle that takes them
-        while T < pending[-1].at:
+        while T_ts < pending[-1][0]:
             cycle()
-            T += mgr_dt
-            T_ts = T.timestamp()
+            T_us += mgr_us
+            T_ts = T_us / 1e6
         cycle()
     if bal.current is not None and bal.current.covered_s > 0:
         closed.append(bal.current)
-    periods = _periods(closed, loads, total_power_w, prices)
-    totals, days = _totals(periods, loads, tz, s)
-    return SimResult(periods, totals, days, tr, switch_log)
+    closed = [p for p in closed if keep[0] <= p.start.timestamp() < keep[1]]
+    return _Chunk(_periods(closed, loads, total_power_w, prices), switch_log, tr, signatures)
 
 
 def _bisect(a: list[float], x: float) -> int:
