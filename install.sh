@@ -36,6 +36,11 @@ check_python() {
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "python3 >= 3.11 needed (found $(python3 --version 2>&1)); Debian 12 / Raspberry Pi OS 12 have it"
   python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt python3-venv
+  # pyarrow (recordings for the replay meter, simulate, the demo) is built for 64-bit systems only
+  case "$(python3 -c 'import platform; print(platform.machine())')" in
+    armv6l|armv7l|armhf|i386|i686)
+      die "a 64-bit system is needed (found $(python3 -c 'import platform; print(platform.machine())')): on a Raspberry Pi (Zero 2 W, 3, 4, 5) install Raspberry Pi OS Lite (64-bit)";;
+  esac
 }
 
 # make_venv DIR EXTRAS: a virtualenv with gestor installed (editable), redone when pyproject changes.

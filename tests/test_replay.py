@@ -7,7 +7,7 @@ import pytest
 
 from drivers import DriverContext
 from drivers.meters.base import MeterError
-from drivers.meters.replay import ReplayMeter, ReplaySettings
+from drivers.meters.replay import ReplayData, ReplayMeter, ReplaySettings
 from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings
 from gestor.clock import SimClock
 from tests.conftest import DATA, write_csv
@@ -143,6 +143,18 @@ def test_malformed_rows_name_the_line(tmp_path):
                                                      "yesterday,0,,0,0,1,1,0,0,0"])
     with pytest.raises(MeterError, match=r"line 3: bad timestamp 'yesterday'"):
         meter(tmp_path, house_settings(f))
+
+
+def test_times_with_an_offset_or_in_a_local_zone_are_read_as_utc(tmp_path):
+    f = write_csv(tmp_path / "off.csv", "timestamp,powerP,powerC",
+                  ["2022-06-11T10:00:00+02:00,900,100", "2022-06-11T10:00:10.5+02:00,900,100"])
+    d = ReplayData.load(ReplaySettings(path=f))
+    assert list(d.t) == [datetime(2022, 6, 11, 8, 0, tzinfo=timezone.utc).timestamp(),
+                         datetime(2022, 6, 11, 8, 0, 10, 500000, tzinfo=timezone.utc).timestamp()]
+    assert list(d.net_w) == [800.0, 800.0]
+    f = write_csv(tmp_path / "local.csv", "timestamp,powerP,powerC", ["2022-01-11 10:00:00,900,100"])
+    d = ReplayData.load(ReplaySettings(path=f, timestamp_tz="Europe/Madrid"))  # CET: UTC+1
+    assert d.first == datetime(2022, 1, 11, 9, 0, tzinfo=timezone.utc)
 
 
 def test_relative_path_is_resolved_from_the_settings_folder(tmp_path, house_csv):
