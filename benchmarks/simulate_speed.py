@@ -1,16 +1,25 @@
-"""Samples per second of ``gestor simulate`` for each policy, on the three recorded files
-concatenated and on a synthetic year of 10 s samples (3.15 M rows) built by repeating them;
-peak RSS. Goal (issue 5): a year in under 20 s on a 2-core machine.
+"""Speed and memory of ``gestor simulate`` on a synthetic year of 10 s samples (3.15 M rows, the
+three recorded files repeated, each shifted to follow the previous one):
 
-    .venv/bin/python benchmarks/simulate_speed.py [--policies time_to_consume,steady_surplus] [--no-year]
+* loading it from CSV (pyarrow, ``ReplayData.load``), the file written once to a temporary folder;
+* each policy in one process and split at local midnights over ``--jobs`` processes;
+* a 20-value sweep of ``policy.end_at_wh`` over the year with ``--jobs`` processes (``--sweep``);
+* peak RSS of this process and of the largest worker.
+
+Goal (issue 11): a year in <= 5 s wall for time_to_consume and steady_surplus, peak RSS <= 250 MB.
+
+    .venv/bin/python benchmarks/simulate_speed.py [--policies time_to_consume,steady_surplus] [--jobs 2] [--sweep]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import resource
-from array import array
+import subprocess
 import sys
+import tempfile
 import time
+from array import array
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,37 +43,85 @@ def concatenated(n_rows: int | None = None) -> ReplayData:
     while True:
         for d in parts:
             shift = t_next - d.t[0]
-            t.extend(x + shift for x in d.t)
+            t.extend(round((x + shift) * 1e6) / 1e6 for x in d.t)  # µs, as the meters stamp
             p.extend(d.production_w or [0.0] * len(d.t))
             c.extend(d.consumption_w)
             n.extend(d.net_w)
             t_next = t[-1] + 10.0
             if n_rows is not None and len(t) >= n_rows:
-                return ReplayData(Path("year"), t[:n_rows], p[:n_rows], c[:n_rows], n[:n_rows])
+                for col in (t, p, c, n):
+                    del col[n_rows:]  # in place: no second copy of a year
+                return ReplayData(Path("year"), t, p, c, n)
         if n_rows is None:
             return ReplayData(Path("three-files"), t, p, c, n)
 
 
+def write_csv(data: ReplayData, path: Path) -> None:
+    """The data in the house-* format (naive UTC timestamps, powerP, powerC, powerL1/2 zero)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    def arrow(col: array) -> pa.Array:  # array('d') → Arrow float64, no copy
+        return pa.Array.from_buffers(pa.float64(), len(col), [None, pa.py_buffer(col)])
+    t_us = pc.round(pc.multiply(arrow(data.t), 1e6)).cast(pa.int64()).cast(pa.timestamp("us"))
+    zero = pa.nulls(len(data.t), pa.float64()).fill_null(0.0)
+    table = pa.table({"timestamp": pc.strftime(t_us, "%Y-%m-%d %H:%M:%S"), "powerC": arrow(data.consumption_w),
+                      "powerP": arrow(data.production_w), "powerL1": zero, "powerL2": zero})
+    pcsv.write_csv(table, path)
+
+
+LOAD = """
+import resource, sys, time
+from drivers.meters.replay import ReplayData
+from gestor.simulate import replay_settings_for
+a = time.perf_counter()
+d = ReplayData.load(replay_settings_for(sys.argv[1]))
+print(f"{time.perf_counter() - a:.2f} s, {len(d.t):,} rows, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+"""
+
+
+def peak_mb() -> tuple[float, float]:
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--policies", default="time_to_consume,hysteresis,min_on_time,steady_surplus")
-    ap.add_argument("--no-year", action="store_true")
+    ap.add_argument("--policies", default="time_to_consume,steady_surplus,hysteresis,min_on_time")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--sweep", action="store_true", help="also a 20-value sweep over the year")
     args = ap.parse_args()
     example = ROOT / "config" / "settings.yaml"
     raw = yaml.safe_load(example.read_text())
-    datasets = [concatenated()]
-    if not args.no_year:
-        datasets.append(concatenated(3_153_600))
-    for data in datasets:
-        days = (data.t[-1] - data.t[0]) / 86400
-        for name in args.policies.split(","):
-            s = parse_settings({**raw, "policy": {**raw["policy"], "name": name}}, str(example), example)
+    year = concatenated(3_153_600)
+    days = (year.t[-1] - year.t[0]) / 86400
+    print(f"year: {len(year.t):,} samples, {days:.0f} days; built, peak RSS {peak_mb()[0]:.0f} MB", flush=True)
+    for name in args.policies.split(","):
+        s = parse_settings({**raw, "policy": {**raw["policy"], "name": name}}, str(example), example)
+        line = f"{name:16s}"
+        for jobs in (1, args.jobs):
             a = time.perf_counter()
-            r = simulate(data, s, Prices(s))
+            r = simulate(year, s, Prices(s), jobs=jobs)
             dt = time.perf_counter() - a
-            print(f"{data.path.name:12s} {len(data.t):>9,} samples ({days:.0f} days)  {name:16s} "
-                  f"{dt:7.2f} s  {len(data.t) / dt:>9,.0f} samples/s  ({r.totals.switches} switches)", flush=True)
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+            line += f"  jobs {jobs}: {dt:6.2f} s ({r.parts} part{'s' if r.parts > 1 else ''})"
+        print(f"{line}  {len(year.t) / dt:>9,.0f} samples/s, {r.totals.switches} switches", flush=True)
+    own = peak_mb()[0]
+    print(f"peak RSS of the simulations (this process, the year in memory): {own:.0f} MB; "
+          f"largest worker (forked: shares the year) {peak_mb()[1]:.0f} MB", flush=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "year.csv"
+        write_csv(year, path)
+        out = subprocess.run([sys.executable, "-c", LOAD, str(path)], check=True, env=env, capture_output=True, text=True)
+        print(f"load the year's CSV ({path.stat().st_size / 1e6:.0f} MB) with pyarrow: {out.stdout.strip()}", flush=True)
+        if args.sweep:
+            a = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "gestor.cli", "simulate", str(path), "--config", str(example),
+                            "--sweep", "policy.end_at_wh=-190:0:10", "--jobs", str(args.jobs)],
+                           check=True, stdout=subprocess.DEVNULL, env=env)
+            print(f"sweep of 20 values of policy.end_at_wh over the year, --jobs {args.jobs}: "
+                  f"{time.perf_counter() - a:.1f} s (CLI, loading included)", flush=True)
 
 
 if __name__ == "__main__":
