@@ -27,6 +27,7 @@ import csv
 import math
 from array import array
 from dataclasses import dataclass
+from itertools import islice
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -145,7 +146,6 @@ def _columns(s: ReplaySettings, path: Path) -> list:
     """The file's time, production, consumption and net columns as ``array('d')`` (production
     None without its column); see :meth:`ReplayData.load`."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     try:
@@ -165,34 +165,48 @@ def _columns(s: ReplaySettings, path: Path) -> list:
         raise MeterError(f"replay file {path}: no column {', '.join(missing)} (it has: {', '.join(header)})")
     raw = {n.strip(): n for n in header}
     ts = raw[s.timestamp_column]
-    # threads pay off on a big file only; each keeps memory of its own afterwards
-    big = path.stat().st_size > 32 << 20
+    out = [array("d"), array("d") if s.production_column else None, array("d"), array("d")]
 
-    def read(ts_type):
-        return pcsv.read_csv(path, read_options=pcsv.ReadOptions(use_threads=big), convert_options=pcsv.ConvertOptions(
+    def batches(ts_type):  # the file in record batches of 1 MB of text: memory stays flat
+        return pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False), convert_options=pcsv.ConvertOptions(
             column_types={**{raw[c]: pa.float64() for c in wanted}, ts: ts_type},
             include_columns=[raw[c] for c in dict.fromkeys(wanted)], strings_can_be_null=True))
     try:
         try:  # naive times, parsed by the reader itself (the shared/data files)
-            table = read(pa.timestamp("us"))
+            for batch in batches(pa.timestamp("us")):
+                _derive(batch, s, raw, out)
         except pa.ArrowInvalid as e:
-            if "zone offset" not in str(e):
+            if "zone offset" not in str(e) or len(out[0]):
                 raise
-            table = read(pa.timestamp("us", tz="UTC"))  # times with an offset, converted to UTC
+            for batch in batches(pa.timestamp("us", tz="UTC")):  # times with an offset, converted to UTC
+                _derive(batch, s, raw, out)
     except pa.ArrowInvalid as e:
         if "conversion error to timestamp" in str(e):
-            _bad_time(read(pa.string()).column(ts), path)
+            _bad_time(pa.Table.from_batches(list(batches(pa.string()))).column(ts), path)
         raise MeterError(f"replay file {path}: {e}") from None
     except OSError as e:
         raise MeterError(f"replay file {path}: {e}") from None
-    if table.num_rows == 0:
+    t = out[0]
+    if not t:
         raise MeterError(f"replay file {path}: no samples")
+    if any(b < a for a, b in zip(t, islice(t, 1, None))):  # out of order: sort every column by time (stable)
+        order = sorted(range(len(t)), key=t.__getitem__)
+        out = [array("d", (col[i] for i in order)) if col is not None else None for col in out]
+    return out
+
+
+def _derive(batch, s: ReplaySettings, raw: dict[str, str], out: list) -> None:
+    """Append one record batch's time, production, consumption and net to the ``out`` columns
+    (formulas: module docstring), computed column-wise by Arrow's kernels."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     nan = float("nan")
 
     def col(name: str):  # float64, NaN where a cell is empty or missing
-        return table.column(raw[name]).combine_chunks().fill_null(nan)
+        c = batch.column(raw[name])
+        return c.fill_null(nan) if c.null_count else c
 
-    t = table.column(ts).combine_chunks()
+    t = batch.column(raw[s.timestamp_column])
     if t.type.tz is None and s.timestamp_tz != "UTC":  # naive times in another zone
         t = pc.assume_timezone(t, timezone=s.timestamp_tz, ambiguous="earliest", nonexistent="earliest")
     # exact integer microseconds / 1e6, rounded once: the float datetime.timestamp() gives
@@ -220,11 +234,10 @@ def _columns(s: ReplaySettings, path: Path) -> list:
     else:  # base load, as shared/data/README says
         cons = at_least_0(minus_sub(col(s.consumption_column)))
         net = pc.subtract(prod, cons)
-    columns = [t, prod, cons, net]
-    if len(t) > 1 and pc.any(pc.less(t[1:], t[:-1])).as_py():  # out of order: sort by time (stable)
-        order = pc.sort_indices(t)
-        columns = [c.take(order) if c is not None else None for c in columns]
-    return [_doubles(c) if c is not None else None for c in columns]
+    for dst, c in zip(out, (t, prod, cons, net)):
+        if dst is not None:
+            _append(dst, c)
+    pa.default_memory_pool().release_unused()  # the batch's intermediates: memory stays flat
 
 
 @register_meter("replay", ReplaySettings)
@@ -271,11 +284,9 @@ def _bad_time(ts, path: Path) -> None:
             raise MeterError(f"replay file {path}, line {i + 2}: bad timestamp {v!r}") from None
 
 
-def _doubles(a) -> array:
-    """A float64 Arrow array without nulls → ``array('d')`` (one copy of its data buffer)."""
-    out = array("d")
-    out.frombytes(memoryview(a.buffers()[1])[a.offset * 8:(a.offset + len(a)) * 8])
-    return out
+def _append(dst: array, a) -> None:
+    """Append a float64 Arrow array without nulls to ``array('d')`` (one copy of its data)."""
+    dst.frombytes(memoryview(a.buffers()[1])[a.offset * 8:(a.offset + len(a)) * 8])
 
 
 def _iso(t: float) -> str:
