@@ -17,8 +17,8 @@ from typing import Callable, Mapping, Sequence
 from drivers.meters.base import Reading
 from gestor.balance import Balance, PeriodSummary
 from gestor.guards import GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_deadline, min_run_reason
-from gestor.policies import POLICIES, LoadView, Snapshot, Wish, changes
-from gestor.settings import LoadSettings, Settings
+from gestor.policies import POLICIES, LoadView, Snapshot, Wish
+from gestor.settings import LoadSettings, PolicySettings, Settings
 from gestor.tariff import period_2_0td
 
 UTC = timezone.utc
@@ -69,7 +69,8 @@ class Controller:
             Managing passes its own (subclassed with the relay's bookkeeping).
     """
 
-    def __init__(self, settings: Settings, loads: Sequence[LoadState] | None = None) -> None:
+    def __init__(self, settings: Settings, loads: Sequence[LoadState] | None = None,
+                 policy: Callable[[Snapshot, PolicySettings], list[Wish]] | None = None) -> None:
         self.s = settings
         self.tz = settings.tz
         self.period_s = settings.billing.period_s
@@ -83,7 +84,8 @@ class Controller:
         # the guards' verdict on every load in the last decision (None: they had nothing to say,
         # every load kept its state), with the reasons a guard gave for holding a state
         self.verdicts: list[Wish] | None = None
-        self._policy = POLICIES[settings.policy.name]
+        # the configured policy; the simulator may play another (the perfect-foresight schedule)
+        self._policy = policy or POLICIES[settings.policy.name]
         self._views: tuple[LoadView, ...] = ()
         self._views_key: list | None = None
         self._unknown = False
@@ -126,8 +128,10 @@ class Controller:
             for ld in self._windowed:
                 if (held is None or ld.name not in held) and not in_windows_min(m, ld.limits.windows):
                     held = {**(held or {}), ld.name: "held by a guard"}
-        snap = Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w, views, recent_surplus_w)
-        want = changes(snap, self.s.policy, held) if held else self._policy(snap, self.s.policy)
+        if held:  # left out of the policy's stack
+            views_free = tuple([v for v in views if v.name not in held])
+        want = self._policy(Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w,
+                                     views_free if held else views, recent_surplus_w), self.s.policy)
         min_run = self.min_run(now_s) if self._min_run else None
         if not (want or held or latched or overrides or min_run) and reading_age_s is not None \
                 and 0 <= reading_age_s <= stale_after_s and not self._unknown:
@@ -213,8 +217,9 @@ class Core(Controller):
     readings monitoring would have taken from a recording, with simulated loads
     (:meth:`step_s`, floats): one code path, so the simulator is the daemon."""
 
-    def __init__(self, settings: Settings, loads: Sequence[LoadState] | None = None) -> None:
-        super().__init__(settings, loads)
+    def __init__(self, settings: Settings, loads: Sequence[LoadState] | None = None,
+                 policy: Callable[[Snapshot, PolicySettings], list[Wish]] | None = None) -> None:
+        super().__init__(settings, loads, policy)
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
         # the readings of the last window_s (epoch s) and the surplus before the loads then (W)
         self._recent_t: deque[float] = deque()

@@ -6,6 +6,7 @@ import argparse
 import copy
 import csv
 import json
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -15,8 +16,9 @@ import yaml
 
 from drivers.meters.base import MeterError
 from drivers.meters.replay import ReplayData
+from gestor.foresight import Plan
 from gestor.settings import Settings, SettingsError, parse_settings
-from gestor.simulate import Prices, SimResult, Totals, replay_settings_for, simulate
+from gestor.simulate import Prices, SimResult, Totals, foresight, replay_settings_for, simulate
 
 REPO_EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "settings.yaml"
 SYSTEM = Path("/etc/gestor/settings.yaml")
@@ -124,13 +126,35 @@ HEAD = ["day (local)", "prod kWh", "base kWh", "loads kWh", "exported w/wo", "im
         "extra imp Wh", "switches", "EUR w/wo"]
 
 
-def print_result(r: SimResult, s: Settings, data: Path, periods: bool) -> None:
+def versus(t: Totals, bench: Totals) -> dict[str, float]:
+    """A policy's totals against the perfect-foresight benchmark's: its capture as % of the
+    benchmark's, its switches as a multiple of the benchmark's, its extra import beyond it (Wh)."""
+    return {"captured_pct_of_benchmark": 100.0 * t.captured_wh / bench.captured_wh if bench.captured_wh > 0 else 100.0,
+            "switches_x_benchmark": t.switches / bench.switches if bench.switches else math.inf if t.switches else 1.0,
+            "extra_import_over_benchmark_wh": t.extra_import_wh - bench.extra_import_wh}
+
+
+def bench_line(t: Totals, bench: Totals, days: float) -> str:
+    v = versus(t, bench)
+    return (f"perfect foresight (the best any controller could do here, zero extra import, fewest switches): "
+            f"captured {kwh(bench.captured_wh)} kWh ({bench.captured_pct:.1f}% of bound), "
+            f"{bench.switches / days:.1f} switches/day, extra import {bench.extra_import_wh:.0f} Wh.\n"
+            f"this policy: {v['captured_pct_of_benchmark']:.1f}% of its capture with "
+            f"{v['switches_x_benchmark']:.1f}x its switches and {v['extra_import_over_benchmark_wh']:+.0f} Wh more import.")
+
+
+def print_result(r: SimResult, s: Settings, data: Path, periods: bool, bench: SimResult | None = None) -> None:
     print(f"{data.name}: policy {s.policy.name}, loads "
           + ", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads_by_priority())
           + f", settlement period {s.billing.period_s // 60} min, {s.timezone}")
-    table([HEAD] + [_row(d, t) for d, t in r.days.items()] + [_row("total", r.totals)])
+    rows = [HEAD] + [_row(d, t) for d, t in r.days.items()] + [_row("total", r.totals)]
+    if bench is not None:
+        rows.append(_row("perfect foresight", bench.totals))
+    table(rows)
     print("w/wo = with / without gestor. Without gestor the loads' energy is bought at P3 (a night timer). "
           "captured = exported without - exported with; bound = what the loads could have taken.")
+    if bench is not None:
+        print(bench_line(r.totals, bench.totals, max(r.totals.periods * s.billing.period_s / 86400, 1e-9)))
     if periods:
         rows = [["period (local)", "P", "balance w", "balance wo", "loads Wh", "switches", "complete"]]
         for p in r.periods:
@@ -141,8 +165,9 @@ def print_result(r: SimResult, s: Settings, data: Path, periods: bool) -> None:
         table(rows)
 
 
-def period_rows(r: SimResult, s: Settings) -> list[dict[str, Any]]:
+def period_rows(r: SimResult, s: Settings, bench: SimResult | None = None) -> list[dict[str, Any]]:
     out = []
+    bp = {p.start: p for p in bench.periods} if bench is not None else {}
     for p in r.periods:
         d = {"start": p.start.isoformat(), "start_local": p.start.astimezone(s.tz).isoformat(),
              "complete": p.complete, "price_period": p.price_period, "import_eur_per_kwh": p.import_price,
@@ -153,12 +178,18 @@ def period_rows(r: SimResult, s: Settings) -> list[dict[str, Any]]:
             d[f"{name}_wh"] = p.load_wh[name]
             d[f"{name}_on_s"] = p.load_on_s[name]
             d[f"{name}_switches"] = p.switches[name]
+        if bench is not None:
+            b = bp.get(p.start)
+            d["foresight_balance_wh"] = b.balance_wh if b else None
+            d["foresight_loads_wh"] = b.loads_wh if b else None
+            d["foresight_switches"] = sum(b.switches.values()) if b else None
         out.append(d)
     return out
 
 
-def plot_days(r: SimResult, s: Settings, out: Path) -> list[Path]:
-    """One PNG per local day: production and consumption, load states, hourly balance bars."""
+def plot_days(r: SimResult, s: Settings, out: Path, bench: Plan | None = None) -> list[Path]:
+    """One PNG per local day: production and consumption, load states (and under each, the
+    perfect-foresight schedule's), hourly balance bars."""
     try:
         import matplotlib
     except ImportError:
@@ -196,11 +227,19 @@ def plot_days(r: SimResult, s: Settings, out: Path) -> list[Path]:
         ax1.set_title(f"{day}: policy {s.policy.name}; captured {t.captured_wh / 1000:.2f} kWh "
                       f"({t.captured_pct:.0f}% of bound), extra import {t.extra_import_wh:.0f} Wh, "
                       f"{t.switches} switches; EUR {t.cost_eur:.2f} with / {t.cost_without_eur:.2f} without", fontsize=10)
+        rows = 2 if bench is not None else 1
         for j, ld in enumerate(loads):
-            ax2.fill_between(xs, [j + 0.1] * len(xs), [j + 0.1 + 0.8 * tr.on[ld.name][i] for i in idx],
+            y = rows * j
+            ax2.fill_between(xs, [y + 0.1] * len(xs), [y + 0.1 + 0.8 * tr.on[ld.name][i] for i in idx],
                              step="post", label=ld.name)
-        ax2.set_yticks([j + 0.5 for j in range(len(loads))], [ld.name for ld in loads], fontsize=8)
-        ax2.set_ylim(0, len(loads))
+            if bench is not None:  # the benchmark's runs of this load, under it
+                spans = [(datetime.fromtimestamp(max(u, a.timestamp()), s.tz), datetime.fromtimestamp(min(v, b.timestamp()), s.tz))
+                         for u, v in bench.runs[j] if u < b.timestamp() and v > a.timestamp()]
+                ax2.broken_barh([(mdates.date2num(u), mdates.date2num(v) - mdates.date2num(u)) for u, v in spans],
+                                (y + 1.1, 0.8), color="tab:purple", alpha=0.6)
+        names = [x for ld in loads for x in ([ld.name, f"{ld.name}: perfect foresight"] if bench is not None else [ld.name])]
+        ax2.set_yticks([k + 0.5 for k in range(len(names))], names, fontsize=7)
+        ax2.set_ylim(0, len(names))
         per = [p for p in r.periods if a <= p.start < b]
         w = (per[0].end - per[0].start).total_seconds() / 86400 * 0.4 if per else 0.015
         xs_p = [mdates.date2num(p.start.astimezone(s.tz)) for p in per]
@@ -275,10 +314,14 @@ def sweep(args: argparse.Namespace, raw: dict, path: Path, data: ReplayData) -> 
     print(file=sys.stderr)
     rows = [(v, done[v]) for v in values]
     best = min(range(len(rows)), key=lambda i: (round(rows[i][1].cost_eur, 2), rows[i][1].switches))
+    s0 = settings_with(raw, path, args.policy, args.set)
+    bench = foresight(data, s0, Prices(s0, args.prices), _time(args.from_, s0), _time(args.to, s0), jobs=jobs)[0].totals
     out = [[key, "captured %", "captured kWh", "extra import Wh", "switches", "EUR with gestor", ""]]
     for i, (v, t) in enumerate(rows):
         out.append([f"{v:g}", f"{t.captured_pct:.1f}", kwh(t.captured_wh), f"{t.extra_import_wh:.0f}", str(t.switches),
                     f"{t.cost_eur:.2f}", "<- best (lowest cost, then fewest switches)" if i == best else ""])
+    out.append(["perfect foresight", f"{bench.captured_pct:.1f}", kwh(bench.captured_wh), f"{bench.extra_import_wh:.0f}",
+                str(bench.switches), f"{bench.cost_eur:.2f}", "the benchmark: zero extra import, fewest switches"])
     print(f"{args.data.name}: sweep of {key}, policy {settings_with(raw, path, args.policy, args.set).policy.name}")
     table(out)
     return 0
@@ -300,24 +343,29 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise MeterError(str(e)) from None
     import os
-    r = simulate(data, s, prices, _time(args.from_, s), _time(args.to, s), trace=args.plot is not None,
-                 jobs=max(1, args.jobs or os.cpu_count() or 1))
+    jobs = max(1, args.jobs or os.cpu_count() or 1)
+    a, b = _time(args.from_, s), _time(args.to, s)
+    r = simulate(data, s, prices, a, b, trace=args.plot is not None, jobs=jobs)
     if not r.periods:
         raise MeterError(f"{args.data}: no samples in the chosen time range")
+    bench, pl = foresight(data, s, prices, a, b, base=r, jobs=jobs)
     if args.json:
         print(json.dumps({"data": str(args.data), "policy": s.policy.model_dump(), "totals": r.totals.as_dict(),
                           "days": {d: t.as_dict() for d, t in r.days.items()},
-                          "periods": period_rows(r, s)}, indent=1, default=str))
+                          "perfect_foresight": {"totals": bench.totals.as_dict(), "planned_switches": pl.switches,
+                                                "days": {d: t.as_dict() for d, t in bench.days.items()}},
+                          "versus_perfect_foresight": versus(r.totals, bench.totals),
+                          "periods": period_rows(r, s, bench)}, indent=1, default=str))
     else:
-        print_result(r, s, args.data, args.periods)
+        print_result(r, s, args.data, args.periods, bench)
     if args.csv:
-        rows = period_rows(r, s)
+        rows = period_rows(r, s, bench)
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
         print(f"wrote {len(rows)} periods to {args.csv}", file=sys.stderr)
     if args.plot:
-        for p in plot_days(r, s, args.plot):
+        for p in plot_days(r, s, args.plot, pl):
             print(f"wrote {p}", file=sys.stderr)
     return 0

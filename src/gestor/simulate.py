@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from drivers.meters.replay import ReplayData, ReplaySettings
 from gestor.balance import PeriodSummary
 from gestor.control import Core, LoadState
+from gestor.foresight import Period, Plan, Scheduled, plan
 from gestor.guards import LoadLimits
 from gestor.settings import Settings
 from gestor.tariff import period_2_0td
@@ -217,7 +218,7 @@ class _Chunk:
 def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | None = None,
              end: datetime | None = None, trace: bool = False,
              progress: Callable[[float], None] | None = None, jobs: int = 1,
-             warmup_s: float = WARMUP_S) -> SimResult:
+             warmup_s: float = WARMUP_S, policy: Callable | None = None) -> SimResult:
     """Run ``s``'s policy, guards and loads over ``data`` exactly as the daemons would have run
     on it (see module docstring): monitoring reads the latest sample every
     ``monitoring.interval_s`` from the first sample on, managing runs the control core every
@@ -230,7 +231,8 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     matter, the period's balance and energies, the recent surplus, the last readings) equals the
     state the part before it reached there; from equal states the daemons go on identically, so
     the result is the sequential one. Otherwise the run is redone in one piece.
-    ``SimResult.parts`` tells how many parts were used."""
+    ``SimResult.parts`` tells how many parts were used. ``policy``: play this policy function
+    instead of the configured one (the perfect-foresight schedule, :func:`foresight`)."""
     t_arr = data.t
     i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
     i1 = len(t_arr) if end is None else _bisect(t_arr, end.timestamp())
@@ -238,14 +240,50 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
         return SimResult([], Totals(), {}, Trace() if trace else None, [])
     tick0_us = round(t_arr[i0] * 1e6)  # both daemons start at the first sample
     cuts = [] if trace or jobs <= 1 else _cuts(t_arr[i0], t_arr[i1 - 1], s.tz, jobs)
-    chunks = _parallel(data, s, prices, i0, i1, tick0_us, cuts, warmup_s, jobs) if cuts else None
+    chunks = _parallel(data, s, prices, i0, i1, tick0_us, cuts, warmup_s, jobs, policy) if cuts else None
     if chunks is None:
-        chunks = [_run(data, s, prices, i0, i1, tick0_us, trace=trace, progress=progress)]
+        chunks = [_run(data, s, prices, i0, i1, tick0_us, trace=trace, progress=progress, policy=policy)]
     periods = [p for c in chunks for p in c.periods]
     totals, days = _totals(periods, s.loads_by_priority(), s.tz, s)
     return SimResult(periods, totals, days, chunks[0].trace,
                      [(datetime.fromtimestamp(t, UTC), n, on) for c in chunks for t, n, on in c.switches],
                      parts=len(chunks))
+
+
+def foresight(data: ReplayData, s: Settings, prices: Prices, start: datetime | None = None,
+              end: datetime | None = None, base: SimResult | None = None, jobs: int = 1) -> tuple[SimResult, Plan]:
+    """The perfect-foresight benchmark on the same data, loads, guards and periods
+    (:mod:`gestor.foresight`): the schedule planned on every period's surplus without gestor
+    (from ``base``, a run of the same range, or a run with the loads never switched), played
+    through the simulator on the daemons' timing like any policy. Returns its result and plan."""
+    if base is None:
+        base = simulate(data, s, prices, start, end, jobs=jobs, policy=lambda snap, p: [])
+    loads = s.loads_by_priority()
+    limits = [LoadLimits.of(ld) for ld in loads]
+    ctl = Core(s)
+    periods = [Period(p.start.timestamp(), p.end.timestamp(), p.balance_without_wh,
+                      tuple(_inside_windows(ctl, lim, p.start.timestamp(), p.end.timestamp()) for lim in limits))
+               for p in base.periods]
+    pl = plan(periods, [ld.power_w for ld in loads])
+    t_arr = data.t
+    i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
+    if i0 >= len(t_arr) or not periods:
+        return base, pl
+    sched = Scheduled(pl, [ld.name for ld in loads], round(t_arr[i0] * 1e6) / 1e6, s.managing.interval_s)
+    return simulate(data, s, prices, start, end, jobs=jobs, policy=sched), pl
+
+
+def _inside_windows(ctl: Core, lim: LoadLimits, t0: float, t1: float) -> bool:
+    """Whether [t0, t1) lies wholly inside the windows (checked minute by minute)."""
+    if not lim.windows:
+        return True
+    from gestor.guards import in_windows_min
+    t = t0
+    while t < t1:
+        if not in_windows_min(ctl.local_minute(t), lim.windows):
+            return False
+        t += 60.0
+    return True
 
 
 def _cuts(t_first: float, t_last: float, tz: ZoneInfo, parts: int) -> list[float]:
@@ -265,12 +303,12 @@ _SPLIT: tuple | None = None  # (data, s, prices): inherited by the forked worker
 
 
 def _part(args: tuple) -> _Chunk:
-    data, s, prices = _SPLIT  # type: ignore[misc]
-    return _run(data, s, prices, *args)
+    data, s, prices, policy = _SPLIT  # type: ignore[misc]
+    return _run(data, s, prices, *args, policy=policy)
 
 
 def _parallel(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_us: int,
-              cuts: list[float], warmup_s: float, jobs: int) -> list[_Chunk] | None:
+              cuts: list[float], warmup_s: float, jobs: int, policy: Callable | None = None) -> list[_Chunk] | None:
     """The parts of a split run, or None when a part's state at its midnight differs from the
     part before (the caller then runs it in one piece)."""
     global _SPLIT
@@ -284,7 +322,7 @@ def _parallel(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, t
         # run past the part's end far enough to reach the first cycle after its midnight
         b = i1 if k == len(edges) - 2 else min(i1, _bisect(t_arr, edges[k + 1] + 120.0 + s.managing.interval_s))
         tasks.append((a, b, tick0_us, (edges[k], edges[k + 1]), [x for x in (edges[k], edges[k + 1]) if math.isfinite(x)]))
-    _SPLIT = (data, s, prices)
+    _SPLIT = (data, s, prices, policy)
     try:
         with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("fork")) as pool:
             chunks = list(pool.map(_part, tasks))
@@ -317,12 +355,13 @@ def _signature(core: Core, loads: list[_Load], now_s: float, horizon_s: float, p
 
 def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_us: int,
          keep: tuple[float, float] = (-math.inf, math.inf), checkpoints: Sequence[float] = (),
-         trace: bool = False, progress: Callable[[float], None] | None = None) -> _Chunk:
+         trace: bool = False, progress: Callable[[float], None] | None = None,
+         policy: Callable | None = None) -> _Chunk:
     """The daemons over samples ``i0:i1``, ticking on the grid that starts at ``tick0_us`` (epoch
     µs). Keeps the periods that start, and the switches made, within ``keep`` (epoch s); takes
     the state's :func:`_signature` at the first managing cycle at or after each checkpoint."""
     loads = [_Load(ld, LoadLimits.of(ld)) for ld in s.loads_by_priority()]
-    core = Core(s, loads)
+    core = Core(s, loads, policy)
     bal = core.balance
     total_power_w = sum(ld.power_w for ld in loads)
     max_gap = s.billing.max_gap_s
