@@ -119,3 +119,42 @@ def test_min_on_time_shares_the_surplus_between_loads():
 def test_policies_are_pure():
     s = snap(200.0, 1500.0)
     assert decide(s, PolicySettings()) == decide(s, PolicySettings())
+
+
+# -- steady_surplus (the shipped policy) -------------------------------------------------------
+SS = dict(name="steady_surplus", margin_wh=30, doubt=2, carry_wh=30, on_min_wh=75)
+
+
+def steady(balance_wh, recent, left_s, heater_on):
+    end = P0 + timedelta(hours=1)
+    loads = (LoadView("heater", 1000.0, heater_on, P0.timestamp() if heater_on else None),)
+    return Snapshot(end.timestamp() - left_s, P0.timestamp(), end.timestamp(), balance_wh, recent[-1], loads,
+                    tuple(recent))
+
+
+def test_steady_surplus_switches_on_on_the_median_not_a_spike():
+    # median 1500 W: 0 + (1500 - 1000) x 0.5 h = 250 Wh >= margin 30, projected 750 >= 75: on
+    w = wish(steady(0.0, [1500.0] * 10 + [9000.0], 1800, False), **SS)["heater"]
+    assert w.on and "steady surplus 1500 W" in w.reason
+    # a 9 kW spike among 400 W readings does not: median 400 W
+    assert not wish(steady(0.0, [400.0] * 10 + [9000.0] * 3, 1800, False), **SS)["heater"].on
+
+
+def test_steady_surplus_counts_on_median_minus_doubt_mads_for_a_running_load():
+    recent = [800.0, 900.0, 1000.0, 1100.0, 1200.0]   # median 1000 W, MAD 100 W
+    # doubt 2: rate 800 W; without the heater the period ends at -400 + 800 x 0.5 = 0 <= 30: off
+    w = wish(steady(-400.0, recent, 1800, True), **SS)["heater"]
+    assert not w.on and "doubtful 800 W" in w.reason
+    # doubt 0: rate 1000 W, -400 + 500 = 100 > 30: it keeps running
+    assert wish(steady(-400.0, recent, 1800, True), **{**SS, "doubt": 0})["heater"].on
+
+
+def test_steady_surplus_carries_a_load_into_the_next_period_in_the_last_minute():
+    # 30 s left, steady 1200 W >= the 1000 W on; balance -10 Wh: without the heater the period
+    # ends at -10 + 1200 x 30/3600 = 0 <= 30 (off), but carried it ends at -10 + 200 x 30/3600 =
+    # -8.3 Wh >= -carry 30: it stays on
+    assert wish(steady(-10.0, [1200.0] * 5, 30, True), **SS)["heater"].on
+    assert not wish(steady(-10.0, [1200.0] * 5, 30, True), **{**SS, "carry_wh": 0})["heater"].on
+    assert not wish(steady(-40.0, [1200.0] * 5, 30, True), **SS)["heater"].on   # -38.3 < -30
+    assert not wish(steady(-10.0, [900.0] * 5, 30, True), **SS)["heater"].on    # 900 W does not carry it
+    assert not wish(steady(-10.0, [1200.0] * 5, 120, True), **SS)["heater"].on  # not the last minute

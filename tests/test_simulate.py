@@ -147,23 +147,19 @@ def test_hysteresis_sweep_higher_top_switches_less_and_captures_less():
 
 
 def test_steady_surplus_against_time_to_consume_on_the_public_data():
-    """The claim in the README, as the daemons' own timing gives it: on each recorded file,
-    steady_surplus at its defaults captures at least 97 % of the bound with at least 30 % fewer
-    switches than time_to_consume at its defaults (end_at 0, on_min 75, factor 1). Its extra
-    import is lower on two files of three and at most 15 Wh/day higher on the third (house May):
-    the claim of session 2 that it is never higher came from the old simulator's timing."""
-    worse = 0
+    """The claim in the README for the shipped steady_surplus (parameters chosen by
+    cross-validation, issue 12): on each of these three recorded files it captures at least 95 %
+    of the bound, with at most 70 % of time_to_consume's switches (end_at 0, on_min 75, factor 1)
+    and less extra import than it."""
     for f in ("house-2022-06-11_13.csv", "house-2022-05-08_12.csv", "winter-2022-02-01_08.csv"):
         data = ReplayData.load(replay_settings_for(DATA / f))
         ttc = settings(loads=example_raw()["loads"], policy={"name": "time_to_consume"})
-        new = settings(loads=example_raw()["loads"], policy={"name": "steady_surplus"})
-        a, b = simulate(data, ttc, Prices(ttc)).totals, simulate(data, new, Prices(new)).totals
-        days = a.periods / 24
-        assert b.captured_pct >= 97.0, f
+        shipped = settings(loads=example_raw()["loads"], policy={"name": "steady_surplus"})
+        assert (shipped.policy.carry_wh, shipped.policy.margin_wh) == (30, 30)  # the example's
+        a, b = simulate(data, ttc, Prices(ttc)).totals, simulate(data, shipped, Prices(shipped)).totals
+        assert b.captured_pct >= 95.0, f
         assert b.switches <= 0.7 * a.switches, f
-        assert b.extra_import_wh <= a.extra_import_wh + 15 * days, f
-        worse += b.extra_import_wh > a.extra_import_wh
-    assert worse <= 1
+        assert b.extra_import_wh < a.extra_import_wh, f
 
 
 @pytest.mark.parametrize("policy", ["time_to_consume", "steady_surplus"])

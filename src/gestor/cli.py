@@ -1,4 +1,4 @@
-"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, status, demo.
+"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, tune, status, demo.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     sm = sub.add_parser("simulate", help="replay recorded data through a policy and price the result")
     from gestor import simreport
     simreport.add_arguments(sm)
+    tu = sub.add_parser("tune", help="choose a policy's parameters on your own recording (cross-validated by day)")
+    simreport.add_tune_arguments(tu)
     o = sub.add_parser("override", help="force a load on or off (or back to auto), optionally for a while")
     o.add_argument("load", help="load name, as in settings.yaml")
     o.add_argument("mode", choices=["on", "off", "auto"])
@@ -212,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             from gestor import simreport
             return simreport.main(args)
+        if args.command == "tune":
+            from gestor import simreport
+            return simreport.tune_main(args)
         if args.command == "demo":
             return _demo(args)
     except SettingsError as e:

@@ -77,6 +77,8 @@ class PolicySettings(_Model):
     window_s: float = Field(150.0, gt=0, le=3600)   # steady_surplus: the surplus rate is the median over this, s
     doubt: float = Field(2.0, ge=0)        # steady_surplus: running loads count on median - doubt x MAD of the surplus
     margin_wh: float = 5.0                 # steady_surplus: the period should end at or above this, Wh
+    carry_wh: float = Field(0.0, ge=0)     # steady_surplus: in a period's last minute, keep a load the steady
+                                           # surplus still carries running into the next period at up to this deficit, Wh
 
 
 class LoadSettings(_Model):

@@ -369,3 +369,72 @@ def main(args: argparse.Namespace) -> int:
         for p in plot_days(r, s, args.plot, pl):
             print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+# --- gestor tune ------------------------------------------------------------------------------
+def add_tune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", type=Path, help="your recorded CSV (house-* or winter-* format of shared/data), 2 days or more")
+    p.add_argument("--config", type=Path, default=None,
+                   help="settings file (default /etc/gestor/settings.yaml if readable, else the example)")
+    p.add_argument("--policy", help="the policy to tune (default: the configured one); tunable: "
+                                    "time_to_consume, steady_surplus")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting first")
+    p.add_argument("--folds", type=int, default=4, help="day-level cross-validation folds (default 4)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="processes at once (default: the cores)")
+
+
+def tune_main(args: argparse.Namespace) -> int:
+    """Search the policy's grid (gestor/tune.py) on the user's recording with day-level
+    cross-validation: every k-th day held out in turn, the parameters chosen on the other days,
+    scored on the held-out ones against the current settings; then the choice on every day as
+    a YAML snippet to paste."""
+    import os
+
+    from gestor.tune import GRIDS, candidates, cross_validate, evaluate, score, sums
+    raw, path = load_raw(args.config)
+    s0 = settings_with(raw, path, args.policy, args.set)
+    policy = s0.policy.name
+    if policy not in GRIDS:
+        raise SettingsError([f"--policy {policy!r}: gestor tune searches {', '.join(GRIDS)}"])
+    try:
+        data = ReplayData.load(replay_settings_for(args.data))
+    except ValueError as e:
+        raise MeterError(str(e)) from None
+    if args.folds < 2:
+        raise SettingsError([f"--folds {args.folds}: at least 2"])
+    current = {k: getattr(s0.policy, k) for k in GRIDS[policy]}
+    cands = [current] + [c for c in candidates(policy) if c != current]
+    sets = list(args.set)
+
+    def make(params: dict) -> Settings:
+        return settings_with(raw, path, policy, sets + [f"policy.{k}={v}" for k, v in params.items()])
+    jobs = max(1, args.jobs or os.cpu_count() or 1)
+    print(f"{args.data.name}: tuning {policy} over {len(cands)} candidates", file=sys.stderr)
+    results = evaluate([data], make, cands, jobs)
+    days = sorted(results[0][0])
+    if len(days) < args.folds:
+        raise MeterError(f"{args.data}: {len(days)} days; day-level cross-validation with --folds {args.folds} "
+                         f"needs at least {args.folds} (use --folds 2, or record longer)")
+    fold_of = {d: f"fold {i % args.folds + 1}" for i, d in enumerate(days)}
+    groups = sorted(set(fold_of.values()))
+    period_s = s0.billing.period_s
+    folds = cross_validate(results, cands, groups, lambda fi, d: fold_of[d], period_s)
+    rows = [["held out", "days", "now: captured % / sw/day / import Wh/day",
+             "tuned: captured % / sw/day / import Wh/day", "chosen on the other days"]]
+    for fo in folds:
+        now = sums(results[0][0], period_s, lambda d, g=fo.held_out: fold_of[d] == g)
+        t = fo.test
+        rows.append([fo.held_out, str(sum(1 for d in days if fold_of[d] == fo.held_out)),
+                     f"{now.captured_pct:.1f} / {now.switches_per_day:.1f} / {now.import_wh_per_day:.0f}",
+                     f"{t.captured_pct:.1f} / {t.switches_per_day:.1f} / {t.import_wh_per_day:.0f}",
+                     ", ".join(f"{k} {v:g}" for k, v in fo.chosen.items())])
+    table(rows)
+    best = max(range(len(cands)), key=lambda c: (score(sums(results[c][0], period_s)), -c))
+    print("\nheld-out days only: 'now' is your settings, 'tuned' the choice made without those days. "
+          "Goal: >= 99 % captured, <= 20 switches/day, <= 20 Wh/day of extra import.")
+    print("\nchosen on every day (paste into settings.yaml):\n")
+    print("policy:")
+    print(f"  name: {policy}")
+    for k, v in cands[best].items():
+        print(f"  {k}: {v:g}")
+    return 0

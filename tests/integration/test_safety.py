@@ -130,7 +130,7 @@ def test_daemons_as_processes_switch_on_and_sigterm_switches_off(tmp_path):
         assert mgr.wait(15) == 0
         err = mgr.stderr.read()
         assert "load water_heater OFF: exit" in err and "load pool_pump OFF: exit" in err
-        assert "load water_heater ON: projected" in err
+        assert "load water_heater ON: steady surplus" in err  # the shipped policy's reason
         assert _relay_on(run_dir, "water_heater") is False and _relay_on(run_dir, "pool_pump") is False
     finally:
         for p in (mon, mgr):

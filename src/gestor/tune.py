@@ -1,0 +1,190 @@
+"""Choosing a policy's parameters on data it is then not scored on.
+
+Every candidate (a grid per policy, :data:`GRIDS`) is simulated once on every recording; the
+results are kept per local day. A fold holds some days out (a whole file for the
+leave-one-file-out of ``benchmarks/policies.py --cv``; every k-th day for ``gestor tune``), the
+candidate with the best :func:`score` on the other days is chosen, and it is scored on the days
+held out. The figures a household should believe are the held-out ones.
+
+The score follows the goal of issue 12: at most 20 switches a day and 20 Wh a day of extra
+import, the most surplus captured. Inside the goal, the captured % of the bound counts; outside
+it, every switch a day over 20 costs 0.25 % and every Wh a day of extra import over 20 costs
+0.1 % (a household notices 10 Wh a day of import more than 0.5 % of capture; it notices 4 more
+switches a day of a water heater's relay about as much).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from drivers.meters.replay import ReplayData
+from gestor.settings import Settings
+from gestor.simulate import Prices, Totals, simulate
+
+GOAL_SWITCHES_PER_DAY = 20.0
+GOAL_IMPORT_WH_PER_DAY = 20.0
+
+# Candidates per policy: every combination of these values (the others stay as configured).
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    "time_to_consume": {"end_at_wh": [0, 25, 50, 100], "on_min_wh": [75, 150, 300], "time_factor": [1.0, 1.25]},
+    "steady_surplus": {"window_s": [150, 300, 600], "margin_wh": [5, 30, 60, 100], "doubt": [0.0, 1.0, 2.0],
+                       "carry_wh": [0, 30]},
+}
+
+
+@dataclass
+class Sums:
+    """Totals added over days: Wh, switches, days (periods / periods a day)."""
+
+    captured_wh: float = 0.0
+    bound_wh: float = 0.0
+    extra_import_wh: float = 0.0
+    switches: int = 0
+    days: float = 0.0
+
+    def add(self, t: Totals, period_s: int) -> "Sums":
+        self.captured_wh += t.captured_wh
+        self.bound_wh += t.bound_wh
+        self.extra_import_wh += t.extra_import_wh
+        self.switches += t.switches
+        self.days += t.periods * period_s / 86400
+        return self
+
+    def merge(self, o: "Sums") -> "Sums":
+        self.captured_wh += o.captured_wh
+        self.bound_wh += o.bound_wh
+        self.extra_import_wh += o.extra_import_wh
+        self.switches += o.switches
+        self.days += o.days
+        return self
+
+    @property
+    def captured_pct(self) -> float:
+        return 100.0 * self.captured_wh / self.bound_wh if self.bound_wh > 0 else 100.0
+
+    @property
+    def switches_per_day(self) -> float:
+        return self.switches / self.days if self.days else 0.0
+
+    @property
+    def import_wh_per_day(self) -> float:
+        return self.extra_import_wh / self.days if self.days else 0.0
+
+
+def score(s: Sums) -> float:
+    """Higher is better (module docstring)."""
+    return (s.captured_pct - 0.25 * max(0.0, s.switches_per_day - GOAL_SWITCHES_PER_DAY)
+            - 0.1 * max(0.0, s.import_wh_per_day - GOAL_IMPORT_WH_PER_DAY))
+
+
+def candidates(policy: str, grid: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, as ``policy.KEY`` overrides."""
+    g = grid if grid is not None else GRIDS[policy]
+    keys = list(g)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(g[k] for k in keys))]
+
+
+_WORK: tuple | None = None  # (datas, make_settings): inherited by the forked workers
+
+
+def _one(task: tuple[int, int, dict]) -> tuple[int, int, dict[str, Totals]]:
+    ci, fi, params = task
+    datas, make = _WORK  # type: ignore[misc]
+    s = make(params)
+    return ci, fi, simulate(datas[fi], s, Prices(s)).days
+
+
+def evaluate(datas: Sequence[ReplayData], make: Callable[[dict], Settings], cands: Sequence[dict],
+             jobs: int = 1, progress: bool = True) -> list[list[dict[str, Totals]]]:
+    """``out[c][f]``: candidate ``c`` simulated on recording ``f``, its totals per local day.
+    ``make(params)`` builds the settings of a candidate. Runs in ``jobs`` forked processes."""
+    global _WORK
+    tasks = [(ci, fi, p) for ci, p in enumerate(cands) for fi in range(len(datas))]
+    out: list[list[dict[str, Totals]]] = [[{} for _ in datas] for _ in cands]
+    _WORK = (datas, make)
+    done = 0
+
+    def tick() -> None:
+        if progress:
+            bar = "#" * int(30 * done / len(tasks))
+            print(f"\r[{bar:<30}] {done}/{len(tasks)} runs ({jobs} jobs)   ", end="", file=sys.stderr, flush=True)
+    try:
+        tick()
+        if jobs <= 1:
+            for t in tasks:
+                ci, fi, days = _one(t)
+                out[ci][fi] = days
+                done += 1
+                tick()
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+                for fut in as_completed([pool.submit(_one, t) for t in tasks]):
+                    ci, fi, days = fut.result()
+                    out[ci][fi] = days
+                    done += 1
+                    tick()
+    finally:
+        _WORK = None
+        if progress:
+            print(file=sys.stderr)
+    return out
+
+
+def sums(days: dict[str, Totals] | Sequence[dict[str, Totals]], period_s: int,
+         keep: Callable[[str], bool] = lambda d: True) -> Sums:
+    """Add up the days ``keep`` accepts, of one recording or several."""
+    many = [days] if isinstance(days, dict) else list(days)
+    s = Sums()
+    for dd in many:
+        for day, t in dd.items():
+            if keep(day):
+                s.add(t, period_s)
+    return s
+
+
+@dataclass
+class Fold:
+    held_out: str
+    chosen: dict[str, Any]
+    train: Sums
+    test: Sums
+
+
+def cross_validate(results: list[list[dict[str, Totals]]], cands: Sequence[dict], groups: list[str],
+                   group_of: Callable[[int, str], str], period_s: int) -> list[Fold]:
+    """One fold per group: choose on every other group's days, score on the group's.
+    ``group_of(file index, day)`` names the group a day belongs to."""
+    folds = []
+    for g in groups:
+        def train(c: int) -> Sums:
+            return _sum_where(results[c], period_s, lambda fi, d: group_of(fi, d) != g)
+        best = max(range(len(cands)), key=lambda c: (score(train(c)), -c))
+        folds.append(Fold(g, cands[best], train(best),
+                          _sum_where(results[best], period_s, lambda fi, d: group_of(fi, d) == g)))
+    return folds
+
+
+def _sum_where(per_file: list[dict[str, Totals]], period_s: int, keep: Callable[[int, str], bool]) -> Sums:
+    s = Sums()
+    for fi, days in enumerate(per_file):
+        for d, t in days.items():
+            if keep(fi, d):
+                s.add(t, period_s)
+    return s
+
+
+def frontier(points: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
+    """The (switches/day, captured %) points no other point beats on both (fewer or equal
+    switches and more or equal capture), by switches."""
+    out: list[tuple[float, float, Any]] = []
+    best = -math.inf
+    for sw, cap, tag in sorted(points, key=lambda p: (p[0], -p[1])):
+        if cap > best:
+            out.append((sw, cap, tag))
+            best = cap
+    return out
