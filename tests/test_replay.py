@@ -160,3 +160,16 @@ def test_times_with_an_offset_or_in_a_local_zone_are_read_as_utc(tmp_path):
 def test_relative_path_is_resolved_from_the_settings_folder(tmp_path, house_csv):
     m, _, _ = meter(tmp_path, house_settings(Path("house.csv")))
     assert m.read().net_w == 800.0
+
+
+def test_a_recorded_load_column_empty_in_the_whole_file_counts_as_no_load(tmp_path):
+    # powerL2 empty everywhere (house-2022-04-22_26.csv: that load was not recorded then): 0 W;
+    # powerL1 empty in one row only: that sample is missing, never a zero
+    rows = ["2022-04-22 10:00:00,0,,0,,1500,3000,500,,1500", "2022-04-22 10:00:10,0,,0,,1500,3000,,,1500",
+            "2022-04-22 10:00:20,0,,0,,1500,3000,500,,1500"]
+    f = write_csv(tmp_path / "x.csv", HOUSE_HEADER, rows)
+    d = ReplayData.load(house_settings(f))
+    assert d.consumption_w[0] == 1000.0 and d.net_w[0] == 2000.0 and d.net_w[2] == 2000.0
+    assert d.net_w[1] != d.net_w[1]  # NaN: a missing reading
+    with pytest.raises(MeterError, match="no value"):
+        d.reading(1)

@@ -4,7 +4,9 @@ It reads the formats of ``shared/data`` without conversion (see that folder's RE
 
 * ``house-*.csv``: ``timestamp`` (naive UTC), ``powerP`` production W, ``powerC`` consumption W
   including the recorded managed loads ``powerL1``/``powerL2``. Base consumption is
-  ``max(powerC - powerL1 - powerL2, 0)`` (``subtract_columns``).
+  ``max(powerC - powerL1 - powerL2, 0)`` (``subtract_columns``). A subtract column with no value
+  in the whole file (``powerL2`` in ``house-2022-04-22_26.csv``: that load was not recorded then)
+  counts as 0 W; an empty cell in a column that has values elsewhere is a missing sample.
 * ``winter-*.csv``: ``timestamp`` (naive UTC), ``powerP`` production W, ``powerLB`` net grid power
   **import-positive** (``net_column: powerLB``, ``net_sign: import_positive``); consumption is
   ``powerP + powerLB``.
@@ -166,6 +168,13 @@ def _columns(s: ReplaySettings, path: Path) -> list:
     raw = {n.strip(): n for n in header}
     ts = raw[s.timestamp_column]
     out = [array("d"), array("d") if s.production_column else None, array("d"), array("d")]
+    if s.subtract_columns:  # a recorded load's column empty in the whole file: that load was not there
+        try:
+            empty = _empty_columns(path, [raw[c] for c in s.subtract_columns])
+        except (pa.ArrowInvalid, OSError) as e:
+            raise MeterError(f"replay file {path}: {e}") from None
+        if empty:
+            s = s.model_copy(update={"subtract_columns": [c for c in s.subtract_columns if raw[c] not in empty]})
 
     def batches(ts_type):  # the file in record batches of 1 MB of text: memory stays flat
         return pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False), convert_options=pcsv.ConvertOptions(
@@ -193,6 +202,21 @@ def _columns(s: ReplaySettings, path: Path) -> list:
         order = sorted(range(len(t)), key=t.__getitem__)
         out = [array("d", (col[i] for i in order)) if col is not None else None for col in out]
     return out
+
+
+def _empty_columns(path: Path, names: list[str]) -> set[str]:
+    """The columns among ``names`` that have no value in any row of the file."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    seen = dict.fromkeys(names, 0)
+    reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False),
+                           convert_options=pcsv.ConvertOptions(column_types={n: pa.float64() for n in names},
+                                                               include_columns=names))
+    for batch in reader:
+        for n in names:
+            c = batch.column(n)
+            seen[n] += len(c) - c.null_count
+    return {n for n, k in seen.items() if k == 0}
 
 
 def _derive(batch, s: ReplaySettings, raw: dict[str, str], out: list) -> None:
