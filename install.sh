@@ -107,7 +107,7 @@ cmd_demo() {
 
 cmd_test() {
   check_python
-  need_apt influxdb socat systemd openssl util-linux
+  need_apt influxdb socat systemd openssl util-linux mosquitto
   make_venv "$VENV" "[test]"
   cd "$HERE"
   "$VENV/bin/python" -m pytest "$@"

@@ -74,6 +74,14 @@ class Managing:
         self.core = Core(settings, self.loads)  # the control cycle, shared with gestor simulate
         self.overrides: dict[str, Override] = {}
         self.button = None
+        self.mqtt = None                 # gestor.mqtt.Link with mqtt.enabled (start)
+        self._mqtt_at: float | None = None   # monotonic s of the last state published
+        self._mqtt_key: tuple | None = None  # loads' states and the latch then: a change publishes at once
+        self._mqtt_state: dict | None = None
+        self.switches_today: dict[str, int] = {ld.name: 0 for ld in settings.loads}
+        self._today = None               # the local date switches_today counts
+        self.last_period_wh: float | None = None
+        self._age: float | None = None
         self._lock = threading.RLock()  # the stop button's thread and the cycle both command relays
         self.tags = {"site": settings.site}
         self.state_path = Path(settings.paths.state_dir) / STATE_FILE
@@ -99,17 +107,100 @@ class Managing:
             self.button = Button(pin, pull_up=self.s.managing.stop_button_pull_up, bounce_time=0.05)
             self.button.when_pressed = self.stop_button_pressed
             log.info("stop button armed on GPIO %s", pin)
+        if self.s.mqtt.enabled:
+            from gestor.mqtt import Link, node_id, prefix
+            p = prefix(self.s.mqtt, self.s.site)
+            subs = [f"{p}/load/+/mode/set", f"{p}/stop/set"]
+            if self.s.mqtt.discovery:  # our node's retained configs: to empty those of removed loads
+                subs.append(f"{self.s.mqtt.discovery_prefix}/+/{node_id(self.s.site)}/+/config")
+            self.mqtt = Link(self.s.mqtt, self.s.site, "managing", subs, self._mqtt_command, self._mqtt_connected).start()
 
     def stop_button_pressed(self) -> None:
         """The emergency-stop button: set the latch and switch every load off now."""
+        self.emergency_stop(f"stop button on GPIO {self.s.managing.stop_button_pin}", "stop button pressed")
+
+    def emergency_stop(self, origin: str, reason: str) -> None:
+        """What ``stop-loads`` does, from inside managing (the stop button, MQTT): set the stop
+        latch and switch every load off now. Only ``stop-loads --release`` lifts the latch."""
         now = self.clock.now()
-        log.warning("STOP BUTTON pressed on GPIO %s: stop latch set, every load off", self.s.managing.stop_button_pin)
+        log.warning("EMERGENCY STOP from %s: stop latch set, every load off", origin)
         try:
-            set_latch(self.s.paths.state_dir, now, f"stop button on GPIO {self.s.managing.stop_button_pin}")
+            set_latch(self.s.paths.state_dir, now, origin)
         except OSError as e:
             log.error("stop latch NOT set: %s (switching off anyway)", e)
         with self._lock:
-            self._command_all([(ld, False, "stop button pressed", None) for ld in self.loads], now)
+            self._command_all([(ld, False, reason, None) for ld in self.loads], now)
+
+    # -- MQTT ----------------------------------------------------------------------------------
+    def _mqtt_connected(self) -> None:
+        """After every (re)connection: discovery, then the last state (both retained)."""
+        from gestor.mqtt import discovery
+        if self.s.mqtt.discovery:
+            self._announced = discovery(self.s.mqtt, self.s.site, [ld.name for ld in self.loads])
+            for topic, cfg in self._announced.items():
+                self.mqtt.publish(topic, cfg)
+        if self._mqtt_state is not None:
+            self.mqtt.publish(f"{self.mqtt.prefix}/state", self._mqtt_state)
+
+    def _mqtt_command(self, topic: str, payload: str) -> None:
+        """A message on a subscribed topic (paho's thread): a load's mode, the stop, or one of
+        our node's retained discovery configs."""
+        from gestor.mqtt import MODES
+        p = self.mqtt.prefix
+        if topic.endswith("/config"):
+            if payload and topic not in getattr(self, "_announced", {}):
+                log.info("MQTT: %s is no longer announced (load removed?): emptied", topic)
+                self.mqtt.publish(topic, "")
+            return
+        if topic == f"{p}/stop/set":
+            if payload != "STOP":
+                log.warning("MQTT %s: payload %r ignored (expected STOP)", topic, payload[:40])
+                return
+            self.emergency_stop("MQTT", "emergency stop from MQTT")
+            return
+        name = topic[len(p) + len("/load/"):-len("/mode/set")] if topic.startswith(f"{p}/load/") else ""
+        if name not in self.switches_today:
+            log.warning("MQTT %s: no load named %r: ignored", topic, name)
+            return
+        if payload not in MODES:
+            log.warning("MQTT %s: payload %r ignored (expected auto, on or off)", topic, payload[:40])
+            return
+        from gestor.overrides import set_override
+        try:
+            ov = set_override(self.s.paths.state_dir, name, payload, self.clock.now(), None, by="mqtt")
+        except OSError as e:
+            log.error("MQTT: override of %s not written: %s", name, e)
+            return
+        log.info("override from MQTT: %s %s (from managing's next cycle; the latch and a stale meter still win)",
+                 name, "auto" if ov is None else ov.describe(self.s.tz))
+
+    def _count_switch(self, name: str | None, now: datetime) -> None:
+        """Count a confirmed switch of ``name`` in today's (local) switches; None: only roll the day."""
+        local = now.astimezone(self.s.tz).date()
+        if local != self._today:
+            self._today = local
+            self.switches_today = dict.fromkeys(self.switches_today, 0)
+        if name is not None:
+            self.switches_today[name] = self.switches_today.get(name, 0) + 1
+
+    def _mqtt_publish(self, now: datetime, snap: Snapshot, latched: bool) -> None:
+        """The state, retained: at most every mqtt.publish_s, at once when a load or the latch changes."""
+        self._count_switch(None, now)
+        self._mqtt_state = {
+            "at": now.isoformat(), "net_w": snap.net_w, "balance_wh": round(snap.balance_wh, 3),
+            "projected_wh": round(projected_wh(snap, "instant"), 3), "remaining_s": round(snap.remaining_s),
+            "reading_age_s": None if self._age is None else round(self._age, 1), "latched": latched,
+            "last_period_wh": None if self.last_period_wh is None else round(self.last_period_wh, 3),
+            "loads": {ld.name: {"on": ld.on, "reason": ld.reason, "switches_today": self.switches_today[ld.name],
+                                "mode": ("on" if self.overrides[ld.name].on else "off") if ld.name in self.overrides
+                                else "auto"} for ld in self.loads}}
+        if self.mqtt is None:
+            return
+        key = (tuple(ld.on for ld in self.loads), latched, tuple(sorted(self.overrides)))
+        mono = self.clock.monotonic()
+        if key != self._mqtt_key or self._mqtt_at is None or mono - self._mqtt_at >= self.s.mqtt.publish_s:
+            self._mqtt_key, self._mqtt_at = key, mono
+            self.mqtt.publish(f"{self.mqtt.prefix}/state", self._mqtt_state)
 
     def stop(self, reason: str = "exit: every load off") -> bool:
         """Every load off; True when every relay confirmed."""
@@ -119,6 +210,13 @@ class Managing:
         if self.button is not None:
             self.button.close()
             self.button = None
+        if self.mqtt is not None:
+            if self._mqtt_state is not None:  # the loads as they are left
+                for ld in self.loads:
+                    self._mqtt_state["loads"][ld.name].update(on=ld.on, reason=ld.reason)
+                self.mqtt.publish(f"{self.mqtt.prefix}/state", self._mqtt_state)
+            self.mqtt.close()
+            self.mqtt = None
         self._persist()
         self._pool.shutdown(wait=False, cancel_futures=True)
         return ok
@@ -148,7 +246,7 @@ class Managing:
         live = read_live(self.s.paths.run_dir)
         # readings newer than the last accounted, and not from the future (a clock step)
         new = [r for r, _ in live if (last is None or r.at > last.at) and r.at <= now]
-        age = self._reading_age(now, live)
+        age = self._age = self._reading_age(now, live)
         self._read_overrides(now)
         for ld in self.loads:
             if ld.hold_off_until is not None and now >= ld.hold_off_until:
@@ -199,6 +297,7 @@ class Managing:
                           for ld in self.loads])
         self.last_cycle_at, self.last_cycle_mono = now, self.clock.monotonic()
         self._publish(now, snap, start, end, latched)
+        self._mqtt_publish(now, snap, latched)
         if closed or self.persisted_at is None or abs((now - self.persisted_at).total_seconds()) >= PERSIST_EVERY_S:
             self._persist()
         return final
@@ -245,6 +344,8 @@ class Managing:
             "balance_wh": snap.balance_wh, "projected_wh": projected_wh(snap, "instant"),
             "net_w": snap.net_w, "reading_at": reading.at.isoformat() if reading else None,
             "latched": latched, "policy": self.s.policy.name,
+            "mqtt": None if self.mqtt is None else {"connected": self.mqtt.connected, "error": self.mqtt.error,
+                                                    "broker": f"{self.s.mqtt.host}:{self.s.mqtt.port}"},
             "overrides": {k: v.describe(self.s.tz) for k, v in self.overrides.items()},
             "loads": {ld.name: {"on": ld.on, "reason": ld.reason,
                                 "since": ld.since.isoformat() if ld.since else None,
@@ -353,6 +454,7 @@ class Managing:
         if error is None:
             if ld.on != on:
                 self.switches_total += 1
+                self._count_switch(ld.name, now)
                 self.core.switched(ld, on, now.timestamp(), self.core.bounds_s(now.timestamp())[0])
             if ld.failures:
                 log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
@@ -383,6 +485,7 @@ class Managing:
             ld.switches.pop(k, None)
         loads_wh = sum(per_load.values())
         self.closed.append(p)
+        self.last_period_wh = p.balance_wh
         self.store.write([point("period", {**self.tags, "period_s": str(self.s.billing.period_s)}, {
             "balance_wh": p.balance_wh, "export_wh": p.export_wh, "import_wh": p.import_wh,
             "production_wh": p.production_wh, "consumption_wh": p.consumption_wh,

@@ -46,6 +46,8 @@ class Monitoring:
         self._last: Reading | None = None
         self._last_mono: float | None = None
         self._file_op = WriteGuard(log, "going on without it (readings still go to the store)")
+        self.mqtt = None  # gestor.mqtt.Link once start_mqtt ran with mqtt.enabled
+        self._mqtt_mono: float | None = None
         self._restore()
 
     def _restore(self) -> None:
@@ -108,17 +110,32 @@ class Monitoring:
             "import_wh_total": r.import_wh_total, "export_wh_total": r.export_wh_total}, r.at)])
         self._file_op(str(self.live.path), lambda: self.live.publish(r, mono))
         self._last = r
+        if self.mqtt is not None and (self._mqtt_mono is None or mono - self._mqtt_mono >= self.s.mqtt.publish_s):
+            self._mqtt_mono = mono
+            self.mqtt.publish(f"{self.mqtt.prefix}/reading", {
+                "at": r.at.isoformat(), "net_w": r.net_w, "production_w": r.production_w,
+                "consumption_w": r.consumption_w})
         if self._persisted_at is None or abs((r.at - self._persisted_at).total_seconds()) >= PERSIST_EVERY_S:
             self.persist()  # once a minute: the SD card is not written every cycle
         return r
 
+    def start_mqtt(self) -> None:
+        """Publish the readings over MQTT (``mqtt.enabled``); a broker away never stops monitoring."""
+        if self.s.mqtt.enabled:
+            from gestor.mqtt import Link
+            self.mqtt = Link(self.s.mqtt, self.s.site, "monitoring").start()
+
     def close(self) -> None:
         self.persist()
         self.meter.close()
+        if self.mqtt is not None:
+            self.mqtt.close()
+            self.mqtt = None
 
 
 def run(settings: Settings, clock: Clock, store: Store) -> None:
     m = Monitoring(settings, clock, store)
+    m.start_mqtt()
     log.info("monitoring: meter %s every %.1f s", settings.meter.driver, settings.monitoring.interval_s)
     try:
         run_loop(m.cycle, settings.monitoring.interval_s, clock)

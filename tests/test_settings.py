@@ -216,3 +216,15 @@ def test_secrets_live_in_secrets_yaml_and_are_never_printed(tmp_path):
     assert raw2["store"]["kind"] == "influxdb1"
     p = subprocess.run(GESTOR + ["status", "--config", str(f)], capture_output=True, text=True)
     assert p.returncode == 0 and "gestor status" in p.stdout, p.stderr
+
+
+def test_mqtt_settings_name_the_key_the_value_and_the_rule():
+    raw = example_raw()
+    raw["mqtt"] = {"enabled": True, "topic_prefix": "gestor/#", "port": 0}
+    errs = "\n".join(errors_of(raw))
+    assert "mqtt.topic_prefix" in errs and "'gestor/#'" in errs and "without wildcards" in errs
+    assert "mqtt.port" in errs
+    raw["mqtt"] = {"enabled": True, "password": "x"}
+    assert "password needs a username" in "\n".join(errors_of(raw))
+    raw["mqtt"] = {"enabled": True, "cert_file": "/etc/gestor/c.pem"}
+    assert "cert_file and key_file go together" in "\n".join(errors_of(raw))

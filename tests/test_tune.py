@@ -1,7 +1,7 @@
 """Choosing parameters on some days and scoring them on others (gestor/tune.py, gestor tune)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 import yaml

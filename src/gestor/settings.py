@@ -13,7 +13,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 import drivers.meters as meters
 import drivers.relays as relays
@@ -160,6 +160,41 @@ class StoreSettings(_Model):
         return f"http://{self.host}:{self.port}"
 
 
+class MqttSettings(_Model):
+    """MQTT and Home Assistant (off by default). Topics under ``topic_prefix`` (default
+    ``gestor/<site>``); Home Assistant discovers the entities under ``discovery_prefix``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, gt=0, lt=65536)
+    username: str | None = None
+    password: SecretStr | None = None           # !secret NAME, kept in secrets.yaml
+    tls: bool = False                           # verify the broker's certificate (ca_file, or the system's CAs)
+    ca_file: Path | None = None
+    cert_file: Path | None = None               # client certificate (with key_file), if the broker asks for one
+    key_file: Path | None = None
+    client_id: str | None = None                # default gestor-<site>-<daemon>
+    topic_prefix: str | None = None             # default gestor/<site>
+    discovery: bool = True                      # Home Assistant MQTT discovery
+    discovery_prefix: str = "homeassistant"
+    publish_s: float = Field(10.0, ge=1, le=3600)  # state at most this often (and at once when a load or the latch changes)
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/")):
+            raise ValueError(f"must be a topic without wildcards (#, +) and without a leading or trailing / (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "MqttSettings":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        return self
+
+
 class TariffSettings(_Model):
     """Energy prices for ``gestor simulate`` (EUR/kWh, taxes included as you pay them)."""
 
@@ -185,6 +220,7 @@ class Settings(_Model):
     loads: list[LoadSettings] = Field(min_length=1, max_length=8)
     store: StoreSettings = StoreSettings()
     tariff: TariffSettings = TariffSettings()
+    mqtt: MqttSettings = MqttSettings()
     paths: PathsSettings = PathsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source: Path | None = Field(None, exclude=True)  # the file these came from

@@ -40,6 +40,8 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
     mg = read_managing(s.paths.run_dir) or {}
     out["managing"] = {"running": pid_alive(mg.get("pid")), "pid": mg.get("pid"), "published_at": mg.get("at"),
                        "age_s": _age(now, mg.get("at")), "policy": mg.get("policy")}
+    out["mqtt"] = {"enabled": s.mqtt.enabled, "broker": f"{s.mqtt.host}:{s.mqtt.port}",
+                   **({k: v for k, v in (mg.get("mqtt") or {}).items() if k in ("connected", "error")})}
     if mg:
         end = mg.get("period_end")
         out["period"] = {"start": mg.get("period_start"), "end": end, "balance_wh": mg.get("balance_wh"),
@@ -139,4 +141,13 @@ def render(d: dict[str, Any], s: Settings) -> str:
         lines.append(f"store       InfluxDB {st['url']} reachable (version {st['version']}); spool {spool}")
     else:
         lines.append(f"store       InfluxDB NOT REACHABLE: {st['error']}; spool {spool} (replayed when it is back)")
+    mq = d["mqtt"]
+    if mq["enabled"]:
+        if mq.get("connected"):
+            lines.append(f"mqtt        connected to {mq['broker']} (managing)")
+        else:
+            lines.append(f"mqtt        NOT CONNECTED to {mq['broker']}: {mq.get('error') or 'managing has not said'}"
+                         f" (control goes on; retrying)")
+    else:
+        lines.append("mqtt        off (mqtt.enabled: false)")
     return "\n".join(lines)

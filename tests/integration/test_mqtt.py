@@ -1,0 +1,278 @@
+"""MQTT and Home Assistant against a real broker: Debian's mosquitto on a free loopback port, with
+a password file and ACLs (gestor may write its own topics; the "ha" user may read them and send
+the commands), driven by the real managing and monitoring daemons on a simulated clock."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+import managing
+import monitoring
+from drivers.store.influx import NullStore
+from gestor.clock import SimClock
+from gestor.livestate import is_latched
+from gestor.lockstep import run_lockstep
+from tests.conftest import free_port, make_settings, write_csv
+from tests.integration.test_safety import HEADER, T0, sunny_csv
+
+pytestmark = pytest.mark.skipif(subprocess.run(["which", "mosquitto"], capture_output=True).returncode != 0,
+                                reason="mosquitto is installed by ./install.sh --test")
+PASSWORD = "s3cret-gestor"
+HA_PASSWORD = "s3cret-ha"
+
+
+class Broker:
+    """mosquitto with a password file and ACLs; stop()/start() on the same port (no persistence:
+    a restart loses every retained message, so what comes back was published again)."""
+
+    def __init__(self, d) -> None:
+        self.port = free_port()
+        self.dir = d
+        pw = d / "passwd"
+        subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "gestor", PASSWORD], check=True)
+        subprocess.run(["mosquitto_passwd", "-b", str(pw), "ha", HA_PASSWORD], check=True)
+        (d / "acl").write_text("user gestor\ntopic readwrite gestor/#\ntopic readwrite homeassistant/#\n\n"
+                               "user ha\ntopic read gestor/#\ntopic write gestor/+/load/+/mode/set\n"
+                               "topic write gestor/+/stop/set\ntopic read homeassistant/#\n")
+        import getpass  # the broker runs as the test's user: it reads the files under tmp_path
+        (d / "mosquitto.conf").write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous false\n"
+                                          f"password_file {pw}\nacl_file {d / 'acl'}\npersistence false\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Broker":
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.dir / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    d = tmp_path / "broker"
+    d.mkdir()
+    b = Broker(d).start()
+    yield b
+    b.stop()
+
+
+class HA:
+    """A Home Assistant stand-in: subscribes to everything it may read, keeps the last payload
+    of each topic, publishes commands."""
+
+    def __init__(self, port: int, user: str = "ha", password: str = HA_PASSWORD) -> None:
+        import paho.mqtt.client as mqtt
+        self.msgs: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha-test")
+        self.c.username_pw_set(user, password)
+        self.c.on_message = self._msg
+        self.c.on_connect = lambda c, *a: (c.subscribe("gestor/#", qos=1), c.subscribe("homeassistant/#", qos=1))
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def _msg(self, c, u, m) -> None:  # noqa: ANN001
+        with self.lock:
+            self.msgs[m.topic] = m.payload.decode()
+
+    def get(self, topic: str) -> str | None:
+        with self.lock:
+            return self.msgs.get(topic)
+
+    def wait(self, pred, timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if pred(self.msgs):
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def send(self, topic: str, payload: str) -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def daemons(tmp_path, broker, csv, **mqtt):
+    s = make_settings(tmp_path, meter={"path": str(csv)},
+                      mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "gestor",
+                            "password": PASSWORD, "publish_s": 10, **mqtt})
+    clock = SimClock(T0)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    mon.start_mqtt()
+    mgr.start()
+    assert wait_for(lambda: mgr.mqtt.connected and mon.mqtt.connected), "gestor did not connect"
+    return s, clock, mon, mgr
+
+
+def wait_for(pred, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def run(clock, mon, mgr, minutes: float) -> None:
+    run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(minutes=minutes))
+
+
+def test_discovery_and_state_equal_managings_own(tmp_path, broker):
+    csv = sunny_csv(tmp_path / "sun.csv", 70)
+    ha = HA(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    try:
+        run(clock, mon, mgr, 62)   # across a period boundary
+        assert ha.wait(lambda m: "gestor/test/state" in m and "gestor/test/reading" in m)
+        node = "homeassistant/{}/gestor_test/{}/config"
+        cfgs = {t: json.loads(p) for t, p in ha.msgs.items() if t.startswith("homeassistant/") and p}
+        want = {("sensor", "net_power"): ("power", "measurement", "W"),
+                ("sensor", "period_balance"): ("energy", "total", "Wh"),
+                ("sensor", "period_projection"): ("energy", "total", "Wh"),
+                ("sensor", "last_period_balance"): ("energy", "total", "Wh"),
+                ("sensor", "period_time_left"): ("duration", "measurement", "s"),
+                ("sensor", "meter_age"): ("duration", "measurement", "s")}
+        for (comp, obj), (dc, sc, unit) in want.items():
+            c = cfgs[node.format(comp, obj)]
+            assert (c["device_class"], c["state_class"], c["unit_of_measurement"]) == (dc, sc, unit), obj
+            assert c["device"]["name"] == "gestor test" and c["availability_topic"] == "gestor/test/managing/availability"
+        for ld in ("water_heater", "pool_pump"):
+            assert cfgs[node.format("binary_sensor", f"{ld}_on")]["device_class"] == "power"
+            sel = cfgs[node.format("select", f"{ld}_mode")]
+            assert sel["options"] == ["auto", "on", "off"] and sel["command_topic"] == f"gestor/test/load/{ld}/mode/set"
+        btn = cfgs[node.format("button", "stop")]
+        assert btn["command_topic"] == "gestor/test/stop/set" and btn["payload_press"] == "STOP"
+        assert cfgs[node.format("binary_sensor", "stop_latch")]["device_class"] == "problem"
+        # the retained state is managing's own
+        mgr_state = json.loads((s.paths.run_dir / "managing.json").read_text())
+        assert ha.wait(lambda m: json.loads(m["gestor/test/state"])["at"] == mgr_state["at"])
+        st = json.loads(ha.get("gestor/test/state"))
+        assert st["balance_wh"] == pytest.approx(mgr_state["balance_wh"], abs=1e-3)
+        assert st["net_w"] == mgr_state["net_w"] and st["latched"] is False
+        assert st["last_period_wh"] == pytest.approx(mgr.closed[-1].balance_wh, abs=1e-3)
+        for ld in mgr.loads:
+            assert st["loads"][ld.name]["on"] == ld.on and st["loads"][ld.name]["mode"] == "auto"
+            assert st["loads"][ld.name]["switches_today"] == mgr.switches_today[ld.name] > 0
+        assert ha.get("gestor/test/managing/availability") == "online"
+        assert ha.get("gestor/test/monitoring/availability") == "online"
+        assert json.loads(ha.get("gestor/test/reading"))["net_w"] == mon._last.net_w
+    finally:
+        mgr.stop()
+        mon.close()
+    assert ha.wait(lambda m: m.get("gestor/test/managing/availability") == "offline")
+    ha.close()
+
+
+def test_a_select_switches_the_load_through_the_guards_and_not_under_the_latch(tmp_path, broker, caplog):
+    night = write_csv(tmp_path / "night.csv", HEADER, [
+        f"{T0 + timedelta(seconds=10 * i):%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500,0,0,0,-500" for i in range(6 * 40)])
+    ha = HA(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, night)
+    try:
+        run(clock, mon, mgr, 2)
+        assert not any(ld.on for ld in mgr.loads)
+        with caplog.at_level(logging.INFO, "gestor"):
+            ha.send("gestor/test/load/pool_pump/mode/set", "on")
+            ha.send("gestor/test/load/pool_pump/mode/set", "maybe")      # a bad payload: logged, ignored
+            ha.send("gestor/test/load/nope/mode/set", "on")
+            assert wait_for(lambda: "override from MQTT: pool_pump manual override on" in caplog.text)
+            run(clock, mon, mgr, 1)
+        assert mgr.loads[1].on and "manual override on" in mgr.loads[1].reason and not mgr.loads[0].on
+        assert "payload 'maybe' ignored" in caplog.text and "no load named 'nope'" in caplog.text
+        # the latch wins over the override: stop over MQTT, then "on" again does nothing
+        ha.send("gestor/test/stop/set", "STOP")
+        assert wait_for(lambda: is_latched(s.paths.state_dir) and not any(ld.on for ld in mgr.loads))
+        ha.send("gestor/test/load/water_heater/mode/set", "on")
+        time.sleep(0.3)
+        run(clock, mon, mgr, 1)
+        assert not any(ld.on for ld in mgr.loads) and is_latched(s.paths.state_dir)
+        assert mgr.loads[0].reason == "emergency stop from MQTT"
+        assert "stop latch set" in mgr.cycle()[0].reason        # the override is held by the latch
+        assert ha.wait(lambda m: json.loads(m["gestor/test/state"])["latched"] is True)
+    finally:
+        mgr.stop()
+        mon.close()
+        ha.close()
+
+
+def test_a_wrong_password_is_one_clear_line_and_control_goes_on(tmp_path, broker, caplog):
+    csv = sunny_csv(tmp_path / "sun.csv", 20)
+    s = make_settings(tmp_path, meter={"path": str(csv)},
+                      mqtt={"enabled": True, "port": broker.port, "username": "gestor", "password": "wrong"})
+    clock = SimClock(T0)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    with caplog.at_level(logging.INFO, "gestor"):
+        mgr.start()
+        assert wait_for(lambda: "refused managing" in caplog.text)
+        run(clock, mon, mgr, 3)
+        time.sleep(2.5)    # paho retries meanwhile: still one line
+        assert all(ld.on for ld in mgr.loads)                    # control went on
+        lines = [r for r in caplog.records if "refused managing" in r.getMessage()]
+        msg = lines[0].getMessage()
+        assert len(lines) == 1 and ("Not authorized" in msg or "Bad user name" in msg), msg
+        assert "wrong" not in msg                                  # the password is never logged
+        assert json.loads((s.paths.run_dir / "managing.json").read_text())["mqtt"]["connected"] is False
+    mgr.stop()
+
+
+def test_a_broker_restart_brings_back_discovery_and_state_without_a_daemon_restart(tmp_path, broker):
+    csv = sunny_csv(tmp_path / "sun.csv", 30)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    try:
+        run(clock, mon, mgr, 2)
+        broker.stop()
+        run(clock, mon, mgr, 2)           # the broker is away: control goes on
+        assert all(ld.on for ld in mgr.loads) and not mgr.mqtt.connected
+        broker.start()                     # no persistence: every retained message is gone
+        ha = HA(broker.port)
+        assert wait_for(lambda: mgr.mqtt.connected, 20), "no reconnection"
+        assert ha.wait(lambda m: "homeassistant/select/gestor_test/water_heater_mode/config" in m
+                       and m.get("gestor/test/managing/availability") == "online" and "gestor/test/state" in m, 10)
+        assert json.loads(ha.get("gestor/test/state"))["loads"]["water_heater"]["on"] is True
+        ha.close()
+    finally:
+        mgr.stop()
+        mon.close()
+
+
+def test_a_removed_load_loses_its_entities(tmp_path, broker):
+    csv = sunny_csv(tmp_path / "sun.csv", 10)
+    ha = HA(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    topic = "homeassistant/select/gestor_test/pool_pump_mode/config"
+    assert ha.wait(lambda m: m.get(topic))
+    mgr.stop()
+    mon.close()
+    loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
+    s2 = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads,
+                       mqtt={"enabled": True, "port": broker.port, "username": "gestor", "password": PASSWORD})
+    mgr2 = managing.Managing(s2, SimClock(T0), NullStore())
+    mgr2.start()
+    try:
+        assert ha.wait(lambda m: m.get(topic) == "")        # emptied: Home Assistant removes the entity
+        assert ha.get("homeassistant/select/gestor_test/water_heater_mode/config")
+    finally:
+        mgr2.stop()
+        ha.close()
