@@ -119,6 +119,46 @@ def _override(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prices(args: argparse.Namespace) -> int:
+    """``gestor prices fetch [--day D]``: the day's PVPC and surplus prices from ESIOS, validated,
+    cached under the state dir and stored in InfluxDB (measurement ``price``)."""
+    from datetime import date, timedelta
+
+    from gestor import prices
+    settings = load_settings(args.config)
+    if settings.prices.source != "esios":
+        raise GestorError(f"prices.source is {settings.prices.source!r}: nothing to fetch (set it to esios)")
+    now = WallClock().now().astimezone(settings.tz)
+    try:
+        day = date.fromisoformat(args.day) if args.day else \
+            (now.date() + timedelta(days=1) if (now.hour, now.minute) >= (20, 30) else now.date())
+    except ValueError:
+        raise GestorError(f"--day {args.day!r}: expected YYYY-MM-DD") from None
+    try:
+        p = prices.fetch_esios(settings.prices, day, settings.tz)
+    except prices.PriceError as e:
+        have = prices.cached(settings.paths.state_dir, day)
+        raise GestorError(f"{e}; " + ("the cached prices of that day stay in use" if have else
+                                      "the fixed 2.0TD prices of tariff: are used for that day")) from None
+    prices.save(settings.paths.state_dir, p)
+    stored = ""
+    if settings.store.kind != "none":
+        from drivers.store.influx import StoreError, open_store
+        try:
+            store = open_store(settings.store)
+            store.write(prices.points(p, settings.site))
+            ok = store.flush(30)
+            store.close()
+            stored = " and stored in InfluxDB (measurement price)" if ok else "; InfluxDB did not take them"
+        except StoreError as e:
+            stored = f"; not stored in InfluxDB: {e}"
+    print(f"{day}: {len(p.import_)} slots of {p.slot_s // 60} min, cached{stored}")
+    print("local time   import EUR/kWh  surplus EUR/kWh")
+    for t, v in p.import_:
+        print(f"{t.astimezone(settings.tz):%H:%M %Z}    {v:14.5f}  {prices.at(p.surplus, t):15.5f}")
+    return 0
+
+
 def _db_init(args: argparse.Namespace) -> int:
     """Create the database, its retention policies and continuous queries (install.sh runs it)."""
     from drivers.store.influx import init_database
@@ -183,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     simreport.add_arguments(sm)
     tu = sub.add_parser("tune", help="choose a policy's parameters on your own recording (cross-validated by day)")
     simreport.add_tune_arguments(tu)
+    pr = sub.add_parser("prices", help="real prices from ESIOS (PVPC 2.0TD and surplus): fetch, store, cache")
+    pr.add_argument("action", choices=["fetch"])
+    pr.add_argument("--day", help="local day YYYY-MM-DD (default: today, or tomorrow after 20:30)")
+    pr.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
     o = sub.add_parser("override", help="force a load on or off (or back to auto), optionally for a while")
     o.add_argument("load", help="load name, as in settings.yaml")
     o.add_argument("mode", choices=["on", "off", "auto"])
@@ -214,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             from gestor import simreport
             return simreport.main(args)
+        if args.command == "prices":
+            return _prices(args)
         if args.command == "tune":
             from gestor import simreport
             return simreport.tune_main(args)

@@ -195,6 +195,35 @@ class MqttSettings(_Model):
         return self
 
 
+class PricesSettings(_Model):
+    """Where the real hourly (or quarter-hourly) prices come from; ``fixed``: the 2.0TD prices of
+    ``tariff``. ``esios``: Red Eléctrica's ESIOS API (PVPC 2.0TD, indicator 1001; surplus for
+    simplified compensation, indicator 1739), with ``esios_token`` or the env var ESIOS_TOKEN."""
+
+    source: Literal["fixed", "esios", "file"] = "fixed"
+    esios_token: SecretStr | None = None        # !secret NAME (asked from consultasios@ree.es)
+    zone: Literal["peninsula", "canarias", "baleares", "ceuta", "melilla"] = "peninsula"
+    esios_url: str = "https://api.esios.ree.es"  # the API's base URL
+    file: Path | None = None                    # source file: CSV time, import_eur_per_kwh[, surplus_eur_per_kwh]
+    timeout_s: float = Field(15.0, gt=0, le=60)
+
+    @field_validator("esios_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from urllib.parse import urlparse
+        u = urlparse(v)
+        local = u.hostname in ("127.0.0.1", "localhost", "::1")
+        if u.scheme != "https" and not (u.scheme == "http" and local):
+            raise ValueError(f"must be https:// (http:// only on this machine) (got {v!r})")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _file(self) -> "PricesSettings":
+        if self.source == "file" and self.file is None:
+            raise ValueError("source file needs prices.file")
+        return self
+
+
 class TariffSettings(_Model):
     """Energy prices for ``gestor simulate`` (EUR/kWh, taxes included as you pay them)."""
 
@@ -221,6 +250,7 @@ class Settings(_Model):
     store: StoreSettings = StoreSettings()
     tariff: TariffSettings = TariffSettings()
     mqtt: MqttSettings = MqttSettings()
+    prices: PricesSettings = PricesSettings()
     paths: PathsSettings = PathsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source: Path | None = Field(None, exclude=True)  # the file these came from
@@ -549,7 +579,7 @@ def load_settings(path: Path | str, secrets_optional: bool = False) -> Settings:
     return parse_settings(read_raw(path, secrets_optional), str(path), path.resolve())
 
 
-SECRET_KEYS = ("password", "token")
+SECRET_KEYS = ("password", "token", "esios_token")
 
 
 def clear_text_secrets(path: Path | str) -> list[str]:

@@ -1,0 +1,173 @@
+"""Real prices from Red Eléctrica's ESIOS API: the PVPC 2.0TD active-energy price (indicator
+1001) and the price of surplus energy for simplified compensation (indicator 1739), per hour or
+per quarter-hour as published, in EUR/MWh in the API and EUR/kWh here.
+
+No maintained Python client for ESIOS was worth a dependency: ``python-esios`` and ``esios``
+(PyPI) pull pandas into the fetch and follow the API loosely; ``pvpc``/``aiopvpc`` read the
+public PVPC JSON of the web page, not the API. This is a thin client: one GET per indicator and
+day through :class:`drivers.http.Device` (TLS verified, a total deadline, a 1 MB answer cap),
+two retries on a failure that is not an answer (timeout, 5xx), none on 401/403.
+
+A day is valid when its slots cover the local day exactly: 24 hours (23 or 25 on DST days) or
+96 quarter-hours (92 or 100). Valid days are kept in ``state_dir/prices/YYYY-MM-DD.json`` so that a
+restart or an offline Pi still has them, and stored in InfluxDB (measurement ``price``, tags
+``kind`` = import | surplus and ``source``, field ``eur_per_kwh``, at each slot's start).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from gestor.settings import PricesSettings
+
+log = logging.getLogger("gestor.prices")
+UTC = timezone.utc
+IMPORT_INDICATOR = 1001   # PVPC: término de energía activa, peaje 2.0TD
+SURPLUS_INDICATOR = 1739  # precio de la energía excedentaria del autoconsumo para compensación simplificada
+# geo_id of each zone in indicator 1001
+GEO_IDS = {"peninsula": 8741, "canarias": 8742, "baleares": 8743, "ceuta": 8744, "melilla": 8745}
+
+
+class PriceError(Exception):
+    """Prices could not be had; the message says why in one line."""
+
+
+@dataclass
+class DayPrices:
+    """One local day: ``import_``/``surplus`` per slot, (UTC start, EUR/kWh), slot ``slot_s``."""
+
+    day: date
+    slot_s: int
+    import_: list[tuple[datetime, float]]
+    surplus: list[tuple[datetime, float]]
+    source: str = "esios"
+
+    def to_json(self) -> str:
+        return json.dumps({"day": self.day.isoformat(), "slot_s": self.slot_s, "source": self.source,
+                           "import": [[t.isoformat(), v] for t, v in self.import_],
+                           "surplus": [[t.isoformat(), v] for t, v in self.surplus]})
+
+    @classmethod
+    def from_json(cls, text: str) -> "DayPrices":
+        d = json.loads(text)
+        return cls(date.fromisoformat(d["day"]), int(d["slot_s"]),
+                   [(datetime.fromisoformat(t), float(v)) for t, v in d["import"]],
+                   [(datetime.fromisoformat(t), float(v)) for t, v in d["surplus"]], d.get("source", "esios"))
+
+
+def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    a = datetime(day.year, day.month, day.day, tzinfo=tz)
+    b = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz)
+    return a.astimezone(UTC), b.astimezone(UTC)
+
+
+def token(s: PricesSettings) -> str:
+    from drivers import secret
+    t = secret(s.esios_token) or os.environ.get("ESIOS_TOKEN")
+    if not t:
+        raise PriceError("no ESIOS token: set prices.esios_token (!secret) or the ESIOS_TOKEN environment variable "
+                         "(ask for one at consultasios@ree.es)")
+    return t
+
+
+def _values(s: PricesSettings, indicator: int, day: date, tz: ZoneInfo, geo_id: int | None) -> list[tuple[datetime, float]]:
+    from drivers.http import Device, HttpError
+    a, b = day_bounds(day, tz)
+    q = {"start_date": a.isoformat(), "end_date": (b - timedelta(seconds=1)).isoformat()}
+    if geo_id is not None:
+        q["geo_ids[]"] = str(geo_id)
+    url = f"{s.esios_url}/indicators/{indicator}?{urlencode(q)}"
+    dev = Device(headers={"Accept": "application/json; application/vnd.esios-api-v1+json",
+                          "x-api-key": token(s)})
+    try:
+        for attempt in range(3):
+            try:
+                body = dev.get_json(url, s.timeout_s)
+                break
+            except HttpError as e:
+                if "HTTP 401" in str(e) or "HTTP 403" in str(e):
+                    raise PriceError(f"ESIOS refused the token ({'401' if 'HTTP 401' in str(e) else '403'}): "
+                                     f"check prices.esios_token / ESIOS_TOKEN") from None
+                if attempt == 2 or ("HTTP 4" in str(e)):
+                    raise PriceError(f"ESIOS indicator {indicator} for {day}: {e}") from None
+                time.sleep(1.0 + attempt)
+    finally:
+        dev.close()
+    try:
+        values = body["indicator"]["values"]
+        out = []
+        for v in values:
+            if geo_id is not None and v.get("geo_id") not in (None, geo_id):
+                continue
+            t = datetime.fromisoformat(v["datetime_utc"].replace("Z", "+00:00")).astimezone(UTC)
+            out.append((t, float(v["value"]) / 1000.0))  # EUR/MWh -> EUR/kWh
+    except (KeyError, TypeError, ValueError) as e:
+        raise PriceError(f"ESIOS indicator {indicator} for {day}: unexpected answer ({type(e).__name__}: {e})") from None
+    return sorted(out)
+
+
+def _check_day(values: list[tuple[datetime, float]], day: date, tz: ZoneInfo, what: str) -> int:
+    """The slot length (3600 or 900 s) when ``values`` cover the local day exactly; PriceError."""
+    if not values:
+        raise PriceError(f"no {what} prices published for {day} (yet? the next day's come after 20:15)")
+    a, b = day_bounds(day, tz)
+    slot = 900 if len(values) > 1 and (values[1][0] - values[0][0]).total_seconds() == 900 else 3600
+    want = int((b - a).total_seconds() // slot)
+    starts = [t for t, _ in values]
+    expected = [a + timedelta(seconds=slot * k) for k in range(want)]
+    if starts != expected:
+        raise PriceError(f"{what} prices for {day}: {len(values)} slots of {slot // 60} min, expected {want} "
+                         f"from {a.isoformat()} ({(b - a).total_seconds() / 3600:.0f} h day)")
+    return slot
+
+
+def fetch_esios(s: PricesSettings, day: date, tz: ZoneInfo) -> DayPrices:
+    """Both indicators for the local ``day``, validated. Raises PriceError."""
+    imp = _values(s, IMPORT_INDICATOR, day, tz, GEO_IDS[s.zone])
+    slot = _check_day(imp, day, tz, "import (PVPC)")
+    sur = _values(s, SURPLUS_INDICATOR, day, tz, None)
+    _check_day(sur, day, tz, "surplus")
+    return DayPrices(day, slot, imp, sur)
+
+
+def at(slots: list[tuple[datetime, float]], t: datetime) -> float:
+    """The price of the slot holding ``t`` (slots sorted by start; an hourly surplus price holds
+    four quarter-hours of import); NaN before the first."""
+    from bisect import bisect_right
+    i = bisect_right([s for s, _ in slots], t) - 1
+    return slots[i][1] if i >= 0 else float("nan")
+
+
+def cache_path(state_dir: Path, day: date) -> Path:
+    return Path(state_dir) / "prices" / f"{day.isoformat()}.json"
+
+
+def save(state_dir: Path, p: DayPrices) -> Path:
+    from gestor.files import atomic_write_text
+    path = cache_path(state_dir, p.day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, p.to_json())
+    return path
+
+
+def cached(state_dir: Path, day: date) -> DayPrices | None:
+    """The day's prices from the cache; None without a valid one."""
+    try:
+        return DayPrices.from_json(cache_path(state_dir, day).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def points(p: DayPrices, site: str) -> list:
+    from drivers.store.influx import point
+    return ([point("price", {"site": site, "kind": "import", "source": p.source}, {"eur_per_kwh": v}, t)
+             for t, v in p.import_]
+            + [point("price", {"site": site, "kind": "surplus", "source": p.source}, {"eur_per_kwh": v}, t)
+               for t, v in p.surplus])

@@ -1,0 +1,156 @@
+"""ESIOS prices against an HTTP emulator on loopback serving the API's documented JSON shape
+(``indicator.values`` with ``value`` in EUR/MWh, ``datetime``, ``datetime_utc``, ``geo_id``,
+``geo_name``): quarter-hours, a DST day, an empty answer, a bad token, a 500, a slow answer."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gestor import prices
+from gestor.cli import main
+from gestor.settings import PricesSettings
+from tests.conftest import settings_file
+
+MAD = ZoneInfo("Europe/Madrid")
+UTC = timezone.utc
+TOKEN = "t0ken-for-tests"
+
+
+def served(indicator: int, day: date, slot_s: int) -> list[dict]:
+    a, b = prices.day_bounds(day, MAD)
+    out, t, k = [], a, 0
+    while t < b:
+        v = (100.0 + k % 37) if indicator == 1001 else (40.0 + k % 11)
+        out.append({"value": v, "datetime": t.astimezone(MAD).isoformat(), "datetime_utc": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "tz_time": t.isoformat(), "geo_id": 8741 if indicator == 1001 else 3,
+                    "geo_name": "Península" if indicator == 1001 else "España"})
+        if indicator == 1001:  # another zone's values in the same answer: not ours
+            out.append({**out[-1], "geo_id": 8742, "geo_name": "Canarias", "value": 999.0})
+        t += timedelta(seconds=slot_s)
+        k += 1
+    return out
+
+
+class Esios:
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.calls = 0
+        self.fail_first = 0
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.calls += 1
+                u = urlparse(self.path)
+                if self.headers.get("x-api-key") != TOKEN:
+                    return self._send(401, {"message": "HTTP Token: Access denied."})
+                if outer.fail_first > 0:
+                    outer.fail_first -= 1
+                    return self._send(500, {"message": "Internal Server Error"})
+                if outer.mode == "slow":
+                    time.sleep(3)
+                ind = int(u.path.rsplit("/", 1)[1])
+                q = parse_qs(u.query)
+                day = datetime.fromisoformat(q["start_date"][0]).astimezone(MAD).date()
+                values = [] if outer.mode == "empty" else served(ind, day, 900 if ind == 1001 else 3600)
+                self._send(200, {"indicator": {"id": ind, "name": "x", "values": values}})
+
+            def _send(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def esios():
+    e = Esios()
+    yield e
+    e.close()
+
+
+def ps(esios, **kw) -> PricesSettings:
+    return PricesSettings(source="esios", esios_token=TOKEN, esios_url=esios.url, timeout_s=1.5, **kw)
+
+
+def test_a_quarter_hour_day_and_a_dst_day(esios):
+    p = prices.fetch_esios(ps(esios), date(2026, 6, 10), MAD)
+    assert p.slot_s == 900 and len(p.import_) == 96 and len(p.surplus) == 24
+    assert p.import_[0] == (datetime(2026, 6, 9, 22, 0, tzinfo=UTC), 0.1)          # 100 EUR/MWh, 00:00 CEST
+    assert all(v < 0.2 for _, v in p.import_)                                     # not Canarias' 999
+    assert prices.at(p.surplus, datetime(2026, 6, 10, 7, 45, tzinfo=UTC)) == pytest.approx(0.040 + 0.001 * (9 % 11))
+    dst = prices.fetch_esios(ps(esios), date(2026, 10, 25), MAD)                   # 25 h: 100 quarter-hours
+    assert len(dst.import_) == 100 and len(dst.surplus) == 25
+    spring = prices.fetch_esios(ps(esios), date(2026, 3, 29), MAD)                 # 23 h
+    assert len(spring.import_) == 92
+
+
+def test_errors_are_one_clear_line(esios):
+    with pytest.raises(prices.PriceError, match=r"ESIOS refused the token \(401\)"):
+        prices.fetch_esios(PricesSettings(source="esios", esios_token="wrong", esios_url=esios.url), date(2026, 6, 10), MAD)
+    esios.mode = "empty"
+    with pytest.raises(prices.PriceError, match="no import .PVPC. prices published for 2026-06-10"):
+        prices.fetch_esios(ps(esios), date(2026, 6, 10), MAD)
+    esios.mode, esios.fail_first = "ok", 1       # a 500, then an answer: retried
+    assert len(prices.fetch_esios(ps(esios), date(2026, 6, 10), MAD).import_) == 96
+    esios.mode = "slow"
+    t0 = time.monotonic()
+    with pytest.raises(prices.PriceError, match="no answer within 1.5 s"):
+        prices.fetch_esios(ps(esios), date(2026, 6, 10), MAD)
+    assert time.monotonic() - t0 < 12
+
+
+def test_fetch_stores_every_slot_caches_the_day_and_the_cache_survives(tmp_path, esios, influxd, influx_db, capsys,
+                                                                       monkeypatch):
+    monkeypatch.setenv("ESIOS_TOKEN", TOKEN)                    # the token from the environment
+    f = settings_file(tmp_path, store={"kind": "influxdb1", "host": influxd.host, "port": influxd.port,
+                                       "database": influx_db},
+                      prices={"source": "esios", "esios_url": esios.url, "timeout_s": 2})
+    assert main(["prices", "fetch", "--day", "2026-06-10", "--config", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "96 slots of 15 min, cached and stored in InfluxDB" in out and "00:00 CEST" in out
+    c = influxd.client(influx_db)
+    got = list(c.query("SELECT eur_per_kwh FROM price WHERE kind = 'import' ORDER BY time", epoch="s").get_points())
+    sur = list(c.query("SELECT eur_per_kwh FROM price WHERE kind = 'surplus'", epoch="s").get_points())
+    c.close()
+    want = [(datetime.fromisoformat(v["datetime_utc"].replace("Z", "+00:00")).timestamp(), v["value"] / 1000)
+            for v in served(1001, date(2026, 6, 10), 900) if v["geo_id"] == 8741]
+    assert [(g["time"], g["eur_per_kwh"]) for g in got] == [(pytest.approx(t), pytest.approx(v)) for t, v in want]
+    assert len(sur) == 24
+    # the network is gone: the cache still has the day, and says so
+    cache = prices.cached(tmp_path / "state", date(2026, 6, 10))
+    assert cache is not None and len(cache.import_) == 96
+    esios.close()
+    assert main(["prices", "fetch", "--day", "2026-06-10", "--config", str(f)]) == 1
+    assert "the cached prices of that day stay in use" in capsys.readouterr().err
+    assert main(["prices", "fetch", "--day", "2026-06-11", "--config", str(f)]) == 1
+    assert "the fixed 2.0TD prices of tariff: are used" in capsys.readouterr().err
+
+
+def test_prices_settings_name_the_key():
+    from gestor.settings import SettingsError, parse_settings
+    from tests.conftest import example_raw
+    raw = example_raw()
+    raw["prices"] = {"source": "esios", "esios_url": "http://api.esios.ree.es"}
+    with pytest.raises(SettingsError) as e:
+        parse_settings(raw, "settings.yaml")
+    assert "prices.esios_url" in str(e.value) and "must be https://" in str(e.value)
