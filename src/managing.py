@@ -186,6 +186,13 @@ class Managing:
     def _mqtt_publish(self, now: datetime, snap: Snapshot, latched: bool) -> None:
         """The state, retained: at most every mqtt.publish_s, at once when a load or the latch changes."""
         self._count_switch(None, now)
+        if self.mqtt is None:
+            return
+        key = (tuple(ld.on for ld in self.loads), latched, tuple(sorted(self.overrides)))
+        mono = self.clock.monotonic()
+        if key == self._mqtt_key and self._mqtt_at is not None and mono - self._mqtt_at < self.s.mqtt.publish_s:
+            return
+        self._mqtt_key, self._mqtt_at = key, mono
         self._mqtt_state = {
             "at": now.isoformat(), "net_w": snap.net_w, "balance_wh": round(snap.balance_wh, 3),
             "projected_wh": round(projected_wh(snap, "instant"), 3), "remaining_s": round(snap.remaining_s),
@@ -194,13 +201,7 @@ class Managing:
             "loads": {ld.name: {"on": ld.on, "reason": ld.reason, "switches_today": self.switches_today[ld.name],
                                 "mode": ("on" if self.overrides[ld.name].on else "off") if ld.name in self.overrides
                                 else "auto"} for ld in self.loads}}
-        if self.mqtt is None:
-            return
-        key = (tuple(ld.on for ld in self.loads), latched, tuple(sorted(self.overrides)))
-        mono = self.clock.monotonic()
-        if key != self._mqtt_key or self._mqtt_at is None or mono - self._mqtt_at >= self.s.mqtt.publish_s:
-            self._mqtt_key, self._mqtt_at = key, mono
-            self.mqtt.publish(f"{self.mqtt.prefix}/state", self._mqtt_state)
+        self.mqtt.publish(f"{self.mqtt.prefix}/state", self._mqtt_state)
 
     def stop(self, reason: str = "exit: every load off") -> bool:
         """Every load off; True when every relay confirmed."""

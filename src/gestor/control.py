@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 from drivers.meters.base import Reading
 from gestor.balance import Balance, PeriodSummary
 from gestor.guards import GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_deadline, min_run_reason
-from gestor.policies import POLICIES, LoadView, Snapshot, Wish
+from gestor.policies import POLICIES, LoadView, Snapshot, Wish, changes
 from gestor.settings import LoadSettings, PolicySettings, Settings
 from gestor.tariff import period_2_0td
 
@@ -128,10 +128,8 @@ class Controller:
             for ld in self._windowed:
                 if (held is None or ld.name not in held) and not in_windows_min(m, ld.limits.windows):
                     held = {**(held or {}), ld.name: "held by a guard"}
-        if held:  # left out of the policy's stack
-            views_free = tuple([v for v in views if v.name not in held])
-        want = self._policy(Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w,
-                                     views_free if held else views, recent_surplus_w), self.s.policy)
+        want = changes(Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w, views, recent_surplus_w),
+                       self.s.policy, held, self._policy)
         min_run = self.min_run(now_s) if self._min_run else None
         if not (want or held or latched or overrides or min_run) and reading_age_s is not None \
                 and 0 <= reading_age_s <= stale_after_s and not self._unknown:

@@ -221,13 +221,15 @@ POLICIES: dict[str, Callable[[Snapshot, PolicySettings], list[Wish]]] = {
 }
 
 
-def changes(s: Snapshot, p: PolicySettings, held: Mapping[str, str] | None = None) -> list[Wish]:
-    """The configured policy's wishes to change a load (a load not listed keeps its state; most
-    cycles: none). The loads a guard holds anyway (``held``: name → why) are left out of the
-    policy's stack, so they do not block the loads after them. What the control core runs."""
+def changes(s: Snapshot, p: PolicySettings, held: Mapping[str, str] | None = None,
+            policy: Callable[[Snapshot, PolicySettings], list[Wish]] | None = None) -> list[Wish]:
+    """The policy's wishes to change a load (a load not listed keeps its state; most cycles:
+    none). The loads a guard holds anyway (``held``: name → why) are left out of the policy's
+    stack, so they do not block the loads after them. ``policy``: another policy function than
+    the configured one (the simulator's perfect-foresight schedule). What the control core runs."""
     if held:
         s = s._replace(loads=tuple(v for v in s.loads if v.name not in held))
-    return POLICIES[p.name](s, p)
+    return (policy or POLICIES[p.name])(s, p)
 
 
 def decide(s: Snapshot, p: PolicySettings, held: Mapping[str, str] | None = None) -> list[Wish]:

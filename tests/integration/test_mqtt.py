@@ -20,7 +20,7 @@ from gestor.clock import SimClock
 from gestor.livestate import is_latched
 from gestor.lockstep import run_lockstep
 from tests.conftest import free_port, make_settings, write_csv
-from tests.integration.test_safety import HEADER, T0, sunny_csv
+from tests.integration.test_safety import HEADER, T0, _wait, sunny_csv
 
 pytestmark = pytest.mark.skipif(subprocess.run(["which", "mosquitto"], capture_output=True).returncode != 0,
                                 reason="mosquitto is installed by ./install.sh --test")
@@ -127,12 +127,7 @@ def daemons(tmp_path, broker, csv, **mqtt):
 
 
 def wait_for(pred, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
+    return _wait(pred, timeout_s)
 
 
 def run(clock, mon, mgr, minutes: float) -> None:
