@@ -72,6 +72,11 @@ class Managing:
         relays = relays or open_relays(settings, ctx)
         self.loads = [LoadRuntime(ld, LoadLimits.of(ld), relay=relays[ld.name]) for ld in settings.loads_by_priority()]
         self.core = Core(settings, self.loads)  # the control cycle, shared with gestor simulate
+        self.prices = None
+        if settings.prices.source == "esios":  # the daily minimum runs in the cheapest real-price slots
+            from gestor.prices import Book
+            self.prices = Book(settings.paths.state_dir, settings.tz)
+            self.core.import_price = self.prices.import_price
         self.overrides: dict[str, Override] = {}
         self.button = None
         self.mqtt = None                 # gestor.mqtt.Link with mqtt.enabled (start)
@@ -259,6 +264,8 @@ class Managing:
                 else "held by a guard" for ld in self.loads
                 if ld.on is None or ld.name in self.overrides or ld.hold_off_until is not None}
         latched = is_latched(self.s.paths.state_dir)
+        if self.prices is not None:
+            self.prices.refresh(now, self.core.bounds_s(now.timestamp())[0])
         step = self.core.step(now, new, reading_age_s=age, latched=latched, overrides=self.overrides, held=held)
         closed, start, end = step.closed, step.period_start, step.period_end
         for p in closed:

@@ -151,3 +151,20 @@ def test_min_run_picks_the_cheapest_latest_periods():
     # not enough time left: run now whatever the price
     at20 = monday_0h + timedelta(hours=20)
     assert min_run_reason(at20, MAD, 3600, 7200, 0.0, "21:00", price, 1000)
+
+
+def test_min_run_ranks_by_real_prices_when_every_slot_has_one():
+    price = lambda t: period_2_0td(t, MAD)  # noqa: E731
+    monday_0h = datetime(2026, 11, 22, 23, 0, tzinfo=timezone.utc)   # 00:00 CET Monday
+
+    def pvpc(t):  # cheapest at 13:00-15:00 local (12-14 UTC), dearest at night
+        return 0.05 if 12 <= t.hour < 14 else 0.25
+    runs = [h for h in range(17) if min_run_reason(monday_0h + timedelta(hours=h), MAD, 3600, 7200, 0.0, "21:00",
+                                                   price, 1000, pvpc)]
+    assert runs == [13, 14]  # local 13-15 h (later, with nothing run, too little time is left whatever the price)
+    why = min_run_reason(monday_0h + timedelta(hours=13), MAD, 3600, 7200, 0.0, "21:00", price, 1000, pvpc)
+    assert "0.0500 EUR/kWh" in why
+    # a slot without a real price: the 2.0TD calendar decides (the latest P3 hours, 06-08)
+    gaps = lambda t: None if t.hour == 19 else pvpc(t)  # noqa: E731 (20-21 h local unknown)
+    assert [h for h in range(10) if min_run_reason(monday_0h + timedelta(hours=h), MAD, 3600, 7200, 0.0, "21:00",
+                                                   price, 1000, gaps)] == [6, 7]

@@ -78,6 +78,9 @@ class Controller:
             LoadState(ld, LoadLimits.of(ld)) for ld in settings.loads_by_priority()]
         self.limits = {ld.name: ld.limits for ld in self.loads}
         self.price_period: Callable[[datetime], str] = lambda t: period_2_0td(t, self.tz)
+        # the real import price (EUR/kWh) of the slot holding an instant, None where unknown:
+        # managing sets it from the prices it has (gestor.prices); the daily minimum ranks by it
+        self.import_price: Callable[[datetime], float | None] | None = None
         self._windowed = [ld for ld in self.loads if ld.limits.windows]
         self._min_run = [ld for ld in self.loads if ld.cfg.min_run_s > 0]
         self._offset = (-1, 0.0)  # (quarter-hour bucket of UTC, UTC offset s) for local minutes
@@ -152,7 +155,7 @@ class Controller:
         for ld in self._min_run:
             done = ld.day_on_s.get(min_run_deadline(now, self.tz, ld.cfg.min_run_by).timestamp(), 0.0)
             why = min_run_reason(now, self.tz, self.period_s, ld.cfg.min_run_s, done, ld.cfg.min_run_by,
-                                 self.price_period, ld.cfg.power_w)
+                                 self.price_period, ld.cfg.power_w, self.import_price)
             if why:
                 out[ld.name] = why
         return out

@@ -158,13 +158,16 @@ def min_run_deadline(now: datetime, tz: ZoneInfo, by: str) -> datetime:
 
 
 def min_run_reason(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, done_s: float, by: str,
-                   price_period: Callable[[datetime], str], power_w: float) -> str | None:
+                   price_period: Callable[[datetime], str], power_w: float,
+                   import_price: Callable[[datetime], float | None] | None = None) -> str | None:
     """Whether a load must run now to reach its daily minimum, and why.
 
-    The settlement periods left before the deadline are ranked by price period (``price_period``
-    returns "P1", "P2" or "P3"; P3 is cheapest), the later first within a rank (the sun may still
-    give it for free); the cheapest are picked until they cover ``need_s - done_s``. If the current
-    period is picked, the load runs now: returns the reason, else None.
+    The settlement periods left before the deadline are ranked by their real import price when
+    ``import_price`` knows it for every one of them (EUR/kWh, e.g. PVPC from ESIOS), else by
+    2.0TD price period (``price_period`` returns "P1", "P2" or "P3"; P3 is cheapest); the later
+    first among equals (the sun may still give it for free); the cheapest are picked until they
+    cover ``need_s - done_s``. If the current period is picked, the load runs now: returns the
+    reason, else None.
     """
     left_s = need_s - done_s
     if left_s <= 0:
@@ -178,9 +181,16 @@ def min_run_reason(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, do
         slots.append((t, (b - t).total_seconds(), price_period(t)))
         t = b
     rank = {"P3": 0, "P2": 1, "P1": 2}
+    real = [import_price(t) for t, _, _ in slots] if import_price is not None else [None]
+    if None not in real:  # every slot has its real price: rank by it
+        slots = [(t, dur, f"{eur:.4f} EUR/kWh") for (t, dur, _), eur in zip(slots, real)]
+        key = {t: eur for (t, _, _), eur in zip(slots, real)}
+        order = sorted(slots, key=lambda s: (key[s[0]], -s[0].timestamp()))
+    else:
+        order = sorted(slots, key=lambda s: (rank.get(s[2], 3), -s[0].timestamp()))
     chosen_now = False
     acc = 0.0
-    for start, dur, p in sorted(slots, key=lambda s: (rank.get(s[2], 3), -s[0].timestamp())):
+    for start, dur, p in order:
         if acc >= left_s:
             break
         acc += dur

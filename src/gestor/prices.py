@@ -165,6 +165,37 @@ def cached(state_dir: Path, day: date) -> DayPrices | None:
         return None
 
 
+class Book:
+    """The import prices known for today and tomorrow (local), from the cache: ``import_price(t)``
+    is the EUR/kWh of the slot holding ``t``, None outside them. Reloaded at most once per
+    settlement period (a file read), never fetched here."""
+
+    def __init__(self, state_dir: Path, tz: ZoneInfo) -> None:
+        self.state_dir, self.tz = Path(state_dir), tz
+        self.slots: list[tuple[float, float, float]] = []   # (start epoch, end epoch, EUR/kWh)
+        self._loaded_for: tuple | None = None
+
+    def refresh(self, now: datetime, period_key: float) -> None:
+        if self._loaded_for == (period_key,):
+            return
+        self._loaded_for = (period_key,)
+        today = now.astimezone(self.tz).date()
+        slots = []
+        for d in (today, today + timedelta(days=1)):
+            p = cached(self.state_dir, d)
+            if p is not None:
+                slots += [(t.timestamp(), t.timestamp() + p.slot_s, v) for t, v in p.import_]
+        self.slots = sorted(slots)
+
+    def import_price(self, t: datetime) -> float | None:
+        from bisect import bisect_right
+        x = t.timestamp()
+        i = bisect_right(self.slots, (x, float("inf"), float("inf"))) - 1
+        if i >= 0 and self.slots[i][0] <= x < self.slots[i][1]:
+            return self.slots[i][2]
+        return None
+
+
 def points(p: DayPrices, site: str) -> list:
     from drivers.store.influx import point
     return ([point("price", {"site": site, "kind": "import", "source": p.source}, {"eur_per_kwh": v}, t)
