@@ -73,6 +73,8 @@ class Managing:
         self.loads = [LoadRuntime(ld, LoadLimits.of(ld), relay=relays[ld.name]) for ld in settings.loads_by_priority()]
         self.core = Core(settings, self.loads)  # the control cycle, shared with gestor simulate
         self.prices = None
+        self._prices_thread: threading.Thread | None = None
+        self._prices_tried: set = set()   # days asked once already (one try, one log line a day)
         if settings.prices.source == "esios":  # the daily minimum runs in the cheapest real-price slots
             from gestor.prices import Book
             self.prices = Book(settings.paths.state_dir, settings.tz)
@@ -179,6 +181,34 @@ class Managing:
         log.info("override from MQTT: %s %s (from managing's next cycle; the latch and a stale meter still win)",
                  name, "auto" if ov is None else ov.describe(self.s.tz))
 
+    def _fetch_prices_daily(self, now: datetime) -> None:
+        """After 20:30 local, once a day, fetch tomorrow's prices from ESIOS in a thread of its
+        own (the cycle never waits on the network); today's too when the cache lacks them.
+        Failures are logged once per day and the day keeps its cache or the fixed prices."""
+        from datetime import timedelta
+
+        from gestor import prices
+        local = now.astimezone(self.s.tz)
+        days = [d for d in ([local.date()] + ([local.date() + timedelta(days=1)]
+                                              if (local.hour, local.minute) >= (20, 30) else []))
+                if prices.cached(self.s.paths.state_dir, d) is None and d not in self._prices_tried]
+        if not days or (self._prices_thread is not None and self._prices_thread.is_alive()):
+            return
+        self._prices_tried.update(days)
+
+        def work() -> None:
+            for d in days:
+                try:
+                    p = prices.fetch_esios(self.s.prices, d, self.s.tz)
+                    prices.save(self.s.paths.state_dir, p)
+                    self.store.write(prices.points(p, self.s.site))
+                    log.info("prices for %s fetched from ESIOS: %d slots of %d min", d, len(p.import_), p.slot_s // 60)
+                except (prices.PriceError, OSError) as e:
+                    log.warning("prices for %s: %s; the fixed 2.0TD prices are used for that day", d, e)
+            self.prices._loaded_for = None  # read the cache again at the next cycle
+        self._prices_thread = threading.Thread(target=work, name="prices", daemon=True)
+        self._prices_thread.start()
+
     def _count_switch(self, name: str | None, now: datetime) -> None:
         """Count a confirmed switch of ``name`` in today's (local) switches; None: only roll the day."""
         local = now.astimezone(self.s.tz).date()
@@ -266,6 +296,7 @@ class Managing:
         latched = is_latched(self.s.paths.state_dir)
         if self.prices is not None:
             self.prices.refresh(now, self.core.bounds_s(now.timestamp())[0])
+            self._fetch_prices_daily(now)
         step = self.core.step(now, new, reading_age_s=age, latched=latched, overrides=self.overrides, held=held)
         closed, start, end = step.closed, step.period_start, step.period_end
         for p in closed:

@@ -192,3 +192,34 @@ def test_the_daily_minimum_runs_in_the_cheapest_served_hours(tmp_path):
     assert on[-1] == datetime(2026, 11, 23, 14, 59, 30, tzinfo=UTC)
     assert len(on) == 240
     assert "EUR/kWh" in next(r for t, o, r in trace if o)
+
+
+def test_managing_fetches_tomorrows_prices_after_2030_by_itself(tmp_path, esios, monkeypatch, caplog):
+    import logging
+
+    import managing
+    import monitoring
+    from drivers.store.influx import NullStore
+    from gestor.clock import SimClock
+    from gestor.lockstep import run_lockstep
+    from tests.conftest import make_settings, write_csv
+    from tests.integration.test_safety import HEADER
+    monkeypatch.setenv("ESIOS_TOKEN", TOKEN)
+    start = datetime(2026, 6, 10, 18, 25, tzinfo=UTC)               # 20:25 CEST
+    csv = write_csv(tmp_path / "evening.csv", HEADER, [
+        f"{start + timedelta(seconds=10 * i):%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500,300,0,0,-200" for i in range(6 * 10)])
+    s = make_settings(tmp_path, meter={"path": str(csv)}, prices={"source": "esios", "esios_url": esios.url})
+    clock = SimClock(start)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    mgr.start()
+    with caplog.at_level(logging.INFO, "gestor"):
+        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], start + timedelta(minutes=2))
+        assert mgr._prices_thread is not None
+        mgr._prices_thread.join(20)
+        assert prices.cached(s.paths.state_dir, date(2026, 6, 10)) is not None     # today's, missing: fetched
+        assert prices.cached(s.paths.state_dir, date(2026, 6, 11)) is None          # tomorrow's: not before 20:30
+        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], start + timedelta(minutes=7))
+        mgr._prices_thread.join(20)
+    mgr.stop()
+    assert prices.cached(s.paths.state_dir, date(2026, 6, 11)) is not None
+    assert "prices for 2026-06-11 fetched from ESIOS: 96 slots of 15 min" in caplog.text
