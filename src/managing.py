@@ -88,6 +88,8 @@ class Managing:
         self.switches_today: dict[str, int] = {ld.name: 0 for ld in settings.loads}
         self._today = None               # the local date switches_today counts
         self.last_period_wh: float | None = None
+        self.eur_saved_today = 0.0       # EUR, the closed periods of the local day (cost without - with gestor)
+        self._money_day = None
         self._age: float | None = None
         self._lock = threading.RLock()  # the stop button's thread and the cycle both command relays
         self.tags = {"site": settings.site}
@@ -382,7 +384,7 @@ class Managing:
             "period_start": start.isoformat(), "period_end": end.isoformat(),
             "balance_wh": snap.balance_wh, "projected_wh": projected_wh(snap, "instant"),
             "net_w": snap.net_w, "reading_at": reading.at.isoformat() if reading else None,
-            "latched": latched, "policy": self.s.policy.name,
+            "latched": latched, "policy": self.s.policy.name, "eur_saved_today": round(self.eur_saved_today if self._money_day == now.astimezone(self.s.tz).date() else 0.0, 4),
             "mqtt": None if self.mqtt is None else {"connected": self.mqtt.connected, "error": self.mqtt.error,
                                                     "broker": f"{self.s.mqtt.host}:{self.s.mqtt.port}"},
             "overrides": {k: v.describe(self.s.tz) for k, v in self.overrides.items()},
@@ -525,13 +527,34 @@ class Managing:
         loads_wh = sum(per_load.values())
         self.closed.append(p)
         self.last_period_wh = p.balance_wh
+        money = self._money(p, loads_wh)
         self.store.write([point("period", {**self.tags, "period_s": str(self.s.billing.period_s)}, {
             "balance_wh": p.balance_wh, "export_wh": p.export_wh, "import_wh": p.import_wh,
             "production_wh": p.production_wh, "consumption_wh": p.consumption_wh,
-            "loads_wh": loads_wh, **per_load, "complete": p.complete, "covered_s": p.covered_s}, p.start)])
+            "loads_wh": loads_wh, **per_load, "complete": p.complete, "covered_s": p.covered_s, **money}, p.start)])
         local = p.start.astimezone(self.s.tz)
         log.info("period %s closed: balance %+.0f Wh, loads %.0f Wh%s", local.strftime("%Y-%m-%d %H:%M %Z"),
                  p.balance_wh, loads_wh, "" if p.complete else f" (incomplete: {p.covered_s:.0f} s covered)")
+
+    def _money(self, p: PeriodSummary, loads_wh: float) -> dict:
+        """The period's EUR (gestor.prices.period_money) at its real prices when the cache has
+        them, else at the fixed 2.0TD ones; today's savings add up in ``eur_saved_today``."""
+        from gestor.prices import period_money
+        from gestor.tariff import period_2_0td
+        t = self.s.tariff
+        real = self.prices.period_prices(p.start.timestamp(), p.end.timestamp()) if self.prices is not None else None
+        if real is not None:
+            imp, sur, source = real[0], real[1], "esios"
+        else:
+            imp = {"P1": t.import_p1_eur_per_kwh, "P2": t.import_p2_eur_per_kwh,
+                   "P3": t.import_p3_eur_per_kwh}[period_2_0td(p.start, self.s.tz)]
+            sur, source = t.surplus_eur_per_kwh, "fixed"
+        m = period_money(p.balance_wh, loads_wh, imp, sur, t.import_p3_eur_per_kwh)
+        day = p.start.astimezone(self.s.tz).date()
+        if day != self._money_day:
+            self._money_day, self.eur_saved_today = day, 0.0
+        self.eur_saved_today += m["cost_without_eur"] - m["cost_eur"]
+        return {**m, "import_eur_per_kwh": imp, "surplus_eur_per_kwh": sur, "price_source": source}
 
     # -- restart within a period -------------------------------------------------------------
     def _persist(self) -> None:

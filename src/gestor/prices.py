@@ -173,6 +173,7 @@ class Book:
     def __init__(self, state_dir: Path, tz: ZoneInfo) -> None:
         self.state_dir, self.tz = Path(state_dir), tz
         self.slots: list[tuple[float, float, float]] = []   # (start epoch, end epoch, EUR/kWh)
+        self.surplus: list[tuple[float, float, float]] = []
         self._loaded_for: tuple | None = None
 
     def refresh(self, now: datetime, period_key: float) -> None:
@@ -180,12 +181,14 @@ class Book:
             return
         self._loaded_for = (period_key,)
         today = now.astimezone(self.tz).date()
-        slots = []
-        for d in (today, today + timedelta(days=1)):
+        slots, surplus = [], []
+        for d in (today - timedelta(days=1), today, today + timedelta(days=1)):
             p = cached(self.state_dir, d)
             if p is not None:
                 slots += [(t.timestamp(), t.timestamp() + p.slot_s, v) for t, v in p.import_]
-        self.slots = sorted(slots)
+                sur_s = int((p.surplus[1][0] - p.surplus[0][0]).total_seconds()) if len(p.surplus) > 1 else p.slot_s
+                surplus += [(t.timestamp(), t.timestamp() + sur_s, v) for t, v in p.surplus]
+        self.slots, self.surplus = sorted(slots), sorted(surplus)
 
     def import_price(self, t: datetime) -> float | None:
         from bisect import bisect_right
@@ -194,6 +197,36 @@ class Book:
         if i >= 0 and self.slots[i][0] <= x < self.slots[i][1]:
             return self.slots[i][2]
         return None
+
+
+    def period_prices(self, t0: float, t1: float) -> tuple[float, float] | None:
+        """Time-weighted mean import and surplus prices (EUR/kWh) over [t0, t1) epoch s; None
+        unless both are known over all of it."""
+        out = []
+        for slots in (self.slots, self.surplus):
+            covered = acc = 0.0
+            for a, b, v in slots:
+                o = min(b, t1) - max(a, t0)
+                if o > 0:
+                    covered += o
+                    acc += o * v
+            if covered < (t1 - t0) - 1e-6:
+                return None
+            out.append(acc / covered)
+        return out[0], out[1]
+
+
+def period_money(balance_wh: float, loads_wh: float, import_eur_per_kwh: float, surplus_eur_per_kwh: float,
+                 night_eur_per_kwh: float) -> dict[str, float]:
+    """EUR of one settlement period, as ``gestor simulate`` prices it (before the monthly cap on
+    compensation): the import it pays, the surplus it is compensated, and what the same period
+    would have cost without gestor (its loads' energy bought at the night price instead)."""
+    imp = max(-balance_wh, 0.0) / 1000.0 * import_eur_per_kwh
+    sur = max(balance_wh, 0.0) / 1000.0 * surplus_eur_per_kwh
+    without = balance_wh + loads_wh
+    cost_without = (max(-without, 0.0) / 1000.0 * import_eur_per_kwh - max(without, 0.0) / 1000.0 * surplus_eur_per_kwh
+                    + loads_wh / 1000.0 * night_eur_per_kwh)
+    return {"import_eur": imp, "surplus_eur": sur, "cost_eur": imp - sur, "cost_without_eur": cost_without}
 
 
 def points(p: DayPrices, site: str) -> list:

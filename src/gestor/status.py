@@ -39,7 +39,8 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
     out["reading"] = None if last is None else {**last, "age_s": _age(now, last["at"])}
     mg = read_managing(s.paths.run_dir) or {}
     out["managing"] = {"running": pid_alive(mg.get("pid")), "pid": mg.get("pid"), "published_at": mg.get("at"),
-                       "age_s": _age(now, mg.get("at")), "policy": mg.get("policy")}
+                       "age_s": _age(now, mg.get("at")), "policy": mg.get("policy"),
+                       "eur_saved_today": mg.get("eur_saved_today")}
     out["mqtt"] = {"enabled": s.mqtt.enabled, "broker": f"{s.mqtt.host}:{s.mqtt.port}",
                    **({k: v for k, v in (mg.get("mqtt") or {}).items() if k in ("connected", "error")})}
     if mg:
@@ -126,6 +127,9 @@ def render(d: dict[str, Any], s: Settings) -> str:
                      f"{ld['switches_in_period']}{extra}{fails}")
         lines.append(f"{'':12s}{'':14s} why: {ld['reason']}")
         first = False
+    if mg.get("eur_saved_today") is not None:
+        lines.append(f"money       EUR {mg['eur_saved_today']:.2f} saved today so far (closed periods, against the same "
+                     f"periods without gestor)")
     latch = d["stop_latch"]
     lines.append(f"stop latch  {'SET: ' + latch['detail'] + ' (stop-loads --release)' if latch['set'] else 'not set'}")
     ov = d["overrides"]

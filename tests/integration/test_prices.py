@@ -223,3 +223,45 @@ def test_managing_fetches_tomorrows_prices_after_2030_by_itself(tmp_path, esios,
     mgr.stop()
     assert prices.cached(s.paths.state_dir, date(2026, 6, 11)) is not None
     assert "prices for 2026-06-11 fetched from ESIOS: 96 slots of 15 min" in caplog.text
+
+
+def test_each_closed_period_carries_its_euros_and_status_adds_up_today(tmp_path, capsys):
+    """Two sunny hours with the loads on: each closed period's EUR equal a hand computation at
+    its prices (the cached PVPC for the first day, the fixed 2.0TD ones without a cache)."""
+    import managing
+    import monitoring
+    from drivers.store.influx import NullStore
+    from gestor.clock import SimClock
+    from gestor.lockstep import run_lockstep
+    from gestor.status import collect, render
+    from tests.conftest import make_settings
+    from tests.integration.test_safety import T0, sunny_csv
+    csv = sunny_csv(tmp_path / "sun.csv", 130)
+    for cache in (True, False):
+        d = tmp_path / ("esios" if cache else "fixed")
+        s = make_settings(d, meter={"path": str(csv)}, prices={"source": "esios" if cache else "fixed"})
+        day = T0.astimezone(MAD).date()
+        a, _ = prices.day_bounds(day, MAD)
+        if cache:
+            prices.save(s.paths.state_dir, prices.DayPrices(day, 900, [(a + timedelta(minutes=15 * k), 0.10 + 0.01 * (k % 4))
+                                                                       for k in range(96)],
+                                                            [(a + timedelta(hours=h), 0.04) for h in range(24)]))
+        clock = SimClock(T0)
+        mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+        mgr.start()
+        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=125))
+        p = mgr.closed[1]                                     # 11:00-12:00 UTC, complete
+        loads_wh = sum(ld.power_w for ld in mgr.loads) * 1.0   # both on the whole hour
+        from gestor.tariff import period_2_0td
+        fixed = {"P1": s.tariff.import_p1_eur_per_kwh, "P2": s.tariff.import_p2_eur_per_kwh,
+                 "P3": s.tariff.import_p3_eur_per_kwh}[period_2_0td(p.start, MAD)]   # a Saturday: P3
+        imp, sur = (0.115, 0.04) if cache else (fixed, s.tariff.surplus_eur_per_kwh)
+        want = prices.period_money(p.balance_wh, loads_wh, imp, sur, s.tariff.import_p3_eur_per_kwh)
+        got = mgr._money(p, loads_wh)
+        assert got["price_source"] == ("esios" if cache else "fixed")
+        assert got["import_eur_per_kwh"] == pytest.approx(imp) and got["cost_eur"] == pytest.approx(want["cost_eur"])
+        assert got["cost_without_eur"] == pytest.approx(want["cost_without_eur"])
+        assert mgr.eur_saved_today > 0
+        out = render(collect(s, clock.now(), ping=False), s)
+        assert "saved today so far" in out
+        mgr.stop()
