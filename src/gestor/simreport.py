@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a setting, e.g. policy.end_at_wh=50 or loads.0.power_w=1500 (repeatable)")
     p.add_argument("--from", dest="from_", help="start, ISO time (local time of settings.timezone if naive)")
     p.add_argument("--to", help="end, ISO time (exclusive)")
-    p.add_argument("--prices", type=Path, help="hourly prices CSV: time, import_eur_per_kwh[, surplus_eur_per_kwh]")
+    p.add_argument("--prices", type=Path, help="hourly prices CSV: time, import_eur_per_kwh[, surplus_eur_per_kwh]; "
+                                                "or 'influx': the prices stored by gestor prices fetch / managing")
     p.add_argument("--json", action="store_true", help="print totals, days and periods as JSON")
     p.add_argument("--csv", type=Path, metavar="OUT", help="write one row per settlement period")
     p.add_argument("--periods", action="store_true", help="also print every settlement period")
@@ -89,6 +90,13 @@ def settings_with(raw: dict, path: Path, policy: str | None, sets: list[str]) ->
         k, v = kv.split("=", 1)
         _set(raw, k.strip(), yaml.safe_load(v))
     return parse_settings(raw, str(path), path.resolve())
+
+
+def prices_for(s: Settings, args: argparse.Namespace, data: ReplayData) -> Prices:
+    """``--prices``: none (2.0TD), a CSV, or ``influx`` (the stored prices of the data's days)."""
+    if args.prices is not None and str(args.prices) == "influx":
+        return Prices.from_influx(s, data.t[0], data.t[-1] + 3600)
+    return Prices(s, args.prices)
 
 
 def _time(text: str | None, s: Settings) -> datetime | None:
@@ -155,6 +163,12 @@ def print_result(r: SimResult, s: Settings, data: Path, periods: bool, bench: Si
           "captured = exported without - exported with; bound = what the loads could have taken.")
     if bench is not None:
         print(bench_line(r.totals, bench.totals, max(r.totals.periods * s.billing.period_s / 86400, 1e-9)))
+    from gestor.simulate import monthly
+    rows = [["month", "import EUR", "compensation EUR", "compensation paid (capped) EUR"]]
+    rows += [[m, f"{c:.2f}", f"{comp:.2f}", f"{paid:.2f}" + ("  (cap reached)" if paid < comp else "")]
+             for m, c, comp, paid in monthly(r.periods, s.tz)]
+    print()
+    table(rows)
     if periods:
         rows = [["period (local)", "P", "balance w", "balance wo", "loads Wh", "switches", "complete"]]
         for p in r.periods:
@@ -278,7 +292,7 @@ _SWEEP: tuple | None = None  # (args, raw, path, data, key): inherited by the fo
 def _sweep_one(v: float) -> tuple[float, Any]:
     args, raw, path, data, key = _SWEEP  # type: ignore[misc]
     s = settings_with(raw, path, args.policy, args.set + [f"{key}={v:g}"])
-    return v, simulate(data, s, Prices(s, args.prices), _time(args.from_, s), _time(args.to, s)).totals
+    return v, simulate(data, s, prices_for(s, args, data), _time(args.from_, s), _time(args.to, s)).totals
 
 
 def sweep(args: argparse.Namespace, raw: dict, path: Path, data: ReplayData) -> int:
@@ -315,7 +329,7 @@ def sweep(args: argparse.Namespace, raw: dict, path: Path, data: ReplayData) -> 
     rows = [(v, done[v]) for v in values]
     best = min(range(len(rows)), key=lambda i: (round(rows[i][1].cost_eur, 2), rows[i][1].switches))
     s0 = settings_with(raw, path, args.policy, args.set)
-    bench = foresight(data, s0, Prices(s0, args.prices), _time(args.from_, s0), _time(args.to, s0), jobs=jobs)[0].totals
+    bench = foresight(data, s0, prices_for(s0, args, data), _time(args.from_, s0), _time(args.to, s0), jobs=jobs)[0].totals
     out = [[key, "captured %", "captured kWh", "extra import Wh", "switches", "EUR with gestor", ""]]
     for i, (v, t) in enumerate(rows):
         out.append([f"{v:g}", f"{t.captured_pct:.1f}", kwh(t.captured_wh), f"{t.extra_import_wh:.0f}", str(t.switches),
@@ -337,7 +351,10 @@ def main(args: argparse.Namespace) -> int:
         return sweep(args, raw, path, data)
     s = settings_with(raw, path, args.policy, args.set)
     try:
-        prices = Prices(s, args.prices)
+        prices = prices_for(s, args, data)
+        if prices.slots:
+            print(f"prices: {prices.stored} stored in InfluxDB for these days; the 2.0TD ones where none",
+                  file=sys.stderr)
     except OSError as e:
         raise MeterError(f"{args.prices}: {e.strerror or e}") from None
     except ValueError as e:

@@ -174,6 +174,8 @@ class Prices:
         self.tz = s.tz
         self.t = s.tariff
         self.hourly: dict[int, tuple[float, float | None]] = {}
+        self.slots: dict[str, list[tuple[float, float, float]]] = {}  # stored prices: kind → (start, end, EUR/kWh)
+        self.stored = 0
         if hourly_csv is not None:
             with open(hourly_csv, newline="") as f:
                 for n, row in enumerate(csv.DictReader(f), start=2):
@@ -187,8 +189,56 @@ class Prices:
                     except (KeyError, ValueError) as e:
                         raise ValueError(f"{hourly_csv}: line {n}: needs time and import_eur_per_kwh ({e})") from None
 
-    def at(self, start: datetime) -> tuple[str, float, float]:
+    @classmethod
+    def from_influx(cls, s: Settings, start: float, end: float) -> "Prices":
+        """The prices stored in InfluxDB (measurement ``price``, by ``gestor prices fetch`` and
+        managing) for epoch [start, end); periods without them keep the 2.0TD prices. Raises
+        ValueError when the store is not InfluxDB 1.x or does not answer."""
+        from datetime import timezone as _tz
+
+        from drivers import secret
+        if s.store.kind not in ("influxdb1", "auto"):
+            raise ValueError(f"--prices influx reads InfluxDB 1.x (store.kind is {s.store.kind})")
+        from influxdb import InfluxDBClient
+        from influxdb.exceptions import InfluxDBClientError
+        c = InfluxDBClient(s.store.host, s.store.port, s.store.username, secret(s.store.password), s.store.database,
+                           timeout=s.store.timeout_s)
+        a = datetime.fromtimestamp(start, _tz.utc).isoformat()
+        b = datetime.fromtimestamp(end, _tz.utc).isoformat()
+        try:
+            rows = list(c.query(f"SELECT eur_per_kwh, \"kind\" FROM price WHERE time >= '{a}' AND time < '{b}' "
+                                f"ORDER BY time", epoch="s").get_points())
+        except (OSError, InfluxDBClientError, Exception) as e:  # noqa: BLE001 -- the requests stack's many errors
+            raise ValueError(f"--prices influx: InfluxDB at {s.store.host}:{s.store.port}: {e}") from None
+        finally:
+            c.close()
+        out = cls(s)
+        for kind in ("import", "surplus"):
+            ts = [(float(r["time"]), float(r["eur_per_kwh"])) for r in rows if r.get("kind") == kind]
+            slots = [(t, (ts[i + 1][0] if i + 1 < len(ts) and ts[i + 1][0] - t <= 3600 else t + 3600), v)
+                     for i, (t, v) in enumerate(ts)]
+            out.slots[kind] = slots
+        out.stored = len(rows)
+        return out
+
+    def _mean(self, kind: str, t0: float, t1: float) -> float | None:
+        covered = acc = 0.0
+        for a, b, v in self.slots.get(kind, ()):
+            o = min(b, t1) - max(a, t0)
+            if o > 0:
+                covered += o
+                acc += o * v
+        return acc / covered if covered >= (t1 - t0) - 1e-6 and covered > 0 else None
+
+    def at(self, start: datetime, end: datetime | None = None) -> tuple[str, float, float]:
+        """(2.0TD period, import, surplus EUR/kWh) of the settlement period [start, end): stored
+        prices averaged over it when they cover it, else the hourly CSV's, else the fixed ones."""
         p = period_2_0td(start, self.tz)
+        if self.slots and end is not None:
+            imp = self._mean("import", start.timestamp(), end.timestamp())
+            if imp is not None:
+                sur = self._mean("surplus", start.timestamp(), end.timestamp())
+                return p, imp, sur if sur is not None else self.t.surplus_eur_per_kwh
         hp = self.hourly.get(int(start.timestamp()) // 3600)
         if hp is not None:
             return p, hp[0], hp[1] if hp[1] is not None else self.t.surplus_eur_per_kwh
@@ -498,7 +548,7 @@ def _periods(closed: list[PeriodSummary], loads: list[_Load], total_power_w: flo
         loads_wh = sum(load_wh.values())
         without = p.balance_wh + loads_wh
         bound = min(max(without, 0.0), total_power_w * p.period_s / 3600.0)
-        price_period, imp, sur = prices.at(p.start)
+        price_period, imp, sur = prices.at(p.start, p.end)
         out.append(PeriodResult(
             p.start, p.end, p.complete, p.production_wh or 0.0, (p.consumption_wh or 0.0) - loads_wh, load_wh,
             {ld.name: ld.on_s.get(k, 0.0) for ld in loads}, {ld.name: ld.switches.get(k, 0) for ld in loads},
@@ -521,6 +571,17 @@ def _cost(periods: Iterable[PeriodResult], tz: ZoneInfo, with_gestor: bool, p3_p
             m[0] += p.loads_wh / 1000.0 * p3_price
         m[1] += exp / 1000.0 * p.surplus_price
     return sum(cost - min(comp, cost) for cost, comp in months.values())
+
+
+def monthly(periods: Iterable[PeriodResult], tz: ZoneInfo) -> list[tuple[str, float, float, float]]:
+    """Per calendar month (local): import cost, compensation earned, and compensation paid after the
+    cap (it cannot exceed the month's import cost, RD 244/2019 art. 14.3), EUR, with gestor."""
+    months: dict[str, list[float]] = {}
+    for p in periods:
+        m = months.setdefault(p.start.astimezone(tz).strftime("%Y-%m"), [0.0, 0.0])
+        m[0] += p.import_wh / 1000.0 * p.import_price
+        m[1] += p.export_wh / 1000.0 * p.surplus_price
+    return [(k, c, comp, min(comp, c)) for k, (c, comp) in sorted(months.items())]
 
 
 def _totals(periods: list[PeriodResult], loads: list[_Load], tz: ZoneInfo,

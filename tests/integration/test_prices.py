@@ -265,3 +265,36 @@ def test_each_closed_period_carries_its_euros_and_status_adds_up_today(tmp_path,
         out = render(collect(s, clock.now(), ping=False), s)
         assert "saved today so far" in out
         mgr.stop()
+
+
+def test_simulate_with_the_stored_prices_equals_a_hand_computation(tmp_path, influxd, influx_db, capsys):
+    from drivers.store.influx import InfluxStore
+    from tests.conftest import settings_file
+    from tests.test_simulate import house_csv
+    day = date(2026, 6, 10)                                     # a Wednesday
+    a, _ = prices.day_bounds(day, MAD)
+    imp = [(a + timedelta(minutes=15 * k), 0.08 + 0.02 * (k % 4)) for k in range(96)]   # hourly mean 0.11
+    sur = [(a + timedelta(hours=h), 0.03 + 0.001 * h) for h in range(24)]
+    f = settings_file(tmp_path, store={"kind": "influxdb1", "host": influxd.host, "port": influxd.port,
+                                       "database": influx_db})
+    from gestor.settings import load_settings
+    s = load_settings(f)
+    store = InfluxStore.from_settings(s.store).open()
+    store.write(prices.points(prices.DayPrices(day, 900, imp, sur), s.site))
+    assert store.flush(30)
+    store.close()
+    # 10:00-13:00 local: two hours of 3 kW surplus, then one of 400 W import
+    start = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
+    csv = house_csv(tmp_path / "day.csv", start, 3 * 3600 - 10, lambda k: 3500 if k < 7200 else 0, lambda k: 500 if k < 7200 else 400)
+    assert main(["simulate", str(csv), "--config", str(f), "--prices", "influx", "--json", "--jobs", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = out["periods"]
+    assert len(rows) == 3
+    for r in rows:
+        h = datetime.fromisoformat(r["start"]).astimezone(MAD).hour
+        assert r["import_eur_per_kwh"] == pytest.approx(0.11)                      # the mean of four quarters
+        assert r["surplus_eur_per_kwh"] == pytest.approx(0.03 + 0.001 * h)
+    cost = sum(r["import_wh"] / 1000 * r["import_eur_per_kwh"] for r in rows)
+    comp = sum(r["export_wh"] / 1000 * r["surplus_eur_per_kwh"] for r in rows)
+    assert out["totals"]["cost_eur"] == pytest.approx(cost - min(comp, cost), abs=1e-9)
+    assert cost > 0.04                                                             # the 400 W hour, at least
