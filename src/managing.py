@@ -75,9 +75,10 @@ class Managing:
         self.prices = None
         self._prices_thread: threading.Thread | None = None
         self._prices_tried: set = set()   # days asked once already (one try, one log line a day)
-        if settings.prices.source == "esios":  # the daily minimum runs in the cheapest real-price slots
+        if settings.prices.source != "fixed":  # the daily minimum runs in the cheapest real-price slots
             from gestor.prices import Book
-            self.prices = Book(settings.paths.state_dir, settings.tz)
+            self.prices = Book(settings.paths.state_dir, settings.tz,
+                               settings.prices.file if settings.prices.source == "file" else None)
             self.core.import_price = self.prices.import_price
         self.overrides: dict[str, Override] = {}
         self.button = None
@@ -298,7 +299,8 @@ class Managing:
         latched = is_latched(self.s.paths.state_dir)
         if self.prices is not None:
             self.prices.refresh(now, self.core.bounds_s(now.timestamp())[0])
-            self._fetch_prices_daily(now)
+            if self.s.prices.source == "esios":
+                self._fetch_prices_daily(now)
         step = self.core.step(now, new, reading_age_s=age, latched=latched, overrides=self.overrides, held=held)
         closed, start, end = step.closed, step.period_start, step.period_end
         for p in closed:

@@ -185,7 +185,7 @@ def print_report(periods: list[dict], baseline: dict[datetime, PeriodSummary], s
     names = [ld.name for ld in s.loads]
     print(f"\n{'hour (' + s.timezone + ')':<22}{'prod kWh':>9}{'cons kWh':>9}{'loads kWh':>10}"
           f"{'balance Wh':>12}{'without Wh':>12}", file=out)
-    tot = dict(prod=0.0, cons=0.0, loads=0.0, exp=0.0, imp=0.0, exp0=0.0, imp0=0.0)
+    tot = dict(prod=0.0, cons=0.0, loads=0.0, exp=0.0, imp=0.0, exp0=0.0, imp0=0.0, eur=0.0, eur0=0.0)
     for p in periods:
         base = baseline.get(p["start"])
         without = base.balance_wh if base else float("nan")
@@ -203,6 +203,8 @@ def print_report(periods: list[dict], baseline: dict[datetime, PeriodSummary], s
         if base:
             tot["exp0"] += base.export_wh / 1000
             tot["imp0"] += base.import_wh / 1000
+        tot["eur"] += p.get("cost_eur") or 0.0           # as managing priced each closed period
+        tot["eur0"] += p.get("cost_without_eur") or 0.0
     print(f"{'total':<22}{tot['prod']:>9.2f}{tot['cons']:>9.2f}{tot['loads']:>10.2f}", file=out)
     print("(* = period not fully covered by readings)\n", file=out)
     print(f"{'':<28}{'with gestor':>12}{'without':>12}", file=out)
@@ -210,5 +212,7 @@ def print_report(periods: list[dict], baseline: dict[datetime, PeriodSummary], s
     print(f"{'imported (hourly net), kWh':<28}{tot['imp']:>12.2f}{tot['imp0']:>12.2f}", file=out)
     print(f"{'surplus captured, kWh':<28}{tot['exp0'] - tot['exp']:>12.2f}", file=out)
     print(f"{'extra import, kWh':<28}{tot['imp'] - tot['imp0']:>12.2f}", file=out)
+    print(f"{'energy cost, EUR':<28}{tot['eur']:>12.2f}{tot['eur0']:>12.2f}   (saved {tot['eur0'] - tot['eur']:.2f}; "
+          f"prices: {s.prices.source}; without gestor the loads run on the P3 price)", file=out)
     print(f"{'switches':<28}{mgr.switches_total:>12d}   ({', '.join(names)})", file=out)
     print(f"{'meter reads / failed':<28}{mon.reads:>12d}{mon.failures:>12d}", file=out)

@@ -170,8 +170,9 @@ class Book:
     is the EUR/kWh of the slot holding ``t``, None outside them. Reloaded at most once per
     settlement period (a file read), never fetched here."""
 
-    def __init__(self, state_dir: Path, tz: ZoneInfo) -> None:
-        self.state_dir, self.tz = Path(state_dir), tz
+    def __init__(self, state_dir: Path, tz: ZoneInfo, file: Path | None = None) -> None:
+        self.state_dir, self.tz, self.file = Path(state_dir), tz, file
+        self._file_mtime: float | None = None
         self.slots: list[tuple[float, float, float]] = []   # (start epoch, end epoch, EUR/kWh)
         self.surplus: list[tuple[float, float, float]] = []
         self._loaded_for: tuple | None = None
@@ -180,6 +181,9 @@ class Book:
         if self._loaded_for == (period_key,):
             return
         self._loaded_for = (period_key,)
+        if self.file is not None:
+            self._read_file()
+            return
         today = now.astimezone(self.tz).date()
         slots, surplus = [], []
         for d in (today - timedelta(days=1), today, today + timedelta(days=1)):
@@ -189,6 +193,34 @@ class Book:
                 sur_s = int((p.surplus[1][0] - p.surplus[0][0]).total_seconds()) if len(p.surplus) > 1 else p.slot_s
                 surplus += [(t.timestamp(), t.timestamp() + sur_s, v) for t, v in p.surplus]
         self.slots, self.surplus = sorted(slots), sorted(surplus)
+
+    def _read_file(self) -> None:
+        """``prices.file``: a CSV with ``time`` (ISO 8601; local time of ``tz`` if naive),
+        ``import_eur_per_kwh`` and optionally ``surplus_eur_per_kwh``, a row per slot (a slot
+        lasts until the next row, an hour at most). Read again when the file changes; a bad
+        file is logged and leaves no prices (the fixed ones apply)."""
+        import csv
+        try:
+            mtime = self.file.stat().st_mtime
+            if mtime == self._file_mtime:
+                return
+            self._file_mtime = mtime
+            rows = []
+            with open(self.file, newline="") as f:
+                for n, row in enumerate(csv.DictReader(f), start=2):
+                    t = datetime.fromisoformat(row["time"])
+                    t = t if t.tzinfo else t.replace(tzinfo=self.tz)
+                    sp = row.get("surplus_eur_per_kwh")
+                    rows.append((t.timestamp(), float(row["import_eur_per_kwh"]), float(sp) if sp not in (None, "") else None))
+        except (OSError, KeyError, ValueError) as e:
+            log.error("prices.file %s: %s; the fixed 2.0TD prices apply", self.file, e)
+            self.slots, self.surplus = [], []
+            return
+        rows.sort()
+        ends = [min(rows[i + 1][0], rows[i][0] + 3600) if i + 1 < len(rows) else rows[i][0] + 3600
+                for i in range(len(rows))]
+        self.slots = [(t, e, v) for (t, v, _), e in zip(rows, ends)]
+        self.surplus = [(t, e, sv) for (t, _, sv), e in zip(rows, ends) if sv is not None]
 
     def import_price(self, t: datetime) -> float | None:
         from bisect import bisect_right

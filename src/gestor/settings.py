@@ -200,11 +200,18 @@ class PricesSettings(_Model):
     ``tariff``. ``esios``: Red Eléctrica's ESIOS API (PVPC 2.0TD, indicator 1001; surplus for
     simplified compensation, indicator 1739), with ``esios_token`` or the env var ESIOS_TOKEN."""
 
-    source: Literal["fixed", "esios"] = "fixed"   # (a CSV source: gestor simulate --prices FILE for now)
+    source: Literal["fixed", "esios", "file"] = "fixed"
     esios_token: SecretStr | None = None        # !secret NAME (asked from consultasios@ree.es)
     zone: Literal["peninsula", "canarias", "baleares", "ceuta", "melilla"] = "peninsula"
     esios_url: str = "https://api.esios.ree.es"  # the API's base URL
+    file: Path | None = None                    # source file: CSV time, import_eur_per_kwh[, surplus_eur_per_kwh]
     timeout_s: float = Field(15.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _file(self) -> "PricesSettings":
+        if self.source == "file" and self.file is None:
+            raise ValueError("source file needs prices.file (a CSV: time, import_eur_per_kwh[, surplus_eur_per_kwh])")
+        return self
 
     @field_validator("esios_url")
     @classmethod

@@ -298,3 +298,22 @@ def test_simulate_with_the_stored_prices_equals_a_hand_computation(tmp_path, inf
     comp = sum(r["export_wh"] / 1000 * r["surplus_eur_per_kwh"] for r in rows)
     assert out["totals"]["cost_eur"] == pytest.approx(cost - min(comp, cost), abs=1e-9)
     assert cost > 0.04                                                             # the 400 W hour, at least
+
+
+def test_prices_from_a_csv_file(tmp_path, caplog):
+    f = tmp_path / "pvpc.csv"
+    f.write_text("time,import_eur_per_kwh,surplus_eur_per_kwh\n"
+                 "2026-06-10T13:00:00+02:00,0.05,0.02\n2026-06-10T14:00:00+02:00,0.07,\n2026-06-10T15:00,0.09,0.03\n")
+    b = prices.Book(tmp_path / "state", MAD, f)
+    b.refresh(datetime(2026, 6, 10, 11, 0, tzinfo=UTC), 0.0)
+    assert b.import_price(datetime(2026, 6, 10, 11, 30, tzinfo=UTC)) == 0.05
+    assert b.import_price(datetime(2026, 6, 10, 13, 59, tzinfo=UTC)) == 0.09   # naive: local time (15:59 CEST)
+    assert b.import_price(datetime(2026, 6, 10, 14, 0, tzinfo=UTC)) is None    # after the last slot
+    t0 = datetime(2026, 6, 10, 11, 0, tzinfo=UTC).timestamp()
+    assert b.period_prices(t0, t0 + 3600) == (0.05, 0.02)
+    assert b.period_prices(t0 + 3600, t0 + 7200) is None                       # no surplus price then
+    f.write_text("time,import_eur_per_kwh\nyesterday,0.1\n")
+    import os
+    os.utime(f, (1, 1))                                      # changed (whatever the clock's resolution)
+    b.refresh(datetime(2026, 6, 10, 12, 0, tzinfo=UTC), 1.0)
+    assert b.slots == [] and "prices.file" in caplog.text and "the fixed 2.0TD prices apply" in caplog.text
