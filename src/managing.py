@@ -192,12 +192,14 @@ class Managing:
 
         from gestor import prices
         local = now.astimezone(self.s.tz)
-        days = [d for d in ([local.date()] + ([local.date() + timedelta(days=1)]
-                                              if (local.hour, local.minute) >= (20, 30) else []))
-                if prices.cached(self.s.paths.state_dir, d) is None and d not in self._prices_tried]
-        if not days or (self._prices_thread is not None and self._prices_thread.is_alive()):
+        wanted = [local.date()] + ([local.date() + timedelta(days=1)] if (local.hour, local.minute) >= (20, 30) else [])
+        wanted = [d for d in wanted if d not in self._prices_tried]  # each day looked at once: no file read a cycle
+        if not wanted or (self._prices_thread is not None and self._prices_thread.is_alive()):
             return
-        self._prices_tried.update(days)
+        self._prices_tried = {d for d in self._prices_tried if d >= local.date()} | set(wanted)
+        days = [d for d in wanted if prices.cached(self.s.paths.state_dir, d) is None]
+        if not days:
+            return
 
         def work() -> None:
             for d in days:

@@ -234,18 +234,20 @@ class Book:
     def period_prices(self, t0: float, t1: float) -> tuple[float, float] | None:
         """Time-weighted mean import and surplus prices (EUR/kWh) over [t0, t1) epoch s; None
         unless both are known over all of it."""
-        out = []
-        for slots in (self.slots, self.surplus):
-            covered = acc = 0.0
-            for a, b, v in slots:
-                o = min(b, t1) - max(a, t0)
-                if o > 0:
-                    covered += o
-                    acc += o * v
-            if covered < (t1 - t0) - 1e-6:
-                return None
-            out.append(acc / covered)
-        return out[0], out[1]
+        imp, sur = mean_over(self.slots, t0, t1), mean_over(self.surplus, t0, t1)
+        return None if imp is None or sur is None else (imp, sur)
+
+
+def mean_over(slots: list[tuple[float, float, float]], t0: float, t1: float) -> float | None:
+    """The time-weighted mean of (start, end, value) slots over [t0, t1) epoch s; None unless
+    they cover all of it (an hourly settlement period priced by quarter-hours)."""
+    covered = acc = 0.0
+    for a, b, v in slots:
+        o = min(b, t1) - max(a, t0)
+        if o > 0:
+            covered += o
+            acc += o * v
+    return acc / covered if covered > 0 and covered >= (t1 - t0) - 1e-6 else None
 
 
 def period_money(balance_wh: float, loads_wh: float, import_eur_per_kwh: float, surplus_eur_per_kwh: float,

@@ -222,13 +222,8 @@ class Prices:
         return out
 
     def _mean(self, kind: str, t0: float, t1: float) -> float | None:
-        covered = acc = 0.0
-        for a, b, v in self.slots.get(kind, ()):
-            o = min(b, t1) - max(a, t0)
-            if o > 0:
-                covered += o
-                acc += o * v
-        return acc / covered if covered >= (t1 - t0) - 1e-6 and covered > 0 else None
+        from gestor.prices import mean_over
+        return mean_over(self.slots.get(kind, []), t0, t1)
 
     def at(self, start: datetime, end: datetime | None = None) -> tuple[str, float, float]:
         """(2.0TD period, import, surplus EUR/kWh) of the settlement period [start, end): stored
