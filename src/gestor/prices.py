@@ -216,11 +216,8 @@ class Book:
             log.error("prices.file %s: %s; the fixed 2.0TD prices apply", self.file, e)
             self.slots, self.surplus = [], []
             return
-        rows.sort()
-        ends = [min(rows[i + 1][0], rows[i][0] + 3600) if i + 1 < len(rows) else rows[i][0] + 3600
-                for i in range(len(rows))]
-        self.slots = [(t, e, v) for (t, v, _), e in zip(rows, ends)]
-        self.surplus = [(t, e, sv) for (t, _, sv), e in zip(rows, ends) if sv is not None]
+        self.slots = slots_of([(t, v) for t, v, _ in rows])
+        self.surplus = slots_of([(t, sv) for t, _, sv in rows if sv is not None])
 
     def import_price(self, t: datetime) -> float | None:
         from bisect import bisect_right
@@ -236,6 +233,13 @@ class Book:
         unless both are known over all of it."""
         imp, sur = mean_over(self.slots, t0, t1), mean_over(self.surplus, t0, t1)
         return None if imp is None or sur is None else (imp, sur)
+
+
+def slots_of(prices: list[tuple[float, float]]) -> list[tuple[float, float, float]]:
+    """(start epoch, EUR/kWh) rows → (start, end, EUR/kWh) slots: each lasts until the next row,
+    an hour at most."""
+    rows = sorted(prices)
+    return [(t, min(rows[i + 1][0], t + 3600) if i + 1 < len(rows) else t + 3600, v) for i, (t, v) in enumerate(rows)]
 
 
 def mean_over(slots: list[tuple[float, float, float]], t0: float, t1: float) -> float | None:

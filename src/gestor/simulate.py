@@ -212,12 +212,10 @@ class Prices:
             raise ValueError(f"--prices influx: InfluxDB at {s.store.host}:{s.store.port}: {e}") from None
         finally:
             c.close()
+        from gestor.prices import slots_of
         out = cls(s)
         for kind in ("import", "surplus"):
-            ts = [(float(r["time"]), float(r["eur_per_kwh"])) for r in rows if r.get("kind") == kind]
-            slots = [(t, (ts[i + 1][0] if i + 1 < len(ts) and ts[i + 1][0] - t <= 3600 else t + 3600), v)
-                     for i, (t, v) in enumerate(ts)]
-            out.slots[kind] = slots
+            out.slots[kind] = slots_of([(float(r["time"]), float(r["eur_per_kwh"])) for r in rows if r.get("kind") == kind])
         out.stored = len(rows)
         return out
 

@@ -159,34 +159,14 @@ def test_prices_settings_name_the_key():
 def test_the_daily_minimum_runs_in_the_cheapest_served_hours(tmp_path):
     """A cloudy Monday (no surplus), 2 h needed by 21:00, and the day's PVPC cached: cheapest at
     14:00-16:00 local (midday solar prices), not in the P3 hours of the 2.0TD calendar."""
-    import managing
-    import monitoring
-    from drivers.store.influx import NullStore
-    from gestor.clock import SimClock
-    from gestor.lockstep import run_lockstep
-    from tests.conftest import make_settings, write_csv
-    from tests.integration.test_safety import HEADER
-    start = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)           # 00:00 Madrid, Monday 2026-11-23
-    rows = [f"{start + timedelta(seconds=60 * i):%Y-%m-%d %H:%M:%S}.000000,0,,0,0,400,0,0,0,-400"
-            for i in range(60 * 22)]
-    csv = write_csv(tmp_path / "cloudy.csv", HEADER, rows)
-    loads = [{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated"}, "min_run_s": 7200,
-              "min_run_by": "21:00"}]
-    s = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads, monitoring={"interval_s": 30},
-                      managing={"interval_s": 30, "stale_after_s": 300}, prices={"source": "esios"})
+    from tests.integration.test_relays import cloudy_min_run_day
+    state_dir = tmp_path / "state"                        # make_settings puts the state dir there
     day = date(2026, 11, 23)
     a, _ = prices.day_bounds(day, MAD)
     served_eur = [0.20 - (0.15 if h in (14, 15) else 0.0) + 0.001 * h for h in range(24)]   # 14-16 h cheapest
-    prices.save(s.paths.state_dir, prices.DayPrices(day, 3600, [(a + timedelta(hours=h), served_eur[h]) for h in range(24)],
-                                                    [(a + timedelta(hours=h), 0.05) for h in range(24)]))
-    clock = SimClock(start)
-    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
-    trace = []
-    mgr.start()
-    run_lockstep(clock, [(30, mon.cycle), (30, mgr.cycle),
-                         (30, lambda: trace.append((clock.now(), mgr.loads[0].on, mgr.loads[0].reason)))],
-                 start + timedelta(hours=21, minutes=30))
-    mgr.stop()
+    prices.save(state_dir, prices.DayPrices(day, 3600, [(a + timedelta(hours=h), served_eur[h]) for h in range(24)],
+                                            [(a + timedelta(hours=h), 0.05) for h in range(24)]))
+    trace = cloudy_min_run_day(tmp_path, prices={"source": "esios"})
     on = [t for t, o, _ in trace if o]
     assert on[0] == datetime(2026, 11, 23, 13, 0, tzinfo=UTC)          # 14:00 CET
     assert on[-1] == datetime(2026, 11, 23, 14, 59, 30, tzinfo=UTC)

@@ -281,15 +281,17 @@ def test_max_switches_per_period_holds_a_flapping_load(tmp_path):
     assert any("max_switches_per_period 3 reached: stays" in r for r in reasons)
 
 
-def test_daily_minimum_runs_in_the_cheapest_hours_before_the_deadline(tmp_path):
-    # a cloudy Monday (2026-11-23): no surplus at all; 2 h needed by 21:00 local (CET)
+def cloudy_min_run_day(tmp_path, **settings) -> list[tuple[datetime, bool, str]]:
+    """A cloudy Monday (2026-11-23): no surplus at all; the water heater needs 2 h by 21:00 local
+    (CET). managing and monitoring every 30 s from local midnight to 21:30; (time, on, reason)
+    every 30 s. ``settings`` are merged into the settings (e.g. prices)."""
     start = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)           # 00:00 Madrid
     rows = [f"{start + timedelta(seconds=60 * i):%Y-%m-%d %H:%M:%S}.000000,0,,0,0,400,0,0,0,-400"
             for i in range(60 * 22)]
     csv = write_csv(tmp_path / "cloudy.csv", HEADER, rows)
     loads = [{"name": "water_heater", "power_w": 1000, "relay": SIM, "min_run_s": 7200, "min_run_by": "21:00"}]
     s = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads, monitoring={"interval_s": 30},
-                      managing={"interval_s": 30, "stale_after_s": 300})
+                      managing={"interval_s": 30, "stale_after_s": 300}, **settings)
     clock = SimClock(start)
     mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
     trace = []
@@ -297,6 +299,12 @@ def test_daily_minimum_runs_in_the_cheapest_hours_before_the_deadline(tmp_path):
     run_lockstep(clock, [(30, mon.cycle), (30, mgr.cycle),
                          (30, lambda: trace.append((clock.now(), mgr.loads[0].on, mgr.loads[0].reason)))],
                  start + timedelta(hours=21, minutes=30))
+    mgr.stop()
+    return trace
+
+
+def test_daily_minimum_runs_in_the_cheapest_hours_before_the_deadline(tmp_path):
+    trace = cloudy_min_run_day(tmp_path)
     on = [t for t, o, _ in trace if o]
     # P3 (valle) is 00-08 h on weekdays: the latest two P3 hours, 06:00-08:00 local = 05-07 UTC
     assert on[0] == datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
