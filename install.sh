@@ -107,7 +107,7 @@ cmd_demo() {
 
 cmd_test() {
   check_python
-  need_apt influxdb socat systemd openssl util-linux mosquitto
+  need_apt influxdb socat systemd openssl util-linux mosquitto chromium chromium-driver
   make_venv "$VENV" "[test]"
   cd "$HERE"
   "$VENV/bin/python" -m pytest "$@"
@@ -115,6 +115,7 @@ cmd_test() {
 
 PREFIX=/opt/gestor
 UNITS=(gestor-monitoring.service gestor-managing.service)
+WEB_UNIT=gestor-web.service
 systemd_running() { [ -d /run/systemd/system ]; }
 
 cmd_install() {
@@ -168,7 +169,7 @@ cmd_install() {
   cp "$HERE/config/settings.yaml" "$PREFIX/settings.example.yaml"
   cp -n "$HERE"/config/meters/*.yaml /etc/gestor/meters/   # register maps; edited ones are kept
   "$PREFIX/venv/bin/gestor" check --config /etc/gestor/settings.yaml >/dev/null
-  install -m 644 "${UNITS[@]/#/$HERE/daemons/}" /etc/systemd/system/
+  install -m 644 "${UNITS[@]/#/$HERE/daemons/}" "$HERE/daemons/$WEB_UNIT" /etc/systemd/system/
   # Debian's InfluxDB listens on every interface without authentication: keep it on this machine
   local influx_changed=""
   if [ -f /etc/influxdb/influxdb.conf ]; then
@@ -189,9 +190,21 @@ cmd_install() {
     sleep 1
   done
   [ -n "$ok" ] || say "WARNING: InfluxDB did not answer; run later: gestor db-init --config /etc/gestor/settings.yaml"
+  # the web page: refuses to start until it has a password (asked here when someone is at the terminal)
+  if ! grep -q '^web_password_hash:' /etc/gestor/secrets.yaml && [ -t 0 ]; then
+    say "the web page needs a password (at least 10 characters; change it later with: sudo gestor web --set-password)"
+    "$PREFIX/venv/bin/gestor" web --set-password --config /etc/gestor/settings.yaml || true
+  fi
   if systemd_running; then
     systemctl enable --now "${UNITS[@]}"
+    systemctl enable "$WEB_UNIT"
     say "done: gestor-monitoring and gestor-managing are running (journalctl -u gestor-managing -f)"
+    if grep -q '^web_password_hash:' /etc/gestor/secrets.yaml; then
+      systemctl restart "$WEB_UNIT" || say "WARNING: gestor-web did not start: journalctl -u gestor-web"
+      say "web page: http://$(hostname -I 2>/dev/null | cut -d' ' -f1 || hostname):8080 (web.listen in settings.yaml)"
+    else
+      say "web page: enabled, not started: set its password with 'sudo gestor web --set-password', then 'sudo systemctl start gestor-web'"
+    fi
   else
     say "done (start the daemons with systemd on the target machine)"
   fi
@@ -203,11 +216,11 @@ cmd_uninstall() {
   [ "$(id -u)" -eq 0 ] || die "uninstall needs root: sudo ./install.sh --uninstall"
   if systemd_running; then
     # managing's ExecStopPost switches every load off as it stops
-    systemctl disable --now "${UNITS[@]}" 2>/dev/null || true
+    systemctl disable --now "$WEB_UNIT" "${UNITS[@]}" 2>/dev/null || true
   elif [ -x /usr/local/bin/stop-loads ]; then
     /usr/local/bin/stop-loads --no-latch --config /etc/gestor/settings.yaml || true
   fi
-  rm -f "${UNITS[@]/#//etc/systemd/system/}"
+  rm -f "${UNITS[@]/#//etc/systemd/system/}" "/etc/systemd/system/$WEB_UNIT"
   systemd_running && systemctl daemon-reload
   rm -f /usr/local/bin/gestor /usr/local/bin/stop-loads
   if [ "$purge" = "--purge" ]; then

@@ -383,6 +383,7 @@ class Managing:
         """The state after this cycle, for ``gestor status`` and ``stop-loads`` (run_dir, tmpfs)."""
         key = snap.period_start_s
         reading = self.balance.last
+        self._count_switch(None, now)
         self._file_op("the published state", lambda: publish_managing(self.s.paths.run_dir, {
             "pid": os.getpid(), "at": now.isoformat(), "cycle": self.cycles, "interval_s": self.s.managing.interval_s,
             "period_start": start.isoformat(), "period_end": end.isoformat(),
@@ -395,6 +396,7 @@ class Managing:
             "loads": {ld.name: {"on": ld.on, "reason": ld.reason,
                                 "since": ld.since.isoformat() if ld.since else None,
                                 "switches_in_period": ld.switches.get(key, 0), "failures": ld.failures,
+                                "switches_today": self.switches_today.get(ld.name, 0),
                                 "power_w": ld.cfg.power_w,
                                 "measured_power_w": getattr(ld.relay, "measured_power_w", None)}
                       for ld in self.loads}}))

@@ -217,6 +217,46 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float) -
     return [again.get(r.load, r) if r.load in bad else r for r in results]
 
 
+@dataclass
+class StopOutcome:
+    """What :func:`emergency_stop` did: each load's result, the latch's line (None with
+    ``latch=False``) and whether the latch is set."""
+
+    results: list[StopResult]
+    latch: str | None
+    latch_ok: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.latch_ok and all(r.confirmed for r in self.results)
+
+
+def emergency_stop(plan: Plan, timeout_s: float = 5.0, latch: bool = True, by: str = "stop-loads") -> StopOutcome:
+    """The emergency stop, for ``stop-loads`` and the web page's button: set the stop latch
+    (``by`` says who, in the latch file), switch every load of ``plan`` off in parallel and read
+    each back; loads held by a running managing are confirmed through it (see
+    :func:`_through_managing`). Prints the latch's progress; never raises for a relay's fault."""
+    state_dir = plan.paths.state_dir
+    line: str | None = None
+    latch_ok = True
+    if latch:
+        try:
+            set_latch(state_dir, WallClock().now(), by)
+            line = f"SET ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'"
+            print(f"stop latch set ({state_dir}/stop.latch): managing keeps every load off until "
+                  f"'stop-loads --release'")
+        except OSError as e:
+            latch_ok = False
+            line = f"NOT SET: {e.strerror or e}: managing may switch the loads back on"
+            print(f"STOP-LOADS: STOP LATCH NOT SET ({state_dir}/stop.latch: {e.strerror or e}); switching off "
+                  f"anyway, but managing may switch loads back on: run stop-loads with the rights to write "
+                  f"{state_dir} (sudo), or stop managing", file=sys.stderr)
+    results = stop_all(plan.targets, plan.paths, timeout_s) + plan.unusable
+    if latch and latch_ok and any(not r.confirmed for r in results):
+        results = _through_managing(plan, results, timeout_s)
+    return StopOutcome(results, line, latch_ok)
+
+
 def print_table(results: list[StopResult], out=None, latch: str | None = None) -> None:
     """The per-load table; ``latch``: the latch's line (None with --no-latch)."""
     out = out or sys.stdout
@@ -250,28 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     if plan.problems:
         print(f"STOP-LOADS: {a.config} is not valid: switching off every load it can still describe "
               f"({len(plan.targets)}), reporting the others; exit 1 whatever happens", file=sys.stderr)
-    state_dir = plan.paths.state_dir
     if a.release:
-        was = clear_latch(state_dir)
+        was = clear_latch(plan.paths.state_dir)
         print("stop latch released: managing may switch loads again" if was else "no stop latch was set")
         return 0
-    latch: str | None = None
-    latch_ok = True
-    if not a.no_latch:
-        try:
-            set_latch(state_dir, WallClock().now(), f"stop-loads pid {os.getpid()} on {socket.gethostname()}")
-            latch = f"SET ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'"
-            print(f"stop latch set ({state_dir}/stop.latch): managing keeps every load off until "
-                  f"'stop-loads --release'")
-        except OSError as e:
-            latch_ok = False
-            latch = f"NOT SET: {e.strerror or e}: managing may switch the loads back on"
-            print(f"STOP-LOADS: STOP LATCH NOT SET ({state_dir}/stop.latch: {e.strerror or e}); switching off "
-                  f"anyway, but managing may switch loads back on: run stop-loads with the rights to write "
-                  f"{state_dir} (sudo), or stop managing", file=sys.stderr)
-    results = stop_all(plan.targets, plan.paths, a.timeout_s) + plan.unusable
-    if not a.no_latch and latch_ok and any(not r.confirmed for r in results):
-        results = _through_managing(plan, results, a.timeout_s)
+    outcome = emergency_stop(plan, a.timeout_s, latch=not a.no_latch,
+                             by=f"stop-loads pid {os.getpid()} on {socket.gethostname()}")
+    results, latch, latch_ok = outcome.results, outcome.latch, outcome.latch_ok
     print_table(results, latch=latch)
     bad = [r for r in results if not r.confirmed]
     for r in bad:

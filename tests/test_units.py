@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import REPO
 
-UNITS = ["gestor-monitoring.service", "gestor-managing.service"]
+UNITS = ["gestor-monitoring.service", "gestor-managing.service", "gestor-web.service"]
 
 
 def units_pointing_at_this_venv(tmp_path: Path) -> list[Path]:
@@ -44,7 +44,7 @@ def _service(name: str) -> dict[str, list[str]]:
     return values
 
 
-@pytest.mark.parametrize("name", UNITS)
+@pytest.mark.parametrize("name", UNITS[:2])
 def test_units_are_notify_with_watchdog_and_hardened(name):
     s = _service(name)
     assert s["Type"] == ["notify"] and s["Restart"] == ["on-failure"]
@@ -84,7 +84,18 @@ def test_managing_may_use_gpio_and_serial_monitoring_serial():
 def test_units_reach_only_serial_gpio_and_the_lan(name):
     s = _service(name)
     assert s["DevicePolicy"] == ["closed"] and "char-ttyUSB rw" in s["DeviceAllow"]
-    assert ("char-gpiochip rw" in s["DeviceAllow"]) == (name == "gestor-managing.service")
+    # GPIO: managing, and the web page's stop button (as stop-loads) when managing is down
+    assert ("char-gpiochip rw" in s["DeviceAllow"]) == (name != "gestor-monitoring.service")
     assert s["PrivateMounts"] == ["yes"] and s["RemoveIPC"] == ["yes"] and s["IPAddressDeny"] == ["any"]
     allowed = s["IPAddressAllow"][0].split()
     assert "localhost" in allowed and "192.168.0.0/16" in allowed and "0.0.0.0/0" not in allowed
+
+
+def test_web_unit_does_not_loop_without_a_password_and_keeps_the_spool_read_only():
+    s = _service("gestor-web.service")
+    assert s["Type"] == ["notify"] and s["Restart"] == ["on-failure"] and s["RestartPreventExitStatus"] == ["2"]
+    assert s["ExecStart"][0].split()[1:3] == ["web", "--config"]
+    assert s["ProtectSystem"] == ["strict"] and s["NoNewPrivileges"] == ["yes"] and s["User"] == ["gestor"]
+    ro = " ".join(s["ReadOnlyPaths"]).split()
+    assert "-/run/gestor" in ro and "-/var/lib/gestor/spool" in ro and "-/var/lib/gestor/prices" in ro
+    assert s["IPAddressDeny"] == ["any"]  # LAN and this machine only

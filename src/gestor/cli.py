@@ -1,4 +1,4 @@
-"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, tune, status, demo.
+"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, tune, status, demo, web.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -94,28 +94,15 @@ def _override(args: argparse.Namespace) -> int:
     """``gestor override LOAD on|off|auto [--for 2h]``: managing obeys it from its next cycle."""
     import getpass
 
-    from gestor.overrides import parse_duration, set_override
+    from gestor.overrides import apply_override
     settings = load_settings(args.config)
-    names = [ld.name for ld in settings.loads]
-    if args.load not in names:
-        raise GestorError(f"no load named {args.load!r} (loads: {', '.join(names)})")
     try:
-        duration = parse_duration(args.for_) if args.for_ else None
+        print(apply_override(settings, args.load, args.mode, args.for_, WallClock().now(),
+                             by=f"{getpass.getuser()} via gestor override"))
     except ValueError as e:
         raise GestorError(str(e)) from None
-    if args.mode == "auto" and duration:
-        raise GestorError("--for goes with on or off, not auto")
-    now = WallClock().now()
-    try:
-        ov = set_override(settings.paths.state_dir, args.load, args.mode, now, duration,
-                          by=f"{getpass.getuser()} via gestor override")
     except OSError as e:
         raise GestorError(f"cannot write the override under {settings.paths.state_dir}: {e} (run with sudo?)") from None
-    if ov is None:
-        print(f"{args.load}: back to auto (the policy decides) from managing's next cycle")
-    else:
-        print(f"{args.load}: {ov.describe(settings.tz)}, from managing's next cycle "
-              f"(the stop latch and a stale meter still switch it off)")
     return 0
 
 
@@ -232,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("mode", choices=["on", "off", "auto"])
     o.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 2h, 90m, 1h30m (default: until auto)")
     o.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
+    w = sub.add_parser("web", help="serve the web page (needs a password: gestor web --set-password)")
+    w.add_argument("--set-password", action="store_true", help="set the page's password (asked twice; stdin if not a terminal)")
+    w.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
     d = sub.add_parser("demo", help="run monitoring and managing on recorded real data, then show the day")
     d.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "config" / "settings.yaml"))
     d.add_argument("--data", default=None, help="recorded CSV (default: shared/data/house-2022-06-11_13.csv)")
@@ -265,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             return simreport.tune_main(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "web":
+            from gestor import web
+            return web.set_password_main(args) if args.set_password else web.serve_main(args)
     except SettingsError as e:
         print(str(e), file=sys.stderr)
         return 2

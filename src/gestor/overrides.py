@@ -60,3 +60,27 @@ def set_override(state_dir: Path, load: str, mode: str, now: datetime, duration:
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(raw, indent=1))
     return ov
+
+
+def apply_override(settings, load: str, mode: str, for_text: str | None, now: datetime, by: str) -> str:
+    """What ``gestor override`` and the web page's buttons do: check ``load`` (a configured load),
+    ``mode`` (on, off, auto) and ``for_text`` (a duration for on/off, e.g. ``2h``; None: until
+    auto), write the override and return the sentence saying what managing will do.
+
+    Raises:
+        ValueError: an unknown load, mode or duration (the message names it and what is allowed).
+        OSError: the state directory cannot be written.
+    """
+    names = [ld.name for ld in settings.loads]
+    if load not in names:
+        raise ValueError(f"no load named {load!r} (loads: {', '.join(names)})")
+    if mode not in ("on", "off", "auto"):
+        raise ValueError(f"mode {mode!r} must be on, off or auto")
+    duration = parse_duration(for_text) if for_text else None
+    if mode == "auto" and duration:
+        raise ValueError("a duration goes with on or off, not auto")
+    ov = set_override(settings.paths.state_dir, load, mode, now, duration, by=by)
+    if ov is None:
+        return f"{load}: back to auto (the policy decides) from managing's next cycle"
+    return (f"{load}: {ov.describe(settings.tz)}, from managing's next cycle "
+            f"(the stop latch and a stale meter still switch it off)")

@@ -195,6 +195,43 @@ class MqttSettings(_Model):
         return self
 
 
+class WebSettings(_Model):
+    """``gestor web`` (daemons/gestor-web.service): the page on the LAN. It refuses to start until
+    a password is set (``sudo gestor web --set-password``, which keeps its argon2id hash in
+    secrets.yaml as ``web_password_hash``; ``password_hash: !secret NAME`` picks another name).
+    HTTPS when both ``tls_cert_file`` and ``tls_key_file`` are given."""
+
+    listen: str = "0.0.0.0:8080"                # HOST:PORT ([::]:8080 for IPv6); 127.0.0.1:8080 = this machine only
+    password_hash: SecretStr | None = None      # default: secrets.yaml's web_password_hash
+    tls_cert_file: Path | None = None           # PEM certificate (chain) for HTTPS
+    tls_key_file: Path | None = None            # its private key (readable by the gestor user only)
+    session_hours: float = Field(12.0, gt=0, le=24 * 31)  # a login lasts this long
+    poll_s: float = Field(5.0, ge=1, le=60)     # the page asks for fresh state this often
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        listen_address(v)
+        return v
+
+    @model_validator(mode="after")
+    def _tls(self) -> "WebSettings":
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+
+def listen_address(v: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` or ``"[IPv6]:PORT"`` → (host, port). Raises ValueError naming the form."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9.-]+):(\d{1,5})", v or "")
+    if not m:
+        raise ValueError(f"must be HOST:PORT, e.g. 0.0.0.0:8080, 127.0.0.1:8080 or [::]:8080 (got {v!r})")
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port must be 1-65535 (got {port})")
+    return host, int(port)
+
+
 class PricesSettings(_Model):
     """Where the real hourly (or quarter-hourly) prices come from; ``fixed``: the 2.0TD prices of
     ``tariff``. ``esios``: Red Eléctrica's ESIOS API (PVPC 2.0TD, indicator 1001; surplus for
@@ -251,6 +288,7 @@ class Settings(_Model):
     tariff: TariffSettings = TariffSettings()
     mqtt: MqttSettings = MqttSettings()
     prices: PricesSettings = PricesSettings()
+    web: WebSettings = WebSettings()
     paths: PathsSettings = PathsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source: Path | None = Field(None, exclude=True)  # the file these came from
@@ -579,7 +617,7 @@ def load_settings(path: Path | str, secrets_optional: bool = False) -> Settings:
     return parse_settings(read_raw(path, secrets_optional), str(path), path.resolve())
 
 
-SECRET_KEYS = ("password", "token", "esios_token")
+SECRET_KEYS = ("password", "token", "esios_token", "password_hash")
 
 
 def clear_text_secrets(path: Path | str) -> list[str]:

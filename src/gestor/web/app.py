@@ -1,0 +1,210 @@
+"""The web page's Flask application (served by cheroot, see :mod:`gestor.web`).
+
+Endpoints (all but ``/login`` and ``/static`` need a session; the API answers 401 without one,
+pages redirect to ``/login``; every POST needs the session's CSRF token, in the form field
+``csrf_token`` or the ``X-CSRFToken`` header, Flask-WTF's ``CSRFProtect``):
+
+| method, path | what |
+|---|---|
+| GET /login, POST /login | the login form; POST rate-limited per client (5/min, 20/h) and overall (60/h), only failures count |
+| POST /logout | ends the session |
+| GET / | the page (today, live) |
+| GET /api/status | :func:`gestor.web.data.live` as JSON |
+| GET /api/day?date=YYYY-MM-DD | that day's periods and power curves (InfluxDB) |
+| GET /day.csv?date=YYYY-MM-DD | that day's periods as CSV |
+| POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}``: :func:`gestor.overrides.apply_override` |
+| POST /api/stop | JSON ``{"confirm": "STOP"}``: :func:`stop_loads.emergency_stop` |
+
+Refused requests (wrong password, no session, a forged or token-less POST, too many logins) are
+logged on ``gestor.web`` with the client's address.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from typing import Any, Callable
+
+from flask import Flask, Response, jsonify, redirect, render_template, request, session, url_for
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+
+from gestor.settings import Settings
+from gestor.web import auth
+from gestor.web.data import History, StorePing, live, periods_csv
+
+log = logging.getLogger("gestor.web")
+
+
+def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, https: bool = False,
+               stop: Callable[[str], Any] | None = None) -> Flask:
+    """The application. ``clock``: ``now()`` gives an aware datetime (injected: tests run the
+    page on the daemons' simulated clock). ``stop(by)``: the emergency stop (default: the
+    settings file's loads through :func:`stop_loads.emergency_stop`)."""
+    app = Flask("gestor.web", root_path=str(__import__("pathlib").Path(__file__).parent))
+    app.config.update(
+        SECRET_KEY=secret_key,
+        SESSION_COOKIE_NAME="gestor_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=https,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=s.web.session_hours),
+        WTF_CSRF_TIME_LIMIT=None,          # the token lives as long as the session
+        MAX_CONTENT_LENGTH=16 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True)
+    history = History(s)
+    ping = StorePing(s)
+    if stop is None:
+        stop = _stop_from(s)
+
+    def client() -> str:
+        return request.remote_addr or "?"
+
+    def logged_in() -> bool:
+        return session.get("user") == "admin"
+
+    @app.before_request
+    def _guard():
+        if request.endpoint in ("login", "static") or logged_in():
+            return None
+        if request.path == "/" and request.method == "GET":
+            return redirect(url_for("login"))
+        log.warning("web: refused %s %s from %s: no session", request.method, request.path, client())
+        return jsonify(error="not logged in"), 401
+
+    csrf = CSRFProtect(app)  # after the session check: a request without a session is refused as such (401)
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint != "static":
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @app.errorhandler(CSRFError)
+    def _csrf(e: CSRFError):
+        log.warning("web: refused %s %s from %s: %s", request.method, request.path, client(), e.description)
+        return jsonify(error=f"forged or expired request: {e.description}"), 400
+
+    @app.errorhandler(429)
+    def _too_many(e):
+        log.warning("web: refused login from %s: too many attempts (%s)", client(), e.description)
+        return render_template("login.html", error="Too many attempts: wait a minute and try again.",
+                               site=s.site), 429
+
+    def failed(resp: Response) -> bool:
+        return resp.status_code != 303
+
+    @app.route("/login", methods=["GET", "POST"])
+    @limiter.limit("5 per minute;20 per hour", methods=["POST"], deduct_when=failed)
+    @limiter.limit("60 per hour", methods=["POST"], key_func=lambda: "all", deduct_when=failed)
+    def login():
+        if request.method == "GET":
+            return render_template("login.html", error=None, site=s.site)
+        if not auth.check_password(password_hash, request.form.get("password", "")):
+            log.warning("web: wrong password from %s", client())
+            return render_template("login.html", error="Wrong password.", site=s.site), 401
+        session.clear()
+        session.permanent = True
+        session["user"] = "admin"
+        log.info("web: login from %s", client())
+        return redirect(url_for("index"), code=303)
+
+    @app.post("/logout")
+    def logout():
+        session.clear()
+        return redirect(url_for("login"), code=303)
+
+    @app.get("/")
+    def index():
+        return render_template("index.html", site=s.site, poll_s=s.web.poll_s, csrf=generate_csrf(),
+                               loads=[ld.name for ld in s.loads], timezone=s.timezone)
+
+    @app.get("/api/status")
+    def status():
+        return jsonify(live(s, clock.now(), history, ping()))
+
+    def _day() -> date | Response:
+        text = request.args.get("date", "")
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            return jsonify(error=f"date {text[:20]!r} must be YYYY-MM-DD"), 400
+
+    @app.get("/api/day")
+    def day():
+        d = _day()
+        if not isinstance(d, date):
+            return d
+        today = clock.now().astimezone(s.tz).date()
+        from gestor.web.data import HistoryError
+        try:
+            return jsonify(date=d.isoformat(), periods=history.periods(d, today), curves=history.curves(d, today))
+        except HistoryError as e:
+            return jsonify(error=str(e)), 503
+
+    @app.get("/day.csv")
+    def day_csv():
+        d = _day()
+        if not isinstance(d, date):
+            return d
+        from gestor.web.data import HistoryError
+        try:
+            text = periods_csv(history.periods(d, clock.now().astimezone(s.tz).date()), s)
+        except HistoryError as e:
+            return Response(f"{e}\n", 503, mimetype="text/plain")
+        return Response(text, mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="gestor-{s.site}-{d}.csv"'})
+
+    @app.post("/api/load/<name>")
+    def load_mode(name: str):
+        body = request.get_json(silent=True) or {}
+        mode, for_text = body.get("mode"), body.get("for") or None
+        if not isinstance(mode, str) or not (for_text is None or isinstance(for_text, str)):
+            return jsonify(error="send {\"mode\": \"auto\"|\"on\"|\"off\", \"for\": \"2h\"}"), 400
+        from gestor.overrides import apply_override
+        try:
+            text = apply_override(s, name, mode, for_text, clock.now(), by=f"web page from {client()}")
+        except ValueError as e:
+            return jsonify(error=str(e)), 400
+        except OSError as e:
+            log.error("web: cannot write the override: %s", e)
+            return jsonify(error=f"cannot write the override under {s.paths.state_dir}: {e.strerror or e}"), 500
+        log.warning("override from the web page (%s): %s", client(), text)
+        from gestor.livestate import is_latched
+        if is_latched(s.paths.state_dir):
+            text += ". The stop latch is set: the load stays off until it is released on the Pi"
+        return jsonify(ok=True, message=text)
+
+    @app.post("/api/stop")
+    def emergency():
+        body = request.get_json(silent=True) or {}
+        if body.get("confirm") != "STOP":
+            return jsonify(error="confirm with {\"confirm\": \"STOP\"}"), 400
+        log.warning("EMERGENCY STOP from the web page (%s)", client())
+        outcome = stop(f"web page from {client()}")
+        rows = [{"load": r.load, "driver": r.driver, "confirmed": r.confirmed, "error": r.error}
+                for r in outcome.results]
+        for r in outcome.results:
+            if not r.confirmed:
+                log.error("EMERGENCY STOP from the web page: load %s NOT CONFIRMED OFF: %s", r.load, r.error)
+        return jsonify(ok=outcome.ok, latch=outcome.latch, loads=rows), 200 if outcome.ok else 500
+
+    app.extensions["gestor"] = {"csrf": csrf, "limiter": limiter, "history": history}
+    return app
+
+
+def _stop_from(s: Settings) -> Callable[[str], Any]:
+    def stop(by: str):
+        import stop_loads
+        plan = (stop_loads.plan_from_file(str(s.source)) if s.source
+                else stop_loads.Plan([stop_loads.Target(ld.name, ld.relay, ld.power_w) for ld in s.loads],
+                                     paths=s.paths))
+        return stop_loads.emergency_stop(plan, by=by)
+    return stop
