@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -364,3 +365,31 @@ def test_the_page_in_chromium_shows_managings_numbers_live_and_its_buttons_work(
                    all(text(f"#load-{ld.name} .state") == "OFF" for ld in site.mgr.loads))
     finally:
         b.quit()
+
+
+def test_https_with_the_configured_certificate_and_a_secure_cookie(tmp_path):
+    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    f = write_settings(tmp_path)
+    raw = yaml.safe_load(f.read_text())
+    raw["web"].update(tls_cert_file=str(cert), tls_key_file=str(key))
+    f.write_text(yaml.safe_dump(raw))
+    s = load_settings(f)
+    web = Web(s, SimClock(START), auth.hasher().hash(PASSWORD))
+    url = f"https://{s.web.listen}"
+    try:
+        with pytest.raises(requests.exceptions.SSLError):  # not a certificate the system trusts
+            requests.get(f"{url}/login", timeout=10)
+        c = requests.Session()
+        v = str(cert)  # per request: REQUESTS_CA_BUNDLE in the environment would override Session.verify
+        token = c.get(f"{url}/login", timeout=10, verify=v).text.split('name="csrf_token" value="')[1].split('"')[0]
+        r = c.post(f"{url}/login", data={"csrf_token": token, "password": PASSWORD}, allow_redirects=False,
+                   timeout=10, verify=v, headers={"Referer": f"{url}/login"})
+        assert r.status_code == 303 and "Secure" in r.headers["Set-Cookie"]
+        assert c.get(f"{url}/api/status", timeout=10, verify=v).json()["site"] == "test"
+        with pytest.raises(requests.exceptions.ConnectionError):  # no plain HTTP on the same port
+            requests.get(f"http://{s.web.listen}/login", timeout=5).raise_for_status()
+    finally:
+        web.stop()
