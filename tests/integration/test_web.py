@@ -393,3 +393,27 @@ def test_https_with_the_configured_certificate_and_a_secure_cookie(tmp_path):
             requests.get(f"http://{s.web.listen}/login", timeout=5).raise_for_status()
     finally:
         web.stop()
+
+
+def test_a_day_older_than_the_raw_retention_comes_from_the_forever_summaries(tmp_path, influxd):
+    from drivers.store.influx import init_database
+    db = f"t_web_{uuid.uuid4().hex[:8]}"
+    s = load_settings(write_settings(tmp_path, influxd, db))
+    init_database(s.store)
+    # what the period_summary continuous query leaves once the raw points have expired
+    line = ("period,period_s=3600,site=test last_balance_wh=-12.5,last_loads_wh=800.0,last_complete=true,"
+            "last_cost_eur=0.02 1614596400")  # 2021-03-01 11:00 UTC
+    r = requests.post(f"http://{influxd.host}:{influxd.port}/write",
+                      params={"db": db, "rp": "forever", "precision": "s"}, data=line, timeout=10)
+    assert r.status_code == 204, r.text
+    web = Web(s, SimClock(START), auth.hasher().hash(PASSWORD))
+    try:
+        c = web.login()
+        d = c.get(f"{web.url}/api/day?date=2021-03-01", timeout=10).json()
+        assert [(p["label"], p["balance_wh"], p["without_wh"], p["complete"]) for p in d["periods"]] == \
+            [("12:00", -12.5, 787.5, True)]
+        assert d["curves"]["t"] == []  # the raw readings are gone: bars only
+        assert c.get(f"{web.url}/api/day?date=2021-03-02", timeout=10).json()["periods"] == []
+    finally:
+        web.stop()
+        influxd.client(db).drop_database(db)

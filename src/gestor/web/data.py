@@ -18,6 +18,7 @@ import time
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from typing import Any
 
+from drivers.store.influx import FOREVER_RP
 from gestor.overrides import read_overrides
 from gestor.settings import Settings
 
@@ -105,7 +106,7 @@ class History:
         a, b = day_bounds(day, self.s)
         q = (f"SELECT * FROM period WHERE site = '{self.s.site}' AND time >= '{a:%Y-%m-%dT%H:%M:%SZ}' "
              f"AND time < '{b:%Y-%m-%dT%H:%M:%SZ}' ORDER BY time")
-        rows = self._cached(("periods", day), lambda: self._query(q), fresh=day >= today)
+        rows = self._cached(("periods", day), lambda: self._query(q) or self._summaries(a, b), fresh=day >= today)
         out = []
         for r in rows:
             start = datetime.fromtimestamp(r["time"], timezone.utc)
@@ -115,6 +116,20 @@ class History:
             p["without_wh"] = None if bal is None else bal + loads
             out.append(p)
         return out
+
+    def _summaries(self, a: datetime, b: datetime) -> list[dict]:
+        """The periods of [a, b) from the ``forever`` retention policy (``gestor db-init``'s
+        continuous query keeps ``last_<field>`` per period there after the raw points expire,
+        ``store.raw_retention``), with the ``last_`` prefix taken off; [] where there is none."""
+        q = (f"SELECT * FROM \"{FOREVER_RP}\".\"period\" WHERE site = '{self.s.site}' AND time >= '{a:%Y-%m-%dT%H:%M:%SZ}' "
+             f"AND time < '{b:%Y-%m-%dT%H:%M:%SZ}' ORDER BY time")
+        try:
+            rows = self._query(q)
+        except HistoryError as e:
+            if "retention policy not found" in str(e):
+                return []
+            raise
+        return [{(k[5:] if k.startswith("last_") else k): v for k, v in r.items()} for r in rows]
 
     def curves(self, day: date, today: date, every_s: int = 60) -> dict[str, list]:
         """The day's power curves, mean per ``every_s``: ``t`` (epoch s), ``net_w``,
