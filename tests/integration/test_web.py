@@ -417,3 +417,17 @@ def test_a_day_older_than_the_raw_retention_comes_from_the_forever_summaries(tmp
     finally:
         web.stop()
         influxd.client(db).drop_database(db)
+
+
+def test_a_new_password_ends_the_sessions_opened_with_the_old_one(tmp_path):
+    s = load_settings(write_settings(tmp_path))
+    web = Web(s, SimClock(START), auth.hasher().hash(PASSWORD))
+    c = web.login()
+    cookies = c.cookies.copy()
+    web.stop()
+    web = Web(s, SimClock(START), auth.hasher().hash("another long password"))  # restarted after --set-password
+    try:
+        assert requests.get(f"{web.url}/api/status", cookies=cookies, timeout=10).status_code == 401
+        assert web.login("another long password").get(f"{web.url}/api/status", timeout=10).status_code == 200
+    finally:
+        web.stop()

@@ -62,8 +62,12 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     def client() -> str:
         return request.remote_addr or "?"
 
+    # a session names the password it was opened with: a new password (and a restart) ends them all
+    import hashlib
+    pw_tag = hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
     def logged_in() -> bool:
-        return session.get("user") == "admin"
+        return session.get("user") == "admin" and session.get("pw") == pw_tag
 
     @app.before_request
     def _guard():
@@ -113,6 +117,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         session.clear()
         session.permanent = True
         session["user"] = "admin"
+        session["pw"] = pw_tag
         log.info("web: login from %s", client())
         return redirect(url_for("index"), code=303)
 
