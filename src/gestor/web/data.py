@@ -88,10 +88,12 @@ class History:
         return rows
 
     def _cached(self, key: Any, fn, fresh: bool) -> Any:
+        """``fn()``, or its answer of less than ``cache_s`` ago (today), of less than 10 min ago
+        (a past day: points replayed from a spool after an outage still show up)."""
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None and (not fresh or now - hit[0] < self.cache_s):
+            if hit is not None and now - hit[0] < (self.cache_s if fresh else 600.0):
                 return hit[1]
         value = fn()
         with self._lock:
