@@ -77,7 +77,10 @@ from drivers.meters.replay import ReplayData
 from gestor.simulate import replay_settings_for
 a = time.perf_counter()
 d = ReplayData.load(replay_settings_for(sys.argv[1]))
-print(f"{time.perf_counter() - a:.2f} s, {len(d.t):,} rows, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child would report
+# the benchmark's own RSS (the year in memory) when it was started
+hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+print(f"{time.perf_counter() - a:.2f} s, {len(d.t):,} rows, peak RSS {hwm:.0f} MB")
 """
 
 
