@@ -20,8 +20,10 @@ logged on ``gestor.web`` with the client's address.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, Callable
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, session, url_for
@@ -29,9 +31,11 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 
+from gestor.livestate import is_latched
+from gestor.overrides import apply_override
 from gestor.settings import Settings
 from gestor.web import auth
-from gestor.web.data import History, StorePing, live, periods_csv
+from gestor.web.data import History, HistoryError, StorePing, live, periods_csv
 
 log = logging.getLogger("gestor.web")
 
@@ -41,7 +45,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     """The application. ``clock``: ``now()`` gives an aware datetime (injected: tests run the
     page on the daemons' simulated clock). ``stop(by)``: the emergency stop (default: the
     settings file's loads through :func:`stop_loads.emergency_stop`)."""
-    app = Flask("gestor.web", root_path=str(__import__("pathlib").Path(__file__).parent))
+    app = Flask("gestor.web", root_path=str(Path(__file__).parent))
     app.config.update(
         SECRET_KEY=secret_key,
         SESSION_COOKIE_NAME="gestor_session",
@@ -51,7 +55,6 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         PERMANENT_SESSION_LIFETIME=timedelta(hours=s.web.session_hours),
         WTF_CSRF_TIME_LIMIT=None,          # the token lives as long as the session
         MAX_CONTENT_LENGTH=16 * 1024,
-        JSON_SORT_KEYS=False,
     )
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True)
     history = History(s)
@@ -63,7 +66,6 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         return request.remote_addr or "?"
 
     # a session names the password it was opened with: a new password (and a restart) ends them all
-    import hashlib
     pw_tag = hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
     def logged_in() -> bool:
@@ -148,7 +150,6 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         if not isinstance(d, date):
             return d
         today = clock.now().astimezone(s.tz).date()
-        from gestor.web.data import HistoryError
         try:
             return jsonify(date=d.isoformat(), periods=history.periods(d, today), curves=history.curves(d, today))
         except HistoryError as e:
@@ -159,7 +160,6 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         d = _day()
         if not isinstance(d, date):
             return d
-        from gestor.web.data import HistoryError
         try:
             text = periods_csv(history.periods(d, clock.now().astimezone(s.tz).date()), s)
         except HistoryError as e:
@@ -173,7 +173,6 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         mode, for_text = body.get("mode"), body.get("for") or None
         if not isinstance(mode, str) or not (for_text is None or isinstance(for_text, str)):
             return jsonify(error="send {\"mode\": \"auto\"|\"on\"|\"off\", \"for\": \"2h\"}"), 400
-        from gestor.overrides import apply_override
         try:
             text = apply_override(s, name, mode, for_text, clock.now(), by=f"web page from {client()}")
         except ValueError as e:
@@ -182,7 +181,6 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
             log.error("web: cannot write the override: %s", e)
             return jsonify(error=f"cannot write the override under {s.paths.state_dir}: {e.strerror or e}"), 500
         log.warning("override from the web page (%s): %s", client(), text)
-        from gestor.livestate import is_latched
         if is_latched(s.paths.state_dir):
             text += ". The stop latch is set: the load stays off until it is released on the Pi"
         return jsonify(ok=True, message=text)
