@@ -1,5 +1,6 @@
 """Settings: the shipped example is valid; every mistake is named with key, value and what is allowed."""
 import copy
+from pathlib import Path
 import subprocess
 import sys
 
@@ -228,3 +229,15 @@ def test_mqtt_settings_name_the_key_the_value_and_the_rule():
     assert "password needs a username" in "\n".join(errors_of(raw))
     raw["mqtt"] = {"enabled": True, "cert_file": "/etc/gestor/c.pem"}
     assert "cert_file and key_file go together" in "\n".join(errors_of(raw))
+
+
+def test_relative_files_are_relative_to_the_settings_folder_not_the_working_directory(tmp_path, monkeypatch):
+    from gestor.settings import load_settings
+    from tests.conftest import settings_file
+    f = settings_file(tmp_path, prices={"source": "file", "file": "prices.csv"},
+                      web={"tls_cert_file": "tls/web.crt", "tls_key_file": "/etc/gestor/web.key"})
+    monkeypatch.chdir("/")
+    s = load_settings(f)
+    assert s.prices.file == tmp_path / "prices.csv"
+    assert (s.web.tls_cert_file, s.web.tls_key_file) == (tmp_path / "tls" / "web.crt", Path("/etc/gestor/web.key"))
+    assert yaml.safe_load(f.read_text())["prices"]["file"] == "prices.csv"

@@ -459,8 +459,19 @@ def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = 
     errors = _cross_checks(name, s)
     if errors:
         raise SettingsError(errors)
+    # relative file paths are relative to the settings file's folder (as the replay meter's path),
+    # not to the working directory (systemd starts the daemons in /)
+    for sec, key in RELATIVE_FILES:
+        section = getattr(s, sec)
+        v = getattr(section, key)
+        if v is not None and not v.is_absolute():
+            setattr(section, key, config_dir / v)
     s.source = source
     return s
+
+
+RELATIVE_FILES = (("prices", "file"), ("mqtt", "ca_file"), ("mqtt", "cert_file"), ("mqtt", "key_file"),
+                  ("web", "tls_cert_file"), ("web", "tls_key_file"))
 
 
 def policy_needs_thresholds(s: Settings) -> bool:
