@@ -335,10 +335,14 @@ def test_the_page_in_chromium_shows_managings_numbers_live_and_its_buttons_work(
         wait.until(lambda _: len(b.find_elements(By.CSS_SELECTOR, "#today-chart canvas")) == 1)
         wait.until(lambda _: " hours · exported " in text("#history-summary"))
         docs = REPO / "docs"
-        b.save_screenshot(str(docs / "web-phone.png"))
-        b.set_window_size(1280, 1500)
-        time.sleep(0.5)
-        b.save_screenshot(str(docs / "web-desktop.png"))
+
+        def screen(w: int, h: int, mobile: bool, name: str) -> None:  # exactly w x h CSS pixels of page
+            b.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                              {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": mobile})
+            time.sleep(0.5)  # the charts follow the resize
+            b.save_screenshot(str(docs / name))
+        screen(390, 844, True, "web-phone.png")
+        screen(1280, 1400, False, "web-desktop.png")
         # live: the daemons go on, the page follows without a reload
         site.run(5)
         st = site.state()
