@@ -41,7 +41,7 @@ from gestor.balance import PeriodSummary
 from gestor.control import Core, LoadState
 from gestor.foresight import Period, Plan, Scheduled, plan
 from gestor.guards import LoadLimits
-from gestor.settings import Settings
+from gestor.settings import LoadSettings, Settings
 from gestor.tariff import period_2_0td
 
 UTC = timezone.utc
@@ -508,7 +508,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     return _Chunk(_periods(closed, loads, total_power_w, prices), switch_log, tr, signatures)
 
 
-def _bisect(a: list[float], x: float) -> int:
+def _bisect(a: Sequence[float], x: float) -> int:
     import bisect
     return bisect.bisect_left(a, x)
 
@@ -577,7 +577,7 @@ def monthly(periods: Iterable[PeriodResult], tz: ZoneInfo) -> list[tuple[str, fl
     return [(k, c, comp, min(comp, c)) for k, (c, comp) in sorted(months.items())]
 
 
-def _totals(periods: list[PeriodResult], loads: list[_Load], tz: ZoneInfo,
+def _totals(periods: list[PeriodResult], loads: Sequence[LoadSettings], tz: ZoneInfo,
             s: Settings) -> tuple[Totals, dict[str, Totals]]:
     def add(t: Totals, p: PeriodResult) -> None:
         t.periods += 1
