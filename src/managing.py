@@ -224,8 +224,8 @@ class Managing:
             self.switches_today[name] = self.switches_today.get(name, 0) + 1
 
     def _mqtt_publish(self, now: datetime, snap: Snapshot, latched: bool) -> None:
-        """The state, retained: at most every mqtt.publish_s, at once when a load or the latch changes."""
-        self._count_switch(None, now)
+        """The state, retained: at most every mqtt.publish_s, at once when a load or the latch changes.
+        (Called after :meth:`_publish`, which rolls switches_today over at midnight.)"""
         if self.mqtt is None:
             return
         key = (tuple(ld.on for ld in self.loads), latched, tuple(sorted(self.overrides)))

@@ -69,14 +69,18 @@ class Plan:
     problems: list[str] = field(default_factory=list)
     paths: PathsSettings = field(default_factory=PathsSettings)
 
+    @classmethod
+    def of(cls, s: Any) -> "Plan":
+        """Every load of valid settings."""
+        return cls([Target(ld.name, ld.relay, ld.power_w) for ld in s.loads], paths=s.paths)
+
 
 def plan_from_file(path: str) -> Plan:
     """Best effort on any settings file: a fully valid one gives every load; an invalid one still
     gives every load whose relay section its driver accepts. Raises SettingsError only when the
     file cannot be read or parsed at all."""
     try:
-        s = load_settings(path)
-        return Plan([Target(ld.name, ld.relay, ld.power_w) for ld in s.loads], paths=s.paths)
+        return Plan.of(load_settings(path))
     except SettingsError as e:
         problems = list(e.errors)
     try:

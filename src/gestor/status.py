@@ -36,7 +36,9 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
     out["monitoring"] = {"running": pid_alive(live.get("pid")), "pid": live.get("pid"),
                          "failed_reads": live.get("errors", 0), "last_error": live.get("last_error"),
                          "last_error_at": live.get("last_error_at")}
-    out["reading"] = None if last is None else {**last, "age_s": _age(now, last["at"])}
+    age = None if last is None else _age(now, last["at"])
+    out["reading"] = None if last is None else {
+        **last, "age_s": age, "stale": age is None or age > s.managing.stale_after_s}
     mg = read_managing(s.paths.run_dir) or {}
     out["managing"] = {"running": pid_alive(mg.get("pid")), "pid": mg.get("pid"), "published_at": mg.get("at"),
                        "age_s": _age(now, mg.get("at")), "policy": mg.get("policy"),
@@ -63,12 +65,17 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
     out["spool_bytes"] = sizes
     out["store"] = {"kind": s.store.kind}
     if s.store.kind != "none" and ping:
-        from drivers.store.influx import StoreError, server_version
-        try:
-            out["store"].update(reachable=True, version=server_version(s.store.url, 2.0), url=s.store.url)
-        except StoreError as e:
-            out["store"].update(reachable=False, error=str(e), url=s.store.url)
+        out["store"].update(ping_store(s))
     return out
+
+
+def ping_store(s: Settings) -> dict[str, Any]:
+    """InfluxDB's ``/ping``: ``reachable``, ``url``, and ``version`` or ``error``."""
+    from drivers.store.influx import StoreError, server_version
+    try:
+        return {"reachable": True, "version": server_version(s.store.url, 2.0), "url": s.store.url}
+    except StoreError as e:
+        return {"reachable": False, "error": str(e), "url": s.store.url}
 
 
 def _dur(seconds: float | None) -> str:
@@ -104,9 +111,8 @@ def render(d: dict[str, Any], s: Settings) -> str:
             parts.append(f"production {r['production_w']:,.0f} W")
         if r.get("consumption_w") is not None:
             parts.append(f"consumption {r['consumption_w']:,.0f} W")
-        stale = r["age_s"] is not None and r["age_s"] > s.managing.stale_after_s
         lines.append(f"meter       {', '.join(parts)}; read {_dur(r['age_s'])} ago"
-                     + ("  STALE: loads are kept off" if stale else ""))
+                     + ("  STALE: loads are kept off" if r["stale"] else ""))
     if mon.get("last_error") and mon.get("failed_reads"):
         lines.append(f"            last failed read ({local(mon['last_error_at'], '%H:%M:%S')}): {mon['last_error']}")
     p = d["period"]

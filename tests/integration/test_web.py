@@ -27,7 +27,7 @@ from gestor.livestate import is_latched
 from gestor.lockstep import run_lockstep
 from gestor.settings import load_settings
 from gestor.web import auth, make_server
-from tests.conftest import DATA, REPO, example_raw, free_port
+from tests.conftest import REPO, free_port, settings_file
 
 UTC = timezone.utc
 PASSWORD = "correct horse battery staple"
@@ -36,17 +36,21 @@ MORNING = datetime(2022, 6, 11, 9, 20, tzinfo=UTC)  # 11:20 in Madrid: five hour
 
 
 def write_settings(tmp: Path, influxd=None, db: str | None = None, **changes) -> Path:
-    raw = example_raw()
-    raw["meter"].update(path=str(DATA / "house-2022-06-11_13.csv"), loop=False, start=START.isoformat())
-    raw["paths"] = {"state_dir": str(tmp / "state"), "run_dir": str(tmp / "run")}
-    raw["site"] = "test"
-    raw["store"] = ({"kind": "influxdb1", "host": influxd.host, "port": influxd.port, "database": db}
-                    if influxd else {"kind": "none"})
-    raw["web"] = {"listen": f"127.0.0.1:{free_port()}", "poll_s": 1}
-    raw.update(changes)
-    f = tmp / "settings.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    return f
+    """The shipped example (conftest.settings_file) replaying the house file from START, site
+    "test", the test InfluxDB (or none), the page on a free loopback port polling every second."""
+    store = {"kind": "influxdb1", "host": influxd.host, "port": influxd.port, "database": db} if influxd else None
+    return settings_file(tmp, store=changes.pop("store", store), meter_updates={"loop": False, "start": START.isoformat()},
+                         site="test", web={"listen": f"127.0.0.1:{free_port()}", "poll_s": 1}, **changes)
+
+
+def form_token(html: str) -> str:
+    """The CSRF token of the login form."""
+    return html.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def page_token(html: str) -> str:
+    """The CSRF token the page's script sends (its meta tag)."""
+    return html.split('name="csrf-token" content="')[1].split('"')[0]
 
 
 class Web:
@@ -65,12 +69,11 @@ class Web:
     def login(self, password: str = PASSWORD) -> requests.Session:
         c = requests.Session()
         page = c.get(f"{self.url}/login", timeout=10).text
-        token = page.split('name="csrf_token" value="')[1].split('"')[0]
+        token = form_token(page)
         r = c.post(f"{self.url}/login", data={"csrf_token": token, "password": password}, allow_redirects=False,
                    timeout=10)
         assert r.status_code == 303, r.text
-        c.headers["X-CSRFToken"] = c.get(f"{self.url}/", timeout=10).text.split(
-            'name="csrf-token" content="')[1].split('"')[0]
+        c.headers["X-CSRFToken"] = page_token(c.get(f"{self.url}/", timeout=10).text)
         return c
 
 
@@ -120,7 +123,7 @@ def test_every_endpoint_needs_a_session_and_a_wrong_password_is_refused_and_logg
         assert requests.get(url + path, timeout=10).status_code == 401, path
     caplog.set_level(logging.INFO, "gestor.web")
     c = requests.Session()
-    token = c.get(f"{url}/login", timeout=10).text.split('name="csrf_token" value="')[1].split('"')[0]
+    token = form_token(c.get(f"{url}/login", timeout=10).text)
     r = c.post(f"{url}/login", data={"csrf_token": token, "password": "not the password"}, timeout=10)
     assert r.status_code == 401 and "Wrong password" in r.text
     assert "wrong password from 127.0.0.1" in caplog.text
@@ -136,7 +139,7 @@ def test_every_endpoint_needs_a_session_and_a_wrong_password_is_refused_and_logg
     assert "Content-Security-Policy" in page.headers
     assert c.post(f"{url}/logout", data={"csrf_token": token}, timeout=10).status_code == 400  # rotated at login
     assert c.get(f"{url}/api/status", timeout=10).status_code == 200
-    fresh = page.text.split('name="csrf-token" content="')[1].split('"')[0]
+    fresh = page_token(page.text)
     assert c.post(f"{url}/logout", data={"csrf_token": fresh}, timeout=10).status_code == 200
     assert c.get(f"{url}/api/status", timeout=10).status_code == 401
 
@@ -146,7 +149,7 @@ def test_login_is_rate_limited_per_client_and_only_failures_count(site, caplog):
     for _ in range(3):  # successes do not count
         site.web.login()
     c = requests.Session()
-    token = c.get(f"{url}/login", timeout=10).text.split('name="csrf_token" value="')[1].split('"')[0]
+    token = form_token(c.get(f"{url}/login", timeout=10).text)
     codes = [c.post(f"{url}/login", data={"csrf_token": token, "password": f"guess {i}"}, timeout=10).status_code
              for i in range(6)]
     assert codes == [401] * 5 + [429]
@@ -388,7 +391,7 @@ def test_https_with_the_configured_certificate_and_a_secure_cookie(tmp_path):
             requests.get(f"{url}/login", timeout=10)
         c = requests.Session()
         v = str(cert)  # per request: REQUESTS_CA_BUNDLE in the environment would override Session.verify
-        token = c.get(f"{url}/login", timeout=10, verify=v).text.split('name="csrf_token" value="')[1].split('"')[0]
+        token = form_token(c.get(f"{url}/login", timeout=10, verify=v).text)
         r = c.post(f"{url}/login", data={"csrf_token": token, "password": PASSWORD}, allow_redirects=False,
                    timeout=10, verify=v, headers={"Referer": f"{url}/login"})
         assert r.status_code == 303 and "Secure" in r.headers["Set-Cookie"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections import deque
@@ -512,6 +513,12 @@ class InfluxStore:
 
 
 def _short(e: BaseException) -> str:
+    """One line of an error; for a refused or unresolvable connection, the system's reason
+    ("[Errno 111] Connection refused") rather than requests' pool and retry wrapping."""
+    if isinstance(e, requests.ConnectionError):
+        m = re.search(r"\[Errno -?\d+\] [^'\")\]]+", str(e))
+        if m:
+            return m.group(0).strip()
     s = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return s[:200]
 

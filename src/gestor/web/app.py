@@ -206,8 +206,6 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
 def _stop_from(s: Settings) -> Callable[[str], Any]:
     def stop(by: str):
         import stop_loads
-        plan = (stop_loads.plan_from_file(str(s.source)) if s.source
-                else stop_loads.Plan([stop_loads.Target(ld.name, ld.relay, ld.power_w) for ld in s.loads],
-                                     paths=s.paths))
+        plan = stop_loads.plan_from_file(str(s.source)) if s.source else stop_loads.Plan.of(s)
         return stop_loads.emergency_stop(plan, by=by)
     return stop

@@ -5,7 +5,7 @@
   (mode 600, owner kept), unless ``web.password_hash`` in settings.yaml names another secret.
   ``gestor web --set-password`` writes it; it is never printed.
 * The session cookies are signed with a random 32-byte key kept in ``state_dir/web/session.key``
-  (mode 600), made on the first start: logins survive a restart of the unit; deleting the file
+  (hex, mode 600), made on the first start: logins survive a restart of the unit; deleting the file
   logs everybody out.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 import secrets
 from pathlib import Path
 
+from gestor.files import atomic_write_text
 from gestor.settings import SECRETS_FILE, SettingsError, Settings, _read_yaml
 
 SECRET_NAME = "web_password_hash"
@@ -82,6 +83,8 @@ def set_password(s: Settings, password: str) -> Path:
         st, lines = None, ["# gestor secrets: NAME: value, used in settings.yaml as  password: !secret NAME"]
     lines = [x for x in lines if not re.match(rf"\s*{SECRET_NAME}\s*:", x)]
     lines.append(f"{SECRET_NAME}: '{hash_}'")  # argon2's alphabet has no quote
+    # not files.atomic_write_text: that gives the file the directory's group; this one keeps the
+    # file's owner (gestor:root), or the daemons could no longer read their secrets after sudo
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -101,20 +104,15 @@ def set_password(s: Settings, password: str) -> Path:
 
 
 def session_key(state_dir: Path) -> bytes:
-    """The key that signs the session cookies: ``state_dir/web/session.key``, made (mode 600) on
-    first use. Raises OSError when it can be neither read nor made."""
+    """The key that signs the session cookies: ``state_dir/web/session.key`` (64 hex digits),
+    made (mode 600) on first use. Raises OSError when it can be neither read nor made."""
     path = Path(state_dir) / "web" / "session.key"
     try:
-        key = path.read_bytes()
+        key = bytes.fromhex(path.read_text().strip())
         if len(key) >= 32:
             return key
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(32)
-    tmp = path.with_name(f".session.key.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    os.replace(tmp, path)
-    return key
+    atomic_write_text(path, secrets.token_hex(32), fsync=True, mode=0o600)
+    return bytes.fromhex(path.read_text())

@@ -15,11 +15,13 @@ import csv
 import io
 import threading
 import time
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from drivers.store.influx import FOREVER_RP
 from gestor.overrides import read_overrides
+from gestor.prices import day_bounds
+from gestor.status import collect, ping_store
 from gestor.settings import Settings
 
 PERIOD_FIELDS = ("balance_wh", "import_wh", "export_wh", "production_wh", "consumption_wh", "loads_wh",
@@ -39,13 +41,6 @@ def power_words(net_w: float | None) -> str:
     if mag < 0.5:
         return "balanced"
     return f"{'exporting' if net_w > 0 else 'importing'} {amount}"
-
-
-def day_bounds(day: date, s: Settings) -> tuple[datetime, datetime]:
-    """[local midnight, next local midnight) of ``day`` in UTC (23 or 25 h on DST days)."""
-    a = datetime.combine(day, dtime(0), s.tz).astimezone(timezone.utc)
-    b = datetime.combine(day + timedelta(days=1), dtime(0), s.tz).astimezone(timezone.utc)
-    return a, b
 
 
 class History:
@@ -105,7 +100,7 @@ class History:
     def periods(self, day: date, today: date) -> list[dict]:
         """The day's closed settlement periods, oldest first: ``start`` (ISO, UTC), ``label``
         (local HH:MM), the :data:`PERIOD_FIELDS` and ``without_wh``. Raises HistoryError."""
-        a, b = day_bounds(day, self.s)
+        a, b = day_bounds(day, self.s.tz)
         q = (f"SELECT * FROM period WHERE site = '{self.s.site}' AND time >= '{a:%Y-%m-%dT%H:%M:%SZ}' "
              f"AND time < '{b:%Y-%m-%dT%H:%M:%SZ}' ORDER BY time")
         rows = self._cached(("periods", day), lambda: self._query(q) or self._summaries(a, b), fresh=day >= today)
@@ -136,7 +131,7 @@ class History:
     def curves(self, day: date, today: date, every_s: int = 60) -> dict[str, list]:
         """The day's power curves, mean per ``every_s``: ``t`` (epoch s), ``net_w``,
         ``production_w``, ``consumption_w`` (None where no reading). Raises HistoryError."""
-        a, b = day_bounds(day, self.s)
+        a, b = day_bounds(day, self.s.tz)
         q = (f"SELECT mean(net_w) AS net_w, mean(production_w) AS production_w, mean(consumption_w) AS "
              f"consumption_w FROM meter WHERE site = '{self.s.site}' AND time >= '{a:%Y-%m-%dT%H:%M:%SZ}' "
              f"AND time < '{b:%Y-%m-%dT%H:%M:%SZ}' GROUP BY time({every_s}s) fill(none)")
@@ -162,10 +157,9 @@ def live(s: Settings, now: datetime, history: History, store_ping: dict) -> dict
     """The page's live state at ``now``: the meter in words, the period and its projection, each
     load, today's periods and euros, and the banners (stale meter, a daemon down, InfluxDB
     unreachable, the stop latch, a relay failing)."""
-    from gestor.status import collect
     d = collect(s, now, ping=False)
     r = d["reading"]
-    stale = r is None or r["age_s"] is None or r["age_s"] > s.managing.stale_after_s
+    stale = r is None or r["stale"]
     out: dict[str, Any] = {"at": now.isoformat(), "site": s.site, "timezone": s.timezone}
     out["meter"] = {"net_w": r and r["net_w"], "words": power_words(r and r["net_w"]),
                     "production_w": r and r.get("production_w"), "consumption_w": r and r.get("consumption_w"),
@@ -230,11 +224,7 @@ class StorePing:
             return {}
         now = time.monotonic()
         if self._at is None or now - self._at >= self.every_s:
-            from drivers.store.influx import StoreError, server_version
-            try:
-                self._value = {"reachable": True, "version": server_version(self.s.store.url, 2.0)}
-            except StoreError as e:
-                self._value = {"reachable": False, "error": str(e).split(": HTTPConnectionPool")[0][:160]}
+            self._value = ping_store(self.s)
             self._at = now
         return self._value
 
