@@ -168,3 +168,32 @@ def test_min_run_ranks_by_real_prices_when_every_slot_has_one():
     gaps = lambda t: None if t.hour == 19 else pvpc(t)  # noqa: E731 (20-21 h local unknown)
     assert [h for h in range(10) if min_run_reason(monday_0h + timedelta(hours=h), MAD, 3600, 7200, 0.0, "21:00",
                                                    price, 1000, gaps)] == [6, 7]
+
+
+def test_min_run_kept_for_the_period_decides_as_computed_afresh():
+    """managing and the simulator keep the daily minimum's deadline and the period's rank for the
+    settlement period (Controller.min_run with period_start_s): every 7 minutes of a normal day
+    and of the autumn DST day, with 0 to 2 h of the minimum done, hourly and quarter-hour
+    periods, the decision and its reason equal those computed afresh (min_run_reason)."""
+    from gestor.balance import period_start
+    from gestor.control import Controller
+    from gestor.settings import parse_settings
+    from tests.conftest import EXAMPLE, example_raw
+    raw = example_raw()
+    raw["loads"][0].update(min_run_s=7200, min_run_by="21:00")
+    decided = 0
+    for period_s in (3600, 900):
+        raw["billing"] = {**raw.get("billing", {}), "period_s": period_s}
+        ctl, fresh = (Controller(parse_settings(raw, str(EXAMPLE), EXAMPLE)) for _ in range(2))
+        for day in (datetime(2026, 11, 23, tzinfo=MAD), datetime(2026, 10, 25, tzinfo=MAD)):
+            t = day.astimezone(timezone.utc)
+            while t < (day + timedelta(days=1)).astimezone(timezone.utc):
+                deadline = min_run_deadline(t, MAD, "21:00").timestamp()
+                start_s = period_start(t, period_s, MAD).timestamp()
+                for done in (0.0, 1800.0, 5400.0, 7200.0):
+                    ctl.loads[0].day_on_s = fresh.loads[0].day_on_s = {deadline: done}
+                    kept = ctl.min_run(t.timestamp(), start_s)
+                    assert kept == fresh.min_run(t.timestamp()), (t, done)
+                    decided += bool(kept)
+                t += timedelta(minutes=7)  # every offset within the periods, in turn
+    assert decided > 100  # the minimum did run in many of them

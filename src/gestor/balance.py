@@ -42,7 +42,8 @@ def period_start(at: datetime, period_s: int, tz: ZoneInfo) -> datetime:
     """
     if at.tzinfo is None:
         raise ValueError("period_start needs an aware datetime")
-    offset_s = at.astimezone(tz).utcoffset().total_seconds()
+    off = at.astimezone(tz).utcoffset()
+    offset_s = off.total_seconds() if off is not None else 0.0
     local_s = at.timestamp() + offset_s
     start_local_s = math.floor(local_s / period_s) * period_s
     return datetime.fromtimestamp(start_local_s - offset_s, tz=timezone.utc)
@@ -166,29 +167,44 @@ class Balance:
     def update_s(self, t1: float, net_w: float, production_w: float | None = None,
                  consumption_w: float | None = None, import_wh_total: float | None = None,
                  export_wh_total: float | None = None) -> list[PeriodSummary]:
-        """:meth:`update` on a reading's numbers (epoch s, W, Wh totals): the control core's hot
-        path, no datetime per reading. Returns the periods that closed (possibly empty)."""
-        cur = (t1, net_w, production_w, consumption_w, import_wh_total, export_wh_total)
+        """:meth:`update` on a reading's numbers (epoch s, W, Wh totals). Returns the periods
+        that closed (possibly empty)."""
+        return self.update_r((t1, net_w, production_w, consumption_w, import_wh_total, export_wh_total))
+
+    def update_r(self, cur: tuple) -> list[PeriodSummary]:
+        """:meth:`update_s` on one tuple ``(epoch s, net W, production W, consumption W, import
+        Wh total, export Wh total)`` (None where the meter does not give it): the control core's
+        hot path, no datetime per reading. Returns the periods that closed (possibly empty)."""
         prev = self._last
+        t1 = cur[0]
         if prev is None:
             self.current = self._new_period(datetime.fromtimestamp(t1, timezone.utc))
             self.current.samples = 1
-            self._last, self.last_t, self.last_net_w = cur, t1, net_w
+            self._last, self.last_t, self.last_net_w = cur, t1, cur[1]
             return _NONE
         t0 = self.last_t
         if t1 <= t0:
             return _NONE
         counters = None
-        if import_wh_total is not None and export_wh_total is not None \
-                and prev[4] is not None and prev[5] is not None:
-            counters = _counter_delta(prev[4], prev[5], import_wh_total, export_wh_total)
+        if cur[4] is not None and cur[5] is not None and prev[4] is not None and prev[5] is not None:
+            counters = _counter_delta(prev[4], prev[5], cur[4], cur[5])
         integrate = counters is not None or (t1 - t0) <= self.max_gap_s
-        end_s = self._end_t
-        if t1 < end_s:  # the common case: within the current period
-            if integrate:
+        if t1 < self._end_t:  # the common case: within the current period
+            p = self.current
+            assert p is not None
+            if counters is None:
+                if integrate:  # the whole interval: the trapezoids themselves (as _add)
+                    dt = t1 - t0
+                    p.balance_wh += (prev[1] + cur[1]) * dt / 7200.0
+                    if prev[2] is not None and cur[2] is not None:
+                        p.production_wh = (p.production_wh or 0.0) + (prev[2] + cur[2]) * dt / 7200.0
+                    if prev[3] is not None and cur[3] is not None:
+                        p.consumption_wh = (p.consumption_wh or 0.0) + (prev[3] + cur[3]) * dt / 7200.0
+                    p.covered_s += dt
+            else:
                 self._add(prev, cur, counters, t0, t1, t0, t1)
-            self.current.samples += 1  # type: ignore[union-attr]
-            self._last, self.last_t, self.last_net_w = cur, t1, net_w
+            p.samples += 1
+            self._last, self.last_t, self.last_net_w = cur, t1, cur[1]
             return _NONE
         closed: list[PeriodSummary] = []
         a = t0
@@ -207,7 +223,7 @@ class Balance:
             else:
                 break
         self.current.samples += 1
-        self._last, self.last_t, self.last_net_w = cur, t1, net_w
+        self._last, self.last_t, self.last_net_w = cur, t1, cur[1]
         return closed
 
     def _new_period(self, at: datetime) -> PeriodSummary:

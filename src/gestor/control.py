@@ -16,7 +16,8 @@ from typing import Callable, Mapping, Sequence
 
 from drivers.meters.base import Reading
 from gestor.balance import Balance, PeriodSummary
-from gestor.guards import GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_deadline, min_run_reason
+from gestor.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
+                           min_run_deadline, min_run_reason)
 from gestor.policies import POLICIES, LoadView, Snapshot, Wish, changes
 from gestor.settings import LoadSettings, PolicySettings, Settings
 from gestor.tariff import period_2_0td
@@ -24,20 +25,43 @@ from gestor.tariff import period_2_0td
 UTC = timezone.utc
 NO_CHANGE: list[Wish] = []  # shared, never appended to: most cycles change nothing
 _LOCAL_BUCKET_S = 900       # UTC offsets change on a quarter-hour of UTC in every zone in use
+# Bumped whenever any load's ``on`` or ``since_s`` is set (by a controller, managing, a restore):
+# a controller rebuilds what it derives from the loads' states (the policy's views, whether any is
+# on or unknown) only when this moved since it last did. A bump elsewhere only costs a rebuild.
+_STATE_EPOCH = [0]
 
 
 @dataclass
 class LoadState:
     """One load's control state. ``on`` None: unknown (a relay that did not confirm).
-    ``since_s``: the last confirmed switch, epoch s (``since``: the same as a datetime)."""
+    ``since_s``: the last confirmed switch, epoch s (``since``: the same as a datetime).
+    Setting either (anyone: a controller, managing, a restore) bumps ``_STATE_EPOCH``."""
 
     cfg: LoadSettings
     limits: LoadLimits
-    on: bool | None = False
-    since_s: float | None = None
+    _on: bool | None = False
+    _since_s: float | None = None
     switches: dict[float, int] = field(default_factory=dict)   # period start (epoch) → switches
     on_s: dict[float, float] = field(default_factory=dict)     # period start (epoch) → seconds on
     day_on_s: dict[float, float] = field(default_factory=dict)  # min-run deadline (epoch) → seconds on
+
+    @property
+    def on(self) -> bool | None:
+        return self._on
+
+    @on.setter
+    def on(self, on: bool | None) -> None:
+        self._on = on
+        _STATE_EPOCH[0] += 1  # the controllers' cached views are out of date
+
+    @property
+    def since_s(self) -> float | None:
+        return self._since_s
+
+    @since_s.setter
+    def since_s(self, at_s: float | None) -> None:
+        self._since_s = at_s
+        _STATE_EPOCH[0] += 1
 
     @property
     def since(self) -> datetime | None:
@@ -83,15 +107,26 @@ class Controller:
         self.import_price: Callable[[datetime], float | None] | None = None
         self._windowed = [ld for ld in self.loads if ld.limits.windows]
         self._min_run = [ld for ld in self.loads if ld.cfg.min_run_s > 0]
+        self._min_run_kept: dict[str, list] = {}  # load → [period start, deadline, rank]: min_run
         self._offset = (-1, 0.0)  # (quarter-hour bucket of UTC, UTC offset s) for local minutes
         # the guards' verdict on every load in the last decision (None: they had nothing to say,
         # every load kept its state), with the reasons a guard gave for holding a state
         self.verdicts: list[Wish] | None = None
         # the configured policy; the simulator may play another (the perfect-foresight schedule)
         self._policy = policy or POLICIES[settings.policy.name]
+        self._p = settings.policy
         self._views: tuple[LoadView, ...] = ()
-        self._views_key: list | None = None
-        self._unknown = False
+        self._epoch = -1            # _STATE_EPOCH when the views were built
+        self._unknown = False       # a load's state is unknown (a relay that did not confirm)
+        self._any_on = False        # a load is on
+
+    def _refresh(self) -> None:
+        """Rebuild what derives from the loads' states (they changed since the last build)."""
+        self._epoch = _STATE_EPOCH[0]  # first: a change while building makes the next call rebuild again
+        loads = self.loads
+        self._views = tuple([ld.view() for ld in loads])
+        self._unknown = any(ld.on is None for ld in loads)
+        self._any_on = any(bool(ld.on) for ld in loads)
 
     def local_minute(self, now_s: float) -> float:
         """The minute of the local day (``tz``) at epoch ``now_s``, seconds truncated as
@@ -120,20 +155,17 @@ class Controller:
         change, the latch is set, the meter is stale, a load is held, overridden, outside its
         windows, due its daily minimum, or in an unknown state. Otherwise every load keeps its
         state, which is what the guards would conclude."""
-        loads = self.loads
-        key = [(ld.on, ld.since_s) for ld in loads]
-        if key != self._views_key:  # the loads' views change only when a load does
-            self._views, self._views_key = tuple([ld.view() for ld in loads]), key
-            self._unknown = any(ld.on is None for ld in loads)
-        views = self._views
+        if self._epoch != _STATE_EPOCH[0]:  # the loads' views change only when a load does
+            self._refresh()
+        loads, views = self.loads, self._views
         if self._windowed:
             m = self.local_minute(now_s)
             for ld in self._windowed:
                 if (held is None or ld.name not in held) and not in_windows_min(m, ld.limits.windows):
                     held = {**(held or {}), ld.name: "held by a guard"}
-        want = changes(Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w, views, recent_surplus_w),
-                       self.s.policy, held, self._policy)
-        min_run = self.min_run(now_s) if self._min_run else None
+        snap = Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w, views, recent_surplus_w)
+        want = self._policy(snap, self._p) if not held else changes(snap, self._p, held, self._policy)
+        min_run = self.min_run(now_s, period_start_s) if self._min_run else None
         if not (want or held or latched or overrides or min_run) and reading_age_s is not None \
                 and 0 <= reading_age_s <= stale_after_s and not self._unknown:
             self.verdicts = None
@@ -148,14 +180,28 @@ class Controller:
         self.verdicts = final
         return [w for w, ld in zip(final, loads) if ld.on is None or w.on != ld.on]
 
-    def min_run(self, now_s: float) -> dict[str, str]:
-        """Per load that must run now for its daily minimum, the reason (see guards)."""
+    def min_run(self, now_s: float, period_start_s: float | None = None) -> dict[str, str]:
+        """Per load that must run now for its daily minimum, the reason (see guards). With
+        ``period_start_s`` (the settlement period around ``now_s``), the deadline and, with the
+        2.0TD prices (no ``import_price``), the period's rank are kept for the period: they do
+        not change within it (:func:`gestor.guards.min_run_ahead`)."""
         out = {}
         now = datetime.fromtimestamp(now_s, UTC)
         for ld in self._min_run:
-            done = ld.day_on_s.get(min_run_deadline(now, self.tz, ld.cfg.min_run_by).timestamp(), 0.0)
-            why = min_run_reason(now, self.tz, self.period_s, ld.cfg.min_run_s, done, ld.cfg.min_run_by,
-                                 self.price_period, ld.cfg.power_w, self.import_price)
+            c = ld.cfg
+            kept = self._min_run_kept.get(c.name) if period_start_s is not None else None
+            if kept is None or kept[0] != period_start_s:
+                kept = [period_start_s, min_run_deadline(now, self.tz, c.min_run_by).timestamp(), None]
+                if period_start_s is not None:
+                    self._min_run_kept[c.name] = kept
+            done = ld.day_on_s.get(kept[1], 0.0)
+            ahead = None
+            if c.min_run_s - done > 0 and period_start_s is not None and self.import_price is None:
+                if kept[2] is None:
+                    kept[2] = min_run_ahead(now, self.tz, self.period_s, c.min_run_by, self.price_period)
+                ahead = kept[2]
+            why = min_run_reason(now, self.tz, self.period_s, c.min_run_s, done, c.min_run_by,
+                                 self.price_period, c.power_w, self.import_price, ahead)
             if why:
                 out[ld.name] = why
         return out
@@ -171,8 +217,11 @@ class Controller:
         """Add the seconds each load was on between ``t0`` and ``t1`` (epoch s), split at the
         settlement periods ``bounds(t)`` returns (start, end epoch) and at the daily-minimum
         deadlines. ``on``: each load's state over the interval (default: its current state)."""
-        if on is None and not any([ld.on for ld in self.loads]):
-            return
+        if on is None:
+            if self._epoch != _STATE_EPOCH[0]:
+                self._refresh()
+            if not self._any_on:
+                return
         a = t0
         while a < t1:
             p0, p1 = bounds(a)
@@ -276,11 +325,11 @@ class Core(Controller):
         ``period_start_s``, ``period_end_s``, ``balance_wh``, ``net_w``, ``recent_surplus_w``."""
         bal = self.balance
         if len(new) == 1:  # the common case: one reading since the last cycle
-            closed = bal.update_s(*new[0])
+            closed = bal.update_r(new[0])
         else:
             closed = []
             for r in new:
-                closed.extend(bal.update_s(*r))
+                closed.extend(bal.update_r(r))
         if self._steady:  # only steady_surplus reads the recent surplus (before the managed loads)
             rt, rv = self._recent_t, self._recent_v
             for r in new:

@@ -157,21 +157,19 @@ def min_run_deadline(now: datetime, tz: ZoneInfo, by: str) -> datetime:
     return d.astimezone(UTC)
 
 
-def min_run_reason(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, done_s: float, by: str,
-                   price_period: Callable[[datetime], str], power_w: float,
-                   import_price: Callable[[datetime], float | None] | None = None) -> str | None:
-    """Whether a load must run now to reach its daily minimum, and why.
+def min_run_ahead(now: datetime, tz: ZoneInfo, period_s: int, by: str, price_period: Callable[[datetime], str],
+                  import_price: Callable[[datetime], float | None] | None = None) -> tuple[float, str]:
+    """How the current settlement period ranks for the daily minimum run: the seconds of the
+    periods left before the deadline that rank before it (cheaper, or as cheap and later), summed
+    in rank order, and the current period's price label ("P3" or "0.1234 EUR/kWh").
 
-    The settlement periods left before the deadline are ranked by their real import price when
+    The periods left before the deadline are ranked by their real import price when
     ``import_price`` knows it for every one of them (EUR/kWh, e.g. PVPC from ESIOS), else by
     2.0TD price period (``price_period`` returns "P1", "P2" or "P3"; P3 is cheapest); the later
-    first among equals (the sun may still give it for free); the cheapest are picked until they
-    cover ``need_s - done_s``. If the current period is picked, the load runs now: returns the
-    reason, else None.
-    """
-    left_s = need_s - done_s
-    if left_s <= 0:
-        return None
+    first among equals (the sun may still give it for free). The current period counts from
+    ``now`` to its end (or the deadline). The others do not depend on ``now`` within a period, nor
+    does the 2.0TD label (periods lie within a local hour): managing and the simulator keep the
+    answer for the period (:meth:`gestor.control.Controller.min_run`)."""
     deadline = min_run_deadline(now, tz, by)
     slots: list[tuple[datetime, float, str]] = []
     t = now
@@ -188,17 +186,30 @@ def min_run_reason(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, do
         order = sorted(slots, key=lambda s: (key[s[0]], -s[0].timestamp()))
     else:
         order = sorted(slots, key=lambda s: (rank.get(s[2], 3), -s[0].timestamp()))
-    chosen_now = False
-    acc = 0.0
-    for start, dur, p in order:
-        if acc >= left_s:
-            break
-        acc += dur
+    before_s = 0.0
+    for start, dur, _ in order:
         if start == now:
-            chosen_now = True
-    if not chosen_now:
+            break
+        before_s += dur
+    return before_s, slots[0][2]
+
+
+def min_run_reason(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, done_s: float, by: str,
+                   price_period: Callable[[datetime], str], power_w: float,
+                   import_price: Callable[[datetime], float | None] | None = None,
+                   ahead: tuple[float, str] | None = None) -> str | None:
+    """Whether a load must run now to reach its daily minimum, and why.
+
+    The cheapest periods left before the deadline (:func:`min_run_ahead`) are picked until they
+    cover ``need_s - done_s``; if the current period is among them, the load runs now: returns
+    the reason, else None. ``ahead``: :func:`min_run_ahead`'s answer for ``now``, when known.
+    """
+    left_s = need_s - done_s
+    if left_s <= 0:
         return None
-    cur = slots[0][2]
+    before_s, cur = ahead if ahead is not None else min_run_ahead(now, tz, period_s, by, price_period, import_price)
+    if before_s >= left_s:  # the periods ranked before now already cover what is left
+        return None
     return (f"daily minimum: {done_s / 3600:.2f} h of {need_s / 3600:.2f} h run, {left_s / 3600:.2f} h "
             f"({power_w * left_s / 3600:.0f} Wh) still needed by {by}; now ({cur}) is among the cheapest "
             f"periods left")

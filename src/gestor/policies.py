@@ -89,8 +89,10 @@ def projected_wh(s: Snapshot, mode: str) -> float:
 
 
 def time_to_consume(s: Snapshot, p: PolicySettings) -> list[Wish]:
-    rem = max(s.period_end_s - s.now_s, 0.0)
-    loads = s.loads
+    now_s, _, end_s, balance_wh, net_w, loads, _ = s  # one unpacking: this runs every cycle
+    rem = end_s - now_s
+    if rem < 0.0:
+        rem = 0.0
     nxt = last_on = None
     for ld in loads:
         if not ld.on:
@@ -101,13 +103,14 @@ def time_to_consume(s: Snapshot, p: PolicySettings) -> list[Wish]:
             last_on = ld
             break
     if nxt is not None:
-        proj = projected_wh(s, p.projection)
+        mode = p.projection
+        proj = balance_wh + net_w * rem / 3600.0 if mode == "instant" else projected_wh(s, mode)
         run_s = proj / nxt.power_w * 3600.0
         if proj >= p.on_min_wh and run_s >= rem * p.time_factor:
             return [Wish(nxt.name, True, f"projected {proj:+.0f} Wh covers {nxt.power_w:.0f} W for "
                                          f"{rem:.0f} s left (time_to_consume, {p.projection})")]
     if last_on is not None:
-        if_off = s.balance_wh + (s.net_w + last_on.power_w) * rem / 3600.0
+        if_off = balance_wh + (net_w + last_on.power_w) * rem / 3600.0
         if if_off <= p.end_at_wh:
             return [Wish(last_on.name, False, f"without it the period would end at {if_off:+.0f} Wh <= "
                                               f"end_at {p.end_at_wh:+.0f} Wh (time_to_consume)")]
@@ -171,32 +174,33 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
 
     Measured with ``gestor simulate`` on the three recorded files (README, benchmarks/policies.py).
     """
-    loads_on_w = sum([ld.power_w for ld in s.loads if ld.on])
-    recent = sorted(s.recent_surplus_w) or [s.net_w + loads_on_w]
-    med = _quantile(recent, 0.5)
-    rem = max(s.period_end_s - s.now_s, 0.0)
+    now_s, _, end_s, balance_wh, net_w, loads, recent_w = s  # one unpacking: this runs every cycle
+    loads_on_w = 0.0
     nxt = last_on = None
-    for ld in s.loads:
-        if not ld.on:
-            nxt = ld
-            break
-    for ld in reversed(s.loads):
+    for ld in loads:  # the loads on (W), the first one off, the last one on
         if ld.on:
+            loads_on_w += ld.power_w
             last_on = ld
-            break
+        elif nxt is None:
+            nxt = ld
+    recent = sorted(recent_w) or [net_w + loads_on_w]
+    med = _quantile(recent, 0.5)
+    rem = end_s - now_s
+    if rem < 0.0:
+        rem = 0.0
     if nxt is not None:
-        end_on = s.balance_wh + (med - loads_on_w - nxt.power_w) * rem / 3600.0
-        proj = s.balance_wh + (med - loads_on_w) * rem / 3600.0
+        end_on = balance_wh + (med - loads_on_w - nxt.power_w) * rem / 3600.0
+        proj = balance_wh + (med - loads_on_w) * rem / 3600.0
         if end_on >= p.margin_wh and proj >= p.on_min_wh:
             return [Wish(nxt.name, True, f"steady surplus {med:.0f} W runs {nxt.power_w:.0f} W to the "
                                          f"period's end at {end_on:+.0f} Wh (steady_surplus)")]
     if last_on is not None:
         mad = _quantile(sorted([abs(v - med) for v in recent]), 0.5)  # only needed here
         rate = med - p.doubt * mad
-        end_off = s.balance_wh + (rate - loads_on_w + last_on.power_w) * rem / 3600.0
+        end_off = balance_wh + (rate - loads_on_w + last_on.power_w) * rem / 3600.0
         if end_off <= p.margin_wh:
             if p.carry_wh > 0 and rem <= 60.0 and med >= loads_on_w \
-                    and s.balance_wh + (med - loads_on_w) * rem / 3600.0 >= -p.carry_wh:
+                    and balance_wh + (med - loads_on_w) * rem / 3600.0 >= -p.carry_wh:
                 return []  # carried into the next period
             return [Wish(last_on.name, False,
                          f"steady surplus {med:.0f} W (doubtful {rate:.0f} W): even without it the "

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -139,7 +139,7 @@ class Totals:
         return 100.0 * self.captured_wh / self.bound_wh if self.bound_wh > 0 else 100.0
 
     def as_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items()}
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d.update(captured_wh=self.captured_wh, extra_import_wh=self.extra_import_wh,
                  captured_pct=self.captured_pct)
         return d
@@ -185,7 +185,7 @@ class Prices:
                             at = at.replace(tzinfo=self.tz)
                         sp = row.get("surplus_eur_per_kwh")
                         self.hourly[int(at.timestamp()) // 3600] = (
-                            float(row["import_eur_per_kwh"]), float(sp) if sp not in (None, "") else None)
+                            float(row["import_eur_per_kwh"]), float(sp) if sp else None)
                     except (KeyError, ValueError) as e:
                         raise ValueError(f"{hourly_csv}: line {n}: needs time and import_eur_per_kwh ({e})") from None
 
@@ -347,7 +347,8 @@ _SPLIT: tuple | None = None  # (data, s, prices): inherited by the forked worker
 
 def _part(args: tuple) -> _Chunk:
     data, s, prices, policy = _SPLIT  # type: ignore[misc]
-    return _run(data, s, prices, *args, policy=policy)
+    a, b, tick0_us, keep, checkpoints = args
+    return _run(data, s, prices, a, b, tick0_us, keep, checkpoints, policy=policy)
 
 
 def _parallel(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_us: int,
@@ -430,12 +431,15 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     prev_t: float | None = None
     prev_load_w = [0.0] * len(loads)
     load_w = prev_load_w
+    extra_w = 0.0        # W of the simulated loads on now: sum(load_w)
+    any_on = prev_any_on = False  # any(load_w), any(prev_load_w)
     bounds = core.bounds_s
+    account, step_s = core.account, core.step_s
 
     def cycle() -> None:  # managing's cycle at T, as managing.Managing._cycle runs it
-        nonlocal prev_T_ts, pending, load_w
-        if prev_T_ts is not None:
-            core.account(prev_T_ts, T_ts, bounds)
+        nonlocal prev_T_ts, pending, load_w, extra_w, any_on
+        if prev_T_ts is not None and any_on:  # (Controller.account adds nothing with every load off)
+            account(prev_T_ts, T_ts, bounds)
         prev_T_ts = T_ts
         new = pending
         if new:
@@ -443,8 +447,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             if new[0][0] <= last_t or new[-1][0] > T_ts:
                 new = [r for r in new if r[0] > last_t and r[0] <= T_ts]
             pending = []
-        age = T_ts - last_read_t if last_read_t is not None else None
-        done, todo = core.step_s(T_ts, new, reading_age_s=age)
+        done, todo = step_s(T_ts, new, reading_age_s=T_ts - last_read_t if last_read_t is not None else None)
         if done:
             closed.extend(done)
         if todo:
@@ -455,12 +458,14 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
                 if keep[0] <= T_ts < keep[1]:
                     switch_log.append((T_ts, ld.name, w.on))
             load_w = [ld.power_w if ld.on else 0.0 for ld in loads]
+            extra_w, any_on = sum(load_w), any(load_w)
         while todo_cp and T_ts >= todo_cp[0]:
             signatures[todo_cp.pop(0)] = _signature(core, loads, T_ts, horizon_s, pending, last_read_t, prev_t,
                                                     prev_load_w)
 
     by_name = {ld.name: ld for ld in loads}
     n = max(i1 - i0, 1)
+    prod = None
     for i in range(i0, i1):
         ti = t_arr[i]
         while m_ts < ti:  # the replay meter's data time at a tick (speed 1)
@@ -473,11 +478,13 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             T_us += mgr_us
             T_ts = T_us / 1e6
         cons, net = cons_arr[i], net_arr[i]
-        prod = prod_arr[i] if prod_arr is not None else None
-        if net != net or cons != cons or (prod is not None and prod != prod):
-            continue  # NaN: a failed read, not a zero
-        extra = sum(load_w)
-        r_net, r_cons = net - extra, cons + extra
+        if prod_arr is not None:
+            prod = prod_arr[i]
+            if prod != prod:
+                continue  # NaN: a failed read, not a zero
+        if net != net or cons != cons:
+            continue
+        r_net, r_cons = net - extra_w, cons + extra_w
         if abs(r_net) > max_abs_w or abs(r_cons) > max_abs_w or (prod is not None and abs(prod) > max_abs_w):
             continue  # implausible: monitoring discards it
         # stamped as the replay meter does: at the sample's own time (speed 1)
@@ -485,9 +492,9 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             continue
         pending.append((ti, r_net, prod, r_cons, None, None))
         last_read_t = ti
-        if prev_t is not None and ti - prev_t <= max_gap and (extra or any(prev_load_w)):
+        if (any_on or prev_any_on) and prev_t is not None and ti - prev_t <= max_gap:
             _account(loads, prev_t, ti, prev_load_w, load_w, bounds)
-        prev_t, prev_load_w = ti, load_w
+        prev_t, prev_load_w, prev_any_on = ti, load_w, any_on
         if tr is not None:
             tr.t.append(ti)
             tr.production_w.append(prod or 0.0)
