@@ -552,8 +552,7 @@ class Managing:
         if real is not None:
             imp, sur, source = real[0], real[1], "esios"
         else:
-            imp = {"P1": t.import_p1_eur_per_kwh, "P2": t.import_p2_eur_per_kwh,
-                   "P3": t.import_p3_eur_per_kwh}[period_2_0td(p.start, self.s.tz)]
+            imp = t.import_eur_per_kwh(period_2_0td(p.start, self.s.tz))
             sur, source = t.surplus_eur_per_kwh, "fixed"
         m = period_money(p.balance_wh, loads_wh, imp, sur, t.import_p3_eur_per_kwh)
         day = p.start.astimezone(self.s.tz).date()

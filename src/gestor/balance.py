@@ -192,16 +192,7 @@ class Balance:
         if t1 < self._end_t:  # the common case: within the current period
             p = self.current
             assert p is not None
-            if counters is None:
-                if integrate:  # the whole interval: the trapezoids themselves (as _add)
-                    dt = t1 - t0
-                    p.balance_wh += (prev[1] + cur[1]) * dt / 7200.0
-                    if prev[2] is not None and cur[2] is not None:
-                        p.production_wh = (p.production_wh or 0.0) + (prev[2] + cur[2]) * dt / 7200.0
-                    if prev[3] is not None and cur[3] is not None:
-                        p.consumption_wh = (p.consumption_wh or 0.0) + (prev[3] + cur[3]) * dt / 7200.0
-                    p.covered_s += dt
-            else:
+            if integrate:
                 self._add(prev, cur, counters, t0, t1, t0, t1)
             p.samples += 1
             self._last, self.last_t, self.last_net_w = cur, t1, cur[1]

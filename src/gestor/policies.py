@@ -89,10 +89,8 @@ def projected_wh(s: Snapshot, mode: str) -> float:
 
 
 def time_to_consume(s: Snapshot, p: PolicySettings) -> list[Wish]:
-    now_s, _, end_s, balance_wh, net_w, loads, _ = s  # one unpacking: this runs every cycle
-    rem = end_s - now_s
-    if rem < 0.0:
-        rem = 0.0
+    balance_wh, net_w, loads = s.balance_wh, s.net_w, s.loads
+    rem = s.remaining_s
     nxt = last_on = None
     for ld in loads:
         if not ld.on:
@@ -103,8 +101,7 @@ def time_to_consume(s: Snapshot, p: PolicySettings) -> list[Wish]:
             last_on = ld
             break
     if nxt is not None:
-        mode = p.projection
-        proj = balance_wh + net_w * rem / 3600.0 if mode == "instant" else projected_wh(s, mode)
+        proj = projected_wh(s, p.projection)
         run_s = proj / nxt.power_w * 3600.0
         if proj >= p.on_min_wh and run_s >= rem * p.time_factor:
             return [Wish(nxt.name, True, f"projected {proj:+.0f} Wh covers {nxt.power_w:.0f} W for "
@@ -174,7 +171,7 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
 
     Measured with ``gestor simulate`` on the three recorded files (README, benchmarks/policies.py).
     """
-    now_s, _, end_s, balance_wh, net_w, loads, recent_w = s  # one unpacking: this runs every cycle
+    balance_wh, net_w, loads = s.balance_wh, s.net_w, s.loads
     loads_on_w = 0.0
     nxt = last_on = None
     for ld in loads:  # the loads on (W), the first one off, the last one on
@@ -183,11 +180,9 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
             last_on = ld
         elif nxt is None:
             nxt = ld
-    recent = sorted(recent_w) or [net_w + loads_on_w]
+    recent = sorted(s.recent_surplus_w) or [net_w + loads_on_w]
     med = _quantile(recent, 0.5)
-    rem = end_s - now_s
-    if rem < 0.0:
-        rem = 0.0
+    rem = s.remaining_s
     if nxt is not None:
         end_on = balance_wh + (med - loads_on_w - nxt.power_w) * rem / 3600.0
         proj = balance_wh + (med - loads_on_w) * rem / 3600.0

@@ -197,22 +197,16 @@ class Book:
     def _read_file(self) -> None:
         """``prices.file``: a CSV with ``time`` (ISO 8601; local time of ``tz`` if naive),
         ``import_eur_per_kwh`` and optionally ``surplus_eur_per_kwh``, a row per slot (a slot
-        lasts until the next row, an hour at most). Read again when the file changes; a bad
-        file is logged and leaves no prices (the fixed ones apply)."""
-        import csv
+        lasts until the next row, an hour at most; :func:`read_csv`). Read again when the file
+        changes; a bad file is logged and leaves no prices (the fixed ones apply)."""
+        assert self.file is not None
         try:
             mtime = self.file.stat().st_mtime
             if mtime == self._file_mtime:
                 return
             self._file_mtime = mtime
-            rows = []
-            with open(self.file, newline="") as f:
-                for n, row in enumerate(csv.DictReader(f), start=2):
-                    t = datetime.fromisoformat(row["time"])
-                    t = t if t.tzinfo else t.replace(tzinfo=self.tz)
-                    sp = row.get("surplus_eur_per_kwh")
-                    rows.append((t.timestamp(), float(row["import_eur_per_kwh"]), float(sp) if sp not in (None, "") else None))
-        except (OSError, KeyError, ValueError) as e:
+            rows = read_csv(self.file, self.tz)
+        except (OSError, ValueError) as e:
             log.error("prices.file %s: %s; the fixed 2.0TD prices apply", self.file, e)
             self.slots, self.surplus = [], []
             return
@@ -227,12 +221,34 @@ class Book:
             return self.slots[i][2]
         return None
 
-
     def period_prices(self, t0: float, t1: float) -> tuple[float, float] | None:
         """Time-weighted mean import and surplus prices (EUR/kWh) over [t0, t1) epoch s; None
         unless both are known over all of it."""
         imp, sur = mean_over(self.slots, t0, t1), mean_over(self.surplus, t0, t1)
         return None if imp is None or sur is None else (imp, sur)
+
+
+def read_csv(path: Path, tz: ZoneInfo) -> list[tuple[float, float, float | None]]:
+    """A prices CSV (``prices.file``, ``gestor simulate --prices``): ``time`` (ISO 8601; local
+    time of ``tz`` if naive), ``import_eur_per_kwh`` and optionally ``surplus_eur_per_kwh``, a
+    row per slot. Returns (epoch s, import, surplus or None) per row, in file order.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: a row without a valid time or import price (the message names file and line).
+    """
+    import csv
+    rows = []
+    with open(path, newline="") as f:
+        for n, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                t = datetime.fromisoformat(row["time"])
+                t = t if t.tzinfo else t.replace(tzinfo=tz)
+                sp = row.get("surplus_eur_per_kwh")
+                rows.append((t.timestamp(), float(row["import_eur_per_kwh"]), float(sp) if sp else None))
+            except (KeyError, ValueError) as e:
+                raise ValueError(f"{path}: line {n}: needs time and import_eur_per_kwh ({e})") from None
+    return rows
 
 
 def slots_of(prices: list[tuple[float, float]]) -> list[tuple[float, float, float]]:

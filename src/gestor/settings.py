@@ -269,6 +269,11 @@ class TariffSettings(_Model):
     import_p3_eur_per_kwh: float = Field(0.10, ge=0)   # 2.0TD P3 (valle): 0-8 h, weekends, holidays
     surplus_eur_per_kwh: float = Field(0.06, ge=0)     # compensation per exported kWh
 
+    def import_eur_per_kwh(self, period: str) -> float:
+        """The fixed import price of a 2.0TD period ("P1", "P2" or "P3", gestor.tariff.period_2_0td)."""
+        return {"P1": self.import_p1_eur_per_kwh, "P2": self.import_p2_eur_per_kwh,
+                "P3": self.import_p3_eur_per_kwh}[period]
+
 
 class PathsSettings(_Model):
     state_dir: Path = Path("/var/lib/gestor")   # persistent: balance state, stop latch

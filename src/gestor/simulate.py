@@ -177,17 +177,9 @@ class Prices:
         self.slots: dict[str, list[tuple[float, float, float]]] = {}  # stored prices: kind → (start, end, EUR/kWh)
         self.stored = 0
         if hourly_csv is not None:
-            with open(hourly_csv, newline="") as f:
-                for n, row in enumerate(csv.DictReader(f), start=2):
-                    try:
-                        at = datetime.fromisoformat(row["time"])
-                        if at.tzinfo is None:
-                            at = at.replace(tzinfo=self.tz)
-                        sp = row.get("surplus_eur_per_kwh")
-                        self.hourly[int(at.timestamp()) // 3600] = (
-                            float(row["import_eur_per_kwh"]), float(sp) if sp else None)
-                    except (KeyError, ValueError) as e:
-                        raise ValueError(f"{hourly_csv}: line {n}: needs time and import_eur_per_kwh ({e})") from None
+            from gestor.prices import read_csv
+            for t, imp, sur in read_csv(hourly_csv, self.tz):
+                self.hourly[int(t) // 3600] = (imp, sur)
 
     @classmethod
     def from_influx(cls, s: Settings, start: float, end: float) -> "Prices":
@@ -235,9 +227,7 @@ class Prices:
         hp = self.hourly.get(int(start.timestamp()) // 3600)
         if hp is not None:
             return p, hp[0], hp[1] if hp[1] is not None else self.t.surplus_eur_per_kwh
-        price = {"P1": self.t.import_p1_eur_per_kwh, "P2": self.t.import_p2_eur_per_kwh,
-                 "P3": self.t.import_p3_eur_per_kwh}[p]
-        return p, price, self.t.surplus_eur_per_kwh
+        return p, self.t.import_eur_per_kwh(p), self.t.surplus_eur_per_kwh
 
 
 @dataclass
@@ -438,7 +428,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
 
     def cycle() -> None:  # managing's cycle at T, as managing.Managing._cycle runs it
         nonlocal prev_T_ts, pending, load_w, extra_w, any_on
-        if prev_T_ts is not None and any_on:  # (Controller.account adds nothing with every load off)
+        if prev_T_ts is not None:
             account(prev_T_ts, T_ts, bounds)
         prev_T_ts = T_ts
         new = pending
