@@ -38,7 +38,7 @@ from gestor.guards import LoadLimits, Override, min_run_deadline
 from gestor.livestate import is_latched, publish_managing, read_live, set_latch
 from gestor.overrides import read_overrides
 from gestor.policies import Snapshot, Wish, projected_wh
-from gestor.settings import Settings
+from gestor.settings import LoadSettings, Settings
 from gestor.statefiles import ManagingFile, read_state
 
 log = logging.getLogger("gestor.managing")
@@ -49,17 +49,50 @@ STATE_FILE = "managing.json"
 PERSIST_EVERY_S = 60.0
 
 
-@dataclass
-class LoadRuntime(LoadState):
-    """A load as managing drives it: the controller's state (:class:`gestor.control.LoadState`:
-    on, since, switches, on-time) plus its relay and what the relay did."""
+def _of_state(attr: str) -> property:
+    """A property that reads and writes ``attr`` of the load's :class:`LoadState`."""
+    return property(lambda self: getattr(self.state, attr), lambda self, v: setattr(self.state, attr, v),
+                    doc=f"The control state's ``{attr}`` (:class:`gestor.control.LoadState`).")
 
-    relay: Relay = None  # type: ignore[assignment]
+
+@dataclass
+class LoadRuntime:
+    """A load as managing drives it: the controller's state (``state``, a
+    :class:`gestor.control.LoadState`: on, since, switches, on-time, which the control core reads
+    and books) beside its relay and what the relay did. Held beside it, not derived from it: the
+    core may be compiled (``install.sh --compile``), and compiled classes take no interpreted
+    subclasses."""
+
+    state: LoadState
+    relay: Relay
     reason: str = ""
     failures: int = 0                # commands in a row that were not confirmed
     retry_at: datetime | None = None  # next attempt after a failure (backoff)
     hold_off_until: datetime | None = None  # switched off outside gestor: left off until then
     hold_reason: str = ""
+
+    on = _of_state("on")
+    since = _of_state("since")
+    since_s = _of_state("since_s")
+    switches = _of_state("switches")
+    on_s = _of_state("on_s")
+    day_on_s = _of_state("day_on_s")
+
+    @property
+    def name(self) -> str:
+        return self.state.cfg.name
+
+    @property
+    def cfg(self) -> LoadSettings:
+        return self.state.cfg
+
+    @property
+    def limits(self) -> LoadLimits:
+        return self.state.limits
+
+    @property
+    def power_w(self) -> float:
+        return self.state.cfg.power_w
 
 
 class Managing:
@@ -70,8 +103,8 @@ class Managing:
         self.store = store
         ctx = context(settings, clock)
         relays = relays or open_relays(settings, ctx)
-        self.loads = [LoadRuntime(ld, LoadLimits.of(ld), relay=relays[ld.name]) for ld in settings.loads_by_priority()]
-        self.core = Core(settings, self.loads)  # the control cycle, shared with gestor simulate
+        self.loads = [LoadRuntime(LoadState(ld, LoadLimits.of(ld)), relays[ld.name]) for ld in settings.loads_by_priority()]
+        self.core = Core(settings, [ld.state for ld in self.loads])  # the control cycle, shared with gestor simulate
         self.prices = None
         self._prices_thread: threading.Thread | None = None
         self._prices_tried: set = set()   # days asked once already (one try, one log line a day)
@@ -502,7 +535,7 @@ class Managing:
             if ld.on != on:
                 self.switches_total += 1
                 self._count_switch(ld.name, now)
-                self.core.switched(ld, on, now.timestamp(), self.core.bounds_s(now.timestamp())[0])
+                self.core.switched(ld.state, on, now.timestamp(), self.core.bounds_s(now.timestamp())[0])
             if ld.failures:
                 log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
             ld.on, ld.reason, ld.failures, ld.retry_at = on, reason, 0, None
