@@ -27,6 +27,10 @@ from zoneinfo import ZoneInfo
 
 from drivers.meters.base import Reading
 
+# A reading on the control core's hot path: (epoch s, net W, production W, consumption W, import
+# Wh total, export Wh total), None where the meter does not give it (Reading.at as epoch s).
+Sample = tuple[float, float, float | None, float | None, float | None, float | None]
+
 ALLOWED_PERIODS_S = (900, 3600)
 
 
@@ -127,7 +131,7 @@ class Balance:
         self.current: PeriodSummary | None = None
         # the last reading accounted, as update_s takes it (epoch s, net W, production W,
         # consumption W, import Wh total, export Wh total); None before the first
-        self._last: tuple | None = None
+        self._last: Sample | None = None
         self.last_t = -math.inf    # its time, epoch s
         self.last_net_w = 0.0      # its net power, W (0 before the first)
         self.start_t = math.nan    # self.current.start as epoch s
@@ -171,7 +175,7 @@ class Balance:
         that closed (possibly empty)."""
         return self.update_r((t1, net_w, production_w, consumption_w, import_wh_total, export_wh_total))
 
-    def update_r(self, cur: tuple) -> list[PeriodSummary]:
+    def update_r(self, cur: Sample) -> list[PeriodSummary]:
         """:meth:`update_s` on one tuple ``(epoch s, net W, production W, consumption W, import
         Wh total, export Wh total)`` (None where the meter does not give it): the control core's
         hot path, no datetime per reading. Returns the periods that closed (possibly empty)."""
@@ -222,7 +226,7 @@ class Balance:
         self.start_t, self._end_t = start.timestamp(), end.timestamp()
         return PeriodSummary(start=start, end=end)
 
-    def _add(self, prev: tuple, cur: tuple, counters: tuple[float, float] | None,
+    def _add(self, prev: Sample, cur: Sample, counters: tuple[float, float] | None,
              t0: float, t1: float, a: float, b: float) -> None:
         p = self.current
         assert p is not None

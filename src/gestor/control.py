@@ -9,13 +9,14 @@ datetimes, relays, logging and reasons at the edge; the simulator its energies a
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Sequence
 
 from drivers.meters.base import Reading
-from gestor.balance import Balance, PeriodSummary
+from gestor.balance import Balance, PeriodSummary, Sample
 from gestor.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
                            min_run_deadline, min_run_reason)
 from gestor.policies import POLICIES, LoadView, Snapshot, Wish, changes
@@ -251,11 +252,6 @@ class Step:
     changes: list[Wish]
 
 
-# A reading on the hot path: (epoch s, net W, production W, consumption W, import Wh total,
-# export Wh total), None where the meter does not give it. Reading.at → epoch s, nothing else.
-Sample = tuple
-
-
 def sample_of(r: Reading) -> Sample:
     return (r.at.timestamp(), r.net_w, r.production_w, r.consumption_w, r.import_wh_total, r.export_wh_total)
 
@@ -271,9 +267,9 @@ class Core(Controller):
                  policy: Callable[[Snapshot, PolicySettings], list[Wish]] | None = None) -> None:
         super().__init__(settings, loads, policy)
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
-        # the readings of the last window_s (epoch s) and the surplus before the loads then (W)
-        self._recent_t: deque[float] = deque()
-        self._recent_v: deque[float] = deque()
+        # the readings of the last window_s: (epoch s, W of surplus before the managed loads then)
+        self._recent: deque[tuple[float, float]] = deque()
+        self._recent_sorted: list[float] = []  # their surplus, ascending (what the policy reads)
         self.window_s = settings.policy.window_s
         self.stale_after_s = settings.managing.stale_after_s
         self._steady = settings.policy.name == "steady_surplus"
@@ -304,6 +300,9 @@ class Core(Controller):
     def on_w_at(self, at_s: float) -> float:
         """W the managed loads drew when a reading stamped ``at_s`` was taken: the state commanded
         before it (monitoring reads before managing commands at the same instant)."""
+        last = self._on_w[-1]
+        if last[0] < at_s:  # the common case: no switch since the reading
+            return last[1]
         for since, w in reversed(self._on_w):
             if since < at_s:
                 return w
@@ -312,11 +311,11 @@ class Core(Controller):
     def reset(self) -> None:
         """A fresh balance and history (after a wall-clock step)."""
         self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s)
-        self._recent_t.clear()
-        self._recent_v.clear()
+        self._recent.clear()
+        self._recent_sorted.clear()
         self._on_w = deque([(-math.inf, sum([ld.cfg.power_w for ld in self.loads if ld.on]))])
 
-    def step_s(self, now_s: float, new: Sequence[Sample], *, reading_age_s: float | None,
+    def step_s(self, now_s: float, new: list[Sample], *, reading_age_s: float | None,
                latched: bool = False, overrides: Mapping[str, Override] | None = None,
                held: Mapping[str, str] | None = None) -> tuple[list[PeriodSummary], list[Wish]]:
         """One cycle at epoch ``now_s`` with the readings ``new`` (oldest first, newer than the
@@ -331,14 +330,14 @@ class Core(Controller):
             for r in new:
                 closed.extend(bal.update_r(r))
         if self._steady:  # only steady_surplus reads the recent surplus (before the managed loads)
-            rt, rv = self._recent_t, self._recent_v
+            recent, rs = self._recent, self._recent_sorted
             for r in new:
-                rt.append(r[0])
-                rv.append(r[1] + self.on_w_at(r[0]))
-            while rt and now_s - rt[0] > self.window_s:
-                rt.popleft()
-                rv.popleft()
-            self.recent_surplus_w = tuple(rv)
+                v = r[1] + self.on_w_at(r[0])
+                recent.append((r[0], v))
+                insort(rs, v)
+            while recent and now_s - recent[0][0] > self.window_s:
+                del rs[bisect_left(rs, recent.popleft()[1])]
+            self.recent_surplus_w = tuple(rs)
         # the load history older than every reading still to come is not needed
         on_w, last_t = self._on_w, bal.last_t
         while len(on_w) > 1 and on_w[1][0] < last_t:

@@ -1,4 +1,4 @@
-"""Control policies: pure functions of a frozen :class:`Snapshot` → one :class:`Wish` per load.
+"""Control policies: pure functions of a read-only :class:`Snapshot` → one :class:`Wish` per load.
 
 They do no I/O and keep no hidden clock or state, so managing, the simulator and the tests run the
 very same code. Every wish that changes a load carries the reason that will be logged.
@@ -27,12 +27,14 @@ priority order (the order of ``loads`` in settings.yaml):
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 from gestor.settings import PolicySettings
 
 
-class LoadView(NamedTuple):
+@dataclass(frozen=True)
+class LoadView:
     """A load as a policy sees it. ``since_s``: when it last switched, epoch s (None: not since
     start)."""
 
@@ -44,17 +46,40 @@ class LoadView(NamedTuple):
     off_below_wh: float | None = None
 
 
-class Snapshot(NamedTuple):
+class Snapshot:
     """Everything a policy may use. Powers W (export-positive), energies Wh, times epoch seconds
-    (floats: the control core runs a year of cycles in the simulator, no datetime per cycle)."""
+    (floats: the control core runs a year of cycles in the simulator, no datetime per cycle).
 
-    now_s: float
-    period_start_s: float
-    period_end_s: float
-    balance_wh: float
-    net_w: float
-    loads: tuple[LoadView, ...]
-    recent_surplus_w: tuple[float, ...] = ()  # W before the managed loads, the last readings (oldest first)
+    ``recent_surplus_w``: the surplus before the managed loads at each reading of the last
+    ``policy.window_s``, W, **ascending** (the control core keeps the window sorted as readings
+    come and go; only its median and spread are used).
+
+    Read-only by convention, not frozen, and a plain class, not a dataclass: one is built every
+    cycle, and a frozen dataclass takes four times as long to build in CPython, a dataclass's
+    ``__init__`` stays interpreted in the compiled core (``install.sh --compile``). Policies never
+    change it."""
+
+    __slots__ = ("now_s", "period_start_s", "period_end_s", "balance_wh", "net_w", "loads", "recent_surplus_w")
+
+    def __init__(self, now_s: float, period_start_s: float, period_end_s: float, balance_wh: float,
+                 net_w: float, loads: tuple[LoadView, ...], recent_surplus_w: tuple[float, ...] = ()) -> None:
+        self.now_s = now_s
+        self.period_start_s = period_start_s
+        self.period_end_s = period_end_s
+        self.balance_wh = balance_wh
+        self.net_w = net_w
+        self.loads = loads
+        self.recent_surplus_w = recent_surplus_w
+
+    def but_loads(self, loads: tuple[LoadView, ...]) -> Snapshot:
+        """The same snapshot with other ``loads``."""
+        return Snapshot(self.now_s, self.period_start_s, self.period_end_s, self.balance_wh, self.net_w, loads,
+                        self.recent_surplus_w)
+
+    def __repr__(self) -> str:
+        return (f"Snapshot(now_s={self.now_s!r}, period_start_s={self.period_start_s!r}, "
+                f"period_end_s={self.period_end_s!r}, balance_wh={self.balance_wh!r}, net_w={self.net_w!r}, "
+                f"loads={self.loads!r}, recent_surplus_w={self.recent_surplus_w!r})")
 
     @property
     def period_s(self) -> float:
@@ -69,7 +94,10 @@ class Snapshot(NamedTuple):
         return max(self.period_end_s - self.now_s, 0.0)
 
 
-class Wish(NamedTuple):
+@dataclass(frozen=True)
+class Wish:
+    """What a policy or a guard wants of one load: on or off, and why (the reason logged)."""
+
     load: str
     on: bool
     reason: str = ""
@@ -180,7 +208,7 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
             last_on = ld
         elif nxt is None:
             nxt = ld
-    recent = sorted(s.recent_surplus_w) or [net_w + loads_on_w]
+    recent = s.recent_surplus_w or (net_w + loads_on_w,)  # ascending
     med = _quantile(recent, 0.5)
     rem = s.remaining_s
     if nxt is not None:
@@ -190,7 +218,7 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
             return [Wish(nxt.name, True, f"steady surplus {med:.0f} W runs {nxt.power_w:.0f} W to the "
                                          f"period's end at {end_on:+.0f} Wh (steady_surplus)")]
     if last_on is not None:
-        mad = _quantile(sorted([abs(v - med) for v in recent]), 0.5)  # only needed here
+        mad = _quantile(tuple(sorted([abs(v - med) for v in recent])), 0.5)  # only needed here
         rate = med - p.doubt * mad
         end_off = balance_wh + (rate - loads_on_w + last_on.power_w) * rem / 3600.0
         if end_off <= p.margin_wh:
@@ -203,8 +231,8 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
     return []
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolated quantile of an ascending list (q in [0, 1]); q=0.5 is the median."""
+def _quantile(sorted_values: tuple[float, ...], q: float) -> float:
+    """Linear-interpolated quantile of an ascending sequence (q in [0, 1]); q=0.5 is the median."""
     x = q * (len(sorted_values) - 1)
     i = int(x)
     if i + 1 >= len(sorted_values):
@@ -227,7 +255,7 @@ def changes(s: Snapshot, p: PolicySettings, held: Mapping[str, str] | None = Non
     stack, so they do not block the loads after them. ``policy``: another policy function than
     the configured one (the simulator's perfect-foresight schedule). What the control core runs."""
     if held:
-        s = s._replace(loads=tuple(v for v in s.loads if v.name not in held))
+        s = s.but_loads(tuple([v for v in s.loads if v.name not in held]))
     return (policy or POLICIES[p.name])(s, p)
 
 

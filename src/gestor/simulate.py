@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from drivers.meters.replay import ReplayData, ReplaySettings
-from gestor.balance import PeriodSummary
+from gestor.balance import PeriodSummary, Sample
 from gestor.control import Core, LoadState
 from gestor.foresight import Period, Plan, Scheduled, plan
 from gestor.guards import LoadLimits
@@ -382,7 +382,7 @@ def _signature(core: Core, loads: list[_Load], now_s: float, horizon_s: float, p
         for ld in loads),
         None if cur is None else (cur.start, cur.balance_wh, cur.production_wh, cur.consumption_wh,
                                   cur.covered_s, cur.samples, cur.source),
-        bal._last, tuple(core._recent_t), tuple(core._recent_v),
+        bal._last, tuple(core._recent),
         tuple((t if t >= bal.last_t else "old", w) for t, w in core._on_w),
         tuple(pending), last_read_t, prev_t, tuple(prev_load_w))
 
@@ -416,7 +416,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     horizon_s = max([0.0] + [max(ld.limits.min_on_s, ld.limits.min_off_s) for ld in loads]
                     + [s.policy.min_on_s if s.policy.name == "min_on_time" else 0.0])
     prev_T_ts: float | None = None
-    pending: list[tuple] = []                      # read since the last managing cycle (core samples)
+    pending: list[Sample] = []                      # read since the last managing cycle (core samples)
     last_read_t: float | None = None
     prev_t: float | None = None
     prev_load_w = [0.0] * len(loads)
@@ -424,12 +424,11 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     extra_w = 0.0        # W of the simulated loads on now: sum(load_w)
     any_on = prev_any_on = False  # any(load_w), any(prev_load_w)
     bounds = core.bounds_s
-    account, step_s = core.account, core.step_s
 
     def cycle() -> None:  # managing's cycle at T, as managing.Managing._cycle runs it
         nonlocal prev_T_ts, pending, load_w, extra_w, any_on
         if prev_T_ts is not None:
-            account(prev_T_ts, T_ts, bounds)
+            core.account(prev_T_ts, T_ts, bounds)
         prev_T_ts = T_ts
         new = pending
         if new:
@@ -437,7 +436,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             if new[0][0] <= last_t or new[-1][0] > T_ts:
                 new = [r for r in new if r[0] > last_t and r[0] <= T_ts]
             pending = []
-        done, todo = step_s(T_ts, new, reading_age_s=T_ts - last_read_t if last_read_t is not None else None)
+        done, todo = core.step_s(T_ts, new, reading_age_s=T_ts - last_read_t if last_read_t is not None else None)
         if done:
             closed.extend(done)
         if todo:
