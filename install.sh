@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # gestor installer.
 #   ./install.sh --demo [demo options]   run the demo on the bundled real data (installs what is missing)
-#   ./install.sh --test [pytest options] install test needs and run the test suite
-#   sudo ./install.sh                    system install: gestor user, /opt/gestor, /etc/gestor/settings.yaml
+#   ./install.sh --test [pytest options] install test needs and run the test suite (without options,
+#                                        then the control core's tests again on its compiled build)
+#   ./install.sh --test-compiled [pytest options]  those tests (or the ones given) on the compiled core
+#   sudo ./install.sh [--compile]        system install: gestor user, /opt/gestor, /etc/gestor/settings.yaml
 #                                        (kept if edited), /var/lib/gestor, the systemd units (enabled),
-#                                        the InfluxDB database with its retention policy
+#                                        the InfluxDB database with its retention policy; --compile builds
+#                                        the control core with mypyc (gcc; gestor simulate ~2x faster)
+#   ./install.sh --build-compiled        the compiled core in .build/compiled/src (tests, benchmarks)
 #   sudo ./install.sh --uninstall [--purge]  remove it; --purge also removes settings, state and history
 # Needs Debian 12 / Raspberry Pi OS 12 (bookworm) or newer: python3 >= 3.11, apt.
 set -euo pipefail
@@ -55,6 +59,38 @@ make_venv() {
   "$dir/bin/pip" install -q --disable-pip-version-check -e "$HERE$extras"
   echo "$want" > "$stamp"
 }
+
+# need_compiler PYTHON: gcc and PYTHON's headers, to build the compiled core.
+need_compiler() {
+  command -v gcc >/dev/null 2>&1 || need_apt gcc libc6-dev
+  "$1" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || need_apt python3-dev
+}
+
+# build_compiled: the control core compiled with mypyc (setup.py, GESTOR_COMPILE=1) in
+# .build/compiled/src, a copy of src/ with the C extensions beside the sources; put first on
+# PYTHONPATH, it is what runs. Rebuilt only when the sources, setup.py or pyproject.toml change.
+build_compiled() {
+  local out="$HERE/.build/compiled" want
+  need_compiler "$VENV/bin/python"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements-compile.lock"
+  want=$(cd "$HERE" && find src -name '*.py' -print0 | sort -z | xargs -0 sha256sum | cat - setup.py pyproject.toml requirements-compile.lock | sha256sum | cut -d' ' -f1)
+  if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$want" ]; then return 0; fi
+  say "compiling the control core with mypyc into $out (a minute or two; on a Pi Zero 2 W much longer)"
+  rm -rf "$out" && mkdir -p "$out"
+  cp -r "$HERE/src" "$HERE/setup.py" "$HERE/pyproject.toml" "$HERE/README.md" "$out/"
+  find "$out/src" \( -name __pycache__ -o -name '*.egg-info' -o -name '*.so' \) -prune -exec rm -rf {} +
+  (cd "$out" && GESTOR_COMPILE=1 "$VENV/bin/python" setup.py -q build_ext --inplace) > "$out.log" 2>&1 \
+    || { tail -40 "$out.log" >&2; die "the compiled core did not build (log: $out.log)"; }
+  echo "$want" > "$out/.stamp"
+}
+
+# The tests that run a second time on the compiled core: everything the control core decides
+# (balance, policies, guards, the simulator, the daemon against the simulator, managing's faults).
+COMPILED_TESTS=(tests/test_balance.py tests/test_policies.py tests/test_guards.py tests/test_simulate.py
+                tests/test_foresight.py tests/test_tune.py tests/integration/test_simulator_is_the_daemon.py
+                tests/integration/test_day.py tests/integration/test_faults.py tests/integration/test_safety.py
+                tests/integration/test_restart.py)
 
 influx_answers() { # influx_answers HOST PORT
   "$VENV/bin/python" - "$1" "$2" <<'PY' 2>/dev/null
@@ -111,6 +147,18 @@ cmd_test() {
   make_venv "$VENV" "[test]"
   cd "$HERE"
   "$VENV/bin/python" -m pytest "$@"
+  # with no pytest options (CI, the README), the control core's tests again on its compiled build
+  if [ $# -eq 0 ]; then cmd_test_compiled; fi
+}
+
+cmd_test_compiled() {
+  check_python
+  make_venv "$VENV" "[test]"
+  build_compiled
+  cd "$HERE"
+  say "the control core's tests on the compiled core (.build/compiled/src)"
+  if [ $# -eq 0 ]; then set -- "${COMPILED_TESTS[@]}"; fi
+  PYTHONPATH="$HERE/.build/compiled/src" GESTOR_EXPECT_COMPILED=1 "$VENV/bin/python" -m pytest -q "$@"
 }
 
 PREFIX=/opt/gestor
@@ -119,6 +167,8 @@ WEB_UNIT=gestor-web.service
 systemd_running() { [ -d /run/systemd/system ]; }
 
 cmd_install() {
+  local compile=""
+  [ "${1:-}" = "--compile" ] && compile=1
   [ "$(id -u)" -eq 0 ] || die "the system install needs root: sudo ./install.sh"
   check_python
   need_apt influxdb influxdb-client
@@ -143,7 +193,23 @@ cmd_install() {
   "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
   # exactly the reviewed versions, each checked against its hash (requirements.lock), then gestor itself
   "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements.lock"
-  "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --no-deps --upgrade "$HERE"
+  # gestor from a clean copy of the sources: pip builds in the source tree, and a build/ left there
+  # (by an earlier build, compiled or not) would slip stale files into the package
+  local srccopy; srccopy=$(mktemp -d)
+  cp -r "$HERE/src" "$HERE/setup.py" "$HERE/pyproject.toml" "$HERE/README.md" "$srccopy/"
+  find "$srccopy/src" \( -name __pycache__ -o -name '*.egg-info' -o -name '*.so' \) -prune -exec rm -rf {} +
+  if [ -n "$compile" ]; then
+    # the control core built with mypyc: same source, compiled; mypy and its few dependencies are
+    # hash-checked too (requirements-compile.lock)
+    need_compiler "$PREFIX/venv/bin/python"
+    "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements-compile.lock"
+    say "compiling the control core with mypyc (a few minutes; on a Pi Zero 2 W about 15)"
+    GESTOR_COMPILE=1 "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
+      --upgrade "$srccopy"
+  else
+    "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --no-deps --upgrade "$srccopy"
+  fi
+  rm -rf "$srccopy"
   cp "$HERE/README.md" "$PREFIX/README.md"
   ln -sf "$PREFIX/venv/bin/gestor" /usr/local/bin/gestor
   ln -sf "$PREFIX/venv/bin/stop-loads" /usr/local/bin/stop-loads
@@ -250,8 +316,11 @@ PY
 case "${1:-}" in
   --demo) shift; cmd_demo "$@" ;;
   --test) shift; cmd_test "$@" ;;
+  --test-compiled) shift; cmd_test_compiled "$@" ;;
+  --build-compiled) check_python; make_venv "$VENV" "[test]"; build_compiled; say "built: GESTOR_SRC=$HERE/.build/compiled/src" ;;
   ""|--install) cmd_install ;;
+  --compile) cmd_install --compile ;;
   --uninstall) shift; cmd_uninstall "${1:-}" ;;
-  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown option $1 (use --demo, --test, or no option for the system install)" ;;
 esac

@@ -9,6 +9,9 @@ three recorded files repeated, each shifted to follow the previous one):
 Goal (issue 11): a year in <= 5 s wall for time_to_consume and steady_surplus, peak RSS <= 250 MB.
 
     .venv/bin/python benchmarks/simulate_speed.py [--policies time_to_consume,steady_surplus] [--jobs 2] [--sweep]
+
+The code measured is the repository's ``src``, or the tree in ``GESTOR_SRC`` (e.g. the compiled
+core that ``./install.sh --build-compiled`` leaves in ``.build/compiled/src``).
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from array import array
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
+SRC = Path(os.environ.get("GESTOR_SRC") or ROOT / "src").resolve()
+sys.path[:0] = [str(SRC)]
 
 import yaml  # noqa: E402
 
@@ -97,6 +101,9 @@ def main() -> None:
     args = ap.parse_args()
     example = ROOT / "config" / "settings.yaml"
     raw = yaml.safe_load(example.read_text())
+    import gestor.control
+    compiled = Path(gestor.control.__file__).suffix != ".py"
+    print(f"core: {'compiled with mypyc' if compiled else 'pure Python'} ({Path(gestor.control.__file__).parent})")
     year = concatenated(3_153_600)
     days = (year.t[-1] - year.t[0]) / 86400
     print(f"year: {len(year.t):,} samples, {days:.0f} days; built, peak RSS {peak_mb()[0]:.0f} MB", flush=True)
@@ -112,7 +119,7 @@ def main() -> None:
     own = peak_mb()[0]
     print(f"peak RSS of the simulations (this process, the year in memory): {own:.0f} MB; "
           f"largest worker (forked: shares the year) {peak_mb()[1]:.0f} MB", flush=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "year.csv"
         write_csv(year, path)

@@ -3,6 +3,7 @@ for the whole session, a fresh database per test, settings built from the shippe
 from __future__ import annotations
 
 import copy
+import os
 import uuid
 from pathlib import Path
 
@@ -11,6 +12,21 @@ import yaml
 
 from gestor.settings import Settings, parse_settings
 from tests.influxd import InfluxServer, free_port, start_influxd  # noqa: F401 (re-exported)
+
+
+def pytest_sessionstart(session) -> None:
+    """``install.sh --test-compiled`` sets GESTOR_EXPECT_COMPILED: the control core it tests must
+    be the compiled one (a pure-Python core found first would pass the tests and prove nothing)."""
+    if os.environ.get("GESTOR_EXPECT_COMPILED"):
+        import gestor.balance
+        import gestor.control
+        import gestor.guards
+        import gestor.policies
+        import gestor.simulate
+        pure = [m.__name__ for m in (gestor.balance, gestor.control, gestor.guards, gestor.policies, gestor.simulate)
+                if Path(m.__file__ or "").suffix == ".py"]
+        if pure:
+            pytest.exit(f"GESTOR_EXPECT_COMPILED is set but these modules are not compiled: {', '.join(pure)}", 3)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -100,18 +100,33 @@ def test_files_written_through_sudo_are_group_only_with_the_state_dirs_group(tmp
         assert oct(st.st_mode & 0o777) == "0o640" and st.st_gid == 65534, name
 
 
-def test_the_lock_pins_every_dependency_with_hashes():
-    lock = (REPO / "requirements.lock").read_text()
+def _pins_with_hashes(lock: str) -> dict[str, str]:
+    """A pip-compile lock's pins (name → version), each checked to carry a hash and no index."""
     pinned = {m[1].lower(): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.M)}
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    for d in deps:
-        name = re.match(r"[A-Za-z0-9_.-]+", d)[0].lower()
-        assert name in pinned, f"{name} is not in requirements.lock: run pip-compile (README, Development)"
     blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", lock.split("\n\n", 1)[-1])
     for b in blocks:
         if "==" in b.splitlines()[0]:
             assert "--hash=sha256:" in b, b.splitlines()[0]
     assert "file://" not in lock and "--index-url" not in lock
+    return pinned
+
+
+def test_the_compile_lock_pins_what_the_compiled_core_is_built_with():
+    """install.sh --compile installs requirements-compile.lock with --require-hashes: mypy as
+    requirements-compile.in asks, every dependency pinned with its hashes."""
+    pinned = _pins_with_hashes((REPO / "requirements-compile.lock").read_text())
+    wanted = re.search(r"^mypy==(\S+)$", (REPO / "requirements-compile.in").read_text(), re.M)[1]
+    assert pinned.get("mypy") == wanted
+    assert {"mypy-extensions", "typing-extensions", "setuptools", "wheel"} <= set(pinned)
+
+
+def test_the_lock_pins_every_dependency_with_hashes():
+    lock = (REPO / "requirements.lock").read_text()
+    pinned = _pins_with_hashes(lock)
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for d in deps:
+        name = re.match(r"[A-Za-z0-9_.-]+", d)[0].lower()
+        assert name in pinned, f"{name} is not in requirements.lock: run pip-compile (README, Development)"
 
 
 def test_stop_loads_never_signals_a_pid_that_is_not_managing(tmp_path, capsys):

@@ -1,0 +1,23 @@
+"""Build hook for the optional compiled control core.
+
+``GESTOR_COMPILE=1 pip install --no-build-isolation .`` (what ``install.sh --compile`` runs, with
+``requirements-compile.lock`` installed) compiles the modules of the control core with mypyc
+(https://mypyc.readthedocs.io): the same source, type-checked by mypy under ``[tool.mypy]`` in
+pyproject.toml, built into C extensions, about twice as fast. Without it the package is pure Python
+and behaves the same; CI runs the core's tests on both.
+"""
+import os
+
+from setuptools import setup
+
+# The hot path of `gestor simulate` and of managing's cycle. Nothing here may be subclassed by
+# interpreted code (mypyc classes take no interpreted subclasses: managing holds a LoadState).
+COMPILED = ["src/gestor/balance.py", "src/gestor/policies.py", "src/gestor/guards.py",
+            "src/gestor/control.py", "src/gestor/simulate.py"]
+
+ext_modules = []
+if os.environ.get("GESTOR_COMPILE") == "1":
+    from mypyc.build import mypycify
+    ext_modules = mypycify(COMPILED, opt_level="3")
+
+setup(ext_modules=ext_modules)
