@@ -158,3 +158,25 @@ def test_steady_surplus_carries_a_load_into_the_next_period_in_the_last_minute()
     assert not wish(steady(-40.0, [1200.0] * 5, 30, True), **SS)["heater"].on   # -38.3 < -30
     assert not wish(steady(-10.0, [900.0] * 5, 30, True), **SS)["heater"].on    # 900 W does not carry it
     assert not wish(steady(-10.0, [1200.0] * 5, 120, True), **SS)["heater"].on  # not the last minute
+
+
+def test_steady_surplus_spread_is_the_median_of_the_sorted_distances():
+    """steady_surplus's spread (median absolute deviation about the median) is taken by merging
+    the distances below and above the median outwards, without sorting them: it must be exactly
+    the textbook one on windows with ties, zeros, one value, even and odd lengths."""
+    import random
+
+    from gestor.policies import _median_distance, _quantile
+    rng = random.Random(11)
+    for _ in range(5000):
+        n = rng.randint(1, 20)
+        pick = rng.random()
+        if pick < 0.3:
+            vals = [float(rng.randint(-5, 5)) for _ in range(n)]   # many ties
+        elif pick < 0.6:
+            vals = [rng.uniform(-3000.0, 6000.0) for _ in range(n)]
+        else:
+            vals = [rng.choice([0.0, -0.0, 250.5, -17.25, 3333.3]) for _ in range(n)]
+        window = tuple(sorted(vals))
+        med = _quantile(window, 0.5)
+        assert _median_distance(window, med) == _quantile(tuple(sorted(abs(v - med) for v in window)), 0.5), window

@@ -218,7 +218,7 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
             return [Wish(nxt.name, True, f"steady surplus {med:.0f} W runs {nxt.power_w:.0f} W to the "
                                          f"period's end at {end_on:+.0f} Wh (steady_surplus)")]
     if last_on is not None:
-        mad = _quantile(tuple(sorted([abs(v - med) for v in recent])), 0.5)  # only needed here
+        mad = _median_distance(recent, med)  # only needed here
         rate = med - p.doubt * mad
         end_off = balance_wh + (rate - loads_on_w + last_on.power_w) * rem / 3600.0
         if end_off <= p.margin_wh:
@@ -229,6 +229,33 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
                          f"steady surplus {med:.0f} W (doubtful {rate:.0f} W): even without it the "
                          f"period would end at {end_off:+.0f} Wh (steady_surplus)")]
     return []
+
+
+def _median_distance(sorted_values: tuple[float, ...], med: float) -> float:
+    """``_quantile(sorted(|v - med| for v in sorted_values), 0.5)`` (the median absolute deviation
+    about ``med``) without building and sorting the distances: below ``med`` they grow leftwards,
+    above it rightwards, so merging the two runs outwards gives them in ascending order. The same
+    floats (``med - v`` is exactly ``-(v - med)`` in IEEE arithmetic), the same result."""
+    n = len(sorted_values)
+    k = int(0.5 * (n - 1))  # _quantile's lower index; the value after it is needed too
+    r = 0
+    while r < n and sorted_values[r] <= med:
+        r += 1
+    left = r - 1
+    lo = hi = 0.0
+    for j in range(k + 2 if k + 1 < n else k + 1):
+        if left >= 0 and (r >= n or med - sorted_values[left] <= sorted_values[r] - med):
+            d = med - sorted_values[left]
+            left -= 1
+        else:
+            d = sorted_values[r] - med
+            r += 1
+        if j == k:
+            lo = d
+        hi = d
+    if k + 1 >= n:
+        return lo
+    return lo + (hi - lo) * (0.5 * (n - 1) - k)
 
 
 def _quantile(sorted_values: tuple[float, ...], q: float) -> float:
