@@ -62,7 +62,7 @@ make_venv() {
 
 # need_compiler PYTHON: gcc and PYTHON's headers, to build the compiled core.
 need_compiler() {
-  command -v gcc >/dev/null 2>&1 || need_apt gcc libc6-dev
+  need_apt gcc libc6-dev   # libc6-dev: only recommended by gcc, and apt here installs no recommends
   "$1" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need_apt python3-dev
 }
