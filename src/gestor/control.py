@@ -330,6 +330,8 @@ class Core(Controller):
             for r in new:
                 closed.extend(bal.update_r(r))
         if self._steady:  # only steady_surplus reads the recent surplus (before the managed loads)
+            # kept sorted with bisect: the values are finite (Reading refuses NaN and infinities,
+            # simulate skips them), so every one removed is found where it was inserted
             recent, rs = self._recent, self._recent_sorted
             for r in new:
                 v = r[1] + self.on_w_at(r[0])
