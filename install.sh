@@ -60,11 +60,21 @@ make_venv() {
   echo "$want" > "$stamp"
 }
 
-# need_compiler PYTHON: gcc and PYTHON's headers, to build the compiled core.
-need_compiler() {
+# compiler_ready VENV: what building the compiled core needs: gcc, the headers of VENV's python, and
+# in VENV mypy with its few dependencies, exactly as requirements-compile.lock pins them (hashes).
+compiler_ready() {
   need_apt gcc libc6-dev   # libc6-dev: only recommended by gcc, and apt here installs no recommends
-  "$1" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  "$1/bin/python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need_apt python3-dev
+  "$1/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements-compile.lock"
+}
+
+# source_copy DIR: the files gestor is built from, copied to DIR without byproducts of earlier
+# builds (pip and setup.py build in the source tree: a build/, .so or egg-info left there would
+# slip stale files into the package).
+source_copy() {
+  cp -r "$HERE/src" "$HERE/setup.py" "$HERE/pyproject.toml" "$HERE/README.md" "$1/"
+  find "$1/src" \( -name __pycache__ -o -name '*.egg-info' -o -name '*.so' \) -prune -exec rm -rf {} +
 }
 
 # build_compiled: the control core compiled with mypyc (setup.py, GESTOR_COMPILE=1) in
@@ -72,14 +82,12 @@ need_compiler() {
 # PYTHONPATH, it is what runs. Rebuilt only when the sources, setup.py or pyproject.toml change.
 build_compiled() {
   local out="$HERE/.build/compiled" want
-  need_compiler "$VENV/bin/python"
-  "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements-compile.lock"
+  compiler_ready "$VENV"
   want=$(cd "$HERE" && find src -name '*.py' -print0 | sort -z | xargs -0 sha256sum | cat - setup.py pyproject.toml requirements-compile.lock | sha256sum | cut -d' ' -f1)
   if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$want" ]; then return 0; fi
   say "compiling the control core with mypyc into $out (a minute or two; on a Pi Zero 2 W much longer)"
   rm -rf "$out" && mkdir -p "$out"
-  cp -r "$HERE/src" "$HERE/setup.py" "$HERE/pyproject.toml" "$HERE/README.md" "$out/"
-  find "$out/src" \( -name __pycache__ -o -name '*.egg-info' -o -name '*.so' \) -prune -exec rm -rf {} +
+  source_copy "$out"
   (cd "$out" && GESTOR_COMPILE=1 "$VENV/bin/python" setup.py -q build_ext --inplace) > "$out.log" 2>&1 \
     || { tail -40 "$out.log" >&2; die "the compiled core did not build (log: $out.log)"; }
   echo "$want" > "$out/.stamp"
@@ -193,16 +201,11 @@ cmd_install() {
   "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
   # exactly the reviewed versions, each checked against its hash (requirements.lock), then gestor itself
   "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements.lock"
-  # gestor from a clean copy of the sources: pip builds in the source tree, and a build/ left there
-  # (by an earlier build, compiled or not) would slip stale files into the package
   local srccopy; srccopy=$(mktemp -d)
-  cp -r "$HERE/src" "$HERE/setup.py" "$HERE/pyproject.toml" "$HERE/README.md" "$srccopy/"
-  find "$srccopy/src" \( -name __pycache__ -o -name '*.egg-info' -o -name '*.so' \) -prune -exec rm -rf {} +
+  source_copy "$srccopy"
   if [ -n "$compile" ]; then
-    # the control core built with mypyc: same source, compiled; mypy and its few dependencies are
-    # hash-checked too (requirements-compile.lock)
-    need_compiler "$PREFIX/venv/bin/python"
-    "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements-compile.lock"
+    # the control core built with mypyc: same source, compiled
+    compiler_ready "$PREFIX/venv"
     say "compiling the control core with mypyc (a few minutes; on a Pi Zero 2 W about 15)"
     GESTOR_COMPILE=1 "$PREFIX/venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
       --upgrade "$srccopy"

@@ -38,7 +38,7 @@ from gestor.guards import LoadLimits, Override, min_run_deadline
 from gestor.livestate import is_latched, publish_managing, read_live, set_latch
 from gestor.overrides import read_overrides
 from gestor.policies import Snapshot, Wish, projected_wh
-from gestor.settings import LoadSettings, Settings
+from gestor.settings import Settings
 from gestor.statefiles import ManagingFile, read_state
 
 log = logging.getLogger("gestor.managing")
@@ -49,9 +49,10 @@ STATE_FILE = "managing.json"
 PERSIST_EVERY_S = 60.0
 
 
-def _of_state(attr: str) -> property:
-    """A property that reads and writes ``attr`` of the load's :class:`LoadState`."""
-    return property(lambda self: getattr(self.state, attr), lambda self, v: setattr(self.state, attr, v),
+def _of_state(attr: str, writable: bool = True) -> property:
+    """A property that reads (and, ``writable``, writes) ``attr`` of the load's :class:`LoadState`."""
+    return property(lambda self: getattr(self.state, attr),
+                    (lambda self, v: setattr(self.state, attr, v)) if writable else None,
                     doc=f"The control state's ``{attr}`` (:class:`gestor.control.LoadState`).")
 
 
@@ -77,22 +78,10 @@ class LoadRuntime:
     switches = _of_state("switches")
     on_s = _of_state("on_s")
     day_on_s = _of_state("day_on_s")
-
-    @property
-    def name(self) -> str:
-        return self.state.cfg.name
-
-    @property
-    def cfg(self) -> LoadSettings:
-        return self.state.cfg
-
-    @property
-    def limits(self) -> LoadLimits:
-        return self.state.limits
-
-    @property
-    def power_w(self) -> float:
-        return self.state.cfg.power_w
+    name = _of_state("name", writable=False)
+    cfg = _of_state("cfg", writable=False)
+    limits = _of_state("limits", writable=False)
+    power_w = _of_state("power_w", writable=False)
 
 
 class Managing:

@@ -18,13 +18,10 @@ def pytest_sessionstart(session) -> None:
     """``install.sh --test-compiled`` sets GESTOR_EXPECT_COMPILED: the control core it tests must
     be the compiled one (a pure-Python core found first would pass the tests and prove nothing)."""
     if os.environ.get("GESTOR_EXPECT_COMPILED"):
-        import gestor.balance
-        import gestor.control
-        import gestor.guards
-        import gestor.policies
-        import gestor.simulate
-        pure = [m.__name__ for m in (gestor.balance, gestor.control, gestor.guards, gestor.policies, gestor.simulate)
-                if Path(m.__file__ or "").suffix == ".py"]
+        import importlib
+        import tomllib
+        names = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["gestor"]["compiled"]
+        pure = [m for m in names if Path(importlib.import_module(m).__file__ or "").suffix == ".py"]
         if pure:
             pytest.exit(f"GESTOR_EXPECT_COMPILED is set but these modules are not compiled: {', '.join(pure)}", 3)
 
