@@ -1,10 +1,12 @@
 """Speed and memory of ``gestor simulate`` on a synthetic year of 10 s samples (3.15 M rows, the
 three recorded files repeated, each shifted to follow the previous one):
 
-* loading it from CSV (pyarrow, ``ReplayData.load``), the file written once to a temporary folder;
+* loading it from CSV (``ReplayData.load``: pyarrow in a helper process), the file written once to
+  a temporary folder;
 * each policy in one process and split at local midnights over ``--jobs`` processes;
 * a 20-value sweep of ``policy.end_at_wh`` over the year with ``--jobs`` processes (``--sweep``);
-* peak RSS of this process and of the largest worker.
+* peak RSS of this process, which loads the year from its CSV as ``gestor simulate`` does (another
+  process writes the CSV).
 
 Goal (issue 11): a year in <= 5 s wall for time_to_consume and steady_surplus, peak RSS <= 250 MB.
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -84,13 +85,14 @@ d = ReplayData.load(replay_settings_for(sys.argv[1]))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child would report
 # the benchmark's own RSS (the year in memory) when it was started
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
-print(f"{time.perf_counter() - a:.2f} s, {len(d.t):,} rows, peak RSS {hwm:.0f} MB")
+reader = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the pyarrow helper (replay_reader)
+print(f"{time.perf_counter() - a:.2f} s, {len(d.t):,} rows, peak RSS {hwm:.0f} MB (the CSV reader process: {reader:.0f} MB)")
 """
 
 
-def peak_mb() -> tuple[float, float]:
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+def hwm_mb() -> float:
+    """Peak RSS of this process, MB (VmHWM: ru_maxrss of the children would count the CSV writer)."""
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 
 
 def main() -> None:
@@ -98,33 +100,39 @@ def main() -> None:
     ap.add_argument("--policies", default="time_to_consume,steady_surplus,hysteresis,min_on_time")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--sweep", action="store_true", help="also a 20-value sweep over the year")
+    ap.add_argument("--write-year", type=Path, metavar="CSV", help=argparse.SUPPRESS)  # the helper's job
     args = ap.parse_args()
+    if args.write_year:
+        write_csv(concatenated(3_153_600), args.write_year)
+        return
     example = ROOT / "config" / "settings.yaml"
     raw = yaml.safe_load(example.read_text())
     import gestor.control
     compiled = Path(gestor.control.__file__).suffix != ".py"
     print(f"core: {'compiled with mypyc' if compiled else 'pure Python'} ({Path(gestor.control.__file__).parent})")
-    year = concatenated(3_153_600)
-    days = (year.t[-1] - year.t[0]) / 86400
-    print(f"year: {len(year.t):,} samples, {days:.0f} days; built, peak RSS {peak_mb()[0]:.0f} MB", flush=True)
-    for name in args.policies.split(","):
-        s = parse_settings({**raw, "policy": {**raw["policy"], "name": name}}, str(example), example)
-        line = f"{name:16s}"
-        for jobs in (1, args.jobs):
-            a = time.perf_counter()
-            r = simulate(year, s, Prices(s), jobs=jobs)
-            dt = time.perf_counter() - a
-            line += f"  jobs {jobs}: {dt:6.2f} s ({r.parts} part{'s' if r.parts > 1 else ''})"
-        print(f"{line}  {len(year.t) / dt:>9,.0f} samples/s, {r.totals.switches} switches", flush=True)
-    own = peak_mb()[0]
-    print(f"peak RSS of the simulations (this process, the year in memory): {own:.0f} MB; "
-          f"largest worker (forked: shares the year) {peak_mb()[1]:.0f} MB", flush=True)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "year.csv"
-        write_csv(year, path)
+        # written by another process: this one holds what gestor simulate holds, nothing more
+        subprocess.run([sys.executable, __file__, "--write-year", str(path)], check=True, env=env)
         out = subprocess.run([sys.executable, "-c", LOAD, str(path)], check=True, env=env, capture_output=True, text=True)
-        print(f"load the year's CSV ({path.stat().st_size / 1e6:.0f} MB) with pyarrow: {out.stdout.strip()}", flush=True)
+        print(f"load the year's CSV ({path.stat().st_size / 1e6:.0f} MB), alone: {out.stdout.strip()}", flush=True)
+        a = time.perf_counter()
+        year = ReplayData.load(replay_settings_for(path))
+        days = (year.t[-1] - year.t[0]) / 86400
+        print(f"year: {len(year.t):,} samples, {days:.0f} days; loaded in {time.perf_counter() - a:.2f} s, "
+              f"peak RSS {hwm_mb():.0f} MB", flush=True)
+        for name in args.policies.split(","):
+            s = parse_settings({**raw, "policy": {**raw["policy"], "name": name}}, str(example), example)
+            line = f"{name:16s}"
+            for jobs in (1, args.jobs):
+                a = time.perf_counter()
+                r = simulate(year, s, Prices(s), jobs=jobs)
+                dt = time.perf_counter() - a
+                line += f"  jobs {jobs}: {dt:6.2f} s ({r.parts} part{'s' if r.parts > 1 else ''})"
+            print(f"{line}  {len(year.t) / dt:>9,.0f} samples/s, {r.totals.switches} switches", flush=True)
+        print(f"peak RSS of this process (the year loaded as gestor simulate loads it, the simulations): "
+              f"{hwm_mb():.0f} MB", flush=True)
         if args.sweep:
             a = time.perf_counter()
             subprocess.run([sys.executable, "-m", "gestor.cli", "simulate", str(path), "--config", str(example),

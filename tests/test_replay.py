@@ -1,5 +1,7 @@
 """The replay meter on both recorded formats, its clock handling, and bad files."""
 import csv
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -173,3 +175,28 @@ def test_a_recorded_load_column_empty_in_the_whole_file_counts_as_no_load(tmp_pa
     assert d.net_w[1] != d.net_w[1]  # NaN: a missing reading
     with pytest.raises(MeterError, match="no value"):
         d.reading(1)
+
+
+def test_rows_out_of_order_are_played_in_time_order(tmp_path):
+    rows = ["2022-06-11 10:00:20,0,,0,0,300,1000,0,0,0", "2022-06-11 10:00:00,0,,0,0,100,1000,0,0,0",
+            "2022-06-11 10:00:10,0,,0,0,200,1000,0,0,0"]
+    d = ReplayData.load(house_settings(write_csv(tmp_path / "x.csv", HOUSE_HEADER, rows)))
+    assert [d.t[i] - d.t[0] for i in range(3)] == [0.0, 10.0, 20.0]
+    assert list(d.consumption_w) == [100.0, 200.0, 300.0] and list(d.net_w) == [900.0, 800.0, 700.0]
+
+
+def test_a_recording_is_parsed_outside_the_process_that_plays_it():
+    # pyarrow is ~90 MB resident once imported: the simulator, the demo and a replaying monitoring
+    # keep only the columns
+    code = ("import sys; from drivers.meters.replay import ReplayData, ReplaySettings; "
+            f"d = ReplayData.load(ReplaySettings(path={str(DATA / 'house-2022-06-11_13.csv')!r}, "
+            "subtract_columns=['powerL1', 'powerL2'])); "
+            "print(len(d.t), sorted(m for m in sys.modules if m.split('.')[0] in ('pyarrow', 'numpy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["25901", "[]"]
+
+
+def test_a_reader_that_dies_is_a_clear_error(tmp_path, house_csv, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # the helper process exits at once, saying nothing
+    with pytest.raises(MeterError, match=r"house.csv: the CSV reader failed \(exit 1\): no message"):
+        ReplayData.load(house_settings(house_csv))

@@ -25,11 +25,13 @@ With ``add_simulated_loads`` the power of the simulated relays that are on
 from __future__ import annotations
 
 import bisect
-import csv
 import math
+import os
+import subprocess
+import sys
+import tempfile
 from array import array
 from dataclasses import dataclass
-from itertools import islice
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
@@ -84,7 +86,7 @@ class ReplayData:
     ``net_w`` is export-positive and excludes ``subtract_columns``. Raises MeterError with the
     file name (and line) for a missing, unreadable or malformed file or missing columns.
 
-    Loaded with pyarrow's multi-threaded CSV reader and computed column-wise (see :meth:`load`);
+    Loaded with pyarrow in a helper process and computed column-wise (see :meth:`load`);
     the columns are kept as ``array('d')``: 8 bytes a value, no numpy needed.
     """
 
@@ -98,17 +100,15 @@ class ReplayData:
     def load(cls, s: ReplaySettings, base_dir: Path | None = None) -> "ReplayData":
         """Read ``s.path`` (relative to ``base_dir``) column-wise.
 
-        pyarrow, not pandas: it reads the CSV in C++ on every core, parses ISO 8601 timestamps
-        natively (no datetime per row), and imports in half the memory (78 MB RSS against 132 MB
-        measured here; pandas itself would read through pyarrow for speed). It is imported here,
-        so only the replay meter, ``gestor simulate`` and the demo load it, never a daemon driving
-        a real meter.
+        pyarrow, not pandas: it reads the CSV in C++, parses ISO 8601 timestamps natively (no
+        datetime per row), and imports in half the memory (78 MB RSS against 132 MB measured here;
+        pandas itself would read through pyarrow for speed). It runs in a helper process
+        (:mod:`drivers.meters.replay_reader`) that streams the columns back, so this process never
+        holds pyarrow's ~90 MB: a year of 10 s samples peaks at the columns' 100 MB plus the
+        interpreter. The helper costs ~0.4 s to start. Raises MeterError (see the class).
         """
-        import pyarrow as pa
-
         path = s.path if s.path.is_absolute() or base_dir is None else (base_dir / s.path)
         t, prod, cons, net = _columns(s, path)
-        pa.default_memory_pool().release_unused()  # the Arrow copies are gone: give their memory back
         return cls(path=path, t=t, production_w=prod, consumption_w=cons, net_w=net)
 
     @property
@@ -146,122 +146,50 @@ class ReplayData:
 
 def _columns(s: ReplaySettings, path: Path) -> list:
     """The file's time, production, consumption and net columns as ``array('d')`` (production
-    None without its column); see :meth:`ReplayData.load`."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
+    None without its column), parsed by :mod:`drivers.meters.replay_reader` in a helper process
+    (same python, same ``sys.path``) and streamed back; see :meth:`ReplayData.load`."""
+    from drivers.meters.replay_reader import DONE, FAILED, HEADER, RESTART
 
-    try:
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), None)
-    except OSError as e:
-        raise MeterError(f"replay file {path}: {e.strerror or e}") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise MeterError(f"replay file {path}: not a CSV file ({e})") from None
-    if not header:
-        raise MeterError(f"replay file {path}: empty, expected a CSV header")
-    names = [h.strip() for h in header]
-    wanted = [s.timestamp_column] + [c for c in (s.production_column, s.consumption_column,
-                                                  s.net_column) if c] + list(s.subtract_columns)
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        raise MeterError(f"replay file {path}: no column {', '.join(missing)} (it has: {', '.join(header)})")
-    raw = {n.strip(): n for n in header}
-    ts = raw[s.timestamp_column]
     out = [array("d"), array("d") if s.production_column else None, array("d"), array("d")]
-    if s.subtract_columns:  # a recorded load's column empty in the whole file: that load was not there
+    cols = [c for c in out if c is not None]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    settings = s.model_copy(update={"path": path.absolute()}).model_dump_json().encode()
+    with tempfile.TemporaryFile() as err, subprocess.Popen(
+            [sys.executable, "-m", "drivers.meters.replay_reader"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=err, env=env) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(settings)
+        proc.stdin.close()
+        f = proc.stdout
+        ordered = None
         try:
-            empty = _empty_columns(path, [raw[c] for c in s.subtract_columns])
-        except (pa.ArrowInvalid, OSError) as e:
-            raise MeterError(f"replay file {path}: {e}") from None
-        if empty:
-            s = s.model_copy(update={"subtract_columns": [c for c in s.subtract_columns if raw[c] not in empty]})
-
-    def batches(ts_type):  # the file in record batches of 1 MB of text: memory stays flat
-        return pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False), convert_options=pcsv.ConvertOptions(
-            column_types={**{raw[c]: pa.float64() for c in wanted}, ts: ts_type},
-            include_columns=[raw[c] for c in dict.fromkeys(wanted)], strings_can_be_null=True))
-    try:
-        try:  # naive times, parsed by the reader itself (the shared/data files)
-            for batch in batches(pa.timestamp("us")):
-                _derive(batch, s, raw, out)
-        except pa.ArrowInvalid as e:
-            if "zone offset" not in str(e) or len(out[0]):
-                raise
-            for batch in batches(pa.timestamp("us", tz="UTC")):  # times with an offset, converted to UTC
-                _derive(batch, s, raw, out)
-    except pa.ArrowInvalid as e:
-        if "conversion error to timestamp" in str(e):
-            _bad_time(pa.Table.from_batches(list(batches(pa.string()))).column(ts), path)
-        raise MeterError(f"replay file {path}: {e}") from None
-    except OSError as e:
-        raise MeterError(f"replay file {path}: {e}") from None
+            while (head := f.read(HEADER.size)) and len(head) == HEADER.size:
+                (n,) = HEADER.unpack(head)
+                if n >= 0:
+                    for c in cols:
+                        c.fromfile(f, n)
+                elif n == RESTART:
+                    for c in cols:
+                        del c[:]
+                elif n == FAILED:
+                    raise MeterError(f.read().decode(errors="replace"))
+                elif n == DONE:
+                    ordered = f.read(1) == b"1"
+                    break
+        except EOFError:
+            pass  # the reader stopped in a frame: reported below
+        if ordered is None:
+            proc.kill()
+            proc.wait()
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            raise MeterError(f"replay file {path}: the CSV reader failed (exit {proc.returncode}): "
+                             f"{lines[-1] if lines else 'no message'}")
     t = out[0]
-    if not t:
-        raise MeterError(f"replay file {path}: no samples")
-    if any(b < a for a, b in zip(t, islice(t, 1, None))):  # out of order: sort every column by time (stable)
+    if not ordered:  # out of order: sort every column by time (stable)
         order = sorted(range(len(t)), key=t.__getitem__)
         out = [array("d", (col[i] for i in order)) if col is not None else None for col in out]
     return out
-
-
-def _empty_columns(path: Path, names: list[str]) -> set[str]:
-    """The columns among ``names`` that have no value in any row of the file."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-    seen = dict.fromkeys(names, 0)
-    reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False),
-                           convert_options=pcsv.ConvertOptions(column_types={n: pa.float64() for n in names},
-                                                               include_columns=names))
-    for batch in reader:
-        for n in names:
-            c = batch.column(n)
-            seen[n] += len(c) - c.null_count
-    return {n for n, k in seen.items() if k == 0}
-
-
-def _derive(batch, s: ReplaySettings, raw: dict[str, str], out: list) -> None:
-    """Append one record batch's time, production, consumption and net to the ``out`` columns
-    (formulas: module docstring), computed column-wise by Arrow's kernels."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    nan = float("nan")
-
-    def col(name: str):  # float64, NaN where a cell is empty or missing
-        c = batch.column(raw[name])
-        return c.fill_null(nan) if c.null_count else c
-
-    t = batch.column(raw[s.timestamp_column])
-    if t.type.tz is None and s.timestamp_tz != "UTC":  # naive times in another zone
-        t = pc.assume_timezone(t, timezone=s.timestamp_tz, ambiguous="earliest", nonexistent="earliest")
-    # exact integer microseconds / 1e6, rounded once: the float datetime.timestamp() gives
-    t = pc.divide(t.view(pa.int64()).cast(pa.float64()), 1e6)
-    prod = col(s.production_column) if s.production_column else None
-    sub = None
-    for c in s.subtract_columns:
-        sub = col(c) if sub is None else pc.add(sub, col(c))
-
-    def minus_sub(x):
-        return x if sub is None else pc.subtract(x, sub)
-
-    def at_least_0(x):  # max(x, 0) that keeps NaN (a missing cell stays missing)
-        return pc.if_else(pc.less(x, 0.0), 0.0, x)
-
-    if s.net_column:
-        net = col(s.net_column)
-        if s.net_sign == "import_positive":
-            net = pc.negate(net)
-        if s.consumption_column:
-            cons = at_least_0(minus_sub(col(s.consumption_column)))
-        else:  # consumption = production - export-positive net
-            cons = minus_sub(pc.subtract(prod if prod is not None else pa.nulls(len(net), pa.float64()).fill_null(nan), net))
-        net = net if sub is None else pc.add(net, sub)
-    else:  # base load, as shared/data/README says
-        cons = at_least_0(minus_sub(col(s.consumption_column)))
-        net = pc.subtract(prod, cons)
-    for dst, c in zip(out, (t, prod, cons, net)):
-        if dst is not None:
-            _append(dst, c)
-    pa.default_memory_pool().release_unused()  # the batch's intermediates: memory stays flat
 
 
 @register_meter("replay", ReplaySettings)
@@ -296,21 +224,6 @@ class ReplayMeter:
 
     def close(self) -> None:
         pass
-
-
-def _bad_time(ts, path: Path) -> None:
-    """Raise MeterError naming the first line of an Arrow string column that is not an ISO 8601
-    time (the error path only)."""
-    for i, v in enumerate(ts.to_pylist()):
-        try:
-            datetime.fromisoformat((v or "").strip())
-        except ValueError:
-            raise MeterError(f"replay file {path}, line {i + 2}: bad timestamp {v!r}") from None
-
-
-def _append(dst: array, a) -> None:
-    """Append a float64 Arrow array without nulls to ``array('d')`` (one copy of its data)."""
-    dst.frombytes(memoryview(a.buffers()[1])[a.offset * 8:(a.offset + len(a)) * 8])
 
 
 def _iso(t: float) -> str:
