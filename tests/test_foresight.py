@@ -98,3 +98,35 @@ def test_the_benchmark_is_played_like_a_policy_on_a_hand_made_day(tmp_path, caps
     v = out["versus_perfect_foresight"]
     assert v["captured_pct_of_benchmark"] == pytest.approx(
         100 * out["totals"]["captured_wh"] / out["perfect_foresight"]["totals"]["captured_wh"])
+
+
+def test_the_schedule_asks_what_it_would_ask_afresh_between_its_flips():
+    # Scheduled skips the calls between two flips while the loads' views are the same object (the
+    # core rebuilds them when a load changes): asked every 10 s with loads that sometimes disagree
+    # with the plan (a guard held them), it must ask exactly what a fresh look at the plan asks
+    import random
+
+    from gestor.foresight import Plan, Scheduled
+    from gestor.policies import LoadView, Snapshot
+    rng = random.Random(7)
+    runs = [[(T0 + 95.0, T0 + 400.0), (T0 + 1000.0, T0 + 1010.0), (T0 + 2000.0, float("inf"))],
+            [(T0 - 50.0, T0 + 700.0)]]
+    sched = Scheduled(Plan(runs, 6, 0.0), ["a", "b"], T0, 10.0)
+    on = {"a": False, "b": True}
+    views = tuple(LoadView(n, 1000.0, on[n]) for n in ("a", "b"))
+    asked = 0
+    for k in range(400):
+        now = T0 + 10.0 * k
+        if rng.random() < 0.05:  # a guard or the relay: a load changes, the core builds new views
+            n = rng.choice("ab")
+            on[n] = not on[n]
+            views = tuple(LoadView(m, 1000.0, on[m]) for m in ("a", "b"))
+        snap = Snapshot(now, T0, T0 + H, 0.0, 0.0, views)
+        want = sched(snap, None)
+        assert want == Scheduled(Plan(runs, 6, 0.0), ["a", "b"], T0, 10.0)(snap, None), now  # no memory
+        asked += len(want)
+        for w in want:  # mostly the wish is carried out
+            if rng.random() < 0.8:
+                on[w.load] = w.on
+                views = tuple(LoadView(m, 1000.0, on[m]) for m in ("a", "b"))
+    assert asked > 20

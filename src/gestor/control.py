@@ -272,7 +272,8 @@ class Core(Controller):
         self._recent_sorted: list[float] = []  # their surplus, ascending (what the policy reads)
         self.window_s = settings.policy.window_s
         self.stale_after_s = settings.managing.stale_after_s
-        self._steady = settings.policy.name == "steady_surplus"
+        # only steady_surplus reads the recent surplus; not a policy played instead (foresight's)
+        self._steady = policy is None and settings.policy.name == "steady_surplus"
         self._span = (math.inf, -math.inf)  # the last period bounds_s returned (epoch s)
         # (from when, W of the loads that are on): what the loads drew when each reading was taken
         self._on_w: deque[tuple[float, float]] = deque([(-math.inf, 0.0)])

@@ -95,7 +95,7 @@ def plan(periods: Sequence[Period], powers_w: Sequence[float]) -> Plan:
     INF = math.inf
     cost = {(a, b, cl): sum(_cost(x, y, k) for x, y, k in zip(a, b, cl))
             for a in states for b in states for cl in classes}
-    best = {st: (0 if not any(st) else INF) for st in states}  # all off at the start
+    best: dict[tuple[int, ...], float] = {st: (0.0 if not any(st) else INF) for st in states}  # all off at the start
     back: list[dict[tuple, tuple]] = []   # per period: end state → (start state, classes)
     targets = []
     for p in periods:
@@ -118,9 +118,9 @@ def plan(periods: Sequence[Period], powers_w: Sequence[float]) -> Plan:
                 if best[a] == INF:
                     continue
                 for cl in feasible:
-                    c = best[a] + cost[(a, b, cl)]
-                    if c < nxt.get(b, INF):
-                        nxt[b], bk[b] = c, (a, cl)
+                    switches = best[a] + cost[(a, b, cl)]
+                    if switches < nxt.get(b, INF):
+                        nxt[b], bk[b] = switches, (a, cl)
         best = {st: nxt.get(st, INF) for st in states}
         back.append(bk)
     end = min(states, key=lambda st: (best[st], sum(st)))
@@ -154,13 +154,15 @@ def plan(periods: Sequence[Period], powers_w: Sequence[float]) -> Plan:
             for on, off in _segments(a[j], b[j], x[j], p.start_s, p.end_s):
                 if on_since[j] is None and on is not None:
                     on_since[j] = on
-                if off is not None and on_since[j] is not None:
-                    if off > on_since[j]:
-                        runs[j].append((on_since[j], off))
+                since = on_since[j]
+                if off is not None and since is not None:
+                    if off > since:
+                        runs[j].append((since, off))
                     on_since[j] = None
     for j in range(n):
-        if on_since[j] is not None:
-            runs[j].append((on_since[j], math.inf))
+        since = on_since[j]
+        if since is not None:
+            runs[j].append((since, math.inf))
     return Plan(runs, int(total), sum(per_period), per_period)
 
 
@@ -199,16 +201,30 @@ class Scheduled:
                 if off > on:
                     flips += [on, off] if math.isfinite(off) else [on]
             self.on.append(flips)
+        # the loads' views of the last call that asked for nothing, and the next flip after it:
+        # until then, with the same views (the core rebuilds them when a load changes), nothing
+        self._quiet: tuple[object, float] = (None, -math.inf)
 
     def wanted(self, j: int, now_s: float) -> bool:
         return bisect_right(self.on[j], now_s) % 2 == 1
 
     def __call__(self, s, p) -> list:
+        now = s.now_s
+        if s.loads is self._quiet[0] and now < self._quiet[1]:
+            return []
         from gestor.policies import Wish
         out = []
+        until = math.inf
         by_name = {v.name: v for v in s.loads}
         for j, name in enumerate(self.names):
             v = by_name.get(name)
-            if v is not None and self.wanted(j, s.now_s) != v.on:
+            if v is None:
+                continue
+            flips = self.on[j]
+            i = bisect_right(flips, now)  # wanted on inside [flips[i - 1], flips[i]) when i is odd
+            if (i % 2 == 1) != v.on:
                 out.append(Wish(name, not v.on, "perfect-foresight schedule"))
+            elif i < len(flips):
+                until = min(until, flips[i])
+        self._quiet = (s.loads, until) if not out else (None, -math.inf)
         return out
