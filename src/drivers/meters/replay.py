@@ -153,7 +153,7 @@ def _columns(s: ReplaySettings, path: Path) -> list:
     out = [array("d"), array("d") if s.production_column else None, array("d"), array("d")]
     cols = [c for c in out if c is not None]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    settings = s.model_copy(update={"path": path.absolute()}).model_dump_json().encode()
+    settings = s.model_copy(update={"path": path}).model_dump_json().encode()  # same cwd: relative is fine
     with tempfile.TemporaryFile() as err, subprocess.Popen(
             [sys.executable, "-m", "drivers.meters.replay_reader"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=err, env=env) as proc:

@@ -9,8 +9,8 @@ process keeps once it has imported it. Parsed here, a year of 10 s samples (3.15
 (``array('d')``, 8 bytes a value: 100 MB for the year's four), and this process stays flat (1 MB
 record batches) and exits when the file is read.
 
-Protocol (stdin: the :class:`ReplaySettings` as JSON, ``path`` absolute; stdout: frames, each an
-8-byte native signed count ``n`` then):
+Protocol (stdin: the :class:`ReplaySettings` as JSON, ``path`` as the parent sees it, same working
+directory; stdout: frames, each an 8-byte native signed count ``n`` then):
 
 * ``n >= 0``: a record batch, ``n`` float64 values of each column in the order time,
   production (only when ``production_column`` is set), consumption, net;
@@ -95,10 +95,10 @@ def _batches(path: Path, raw: dict[str, str], s: ReplaySettings, wanted: list[st
     """The file in record batches of 1 MB of text: memory stays flat."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
+    types = {**{raw[c]: pa.float64() for c in wanted}, raw[s.timestamp_column]: ts_type}
     return pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False),
-                         convert_options=pcsv.ConvertOptions(
-                             column_types={**{raw[c]: pa.float64() for c in wanted}, raw[s.timestamp_column]: ts_type},
-                             include_columns=[raw[c] for c in dict.fromkeys(wanted)], strings_can_be_null=True))
+                         convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                                             include_columns=[raw[c] for c in dict.fromkeys(wanted)]))
 
 
 def _pass(s: ReplaySettings, raw: dict[str, str], path: Path, wanted: list[str], out: BinaryIO) -> dict:
@@ -112,7 +112,7 @@ def _pass(s: ReplaySettings, raw: dict[str, str], path: Path, wanted: list[str],
     except pa.ArrowInvalid as e:
         if "zone offset" not in str(e) or seen["rows"]:
             raise
-        for batch in _batches(path, raw, s, wanted, pa.timestamp("us", tz="UTC")):  # times with an offset, in UTC
+        for batch in _batches(path, raw, s, wanted, pa.timestamp("us", tz="UTC")):  # with an offset: to UTC
             _send(batch, s, raw, out, seen)
     return seen
 
@@ -156,7 +156,8 @@ def _send(batch, s: ReplaySettings, raw: dict[str, str], out: BinaryIO, seen: di
         if s.consumption_column:
             cons = at_least_0(minus_sub(col(s.consumption_column)))
         else:  # consumption = production - export-positive net
-            cons = minus_sub(pc.subtract(prod if prod is not None else pa.nulls(n, pa.float64()).fill_null(nan), net))
+            nans = pa.nulls(n, pa.float64()).fill_null(nan)
+            cons = minus_sub(pc.subtract(prod if prod is not None else nans, net))
         net = net if sub is None else pc.add(net, sub)
     else:  # base load, as shared/data/README says
         cons = at_least_0(minus_sub(col(s.consumption_column)))
