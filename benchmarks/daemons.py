@@ -7,8 +7,8 @@ by a small local stand-in that answers 204 like InfluxDB 1.x).
 
 Meter (``--meter``): ``shelly`` (default), a Shelly Pro 3EM emulator on loopback
 (tests/emulators) serving house-2022-06-11_13.csv at real speed, as a Pi in a house reads its
-meter; or ``replay``, the replay meter on the same file (the demo's meter: it loads the recording
-with pyarrow, whose compute kernels cost monitoring about 70 MB more). Relays: simulated;
+meter; or ``replay``, the replay meter on the same file (the demo's meter: a helper process
+parses the recording with pyarrow and exits; monitoring keeps the columns). Relays: simulated;
 settings: the shipped example (monitoring every 5 s, managing every 10 s, store.flush_s 10 s).
 """
 from __future__ import annotations

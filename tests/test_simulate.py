@@ -162,12 +162,20 @@ def test_steady_surplus_against_time_to_consume_on_the_public_data():
         assert b.extra_import_wh < a.extra_import_wh, f
 
 
-@pytest.mark.parametrize("policy", ["time_to_consume", "steady_surplus"])
-def test_a_run_split_at_midnights_equals_the_run_in_one_piece(policy):
-    """--jobs 2 on five real days: two processes, each from 6 h before its midnight; the same
-    switches at the same instants and the same period balances as one sequential run."""
+GUARDED = {"min_on_s": 300, "min_off_s": 120, "max_switches_per_period": 3, "windows": ["09:00-19:30"],
+           "min_run_s": 7200, "min_run_by": "21:00"}
+
+
+@pytest.mark.parametrize("policy, guards", [("time_to_consume", {}), ("steady_surplus", {}),
+                                            ("time_to_consume", GUARDED), ("steady_surplus", GUARDED)],
+                         ids=["time_to_consume", "steady_surplus", "time_to_consume-guarded", "steady_surplus-guarded"])
+def test_a_run_split_at_midnights_equals_the_run_in_one_piece(policy, guards):
+    """--jobs 2 on five real days: two processes, each from 6 h before its midnight (with a daily
+    minimum run, from the deadline before that: the day's run counted as the daemons count it);
+    the same switches at the same instants and the same period balances as one sequential run."""
     data = ReplayData.load(replay_settings_for(DATA / "house-2022-05-08_12.csv"))
-    s = settings(loads=example_raw()["loads"], policy={"name": policy})
+    loads = example_raw()["loads"]
+    s = settings(loads=[{**loads[0], **guards}] + loads[1:], policy={"name": policy})
     one, split = simulate(data, s, Prices(s)), simulate(data, s, Prices(s), jobs=2)
     assert (one.parts, split.parts) == (1, 2)
     assert len(one.switches) > 100 and split.switches == one.switches

@@ -9,7 +9,6 @@ datetimes, relays, logging and reasons at the edge; the simulator its energies a
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -256,6 +255,20 @@ def sample_of(r: Reading) -> Sample:
     return (r.at.timestamp(), r.net_w, r.production_w, r.consumption_w, r.import_wh_total, r.export_wh_total)
 
 
+def _bisect(a: list[float], x: float, right: bool) -> int:
+    """Where ``x`` goes in the ascending ``a``: after equal values (``right``) or before them, as
+    :func:`bisect.bisect_right` / :func:`bisect.bisect_left` answer. Here, not the bisect module:
+    compiled, this loop is native and the module's functions are calls through the C API."""
+    lo, hi = 0, len(a)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a[mid] or (not right and x == a[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 class Core(Controller):
     """The whole control cycle on the readings received since the last one: the settlement
     period's balance, the recent surplus, the policy and the guards. managing runs it on the live
@@ -267,8 +280,12 @@ class Core(Controller):
                  policy: Callable[[Snapshot, PolicySettings], list[Wish]] | None = None) -> None:
         super().__init__(settings, loads, policy)
         self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
-        # the readings of the last window_s: (epoch s, W of surplus before the managed loads then)
-        self._recent: deque[tuple[float, float]] = deque()
+        # the readings of the last window_s, oldest first from index _head on (the ones before it
+        # have left the window; dropped in bulk): epoch s, and W of surplus before the managed
+        # loads then. Plain lists, not a deque of pairs: compiled, they are indexed natively.
+        self._recent_t: list[float] = []
+        self._recent_w: list[float] = []
+        self._head = 0
         self._recent_sorted: list[float] = []  # their surplus, ascending (what the policy reads)
         self.window_s = settings.policy.window_s
         self.stale_after_s = settings.managing.stale_after_s
@@ -312,7 +329,9 @@ class Core(Controller):
     def reset(self) -> None:
         """A fresh balance and history (after a wall-clock step)."""
         self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s)
-        self._recent.clear()
+        self._recent_t.clear()
+        self._recent_w.clear()
+        self._head = 0
         self._recent_sorted.clear()
         self._on_w = deque([(-math.inf, sum([ld.cfg.power_w for ld in self.loads if ld.on]))])
 
@@ -331,15 +350,22 @@ class Core(Controller):
             for r in new:
                 closed.extend(bal.update_r(r))
         if self._steady:  # only steady_surplus reads the recent surplus (before the managed loads)
-            # kept sorted with bisect: the values are finite (Reading refuses NaN and infinities,
+            # kept sorted by bisection: the values are finite (Reading refuses NaN and infinities,
             # simulate skips them), so every one removed is found where it was inserted
-            recent, rs = self._recent, self._recent_sorted
+            ts, ws, rs = self._recent_t, self._recent_w, self._recent_sorted
             for r in new:
                 v = r[1] + self.on_w_at(r[0])
-                recent.append((r[0], v))
-                insort(rs, v)
-            while recent and now_s - recent[0][0] > self.window_s:
-                del rs[bisect_left(rs, recent.popleft()[1])]
+                ts.append(r[0])
+                ws.append(v)
+                rs.insert(_bisect(rs, v, True), v)
+            h, n = self._head, len(ts)
+            while h < n and now_s - ts[h] > self.window_s:
+                del rs[_bisect(rs, ws[h], False)]
+                h += 1
+            if h > 256 and 2 * h > n:  # the readings gone from the window: away in one go
+                del ts[:h], ws[:h]
+                h = 0
+            self._head = h
             self.recent_surplus_w = tuple(rs)
         # the load history older than every reading still to come is not needed
         on_w, last_t = self._on_w, bal.last_t

@@ -40,7 +40,7 @@ from drivers.meters.replay import ReplayData, ReplaySettings
 from gestor.balance import PeriodSummary, Sample
 from gestor.control import Core, LoadState
 from gestor.foresight import Period, Plan, Scheduled, plan
-from gestor.guards import LoadLimits
+from gestor.guards import LoadLimits, min_run_deadline
 from gestor.settings import LoadSettings, Settings
 from gestor.tariff import national_holidays, period_2_0td
 
@@ -332,6 +332,18 @@ def _cuts(t_first: float, t_last: float, tz: ZoneInfo, parts: int) -> list[float
             for k in range(1, parts)]
 
 
+def _warm_from(t: float, s: Settings) -> float:
+    """Where a part's warm-up starts: at epoch ``t`` or, with a daily minimum run, at the deadline
+    before it (:func:`gestor.guards.min_run_deadline`): the daemons count the day's run from
+    there, so the part counts it as they did instead of starting a day with nothing run."""
+    out = t
+    for ld in s.loads:
+        if ld.min_run_s > 0:
+            nxt = min_run_deadline(datetime.fromtimestamp(t, UTC), s.tz, ld.min_run_by).astimezone(s.tz)
+            out = min(out, datetime.combine(nxt.date() - timedelta(days=1), nxt.time(), tzinfo=s.tz).timestamp())
+    return out
+
+
 _SPLIT: tuple | None = None  # (data, s, prices): inherited by the forked workers, not pickled
 
 
@@ -352,7 +364,7 @@ def _parallel(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, t
     edges = [-math.inf] + cuts + [math.inf]
     tasks = []
     for k in range(len(edges) - 1):
-        a = i0 if k == 0 else max(i0, _bisect(t_arr, edges[k] - warmup_s))
+        a = i0 if k == 0 else max(i0, _bisect(t_arr, _warm_from(edges[k] - warmup_s, s)))
         # run past the part's end far enough to reach the first cycle after its midnight
         b = i1 if k == len(edges) - 2 else min(i1, _bisect(t_arr, edges[k + 1] + 120.0 + s.managing.interval_s))
         tasks.append((a, b, tick0_us, (edges[k], edges[k + 1]), [x for x in (edges[k], edges[k + 1]) if math.isfinite(x)]))
@@ -386,7 +398,7 @@ def _signature(core: Core, loads: list[_Load], now_s: float, horizon_s: float, p
         for ld in loads),
         None if cur is None else (cur.start, cur.balance_wh, cur.production_wh, cur.consumption_wh,
                                   cur.covered_s, cur.samples, cur.source),
-        bal._last, tuple(core._recent),
+        bal._last, tuple(zip(core._recent_t[core._head:], core._recent_w[core._head:])),
         tuple((t if t >= bal.last_t else "old", w) for t, w in core._on_w),
         tuple(pending), last_read_t, prev_t, tuple(prev_load_w))
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import struct
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,6 +35,17 @@ from drivers.meters.replay import ReplaySettings
 
 HEADER = struct.Struct("=q")
 RESTART, FAILED, DONE = -1, -2, -3
+
+
+@dataclass
+class _Seen:
+    """What a pass over the file sent: rows, whether the times were in order, the last time, and
+    the values each subtract column had."""
+
+    rows: int = 0
+    ordered: bool = True
+    last_t: float | None = None
+    values: dict[str, int] = field(default_factory=dict)
 
 
 def main() -> int:
@@ -75,8 +87,8 @@ def stream(s: ReplaySettings, path: Path, out: BinaryIO) -> bool:
     raw = {n.strip(): n for n in header}
     try:
         seen = _pass(s, raw, path, wanted, out)
-        empty = [c for c in s.subtract_columns if not seen[c]]
-        if empty and seen["rows"]:  # sent with a column that is not there: again without it
+        empty = [c for c in s.subtract_columns if not seen.values[c]]
+        if empty and seen.rows:  # sent with a column that is not there: again without it
             out.write(HEADER.pack(RESTART))
             s = s.model_copy(update={"subtract_columns": [c for c in s.subtract_columns if c not in empty]})
             seen = _pass(s, raw, path, [c for c in wanted if c not in empty], out)
@@ -86,9 +98,9 @@ def stream(s: ReplaySettings, path: Path, out: BinaryIO) -> bool:
         raise MeterError(f"replay file {path}: {e}") from None
     except OSError as e:
         raise MeterError(f"replay file {path}: {e}") from None
-    if not seen["rows"]:
+    if not seen.rows:
         raise MeterError(f"replay file {path}: no samples")
-    return bool(seen["ordered"])
+    return seen.ordered
 
 
 def _batches(path: Path, raw: dict[str, str], s: ReplaySettings, wanted: list[str], ts_type):
@@ -101,23 +113,22 @@ def _batches(path: Path, raw: dict[str, str], s: ReplaySettings, wanted: list[st
                                                              include_columns=[raw[c] for c in dict.fromkeys(wanted)]))
 
 
-def _pass(s: ReplaySettings, raw: dict[str, str], path: Path, wanted: list[str], out: BinaryIO) -> dict:
-    """One pass over the file, each batch's columns written as a frame. Returns the rows sent,
-    whether the times were in order and, per subtract column, the values it had."""
+def _pass(s: ReplaySettings, raw: dict[str, str], path: Path, wanted: list[str], out: BinaryIO) -> _Seen:
+    """One pass over the file, each batch's columns written as a frame."""
     import pyarrow as pa
-    seen: dict = {"rows": 0, "ordered": True, "last_t": None, **dict.fromkeys(s.subtract_columns, 0)}
+    seen = _Seen(values=dict.fromkeys(s.subtract_columns, 0))
     try:  # naive times, parsed by the reader itself (the shared/data files)
         for batch in _batches(path, raw, s, wanted, pa.timestamp("us")):
             _send(batch, s, raw, out, seen)
     except pa.ArrowInvalid as e:
-        if "zone offset" not in str(e) or seen["rows"]:
+        if "zone offset" not in str(e) or seen.rows:
             raise
         for batch in _batches(path, raw, s, wanted, pa.timestamp("us", tz="UTC")):  # with an offset: to UTC
             _send(batch, s, raw, out, seen)
     return seen
 
 
-def _send(batch, s: ReplaySettings, raw: dict[str, str], out: BinaryIO, seen: dict) -> None:
+def _send(batch, s: ReplaySettings, raw: dict[str, str], out: BinaryIO, seen: _Seen) -> None:
     """Write one record batch's time, production, consumption and net as a frame (formulas:
     the replay module's docstring), computed column-wise by Arrow's kernels; update ``seen``."""
     import pyarrow as pa
@@ -132,7 +143,7 @@ def _send(batch, s: ReplaySettings, raw: dict[str, str], out: BinaryIO, seen: di
     if not n:
         return
     for c in s.subtract_columns:
-        seen[c] += n - batch.column(raw[c]).null_count
+        seen.values[c] += n - batch.column(raw[c]).null_count
     t = batch.column(raw[s.timestamp_column])
     if t.type.tz is None and s.timestamp_tz != "UTC":  # naive times in another zone
         t = pc.assume_timezone(t, timezone=s.timestamp_tz, ambiguous="earliest", nonexistent="earliest")
@@ -162,13 +173,13 @@ def _send(batch, s: ReplaySettings, raw: dict[str, str], out: BinaryIO, seen: di
     else:  # base load, as shared/data/README says
         cons = at_least_0(minus_sub(col(s.consumption_column)))
         net = pc.subtract(prod, cons)
-    if seen["ordered"]:
-        before = seen["last_t"]
+    if seen.ordered:
+        before = seen.last_t
         if (before is not None and t[0].as_py() < before) or (
                 n > 1 and pc.any(pc.less(t.slice(1), t.slice(0, n - 1))).as_py()):
-            seen["ordered"] = False
-    seen["last_t"] = t[n - 1].as_py()
-    seen["rows"] += n
+            seen.ordered = False
+    seen.last_t = t[n - 1].as_py()
+    seen.rows += n
     out.write(HEADER.pack(n))
     for c in (t, prod, cons, net):
         if c is not None:  # float64 without nulls: the values buffer as it is
