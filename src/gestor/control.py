@@ -110,8 +110,10 @@ class Controller:
         self._min_run_kept: dict[str, list] = {}  # load → [period start, deadline, rank]: min_run
         self._offset = (-1, 0.0)  # (quarter-hour bucket of UTC, UTC offset s) for local minutes
         # the guards' verdict on every load in the last decision (None: they had nothing to say,
-        # every load kept its state), with the reasons a guard gave for holding a state
-        self.verdicts: list[Wish] | None = None
+        # every load kept its state), with the reasons a guard gave for holding a state; see
+        # verdicts. _verdicts_of: what to work them out from, when the decision did not need them
+        self._verdicts: list[Wish] | None = None
+        self._verdicts_of: tuple | None = None
         # the configured policy; the simulator may play another (the perfect-foresight schedule)
         self._policy = policy or POLICIES[settings.policy.name]
         self._p = settings.policy
@@ -152,9 +154,10 @@ class Controller:
 
         The policy runs every cycle; the guards (:func:`gestor.guards.apply_guards`, the one
         implementation) run whenever one of them could change anything: the policy wants a
-        change, the latch is set, the meter is stale, a load is held, overridden, outside its
-        windows, due its daily minimum, or in an unknown state. Otherwise every load keeps its
-        state, which is what the guards would conclude."""
+        change, the latch is set, the meter is stale, a load is overridden, due its daily
+        minimum, in an unknown state, or held (outside its windows, or by managing) while on.
+        Otherwise every load keeps its state, which is what the guards would conclude; their
+        reasons for it are worked out when :attr:`verdicts` is read."""
         if self._epoch != _STATE_EPOCH[0]:  # the loads' views change only when a load does
             self._refresh()
         loads, views = self.loads, self._views
@@ -166,19 +169,48 @@ class Controller:
         snap = Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w, views, recent_surplus_w)
         want = self._policy(snap, self._p) if not held else changes(snap, self._p, held, self._policy)
         min_run = self.min_run(now_s, period_start_s) if self._min_run else None
-        if not (want or held or latched or overrides or min_run) and reading_age_s is not None \
+        self._verdicts_of = None
+        if not (want or latched or overrides or min_run) and reading_age_s is not None \
                 and 0 <= reading_age_s <= stale_after_s and not self._unknown:
-            self.verdicts = None
-            return NO_CHANGE
+            if not held:
+                self._verdicts = None
+                return NO_CHANGE
+            if not any(v.on for v in views if v.name in held):
+                # the guards keep a held load off (outside its windows, or as managing asked) and
+                # every other load as it is (nothing wished, nothing due, nothing stale, no
+                # override): nothing changes. Their reasons are worked out if asked (verdicts)
+                self._verdicts_of = (views, held, now_s, period_start_s, reading_age_s, stale_after_s)
+                return NO_CHANGE
+        final = self._guarded(views, want, held or {}, now_s, period_start_s, latched, reading_age_s, stale_after_s,
+                              overrides or {}, min_run or {})
+        self._verdicts = final
+        return [w for w, ld in zip(final, loads) if ld.on is None or w.on != ld.on]
+
+    def _guarded(self, views: tuple[LoadView, ...], want: list[Wish], held: Mapping[str, str], now_s: float,
+                 period_start_s: float, latched: bool, reading_age_s: float | None, stale_after_s: float,
+                 overrides: Mapping[str, Override], min_run: Mapping[str, str]) -> list[Wish]:
+        """The guards' verdict on every load: the policy's ``want``, a held load off, the others
+        as they are, through :func:`gestor.guards.apply_guards`."""
         by_name = {w.load: w for w in want}
-        held = held or {}
         wishes = [by_name.get(v.name) or (Wish(v.name, False, held[v.name]) if v.name in held else Wish(v.name, v.on))
                   for v in views]
-        final = apply_guards(wishes, views, self.limits, GuardState(
-            datetime.fromtimestamp(now_s, UTC), latched, reading_age_s, stale_after_s, self.tz, overrides or {},
-            {ld.name: ld.switches.get(period_start_s, 0) for ld in loads}, min_run or {}))
-        self.verdicts = final
-        return [w for w, ld in zip(final, loads) if ld.on is None or w.on != ld.on]
+        return apply_guards(wishes, views, self.limits, GuardState(
+            datetime.fromtimestamp(now_s, UTC), latched, reading_age_s, stale_after_s, self.tz, overrides,
+            {ld.name: ld.switches.get(period_start_s, 0) for ld in self.loads}, min_run))
+
+    @property
+    def verdicts(self) -> list[Wish] | None:
+        """The guards' verdict on every load in the last decision, in the loads' order (None:
+        they had nothing to say, every load kept its state), with the reasons a guard gave for
+        holding a state (what managing shows). Worked out here when the decision could do without
+        them: the same verdicts, as the switch counts they read only matter for a load that
+        changes, and none did."""
+        if self._verdicts_of is not None:
+            views, held, now_s, period_start_s, reading_age_s, stale_after_s = self._verdicts_of
+            self._verdicts_of = None
+            self._verdicts = self._guarded(views, [], held, now_s, period_start_s, False, reading_age_s,
+                                           stale_after_s, {}, {})
+        return self._verdicts
 
     def min_run(self, now_s: float, period_start_s: float | None = None) -> dict[str, str]:
         """Per load that must run now for its daily minimum, the reason (see guards). With

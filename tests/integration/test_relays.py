@@ -19,6 +19,7 @@ from gestor.cli import main as gestor_main
 from gestor.clock import SimClock
 from gestor.livestate import is_latched
 from gestor.lockstep import run_lockstep
+from gestor.policies import Wish
 from tests.conftest import free_port, make_settings, settings_file, write_csv
 from tests.emulators.http_devices import ShellyRelayDevice
 from tests.emulators.modbus_server import RegisterServer
@@ -246,6 +247,27 @@ def test_windows_switch_off_at_the_end_of_a_window(tmp_path):
     assert wh_on[0] >= T0 + timedelta(minutes=5) and wh_on[-1] < T0 + timedelta(minutes=15)
     assert any("outside its windows 12:05-12:15" in r[0] for t, st, r in trace if t > T0 + timedelta(minutes=15))
     assert all(st[1] for t, st, _ in trace if t > T0 + timedelta(minutes=1))   # no window: unaffected
+
+
+def test_what_managing_commands_outside_a_window_says_why(tmp_path):
+    # every cycle before and after the window, the heater is commanded off "outside its windows",
+    # also in the cycles where nothing changes (the core works those reasons out only when asked)
+    csv = sunny_csv(tmp_path / "sun.csv", 30)   # T0 is 12:00 in Madrid (CEST)
+    loads = [{"name": "water_heater", "power_w": 1000, "relay": SIM, "windows": ["12:05-12:15"]},
+             {"name": "pool_pump", "power_w": 700, "relay": SIM}]
+    s = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads)
+    clock = SimClock(T0)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    out: list[tuple[datetime, Wish]] = []
+    mgr.start()
+    run_lockstep(clock, [(5, mon.cycle), (10, lambda: out.append((clock.now(), mgr.cycle()[0])))],
+                 T0 + timedelta(minutes=25))
+    mgr.stop()
+    outside = [w for t, w in out if T0 + timedelta(seconds=30) <= t < T0 + timedelta(minutes=5)
+               or t >= T0 + timedelta(minutes=15)]
+    assert len(outside) > 80 and all(not w.on and w.reason == "outside its windows 12:05-12:15" for w in outside), \
+        {(w.on, w.reason) for w in outside}
+    assert any(w.on for t, w in out)  # and inside it the sun runs it
 
 
 def test_priority_puts_the_pool_pump_first(tmp_path):
