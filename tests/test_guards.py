@@ -197,3 +197,30 @@ def test_min_run_kept_for_the_period_decides_as_computed_afresh():
                     decided += bool(kept)
                 t += timedelta(minutes=7)  # every offset within the periods, in turn
     assert decided > 100  # the minimum did run in many of them
+
+
+def test_on_time_counts_toward_the_deadline_it_was_run_for():
+    """The on-time of a load with a daily minimum goes to the deadline ahead of it: accounted in
+    10 s steps through the 21:00 deadlines of a normal day and of the autumn DST day (the
+    controller keeps the deadline between calls), the count restarts at each deadline with the
+    seconds after it, as min_run_deadline places them."""
+    from gestor.control import Controller
+    from gestor.settings import parse_settings
+    from tests.conftest import EXAMPLE, example_raw
+    raw = example_raw()
+    raw["loads"][0].update(min_run_s=7200, min_run_by="21:00")
+    ctl = Controller(parse_settings(raw, str(EXAMPLE), EXAMPLE))
+    ld = ctl.loads[0]
+    ld.on = True
+    hour = (lambda t: (t - t % 3600.0, t - t % 3600.0 + 3600.0))  # settlement periods: hours
+    for day in (datetime(2026, 11, 23, tzinfo=MAD), datetime(2026, 10, 25, tzinfo=MAD)):
+        nine = day.replace(hour=21).timestamp()
+        t = nine - 125.0
+        while t < nine + 125.0:
+            ctl.account(t, t + 10.0, hour)
+            t += 10.0
+            if t <= nine:  # all of it before the deadline: counted for it
+                assert ld.day_on_s == {nine: pytest.approx(t - (nine - 125.0))}, t
+            else:  # since the deadline: for the next one, 24 local hours later
+                nxt = min_run_deadline(datetime.fromtimestamp(t, timezone.utc), MAD, "21:00").timestamp()
+                assert nxt > nine and ld.day_on_s == {nxt: pytest.approx(t - nine)}, t

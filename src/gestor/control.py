@@ -108,6 +108,7 @@ class Controller:
         self._windowed = [ld for ld in self.loads if ld.limits.windows]
         self._min_run = [ld for ld in self.loads if ld.cfg.min_run_s > 0]
         self._min_run_kept: dict[str, list] = {}  # load → [period start, deadline, rank]: min_run
+        self._deadline_kept: dict[str, tuple[float, float]] = {}  # load → (from, deadline) epoch s
         self._offset = (-1, 0.0)  # (quarter-hour bucket of UTC, UTC offset s) for local minutes
         # the guards' verdict on every load in the last decision (None: they had nothing to say,
         # every load kept its state), with the reasons a guard gave for holding a state; see
@@ -218,25 +219,41 @@ class Controller:
         2.0TD prices (no ``import_price``), the period's rank are kept for the period: they do
         not change within it (:func:`gestor.guards.min_run_ahead`)."""
         out = {}
-        now = datetime.fromtimestamp(now_s, UTC)
+        now: datetime | None = None  # made when needed: most cycles keep what they need
         for ld in self._min_run:
             c = ld.cfg
             kept = self._min_run_kept.get(c.name) if period_start_s is not None else None
             if kept is None or kept[0] != period_start_s:
+                now = now or datetime.fromtimestamp(now_s, UTC)
                 kept = [period_start_s, min_run_deadline(now, self.tz, c.min_run_by).timestamp(), None]
                 if period_start_s is not None:
                     self._min_run_kept[c.name] = kept
             done = ld.day_on_s.get(kept[1], 0.0)
+            if c.min_run_s - done <= 0:
+                continue  # reached: nothing to say (min_run_reason)
             ahead = None
-            if c.min_run_s - done > 0 and period_start_s is not None and self.import_price is None:
+            if period_start_s is not None and self.import_price is None:
                 if kept[2] is None:
+                    now = now or datetime.fromtimestamp(now_s, UTC)
                     kept[2] = min_run_ahead(now, self.tz, self.period_s, c.min_run_by, self.price_period)
                 ahead = kept[2]
+            else:
+                now = now or datetime.fromtimestamp(now_s, UTC)
             why = min_run_reason(now, self.tz, self.period_s, c.min_run_s, done, c.min_run_by,
                                  self.price_period, c.power_w, self.import_price, ahead)
             if why:
                 out[ld.name] = why
         return out
+
+    def _deadline_s(self, ld: LoadState, t: float) -> float:
+        """:func:`gestor.guards.min_run_deadline` of ``ld`` after epoch ``t``, epoch s. Kept from
+        the last answer while ``t`` stays before it (there is no deadline in between); anew
+        within a microsecond of it, where the datetime's rounding could cross it."""
+        kept = self._deadline_kept.get(ld.cfg.name)
+        if kept is None or not kept[0] <= t < kept[1] - 1e-6:
+            kept = (t, min_run_deadline(datetime.fromtimestamp(t, UTC), self.tz, ld.cfg.min_run_by).timestamp())
+            self._deadline_kept[ld.cfg.name] = kept
+        return kept[1]
 
     # -- the books ---------------------------------------------------------------------------
     def switched(self, ld: LoadState, on: bool, now_s: float, period_start_s: float) -> None:
@@ -263,7 +280,7 @@ class Controller:
                     continue
                 ld.on_s[p0] = ld.on_s.get(p0, 0.0) + (b - a)
                 if ld.cfg.min_run_s > 0:
-                    d = min_run_deadline(datetime.fromtimestamp(a, UTC), self.tz, ld.cfg.min_run_by).timestamp()
+                    d = self._deadline_s(ld, a)
                     # only the current deadline's count is kept (the state runs for years)
                     ld.day_on_s = {d: ld.day_on_s.get(d, 0.0) + (b - a)}
             a = b

@@ -194,7 +194,7 @@ def min_run_ahead(now: datetime, tz: ZoneInfo, period_s: int, by: str, price_per
     return before_s, slots[0][2]
 
 
-def min_run_reason(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, done_s: float, by: str,
+def min_run_reason(now: datetime | None, tz: ZoneInfo, period_s: int, need_s: float, done_s: float, by: str,
                    price_period: Callable[[datetime], str], power_w: float,
                    import_price: Callable[[datetime], float | None] | None = None,
                    ahead: tuple[float, str] | None = None) -> str | None:
@@ -202,12 +202,17 @@ def min_run_reason(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, do
 
     The cheapest periods left before the deadline (:func:`min_run_ahead`) are picked until they
     cover ``need_s - done_s``; if the current period is among them, the load runs now: returns
-    the reason, else None. ``ahead``: :func:`min_run_ahead`'s answer for ``now``, when known.
+    the reason, else None. ``ahead``: :func:`min_run_ahead`'s answer for ``now``, when known
+    (``now`` may then be None). ValueError without either.
     """
     left_s = need_s - done_s
     if left_s <= 0:
         return None
-    before_s, cur = ahead if ahead is not None else min_run_ahead(now, tz, period_s, by, price_period, import_price)
+    if ahead is None:
+        if now is None:
+            raise ValueError("min_run_reason needs now or ahead")
+        ahead = min_run_ahead(now, tz, period_s, by, price_period, import_price)
+    before_s, cur = ahead
     if before_s >= left_s:  # the periods ranked before now already cover what is left
         return None
     return (f"daily minimum: {done_s / 3600:.2f} h of {need_s / 3600:.2f} h run, {left_s / 3600:.2f} h "
