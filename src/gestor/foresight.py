@@ -202,15 +202,17 @@ class Scheduled:
                     flips += [on, off] if math.isfinite(off) else [on]
             self.on.append(flips)
         # the loads' views of the last call that asked for nothing, and the next flip after it:
-        # until then, with the same views (the core rebuilds them when a load changes), nothing
-        self._quiet: tuple[object, float] = (None, -math.inf)
+        # until then, with the same view objects (the core builds new ones when a load changes;
+        # held loads left out make a new tuple of the same objects), nothing
+        self._quiet: tuple[tuple, float] = ((), -math.inf)
 
     def wanted(self, j: int, now_s: float) -> bool:
         return bisect_right(self.on[j], now_s) % 2 == 1
 
     def __call__(self, s, p) -> list:
         now = s.now_s
-        if s.loads is self._quiet[0] and now < self._quiet[1]:
+        seen, until = self._quiet
+        if now < until and len(s.loads) == len(seen) and all(a is b for a, b in zip(s.loads, seen)):
             return []
         from gestor.policies import Wish
         out = []
@@ -226,5 +228,5 @@ class Scheduled:
                 out.append(Wish(name, not v.on, "perfect-foresight schedule"))
             elif i < len(flips):
                 until = min(until, flips[i])
-        self._quiet = (s.loads, until) if not out else (None, -math.inf)
+        self._quiet = (tuple(s.loads), until) if not out else ((), -math.inf)
         return out
