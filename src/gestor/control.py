@@ -107,7 +107,7 @@ class Controller:
         self.import_price: Callable[[datetime], float | None] | None = None
         self._windowed = [ld for ld in self.loads if ld.limits.windows]
         self._min_run = [ld for ld in self.loads if ld.cfg.min_run_s > 0]
-        self._min_run_kept: dict[str, list] = {}  # load → [period start, deadline, rank]: min_run
+        self._min_run_kept: dict[str, tuple[float, tuple[float, str]]] = {}  # load → (period start, rank)
         self._deadline_kept: dict[str, tuple[float, float]] = {}  # load → (from, deadline) epoch s
         self._offset = (-1, 0.0)  # (quarter-hour bucket of UTC, UTC offset s) for local minutes
         # the guards' verdict on every load in the last decision (None: they had nothing to say,
@@ -214,29 +214,25 @@ class Controller:
         return self._verdicts
 
     def min_run(self, now_s: float, period_start_s: float | None = None) -> dict[str, str]:
-        """Per load that must run now for its daily minimum, the reason (see guards). With
-        ``period_start_s`` (the settlement period around ``now_s``), the deadline and, with the
-        2.0TD prices (no ``import_price``), the period's rank are kept for the period: they do
-        not change within it (:func:`gestor.guards.min_run_ahead`)."""
+        """Per load that must run now for its daily minimum, the reason (see guards). The
+        deadline comes from :meth:`_deadline_s`; with ``period_start_s`` (the settlement period
+        around ``now_s``) and the 2.0TD prices (no ``import_price``), the period's rank is kept for
+        the period: it does not change within it (:func:`gestor.guards.min_run_ahead`)."""
         out = {}
         now: datetime | None = None  # made when needed: most cycles keep what they need
         for ld in self._min_run:
             c = ld.cfg
-            kept = self._min_run_kept.get(c.name) if period_start_s is not None else None
-            if kept is None or kept[0] != period_start_s:
-                now = now or datetime.fromtimestamp(now_s, UTC)
-                kept = [period_start_s, min_run_deadline(now, self.tz, c.min_run_by).timestamp(), None]
-                if period_start_s is not None:
-                    self._min_run_kept[c.name] = kept
-            done = ld.day_on_s.get(kept[1], 0.0)
+            done = ld.day_on_s.get(self._deadline_s(ld, now_s), 0.0)
             if c.min_run_s - done <= 0:
                 continue  # reached: nothing to say (min_run_reason)
             ahead = None
             if period_start_s is not None and self.import_price is None:
-                if kept[2] is None:
+                kept = self._min_run_kept.get(c.name)
+                if kept is None or kept[0] != period_start_s:
                     now = now or datetime.fromtimestamp(now_s, UTC)
-                    kept[2] = min_run_ahead(now, self.tz, self.period_s, c.min_run_by, self.price_period)
-                ahead = kept[2]
+                    kept = (period_start_s, min_run_ahead(now, self.tz, self.period_s, c.min_run_by, self.price_period))
+                    self._min_run_kept[c.name] = kept
+                ahead = kept[1]
             else:
                 now = now or datetime.fromtimestamp(now_s, UTC)
             why = min_run_reason(now, self.tz, self.period_s, c.min_run_s, done, c.min_run_by,

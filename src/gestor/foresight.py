@@ -206,9 +206,6 @@ class Scheduled:
         # held loads left out make a new tuple of the same objects), nothing
         self._quiet: tuple[tuple, float] = ((), -math.inf)
 
-    def wanted(self, j: int, now_s: float) -> bool:
-        return bisect_right(self.on[j], now_s) % 2 == 1
-
     def __call__(self, s, p) -> list:
         now = s.now_s
         seen, until = self._quiet
@@ -228,5 +225,5 @@ class Scheduled:
                 out.append(Wish(name, not v.on, "perfect-foresight schedule"))
             elif i < len(flips):
                 until = min(until, flips[i])
-        self._quiet = (tuple(s.loads), until) if not out else ((), -math.inf)
+        self._quiet = (s.loads, until) if not out else ((), -math.inf)
         return out
