@@ -15,7 +15,7 @@ from typing import Literal
 
 from drivers import DriverContext
 from drivers.relays.base import RelayError, RelaySettings, register_relay
-from gestor.files import atomic_write_text
+from gestor.files import atomic_write_text, read_small_text
 
 SIM_DIR = "sim-relays"
 
@@ -33,7 +33,7 @@ def simulated_loads_power_w(run_dir: Path) -> float:
         return 0.0
     for f in d.glob("*.json"):
         try:
-            s = json.loads(f.read_text())
+            s = json.loads(read_small_text(f, 4096))
         except (OSError, ValueError):
             continue
         if s.get("on"):
@@ -65,7 +65,7 @@ class SimulatedRelay:
     def state(self) -> bool:
         self._check()
         try:
-            return bool(json.loads(self.path.read_text()).get("on", False))
+            return bool(json.loads(read_small_text(self.path, 4096)).get("on", False))
         except FileNotFoundError:
             return False
         except (OSError, ValueError) as e:
