@@ -598,7 +598,7 @@ class Managing:
         if f is None:
             return
         try:
-            b = Balance.from_state(f.balance, self.s.tz, self.s.billing.max_gap_s)
+            b = Balance.from_state(f.balance, self.s.tz, self.s.billing.max_gap_s, self.core.max_power_w)
         except Exception as e:  # noqa: BLE001 -- a balance of the wrong shape: start clean
             log.error("state file %s is damaged (balance: %s): ignored, the period starts clean", self.state_path, e)
             try:

@@ -66,10 +66,7 @@ class Monitoring:
         self.last_at = last.at
         self._last = last
         if isinstance(self.meter, CheckedMeter):
-            for name in ("import_wh_total", "export_wh_total"):
-                v = getattr(last, name)
-                if v is not None:
-                    self.meter._last[name] = v
+            self.meter.baseline(last)
 
     def persist(self) -> None:
         if self._last is not None:

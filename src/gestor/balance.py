@@ -8,7 +8,10 @@ Sources of the balance, best first:
 
 * the meter's energy counters (``import_wh_total``/``export_wh_total``): exact, what the utility
   meter bills. Between two readings the counters are interpolated linearly in time to split the
-  energy at a period boundary.
+  energy at a period boundary. A step the connection cannot carry (more than ``max_power_w`` over
+  the interval, as ``drivers.meters.base.max_counter_step_wh`` bounds it) or a step backwards is
+  not trusted: that interval is integrated from ``net_w`` instead, so no counter glitch can make a
+  period's balance larger than the connection could have exchanged in it.
 * trapezoidal integration of ``net_w`` between consecutive readings, with ``net_w`` interpolated
   linearly at a period boundary. An interval longer than ``max_gap_s`` is not integrated (nothing is
   invented for time the meter was not seen) and the periods it touches are marked incomplete.
@@ -25,7 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from drivers.meters.base import Reading
+from drivers.meters.base import COUNTER_SLACK, COUNTER_SLACK_WH, Reading
 
 # A reading on the control core's hot path: (epoch s, net W, production W, consumption W, import
 # Wh total, export Wh total), None where the meter does not give it (Reading.at as epoch s).
@@ -121,11 +124,14 @@ class Balance:
         period_s: settlement period in seconds (900 or 3600).
         tz: billing timezone.
         max_gap_s: longest interval between two readings that is integrated.
+        max_power_w: the most the grid connection carries, W (the meter's ``max_abs_power_w``):
+            a counter step beyond it is not trusted.
     """
 
     def __init__(self, period_s: int = 3600, tz: ZoneInfo | str = "Europe/Madrid",
-                 max_gap_s: float = 120.0) -> None:
+                 max_gap_s: float = 120.0, max_power_w: float = math.inf) -> None:
         self.period_s = int(period_s)
+        self.max_power_w = float(max_power_w)
         self.tz = ZoneInfo(tz) if isinstance(tz, str) else tz
         self.max_gap_s = float(max_gap_s)
         self.current: PeriodSummary | None = None
@@ -191,7 +197,8 @@ class Balance:
             return _NONE
         counters = None
         if cur[4] is not None and cur[5] is not None and prev[4] is not None and prev[5] is not None:
-            counters = _counter_delta(prev[4], prev[5], cur[4], cur[5])
+            limit_wh = self.max_power_w * (t1 - t0) / 3600.0 * COUNTER_SLACK + COUNTER_SLACK_WH
+            counters = _counter_delta(prev[4], prev[5], cur[4], cur[5], limit_wh)
         integrate = counters is not None or (t1 - t0) <= self.max_gap_s
         if t1 < self._end_t:  # the common case: within the current period
             p = self.current
@@ -263,8 +270,9 @@ class Balance:
                 "last": self.last.to_dict() if self.last else None}
 
     @classmethod
-    def from_state(cls, state: dict, tz: ZoneInfo | str, max_gap_s: float) -> "Balance":
-        b = cls(state["period_s"], tz, max_gap_s)
+    def from_state(cls, state: dict, tz: ZoneInfo | str, max_gap_s: float,
+                   max_power_w: float = math.inf) -> "Balance":
+        b = cls(state["period_s"], tz, max_gap_s, max_power_w)
         if state.get("current"):
             c = dict(state["current"])
             c["start"] = datetime.fromisoformat(c["start"])
@@ -280,11 +288,14 @@ class Balance:
 _NONE: list[PeriodSummary] = []  # shared, never appended to: no period closed
 
 
-def _counter_delta(imp0: float, exp0: float, imp1: float, exp1: float) -> tuple[float, float] | None:
-    """(exported Wh, imported Wh) between two readings from the counters, or None."""
+def _counter_delta(imp0: float, exp0: float, imp1: float, exp1: float,
+                   limit_wh: float = math.inf) -> tuple[float, float] | None:
+    """(exported Wh, imported Wh) between two readings from the counters, or None when they
+    cannot be trusted: a step backwards (a reset or replaced meter) or beyond ``limit_wh`` (more
+    than the connection can carry in the interval: a glitch)."""
     d_imp = imp1 - imp0
     d_exp = exp1 - exp0
-    if d_imp < 0 or d_exp < 0:  # meter reset or replaced: fall back to integrating net_w
+    if d_imp < 0 or d_exp < 0 or d_imp > limit_wh or d_exp > limit_wh:  # integrate net_w instead
         return None
     return d_exp, d_imp
 

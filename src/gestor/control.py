@@ -324,7 +324,8 @@ class Core(Controller):
     def __init__(self, settings: Settings, loads: Sequence[LoadState] | None = None,
                  policy: Callable[[Snapshot, PolicySettings], list[Wish]] | None = None) -> None:
         super().__init__(settings, loads, policy)
-        self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s)
+        self.max_power_w = float(getattr(settings.meter, "max_abs_power_w", math.inf))
+        self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s, self.max_power_w)
         # the readings of the last window_s, oldest first from index _head on (the ones before it
         # have left the window; dropped in bulk): epoch s, and W of surplus before the managed
         # loads then. Plain lists, not a deque of pairs: compiled, they are indexed natively.
@@ -373,7 +374,7 @@ class Core(Controller):
 
     def reset(self) -> None:
         """A fresh balance and history (after a wall-clock step)."""
-        self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s)
+        self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s, self.max_power_w)
         self._recent_t.clear()
         self._recent_w.clear()
         self._head = 0

@@ -103,15 +103,39 @@ def check_plausible(reading: Reading, max_abs_power_w: float) -> Reading:
     return reading
 
 
+# Counter steps: what the connection can carry in the time between two readings, times this, plus
+# COUNTER_SLACK_WH (a counter's resolution: 10 Wh for registers in hundredths of a kWh).
+COUNTER_SLACK = 1.1
+COUNTER_SLACK_WH = 10.0
+
+
+def max_counter_step_wh(max_abs_power_w: float, elapsed_s: float) -> float:
+    """The largest plausible rise of an energy counter in ``elapsed_s`` (s) at a connection that
+    carries at most ``max_abs_power_w`` (W): ``max_abs_power_w x elapsed_s / 3600 x 1.1 + 10`` Wh.
+    A negative elapsed time (a clock step) allows only the slack."""
+    return max_abs_power_w * max(elapsed_s, 0.0) / 3600.0 * COUNTER_SLACK + COUNTER_SLACK_WH
+
+
 class CheckedMeter:
-    """Wraps any driver: every reading passes :func:`check_plausible` and the energy counters must
-    not go backwards. A backwards counter raises MeterError once and becomes the new baseline (a
-    replaced or reset meter is accepted from the next read on; the balance handles the reset)."""
+    """Wraps any driver: every reading passes :func:`check_plausible`, and each energy counter must
+    neither go backwards nor rise faster than the connection can carry (:func:`max_counter_step_wh`
+    over the time since the last reading, ``max_abs_power_w``). Either is a failed read
+    (MeterError) and the value becomes the new baseline: a one-off glitch costs two failed reads
+    (the glitch, and the step back from it); a replaced or reset meter is accepted from the next
+    read on (the balance handles the step, and bounds it the same way)."""
 
     def __init__(self, meter: Meter, max_abs_power_w: float) -> None:
         self.meter = meter
         self.max_abs_power_w = max_abs_power_w
         self._last: dict[str, float] = {}
+        self._last_at: dict[str, datetime] = {}
+
+    def baseline(self, reading: Reading) -> None:
+        """Take ``reading``'s counters as the last seen (monitoring's resume after a restart)."""
+        for name in ("import_wh_total", "export_wh_total"):
+            v = getattr(reading, name)
+            if v is not None:
+                self._last[name], self._last_at[name] = v, reading.at
 
     def read(self) -> Reading:
         try:
@@ -119,17 +143,25 @@ class CheckedMeter:
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
             # a driver that missed a malformed answer: still a failed read, never a crash
             raise MeterError(f"malformed answer from the meter ({type(e).__name__}: {str(e)[:120]})") from None
-        backwards = []
+        bad = []
         for name in ("import_wh_total", "export_wh_total"):
             v = getattr(r, name)
             if v is None:
                 continue
-            last = self._last.get(name)
-            self._last[name] = v
-            if last is not None and v < last:
-                backwards.append(f"{name} went backwards ({last:.1f} → {v:.1f} Wh)")
-        if backwards:
-            raise MeterError("; ".join(backwards))
+            last, last_at = self._last.get(name), self._last_at.get(name)
+            self._last[name], self._last_at[name] = v, r.at
+            if last is None or last_at is None:
+                continue
+            if v < last:
+                bad.append(f"{name} went backwards ({last:.1f} → {v:.1f} Wh)")
+                continue
+            elapsed_s = (r.at - last_at).total_seconds()
+            limit = max_counter_step_wh(self.max_abs_power_w, elapsed_s)
+            if v - last > limit:
+                bad.append(f"{name} rose {v - last:.1f} Wh in {elapsed_s:.1f} s: more than "
+                           f"max_abs_power_w={self.max_abs_power_w:.0f} W can carry ({limit:.1f} Wh)")
+        if bad:
+            raise MeterError("; ".join(bad))
         return r
 
     def close(self) -> None:
