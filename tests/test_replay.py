@@ -196,7 +196,30 @@ def test_a_recording_is_parsed_outside_the_process_that_plays_it():
     assert out.split() == ["25901", "[]"]
 
 
-def test_a_reader_that_dies_is_a_clear_error(tmp_path, house_csv, monkeypatch):
+class _ExitedBeforeItsInput(subprocess.Popen):
+    """The helper process, waited for as soon as it is started: it is gone before its input is
+    written, every time (the pipe's reader is closed: the write is EPIPE, whatever the machine's
+    speed)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wait()
+
+
+def test_a_reader_that_dies_before_its_input_is_a_clear_error(tmp_path, house_csv, monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/false")  # the helper process exits at once, saying nothing
-    with pytest.raises(MeterError, match=r"house.csv: the CSV reader failed \(exit 1\): no message"):
+    monkeypatch.setattr(subprocess, "Popen", _ExitedBeforeItsInput)
+    with pytest.raises(MeterError, match=r"house.csv: the CSV reader failed \(exit 1\): no message$"):
+        ReplayData.load(house_settings(house_csv))
+
+
+@pytest.mark.parametrize("ending, said", [("exit 3", r"exit 3"), ("kill -9 $$", r"killed by signal 9")])
+def test_a_reader_that_dies_after_its_input_is_a_clear_error(tmp_path, house_csv, monkeypatch, ending, said):
+    fake = tmp_path / "python"  # reads all its input, says two lines on stderr, then ends
+    fake.write_text("#!/bin/sh\ncat >/dev/null\necho 'Traceback (most recent call last):' >&2\n"
+                    f"echo 'ModuleNotFoundError: No module named pyarrow' >&2\n{ending}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    with pytest.raises(MeterError, match=rf"house.csv: the CSV reader failed \({said}\): "
+                                         r"ModuleNotFoundError: No module named pyarrow$"):
         ReplayData.load(house_settings(house_csv))

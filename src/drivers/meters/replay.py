@@ -158,8 +158,11 @@ def _columns(s: ReplaySettings, path: Path) -> list:
             [sys.executable, "-m", "drivers.meters.replay_reader"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=err, env=env) as proc:
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(settings)
-        proc.stdin.close()
+        try:
+            proc.stdin.write(settings)
+            proc.stdin.close()  # flushes: the reader may be gone already (closes the pipe anyway)
+        except BrokenPipeError:
+            pass  # it exited before reading its input: its exit code and stderr say why, below
         f = proc.stdout
         ordered = None
         try:
@@ -179,17 +182,30 @@ def _columns(s: ReplaySettings, path: Path) -> list:
         except EOFError:
             pass  # the reader stopped in a frame: reported below
         if ordered is None:
-            proc.kill()
-            proc.wait()
-            err.seek(0)
-            lines = err.read().decode(errors="replace").strip().splitlines()
-            raise MeterError(f"replay file {path}: the CSV reader failed (exit {proc.returncode}): "
-                             f"{lines[-1] if lines else 'no message'}")
+            raise MeterError(f"replay file {path}: the CSV reader failed ({_ended(proc)}): {_last_line(err)}")
     t = out[0]
     if not ordered:  # out of order: sort every column by time (stable)
         order = sorted(range(len(t)), key=t.__getitem__)
         out = [array("d", (col[i] for i in order)) if col is not None else None for col in out]
     return out
+
+
+def _ended(proc: subprocess.Popen) -> str:
+    """How the reader ended, once its output stopped: its exit code (waited for, as it may still be
+    exiting), or that it was killed (by a signal, or here when it neither wrote nor exited)."""
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "stopped writing without exiting: killed"
+    return f"killed by signal {-code}" if code < 0 else f"exit {code}"
+
+
+def _last_line(err) -> str:
+    err.seek(0)
+    lines = err.read().decode(errors="replace").strip().splitlines()
+    return lines[-1].strip() if lines else "no message"
 
 
 @register_meter("replay", ReplaySettings)
