@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from drivers.meters.base import Reading
-from gestor.files import atomic_write_text
+from gestor.files import atomic_write_text, read_small_text
 from gestor.statefiles import LiveFile, read_state
 
 READING_FILE = "reading.json"
@@ -61,12 +61,15 @@ class LiveStateWriter:
 
 def read_live(run_dir: Path) -> list[tuple[Reading, float | None]]:
     """Recent readings with their monotonic stamps, oldest first; empty if monitoring has
-    published none or the file is damaged (then they go stale, and the loads off)."""
-    live = read_state(Path(run_dir) / READING_FILE, LiveFile, move_aside=False)
+    published none or the file is damaged (then they go stale, and the loads off). A reading out
+    of bounds (``net_w: 1e308``) is a missing one; the others are used. Never raises, never
+    blocks (a FIFO in the file's place is a damaged file: :func:`gestor.statefiles.read_state`)."""
+    path = Path(run_dir) / READING_FILE
+    live = read_state(path, LiveFile, move_aside=False)
     if live is None:
         return []
     out = []
-    for m in live.readings:
+    for m in live.valid_readings(path):
         try:
             out.append((m.reading(), None if m.mono_s is None else float(m.mono_s)))
         except Exception:  # noqa: BLE001 -- an implausible reading is a missing one
@@ -85,12 +88,55 @@ def set_latch(state_dir: Path, at: datetime, by: str) -> None:
                       mode=0o640)
 
 
+class LatchError(OSError):
+    """The stop latch exists but cannot be removed; ``str()`` is one line saying why and what to
+    do."""
+
+    def __str__(self) -> str:
+        return f"cannot release the stop latch {self.filename}: {self.strerror}"
+
+
 def clear_latch(state_dir: Path) -> bool:
+    """Remove the stop latch, whatever it is: True when one was set, False when there was none.
+    A directory in its place (``mkdir stop.latch`` counts as latched) is removed when empty, else
+    renamed ``stop.latch.bad`` (nothing is deleted that a person put there).
+
+    Raises:
+        LatchError (an OSError): it cannot be removed (no right to write the state directory:
+            run with sudo; a read-only file system); the message is one line.
+    """
+    path = latch_path(state_dir)
     try:
-        latch_path(state_dir).unlink()
+        path.unlink()
         return True
     except FileNotFoundError:
         return False
+    except IsADirectoryError:
+        pass
+    except OSError as e:
+        raise LatchError(e.errno, _why(e), str(path)) from None
+    try:
+        path.rmdir()
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass  # not empty: keep what is in it
+    bad = path.with_name(path.name + ".bad")
+    try:
+        os.rename(path, bad)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise LatchError(e.errno, f"it is a directory that is not empty and cannot be moved aside to {bad.name} "
+                                  f"({_why(e)})", str(path)) from None
+
+
+def _why(e: OSError) -> str:
+    if isinstance(e, PermissionError):
+        return f"{e.strerror or e}: run it with sudo"
+    return e.strerror or str(e)
 
 
 def is_latched(state_dir: Path) -> bool:
@@ -114,11 +160,17 @@ def publish_managing(run_dir: Path, status: dict) -> None:
     atomic_write_text(Path(run_dir) / MANAGING_FILE, json.dumps(status))
 
 
+MAX_MANAGING_BYTES = 1024 * 1024
+
+
 def read_managing(run_dir: Path) -> dict | None:
+    """managing's last published state (:func:`publish_managing`); None when it is missing or not
+    a JSON object, or the file is anything :func:`gestor.files.read_small_file` refuses (a FIFO,
+    a directory, over 1 MiB). Never raises, never blocks."""
     try:
-        d = json.loads((Path(run_dir) / MANAGING_FILE).read_text())
+        d = json.loads(read_small_text(Path(run_dir) / MANAGING_FILE, MAX_MANAGING_BYTES))
         return d if isinstance(d, dict) else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 

@@ -9,9 +9,9 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from gestor.files import atomic_write_text
+from gestor.files import atomic_write_text, read_small_text
 from gestor.guards import Override
-from gestor.statefiles import OverridesFile, parse_state, read_state
+from gestor.statefiles import MAX_STATE_BYTES, OverridesFile, parse_state, read_state
 
 FILE = "overrides.json"
 
@@ -45,10 +45,10 @@ def set_override(state_dir: Path, load: str, mode: str, now: datetime, duration:
     Returns the override now in force (None for auto)."""
     path = Path(state_dir) / FILE
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_small_text(path, MAX_STATE_BYTES))
         parse_state(json.dumps(raw), OverridesFile, wrap="entries")
-    except (OSError, ValueError):
-        raw = {}  # missing or damaged: start a clean file
+    except (OSError, ValueError, RecursionError):
+        raw = {}  # missing or damaged (a FIFO, a directory, not JSON...): start a clean file
     if mode == "auto":
         raw.pop(load, None)
         ov = None

@@ -9,7 +9,13 @@ types): a file of the wrong shape is never half-used.
 | ``state_dir/overrides.json`` | ``gestor override`` | :class:`OverridesFile` |
 
 :func:`read_state` returns the validated model, or None when the file is missing; a damaged one
-is logged, moved aside (``NAME.bad``, so a person can look at it) and ignored.
+is logged, moved aside (``NAME.bad``, so a person can look at it) and ignored. Every file is read
+through :func:`gestor.files.read_small_file`: a FIFO, directory, device or socket in a file's place,
+or a file over :data:`MAX_STATE_BYTES`, is a damaged file, never a blocked or exhausted daemon.
+
+Values have physical bounds (:data:`MAX_POWER_W`, :data:`MAX_COUNTER_WH`), so ``net_w: 1e308`` is
+a rejected reading, not an overflow in the balance; a live file with one bad reading loses that
+reading only (:meth:`LiveFile.valid_readings`).
 """
 from __future__ import annotations
 
@@ -19,14 +25,21 @@ import math
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
                       ValidationError, field_validator)
 
+from gestor.files import STATE_FILE_DEADLINE_S, read_small_text
+
 log = logging.getLogger("gestor.state")
 MAX_STATE_BYTES = 4 * 1024 * 1024
+MAX_POWER_W = 1e6        # |W| of any power in a reading: 1 MW is far beyond any house's connection
+MAX_COUNTER_WH = 1e12    # an energy counter, Wh (1 TWh)
+MAX_MONO_S = 1e12        # monitoring's monotonic clock, s
 Number = StrictFloat | StrictInt
+Power = Annotated[Number, Field(ge=-MAX_POWER_W, le=MAX_POWER_W)]
+Counter = Annotated[Number, Field(ge=0, le=MAX_COUNTER_WH)]
 
 
 class _State(BaseModel):
@@ -35,12 +48,12 @@ class _State(BaseModel):
 
 class ReadingModel(_State):
     at: AwareDatetime
-    net_w: Number
-    production_w: Number | None = None
-    consumption_w: Number | None = None
-    import_wh_total: Number | None = None
-    export_wh_total: Number | None = None
-    mono_s: Number | None = None   # monitoring's monotonic clock when it was read
+    net_w: Power                   # W, |net_w| <= MAX_POWER_W
+    production_w: Power | None = None
+    consumption_w: Power | None = None
+    import_wh_total: Counter | None = None   # Wh, 0..MAX_COUNTER_WH
+    export_wh_total: Counter | None = None
+    mono_s: Annotated[Number, Field(ge=-MAX_MONO_S, le=MAX_MONO_S)] | None = None   # monitoring's monotonic clock when it was read
 
     def reading(self) -> Any:
         from drivers.meters.base import Reading
@@ -49,11 +62,24 @@ class ReadingModel(_State):
 
 
 class LiveFile(_State):
+    """``reading.json``. ``readings`` are checked one by one (:meth:`valid_readings`): a bad one
+    is a missing reading, not a lost file."""
     pid: StrictInt | None = None
-    readings: list[ReadingModel] = []
+    readings: list[Any] = []
     errors: StrictInt = 0
     last_error: StrictStr | None = None
     last_error_at: AwareDatetime | None = None
+
+    def valid_readings(self, path: Path | str = "reading.json") -> list[ReadingModel]:
+        """The readings that pass :class:`ReadingModel`, in file order; each other one is
+        skipped and logged (once per file and reason)."""
+        out = []
+        for raw in self.readings:
+            try:
+                out.append(ReadingModel.model_validate(raw))
+            except ValidationError as e:
+                _report(f"{path}: a reading skipped", _first_error(e), ": it counts as missing")
+        return out
 
 
 class MonitoringFile(_State):
@@ -106,14 +132,36 @@ def _finite(v: Any) -> bool:
     return True
 
 
+def _first_error(e: ValidationError, skip: int = 0) -> str:
+    """A pydantic error's first line: ``where: what``."""
+    first = e.errors()[0]
+    return f"{'.'.join(str(x) for x in first['loc'][skip:]) or '(top level)'}: {first['msg']}"
+
+
+def _first_time(what: str, reason: str) -> bool:
+    """Whether ``what`` failed for ``reason`` for the first time (the memory is bounded)."""
+    key = (what, reason)
+    if key in _reported:
+        return False
+    if len(_reported) > 1000:
+        _reported.clear()
+    _reported.add(key)
+    return True
+
+
+def _report(what: str, reason: str, consequence: str) -> None:
+    """One log line per ``what`` and ``reason``, however often it happens."""
+    if _first_time(what, reason):
+        log.error("%s (%s)%s", what, reason, consequence)
+
+
 def parse_state(text: str, model: type[M], wrap: str | None = None) -> M:
     """Validate a state file's text. Raises ValueError with a one-line reason."""
     if wrap is None and model is LiveFile:  # every cycle: pydantic's own JSON parser, no detour
         try:
             return model.model_validate_json(text)
         except ValidationError as e:
-            first = e.errors()[0]
-            raise ValueError(f"{'.'.join(str(x) for x in first['loc']) or '(top level)'}: {first['msg']}") from None
+            raise ValueError(_first_error(e)) from None
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as e:
@@ -123,34 +171,36 @@ def parse_state(text: str, model: type[M], wrap: str | None = None) -> M:
     try:
         return model.model_validate({wrap: data} if wrap else data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"][1 if wrap else 0:]) or "(top level)"
-        raise ValueError(f"{where}: {first['msg']}") from None
+        raise ValueError(_first_error(e, 1 if wrap else 0)) from None
 
 
-def read_state(path: Path, model: type[M], wrap: str | None = None, move_aside: bool = True) -> M | None:
-    """The file at ``path`` validated by ``model``; None when it is missing or damaged. A damaged
-    file is logged (once per reason) and, with ``move_aside``, renamed ``NAME.bad`` so the next
-    read starts clean (if the directory is read-only it stays, and is ignored each time)."""
+def read_state(path: Path, model: type[M], wrap: str | None = None, move_aside: bool = True,
+               max_bytes: int = MAX_STATE_BYTES, deadline_s: float = STATE_FILE_DEADLINE_S) -> M | None:
+    """The file at ``path`` validated by ``model``; None when it is missing or damaged. Never
+    raises, never blocks (longer than ``deadline_s``).
+
+    Damaged: anything :func:`gestor.files.read_small_file` refuses (a FIFO, directory, device or
+    socket; over ``max_bytes`` bytes), bytes that are not UTF-8, text that is not JSON, JSON of
+    the wrong shape or out of bounds. It is logged (once per file and reason) and, with
+    ``move_aside``, renamed ``NAME.bad`` so the next read starts clean (if the directory is
+    read-only it stays, and is ignored each time)."""
+    path = Path(path)
     try:
-        if path.stat().st_size > MAX_STATE_BYTES:
-            raise ValueError(f"{path.stat().st_size} bytes: too large to be gestor's")
-        text = path.read_text(errors="strict")
-        return parse_state(text, model, wrap)
+        return parse_state(read_small_text(path, max_bytes, deadline_s), model, wrap)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        reason = str(e) if not isinstance(e, OSError) else (e.strerror or str(e))
-        key = (str(path), reason)
-        if key not in _reported:
-            _reported.add(key)
-            aside = ""
-            if move_aside:
-                try:
-                    os.replace(path, path.with_name(path.name + ".bad"))
-                    aside = f"; moved aside to {path.name}.bad"
-                except OSError:
-                    aside = "; could not move it aside"
+    except (OSError, ValueError, RecursionError) as e:
+        reason = (e.strerror or str(e)) if isinstance(e, OSError) else (
+            "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e) or type(e).__name__)
+        aside, moved = "", False
+        if move_aside:
+            try:
+                os.replace(path, path.with_name(path.name + ".bad"))
+                aside, moved = f"; moved aside to {path.name}.bad", True
+            except OSError:
+                aside = "; could not move it aside"
+        # a file moved aside is gone: the next damaged one is a new event, with its own line
+        if _first_time(str(path), reason) or moved:
             log.error("state file %s is damaged (%s): ignored%s", path, reason, aside)
         return None
 
