@@ -478,6 +478,11 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             m_ts = m_us / 1e6
         if i + 1 < i1 and t_arr[i + 1] <= m_ts:
             continue  # a newer sample is the latest by the time monitoring reads: this one is never read
+        while T_ts < ti:  # managing's cycles before the sample was measured
+            cycle()
+            T_us += mgr_us
+            T_ts = T_us / 1e6
+        sample_w = extra_w  # the loads' W when it was measured: what the replay meter adds to it
         while T_ts < m_ts:  # managing's cycles before this read (at equal times monitoring reads first)
             cycle()
             T_us += mgr_us
@@ -489,7 +494,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
                 continue  # NaN: a failed read, not a zero
         if net != net or cons != cons:
             continue
-        r_net, r_cons = net - extra_w, cons + extra_w
+        r_net, r_cons = net - sample_w, cons + sample_w
         if abs(r_net) > max_abs_w or abs(r_cons) > max_abs_w or (prod is not None and abs(prod) > max_abs_w):
             continue  # implausible: monitoring discards it
         # stamped as the replay meter does: at the sample's own time (speed 1)

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from drivers import DriverContext
 from drivers.meters.base import MeterError, MeterSettings, Reading, check_plausible, register_meter
@@ -55,16 +55,9 @@ class ReplaySettings(MeterSettings):
     net_sign: Literal["export_positive", "import_positive"] = "export_positive"
     subtract_columns: list[str] = []             # W removed from consumption (recorded managed loads)
     add_simulated_loads: bool = True
-    speed: float = 1.0                           # data seconds per clock second
+    speed: float = Field(1.0, gt=0, le=10_000)   # data seconds per clock second (x)
     start: datetime | None = None                # first data instant to play (default: first sample)
     loop: bool = False                           # start over at the end instead of failing
-
-    @field_validator("speed")
-    @classmethod
-    def _speed(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("must be > 0")
-        return v
 
     @field_validator("timestamp_tz")
     @classmethod
@@ -234,7 +227,9 @@ class ReplayMeter:
         if not self.s.loop and data_t > self.data.t[-1] + 60:
             raise MeterError(f"replay file {self.data.path.name}: ended at {_iso(self.data.t[-1])}")
         at_s = self.c0 + (self.data.t[i] + shift - self.d0) / self.s.speed
-        extra = simulated_loads_power_w(self.ctx.run_dir) if self.s.add_simulated_loads else 0.0
+        # the loads as they were when the sample was measured (at_s), not as they are now: a switch
+        # between the two belongs to the next sample, as managing's core attributes it
+        extra = simulated_loads_power_w(self.ctx.run_dir, at_s) if self.s.add_simulated_loads else 0.0
         r = self.data.reading(i, datetime.fromtimestamp(at_s, timezone.utc), extra)
         return check_plausible(r, self.s.max_abs_power_w)
 

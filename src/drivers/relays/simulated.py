@@ -1,23 +1,34 @@
 """Simulated relay: keeps its state in a small file under the runtime directory, so that the
 managing daemon, stop_loads and the replay meter (in another process) all see the same relay.
 
-With the replay meter's ``add_simulated_loads: true``, the power of every simulated load that is
-on is added to the replayed consumption, so the balance sees what the loads do.
+With the replay meter's ``add_simulated_loads: true``, the power of every simulated load that was
+on when a sample was measured is added to the replayed consumption, so the balance sees what the
+loads do (:func:`simulated_loads_power_w`; the state before a switch counts for a sample measured
+before it, as managing's control core attributes it).
+
+Like a Shelly, the simulated device has its own dead-man timer: an "on" with ``auto_off_s``
+switches itself off that many seconds later (on the daemons' clock) unless renewed
+(``refresh_on_cycle``), so a managing that dies cannot leave it on; tests prove the bound with it.
 
 ``fault`` simulates a broken device for drills and tests: ``no_answer`` makes every call raise
-RelayError; ``stuck_on`` accepts commands but stays on.
+RelayError; ``stuck_on`` accepts commands but stays on (and ignores its timer: welded contacts).
+
+State file (JSON): ``on`` (bool, as commanded), ``power_w`` (W), ``since_s`` (epoch s of the last
+change), ``before`` (bool, the state before it), ``auto_off_at_s`` (epoch s the timer ends, or
+null).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from drivers import DriverContext
 from drivers.relays.base import RelayError, RelaySettings, register_relay
 from gestor.files import atomic_write_text, read_small_text
 
 SIM_DIR = "sim-relays"
+STATE_MAX_BYTES = 4096
 
 
 class SimulatedRelaySettings(RelaySettings):
@@ -25,26 +36,45 @@ class SimulatedRelaySettings(RelaySettings):
     fault: Literal["none", "no_answer", "stuck_on"] = "none"
 
 
-def simulated_loads_power_w(run_dir: Path) -> float:
-    """Total W of the simulated loads that are on now (read from their state files)."""
+def _expired(s: dict[str, Any], at_s: float) -> bool:
+    """Whether the dead-man timer in state ``s`` had ended at epoch ``at_s`` (welded: never)."""
+    end = s.get("auto_off_at_s")
+    return isinstance(end, (int, float)) and at_s >= end and not s.get("welded")
+
+
+def _on_at(s: dict[str, Any], at_s: float) -> bool:
+    """Whether the relay whose state file holds ``s`` was on at epoch ``at_s``: the state
+    commanded before ``at_s`` (``before`` for an instant not after the last change, up to a
+    minute back: further is another process's clock), and not past its dead-man timer."""
+    since = s.get("since_s")
+    recent = isinstance(since, (int, float)) and since - 60.0 <= at_s <= since
+    on = bool(s.get("before")) if recent else bool(s.get("on"))
+    return on and not _expired(s, at_s)
+
+
+def simulated_loads_power_w(run_dir: Path, at_s: float) -> float:
+    """Total W of the simulated loads that were on at epoch ``at_s`` (from their state files)."""
     total = 0.0
     d = Path(run_dir) / SIM_DIR
     if not d.is_dir():
         return 0.0
     for f in d.glob("*.json"):
         try:
-            s = json.loads(read_small_text(f, 4096))
-        except (OSError, ValueError):
+            s = json.loads(read_small_text(f, STATE_MAX_BYTES))
+            if isinstance(s, dict) and _on_at(s, at_s):
+                total += float(s.get("power_w", 0.0))
+        except (OSError, ValueError, TypeError):
             continue
-        if s.get("on"):
-            total += float(s.get("power_w", 0.0))
     return total
 
 
 @register_relay("simulated", SimulatedRelaySettings)
 class SimulatedRelay:
+    refresh_on_cycle = True  # its dead-man timer is renewed by managing's every cycle, as a Shelly's
+
     def __init__(self, settings: SimulatedRelaySettings, ctx: DriverContext, load: str, power_w: float) -> None:
         self.settings = settings
+        self.clock = ctx.clock
         self.path = Path(ctx.run_dir) / SIM_DIR / f"{load}.json"
         self.load = load
         self.power_w = float(power_w)
@@ -54,22 +84,41 @@ class SimulatedRelay:
         if self.settings.fault == "no_answer":
             raise RelayError(f"simulated relay {self.load}: no answer (fault=no_answer)")
 
+    def _read(self) -> dict[str, Any]:
+        try:
+            s = json.loads(read_small_text(self.path, STATE_MAX_BYTES))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise RelayError(f"simulated relay {self.load}: unreadable state {self.path}: {e}") from e
+        if not isinstance(s, dict):
+            raise RelayError(f"simulated relay {self.load}: unreadable state {self.path}: not an object")
+        return s
+
     def set(self, on: bool, auto_off_s: float | None = None) -> None:
         self._check()
-        if self.settings.fault == "stuck_on":
+        welded = self.settings.fault == "stuck_on"
+        if welded:
             on = True
+        now_s = self.clock.now().timestamp()
+        try:
+            old = self._read()
+        except RelayError:
+            old = {}
+        was = bool(old.get("on")) and not _expired(old, now_s)
+        changed = bool(on) != was
         self.auto_off_s = auto_off_s if on else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, json.dumps({"on": bool(on), "power_w": self.power_w}))
+        atomic_write_text(self.path, json.dumps({
+            "on": bool(on), "power_w": self.power_w, "welded": welded,
+            "since_s": now_s if changed else old.get("since_s", now_s),
+            "before": was if changed else bool(old.get("before", False)),
+            "auto_off_at_s": now_s + auto_off_s if on and auto_off_s is not None else None}))
 
     def state(self) -> bool:
         self._check()
-        try:
-            return bool(json.loads(read_small_text(self.path, 4096)).get("on", False))
-        except FileNotFoundError:
-            return False
-        except (OSError, ValueError) as e:
-            raise RelayError(f"simulated relay {self.load}: unreadable state {self.path}: {e}") from e
+        s = self._read()
+        return bool(s.get("on")) and not _expired(s, self.clock.now().timestamp())
 
     def close(self) -> None:
         pass
