@@ -274,7 +274,8 @@ class Envoy(DeviceServer):
 
 class ShellyRelayDevice(DeviceServer):
     """A Shelly relay, Gen2 (``Switch.Set``/``Switch.GetStatus``) or Gen1 (``/relay/0``,
-    ``/status``), with its auto-off timer running on the wall clock, and metered power."""
+    ``/status``), with its auto-off timer running on ``clock`` (the monotonic clock by default;
+    a test gives it its simulated clock's), and metered power."""
 
     def __init__(self, port: int, generation: int = 2, load_w: float = 1000.0) -> None:
         super().__init__(port)
@@ -284,9 +285,11 @@ class ShellyRelayDevice(DeviceServer):
         self.off_at: float | None = None  # monotonic deadline of the auto-off timer
         self.timers: list[float] = []     # every timer the client set, s
         self.stuck: bool = False          # the contact is welded: commands accepted, output stays
+        self.lies: bool = False           # reports output false (and 0 W) whatever the contact does
+        self.clock = time.monotonic       # s, what the auto-off timer runs on
 
     def _tick(self) -> None:
-        if self.off_at is not None and time.monotonic() >= self.off_at and not self.stuck:
+        if self.off_at is not None and self.clock() >= self.off_at and not self.stuck:
             self.output, self.off_at = False, None
 
     def _set(self, on: bool, timer: float | None) -> bool:
@@ -294,7 +297,7 @@ class ShellyRelayDevice(DeviceServer):
         was = self.output
         if not self.stuck:
             self.output = on
-        self.off_at = time.monotonic() + timer if (on and timer) else None
+        self.off_at = self.clock() + timer if (on and timer) else None
         if timer:
             self.timers.append(timer)
         return was
@@ -310,14 +313,14 @@ class ShellyRelayDevice(DeviceServer):
                 was = self._set(q.get("on") == "true", float(q["toggle_after"]) if "toggle_after" in q else None)
                 return 200, {"was_on": was}
             if path == "/rpc/Switch.GetStatus":
-                return 200, {"id": 0, "source": "http", "output": self.output,
+                return 200, {"id": 0, "source": "http", "output": self.output and not self.lies,
                              "apower": self.load_w if self.output else 0.0, "voltage": 230.0,
                              "timer_started_at": 0, "timer_duration": 0}
         else:
             if path == "/relay/0":
                 if "turn" in q:
                     self._set(q["turn"] == "on", float(q["timer"]) if "timer" in q else None)
-                return 200, {"ison": self.output, "has_timer": self.off_at is not None,
+                return 200, {"ison": self.output and not self.lies, "has_timer": self.off_at is not None,
                              "timer_remaining": 0, "source": "http"}
             if path == "/status":
                 return 200, {"relays": [{"ison": self.output}],

@@ -104,20 +104,36 @@ def test_shelly_gen2_relays_carry_a_refreshed_dead_man_timer(tmp_path, influxd, 
 
 
 def test_shelly_switches_itself_off_when_the_pi_dies(tmp_path):
+    """The device's own timer, on the simulated clock: the shortest cap (60 s) is what managing
+    sends; after managing dies nobody renews it, and the Shelly is off within it."""
     dev = ShellyRelayDevice(free_port(), 1).start()
     try:
         csv = sunny_csv(tmp_path / "sun.csv", 20)
         s, clock, mon, mgr = daemons(tmp_path, csv, [
             {"name": "water_heater", "power_w": 1000,
-             "relay": {"driver": "shelly", "generation": 1, "host": f"127.0.0.1:{dev.port}", "max_auto_off_s": 1}}])
+             "relay": {"driver": "shelly", "generation": 1, "host": f"127.0.0.1:{dev.port}", "max_auto_off_s": 60}}])
+        dev.clock = clock.monotonic
         mgr.start()
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=2))
-        assert dev.is_on() and dev.timers[-1] == 1
-        # managing dies here: nobody refreshes the timer
-        time.sleep(1.3)
+        mgr.cycle()  # its last renewal
+        assert dev.is_on() and dev.timers[-1] == 60
+        # managing dies here: nobody renews the timer
+        clock.advance(59)
+        assert dev.is_on()
+        clock.advance(1)
         assert not dev.is_on()
     finally:
         dev.stop()
+
+
+def test_the_dead_man_timer_is_always_sent_within_its_floor_and_ceiling():
+    """An "on" always carries a whole-second timer within [60, min(max_auto_off_s, 7200)] s:
+    int(0.5) = 0 once meant no timer at all (issue 23, class 3)."""
+    from drivers.relays.shelly import dead_man_s
+    assert dead_man_s(0.5, 4200) == 60
+    assert dead_man_s(None, 4200) == 4200 and dead_man_s(float("inf"), 1e9) == 7200
+    assert dead_man_s(3630.2, 4200) == 3631 and dead_man_s(3630.2, 600) == 600
+    assert dead_man_s(-5, 60) == 60
 
 
 def test_modbus_coil_relays_and_a_stuck_coil(tmp_path, caplog):

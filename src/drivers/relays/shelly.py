@@ -10,11 +10,14 @@
 Dead-man timer: every "on" carries ``timer``/``toggle_after`` = the rest of the settlement period
 plus a margin, and managing renews it every cycle (``refresh_on_cycle``). If the Pi, the network
 or managing dies, the Shelly switches the load off by itself at the latest at the end of the
-period plus the margin.
+period plus the margin. The timer is always sent with an "on", whole seconds rounded up, within
+[``AUTO_OFF_FLOOR_S``, ``min(max_auto_off_s, AUTO_OFF_CEILING_S)``]: no setting and no caller can
+leave it out (an "on" without ``auto_off_s`` gets the ceiling).
 """
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
@@ -27,10 +30,31 @@ class ShellyRelaySettings(RelaySettings):
     driver: Literal["shelly"] = "shelly"
     host: str
     generation: Literal[1, 2] = 2
-    channel: int = Field(0, ge=0)         # switch id / relay index
+    channel: int = Field(0, ge=0, le=15)  # switch id / relay index (a Pro 4PM has 0-3)
     username: str | None = None           # Gen1 basic auth; Gen2 digest (user "admin")
     password: SecretStr | None = None     # better: !secret NAME (secrets.yaml)
-    max_auto_off_s: float = Field(4200.0, gt=0)  # cap of the dead-man timer, s
+    # cap of the dead-man timer, s: at least a minute (the device counts whole seconds; a timer
+    # under a cycle would switch the load off between renewals), at most two hours
+    max_auto_off_s: float = Field(4200.0, ge=60, le=7200)
+
+    def relay_key(self) -> tuple[Any, ...] | None:
+        return ("shelly", self.host.strip().lower(), self.generation, self.channel)
+
+    def relay_label(self) -> str:
+        return f"shelly {self.host} channel {self.channel}"
+
+
+AUTO_OFF_FLOOR_S = 60.0      # shortest timer sent: managing's renewal (every cycle, <= 30 s) arrives in time
+AUTO_OFF_CEILING_S = 7200.0  # longest: two hourly settlement periods
+
+
+def dead_man_s(auto_off_s: float | None, max_auto_off_s: float) -> int:
+    """The device-side timer sent with an "on", s: ``auto_off_s`` (None: the longest allowed)
+    within [AUTO_OFF_FLOOR_S, min(max_auto_off_s, AUTO_OFF_CEILING_S)], rounded up to whole
+    seconds (the Shelly APIs take integers; 0 would mean no timer at all)."""
+    ceiling = max(min(max_auto_off_s, AUTO_OFF_CEILING_S), AUTO_OFF_FLOOR_S)
+    want = ceiling if auto_off_s is None or not math.isfinite(auto_off_s) else auto_off_s
+    return math.ceil(min(max(want, AUTO_OFF_FLOOR_S), ceiling))
 
 
 @register_relay("shelly", ShellyRelaySettings)
@@ -55,9 +79,7 @@ class ShellyRelay:
         return d
 
     def set(self, on: bool, auto_off_s: float | None = None) -> None:
-        timer = None
-        if on and auto_off_s is not None:
-            timer = int(min(max(auto_off_s, 1.0), self.s.max_auto_off_s))
+        timer = dead_man_s(auto_off_s, self.s.max_auto_off_s) if on else None
         n = self.s.channel
         if self.s.generation == 2:
             q = f"/rpc/Switch.Set?id={n}&on={'true' if on else 'false'}"
