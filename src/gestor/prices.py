@@ -157,11 +157,57 @@ def save(state_dir: Path, p: DayPrices) -> Path:
     return path
 
 
+MAX_CACHE_BYTES = 256 * 1024      # a day of quarter-hours, both kinds, is about 20 kB
+MAX_PRICE_EUR_PER_KWH = 1000.0    # |EUR/kWh|: the dearest PVPC hour so far was under 1
+_damaged_reported: set[tuple[str, str]] = set()
+
+
+def _check_cached(p: DayPrices, day: date) -> None:
+    """A cached day fit to use: the asked ``day``, a slot of 15 or 60 min, import prices, every
+    time timezone-aware and strictly increasing, every price finite and within
+    :data:`MAX_PRICE_EUR_PER_KWH`. Raises ValueError with a one-line reason."""
+    import math
+    if p.day != day:
+        raise ValueError(f"holds {p.day}, not {day}")
+    if p.slot_s not in (900, 3600):
+        raise ValueError(f"slot_s {p.slot_s} is neither 900 nor 3600")
+    if not p.import_:
+        raise ValueError("no import prices")
+    for what, rows in (("import", p.import_), ("surplus", p.surplus)):
+        for i, (t, v) in enumerate(rows):
+            if t.tzinfo is None or t.utcoffset() is None:
+                raise ValueError(f"{what}[{i}]: time {t.isoformat()} has no UTC offset")
+            if not (math.isfinite(v) and abs(v) <= MAX_PRICE_EUR_PER_KWH):
+                raise ValueError(f"{what}[{i}]: price {v!r} EUR/kWh is out of bounds")
+            if i and t <= rows[i - 1][0]:
+                raise ValueError(f"{what}[{i}]: times not in increasing order")
+
+
 def cached(state_dir: Path, day: date) -> DayPrices | None:
-    """The day's prices from the cache; None without a valid one."""
+    """The day's prices from the cache; None without a valid one. Never raises, never blocks: a
+    damaged cache file (not a regular file, over :data:`MAX_CACHE_BYTES`, not JSON of the right
+    shape, a naive time, a price out of bounds: :func:`_check_cached`) is logged once, moved aside
+    (``YYYY-MM-DD.json.bad``, so the day is fetched again) and ignored."""
+    from gestor.files import read_small_text
+    path = cache_path(state_dir, day)
     try:
-        return DayPrices.from_json(cache_path(state_dir, day).read_text())
-    except (OSError, ValueError, KeyError, TypeError):
+        p = DayPrices.from_json(read_small_text(path, MAX_CACHE_BYTES))
+        _check_cached(p, day)
+        return p
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
+        reason = (e.strerror or str(e)) if isinstance(e, OSError) else f"{type(e).__name__}: {str(e)[:120]}"
+        try:
+            os.replace(path, path.with_name(path.name + ".bad"))
+            aside, moved = f"; moved aside to {path.name}.bad", True
+        except OSError:
+            aside, moved = "; could not move it aside", False
+        if moved or (str(path), reason) not in _damaged_reported:
+            if len(_damaged_reported) > 1000:
+                _damaged_reported.clear()
+            _damaged_reported.add((str(path), reason))
+            log.error("prices cache %s is damaged (%s): ignored%s", path, reason, aside)
         return None
 
 

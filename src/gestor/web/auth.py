@@ -15,7 +15,7 @@ import re
 import secrets
 from pathlib import Path
 
-from gestor.files import atomic_write_text
+from gestor.files import atomic_write_text, read_small_text
 from gestor.settings import SECRETS_FILE, SettingsError, Settings, _read_yaml
 
 SECRET_NAME = "web_password_hash"
@@ -108,11 +108,11 @@ def session_key(state_dir: Path) -> bytes:
     made (mode 600) on first use. Raises OSError when it can be neither read nor made."""
     path = Path(state_dir) / "web" / "session.key"
     try:
-        key = bytes.fromhex(path.read_text().strip())
+        key = bytes.fromhex(read_small_text(path, 4096).strip())
         if len(key) >= 32:
             return key
     except (FileNotFoundError, ValueError):
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write_text(path, secrets.token_hex(32), fsync=True, mode=0o600)
-    return bytes.fromhex(path.read_text())
+    return bytes.fromhex(read_small_text(path, 4096))
