@@ -10,6 +10,12 @@ acknowledged segments. Past ``max_bytes`` the oldest segments are dropped, count
 A power cut during an append can leave a truncated last line: a reopened spool never appends to
 a segment that does not end in a newline (it starts a new one), and a line without its newline at
 the end of a segment that is no longer written to is skipped with a warning.
+
+A ``position`` that cannot be trusted (not a regular file, not two numbers, past the end of its
+segment or of the spool, in the middle of a line) is logged and replaced by one that loses
+nothing: the start of the line it points into, or else the start of the oldest segment. Points
+already sent are then sent again, which is harmless: InfluxDB keeps one point per series (same
+measurement and tags) and timestamp, so a point written twice is stored once.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import logging
 import os
 from pathlib import Path
 
-from gestor.files import atomic_write_text
+from gestor.files import atomic_write_text, read_small_text
 
 log = logging.getLogger("gestor.store")
 
@@ -30,7 +36,8 @@ class Spool:
         self.segment_bytes = segment_bytes
         self.dropped_points = 0
         self.skipped_lines = 0
-        self._pos = self._read_position()
+        self._refused: set[str] = set()   # names of non-regular segment files, logged once
+        self._pos = self._checked_position(self._read_position())
         self._size = 0
         self._recount()
         segs = self.segments()
@@ -49,20 +56,78 @@ class Spool:
         return self.dir / f"{seg:06d}.lp"
 
     def segments(self) -> list[int]:
+        """The segments' numbers, oldest first. A ``NNNNNN.lp`` that is not a regular file (a FIFO,
+        a directory, a link to a device) would block or exhaust the reader: it is left out, with
+        one log line."""
         out = []
-        for f in self.dir.glob("*.lp"):
-            try:
-                out.append(int(f.stem))
-            except ValueError:
-                continue
+        with os.scandir(self.dir) as it:
+            for e in it:
+                if not e.name.endswith(".lp"):
+                    continue
+                try:
+                    n = int(e.name[:-3])
+                except ValueError:
+                    continue
+                try:
+                    regular = e.is_file()  # follows a symlink: True only for a regular file
+                except OSError:
+                    regular = False
+                if not regular:
+                    if e.name not in self._refused:
+                        self._refused.add(e.name)
+                        log.error("spool %s is not a regular file: left out of the spool", e.name)
+                    continue
+                out.append(n)
         return sorted(out)
 
-    def _read_position(self) -> tuple[int, int]:
+    def _read_position(self) -> tuple[int, int] | str:
+        """The saved position, (0, 0) without a file (a new spool: from the oldest segment), or
+        the reason it cannot be read (a FIFO or directory in its place, garbage)."""
         try:
-            seg, off = (self.dir / "position").read_text().split()
+            seg, off = read_small_text(self.dir / "position", 256).split()
             return int(seg), int(off)
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return 0, 0
+        except OSError as e:
+            return e.strerror or str(e)
+        except ValueError:
+            return "not '<segment> <offset>'"
+
+    def _checked_position(self, pos: tuple[int, int] | str) -> tuple[int, int]:
+        """``pos`` if it points at the start of a line in the spool (or before it all), else a
+        position that loses nothing (logged): the start of the line it points into, or the start
+        of the oldest segment. Replayed points are stored once (see the module's docstring)."""
+        segs = self.segments()
+        if isinstance(pos, str):
+            why = f"unreadable ({pos})"
+        elif pos[0] < 0 or pos[1] < 0:
+            why = f"negative ({pos[0]} {pos[1]})"
+        elif not segs:
+            if pos[1] == 0:
+                return pos
+            why = f"past the end of the spool (offset {pos[1]} in segment {pos[0]}, which does not exist)"
+        elif pos[0] < segs[0] or (pos[0] not in segs and pos[0] < segs[-1]):
+            return pos  # nothing unread before it: read() starts at the next segment's start
+        elif pos[0] > segs[-1]:
+            why = f"past the last segment ({pos[0]} > {segs[-1]})"
+        else:
+            path = self._path(pos[0])
+            size = path.stat().st_size
+            if pos[1] > size:
+                why = f"past the end of segment {pos[0]} (offset {pos[1]} > {size} bytes)"
+            elif pos[1] == 0 or _byte_before(path, pos[1]) == b"\n":
+                return pos
+            else:
+                start = _line_start(path, pos[1])
+                log.error("spool position %d %d is in the middle of a line: replaying from the line's start "
+                          "(offset %d); a point sent twice is stored once", pos[0], pos[1], start)
+                return pos[0], start
+        if not segs:
+            log.error("spool position file is %s: nothing to replay, new points start a new segment", why)
+            return (pos[0] if isinstance(pos, tuple) and pos[0] > 0 else 0), 0
+        log.error("spool position file is %s: replaying every point from the start of segment %d, so none is "
+                  "lost (points already sent are sent again, and stored once)", why, segs[0])
+        return segs[0], 0
 
     def _write_position(self) -> None:
         """Persist the position. A full disk keeps it in memory only: after a restart some points
@@ -210,6 +275,26 @@ class Spool:
             nxt = pos[0] + 1
             self._pos = (nxt, 0)
         self._write_position()
+
+
+def _byte_before(p: Path, off: int) -> bytes:
+    with open(p, "rb") as f:
+        f.seek(off - 1)
+        return f.read(1)
+
+
+def _line_start(p: Path, off: int, chunk: int = 64 * 1024) -> int:
+    """The offset of the start of the line holding byte ``off - 1`` of ``p``."""
+    with open(p, "rb") as f:
+        end = off
+        while end > 0:
+            a = max(end - chunk, 0)
+            f.seek(a)
+            nl = f.read(end - a).rfind(b"\n")
+            if nl >= 0:
+                return a + nl + 1
+            end = a
+    return 0
 
 
 def _ends_with_newline(p: Path) -> bool:
