@@ -95,7 +95,7 @@ def test_unreachable_influxdb_is_named_and_the_daemons_run_on_spooling(tmp_path)
     """InfluxDB down at start is not fatal: the daemon names the address, spools, keeps working."""
     port = free_port()  # nothing listens there
     f = settings_file(tmp_path, store={"kind": "influxdb1", "host": "127.0.0.1", "port": port},
-                      monitoring={"interval_s": 0.2})
+                      monitoring={"interval_s": 0.5})
     p = subprocess.Popen(GESTOR + ["monitoring", "--config", str(f)], stderr=subprocess.PIPE, text=True)
     try:
         line = p.stderr.readline()

@@ -234,10 +234,14 @@ def test_mqtt_settings_name_the_key_the_value_and_the_rule():
 def test_relative_files_are_relative_to_the_settings_folder_not_the_working_directory(tmp_path, monkeypatch):
     from gestor.settings import load_settings
     from tests.conftest import settings_file
+    key = tmp_path / "abs" / "web.key"
     f = settings_file(tmp_path, prices={"source": "file", "file": "prices.csv"},
-                      web={"tls_cert_file": "tls/web.crt", "tls_key_file": "/etc/gestor/web.key"})
+                      web={"tls_cert_file": "tls/web.crt", "tls_key_file": str(key)})
+    for name in ("prices.csv", "tls/web.crt", "abs/web.key"):  # load_settings checks they are there
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x\n")
     monkeypatch.chdir("/")
     s = load_settings(f)
     assert s.prices.file == tmp_path / "prices.csv"
-    assert (s.web.tls_cert_file, s.web.tls_key_file) == (tmp_path / "tls" / "web.crt", Path("/etc/gestor/web.key"))
+    assert (s.web.tls_cert_file, s.web.tls_key_file) == (tmp_path / "tls" / "web.crt", key)
     assert yaml.safe_load(f.read_text())["prices"]["file"] == "prices.csv"

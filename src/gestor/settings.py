@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -18,12 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, Va
 import drivers.meters as meters
 import drivers.relays as relays
 from gestor.clock import zone
+from gestor.files import UnsafeFileError, read_small_file
 
 
 class SettingsError(Exception):
     """Invalid settings. ``errors`` holds one line per problem, each naming file and key."""
 
     def __init__(self, errors: list[str]) -> None:
+        errors = [" ".join(e.splitlines()) for e in errors]  # one line each, whatever a value held
         super().__init__("\n".join(errors))
         self.errors = errors
 
@@ -36,6 +40,10 @@ MAX_DEVICE_TIMEOUT_S = 20.0  # any meter or relay timeout_s
 SECRETS_FILE = "secrets.yaml"
 MAX_SETTINGS_BYTES = 256 * 1024
 MAX_DEPTH = 20
+MAX_PEM_BYTES = 1024 * 1024          # a CA bundle, certificate or key the settings name
+MAX_PRICES_BYTES = 16 * 1024 * 1024  # prices.file: years of quarter-hour prices
+MAX_WH = 50_000.0   # Wh: what a 50 kW household connection carries in an hour; every Wh threshold is within ±this
+SUDO_HINT = "run it with sudo, or as a member of the gestor group"
 
 
 class _Model(BaseModel):
@@ -56,28 +64,37 @@ class BillingSettings(_Model):
 
 
 class MonitoringSettings(_Model):
-    interval_s: float = Field(5.0, gt=0, le=MAX_INTERVAL_S)   # meter read period, s
+    interval_s: float = Field(5.0, ge=0.5, le=MAX_INTERVAL_S)   # meter read period, s
 
 
 class ManagingSettings(_Model):
-    interval_s: float = Field(10.0, gt=0, le=MAX_INTERVAL_S)  # control cycle, s
-    stale_after_s: float = Field(60.0, gt=0, le=600)  # no reading newer than this → every load off, s
-    relay_retry_max_s: float = Field(300.0, gt=0, le=3600)  # a failing relay is retried with backoff up to this, s
+    interval_s: float = Field(10.0, ge=0.5, le=MAX_INTERVAL_S)  # control cycle, s
+    stale_after_s: float = Field(60.0, ge=1, le=600)  # no reading newer than this → every load off, s
+    relay_retry_max_s: float = Field(300.0, ge=1, le=3600)  # a failing relay is retried with backoff up to this, s
     stop_button_pin: int | str | None = None   # GPIO of an emergency-stop push button (gpiozero Button)
     stop_button_pull_up: bool = True           # button wired to ground (True) or to 3.3 V (False)
+
+    @field_validator("stop_button_pin", mode="before")
+    @classmethod
+    def _pin(cls, v: int | str | None) -> int | str | None:
+        if v is not None:
+            from drivers.relays.gpio import gpio_pin  # the relay driver's parser (gpiozero's own)
+            gpio_pin(v)
+        return v
 
 
 class PolicySettings(_Model):
     name: Literal["time_to_consume", "hysteresis", "min_on_time", "steady_surplus"] = "time_to_consume"
     projection: Literal["instant", "average", "none"] = "instant"  # time_to_consume's projection
-    on_min_wh: float = 75.0          # time_to_consume: no switch-on below this projected surplus, Wh
-    time_factor: float = Field(1.0, gt=0)  # time_to_consume: scales the period's remaining time
-    end_at_wh: float = 0.0           # time_to_consume: off when the period would end at/below this without the load, Wh
+    on_min_wh: float = Field(75.0, ge=-MAX_WH, le=MAX_WH)  # time_to_consume: no switch-on below this projected surplus, Wh
+    time_factor: float = Field(1.0, gt=0, le=10)  # time_to_consume: scales the period's remaining time (x)
+    end_at_wh: float = Field(0.0, ge=-MAX_WH, le=MAX_WH)  # time_to_consume: off when the period would end at/below
+                                                          # this without the load, Wh
     min_on_s: float = Field(300.0, gt=0, le=3600)   # min_on_time: run a load at least this long, s
     window_s: float = Field(150.0, gt=0, le=3600)   # steady_surplus: the surplus rate is the median over this, s
-    doubt: float = Field(2.0, ge=0)        # steady_surplus: running loads count on median - doubt x MAD of the surplus
-    margin_wh: float = 5.0                 # steady_surplus: the period should end at or above this, Wh
-    carry_wh: float = Field(0.0, ge=0)     # steady_surplus: in a period's last minute, keep a load the steady
+    doubt: float = Field(2.0, ge=0, le=10)  # steady_surplus: running loads count on median - doubt x MAD of the surplus (MADs)
+    margin_wh: float = Field(5.0, ge=-MAX_WH, le=MAX_WH)  # steady_surplus: the period should end at or above this, Wh
+    carry_wh: float = Field(0.0, ge=0, le=MAX_WH)  # steady_surplus: in a period's last minute, keep a load the steady
                                            # surplus still carries running into the next period at up to this deficit, Wh
 
 
@@ -87,10 +104,10 @@ class LoadSettings(_Model):
     relay: SerializeAsAny[DriverSection]       # the relay driver's settings (drivers/relays/)
     min_on_s: float = Field(0.0, ge=0, le=86400)   # once on, stay on at least this long, s
     min_off_s: float = Field(0.0, ge=0, le=86400)  # once off, stay off at least this long, s
-    on_above_wh: float | None = None           # hysteresis: on at or above this balance, Wh
-    off_below_wh: float | None = None          # hysteresis: off at or below this balance, Wh
-    priority: int = 0                          # lower first; equal: the order of loads
-    max_switches_per_period: int | None = Field(None, ge=1)  # switches allowed per settlement period
+    on_above_wh: float | None = Field(None, ge=-MAX_WH, le=MAX_WH)   # hysteresis: on at or above this balance, Wh
+    off_below_wh: float | None = Field(None, ge=-MAX_WH, le=MAX_WH)  # hysteresis: off at or below this balance, Wh
+    priority: int = Field(0, ge=-100, le=100)  # lower first; equal: the order of loads
+    max_switches_per_period: int | None = Field(None, ge=1, le=60)  # switches allowed per settlement period
     windows: list[str] = []                    # local times the load may run, e.g. ["10:00-19:00"]; [] = always
     min_run_s: float = Field(0.0, ge=0, le=86400)  # daily minimum run time, s (0 = none)
     min_run_by: str = "21:00"                  # ... reached by this local hour (HH:00) each day
@@ -264,10 +281,10 @@ class PricesSettings(_Model):
 class TariffSettings(_Model):
     """Energy prices for ``gestor simulate`` (EUR/kWh, taxes included as you pay them)."""
 
-    import_p1_eur_per_kwh: float = Field(0.22, ge=0)   # 2.0TD P1 (punta): weekdays 10-14, 18-22 h
-    import_p2_eur_per_kwh: float = Field(0.15, ge=0)   # 2.0TD P2 (llano): weekdays 8-10, 14-18, 22-24 h
-    import_p3_eur_per_kwh: float = Field(0.10, ge=0)   # 2.0TD P3 (valle): 0-8 h, weekends, holidays
-    surplus_eur_per_kwh: float = Field(0.06, ge=0)     # compensation per exported kWh
+    import_p1_eur_per_kwh: float = Field(0.22, ge=0, le=10)   # 2.0TD P1 (punta): weekdays 10-14, 18-22 h
+    import_p2_eur_per_kwh: float = Field(0.15, ge=0, le=10)   # 2.0TD P2 (llano): weekdays 8-10, 14-18, 22-24 h
+    import_p3_eur_per_kwh: float = Field(0.10, ge=0, le=10)   # 2.0TD P3 (valle): 0-8 h, weekends, holidays
+    surplus_eur_per_kwh: float = Field(0.06, ge=0, le=10)   # compensation per exported kWh
 
     def import_eur_per_kwh(self, period: str) -> float:
         """The fixed import price of a 2.0TD period ("P1", "P2" or "P3", gestor.tariff.period_2_0td)."""
@@ -338,11 +355,24 @@ class Settings(_Model):
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            plain = isinstance(part, str) and re.fullmatch(r"[\w.\-\[\]]{1,64}", part)
+            out += ("." if out else "") + (part if plain else _short_repr(part, 40))
     return out or "(top level)"
+
+
+MASK = "**********"
+
+
+class SecretValue(str):
+    """A value that came from secrets.yaml (``!secret NAME``): every error shows it as ``**********``."""
+
+
+def _show(v: Any) -> str:
+    """A value for an error line: short, one line, a secret masked."""
+    return MASK if isinstance(v, SecretValue) else _short_repr(v)
 
 
 def _message(err: dict[str, Any]) -> str:
@@ -364,37 +394,144 @@ def _message(err: dict[str, Any]) -> str:
         msg = str(err["msg"]).removeprefix("Value error, ")
     else:
         msg = err["msg"][0].lower() + err["msg"][1:]
-    if "input" in err and not isinstance(err["input"], (dict, list)):
-        msg += f" (got {_short_repr(err['input'])})"
+    v = err.get("input")
+    if isinstance(v, SecretValue):  # a validator may have quoted it in its message
+        msg = msg.replace(repr(str(v)), MASK).replace(str(v), MASK) if v else msg
+    if "input" in err and not isinstance(v, (dict, list)):
+        msg += f" (got {_show(v)})"
     return msg
 
 
 def _short_repr(v: Any, limit: int = 60) -> str:
     """``repr(v)``, cut to ``limit`` characters: an error line stays one readable line."""
-    r = repr(v)
+    try:
+        r = repr(v)
+    except ValueError:  # an int of more than 4300 digits
+        return f"an {type(v).__name__} too long to show"
     return r if len(r) <= limit else r[:limit] + f"... ({len(r)} characters)"
 
 
-def _errors(prefix: str, exc: ValidationError, base: tuple[Any, ...] = ()) -> list[str]:
-    return [f"{prefix}: {_loc(base + tuple(e['loc']))}: {_message(e)}" for e in exc.errors()]
+def _errors(prefix: str, exc: ValidationError, base: tuple[Any, ...] = (),
+            skip: frozenset[str] = frozenset()) -> list[str]:
+    """One line per pydantic error; none for the keys in ``skip`` (already reported)."""
+    out = []
+    for e in exc.errors():
+        key = _loc(base + tuple(e["loc"]))
+        if not any(key == k or key.startswith(k + ".") for k in skip):
+            out.append(f"{prefix}: {key}: {_message(e)}")
+    return out
+
+
+def _numeric(ann: Any) -> bool:
+    """Whether a field of this annotation takes numbers only (int, float, a Literal of ints, or
+    one of those or None)."""
+    origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return _numeric(typing.get_args(ann)[0])
+    if origin in (Union, types.UnionType):
+        parts = [a for a in typing.get_args(ann) if a is not type(None)]
+        return bool(parts) and all(_numeric(a) for a in parts)
+    if origin is Literal:
+        return all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in typing.get_args(ann))
+    return ann in (int, float)
+
+
+def _model(ann: Any) -> type[BaseModel] | None:
+    """The model class a field of this annotation holds (also when optional), else None."""
+    origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return _model(typing.get_args(ann)[0])
+    if origin in (Union, types.UnionType):
+        found = [m for m in map(_model, typing.get_args(ann)) if m is not None]
+        return found[0] if len(found) == 1 else None
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def numbers_not_bools(model: type[BaseModel], raw: dict[Any, Any], loc: tuple[Any, ...] = ()
+                      ) -> list[tuple[str, str]]:
+    """Types strict for numbers, in every model (and every driver's, selected by ``driver:``): a
+    number field given ``true``/``false`` or text is refused, where pydantic would take True as 1
+    and "5" as 5. Ints stay valid for floats. Returns (key, message) pairs."""
+    out: list[tuple[str, str]] = []
+
+    def check(ann: Any, v: Any, at: tuple[Any, ...]) -> None:
+        if _numeric(ann):
+            if isinstance(v, bool):
+                out.append((_loc(at), f"must be a number, not true or false (got {_show(v)})"))
+            elif isinstance(v, str):
+                out.append((_loc(at), f"must be a number, not text (got {_show(v)})"))
+            return
+        origin, args = typing.get_origin(ann), typing.get_args(ann)
+        if origin in (Union, types.UnionType):
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) == 1:
+                check(inner[0], v, at)
+            return
+        if origin is typing.Annotated:
+            check(args[0], v, at)
+            return
+        if origin is list and args and isinstance(v, list):
+            for i, x in enumerate(v):
+                check(args[0], x, at + (i,))
+            return
+        if origin is dict and len(args) == 2 and isinstance(v, dict):
+            for k, x in v.items():
+                check(args[1], x, at + (k,))
+            return
+        sub = _model(ann)
+        if sub is not None and isinstance(v, dict):
+            out.extend(numbers_not_bools(_driver_model(sub, at, v), v, at))
+
+    for field_name, f in model.model_fields.items():
+        key = f.alias or field_name
+        if key in raw:
+            check(f.annotation, raw[key], loc + (key,))
+    return out
+
+
+def _driver_model(model: type[BaseModel], loc: tuple[Any, ...], raw: dict[Any, Any]) -> type[BaseModel]:
+    """For a ``meter`` or ``relay`` section, the model its ``driver:`` registered (when known)."""
+    if model is not DriverSection:
+        return model
+    registry = meters.METERS if loc[-1:] == ("meter",) else relays.RELAYS
+    driver = raw.get("driver")
+    return registry[driver][0] if driver in registry else model
 
 
 def _validate_driver(prefix: str, loc: tuple[Any, ...], raw: dict[str, Any],
                      registry: dict[str, tuple[type[BaseModel], Any]], errors: list[str],
-                     config_dir: Path) -> BaseModel | None:
+                     config_dir: Path, skip: frozenset[str] = frozenset()) -> BaseModel | None:
     driver = raw.get("driver")
     if not isinstance(driver, str):
         return None  # phase 1 already said "driver: required" or "must be a string"
     if driver not in registry:
-        errors.append(f"{prefix}: {_loc(loc + ('driver',))}: unknown driver {driver!r} "
+        errors.append(f"{prefix}: {_loc(loc + ('driver',))}: unknown driver {_show(driver)} "
                       f"(allowed: {', '.join(sorted(registry))})")
         return None
     model = registry[driver][0]
     try:
         return model.model_validate(raw, context={"config_dir": config_dir})
     except ValidationError as e:
-        errors.extend(_errors(prefix, e, loc))
+        errors.extend(_errors(prefix, e, loc, skip))
         return None
+
+
+def _shared_relays(name: str, loads_raw: list[Any], relays_ok: list[tuple[int, BaseModel | None]]) -> list[str]:
+    """Relays unique per load: two loads on one device output (same ``relay_key()``) would switch
+    each other. One line per load that repeats an earlier one's relay, naming both."""
+    errors, first = [], {}
+    for i, r in relays_ok:
+        key = getattr(r, "relay_key", lambda: None)()
+        if key is None:
+            continue
+        if key in first:
+            j = first[key]
+            who = lambda n: _loc((loads_raw[n].get("name"),)) if isinstance(loads_raw[n], dict) else f"loads[{n}]"  # noqa: E731
+            errors.append(f"{name}: loads[{i}].relay: {who(i)} is on the same relay as loads[{j}] {who(j)} "
+                          f"({r.relay_label()}): each load needs its own relay")  # type: ignore[union-attr]
+        else:
+            first[key] = i
+    return errors
 
 
 def _non_finite(raw: Any, loc: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], float]]:
@@ -430,24 +567,56 @@ def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = 
     bad = _non_finite(raw)
     if bad:  # .nan / .inf would disable a guard (a NaN never compares true): refused everywhere
         raise SettingsError([f"{name}: {_loc(loc)}: must be a finite number (got {v})" for loc, v in bad])
-    errors: list[str] = []
+    try:
+        s = _parse(raw, name, source)
+    except SettingsError as e:  # whatever a validator quoted, a secret's value is not shown
+        secrets = {str(v) for v in _secret_values(raw) if len(v) >= 4}
+        if not secrets:
+            raise
+        lines = []
+        for line in e.errors:
+            head, sep, msg = line.partition(": ")
+            key, sep2, msg = msg.partition(": ") if sep else ("", "", line)
+            for v in sorted(secrets, key=len, reverse=True):
+                msg = msg.replace(v, MASK)
+            lines.append(f"{head}{sep}{key}{sep2}{msg}")
+        raise SettingsError(lines) from None
+    return s
+
+
+def _secret_values(raw: Any) -> list[SecretValue]:
+    if isinstance(raw, SecretValue):
+        return [raw]
+    if isinstance(raw, dict):
+        return [x for v in raw.values() for x in _secret_values(v)]
+    if isinstance(raw, list):
+        return [x for v in raw for x in _secret_values(v)]
+    return []
+
+
+def _parse(raw: dict[Any, Any], name: str, source: Path | None) -> Settings:
+    """:func:`parse_settings` without the masking of secrets."""
     config_dir = source.parent if source else Path.cwd()
+    typed = numbers_not_bools(Settings, raw)
+    errors: list[str] = [f"{name}: {k}: {m}" for k, m in typed]
+    skip = frozenset(k for k, _ in typed)
     try:
         s = Settings.model_validate(raw)
     except ValidationError as e:
-        errors.extend(_errors(name, e))
+        errors.extend(_errors(name, e, skip=skip))
         s = None
     # phase 2: driver sections, even when phase 1 failed elsewhere, to report everything at once
     meter_raw = raw.get("meter")
     meter = None
     if isinstance(meter_raw, dict):
-        meter = _validate_driver(name, ("meter",), meter_raw, meters.METERS, errors, config_dir)
+        meter = _validate_driver(name, ("meter",), meter_raw, meters.METERS, errors, config_dir, skip)
     loads_raw = raw.get("loads") if isinstance(raw.get("loads"), list) else []
-    relays_ok = []
+    relays_ok: list[tuple[int, BaseModel | None]] = []
     for i, ld in enumerate(loads_raw):
         if isinstance(ld, dict) and isinstance(ld.get("relay"), dict):
-            relays_ok.append(_validate_driver(name, ("loads", i, "relay"), ld["relay"], relays.RELAYS, errors,
-                                               config_dir))
+            relays_ok.append((i, _validate_driver(name, ("loads", i, "relay"), ld["relay"], relays.RELAYS, errors,
+                                                  config_dir, skip)))
+    errors.extend(_shared_relays(name, loads_raw, relays_ok))
     if s is not None and policy_needs_thresholds(s) and not errors:
         for i, ld in enumerate(s.loads):
             if ld.on_above_wh is None or ld.off_below_wh is None:
@@ -459,7 +628,7 @@ def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = 
         raise SettingsError(list(dict.fromkeys(errors)))
     assert s is not None and meter is not None
     s.meter = meter  # type: ignore[assignment]
-    for ld, r in zip(s.loads, relays_ok):
+    for ld, (_, r) in zip(s.loads, relays_ok):
         ld.relay = r  # type: ignore[assignment]
     errors = _cross_checks(name, s)
     if errors:
@@ -490,7 +659,24 @@ class SecretRef(str):
 
 class _Loader(yaml.SafeLoader):
     """YAML's safe loader, refusing duplicate keys (YAML would silently keep the last one) and
-    knowing ``!secret NAME``."""
+    aliases (``*name``: settings never need them, and a "billion laughs" of nested aliases expands
+    a 2 kB file past any memory), knowing ``!secret NAME``; a value YAML cannot build (a date
+    2022-13-45, an int of 5000 digits) is an error at its line, not a traceback."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"an alias (*{_short_repr(event.anchor, 30)[1:-1]}) is not allowed in settings: "
+                "write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError, TypeError) as e:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value ({_short_repr(str(e), 80)[1:-1]})", node.start_mark) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, Any] = {}
@@ -512,16 +698,25 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("!secret", lambda loader, node: SecretRef(loader.construct_scalar(node)))
 
 
-def _read_yaml(path: Path, name: str, errors_prefix: str | None = None) -> Any:
-    """Parse one YAML file into plain data. Raises SettingsError (one line) for anything wrong
-    with the file itself: unreadable, too large, not UTF-8, not YAML, duplicate keys, too deep."""
-    prefix = errors_prefix or name
+def read_file(path: Path, prefix: str, max_bytes: int, hint: str = SUDO_HINT) -> bytes:
+    """The bytes of a file the settings are or name: a regular file only (never blocks on a FIFO,
+    never reads /dev/zero), at most ``max_bytes``. Raises SettingsError (one line, starting with
+    ``prefix``); a permission denied says how to get it (``hint``)."""
     try:
-        data = path.read_bytes()
+        return read_small_file(path, max_bytes)
+    except UnsafeFileError as e:
+        raise SettingsError([f"{prefix}: {e.strerror}"]) from None
+    except PermissionError as e:
+        raise SettingsError([f"{prefix}: cannot read: {e.strerror} ({hint})"]) from None
     except OSError as e:
         raise SettingsError([f"{prefix}: cannot read: {e.strerror or e}"]) from None
-    if len(data) > MAX_SETTINGS_BYTES:
-        raise SettingsError([f"{prefix}: {len(data)} bytes: a settings file must be under {MAX_SETTINGS_BYTES} bytes"])
+
+
+def read_yaml(path: Path, prefix: str, max_bytes: int = MAX_SETTINGS_BYTES, hint: str = SUDO_HINT) -> Any:
+    """Parse one YAML file into plain data. Raises SettingsError (one line, starting with
+    ``prefix``) for anything wrong with the file itself: unreadable (:func:`read_file`), too
+    large, not UTF-8, not YAML, duplicate keys, aliases, too deep."""
+    data = read_file(path, prefix, max_bytes, hint)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -534,12 +729,17 @@ def _read_yaml(path: Path, name: str, errors_prefix: str | None = None) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise SettingsError([f"{prefix}: {where}not valid YAML: {problem}"]) from None
+        raise SettingsError([f"{prefix}: {where}not valid YAML: {' '.join(problem.split())}"]) from None
     except RecursionError:
         raise SettingsError([f"{prefix}: nested too deeply to be settings"]) from None
     if _depth(raw) > MAX_DEPTH:
         raise SettingsError([f"{prefix}: nested more than {MAX_DEPTH} levels deep: not settings"])
     return raw
+
+
+def _read_yaml(path: Path, name: str, errors_prefix: str | None = None) -> Any:
+    """:func:`read_yaml` of a settings file (the name older callers use)."""
+    return read_yaml(path, errors_prefix or name)
 
 
 def _depth(v: Any, d: int = 0) -> int:
@@ -578,7 +778,7 @@ def _resolve_secrets(raw: Any, name: str, path: Path, optional: bool) -> Any:
         return raw
     spath = secrets_path(path)
     try:
-        secrets = _read_yaml(spath, str(spath))
+        secrets = read_yaml(spath, str(spath), hint="run it with sudo")
         if not isinstance(secrets, dict):
             raise SettingsError([f"{spath}: must be a mapping NAME: value"])
     except SettingsError as e:
@@ -591,7 +791,7 @@ def _resolve_secrets(raw: Any, name: str, path: Path, optional: bool) -> Any:
 
     def get(loc: tuple[Any, ...], ref: SecretRef) -> Any:
         if ref in secrets and isinstance(secrets[ref], (str, int)) and not isinstance(secrets[ref], bool):
-            return str(secrets[ref])
+            return SecretValue(secrets[ref])
         if optional:
             return "<secret not readable>"
         errors.append(f"{name}: {_loc(loc)}: !secret {ref}: no such name in {spath} "
@@ -630,7 +830,34 @@ def load_settings(path: Path | str, secrets_optional: bool = False) -> Settings:
         SettingsError: the file is missing, not YAML, or not valid; one line per problem.
     """
     path = Path(path)
-    return parse_settings(read_raw(path, secrets_optional), str(path), path.resolve())
+    s = parse_settings(read_raw(path, secrets_optional), str(path), path.resolve())
+    if not secrets_optional:
+        errors = check_files(s, str(path))
+        if errors:
+            raise SettingsError(errors)
+    return s
+
+
+def check_files(s: Settings, name: str) -> list[str]:
+    """Every file the settings name and a daemon will open (besides the meter's, checked with its
+    section): readable, a regular file, not over its size cap; one error line for each that is
+    not. MQTT's certificates when MQTT is enabled with TLS, the page's TLS pair, prices.file when
+    prices come from it."""
+    files: list[tuple[str, Path, int]] = []
+    if s.mqtt.enabled and s.mqtt.tls:
+        files += [(f"mqtt.{k}", getattr(s.mqtt, k), MAX_PEM_BYTES) for k in ("ca_file", "cert_file", "key_file")]
+    files += [(f"web.{k}", getattr(s.web, k), MAX_PEM_BYTES) for k in ("tls_cert_file", "tls_key_file")]
+    if s.prices.source == "file":
+        files.append(("prices.file", s.prices.file, MAX_PRICES_BYTES))  # type: ignore[arg-type]
+    errors = []
+    for key, f, cap in files:
+        if f is None:
+            continue
+        try:
+            read_file(f, f"{name}: {key}: {f}", cap)
+        except SettingsError as e:
+            errors.extend(e.errors)
+    return errors
 
 
 SECRET_KEYS = ("password", "token", "esios_token", "password_hash")

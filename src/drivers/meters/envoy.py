@@ -45,7 +45,7 @@ class EnvoySettings(MeterSettings):
     driver: Literal["envoy"] = "envoy"
     host: str
     scheme: Literal["http", "https"] = "http"     # firmware 7+: https
-    port: int | None = None
+    port: int | None = Field(None, gt=0, lt=65536)  # default 80 (http) or 443 (https)
     source: Literal["production_json", "stream"] = "production_json"
     auth: Literal["none", "digest", "token"] = "none"
     username: str = "installer"

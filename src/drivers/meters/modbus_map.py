@@ -18,14 +18,15 @@ Addresses are the 0-based protocol addresses (a datasheet's "30041"/"40041" is a
 
 Settings: the link (see :class:`drivers.modbus.ModbusLink`) plus ``map:`` (a file, relative to the
 settings file) or ``registers:`` inline. The map is validated with the settings, before anything
-starts; an error names the map file and the key.
+starts; an error names the map file and the key. A map file is read as settings files are
+(:func:`gestor.settings.read_yaml`): a regular file under MAP_MAX_BYTES, no duplicate keys, no
+aliases; numbers are numbers (not ``true``, not ``"5"``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from drivers import DriverContext
@@ -33,6 +34,7 @@ from drivers.meters.base import MeterError, MeterSettings, Reading, register_met
 from drivers.modbus import WIDTH, DataType, ModbusClient, ModbusIOError, ModbusLink, decode
 
 QUANTITIES = ("net_w", "production_w", "consumption_w", "import_wh_total", "export_wh_total")
+MAP_MAX_BYTES = 64 * 1024  # a register map is a few lines
 
 
 class Register(BaseModel):
@@ -41,7 +43,7 @@ class Register(BaseModel):
     function: Literal["holding", "input"] = "holding"
     type: DataType = "float32"
     word_order: Literal["big", "little"] = "big"  # little = low word first
-    scale: float = 1.0
+    scale: float = Field(1.0, gt=0, le=1e6)  # raw x scale = W or Wh (x); the sign goes in sign
     sign: Literal[1, -1] = 1
 
 
@@ -74,20 +76,23 @@ class ModbusMapSettings(MeterSettings, ModbusLink):
     def _load_map(self, info: ValidationInfo) -> "ModbusMapSettings":
         if (self.map is None) == (self.registers is None):
             raise ValueError("set either map (a register map file) or registers (inline)")
+        from gestor.settings import SettingsError, numbers_not_bools, read_yaml  # (settings imports drivers)
         if self.map is not None:
             base = Path((info.context or {}).get("config_dir", "."))
             path = self.map if self.map.is_absolute() else base / self.map
-            try:
-                raw = yaml.safe_load(path.read_text())
-            except OSError as e:
-                raise ValueError(f"map {path}: cannot read: {e.strerror or e}") from None
-            except yaml.YAMLError as e:
-                raise ValueError(f"map {path}: not valid YAML: {e}") from None
             where = f"map {path}"
+            try:
+                raw = read_yaml(path, where, MAP_MAX_BYTES)
+            except SettingsError as e:
+                raise ValueError(e.errors[0]) from None
         else:
             raw, where = {"registers": self.registers}, "inline map"
         if self.max_block_registers is not None and isinstance(raw, dict):
             raw = {**raw, "max_block_registers": self.max_block_registers}
+        if isinstance(raw, dict):
+            bad = numbers_not_bools(RegisterMap, raw)
+            if bad:
+                raise ValueError(f"{where}: " + "; ".join(f"{k}: {m}" for k, m in bad))
         try:
             self.resolved = RegisterMap.model_validate(raw)
         except ValidationError as e:

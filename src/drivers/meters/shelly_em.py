@@ -19,7 +19,7 @@ then integrates the netted power instead.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
@@ -35,8 +35,9 @@ class ShellyEmSettings(MeterSettings):
     timeout_s: float = Field(2.0, gt=0, le=20)
     username: str | None = None                # Gen1: basic auth user; Gen2: "admin" (digest)
     password: SecretStr | None = None          # better: !secret NAME (secrets.yaml)
-    grid_channels: list[int] | None = None     # Gen1: emeters on the grid connection (default all)
-    production_channel: int | None = None      # Gen1: emeter on the PV line, if any
+    # Gen1: emeters on the grid connection (default all); a 3EM has 0-2
+    grid_channels: list[Annotated[int, Field(ge=0, le=2)]] | None = Field(None, min_length=1, max_length=3)
+    production_channel: int | None = Field(None, ge=0, le=2)  # Gen1: emeter on the PV line, if any
     use_counters: bool = False                 # report Shelly's energy counters (see module doc)
     sign: Literal["import_positive", "export_positive"] = "import_positive"  # clamps' orientation
 

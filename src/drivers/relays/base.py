@@ -34,6 +34,15 @@ class RelaySettings(BaseModel):
     driver: str
     timeout_s: float = Field(3.0, gt=0, le=20)  # total time for one command or read-back, s
 
+    def relay_key(self) -> tuple[Any, ...] | None:
+        """What identifies the device output this relay switches (two loads on one output would
+        switch each other): equal keys are the same relay. None: nothing another load could share."""
+        return None
+
+    def relay_label(self) -> str:
+        """The relay in a few words, for error lines."""
+        return self.driver
+
 
 RelayFactory = Callable[[Any, "DriverContext", str, float], Relay]
 # name → (settings model, factory); each driver module registers itself when first asked for

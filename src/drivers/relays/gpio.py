@@ -13,16 +13,54 @@ Tests and machines without GPIO use gpiozero's MockFactory (``GPIOZERO_PIN_FACTO
 """
 from __future__ import annotations
 
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import field_validator
 
 from drivers import DriverContext
 from drivers.relays.base import RelayError, RelaySettings, register_relay
+
+PIN_FORMS = "a BCM number 0-27, or a gpiozero name: GPIO17, BCM17, BOARD11, J8:11, WPI0"
+
+
+@lru_cache(maxsize=1)
+def _header() -> Any:
+    """The 40-pin header of every Pi since the B+ (a Pi 3B's), as gpiozero's mock describes it: no
+    hardware is touched."""
+    from gpiozero.pins.mock import MockFactory
+    return MockFactory(revision="a02082").board_info
+
+
+def gpio_pin(v: Any) -> str:
+    """gpiozero's own name (``"GPIO17"``) of a GPIO pin written as gpiozero accepts it: an int
+    (BCM), ``"17"``, ``"GPIO17"``, ``"BCM17"``, ``"BOARD11"``, ``"J8:11"``, ``"WPI0"``; parsed by
+    gpiozero itself. Raises ValueError naming the forms (also for a pin that is not a GPIO, such as
+    ``BOARD1``, 3.3 V)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, str) and len(v) > 16):
+        raise ValueError(f"must be a GPIO pin: {PIN_FORMS}")
+    try:
+        return str(_header().to_gpio(v))
+    except ValueError:  # gpiozero's PinInvalidPin
+        raise ValueError(f"not a GPIO pin: {PIN_FORMS}") from None
 
 
 class GpioRelaySettings(RelaySettings):
     driver: Literal["gpio"] = "gpio"
     pin: int | str            # BCM number (17) or a gpiozero pin name ("GPIO17", "BOARD11")
     active_high: bool = True  # False for low-level-trigger relay boards
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _pin(cls, v: Any) -> Any:
+        gpio_pin(v)
+        return v
+
+    def relay_key(self) -> tuple[Any, ...] | None:
+        return ("gpio", gpio_pin(self.pin))
+
+    def relay_label(self) -> str:
+        return f"GPIO {self.pin}"
 
 
 @register_relay("gpio", GpioRelaySettings)

@@ -8,7 +8,8 @@ gateway (``transport: tcp``), which serialises requests from both daemons.
 """
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -20,6 +21,14 @@ from drivers.relays.base import RelayError, RelaySettings, register_relay
 class ModbusCoilSettings(RelaySettings, ModbusLink):
     driver: Literal["modbus_coil"] = "modbus_coil"
     coil: int = Field(ge=0, le=65535)   # coil address, 0-based
+
+    def relay_key(self) -> tuple[Any, ...] | None:
+        where = ((self.host or "").strip().lower(), self.port) if self.transport == "tcp" else \
+            (os.path.realpath(self.serial_port or ""),)
+        return ("modbus", self.transport, *where, self.device_id, self.coil)
+
+    def relay_label(self) -> str:
+        return f"{ModbusLink.describe(self)} coil {self.coil}"
 
 
 @register_relay("modbus_coil", ModbusCoilSettings)
