@@ -25,14 +25,81 @@ as_root() {
   else die "need root to run: $* (run as root or install sudo)"; fi
 }
 
-# need_apt PKG...: install the Debian packages that are not installed yet.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+
+# need_apt PKG...: install the Debian packages that are not installed yet. Another apt or dpkg at
+# work (a fresh Raspberry Pi OS runs its daily apt jobs at boot) is waited for, up to 10 minutes.
+APT_LOCK_WAIT_S=600
 need_apt() {
   local missing=() p
-  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+  for p in "$@"; do installed "$p" || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
-  say "apt: installing ${missing[*]}"
-  as_root apt-get update -q >/dev/null
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  say "apt: installing ${missing[*]} (if another apt or dpkg is running, e.g. the daily updates after boot, waits for it up to $((APT_LOCK_WAIT_S / 60)) min)"
+  as_root apt-get -o DPkg::Lock::Timeout=$APT_LOCK_WAIT_S update -q >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$APT_LOCK_WAIT_S \
+    install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Debian's influxdb starts from its postinst listening on every interface without authentication.
+# While it is installed here, services are kept from starting (a policy-rc.d that answers 101, the
+# "action forbidden" code invoke-rc.d and deb-systemd-invoke obey), so that its HTTP API is bound
+# to 127.0.0.1 (gestor.influxconf) before it first runs. A policy-rc.d that was there is put back.
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_MARK="# gestor install.sh: no service starts while InfluxDB is installed (removed after it)"
+hold_services() {
+  if as_root test -e "$POLICY_RC" && ! as_root grep -qF "$POLICY_MARK" "$POLICY_RC"; then
+    as_root mv "$POLICY_RC" "$POLICY_RC.before-gestor"
+  fi
+  printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARK" | as_root tee "$POLICY_RC" >/dev/null
+  as_root chmod 755 "$POLICY_RC"
+  trap release_services EXIT
+  trap 'release_services; exit 130' INT TERM HUP
+}
+release_services() {
+  trap - EXIT INT TERM HUP
+  if as_root test -e "$POLICY_RC" && as_root grep -qF "$POLICY_MARK" "$POLICY_RC"; then as_root rm -f "$POLICY_RC"; fi
+  if as_root test -e "$POLICY_RC.before-gestor"; then as_root mv "$POLICY_RC.before-gestor" "$POLICY_RC"; fi
+}
+
+# bind_influxdb: InfluxDB 1.x's HTTP API on 127.0.0.1 unless the user set [http] bind-address
+# (gestor.influxconf, run from this checkout with the system's python3: it needs no venv). Sets
+# INFLUX_REBOUND=1 when it changed the file (a running influxd then needs a restart).
+INFLUX_CONF=/etc/influxdb/influxdb.conf
+INFLUX_REBOUND=""
+bind_influxdb() {
+  local out
+  if ! as_root test -f "$INFLUX_CONF"; then
+    say "WARNING: $INFLUX_CONF is missing: InfluxDB's HTTP API not bound to 127.0.0.1 (see the README, InfluxDB on the network)"
+    return 0
+  fi
+  local py=/usr/bin/python3
+  [ -x "$py" ] || py=$(command -v python3)
+  out=$(as_root env PYTHONPATH="$HERE/src" "$py" -m gestor.influxconf "$INFLUX_CONF") \
+    || die "could not bind InfluxDB to 127.0.0.1 in $INFLUX_CONF (above)"
+  say "influxdb: $out"
+  case "$out" in *"bound to"*) INFLUX_REBOUND=1 ;; esac
+}
+
+# need_influxdb [--bind-installed]: Debian's influxdb (server) and influxdb-client (the influx CLI).
+# A fresh install is bound to 127.0.0.1 before it first starts, then started as the package would
+# have started it (systemd). One that was installed already is rebound only with --bind-installed
+# (the system install; the demo and the tests leave a server they did not install as it is).
+need_influxdb() {
+  if installed influxdb; then
+    need_apt influxdb-client
+    if [ "${1:-}" = "--bind-installed" ]; then
+      bind_influxdb
+      # a server running on every interface until now: restarted bound, at once
+      if [ -n "$INFLUX_REBOUND" ] && systemd_running; then as_root systemctl try-restart influxdb || true; fi
+    fi
+    return 0
+  fi
+  say "influxdb: installed with services held, bound to 127.0.0.1 before it first starts"
+  hold_services
+  need_apt influxdb influxdb-client
+  release_services
+  bind_influxdb
+  if systemd_running; then as_root systemctl start influxdb || say "WARNING: influxdb did not start: journalctl -u influxdb"; fi
 }
 
 check_python() {
@@ -134,7 +201,7 @@ start_demo_influxd() {
 
 cmd_demo() {
   check_python
-  need_apt influxdb influxdb-client
+  need_influxdb
   make_venv "$VENV" "[plot]"
   local port=8086
   if ! influx_answers 127.0.0.1 $port; then
@@ -151,7 +218,8 @@ cmd_demo() {
 
 cmd_test() {
   check_python
-  need_apt influxdb socat systemd openssl util-linux mosquitto chromium chromium-driver
+  need_influxdb
+  need_apt socat systemd openssl util-linux mosquitto chromium chromium-driver
   make_venv "$VENV" "[test]"
   cd "$HERE"
   "$VENV/bin/python" -m pytest "$@"
@@ -179,7 +247,8 @@ cmd_install() {
   [ "${1:-}" = "--compile" ] && compile=1
   [ "$(id -u)" -eq 0 ] || die "the system install needs root: sudo ./install.sh"
   check_python
-  need_apt influxdb influxdb-client
+  # before anything else: InfluxDB answers on this machine only from its first start
+  need_influxdb --bind-installed
   say "user: gestor (system user, groups gpio and dialout for relays and RS-485 adapters)"
   getent group gpio >/dev/null || groupadd --system gpio
   getent group dialout >/dev/null || groupadd --system dialout
@@ -239,18 +308,15 @@ cmd_install() {
   cp -n "$HERE"/config/meters/*.yaml /etc/gestor/meters/   # register maps; edited ones are kept
   "$PREFIX/venv/bin/gestor" check --config /etc/gestor/settings.yaml >/dev/null
   install -m 644 "${UNITS[@]/#/$HERE/daemons/}" "$HERE/daemons/$WEB_UNIT" /etc/systemd/system/
-  # Debian's InfluxDB listens on every interface without authentication: keep it on this machine
-  local influx_changed=""
-  if [ -f /etc/influxdb/influxdb.conf ]; then
-    "$PREFIX/venv/bin/python" -m gestor.influxconf /etc/influxdb/influxdb.conf | grep -q "bound to" && influx_changed=1
-  fi
+  # InfluxDB was bound to 127.0.0.1 at the start (need_influxdb)
   if systemd_running; then
     systemctl daemon-reload
     systemctl enable --now influxdb >/dev/null 2>&1 || true
-    [ -n "$influx_changed" ] && systemctl restart influxdb
   else
     say "systemd is not running here (container?): units installed, not started"
-    pgrep -x influxd >/dev/null || (setsid influxd -config /etc/influxdb/influxdb.conf >/var/log/gestor-influxd.log 2>&1 < /dev/null &)
+    # (an influxd of someone else's on other ports, a test's, is not this one)
+    "$PREFIX/venv/bin/python" -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:8086/ping", timeout=2)' 2>/dev/null \
+      || (setsid influxd -config "$INFLUX_CONF" >/var/log/gestor-influxd.log 2>&1 < /dev/null &)
   fi
   say "influxdb: database, retention policy (raw data), hourly summaries kept forever"
   local ok=""
@@ -265,9 +331,16 @@ cmd_install() {
     "$PREFIX/venv/bin/gestor" web --set-password --config /etc/gestor/settings.yaml || true
   fi
   if systemd_running; then
-    systemctl enable --now "${UNITS[@]}"
-    systemctl enable "$WEB_UNIT"
-    say "done: gestor-monitoring and gestor-managing are running (journalctl -u gestor-managing -f)"
+    # restart, not just start: on an upgrade (or --compile) the running daemons hold the old code
+    systemctl enable "${UNITS[@]}" "$WEB_UNIT"
+    local was_running=""
+    systemctl is-active --quiet "${UNITS[@]}" && was_running=1
+    systemctl restart "${UNITS[@]}"
+    if [ -n "$was_running" ]; then
+      say "done: gestor-monitoring and gestor-managing restarted on the new code (journalctl -u gestor-managing -f)"
+    else
+      say "done: gestor-monitoring and gestor-managing are running (journalctl -u gestor-managing -f)"
+    fi
     if grep -q '^web_password_hash:' /etc/gestor/secrets.yaml; then
       systemctl restart "$WEB_UNIT" || say "WARNING: gestor-web did not start: journalctl -u gestor-web"
       say "web page: http://$(hostname -I 2>/dev/null | cut -d' ' -f1 || hostname):8080 (web.listen in settings.yaml)"
@@ -278,6 +351,118 @@ cmd_install() {
     say "done (start the daemons with systemd on the target machine)"
   fi
   say "edit /etc/gestor/settings.yaml, check it with 'gestor check', then: sudo systemctl restart ${UNITS[*]}"
+}
+
+# drop_history: the InfluxDB database (2.x: bucket) that /etc/gestor/settings.yaml names, with
+# gestor's venv python when it is still there, else the system's python3 alone (the standard library:
+# a plain --uninstall removed the venv). Says what it did; returns non-zero when it could not.
+drop_history() {
+  local py=/usr/bin/python3
+  [ -x "$py" ] || py=$(command -v python3)
+  [ -x "$PREFIX/venv/bin/python" ] && py="$PREFIX/venv/bin/python"
+  if [ ! -e /etc/gestor/settings.yaml ]; then
+    say "WARNING: /etc/gestor/settings.yaml is gone, so the InfluxDB database is unknown: nothing dropped (InfluxDB 1.x: influx -execute 'SHOW DATABASES', then DROP DATABASE gestor)"
+    return 1
+  fi
+  "$py" - <<'PY'
+import base64, json, re, sys, urllib.error, urllib.parse, urllib.request
+from pathlib import Path
+
+
+def load(path):
+    """A YAML file as a dict, "!secret NAME" as ("!secret", NAME): PyYAML when it is there, else the
+    "key: value" lines of the top-level blocks (the store block is flat)."""
+    text = path.read_text()
+    try:
+        import yaml
+    except ImportError:
+        out, block, child = {}, None, None
+        for line in text.splitlines():
+            m = re.match(r"^( *)([A-Za-z_][\w-]*):(?:\s+(.*?))?\s*$", line)
+            if not m or line.lstrip().startswith("#"):
+                continue
+            indent, key, value = len(m[1]), m[2], re.sub(r"(^|\s+)#.*$", "", m[3] or "")
+            if value.startswith("!secret "):
+                value = ("!secret", value.split(None, 1)[1].strip())
+            elif len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            if indent == 0:
+                block, child = (out.setdefault(key, {}), None) if value == "" else (None, None)
+                if value != "":
+                    out[key] = value
+            elif block is not None and child in (None, indent):
+                child = indent
+                block[key] = value
+        return out
+
+    class Loader(yaml.SafeLoader):
+        pass
+    Loader.add_constructor("!secret", lambda loader, node: ("!secret", loader.construct_scalar(node)))
+    return yaml.load(text, Loader=Loader) or {}
+
+
+def value(v):
+    if isinstance(v, tuple):
+        return load(Path("/etc/gestor/secrets.yaml")).get(v[1])
+    return v
+
+
+def ask(method, url, headers, data=None):
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read()
+        return r.headers, (json.loads(body) if body.strip() else None)
+
+
+s = load(Path("/etc/gestor/settings.yaml")).get("store") or {}
+kind = s.get("kind", "influxdb1")
+host, port, db = s.get("host", "127.0.0.1"), int(s.get("port", 8086)), s.get("database", "gestor")
+base = f"http://{host}:{port}"
+if kind == "none":
+    print("store kind none: gestor kept no InfluxDB history")
+    sys.exit(0)
+try:
+    if kind == "auto":
+        headers, _ = ask("GET", base + "/ping", {})
+        kind = "influxdb1" if (headers.get("X-Influxdb-Version") or "").startswith("1.") else "influxdb2"
+    if kind == "influxdb1":
+        h = {}
+        if s.get("username"):
+            cred = f"{value(s['username'])}:{value(s.get('password')) or ''}".encode()
+            h["Authorization"] = "Basic " + base64.b64encode(cred).decode()
+        _, shown = ask("GET", base + "/query?" + urllib.parse.urlencode({"q": "SHOW DATABASES"}), h)
+        names = [row[0] for r in shown.get("results", []) for x in r.get("series", []) for row in x.get("values", [])]
+        if db not in names:
+            print(f"InfluxDB at {host}:{port} has no database {db}: nothing to drop")
+            sys.exit(0)
+        q = 'DROP DATABASE "' + db.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        _, done = ask("POST", base + "/query", {**h, "Content-Type": "application/x-www-form-urlencoded"},
+                      urllib.parse.urlencode({"q": q}).encode())
+        errors = [r["error"] for r in (done or {}).get("results", []) if "error" in r]
+        if errors:
+            raise RuntimeError(errors[0])
+        print(f"dropped InfluxDB database {db} ({host}:{port})")
+    else:
+        bucket = s.get("bucket") or db
+        h = {"Authorization": f"Token {value(s.get('token')) or ''}"}
+        query = {"name": bucket, **({"org": s["org"]} if s.get("org") else {})}
+        _, found = ask("GET", base + "/api/v2/buckets?" + urllib.parse.urlencode(query), h)
+        ids = [b["id"] for b in (found or {}).get("buckets", []) if b.get("name") == bucket]
+        if not ids:
+            print(f"InfluxDB at {host}:{port} has no bucket {bucket}: nothing to delete")
+            sys.exit(0)
+        for i in ids:
+            ask("DELETE", f"{base}/api/v2/buckets/{i}", h)
+        print(f"deleted InfluxDB bucket {bucket} ({host}:{port})")
+except (OSError, ValueError, KeyError, RuntimeError, urllib.error.URLError) as e:
+    if kind == "influxdb1":
+        what, how = f"database {db}", f"influx -host {host} -port {port} -execute 'DROP DATABASE \"{db}\"'"
+    else:
+        what, how = f"bucket {s.get('bucket') or db}", f"influx bucket delete --name {s.get('bucket') or db}"
+    print(f"could not drop the InfluxDB {what} at {host}:{port}: {getattr(e, 'reason', None) or e}; "
+          f"when it answers: {how}", file=sys.stderr)
+    sys.exit(1)
+PY
 }
 
 cmd_uninstall() {
@@ -293,20 +478,14 @@ cmd_uninstall() {
   systemd_running && systemctl daemon-reload
   rm -f /usr/local/bin/gestor /usr/local/bin/stop-loads
   if [ "$purge" = "--purge" ]; then
-    if [ -x "$PREFIX/venv/bin/python" ] && [ -e /etc/gestor/settings.yaml ]; then
-      "$PREFIX/venv/bin/python" - <<'PY' || say "WARNING: could not drop the InfluxDB database"
-from drivers import secret
-from influxdb import InfluxDBClient
-from gestor.settings import load_settings
-s = load_settings("/etc/gestor/settings.yaml").store
-if s.kind != "none":
-    InfluxDBClient(s.host, s.port, s.username, secret(s.password)).drop_database(s.database)
-    print(f"dropped InfluxDB database {s.database}")
-PY
+    local history="the InfluxDB history is gone"
+    if ! drop_history; then
+      history="the InfluxDB history was NOT removed (see above)"
+      say "WARNING: $history"
     fi
     rm -rf "$PREFIX" /etc/gestor /var/lib/gestor /run/gestor
-    id gestor >/dev/null 2>&1 && userdel gestor
-    say "purged: program, settings, state, history and the gestor user are gone"
+    if id gestor >/dev/null 2>&1; then userdel gestor; fi
+    say "purged: program, settings, state and the gestor user are gone; $history"
   else
     rm -rf "$PREFIX"
     say "uninstalled; kept /etc/gestor, /var/lib/gestor, the InfluxDB history and the gestor user (--purge removes them)"
