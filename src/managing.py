@@ -47,6 +47,20 @@ STATE_FILE = "managing.json"
 # A restart loses nothing meanwhile: the live state holds the last readings, and the balance
 # re-integrates those newer than the persisted one.
 PERSIST_EVERY_S = 60.0
+# A load reported off is not believed while something still shows it drawing: its relay's own
+# meter above this share of its rated power (at least DRAWING_MIN_W), or the grid meter not rising
+# by half its power over the first OFF_CHECK_READINGS readings after the off.
+DRAWING_SHARE = 0.25
+DRAWING_MIN_W = 20.0
+OFF_CHECK_READINGS = 2
+
+
+def still_drawing_w(ld: "LoadRuntime") -> float | None:
+    """W the load's relay meters although it reads off (a lying or welded relay), or None."""
+    drawn = getattr(ld.relay, "measured_power_w", None)
+    if isinstance(drawn, (int, float)) and drawn > max(DRAWING_SHARE * ld.cfg.power_w, DRAWING_MIN_W):
+        return float(drawn)
+    return None
 
 
 def _of_state(attr: str, writable: bool = True) -> property:
@@ -71,6 +85,7 @@ class LoadRuntime:
     retry_at: datetime | None = None  # next attempt after a failure (backoff)
     hold_off_until: datetime | None = None  # switched off outside gestor: left off until then
     hold_reason: str = ""
+    off_check: tuple[float, float] | None = None  # after an off: (epoch s of it, net W just before)
 
     on = _of_state("on")
     since = _of_state("since")
@@ -339,6 +354,7 @@ class Managing:
                                      "projected_wh": projected_wh(at_reading, "instant")},
                                     reading.at)])
         todo = {w.load: w for w in step.changes}
+        again = self._off_not_seen(live)
         verdicts = {w.load: w for w in self.core.verdicts or ()}
         auto_off_s = snap.remaining_s + 3 * self.s.managing.interval_s
         commands, checks, final = [], [], []
@@ -356,6 +372,10 @@ class Managing:
                 commands.append((ld, w.on, w.reason, auto_off_s))
                 final.append(w)
                 continue
+            if w is None and ld.name in again:  # off once more, for the reason it went off (logged)
+                commands.append((ld, False, ld.reason, None))
+                final.append(Wish(ld.name, False, ld.reason))
+                continue
             if ld.on:
                 checks.append(ld)  # on, and to stay on: is it really? (stop-loads, its own button)
             final.append(verdicts.get(ld.name) or Wish(ld.name, bool(ld.on), ld.reason))
@@ -368,6 +388,35 @@ class Managing:
         if closed or self.persisted_at is None or abs((now - self.persisted_at).total_seconds()) >= PERSIST_EVERY_S:
             self._persist()
         return final
+
+    def _off_not_seen(self, live: list) -> dict[str, str]:
+        """Loads switched off and confirmed by their relay, whose power the grid meter did not see
+        go: over the first OFF_CHECK_READINGS readings after the off, net power rose by less than
+        half the load's rated power (a welded contactor behind a GPIO relay that reads its own
+        coil, a relay that lies). Logged loudly; the load is commanded off once more (its
+        device's dead-man timer bounds the rest). Not judged when another load switched meanwhile
+        (the meter cannot tell them apart). Returns {load: reason} for the loads to command off."""
+        out: dict[str, str] = {}
+        for ld in self.loads:
+            if ld.off_check is None:
+                continue
+            if ld.on is not False:
+                ld.off_check = None
+                continue
+            t_off, net_before = ld.off_check
+            after = [r for r, _ in live if r.at.timestamp() > t_off][:OFF_CHECK_READINGS]
+            if len(after) < OFF_CHECK_READINGS:
+                continue
+            ld.off_check = None
+            if any(o is not ld and o.since is not None and t_off - 1.0 <= o.since.timestamp() <= after[-1].at.timestamp()
+                   for o in self.loads):
+                continue
+            rise_w = sum(r.net_w for r in after) / len(after) - net_before
+            if rise_w < 0.5 * ld.cfg.power_w:
+                out[ld.name] = (f"reported off, but the meter did not see its {ld.cfg.power_w:.0f} W go (net power "
+                                f"rose {rise_w:+.0f} W): commanding off again; check the relay and its contactor")
+                log.error("load %s: %s", ld.name, out[ld.name])
+        return out
 
     def _reading_age(self, now: datetime, live: list) -> float | None:
         """Age of the newest published reading, s; None without one. Measured on the wall clock and
@@ -460,6 +509,9 @@ class Managing:
             got = ld.relay.state()
             if got != on:
                 return f"relay reads {'on' if got else 'off'} after commanding {'on' if on else 'off'}"
+            drawn = None if on else still_drawing_w(ld)
+            if drawn is not None:
+                return f"relay reads off but its meter shows {drawn:.0f} W drawn: not believed"
         except RelayError as e:
             return str(e)
         except Exception as e:  # noqa: BLE001 -- a driver bug is a failed command, not a dead daemon
@@ -471,7 +523,7 @@ class Managing:
         """In a worker, for a load that is on and stays on: read it back first; renew the device's
         auto-off timer only if it still reads on. Returns (state read, error)."""
         try:
-            if not ld.relay.state():
+            if not ld.relay.state() and still_drawing_w(ld) is None:
                 return False, None  # switched off outside gestor: never switched back on here
             if getattr(ld.relay, "refresh_on_cycle", False):
                 ld.relay.set(True, auto_off_s)
@@ -521,6 +573,8 @@ class Managing:
         word = "ON" if on else "OFF"
         switched = error is None and ld.on != on
         if error is None:
+            if ld.on and not on and self.balance.last is not None:  # was the load's power seen to go?
+                ld.off_check = (now.timestamp(), self.balance.last.net_w)
             if ld.on != on:
                 self.switches_total += 1
                 self._count_switch(ld.name, now)

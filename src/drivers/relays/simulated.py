@@ -11,7 +11,9 @@ switches itself off that many seconds later (on the daemons' clock) unless renew
 (``refresh_on_cycle``), so a managing that dies cannot leave it on; tests prove the bound with it.
 
 ``fault`` simulates a broken device for drills and tests: ``no_answer`` makes every call raise
-RelayError; ``stuck_on`` accepts commands but stays on (and ignores its timer: welded contacts).
+RelayError; ``stuck_on`` accepts commands but stays on (and ignores its timer: welded contacts);
+``welded_reads_off`` stays on likewise but reads back what was commanded (a relay module that
+reads its own coil, not the contactor behind it; only the grid meter can tell).
 
 State file (JSON): ``on`` (bool, as commanded), ``power_w`` (W), ``since_s`` (epoch s of the last
 change), ``before`` (bool, the state before it), ``auto_off_at_s`` (epoch s the timer ends, or
@@ -33,7 +35,7 @@ STATE_MAX_BYTES = 4096
 
 class SimulatedRelaySettings(RelaySettings):
     driver: Literal["simulated"] = "simulated"
-    fault: Literal["none", "no_answer", "stuck_on"] = "none"
+    fault: Literal["none", "no_answer", "stuck_on", "welded_reads_off"] = "none"
 
 
 def _expired(s: dict[str, Any], at_s: float) -> bool:
@@ -97,7 +99,8 @@ class SimulatedRelay:
 
     def set(self, on: bool, auto_off_s: float | None = None) -> None:
         self._check()
-        welded = self.settings.fault == "stuck_on"
+        commanded = bool(on)
+        welded = self.settings.fault in ("stuck_on", "welded_reads_off")
         if welded:
             on = True
         now_s = self.clock.now().timestamp()
@@ -110,7 +113,7 @@ class SimulatedRelay:
         self.auto_off_s = auto_off_s if on else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps({
-            "on": bool(on), "power_w": self.power_w, "welded": welded,
+            "on": bool(on), "commanded": commanded, "power_w": self.power_w, "welded": welded,
             "since_s": now_s if changed else old.get("since_s", now_s),
             "before": was if changed else bool(old.get("before", False)),
             "auto_off_at_s": now_s + auto_off_s if on and auto_off_s is not None else None}))
@@ -118,6 +121,8 @@ class SimulatedRelay:
     def state(self) -> bool:
         self._check()
         s = self._read()
+        if self.settings.fault == "welded_reads_off":
+            return bool(s.get("commanded"))
         return bool(s.get("on")) and not _expired(s, self.clock.now().timestamp())
 
     def close(self) -> None:

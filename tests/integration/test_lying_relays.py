@@ -1,0 +1,63 @@
+"""A relay's read-back is not the only truth (issue 23, class 5): a relay that reads off while its
+own meter, or the grid meter, still sees the load is not believed. Real parts: a Shelly Gen2
+emulator on loopback HTTP, the replay meter with the simulated relays' power, the daemons' own
+cycles on a simulated clock."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from gestor.lockstep import run_lockstep
+from gestor.livestate import set_latch
+from tests.conftest import free_port
+from tests.emulators.http_devices import ShellyRelayDevice
+from tests.integration.test_faults import daemons
+from tests.integration.test_safety import T0, sunny_csv
+
+
+def test_a_shelly_that_reads_off_while_its_meter_shows_the_load_is_not_believed(tmp_path, caplog):
+    dev = ShellyRelayDevice(free_port(), 2, load_w=1000.0).start()
+    try:
+        loads = [{"name": "water_heater", "power_w": 1000, "relay": {"driver": "shelly", "host": f"127.0.0.1:{dev.port}"}}]
+        s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 30), loads=loads)
+        tasks = [(5, mon.cycle), (10, mgr.cycle)]
+        run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
+        assert dev.is_on() and mgr.loads[0].on
+        dev.stuck, dev.lies = True, True   # welded, and answering output: false (apower still 1000 W)
+        set_latch(s.paths.state_dir, clock.now(), "test")
+        n = len(dev.requests)
+        with caplog.at_level(logging.WARNING, "gestor"):
+            run_lockstep(clock, tasks, T0 + timedelta(minutes=6))
+        assert mgr.loads[0].on is None  # unknown, never "off"
+        assert "relay reads off but its meter shows 1000 W drawn: not believed" in caplog.text
+        offs = [r for r in dev.requests[n:] if "on=false" in r]
+        assert len(offs) >= 3  # commanded off again and again (with backoff)
+    finally:
+        dev.stop()
+
+
+def test_a_welded_contactor_that_reads_off_is_seen_by_the_grid_meter(tmp_path, caplog):
+    """A GPIO-style relay reads back its own coil: off. The replay meter still adds the load's
+    1000 W (it is on): within two readings managing says so loudly and commands it off again."""
+    loads = [{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated", "fault": "welded_reads_off"}}]
+    s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 30), loads=loads)
+    tasks = [(5, mon.cycle), (10, mgr.cycle)]
+    run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
+    assert mgr.loads[0].on
+    set_latch(s.paths.state_dir, clock.now(), "test")
+    with caplog.at_level(logging.INFO, "gestor"):
+        run_lockstep(clock, tasks, T0 + timedelta(minutes=4))
+    assert "reported off, but the meter did not see its 1000 W go (net power rose +0 W)" in caplog.text
+    assert caplog.text.count("load water_heater OFF:") == 2  # the off, and once more
+
+
+def test_a_relay_whose_load_really_goes_off_raises_no_alarm(tmp_path, caplog):
+    loads = [{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated"}}]
+    s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 30), loads=loads)
+    tasks = [(5, mon.cycle), (10, mgr.cycle)]
+    run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
+    assert mgr.loads[0].on
+    set_latch(s.paths.state_dir, clock.now(), "test")
+    with caplog.at_level(logging.INFO, "gestor"):
+        run_lockstep(clock, tasks, T0 + timedelta(minutes=4))
+    assert mgr.loads[0].on is False and "did not see" not in caplog.text
