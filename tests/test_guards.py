@@ -224,3 +224,19 @@ def test_on_time_counts_toward_the_deadline_it_was_run_for():
             else:  # since the deadline: for the next one, 24 local hours later
                 nxt = min_run_deadline(datetime.fromtimestamp(t, timezone.utc), MAD, "21:00").timestamp()
                 assert nxt > nine and ld.day_on_s == {nxt: pytest.approx(t - nine)}, t
+
+
+def test_switching_is_bounded_whatever_the_settings_say():
+    """A load with min_on_s/min_off_s 0 and no max_switches_per_period (the shipped example) still
+    stays on or off SWITCH_FLOOR_S and switches at most DEFAULT_MAX_SWITCHES_PER_PERIOD times a
+    period (issue 23: a load once switched at every 10 s cycle); a load's own stricter limits win."""
+    from gestor.guards import DEFAULT_MAX_SWITCHES_PER_PERIOD, SWITCH_FLOOR_S, LoadLimits
+    from gestor.settings import LoadSettings
+    loose = LoadSettings.model_validate({"name": "wh", "power_w": 1000, "relay": {"driver": "simulated"},
+                                         "min_on_s": 0, "min_off_s": 0})
+    lim = LoadLimits.of(loose)
+    assert (lim.min_on_s, lim.min_off_s, lim.max_switches_per_period) == (SWITCH_FLOOR_S, SWITCH_FLOOR_S,
+                                                                          DEFAULT_MAX_SWITCHES_PER_PERIOD)
+    strict = LoadSettings.model_validate({"name": "wh", "power_w": 1000, "relay": {"driver": "simulated"},
+                                          "min_on_s": 300, "min_off_s": 120, "max_switches_per_period": 2})
+    assert (LoadLimits.of(strict).min_on_s, LoadLimits.of(strict).max_switches_per_period) == (300, 2)

@@ -42,6 +42,13 @@ class Override:
         return f"manual override {'on' if self.on else 'off'}{until}"
 
 
+# Switching is bounded whatever the settings say and the policy concludes (issue 23: a reading
+# attributed to the wrong load state once made a load switch at every 10 s cycle): a relay and
+# its load (a contactor, a heat pump, a pump motor) never see more than this.
+SWITCH_FLOOR_S = 30.0                 # s: once switched, a load stays so at least this long
+DEFAULT_MAX_SWITCHES_PER_PERIOD = 10  # per load and settlement period, unless max_switches_per_period is set
+
+
 @dataclass(frozen=True)
 class LoadLimits:
     min_on_s: float = 0.0
@@ -52,8 +59,11 @@ class LoadLimits:
 
     @classmethod
     def of(cls, ld: LoadSettings) -> "LoadLimits":
-        """The limits a load's settings set (managing and the simulator alike)."""
-        return cls(ld.min_on_s, ld.min_off_s, ld.max_switches_per_period,
+        """The limits a load's settings set (managing and the simulator alike), never looser than
+        the switching bounds below: at least SWITCH_FLOOR_S on and off, at most
+        DEFAULT_MAX_SWITCHES_PER_PERIOD switches per settlement period unless the load sets its own."""
+        cap = ld.max_switches_per_period if ld.max_switches_per_period is not None else DEFAULT_MAX_SWITCHES_PER_PERIOD
+        return cls(max(ld.min_on_s, SWITCH_FLOOR_S), max(ld.min_off_s, SWITCH_FLOOR_S), cap,
                    tuple(parse_window(w) for w in ld.windows), ", ".join(ld.windows))
 
 
