@@ -7,7 +7,8 @@ loads do (:func:`simulated_loads_power_w`; the state before a switch counts for 
 before it, as managing's control core attributes it).
 
 Like a Shelly, the simulated device has its own dead-man timer: an "on" with ``auto_off_s``
-switches itself off that many seconds later (on the daemons' clock) unless renewed
+switches itself off that many seconds later (on the daemons' monotonic clock, as a device counts
+its own seconds whatever the Pi's wall clock does) unless renewed
 (``refresh_on_cycle``), so a managing that dies cannot leave it on; tests prove the bound with it.
 
 ``fault`` simulates a broken device for drills and tests: ``no_answer`` makes every call raise
@@ -17,7 +18,8 @@ reads its own coil, not the contactor behind it; only the grid meter can tell).
 
 State file (JSON): ``on`` (bool, as commanded), ``power_w`` (W), ``since_s`` (epoch s of the last
 change), ``before`` (bool, the state before it), ``auto_off_at_s`` (epoch s the timer ends, or
-null).
+null; for the replay meter's look back) and ``auto_off_mono_s`` (the same on the monotonic clock:
+what the device itself goes by).
 """
 from __future__ import annotations
 
@@ -108,7 +110,7 @@ class SimulatedRelay:
             old = self._read()
         except RelayError:
             old = {}
-        was = bool(old.get("on")) and not _expired(old, now_s)
+        was = self._on_now(old)
         changed = bool(on) != was
         self.auto_off_s = auto_off_s if on else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,14 +118,21 @@ class SimulatedRelay:
             "on": bool(on), "commanded": commanded, "power_w": self.power_w, "welded": welded,
             "since_s": now_s if changed else old.get("since_s", now_s),
             "before": was if changed else bool(old.get("before", False)),
-            "auto_off_at_s": now_s + auto_off_s if on and auto_off_s is not None else None}))
+            "auto_off_at_s": now_s + auto_off_s if on and auto_off_s is not None else None,
+            "auto_off_mono_s": self.clock.monotonic() + auto_off_s if on and auto_off_s is not None else None}))
 
     def state(self) -> bool:
         self._check()
         s = self._read()
         if self.settings.fault == "welded_reads_off":
             return bool(s.get("commanded"))
-        return bool(s.get("on")) and not _expired(s, self.clock.now().timestamp())
+        return self._on_now(s)
+
+    def _on_now(self, s: dict[str, Any]) -> bool:
+        """On now: commanded on and its timer (on the monotonic clock) not ended."""
+        end = s.get("auto_off_mono_s")
+        expired = isinstance(end, (int, float)) and self.clock.monotonic() >= end and not s.get("welded")
+        return bool(s.get("on")) and not expired
 
     def close(self) -> None:
         pass
