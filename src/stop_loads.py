@@ -1,36 +1,56 @@
 """stop-loads: the emergency stop.
 
-Sets the stop latch first (managing keeps every load off while it exists), then switches every
-configured load off through its relay driver, all in parallel with a timeout per relay, reads each
-back, prints a table and exits 0 only when every load confirmed off **and** the latch is set. It
-needs neither InfluxDB nor a responsive managing daemon, nor even a fully valid settings file: it
-switches off every relay it can build from the file and reports the others (exit 1).
-``--release`` clears the latch. ``--no-latch`` only switches off (used by systemd's ExecStopPost
-when managing stops).
+Sets the stop latch (managing keeps every load off while it exists), switches every load off
+through its relay driver, each in a thread of its own with a timeout per relay and one total
+deadline (``--deadline-s``, 15 s), reads each back, prints a table and exits 0 only when every
+load confirmed off **and** the latch is set. It needs neither InfluxDB nor a responsive managing
+daemon, nor even a readable settings file. ``--release`` clears the latch. ``--no-latch`` only
+switches off (used by systemd's ExecStopPost when managing stops).
+
+Where the loads come from, fastest first:
+
+1. **The stop plan** ``<state_dir>/stop-plan.json``, which managing writes at every start (after
+   its settings validated and its relays opened): the loads it runs, their relay sections
+   (secrets included: mode 0600, owner the daemon's user; root reads it), their power and the
+   directories. stop-loads reads it first (plain JSON; only the drivers it names are imported)
+   and starts switching at once, before the settings file is even parsed. It is looked for at
+   ``--plan FILE``, else in the default state directory (``$GESTOR_STATE_DIR``, else
+   ``/var/lib/gestor``) when it was saved from the same settings file, and in the state directory
+   the settings file names.
+2. **The settings file**: every load it describes, even when it is partly invalid (every relay
+   section its driver accepts); a load the plan has and the file lacks, or whose relay changed,
+   is switched off too (the union: managing may still run the old file).
+3. **A settings file that cannot be read at all** (missing, unreadable, not YAML, too big...):
+   the plan alone, said on stderr; without a plan, nothing is known: the latch is still set (in
+   the default state directory) and the exit code says so. The exit code is then 1, never 0.
+
+Exit codes: 0 all confirmed off and the latch set; 1 anything else (each unconfirmed load is
+named on stderr); 2 only for a bad command line.
 """
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import signal
-import socket
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from pydantic import ValidationError
-
-from drivers import DriverContext
-from drivers.relays import RELAYS, RelayError
-from gestor.clock import WallClock
-from gestor.livestate import clear_latch, pid_alive, read_managing, set_latch
-from gestor.settings import PathsSettings, SettingsError, load_settings, read_raw
+if TYPE_CHECKING:
+    from gestor.settings import Settings
 
 DEFAULT_CONFIG = "/etc/gestor/settings.yaml"
+DEFAULT_STATE_DIR = "/var/lib/gestor"  # = gestor.settings.PathsSettings' default (a test checks)
+DEFAULT_RUN_DIR = "/run/gestor"        # idem
+STATE_DIR_ENV = "GESTOR_STATE_DIR"     # overrides DEFAULT_STATE_DIR here (tests, drills)
+PLAN_FILE = "stop-plan.json"
+PLAN_FORMAT = 1
+PLAN_MAX_BYTES = 256 * 1024
+DEFAULT_DEADLINE_S = 15.0
+SUDO = "run it with sudo"
 
 
 @dataclass
@@ -51,34 +71,182 @@ def _word(v: bool | None) -> str:
 
 
 @dataclass
+class Paths:
+    """The directories stop-loads uses (the settings' ``paths``, without importing them)."""
+
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    run_dir: Path = Path(DEFAULT_RUN_DIR)
+
+
+@dataclass
 class Target:
-    """A load stop-loads can switch: its name, its relay's validated settings and its power."""
+    """A load stop-loads can switch: its name, its relay's validated settings and its power;
+    ``run_dir``: the runtime directory its driver gets (None: the plan's); ``origin``: shown
+    beside the driver ("saved plan" for a load only the stop plan has)."""
 
     name: str
     relay: Any
     power_w: float = 0.0
+    run_dir: Path | None = None
+    origin: str = ""
+
+
+class PlanError(ValueError):
+    """A stop plan file that is not a plan (not JSON, wrong shape, another format)."""
+
+
+def default_state_dir() -> Path:
+    """``$GESTOR_STATE_DIR`` or ``/var/lib/gestor``: where the latch goes when nothing says
+    otherwise, and where the stop plan is looked for before the settings file is read."""
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def plan_path(state_dir: Path | str) -> Path:
+    return Path(state_dir) / PLAN_FILE
+
+
+def _plain(v: Any) -> Any:
+    """``json.dumps``' default for a relay section: a secret in clear (the plan must reach the
+    device), anything else as pydantic puts it in JSON (paths, enums...)."""
+    from pydantic_core import to_jsonable_python
+    get = getattr(v, "get_secret_value", None)
+    return to_jsonable_python(get() if get else v)
+
+
+def relay_section(relay: Any) -> dict[str, Any]:
+    """A relay's validated settings as plain JSON data, secrets in clear: what its driver's
+    model validates back into the same relay."""
+    return json.loads(json.dumps(relay.model_dump(mode="python"), default=_plain))
+
+
+def _same_relay_key(t: Target, run_dir: Path) -> tuple[str, str, str]:
+    return t.name, str(t.run_dir or run_dir), json.dumps(relay_section(t.relay), sort_keys=True)
 
 
 @dataclass
 class Plan:
-    """What stop-loads could make of the settings file: the loads it can switch, those it cannot
-    (with why), and the directories."""
+    """What stop-loads could make of the settings file or the stop plan: the loads it can switch,
+    those it cannot (with why), and the directories."""
 
     targets: list[Target] = field(default_factory=list)
     unusable: list[StopResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    paths: PathsSettings = field(default_factory=PathsSettings)
+    paths: Any = field(default_factory=Paths)
 
     @classmethod
     def of(cls, s: Any) -> "Plan":
         """Every load of valid settings."""
         return cls([Target(ld.name, ld.relay, ld.power_w) for ld in s.loads], paths=s.paths)
 
+    def save(self, path: Path | str, settings_file: Path | str | None = None, config_dir: Path | str | None = None,
+             by: str = "managing") -> None:
+        """Write this plan as the stop plan ``path`` (JSON, see :func:`read_plan`): atomically,
+        fsynced, mode 0600 and owned by the writer (the relay sections hold the secrets that reach
+        the devices: the daemon's user and root read it, nobody else). Raises OSError."""
+        from gestor.files import atomic_write_text
+        doc = {
+            "format": PLAN_FORMAT,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "by": f"{by} pid {os.getpid()}",
+            "settings": None if settings_file is None else str(settings_file),
+            "config_dir": None if config_dir is None else str(config_dir),
+            "paths": {"state_dir": str(self.paths.state_dir), "run_dir": str(self.paths.run_dir)},
+            "loads": [{"name": t.name, "power_w": float(t.power_w), "relay": relay_section(t.relay)}
+                      for t in self.targets],
+        }
+        atomic_write_text(path, json.dumps(doc, indent=1) + "\n", fsync=True, mode=0o600)
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Plan":
+        """A saved stop plan, every relay section validated by its driver (a section its driver
+        refuses is in ``unusable``). Raises as :func:`read_plan`."""
+        doc = read_plan(path)
+        plan = cls(paths=plan_paths(doc))
+        for t in plan_targets(doc):
+            (plan.targets if isinstance(t, Target) else plan.unusable).append(t)
+        return plan
+
+
+def save_plan(s: "Settings") -> Path | None:
+    """managing's start: save the stop plan of settings ``s`` at ``<state_dir>/stop-plan.json``
+    (:meth:`Plan.save`). Never raises: a failure (a read-only disk) is logged, and stop-loads
+    then has only the settings file. Returns the path written, or None."""
+    import logging
+    path = plan_path(s.paths.state_dir)
+    try:
+        Path(s.paths.state_dir).mkdir(parents=True, exist_ok=True)
+        Plan.of(s).save(path, s.source, s.config_dir if s.source else None)
+        return path
+    except Exception as e:  # noqa: BLE001 -- managing runs without it; stop-loads says so
+        logging.getLogger("gestor.managing").error(
+            "stop plan %s NOT saved: %s (stop-loads will depend on the settings file alone)", path, e)
+        return None
+
+
+def read_plan(path: Path | str) -> dict[str, Any]:
+    """The stop plan file as checked JSON (no driver imported): ``format`` 1, ``paths``
+    (``state_dir``, ``run_dir``), ``loads`` (each ``name``, ``power_w``, ``relay``), and for
+    people ``saved_at``, ``by``, ``settings`` (the settings file it came from) and ``config_dir``.
+
+    Raises:
+        FileNotFoundError: there is none. PermissionError: not allowed to read it (run with sudo).
+        OSError: any other failure to read it, or not a small regular file.
+        PlanError: not a stop plan (not JSON, wrong shape, another format).
+    """
+    from gestor.files import read_small_text
+    try:
+        doc = json.loads(read_small_text(path, PLAN_MAX_BYTES))
+    except (ValueError, RecursionError) as e:
+        raise PlanError(f"{path}: not a stop plan (not JSON: {e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT or not isinstance(doc.get("loads"), list):
+        raise PlanError(f"{path}: not a stop plan of format {PLAN_FORMAT}")
+    p = doc.get("paths")
+    if not (isinstance(p, dict) and isinstance(p.get("state_dir"), str) and isinstance(p.get("run_dir"), str)):
+        raise PlanError(f"{path}: not a stop plan (paths.state_dir and paths.run_dir missing)")
+    return doc
+
+
+def plan_paths(doc: dict[str, Any]) -> Paths:
+    return Paths(Path(doc["paths"]["state_dir"]), Path(doc["paths"]["run_dir"]))
+
+
+def plan_targets(doc: dict[str, Any], origin: str = "") -> Iterator[Target | StopResult]:
+    """The loads of a checked plan (:func:`read_plan`) one by one, each relay section validated
+    by its driver's model when it is reached (only the drivers named are imported): a
+    :class:`Target`, or a :class:`StopResult` saying why that load cannot be switched."""
+    from drivers.relays import RELAYS
+    run_dir = plan_paths(doc).run_dir
+    ctx = {"config_dir": Path(doc["config_dir"])} if isinstance(doc.get("config_dir"), str) else None
+    for i, ld in enumerate(doc["loads"]):
+        ok = isinstance(ld, dict) and isinstance(ld.get("name"), str)
+        name = ld["name"] if ok else f"loads[{i}]"
+        sec = ld.get("relay") if ok else None
+        driver = sec.get("driver") if isinstance(sec, dict) else None
+        if driver not in RELAYS:
+            yield StopResult(name, str(driver), error=f"stop plan: relay section unusable (driver {driver!r})")
+            continue
+        try:
+            relay = RELAYS[driver][0].model_validate(sec, context=ctx)
+        except Exception as e:  # noqa: BLE001 -- a ValidationError, or a driver that cannot be imported
+            yield StopResult(name, driver, error=f"stop plan: relay section refused by its driver: {_one_line(e)}")
+            continue
+        power = ld.get("power_w")
+        yield Target(name, relay, float(power) if isinstance(power, (int, float)) else 0.0, run_dir, origin)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
 
 def plan_from_file(path: str) -> Plan:
     """Best effort on any settings file: a fully valid one gives every load; an invalid one still
     gives every load whose relay section its driver accepts. Raises SettingsError only when the
     file cannot be read or parsed at all."""
+    from pydantic import ValidationError
+
+    from drivers.relays import RELAYS
+    from gestor.settings import PathsSettings, SettingsError, load_settings, read_raw
     try:
         return Plan.of(load_settings(path))
     except SettingsError as e:
@@ -87,13 +255,14 @@ def plan_from_file(path: str) -> Plan:
         raw = read_raw(path)
     except SettingsError:
         raw = read_raw(path, secrets_optional=True)  # a relay without its password may still be a GPIO line
-    plan = Plan(problems=problems)
+    plan = Plan(problems=problems, paths=PathsSettings())
     if isinstance(raw, dict):
         try:
             plan.paths = PathsSettings.model_validate(raw.get("paths") or {})
         except ValidationError:
             pass
     loads = raw.get("loads") if isinstance(raw, dict) else None
+    ctx = {"config_dir": Path(path).resolve().parent}
     for i, ld in enumerate(loads if isinstance(loads, list) else []):
         name = ld.get("name") if isinstance(ld, dict) and isinstance(ld.get("name"), str) else f"loads[{i}]"
         sec = ld.get("relay") if isinstance(ld, dict) else None
@@ -102,7 +271,7 @@ def plan_from_file(path: str) -> Plan:
             plan.unusable.append(StopResult(name, str(driver), error=f"relay section unusable (driver {driver!r})"))
             continue
         try:
-            relay = RELAYS[driver][0].model_validate(sec)
+            relay = RELAYS[driver][0].model_validate(sec, context=ctx)
         except ValidationError as e:
             first = e.errors()[0]
             plan.unusable.append(StopResult(name, driver, error=f"relay section invalid: "
@@ -113,47 +282,99 @@ def plan_from_file(path: str) -> Plan:
     return plan
 
 
-def stop_all(targets, paths: PathsSettings | Any, timeout_s: float = 5.0) -> list[StopResult]:
-    """Switch every load off in parallel; read each back. Never raises for a relay's fault.
-    ``targets``: :class:`Target` s or the settings' loads (``name``, ``relay``, ``power_w``)."""
-    ctx = DriverContext(WallClock(), Path(paths.run_dir), Path.cwd())
+def _fault(e: Exception) -> str:
+    """A driver's exception as one line: a RelayError's own message; an OSError's reason and
+    file (a read-only runtime directory); anything else with its type (a driver's bug)."""
+    from drivers.relays import RelayError
+    if isinstance(e, RelayError):
+        return _one_line(e)
+    if isinstance(e, OSError) and e.strerror:
+        return f"{_why(e)}" + (f": {e.filename}" if e.filename else "")
+    return f"{type(e).__name__}: {_one_line(e)}"
 
-    def one(ld) -> StopResult:
-        r = StopResult(ld.name, ld.relay.driver)
-        try:
-            _, factory = RELAYS[ld.relay.driver]
-            relay = factory(ld.relay, ctx, ld.name, ld.power_w)
-        except Exception as e:  # a driver that cannot even open must not stop the others
-            r.error = f"cannot open relay: {e}"
-            return r
-        try:
-            try:
-                r.before = relay.state()
-            except RelayError:
-                pass  # the command below may still work; report only its outcome
-            relay.set(False)
-            r.after = relay.state()
-            if r.after:
-                r.error = "relay still reads on"
-        except RelayError as e:
-            r.error = str(e)
-        finally:
-            try:
-                relay.close()
-            except Exception:
-                pass
-        return r
 
-    results: list[StopResult] = []
-    pool = ThreadPoolExecutor(max_workers=max(len(targets), 1))
-    futures = [(ld, pool.submit(one, ld)) for ld in targets]
-    for ld, fut in futures:
+def _stop_one(t: Target, run_dir: Path, r: StopResult) -> None:
+    """Switch one load off and read it back, filling ``r``. Never raises: any exception of its
+    driver (RelayError, OSError from a read-only directory, a driver's bug) is ``r.error``."""
+    from drivers import DriverContext
+    from drivers.relays import RELAYS
+    from gestor.clock import WallClock
+    try:
+        _, factory = RELAYS[t.relay.driver]
+        relay = factory(t.relay, DriverContext(WallClock(), Path(t.run_dir or run_dir), Path.cwd()), t.name, t.power_w)
+    except Exception as e:  # noqa: BLE001 -- a driver that cannot even open must not stop the others
+        r.error = f"cannot open relay: {_one_line(e)}"
+        return
+    try:
         try:
-            results.append(fut.result(timeout=timeout_s))
-        except FutureTimeout:
-            results.append(StopResult(ld.name, ld.relay.driver, error=f"no answer within {timeout_s:g} s"))
-    pool.shutdown(wait=False, cancel_futures=True)
-    return results
+            r.before = relay.state()
+        except Exception:  # noqa: BLE001 -- the command below may still work; report only its outcome
+            pass
+        relay.set(False)
+        r.after = relay.state()
+        if r.after:
+            r.error = "relay still reads on"
+    except Exception as e:  # noqa: BLE001 -- RelayError, OSError, anything: that load's error
+        r.error = _fault(e)
+    finally:
+        try:
+            relay.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class Stopper:
+    """Switches loads off as they are added, each in a daemon thread of its own, and collects the
+    outcomes within a timeout per relay and one total deadline: a relay that never finishes (a
+    device dripping one byte a second) is reported and abandoned, never waited for."""
+
+    def __init__(self, run_dir: Path | str, deadline: float, timeout_s: float = 5.0) -> None:
+        """``deadline``: ``time.monotonic()`` by which :meth:`results` returns; ``timeout_s``: per
+        relay, from the moment it was added."""
+        self.run_dir = Path(run_dir)
+        self.deadline = deadline
+        self.timeout_s = timeout_s
+        self.jobs: list[tuple[Target, StopResult, threading.Thread, float]] = []
+        self.keys: set[tuple[str, str, str]] = set()
+
+    def add(self, t: Target, once: bool = True) -> bool:
+        """Start switching ``t`` off now, unless (``once``) the same relay of the same load is
+        already being switched. Returns whether it was started."""
+        if once:
+            key = _same_relay_key(t, self.run_dir)
+            if key in self.keys:
+                return False
+            self.keys.add(key)
+        r = StopResult(t.name, t.relay.driver + (f" ({t.origin})" if t.origin else ""))
+        th = threading.Thread(target=_stop_one, args=(t, self.run_dir, r), name=f"stop-{t.name}", daemon=True)
+        th.start()
+        self.jobs.append((t, r, th, time.monotonic()))
+        return True
+
+    def results(self) -> list[StopResult]:
+        """Each load's outcome, in the order added; waits at most until the deadline."""
+        out = []
+        for t, r, th, started in self.jobs:
+            until = min(started + self.timeout_s, self.deadline)
+            th.join(max(0.0, until - time.monotonic()))
+            if th.is_alive():
+                why = (f"no answer within {self.timeout_s:g} s" if started + self.timeout_s <= self.deadline
+                       else "no answer before the total deadline")
+                out.append(StopResult(r.load, r.driver, r.before, None, why))
+            else:
+                out.append(r)
+        return out
+
+
+def stop_all(targets, paths: Any, timeout_s: float = 5.0, deadline: float | None = None) -> list[StopResult]:
+    """Switch every load off in parallel; read each back. Never raises for a relay's fault (any
+    exception of a driver is that load's error). ``targets``: :class:`Target` s or the settings'
+    loads (``name``, ``relay``, ``power_w``); ``deadline``: ``time.monotonic()`` by which it
+    returns whatever the devices do (default: ``timeout_s`` from now)."""
+    st = Stopper(paths.run_dir, time.monotonic() + timeout_s if deadline is None else deadline, timeout_s)
+    for ld in targets:
+        st.add(ld if isinstance(ld, Target) else Target(ld.name, ld.relay, ld.power_w), once=False)
+    return st.results()
 
 
 def is_managing(pid: int) -> bool:
@@ -177,27 +398,35 @@ def is_managing(pid: int) -> bool:
     return True
 
 
-def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float) -> list[StopResult]:
+def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
+                      deadline: float | None = None) -> list[StopResult]:
     """Relays stop-loads could not switch may be held by a running managing (a GPIO line is
     claimed by one process only). With the latch set, a healthy managing switches them off within
     a cycle and publishes it: wait for that. If it does not (hung), stop managing (SIGTERM, then
-    SIGKILL) so that its lines are released, and try again."""
+    SIGKILL) so that its lines are released, and try again; all before ``deadline``
+    (``time.monotonic()``; default: no bound but the waits' own)."""
+    from gestor.livestate import pid_alive, read_managing
+    end = float("inf") if deadline is None else deadline
     st = read_managing(plan.paths.run_dir)
     pid = st["pid"] if st and isinstance(st.get("pid"), int) and not isinstance(st.get("pid"), bool) else None
     if pid is None or pid == os.getpid() or not pid_alive(pid):
         return results
     bad = {r.load for r in results if not r.confirmed}
     cycle0 = st.get("cycle")  # a cycle after this one has seen the latch (clocks may differ: drills)
-    wait_s = 2 * float(st.get("interval_s", 10.0)) + timeout_s
+    # what the end needs: SIGKILL's wait (1 s) and one more try (timeout_s)
+    wait_s = min(2 * float(st.get("interval_s", 10.0)) + timeout_s, end - time.monotonic() - 1.0 - timeout_s)
+    if wait_s <= 0:
+        print(f"no time left to wait for managing (pid {pid}) within the deadline", file=sys.stderr)
+        return results
     print(f"waiting up to {wait_s:.0f} s for managing (pid {pid}) to switch {', '.join(sorted(bad))} off "
           "under the latch...")
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
+    until = time.monotonic() + wait_s
+    while time.monotonic() < until:
         st = read_managing(plan.paths.run_dir) or {}
         fresh = st.get("latched") is True and isinstance(st.get("cycle"), int) and st.get("cycle") != cycle0
         if fresh and all((st.get("loads", {}).get(n) or {}).get("on") is False for n in bad):
             for r in results:
-                if r.load in bad:
+                if r.load in bad and not r.confirmed:
                     r.after, r.error = False, None
                     r.driver += " (via managing)"
             return results
@@ -207,18 +436,28 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float) -
               "not signalled", file=sys.stderr)
         return results
     print(f"managing (pid {pid}) did not confirm: stopping it so its relays are released", file=sys.stderr)
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+    # SIGTERM's grace (managing switches its loads off on it) shrinks to what the deadline leaves
+    term_s = min(10.0, end - time.monotonic() - 1.0 - timeout_s)
+    for sig, grace in ((signal.SIGTERM, term_s), (signal.SIGKILL, 1.0)):
+        if grace <= 0:
+            continue
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             break
-        end = time.monotonic() + grace
-        while pid_alive(pid) and time.monotonic() < end:
+        stop = time.monotonic() + grace
+        while pid_alive(pid) and time.monotonic() < stop:
             time.sleep(0.1)
         if not pid_alive(pid):
             break
-    again = {r.load: r for r in stop_all([t for t in plan.targets if t.name in bad], plan.paths, timeout_s)}
-    return [again.get(r.load, r) if r.load in bad else r for r in results]
+    # results[i] is plan.targets[i]'s (the unusable ones follow): try the unconfirmed ones again
+    retry = [i for i, t in enumerate(plan.targets) if i < len(results) and not results[i].confirmed]
+    again = stop_all([plan.targets[i] for i in retry], plan.paths, timeout_s, min(end, time.monotonic() + timeout_s))
+    out = list(results)
+    for i, r in zip(retry, again):
+        r.driver = results[i].driver  # as labelled in the table
+        out[i] = r
+    return out
 
 
 @dataclass
@@ -235,29 +474,34 @@ class StopOutcome:
         return self.latch_ok and all(r.confirmed for r in self.results)
 
 
-def emergency_stop(plan: Plan, timeout_s: float = 5.0, latch: bool = True, by: str = "stop-loads") -> StopOutcome:
-    """The emergency stop, for ``stop-loads`` and the web page's button: set the stop latch
-    (``by`` says who, in the latch file), switch every load of ``plan`` off in parallel and read
-    each back; loads held by a running managing are confirmed through it (see
-    :func:`_through_managing`). Prints the latch's progress; never raises for a relay's fault."""
-    state_dir = plan.paths.state_dir
-    line: str | None = None
-    latch_ok = True
-    if latch:
-        try:
-            set_latch(state_dir, WallClock().now(), by)
-            line = f"SET ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'"
-            print(f"stop latch set ({state_dir}/stop.latch): managing keeps every load off until "
-                  f"'stop-loads --release'")
-        except OSError as e:
-            latch_ok = False
-            line = f"NOT SET: {e.strerror or e}: managing may switch the loads back on"
-            print(f"STOP-LOADS: STOP LATCH NOT SET ({state_dir}/stop.latch: {e.strerror or e}); switching off "
-                  f"anyway, but managing may switch loads back on: run stop-loads with the rights to write "
-                  f"{state_dir} (sudo), or stop managing", file=sys.stderr)
-    results = stop_all(plan.targets, plan.paths, timeout_s) + plan.unusable
+def set_the_latch(state_dir: Path | str, by: str) -> tuple[str, bool]:
+    """Set the stop latch in ``state_dir``, printing how it went: (the table's line, set?)."""
+    from datetime import datetime, timezone
+
+    from gestor.livestate import set_latch
+    try:
+        set_latch(Path(state_dir), datetime.now(timezone.utc), by)
+    except OSError as e:
+        why = f"{e.strerror or e}" + (f": {SUDO}" if isinstance(e, PermissionError) else "")
+        print(f"STOP-LOADS: STOP LATCH NOT SET ({state_dir}/stop.latch: {why}); switching off anyway, but "
+              f"managing may switch loads back on: run stop-loads with the rights to write {state_dir} (sudo), "
+              "or stop managing", file=sys.stderr)
+        return f"NOT SET: {why}: managing may switch the loads back on", False
+    print(f"stop latch set ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'")
+    return f"SET ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'", True
+
+
+def emergency_stop(plan: Plan, timeout_s: float = 5.0, latch: bool = True, by: str = "stop-loads",
+                   deadline_s: float = DEFAULT_DEADLINE_S) -> StopOutcome:
+    """The emergency stop, for the web page's button: set the stop latch (``by`` says who, in
+    the latch file), switch every load of ``plan`` off in parallel and read each back; loads held
+    by a running managing are confirmed through it (see :func:`_through_managing`); all within
+    ``deadline_s``. Prints the latch's progress; never raises for a relay's fault."""
+    deadline = time.monotonic() + deadline_s
+    line, latch_ok = set_the_latch(plan.paths.state_dir, by) if latch else (None, True)
+    results = stop_all(plan.targets, plan.paths, timeout_s, deadline) + plan.unusable
     if latch and latch_ok and any(not r.confirmed for r in results):
-        results = _through_managing(plan, results, timeout_s)
+        results = _through_managing(plan, results, timeout_s, deadline)
     return StopOutcome(results, line, latch_ok)
 
 
@@ -275,38 +519,188 @@ def print_table(results: list[StopResult], out=None, latch: str | None = None) -
         print(f"stop latch: {latch}", file=out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _args(argv: list[str] | None):
+    import argparse
     ap = argparse.ArgumentParser(prog="stop-loads", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=os.environ.get("GESTOR_CONFIG", DEFAULT_CONFIG))
     ap.add_argument("--release", action="store_true", help="clear the stop latch and exit")
     ap.add_argument("--no-latch", action="store_true", help="switch off without setting the latch")
     ap.add_argument("--timeout-s", type=float, default=5.0, help="per relay (default 5)")
+    ap.add_argument("--deadline-s", type=float, default=DEFAULT_DEADLINE_S,
+                    help="in all, whatever a device does (default 15)")
+    ap.add_argument("--plan", default=None,
+                    help=f"the stop plan to act on first (default: {DEFAULT_STATE_DIR}/{PLAN_FILE}, or "
+                         f"${STATE_DIR_ENV}/{PLAN_FILE}, when saved from the same settings file)")
     a = ap.parse_args(argv)
+    if not (a.timeout_s > 0 and a.deadline_s > 0):
+        ap.error("--timeout-s and --deadline-s must be > 0")
+    return a
+
+
+def _why(e: BaseException) -> str:
+    """An OSError's reason in a line, with the advice to use sudo when it is a matter of rights."""
+    if isinstance(e, PermissionError):
+        return f"{e.strerror or e}: {SUDO}"
+    return (e.strerror or str(e)) if isinstance(e, OSError) else _one_line(e)
+
+
+def _read_plan_quietly(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the checked plan, None), (None, why it cannot be used), or (None, None) when there is none."""
+    try:
+        return read_plan(path), None
+    except FileNotFoundError:
+        return None, None
+    except PlanError as e:
+        return None, f"the stop plan {e} is not usable"
+    except OSError as e:
+        return None, f"cannot read the stop plan {path}: {_why(e)}"
+
+
+def _sudo_hint(lines: list[str]) -> list[str]:
+    return [ln + (f" ({SUDO})" if "Permission denied" in ln and "sudo" not in ln else "") for ln in lines]
+
+
+def _release(a) -> int:
+    """``--release``: the latch of the settings' state dir (else the plan's, else the default)."""
+    from gestor.livestate import clear_latch
+    from gestor.settings import SettingsError
+    try:
+        state_dir = Path(plan_from_file(a.config).paths.state_dir)
+    except SettingsError as e:
+        doc, _ = _read_plan_quietly(Path(a.plan) if a.plan else plan_path(default_state_dir()))
+        state_dir = plan_paths(doc).state_dir if doc else default_state_dir()
+        print("\n".join(_sudo_hint(e.errors)), file=sys.stderr)
+        print(f"STOP-LOADS: {a.config} cannot be read: releasing the latch in {state_dir}", file=sys.stderr)
+    try:
+        was = clear_latch(state_dir)
+    except OSError as e:
+        print(f"STOP-LOADS: {e if type(e).__name__ == 'LatchError' else _why(e)}", file=sys.stderr)
+        return 1
+    print("stop latch released: managing may switch loads again" if was else "no stop latch was set")
+    return 0
+
+
+def main(argv: list[str] | None = None, hard_exit: bool | None = None) -> int:
+    """The ``stop-loads`` command. ``hard_exit`` (default: when run as the command, ``argv``
+    None): end the process with ``os._exit`` once the table is printed if a relay's thread is
+    still hanging, so that nothing waits for it."""
+    a = _args(argv)
+    if a.release:
+        return _release(a)
+    code = _stop(a)
+    if (argv is None if hard_exit is None else hard_exit) and threading.active_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # threads left hanging on a device: the deadline is the deadline
+    return code
+
+
+def _stop(a) -> int:
+    deadline = time.monotonic() + a.deadline_s
+    by = f"stop-loads pid {os.getpid()} on {os.uname().nodename}"
+    config = os.path.realpath(a.config)
+    stopper: Stopper | None = None
+    notes: list[str] = []            # lines for stderr, after the table's latch lines
+    latched: dict[str, tuple[str, bool]] = {}  # state dir -> (line, ok)
+    read_plans: set[str] = set()
+    saved: dict[str, Any] | None = None  # the plan acted on (the first found)
+    saved_at: Path | None = None
+    extra: list[str] = []            # loads (or relays) only the stop plan has
+
+    def latch_in(state_dir: Path) -> None:
+        key = os.path.realpath(state_dir)
+        if not a.no_latch and key not in latched:
+            latched[key] = set_the_latch(state_dir, by)
+
+    def act_on(doc: dict[str, Any], path: Path, origin: str = "saved plan") -> None:
+        nonlocal stopper, saved, saved_at
+        if stopper is None:
+            stopper = Stopper(plan_paths(doc).run_dir, deadline, a.timeout_s)
+        if saved is None:
+            saved, saved_at = doc, path
+        for t in plan_targets(doc, origin):
+            if isinstance(t, Target):
+                stopper.add(t)
+            else:
+                unusable.append(t)
+        latch_in(plan_paths(doc).state_dir)
+
+    unusable: list[StopResult] = []
+    # 1. the stop plan in the default place, when it belongs to this settings file: act at once
+    first = Path(a.plan) if a.plan else plan_path(default_state_dir())
+    read_plans.add(os.path.realpath(first))
+    doc0, why0 = _read_plan_quietly(first)
+    if doc0 is not None and (a.plan or doc0.get("settings") == config):
+        act_on(doc0, first)
+    # 2. the settings file
+    from gestor.settings import SettingsError
     try:
         plan = plan_from_file(a.config)
     except SettingsError as e:
-        print(str(e), file=sys.stderr)
-        print("STOP-LOADS: the settings file cannot be read at all: NO LOAD WAS SWITCHED OFF. "
-              "Switch them off by hand.", file=sys.stderr)
-        return 2
-    for p in plan.problems:
-        print(p, file=sys.stderr)
-    if plan.problems:
-        print(f"STOP-LOADS: {a.config} is not valid: switching off every load it can still describe "
-              f"({len(plan.targets)}), reporting the others; exit 1 whatever happens", file=sys.stderr)
-    if a.release:
-        was = clear_latch(plan.paths.state_dir)
-        print("stop latch released: managing may switch loads again" if was else "no stop latch was set")
-        return 0
-    outcome = emergency_stop(plan, a.timeout_s, latch=not a.no_latch,
-                             by=f"stop-loads pid {os.getpid()} on {socket.gethostname()}")
-    results, latch, latch_ok = outcome.results, outcome.latch, outcome.latch_ok
+        print("\n".join(_sudo_hint(e.errors)), file=sys.stderr)
+        if doc0 is not None:
+            if saved is None:
+                act_on(doc0, first)
+            print(f"STOP-LOADS: {a.config} cannot be read: switching off the loads of the stop plan {first} "
+                  f"(saved {doc0.get('saved_at', '?')} by {doc0.get('by', '?')}); exit 1 whatever happens",
+                  file=sys.stderr)
+        else:
+            latch_in(default_state_dir())
+            print(f"STOP-LOADS: {a.config} cannot be read and there is no usable stop plan "
+                  f"({why0 or f'none at {first}'}): NO LOAD IS KNOWN, NONE WAS SWITCHED OFF. "
+                  "Switch them off by hand.", file=sys.stderr)
+        plan = Plan(paths=plan_paths(saved) if saved else Paths(default_state_dir()),
+                    problems=[f"{a.config}: cannot be read"])
+    else:
+        for p in _sudo_hint(plan.problems):
+            print(p, file=sys.stderr)
+        if plan.problems:
+            print(f"STOP-LOADS: {a.config} is not valid: switching off every load it can still describe "
+                  f"({len(plan.targets)}), reporting the others; exit 1 whatever happens", file=sys.stderr)
+        latch_in(Path(plan.paths.state_dir))
+        if stopper is None:
+            stopper = Stopper(Path(plan.paths.run_dir), deadline, a.timeout_s)
+        plan_keys = set()
+        for t in plan.targets:
+            t.run_dir = t.run_dir or Path(plan.paths.run_dir)
+            plan_keys.add(_same_relay_key(t, stopper.run_dir))
+            stopper.add(t)
+        # the plan managing saved under this file's state dir (it may still run an older file)
+        here = plan_path(plan.paths.state_dir)
+        if os.path.realpath(here) in read_plans:
+            doc, why = doc0, why0
+        else:
+            read_plans.add(os.path.realpath(here))
+            doc, why = _read_plan_quietly(here)
+        if doc is not None and doc is not saved:
+            act_on(doc, here)
+        elif why and saved is None:
+            notes.append(f"STOP-LOADS: {why}; the settings file alone is used")
+        for t, r, _, _ in stopper.jobs:
+            if not t.origin:
+                continue
+            if _same_relay_key(t, stopper.run_dir) in plan_keys:
+                r.driver = t.relay.driver  # the file has it too: no "(saved plan)"
+            else:
+                extra.append(t.name)
+    if stopper is not None:
+        plan.targets = [t for t, _, _, _ in stopper.jobs]
+    if extra:
+        notes.append(f"STOP-LOADS: the stop plan {saved_at} (managing's last start) has relays the settings file "
+                     f"lacks: switched off too: {', '.join(extra)}")
+    results = (stopper.results() if stopper else []) + plan.unusable + unusable
+    latch_ok = all(ok for _, ok in latched.values())
+    if latched and latch_ok and any(not r.confirmed for r in results):
+        results = _through_managing(plan, results, a.timeout_s, deadline)
+    latch = None if a.no_latch else "; ".join(line for line, _ in latched.values()) or "NOT SET"
     print_table(results, latch=latch)
+    for n in notes:
+        print(n, file=sys.stderr)
     bad = [r for r in results if not r.confirmed]
     for r in bad:
         print(f"STOP-LOADS: load {r.load} NOT CONFIRMED OFF ({r.driver}): {r.error}. "
               f"Switch it off by hand.", file=sys.stderr)
-    return 1 if bad or not latch_ok or plan.problems else 0
+    return 1 if bad or not latch_ok or plan.problems or not results else 0
 
 
 if __name__ == "__main__":

@@ -197,7 +197,13 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         for r in outcome.results:
             if not r.confirmed:
                 log.error("EMERGENCY STOP from the web page: load %s NOT CONFIRMED OFF: %s", r.load, r.error)
-        return jsonify(ok=outcome.ok, latch=outcome.latch, loads=rows), 200 if outcome.ok else 500
+        if outcome.ok:
+            return jsonify(ok=True, latch=outcome.latch, loads=rows)
+        # done, but not every load confirmed off (or no latch): the table says which; not a 2xx, so
+        # that the page (which reads a 2xx as "Stopped") shows the error line instead
+        bad = [f"{r.load} ({r.error or 'unknown state'})" for r in outcome.results if not r.confirmed]
+        error = ("not confirmed off: " + "; ".join(bad)) if bad else f"stop latch {outcome.latch}"
+        return jsonify(ok=False, latch=outcome.latch, loads=rows, error=error), 502
 
     app.extensions["gestor"] = {"csrf": csrf, "limiter": limiter, "history": history}
     return app
@@ -206,6 +212,11 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
 def _stop_from(s: Settings) -> Callable[[str], Any]:
     def stop(by: str):
         import stop_loads
-        plan = stop_loads.plan_from_file(str(s.source)) if s.source else stop_loads.Plan.of(s)
+        from gestor.settings import SettingsError
+        try:
+            plan = stop_loads.plan_from_file(str(s.source)) if s.source else stop_loads.Plan.of(s)
+        except SettingsError as e:  # the file broke since the page started: its loads as it read them
+            log.error("emergency stop: %s: %s; using the settings read at start", s.source, e)
+            plan = stop_loads.Plan.of(s)
         return stop_loads.emergency_stop(plan, by=by)
     return stop
