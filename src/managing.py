@@ -40,6 +40,7 @@ from gestor.overrides import read_overrides
 from gestor.policies import Snapshot, Wish, projected_wh
 from gestor.settings import Settings
 from gestor.statefiles import ManagingFile, read_state
+import stop_loads
 
 log = logging.getLogger("gestor.managing")
 STATE_FILE = "managing.json"
@@ -146,6 +147,7 @@ class Managing:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Every load off before the first decision; the stop button armed if configured."""
+        stop_loads.save_plan(self.s)  # the stop plan: what stop-loads switches off if the settings file breaks
         self._command_all([(ld, False, "start: every load off until the policy decides", None)
                            for ld in self.loads], self.clock.now())
         pin = self.s.managing.stop_button_pin
