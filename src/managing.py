@@ -35,7 +35,7 @@ from gestor.daemon import context, open_relays, run_loop
 from gestor.files import WriteGuard, atomic_write_text
 from gestor.control import Core, LoadState
 from gestor.guards import LoadLimits, Override, min_run_deadline
-from gestor.livestate import is_latched, publish_managing, read_live, set_latch
+from gestor.livestate import is_latched, latch_path, publish_managing, read_live, set_latch
 from gestor.overrides import read_overrides
 from gestor.policies import Snapshot, Wish, projected_wh
 from gestor.settings import Settings
@@ -139,6 +139,7 @@ class Managing:
         self.closed: deque[PeriodSummary] = deque(maxlen=96)  # recent closed periods (bounded: runs for years)
         self.switches_total = 0
         self.cycles = 0                  # published: stop-loads waits for a cycle after its latch
+        self._latched_seen: bool | None = None  # the latch at the last cycle (its changes are logged)
         self._file_op = WriteGuard(log, "control goes on without it")
         # one worker per load: relays are commanded in parallel, so a slow one delays no other
         self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="relay")
@@ -298,6 +299,10 @@ class Managing:
             self.mqtt.close()
             self.mqtt = None
         self._persist()
+        now = self.clock.now()
+        self._publish(now, Snapshot(now.timestamp(), now.timestamp(), now.timestamp(), self.balance.balance_wh,
+                                    self.balance.last_net_w, ()),
+                      now, now, is_latched(self.s.paths.state_dir), stopped=ok)
         self._pool.shutdown(wait=False, cancel_futures=True)
         return ok
 
@@ -338,6 +343,13 @@ class Managing:
                 else "held by a guard" for ld in self.loads
                 if ld.on is None or ld.name in self.overrides or ld.hold_off_until is not None}
         latched = is_latched(self.s.paths.state_dir)
+        if latched != self._latched_seen:
+            if latched:
+                log.warning("stop latch set (%s): every load off until 'stop-loads --release'",
+                            latch_path(self.s.paths.state_dir))
+            elif self._latched_seen is not None:
+                log.warning("stop latch released: the policy decides again")
+            self._latched_seen = latched
         if self.prices is not None:
             self.prices.refresh(now, self.core.bounds_s(now.timestamp())[0])
             if self.s.prices.source == "esios":
@@ -452,13 +464,17 @@ class Managing:
         self.last_cycle_at = None
         self.persisted_at = None
 
-    def _publish(self, now: datetime, snap: Snapshot, start: datetime, end: datetime, latched: bool) -> None:
-        """The state after this cycle, for ``gestor status`` and ``stop-loads`` (run_dir, tmpfs)."""
+    def _publish(self, now: datetime, snap: Snapshot, start: datetime, end: datetime, latched: bool,
+                 stopped: bool = False) -> None:
+        """The state after this cycle, for ``gestor status`` and ``stop-loads`` (run_dir, tmpfs).
+        ``stopped``: managing exited with every load confirmed off (after a kill the file still
+        says running: ``gestor status`` then shows the loads as unknown)."""
         key = snap.period_start_s
         reading = self.balance.last
         self._count_switch(None, now)
         self._file_op("the published state", lambda: publish_managing(self.s.paths.run_dir, {
             "pid": os.getpid(), "at": now.isoformat(), "cycle": self.cycles, "interval_s": self.s.managing.interval_s,
+            "stopped": stopped,
             "period_start": start.isoformat(), "period_end": end.isoformat(),
             "balance_wh": snap.balance_wh, "projected_wh": projected_wh(snap, "instant"),
             "net_w": snap.net_w, "reading_at": reading.at.isoformat() if reading else None,
@@ -573,13 +589,15 @@ class Managing:
     def _record(self, ld: LoadRuntime, on: bool, reason: str, now: datetime, error: str | None,
                 auto_off_s: float | None) -> bool:
         word = "ON" if on else "OFF"
-        switched = error is None and ld.on != on
+        # an off from an unknown state (the start's, a failed relay's) is not counted as a switch
+        switched = error is None and ld.on != on and not (ld.on is None and not on)
         if error is None:
             if ld.on and not on and self.balance.last is not None:  # was the load's power seen to go?
                 ld.off_check = (now.timestamp(), self.balance.last.net_w)
-            if ld.on != on:
+            if switched:
                 self.switches_total += 1
                 self._count_switch(ld.name, now)
+            if ld.on != on:  # the control core's timers (min_off_s from now) all the same
                 self.core.switched(ld.state, on, now.timestamp(), self.core.bounds_s(now.timestamp())[0])
             if ld.failures:
                 log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)

@@ -8,7 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gestor.livestate import READING_FILE, latch_path, pid_alive, read_managing
+from gestor.files import read_small_text
+from gestor.livestate import READING_FILE, is_latched, latch_path, pid_alive, read_managing
 from gestor.overrides import read_overrides
 from gestor.settings import Settings
 
@@ -26,7 +27,7 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
     """Everything ``gestor status`` shows, as a dict (the ``--json`` output)."""
     out: dict[str, Any] = {"at": now.isoformat(), "site": s.site, "timezone": s.timezone}
     try:
-        live = json.loads((Path(s.paths.run_dir) / READING_FILE).read_text())
+        live = json.loads(read_small_text(Path(s.paths.run_dir) / READING_FILE))
         if not isinstance(live, dict):
             live = {}
     except (OSError, ValueError):
@@ -51,13 +52,20 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
                          "projected_wh": mg.get("projected_wh"),
                          "remaining_s": max(-_age(now, end), 0.0) if end and _age(now, end) is not None else None}
         out["loads"] = mg.get("loads", {})
+        if not out["managing"]["running"] and not mg.get("stopped"):
+            # killed (or never wrote its exit): what it published last is not what the relays do now
+            out["loads"] = {n: {**ld, "on": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is not running "
+                                f"and did not say it switched it off; run stop-loads if in doubt"}
+                            for n, ld in out["loads"].items() if isinstance(ld, dict)}
     else:
         out["period"], out["loads"] = None, {}
-    lp = latch_path(s.paths.state_dir)
-    try:
-        latch = lp.read_text().strip()
-        out["stop_latch"] = {"set": True, "detail": latch}
-    except OSError:
+    if is_latched(s.paths.state_dir):
+        try:
+            detail = read_small_text(latch_path(s.paths.state_dir), 4096).strip()
+        except (OSError, ValueError) as e:
+            detail = f"(cannot be read: {getattr(e, 'strerror', None) or e})"
+        out["stop_latch"] = {"set": True, "detail": detail}
+    else:
         out["stop_latch"] = {"set": False}
     out["overrides"] = {k: v.describe(s.tz) for k, v in read_overrides(s.paths.state_dir, now, move_aside=False).items()}
     spool = Path(s.paths.state_dir) / "spool"

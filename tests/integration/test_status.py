@@ -67,3 +67,48 @@ def test_status_running_then_stopped(tmp_path, influxd, influx_db, capsys):
     assert main(["status", "--config", str(g)]) == 0
     out = capsys.readouterr().out
     assert "InfluxDB NOT REACHABLE" in out and "monitoring 2.3 kB" in out
+
+
+def test_status_after_managing_stopped_or_was_killed(tmp_path, caplog):
+    """managing's exit publishes its last state (every load off, confirmed): gestor status shows
+    them off. After a kill nothing could say so: the loads show as unknown, not as they were.
+    The latch's changes leave a journal line even while every load is off; the start's "every
+    load off" is no switch."""
+    import logging
+    from datetime import timedelta
+
+    from gestor import status
+    from gestor.lockstep import run_lockstep
+    from gestor.livestate import clear_latch, set_latch
+    from tests.integration.test_faults import daemons
+    from tests.integration.test_safety import T0
+    s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 20))
+    assert sum(mgr.switches_today.values()) == 0 and mgr.switches_total == 0  # the start's off: no switch
+    run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=3))
+    assert status.collect(s, clock.now(), ping=False)["loads"]["water_heater"]["on"] is True
+    with caplog.at_level(logging.WARNING, "gestor"):
+        set_latch(s.paths.state_dir, clock.now(), "test")
+        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=4))
+        clear_latch(s.paths.state_dir)
+        clock.advance(10)
+        mgr.cycle()
+        assert caplog.text.count("stop latch released") == 1
+        set_latch(s.paths.state_dir, clock.now(), "test")  # set again while every load is off (min_off_s)
+        clock.advance(10)
+        mgr.cycle()
+    assert not any(ld.on for ld in mgr.loads)
+    assert caplog.text.count("stop latch set") == 2
+    assert mgr.stop() is True
+    d = status.collect(s, clock.now(), ping=False)
+    assert d["loads"]["water_heater"]["on"] is False and d["loads"]["pool_pump"]["on"] is False
+    # a managing killed with a load on: its file says on, its pid is gone
+    f = s.paths.run_dir / "managing.json"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    st = json.loads(f.read_text())
+    st.update(pid=gone.pid, stopped=False)
+    st["loads"]["water_heater"]["on"] = True
+    f.write_text(json.dumps(st))
+    d = status.collect(s, clock.now(), ping=False)
+    assert d["loads"]["water_heater"]["on"] is None and "unknown: managing" in d["loads"]["water_heater"]["reason"]
+    assert "?UNKNOWN" in status.render(d, s)
