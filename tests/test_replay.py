@@ -94,11 +94,15 @@ def test_end_of_file_is_an_error_unless_looping(tmp_path, house_csv):
 def test_simulated_loads_are_added_to_consumption(tmp_path, house_csv):
     m, clock, ctx = meter(tmp_path, house_settings(house_csv))
     relay = SimulatedRelay(SimulatedRelaySettings(), ctx, "water_heater", 1000.0)
-    relay.set(True)
+    relay.set(True)   # at T0: the sample of T0 was measured before it (as managing attributes it)
     r = m.read()
-    assert (r.consumption_w, r.net_w) == (1200.0, -200.0)
+    assert (r.consumption_w, r.net_w) == (200.0, 800.0)
+    clock.advance(10)
+    r = m.read()      # the sample of T0+10 s, measured with the load on: base 0 W + 1000 W
+    assert (r.consumption_w, r.net_w) == (1000.0, 0.0)
     relay.set(False)
-    assert m.read().net_w == 800.0
+    clock.advance(30)
+    assert m.read().net_w == -200.0
 
 
 def test_winter_format_import_positive_net_is_flipped(tmp_path):
@@ -223,3 +227,17 @@ def test_a_reader_that_dies_after_its_input_is_a_clear_error(tmp_path, house_csv
     with pytest.raises(MeterError, match=rf"house.csv: the CSV reader failed \({said}\): "
                                          r"ModuleNotFoundError: No module named pyarrow$"):
         ReplayData.load(house_settings(house_csv))
+
+
+def test_same_time_of_day_plays_the_recorded_sun_where_the_real_one_is(tmp_path):
+    """The installed example (same_time_of_day: true) played from the recording's 00:00 UTC
+    whatever the hour, so a fresh install switched nothing for hours (issue 23). Now a Pi whose
+    clock says 12:30 UTC on any date plays the recording's first 12:30 UTC."""
+    s = house_settings(DATA / "house-2022-06-11_13.csv", same_time_of_day=True, loop=True)
+    m, clock, _ = meter(tmp_path, s, start=datetime(2026, 12, 2, 12, 30, 5, tzinfo=UTC))
+    r = m.read()
+    assert abs((clock.now() - r.at).total_seconds()) <= 10  # a sample of 2022-06-11 about 12:30 UTC
+    assert r.production_w > 1000  # midday sun in June
+    plain, _, _ = meter(tmp_path, house_settings(DATA / "house-2022-06-11_13.csv", loop=True),
+                        start=datetime(2026, 12, 2, 12, 30, 5, tzinfo=UTC))
+    assert plain.read().production_w == 0  # the recording's first sample: night

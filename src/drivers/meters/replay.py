@@ -11,8 +11,10 @@ It reads the formats of ``shared/data`` without conversion (see that folder's RE
   **import-positive** (``net_column: powerLB``, ``net_sign: import_positive``); consumption is
   ``powerP + powerLB``.
 
-Time: opening the meter anchors the clock's time ``c0`` to the data time ``d0`` (``start``, or
-the first sample). A read at clock time ``t`` returns the latest sample at or before
+Time: opening the meter anchors the clock's time ``c0`` to the data time ``d0`` (``start``; else,
+with ``same_time_of_day``, the first instant of the data at the clock's UTC time of day, so the
+recorded sun stands where the real one does: what the installed example uses; else the first
+sample). A read at clock time ``t`` returns the latest sample at or before
 ``d0 + (t - c0) * speed``, stamped ``c0 + (sample - d0) / speed``. With a simulated clock starting
 at the data's first sample and ``speed: 1`` the readings carry the recorded timestamps. During a
 gap in the data the last sample is repeated with its old timestamp, so the live state goes stale as
@@ -32,7 +34,7 @@ import sys
 import tempfile
 from array import array
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
@@ -57,6 +59,7 @@ class ReplaySettings(MeterSettings):
     add_simulated_loads: bool = True
     speed: float = Field(1.0, gt=0, le=10_000)   # data seconds per clock second (x)
     start: datetime | None = None                # first data instant to play (default: first sample)
+    same_time_of_day: bool = False               # without start: begin at the clock's UTC time of day
     loop: bool = False                           # start over at the end instead of failing
 
     @field_validator("timestamp_tz")
@@ -209,9 +212,21 @@ class ReplayMeter:
         self.s = settings
         self.ctx = ctx
         self.data = ReplayData.load(settings, ctx.config_dir)
-        self.d0 = (settings.start or self.data.first).timestamp()
+        self.d0 = (settings.start or self._time_of_day(ctx.clock.now()) or self.data.first).timestamp()
         self.c0 = ctx.clock.now().timestamp()  # the clock time the data's d0 is played at
         self.span_s = self.data.t[-1] - self.data.t[0] + 10.0
+
+    def _time_of_day(self, now: datetime) -> datetime | None:
+        """With ``same_time_of_day``: the first instant of the data at ``now``'s UTC time of day
+        (the next day's if the first day began later), or None when the data ends before it."""
+        if not self.s.same_time_of_day:
+            return None
+        first = self.data.first.astimezone(timezone.utc)
+        now = now.astimezone(timezone.utc)
+        at = first.replace(hour=now.hour, minute=now.minute, second=now.second, microsecond=0)
+        if at < first:
+            at += timedelta(days=1)
+        return at if at.timestamp() <= self.data.t[-1] else None
 
     def read(self) -> Reading:
         now = self.ctx.clock.now().timestamp()
