@@ -394,12 +394,19 @@ def test_a_hung_influxdb_sends_points_to_the_spool_within_memory_max_s(tmp_path)
         store._thread.start()
         t = datetime(2022, 6, 11, 10, tzinfo=UTC)
         store.write([point("meter", {"site": "t"}, {"net_w": 1.0}, t)])
-        time.sleep(0.3)  # the writer is now stuck in a write that will not be answered for 30 s
+        # the writer stuck in a write that will not be answered for 30 s, for longer than
+        # memory_max_s: waited for as states (generous deadlines), whatever the machine's speed
+        deadline = time.monotonic() + 20
+        while not (store._inflight_since is not None and time.monotonic() - store._inflight_since > 1.0):
+            assert time.monotonic() < deadline, "the writer never started its write"
+            time.sleep(0.05)
         for i in range(1, 31):
-            time.sleep(0.1)
             store.write([point("meter", {"site": "t"}, {"net_w": float(i)}, t + timedelta(seconds=i))])
+        assert store._inflight_since is not None  # still hung
         spooled = store.spool.read(1000)[0]
-        assert len(spooled) >= 20, "points stayed in memory behind a hung write"
+        assert len(spooled) >= 30, "points stayed in memory behind a hung write"
+        # every one of them, in order (behind the hung batch, which is spooled too)
+        assert [line.split()[1] for line in spooled[-30:]] == [f"net_w={i}" for i in range(1, 31)]
         assert spooled[-1].endswith(str((t + timedelta(seconds=30)).timestamp() * 1000)[:-2])
     finally:
         hung.close()
