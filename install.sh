@@ -293,7 +293,10 @@ cmd_install() {
   if [ -e /etc/gestor/settings.yaml ]; then
     say "/etc/gestor/settings.yaml exists: left as it is (the example is $PREFIX/settings.example.yaml)"
   else
-    sed "s#path: ../../shared/data/#path: $PREFIX/data/#" "$HERE/config/settings.yaml" > /etc/gestor/settings.yaml
+    # the example replays the recording at the real time of day (its sun where the real one is)
+    sed -e "s#path: ../../shared/data/#path: $PREFIX/data/#" \
+        -e 's|^  loop: true\(.*\)|  loop: true\1\n  same_time_of_day: true      # begin at the real UTC time of day in the recording|' \
+        "$HERE/config/settings.yaml" > /etc/gestor/settings.yaml
     say "wrote /etc/gestor/settings.yaml (replay meter, simulated relays: edit it for your hardware)"
   fi
   # settings: readable by the daemons and the gestor group (gestor status); no secret belongs there
