@@ -245,3 +245,220 @@ def test_relative_files_are_relative_to_the_settings_folder_not_the_working_dire
     assert s.prices.file == tmp_path / "prices.csv"
     assert (s.web.tls_cert_file, s.web.tls_key_file) == (tmp_path / "tls" / "web.crt", key)
     assert yaml.safe_load(f.read_text())["prices"]["file"] == "prices.csv"
+
+
+# --- settings accepted that should not be (issue 23): bounds, types, relays, files, YAML, secrets --
+OUT_OF_BOUNDS = [
+    (("policy", "margin_wh"), -1e12, "policy.margin_wh: must be >= -50000 (got -1000000000000.0)"),
+    (("policy", "on_min_wh"), -1e300, "policy.on_min_wh: must be >= -50000 (got -1e+300)"),
+    (("policy", "end_at_wh"), -1e300, "policy.end_at_wh: must be >= -50000 (got -1e+300)"),
+    (("policy", "doubt"), 11, "policy.doubt: must be <= 10 (got 11)"),
+    (("policy", "time_factor"), 11, "policy.time_factor: must be <= 10 (got 11)"),
+    (("managing", "interval_s"), 0.001, "managing.interval_s: must be >= 0.5 (got 0.001)"),
+    (("monitoring", "interval_s"), 0.1, "monitoring.interval_s: must be >= 0.5 (got 0.1)"),
+    (("monitoring", "interval_s"), True, "monitoring.interval_s: must be a number, not true or false (got True)"),
+    (("billing", "period_s"), True, "billing.period_s: must be a number, not true or false (got True)"),
+    (("loads", 0, "power_w"), "1000", "loads[0].power_w: must be a number, not text (got '1000')"),
+    (("loads", 0, "priority"), 1000, "loads[0].priority: must be <= 100 (got 1000)"),
+    (("loads", 0, "max_switches_per_period"), 61, "loads[0].max_switches_per_period: must be <= 60 (got 61)"),
+    (("loads", 0, "on_above_wh"), 1e9, "loads[0].on_above_wh: must be <= 50000 (got 1000000000.0)"),
+    (("tariff", "surplus_eur_per_kwh"), 11, "tariff.surplus_eur_per_kwh: must be <= 10 (got 11)"),
+    (("meter", "speed"), False, "meter.speed: must be a number, not true or false (got False)"),
+    (("loads", 0, "relay"), {"driver": "shelly", "host": "192.0.2.1", "max_auto_off_s": 0.5},
+     "loads[0].relay.max_auto_off_s: must be >= 60 (got 0.5)"),
+    (("loads", 0, "relay"), {"driver": "shelly", "host": "192.0.2.1", "max_auto_off_s": 7201},
+     "loads[0].relay.max_auto_off_s: must be <= 7200 (got 7201)"),
+    (("loads", 0, "relay"), {"driver": "modbus_coil", "host": "192.0.2.1", "coil": True},
+     "loads[0].relay.coil: must be a number, not true or false (got True)"),
+    (("loads", 0, "relay"), {"driver": "modbus_coil", "host": "192.0.2.1", "coil": 1, "port": True},
+     "loads[0].relay.port: must be a number, not true or false (got True)"),
+    (("meter",), {"driver": "shelly_em", "host": "192.0.2.1", "production_channel": 3},
+     "meter.production_channel: must be <= 2 (got 3)"),
+]
+
+
+@pytest.mark.parametrize("path,value,want", OUT_OF_BOUNDS, ids=[w.split(" (got")[0] for _, _, w in OUT_OF_BOUNDS])
+def test_every_number_has_physical_bounds_and_is_a_number(path, value, want):
+    raw = example_raw()
+    node = raw
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    assert errors_of(raw) == [f"settings.yaml: {want}"]
+
+
+def test_legitimate_values_at_the_bounds_pass():
+    raw = example_raw()
+    raw["policy"].update(margin_wh=-50_000, on_min_wh=50_000, end_at_wh=0, doubt=10, time_factor=10)
+    raw["managing"]["interval_s"] = 1  # an int for a float
+    raw["monitoring"]["interval_s"] = 0.5
+    raw["loads"][0].update(priority=-100, max_switches_per_period=60)
+    raw["loads"][0]["relay"] = {"driver": "shelly", "host": "192.0.2.1", "max_auto_off_s": 60}
+    s = parse_settings(raw)
+    assert s.managing.interval_s == 1.0 and s.loads[0].relay.max_auto_off_s == 60
+
+
+@pytest.mark.parametrize("a,b", [
+    ({"driver": "shelly", "host": "192.0.2.1", "channel": 1}, {"driver": "shelly", "host": "192.0.2.1 ", "channel": 1}),
+    ({"driver": "modbus_coil", "host": "gw", "coil": 3}, {"driver": "modbus_coil", "host": "GW", "port": 502, "coil": 3}),
+    ({"driver": "modbus_coil", "transport": "rtu", "serial_port": "/dev/ttyUSB0", "coil": 0},
+     {"driver": "modbus_coil", "transport": "rtu", "serial_port": "/dev/ttyUSB0", "coil": 0}),
+    ({"driver": "gpio", "pin": 17}, {"driver": "gpio", "pin": "BOARD11"}),
+], ids=["shelly", "modbus_tcp", "modbus_rtu", "gpio"])
+def test_two_loads_on_one_relay_is_an_error_naming_both(a, b):
+    raw = example_raw()
+    raw["loads"][0]["relay"], raw["loads"][1]["relay"] = a, b
+    (err,) = errors_of(raw)
+    assert err.startswith("settings.yaml: loads[1].relay: pool_pump is on the same relay as loads[0] water_heater (")
+    assert err.endswith("): each load needs its own relay")
+    # another channel, coil, unit or pin is another relay
+    other = {**b, **({"channel": 2} if "channel" in b else {"coil": 7} if "coil" in b else {"pin": "GPIO27"})}
+    raw["loads"][1]["relay"] = other
+    parse_settings(raw)
+
+
+@pytest.mark.parametrize("pin,ok", [(22, True), ("GPIO22", True), ("BCM22", True), ("BOARD15", True), ("J8:15", True),
+                                    ("WPI3", True), ("banana", False), (28, False), ("BOARD1", False), (True, False)])
+def test_gpio_pins_are_checked_as_gpiozero_reads_them(pin, ok):
+    raw = example_raw()
+    raw["managing"]["stop_button_pin"] = pin
+    raw["loads"][0]["relay"] = {"driver": "gpio", "pin": pin}
+    if ok:
+        parse_settings(raw)
+        return
+    errs = errors_of(raw)
+    assert [e.split(":")[1].strip() for e in errs] == ["managing.stop_button_pin", "loads[0].relay.pin"], errs
+    assert all("GPIO17, BCM17, BOARD11, J8:11, WPI0" in e for e in errs)
+
+
+def _fifo(path: Path) -> Path:
+    import os
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "fifo", "device", "directory", "duplicate", "alias", "bool"])
+def test_a_register_map_is_checked_quickly_and_strictly(tmp_path, kind):
+    m = tmp_path / "map.yaml"
+    text = {"duplicate": "registers:\n  net_w: {address: 1}\n  net_w: {address: 2}\n",
+            "alias": "a: &a {address: 1}\nregisters:\n  net_w: *a\n",
+            "bool": "registers:\n  net_w: {address: true}\n"}
+    if kind in text:
+        m.write_text(text[kind])
+    elif kind == "fifo":
+        _fifo(m)
+    elif kind == "device":
+        m = Path("/dev/zero")
+    elif kind == "directory":
+        m.mkdir()
+    raw = example_raw()
+    raw["meter"] = {"driver": "modbus_map", "host": "192.0.2.1", "map": str(m)}
+    (err,) = errors_of(raw)
+    assert err.startswith(f"settings.yaml: meter: map {m}: ")
+    want = {"missing": "cannot read: No such file or directory", "fifo": "is a FIFO (named pipe), not a regular file",
+            "device": "is a character device, not a regular file", "directory": "is a directory, not a regular file",
+            "duplicate": "line 3, column 3: not valid YAML: duplicate key 'net_w' (first on line 2)",
+            "alias": "not valid YAML: an alias (*a) is not allowed in settings",
+            "bool": "registers.net_w.address: must be a number, not true or false (got True)"}[kind]
+    assert want in err
+
+
+def test_the_shipped_register_maps_are_valid():
+    from tests.conftest import REPO
+    for m in sorted((REPO / "config" / "meters").glob("*.yaml")):
+        raw = example_raw()
+        raw["meter"] = {"driver": "modbus_map", "host": "192.0.2.1", "map": str(m)}
+        assert parse_settings(raw).meter.resolved.registers["net_w"], m
+
+
+@pytest.mark.parametrize("key,section,value", [
+    ("mqtt.ca_file", "mqtt", {"enabled": True, "tls": True, "ca_file": "ca.pem"}),
+    ("mqtt.key_file", "mqtt", {"enabled": True, "tls": True, "cert_file": "c.pem", "key_file": "k.pem"}),
+    ("web.tls_cert_file", "web", {"tls_cert_file": "web.crt", "tls_key_file": "web.key"}),
+    ("prices.file", "prices", {"source": "file", "file": "prices.csv"}),
+])
+def test_every_file_the_settings_name_is_checked_by_load_settings(tmp_path, key, section, value):
+    from tests.conftest import settings_file
+    f = settings_file(tmp_path, **{section: value})
+    with pytest.raises(SettingsError) as e:
+        load_settings(f)
+    assert any(line.startswith(f"{f}: {key}: {tmp_path}") and line.endswith("cannot read: No such file or directory")
+               for line in e.value.errors), e.value.errors
+    for name in ("ca.pem", "c.pem", "web.crt", "web.key", "prices.csv"):
+        (tmp_path / name).write_text("x\n")
+    _fifo(tmp_path / "k.pem")
+    if key == "mqtt.key_file":  # a FIFO is refused at once, not waited on
+        (err,) = (x for x in pytest.raises(SettingsError, load_settings, f).value.errors)
+        assert err == f"{f}: mqtt.key_file: {tmp_path / 'k.pem'}: is a FIFO (named pipe), not a regular file"
+    else:
+        load_settings(f)
+    assert load_settings(f, secrets_optional=True)  # gestor status opens none of them
+
+
+def test_a_settings_file_that_is_a_fifo_or_a_device_is_refused_at_once(tmp_path):
+    fifo = _fifo(tmp_path / "settings.yaml")
+    for f, what in ((fifo, "a FIFO (named pipe)"), (Path("/dev/zero"), "a character device")):
+        p = subprocess.run(GESTOR + ["check", "--config", str(f)], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and p.stderr == f"{f}: is {what}, not a regular file\n"
+
+
+BILLION_LAUGHS = "".join(
+    [f'l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n']
+    + [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 10)])
+
+
+def test_an_alias_bomb_is_one_line_at_once(tmp_path):
+    f = tmp_path / "settings.yaml"
+    f.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 1800
+    p = subprocess.run(GESTOR + ["check", "--config", str(f)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert p.stderr == f"{f}: line 2, column 10: not valid YAML: an alias (*l0) is not allowed in settings: write the value out\n"
+
+
+@pytest.mark.parametrize("text,want", [
+    ("site: home\nwhen: 2022-13-45\n", "line 2, column 7: not valid YAML: cannot read this value (month must be in 1..12)"),
+    ("site: " + "9" * 5000 + "\n", "line 1, column 7: not valid YAML: cannot read this value (Exceeds the limit"),
+])
+def test_a_value_yaml_cannot_build_is_one_line(tmp_path, text, want):
+    f = tmp_path / "settings.yaml"
+    f.write_text(text)
+    with pytest.raises(SettingsError) as e:
+        load_settings(f)
+    (err,) = e.value.errors
+    assert err.startswith(f"{f}: {want}")
+
+
+def test_a_secret_under_a_number_or_quoted_by_a_validator_is_never_shown(tmp_path):
+    text = EXAMPLE.read_text().replace("    power_w: 1000 ", "    power_w: !secret heater_w ", 1)
+    text = text.replace("timezone: Europe/Madrid", "timezone: !secret tz", 1)
+    text = text.replace("../../shared/data/", str(EXAMPLE.parents[2] / "shared" / "data") + "/", 1)
+    f = tmp_path / "settings.yaml"
+    f.write_text(text)
+    (tmp_path / "secrets.yaml").write_text("heater_w: hunter2-power\ntz: Europe/hunter2-zone\n")
+    p = subprocess.run(GESTOR + ["check", "--config", str(f)], capture_output=True, text=True)
+    assert p.returncode == 2 and "hunter2" not in p.stdout + p.stderr, p.stderr
+    assert p.stderr.splitlines() == [f"{f}: loads[0].power_w: must be a number, not text (got **********)",
+                                     f"{f}: timezone: not a known timezone (e.g. Europe/Madrid, Atlantic/Canary, UTC) "
+                                     "(got **********)"]
+
+
+@pytest.mark.parametrize("which,hint", [("settings.yaml", "run it with sudo, or as a member of the gestor group"),
+                                        ("secrets.yaml", "run it with sudo")])
+def test_permission_denied_says_run_it_with_sudo(tmp_path, monkeypatch, which, hint):
+    import gestor.settings as gs
+    real = gs.read_small_file
+
+    def denied(path, *a, **k):
+        if Path(path).name == which:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(gs, "read_small_file", denied)
+    f = tmp_path / "settings.yaml"
+    f.write_text(EXAMPLE.read_text().replace("  driver: replay", "  driver: !secret meter_driver", 1))
+    (tmp_path / "secrets.yaml").write_text("meter_driver: replay\n")
+    with pytest.raises(SettingsError) as e:
+        load_settings(f)
+    (err,) = e.value.errors
+    assert err.endswith(f"cannot read: Permission denied ({hint})") and err.startswith(str(f))
