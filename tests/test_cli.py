@@ -133,3 +133,19 @@ def test_demo_runs_and_prints_the_table(influxd, influx_db):
     c = influxd.client(influx_db)
     assert len(list(c.query("SELECT * FROM period").get_points())) == 3
     c.close()
+
+
+def test_check_says_whether_the_web_password_is_set(tmp_path, capsys):
+    """web.password_hash shows null in the resolved settings when the password lives in
+    secrets.yaml (the default): gestor check says which it is (issue 23)."""
+    from gestor.cli import main
+    from gestor.settings import load_settings
+    from gestor.web.auth import set_password
+    from tests.conftest import settings_file
+    f = settings_file(tmp_path)
+    assert main(["check", "--config", str(f)]) == 0
+    assert "# web password: NOT SET" in capsys.readouterr().out
+    set_password(load_settings(f), "correct horse battery")
+    assert main(["check", "--config", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "# web password: set (an argon2 hash" in out and "$argon2" not in out

@@ -48,6 +48,13 @@ def _check(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"# {args.config}: valid. Resolved settings (defaults filled in; secrets hidden):")
     print(dump_settings(settings), end="")
+    if settings.web.password_hash is None:  # the default: secrets.yaml's web_password_hash, not shown above
+        from gestor.web.auth import NoPassword, password_hash
+        try:
+            password_hash(settings)
+            print("# web password: set (an argon2 hash, secrets.yaml: web_password_hash)")
+        except NoPassword as e:
+            print(f"# web password: NOT SET ({e})")
     if getattr(args, "read", False):
         print()
         return _meter_test(args)
@@ -182,10 +189,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_command = argv is None  # `gestor ...` itself, not a call from Python (tests)
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "stop-loads":
         import stop_loads
-        return stop_loads.main(argv[1:])
+        return stop_loads.main(argv[1:], hard_exit=as_command)  # as the command: never waits for a hung relay
     ap = argparse.ArgumentParser(prog="gestor", description="Home energy manager for hourly net billing.")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, help_ in (("monitoring", "run the monitoring daemon (meter → InfluxDB, live state)"),
