@@ -156,6 +156,20 @@ class Plan:
         }
         atomic_write_text(path, json.dumps(doc, indent=1) + "\n", fsync=True, mode=0o600)
 
+    def add_saved(self) -> list[str]:
+        """Add the relays of the stop plan managing saved under this plan's state dir that this
+        plan lacks (managing may still run an older settings file); returns their loads' names.
+        No saved plan, or an unreadable one: nothing added."""
+        try:
+            saved = Plan.load(plan_path(self.paths.state_dir))
+        except (OSError, ValueError):
+            return []
+        run_dir = Path(self.paths.run_dir)
+        have = {_same_relay_key(t, run_dir) for t in self.targets}
+        extra = [t for t in saved.targets if _same_relay_key(t, run_dir) not in have]
+        self.targets += extra
+        return [t.name for t in extra]
+
     @classmethod
     def load(cls, path: Path | str) -> "Plan":
         """A saved stop plan, every relay section validated by its driver (a section its driver

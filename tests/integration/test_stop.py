@@ -193,6 +193,26 @@ def test_the_web_pages_stop_answers_with_the_table_when_a_relay_raises(tmp_path)
     assert "water_heater" in body["error"]
 
 
+def test_the_web_pages_stop_switches_off_the_saved_plans_relays_too(tmp_path):
+    """The page reads the settings file; managing may still run an older one: a load only the
+    stop plan has is switched off as stop-loads does."""
+    from gestor.web import auth
+    from gestor.web.app import create_app
+    f = settings_file(tmp_path)
+    start_managing(f)
+    raw = yaml.safe_load(f.read_text())
+    raw["loads"] = raw["loads"][1:]  # water_heater removed from the file, managing still runs it
+    f.write_text(yaml.safe_dump(raw))
+    app = create_app(load_settings(f), WallClock(), auth.hasher().hash("pw"), b"k" * 32)
+    app.config["WTF_CSRF_ENABLED"] = False
+    c = app.test_client()
+    assert c.post("/login", data={"password": "pw"}).status_code == 303
+    r = c.post("/api/stop", json={"confirm": "STOP"})
+    assert r.status_code == 200, r.data[:300]
+    assert {x["load"] for x in r.get_json()["loads"]} == {"water_heater", "pool_pump"}
+    assert all_off(tmp_path)
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
 def test_without_rights_it_says_to_use_sudo(tmp_path):
     """The settings file, the plan and the state dir as an installed system has them, run by a

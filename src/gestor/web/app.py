@@ -218,5 +218,8 @@ def _stop_from(s: Settings) -> Callable[[str], Any]:
         except SettingsError as e:  # the file broke since the page started: its loads as it read them
             log.error("emergency stop: %s: %s; using the settings read at start", s.source, e)
             plan = stop_loads.Plan.of(s)
+        extra = plan.add_saved()  # what managing runs may be an older file: its relays too
+        if extra:
+            log.warning("emergency stop: the stop plan managing saved also has %s: switched off too", ", ".join(extra))
         return stop_loads.emergency_stop(plan, by=by)
     return stop
