@@ -111,8 +111,12 @@ def test_window_and_max_switches():
     assert out[0].on
     lim = {"heater": LoadLimits(max_switches_per_period=2)}
     g = GuardState(NOW, False, 5.0, 60.0, MAD, switches_in_period={"heater": 2})
-    out = apply_guards([Wish("heater", False)], loads, lim, g)
-    assert out[0].on and "max_switches_per_period 2 reached" in out[0].reason
+    # the cap reached: a load that is on may still go off (a cap never makes it import)...
+    assert not apply_guards([Wish("heater", False)], loads, lim, g)[0].on
+    # ... but one that is off is not switched on again until the period ends
+    off = (LoadView("heater", 1000.0, False, ago(3600)),)
+    out = apply_guards([Wish("heater", True)], off, lim, g)
+    assert not out[0].on and "max_switches_per_period 2 reached: stays off" in out[0].reason
     assert not apply_guards([Wish("heater", False)], loads, lim, replace_latched(g))[0].on
 
 

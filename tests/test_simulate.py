@@ -149,10 +149,10 @@ def test_hysteresis_sweep_higher_top_switches_less_and_captures_less():
 def test_steady_surplus_against_time_to_consume_on_the_public_data():
     """The claim in the README for the shipped steady_surplus (parameters chosen by
     cross-validation, issue 12): on each of these three recorded files it captures at least 95 %
-    of the bound, with at most 75 % of time_to_consume's switches (end_at 0, on_min 75, factor 1)
-    and less extra import than it. (70 % before every load got the default switching bounds of
-    guards.SWITCH_FLOOR_S and DEFAULT_MAX_SWITCHES_PER_PERIOD, which cut time_to_consume's
-    switches more: 56 / 53 / 73 % now.)"""
+    of the bound, with at most 70 % of time_to_consume's switches (end_at 0, on_min 75, factor 1)
+    and less extra import than it (with the default switching bounds of guards.SWITCH_FLOOR_S and
+    DEFAULT_MAX_SWITCHES_PER_PERIOD: a cap of 10 a period made it 73 % on the winter file and cost
+    steady_surplus 1.7 points of capture there, so the cap is 20)."""
     for f in ("house-2022-06-11_13.csv", "house-2022-05-08_12.csv", "winter-2022-02-01_08.csv"):
         data = ReplayData.load(replay_settings_for(DATA / f))
         ttc = settings(loads=example_raw()["loads"], policy={"name": "time_to_consume"})
@@ -160,7 +160,7 @@ def test_steady_surplus_against_time_to_consume_on_the_public_data():
         assert (shipped.policy.carry_wh, shipped.policy.margin_wh) == (30, 30)  # the example's
         a, b = simulate(data, ttc, Prices(ttc)).totals, simulate(data, shipped, Prices(shipped)).totals
         assert b.captured_pct >= 95.0, f
-        assert b.switches <= 0.75 * a.switches, f
+        assert b.switches <= 0.7 * a.switches, f
         assert b.extra_import_wh < a.extra_import_wh, f
 
 

@@ -8,7 +8,8 @@
    ends with the load on);
 5. the daily minimum run (``min_run_s`` by ``min_run_by``): when the surplus did not give it, the
    load runs in the cheapest periods left before the deadline (:func:`min_run_reason`);
-6. ``max_switches_per_period``: once reached, a load keeps its state until the period ends;
+6. ``max_switches_per_period``: once reached, a load is not switched on again until the period
+   ends (it may still go off: a cap never makes a load import);
 7. ``min_on_s`` / ``min_off_s``: a load that switched less than that long ago keeps its state.
 
 Safety (1, 2, and 3-4 when they switch off) is never delayed by 6 or 7. A guard that changes a
@@ -46,7 +47,7 @@ class Override:
 # attributed to the wrong load state once made a load switch at every 10 s cycle): a relay and
 # its load (a contactor, a heat pump, a pump motor) never see more than this.
 SWITCH_FLOOR_S = 30.0                 # s: once switched, a load stays so at least this long
-DEFAULT_MAX_SWITCHES_PER_PERIOD = 10  # per load and settlement period, unless max_switches_per_period is set
+DEFAULT_MAX_SWITCHES_PER_PERIOD = 20  # per load and settlement period, unless max_switches_per_period is set
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,9 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
         if not w.on and w.load in g.min_run:
             w = Wish(w.load, True, g.min_run[w.load])
         n = g.switches_in_period.get(w.load, 0)
-        if w.on != ld.on and lim.max_switches_per_period is not None and n >= lim.max_switches_per_period:
-            out.append(Wish(w.load, ld.on, f"max_switches_per_period {lim.max_switches_per_period} reached: "
-                                           f"stays {'on' if ld.on else 'off'} until the period ends"))
+        if w.on and not ld.on and lim.max_switches_per_period is not None and n >= lim.max_switches_per_period:
+            out.append(Wish(w.load, False, f"max_switches_per_period {lim.max_switches_per_period} reached: "
+                                           f"stays off until the period ends"))
             continue
         out.append(_min_on_off(w, ld, lim, now_s))
     return out
