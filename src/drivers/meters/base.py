@@ -104,14 +104,15 @@ def check_plausible(reading: Reading, max_abs_power_w: float) -> Reading:
 
 
 # Counter steps: what the connection can carry in the time between two readings, times this, plus
-# COUNTER_SLACK_WH (a counter's resolution: 10 Wh for registers in hundredths of a kWh).
+# COUNTER_SLACK_WH (a counter's resolution: 100 Wh for registers in tenths of a kWh, as the
+# Carlo Gavazzi EM24's; a quantised counter steps by up to one unit more than the energy).
 COUNTER_SLACK = 1.1
-COUNTER_SLACK_WH = 10.0
+COUNTER_SLACK_WH = 100.0
 
 
 def max_counter_step_wh(max_abs_power_w: float, elapsed_s: float) -> float:
     """The largest plausible rise of an energy counter in ``elapsed_s`` (s) at a connection that
-    carries at most ``max_abs_power_w`` (W): ``max_abs_power_w x elapsed_s / 3600 x 1.1 + 10`` Wh.
+    carries at most ``max_abs_power_w`` (W): ``max_abs_power_w x elapsed_s / 3600 x 1.1 + 100`` Wh.
     A negative elapsed time (a clock step) allows only the slack."""
     return max_abs_power_w * max(elapsed_s, 0.0) / 3600.0 * COUNTER_SLACK + COUNTER_SLACK_WH
 
