@@ -252,12 +252,16 @@ def listen_address(v: str) -> tuple[str, int]:
 class PricesSettings(_Model):
     """Where the real hourly (or quarter-hourly) prices come from; ``fixed``: the 2.0TD prices of
     ``tariff``. ``esios``: Red Eléctrica's ESIOS API (PVPC 2.0TD, indicator 1001; surplus for
-    simplified compensation, indicator 1739), with ``esios_token`` or the env var ESIOS_TOKEN."""
+    simplified compensation, indicator 1739), with ``esios_token`` or the env var ESIOS_TOKEN.
+    ``pvpc_public``: REE's public PVPC day file, no token (import prices; the surplus from 1739
+    when a token is set, else ``tariff.surplus_eur_per_kwh``). ``zone`` must be on ``timezone``'s
+    clock (canarias: Atlantic/Canary; the others Europe/Madrid, Ceuta and Melilla also
+    Africa/Ceuta): checked in :func:`_cross_checks`."""
 
-    source: Literal["fixed", "esios", "file"] = "fixed"
+    source: Literal["fixed", "esios", "pvpc_public", "file"] = "fixed"
     esios_token: SecretStr | None = None        # !secret NAME (asked from consultasios@ree.es)
     zone: Literal["peninsula", "canarias", "baleares", "ceuta", "melilla"] = "peninsula"
-    esios_url: str = "https://api.esios.ree.es"  # the API's base URL
+    esios_url: str = "https://api.esios.ree.es"  # the API's base URL (both esios and pvpc_public)
     file: Path | None = None                    # source file: CSV time, import_eur_per_kwh[, surplus_eur_per_kwh]
     timeout_s: float = Field(15.0, gt=0, le=60)
 
@@ -557,7 +561,21 @@ def _cross_checks(name: str, s: Settings) -> list[str]:
         if s.managing.interval_s + 2 * t >= WATCHDOG_S:
             errors.append(f"{name}: loads[{i}].relay.timeout_s: managing.interval_s + 2 x timeout_s must be < the "
                           f"units' WatchdogSec {WATCHDOG_S:g} s (got {s.managing.interval_s:g} + 2 x {t:g})")
+    errors += _zone_timezone(name, s)
     return errors
+
+
+def _zone_timezone(name: str, s: Settings) -> list[str]:
+    """A fetched price day (prices.source esios | pvpc_public) applies by the zone's own clock
+    hour: ``prices.zone`` and ``timezone`` must name the same clock (gestor.prices)."""
+    from gestor.prices import FETCHED_SOURCES, zone_timezones
+    ok = zone_timezones(s.prices.zone)
+    if s.prices.source not in FETCHED_SOURCES or s.timezone in ok:
+        return []
+    other = next((z for z in ("canarias", "peninsula") if s.timezone in zone_timezones(z)), None)
+    fix = f"set prices.zone: {other} or timezone: {ok[0]}" if other else f"set timezone: {ok[0]}"
+    return [f"{name}: prices.zone: {s.prices.zone!r} prices apply by {' / '.join(ok)} clock hours, but timezone is "
+            f"{s.timezone!r}: they must agree ({fix})"]
 
 
 def parse_settings(raw: Any, name: str = "settings.yaml", source: Path | None = None) -> Settings:
