@@ -101,13 +101,14 @@ def make_server(s, clock, password_hash: str, secret_key: bytes, stop=None):
     or ``start()`` in a thread); HTTPS when the settings give a certificate."""
     from cheroot import wsgi
 
+    from gestor.web import serving
     from gestor.web.app import create_app
     https = s.web.tls_cert_file is not None
     app = create_app(s, clock, password_hash, secret_key, https=https, stop=stop)
     host, port = listen_address(s.web.listen)
-    server = wsgi.Server((host, port), app, numthreads=8, server_name="gestor", shutdown_timeout=2)
+    server = wsgi.Server((host, port), app, numthreads=serving.THREADS, server_name="gestor", shutdown_timeout=2)
     server.stats["Enabled"] = False
+    serving.bound(server)  # request size and time limits (gestor.web.serving)
     if https:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-        server.ssl_adapter = BuiltinSSLAdapter(str(s.web.tls_cert_file), str(s.web.tls_key_file))
+        server.ssl_adapter = serving.ssl_adapter(str(s.web.tls_cert_file), str(s.web.tls_key_file))
     return server
