@@ -124,6 +124,16 @@ class Managing:
         self._mqtt_at: float | None = None   # monotonic s of the last state published
         self._mqtt_key: tuple | None = None  # loads' states and the latch then: a change publishes at once
         self._mqtt_state: dict | None = None
+        self._mqtt_ready = False         # our retained discovery configs read back since the connection
+        self._mqtt_sync = 0              # the token of that read-back (P/managing/sync)
+        self._announced: dict[str, dict] = {}
+        self._announced_meter: tuple[str, ...] = ()
+        self._latch_reasons: dict[str, str] = {}  # each load's reason while the latch was set
+        # Wh over the closed periods, only increasing (MQTT's Energy-dashboard counters; persisted)
+        self.totals: dict[str, float | None] = {"import_wh": 0.0, "export_wh": 0.0,
+                                                "production_wh": None, "consumption_wh": None}
+        self.loads_wh: dict[str, float] = {ld.name: 0.0 for ld in settings.loads}
+        self.last_period_end: datetime | None = None
         self.switches_today: dict[str, int] = {ld.name: 0 for ld in settings.loads}
         self._today = None               # the local date switches_today counts
         self.last_period_wh: float | None = None
@@ -161,8 +171,10 @@ class Managing:
             from gestor.mqtt import Link, node_id, prefix
             p = prefix(self.s.mqtt, self.s.site)
             subs = [f"{p}/load/+/mode/set", f"{p}/stop/set"]
-            if self.s.mqtt.discovery:  # our node's retained configs: to empty those of removed loads
-                subs.append(f"{self.s.mqtt.discovery_prefix}/+/{node_id(self.s.site)}/+/config")
+            if self.s.mqtt.discovery:  # our node's retained configs: to empty those of removed loads;
+                # our sync token after them; Home Assistant's birth message
+                subs += [f"{self.s.mqtt.discovery_prefix}/+/{node_id(self.s.site)}/+/config", f"{p}/managing/sync",
+                         f"{self.s.mqtt.discovery_prefix}/status"]
             self.mqtt = Link(self.s.mqtt, self.s.site, "managing", subs, self._mqtt_command, self._mqtt_connected).start()
 
     def stop_button_pressed(self) -> None:
@@ -183,24 +195,76 @@ class Managing:
 
     # -- MQTT ----------------------------------------------------------------------------------
     def _mqtt_connected(self) -> None:
-        """After every (re)connection: discovery, then the last state (both retained)."""
-        from gestor.mqtt import discovery
+        """After every (re)connection (paho's thread): discovery; then a token to ourselves on
+        ``P/managing/sync``. The broker sends it back after the retained configs of our node
+        (subscribed before), so when it arrives every stale config is emptied, and only then is
+        the state published: Home Assistant never gets a state without a load whose entities it
+        still has. Without discovery the state goes at once."""
+        self._mqtt_ready = not self.s.mqtt.discovery
         if self.s.mqtt.discovery:
-            self._announced = discovery(self.s.mqtt, self.s.site, [ld.name for ld in self.loads])
-            for topic, cfg in self._announced.items():
-                self.mqtt.publish(topic, cfg)
-        if self._mqtt_state is not None:
+            self._mqtt_announce()
+            self._mqtt_sync += 1
+            self.mqtt.publish(f"{self.mqtt.prefix}/managing/sync", str(self._mqtt_sync), retain=False)
+        elif self._mqtt_state is not None:
             self.mqtt.publish(f"{self.mqtt.prefix}/state", self._mqtt_state)
 
+    def _meter_has(self) -> tuple[str, ...]:
+        """What the meter gives beside net power, as far as seen (the counters are kept then)."""
+        return tuple(k for k in ("production", "consumption") if self.totals.get(f"{k}_wh") is not None)
+
+    def _configuration_url(self) -> str | None:
+        """The web page's URL, for Home Assistant's device page (the host's name when the page
+        listens on every address)."""
+        import socket
+
+        from gestor.settings import listen_address
+        try:
+            host, port = listen_address(self.s.web.listen)
+        except ValueError:
+            return None
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname() or None
+            if host is None:
+                return None
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.s.web.tls_cert_file else "http"
+        return f"{scheme}://{host}:{port}/"
+
+    def _mqtt_announce(self) -> None:
+        """Publish every discovery config (retained); what is announced is what stays."""
+        from gestor import __version__
+        from gestor.mqtt import discovery
+        meter = self._meter_has()
+        expire = int(3 * max(self.s.mqtt.publish_s, self.s.monitoring.interval_s)) + 30
+        self._announced = discovery(self.s.mqtt, self.s.site, [ld.name for ld in self.loads], meter,
+                                    __version__, self._configuration_url(), expire)
+        self._announced_meter = meter
+        for topic, cfg in self._announced.items():
+            self.mqtt.publish(topic, cfg)
+
     def _mqtt_command(self, topic: str, payload: str) -> None:
-        """A message on a subscribed topic (paho's thread): a load's mode, the stop, or one of
-        our node's retained discovery configs."""
+        """A message on a subscribed topic (paho's thread): a load's mode, the stop, one of our
+        node's retained discovery configs, our own sync token, or Home Assistant's birth."""
         from gestor.mqtt import MODES
         p = self.mqtt.prefix
         if topic.endswith("/config"):
-            if payload and topic not in getattr(self, "_announced", {}):
+            if payload and topic not in self._announced:
                 log.info("MQTT: %s is no longer announced (load removed?): emptied", topic)
                 self.mqtt.publish(topic, "")
+            return
+        if topic == f"{p}/managing/sync":
+            if payload == str(self._mqtt_sync) and not self._mqtt_ready:
+                self._mqtt_ready = True   # the stale configs are emptied: the state may go
+                if self._mqtt_state is not None:
+                    self.mqtt.publish(f"{p}/state", self._mqtt_state)
+            return
+        if topic == f"{self.s.mqtt.discovery_prefix}/status":
+            if payload == "online" and self._mqtt_ready:  # Home Assistant (re)started: announce again
+                log.info("MQTT: Home Assistant is online: discovery and state published again")
+                self._mqtt_announce()
+                if self._mqtt_state is not None:
+                    self.mqtt.publish(f"{p}/state", self._mqtt_state)
             return
         if topic == f"{p}/stop/set":
             if payload != "STOP":
@@ -264,24 +328,54 @@ class Managing:
             self.switches_today[name] = self.switches_today.get(name, 0) + 1
 
     def _mqtt_publish(self, now: datetime, snap: Snapshot, latched: bool) -> None:
-        """The state, retained: at most every mqtt.publish_s, at once when a load or the latch changes.
-        (Called after :meth:`_publish`, which rolls switches_today over at midnight.)"""
+        """The state, retained: every mqtt.publish_s (half a cycle early counts: with equal
+        intervals a strict wait would skip every other cycle), at once when a load, the latch or an
+        override changes. (Called after :meth:`_publish`, which rolls switches_today over at midnight.)"""
         if self.mqtt is None:
             return
+        if latched:  # the reasons the loads were held off for: stale once the latch is released
+            self._latch_reasons = {ld.name: ld.reason for ld in self.loads}
+        last = self.balance.last
+        if last is not None:  # the meter's production/consumption: counted (and announced) from now on
+            for kind, v in (("production", last.production_w), ("consumption", last.consumption_w)):
+                if v is not None and self.totals.get(f"{kind}_wh") is None:
+                    self.totals[f"{kind}_wh"] = 0.0
+        if self.s.mqtt.discovery and self._mqtt_ready and self._meter_has() != self._announced_meter:
+            self._mqtt_announce()
         key = (tuple(ld.on for ld in self.loads), latched, tuple(sorted(self.overrides)))
         mono = self.clock.monotonic()
-        if key == self._mqtt_key and self._mqtt_at is not None and mono - self._mqtt_at < self.s.mqtt.publish_s:
+        due = self.s.mqtt.publish_s - 0.5 * self.s.managing.interval_s
+        if key == self._mqtt_key and self._mqtt_at is not None and mono - self._mqtt_at < due:
             return
         self._mqtt_key, self._mqtt_at = key, mono
+        from gestor.tariff import period_2_0td
+        imp, sur, _ = self._prices_of(snap.period_start_s, snap.period_end_s)
+        today = now.astimezone(self.s.tz).date()
+        verdicts = {w.load: w for w in self.core.verdicts or ()}
+
+        def reason(ld: LoadRuntime) -> str:
+            v = verdicts.get(ld.name)
+            if v is not None and v.on == bool(ld.on) and v.reason:
+                return v.reason   # the guard that holds it now (ld.reason: why it last switched)
+            if not latched and not ld.on and self._latch_reasons.get(ld.name) == ld.reason:
+                return "off since the emergency stop; the stop latch is released: the policy decides"
+            return ld.reason
+
         self._mqtt_state = {
-            "at": now.isoformat(), "net_w": snap.net_w, "balance_wh": round(snap.balance_wh, 3),
-            "projected_wh": round(projected_wh(snap, "instant"), 3), "remaining_s": round(snap.remaining_s),
-            "reading_age_s": None if self._age is None else round(self._age, 1), "latched": latched,
-            "last_period_wh": None if self.last_period_wh is None else round(self.last_period_wh, 3),
-            "loads": {ld.name: {"on": ld.on, "reason": ld.reason, "switches_today": self.switches_today[ld.name],
+            "at": now.isoformat(), "net_w": _round(snap.net_w, 1), "balance_wh": _round(snap.balance_wh, 3),
+            "projected_wh": _round(projected_wh(snap, "instant"), 3), "remaining_s": round(snap.remaining_s),
+            "reading_age_s": _round(self._age, 1), "latched": latched,
+            "last_period_wh": _round(self.last_period_wh, 3),
+            "eur_saved_today": round(self.eur_saved_today if self._money_day == today else 0.0, 4),
+            "tariff_period": period_2_0td(now, self.s.tz),
+            "import_eur_per_kwh": _round(imp, 6), "surplus_eur_per_kwh": _round(sur, 6),
+            "totals": {k: _round(v, 3) for k, v in self.totals.items()},
+            "loads": {ld.name: {"on": ld.on, "reason": reason(ld), "switches_today": self.switches_today[ld.name],
+                                "energy_wh": round(self.loads_wh.get(ld.name, 0.0), 3),
                                 "mode": ("on" if self.overrides[ld.name].on else "off") if ld.name in self.overrides
                                 else "auto"} for ld in self.loads}}
-        self.mqtt.publish(f"{self.mqtt.prefix}/state", self._mqtt_state)
+        if self._mqtt_ready:
+            self.mqtt.publish(f"{self.mqtt.prefix}/state", self._mqtt_state)
 
     def stop(self, reason: str = "exit: every load off") -> bool:
         """Every load off; True when every relay confirmed."""
@@ -628,7 +722,17 @@ class Managing:
             ld.switches.pop(k, None)
         loads_wh = sum(per_load.values())
         self.closed.append(p)
-        self.last_period_wh = p.balance_wh
+        self.last_period_wh, self.last_period_end = p.balance_wh, p.end
+        # the Energy dashboard's counters: the net, settled import and export (what the bill
+        # counts), production, consumption and each load's energy; only ever increasing
+        t = self.totals
+        t["import_wh"] = (t["import_wh"] or 0.0) + max(-p.balance_wh, 0.0)
+        t["export_wh"] = (t["export_wh"] or 0.0) + max(p.balance_wh, 0.0)
+        for k, v in (("production_wh", p.production_wh), ("consumption_wh", p.consumption_wh)):
+            if v is not None:
+                t[k] = (t[k] or 0.0) + max(v, 0.0)
+        for ld in self.loads:
+            self.loads_wh[ld.name] = self.loads_wh.get(ld.name, 0.0) + per_load[f"{ld.name}_wh"]
         money = self._money(p, loads_wh)
         self.store.write([point("period", {**self.tags, "period_s": str(self.s.billing.period_s)}, {
             "balance_wh": p.balance_wh, "export_wh": p.export_wh, "import_wh": p.import_wh,
@@ -642,20 +746,25 @@ class Managing:
         """The period's EUR (gestor.prices.period_money) at its real prices when the cache has
         them, else at the fixed 2.0TD ones; today's savings add up in ``eur_saved_today``."""
         from gestor.prices import period_money
-        from gestor.tariff import period_2_0td
         t = self.s.tariff
-        real = self.prices.period_prices(p.start.timestamp(), p.end.timestamp()) if self.prices is not None else None
-        if real is not None:
-            imp, sur, source = real[0], real[1], "esios"
-        else:
-            imp = t.import_eur_per_kwh(period_2_0td(p.start, self.s.tz))
-            sur, source = t.surplus_eur_per_kwh, "fixed"
+        imp, sur, source = self._prices_of(p.start.timestamp(), p.end.timestamp())
         m = period_money(p.balance_wh, loads_wh, imp, sur, t.import_p3_eur_per_kwh)
         day = p.start.astimezone(self.s.tz).date()
         if day != self._money_day:
             self._money_day, self.eur_saved_today = day, 0.0
         self.eur_saved_today += m["cost_without_eur"] - m["cost_eur"]
         return {**m, "import_eur_per_kwh": imp, "surplus_eur_per_kwh": sur, "price_source": source}
+
+    def _prices_of(self, t0: float, t1: float) -> tuple[float, float, str]:
+        """Import and surplus EUR/kWh over [t0, t1) epoch s and their source: the real prices when
+        the cache has them, else the fixed 2.0TD ones."""
+        from gestor.tariff import period_2_0td
+        t = self.s.tariff
+        real = self.prices.period_prices(t0, t1) if self.prices is not None else None
+        if real is not None:
+            return real[0], real[1], "esios"
+        start = datetime.fromtimestamp(t0, self.s.tz)
+        return t.import_eur_per_kwh(period_2_0td(start, self.s.tz)), t.surplus_eur_per_kwh, "fixed"
 
     # -- restart within a period -------------------------------------------------------------
     def _persist(self) -> None:
@@ -664,8 +773,34 @@ class Managing:
                  "day_on_s": {ld.name: ld.day_on_s for ld in self.loads},
                  "switches": {ld.name: ld.switches for ld in self.loads},
                  "loads": {ld.name: {"on": ld.on, "since": ld.since.isoformat() if ld.since else None}
-                           for ld in self.loads}}
+                           for ld in self.loads},
+                 # what a user sees, unchanged by a restart
+                 "totals": {k: v for k, v in self.totals.items() if v is not None}, "loads_wh": self.loads_wh,
+                 "switches_today": self.switches_today, "switches_day": _iso(self._today),
+                 "last_period_wh": self.last_period_wh, "last_period_end": _iso(self.last_period_end),
+                 "eur_saved_today": self.eur_saved_today, "money_day": _iso(self._money_day)}
         self._file_op(str(self.state_path), lambda: atomic_write_text(self.state_path, json.dumps(state)))
+
+    def _restore_counters(self, f: ManagingFile, now: datetime) -> None:
+        """What a user sees back as it was: the Energy counters, today's switches and savings, the
+        last period's balance (while it is still the last one)."""
+        for k, v in f.totals.items():
+            if k in self.totals:
+                self.totals[k] = float(v)
+        for name, v in f.loads_wh.items():
+            if name in self.loads_wh:
+                self.loads_wh[name] = float(v)
+        today = now.astimezone(self.s.tz).date()
+        if f.switches_day == today:
+            self._today = today
+            for name, n in f.switches_today.items():
+                if name in self.switches_today:
+                    self.switches_today[name] = n
+        if f.money_day == today and f.eur_saved_today is not None:
+            self._money_day, self.eur_saved_today = today, float(f.eur_saved_today)
+        if f.last_period_wh is not None and f.last_period_end is not None \
+                and f.last_period_end == self.balance.bounds(now)[0]:
+            self.last_period_wh, self.last_period_end = float(f.last_period_wh), f.last_period_end
 
     def _restore(self) -> None:
         f = read_state(self.state_path, ManagingFile)
@@ -682,6 +817,7 @@ class Managing:
             return
         state = f.model_dump()
         now = self.clock.now()
+        self._restore_counters(f, now)
         for ld in self.loads:
             # min_off_s survives a restart: a load that was on is switched off at start (now);
             # one that was off keeps the time it went off
@@ -708,6 +844,14 @@ class Managing:
             ld.on_s = {k: float(v) for k, v in _epoch_keys(state.get("on_s", {}).get(ld.name, {})).items()}
             ld.switches = {k: int(v) for k, v in _epoch_keys(state.get("switches", {}).get(ld.name, {})).items()}
         log.info("resumed the period's balance at %+.1f Wh", b.balance_wh)
+
+
+def _round(v: float | None, digits: int) -> float | None:
+    return None if v is None else round(float(v), digits)
+
+
+def _iso(v: object) -> str | None:
+    return None if v is None else v.isoformat()  # type: ignore[attr-defined]
 
 
 def _epoch_keys(d: dict) -> dict[float, object]:

@@ -107,11 +107,13 @@ class Monitoring:
             "import_wh_total": r.import_wh_total, "export_wh_total": r.export_wh_total}, r.at)])
         self._file_op(str(self.live.path), lambda: self.live.publish(r, mono))
         self._last = r
-        if self.mqtt is not None and (self._mqtt_mono is None or mono - self._mqtt_mono >= self.s.mqtt.publish_s):
+        # every publish_s; half a cycle early counts (a strict wait skips every other cycle)
+        if self.mqtt is not None and (self._mqtt_mono is None or
+                                      mono - self._mqtt_mono >= self.s.mqtt.publish_s - 0.5 * self.s.monitoring.interval_s):
             self._mqtt_mono = mono
             self.mqtt.publish(f"{self.mqtt.prefix}/reading", {
-                "at": r.at.isoformat(), "net_w": r.net_w, "production_w": r.production_w,
-                "consumption_w": r.consumption_w})
+                "at": r.at.isoformat(), **{k: None if v is None else round(v, 1) for k, v in (
+                    ("net_w", r.net_w), ("production_w", r.production_w), ("consumption_w", r.consumption_w))}})
         if self._persisted_at is None or abs((r.at - self._persisted_at).total_seconds()) >= PERSIST_EVERY_S:
             self.persist()  # once a minute: the SD card is not written every cycle
         return r

@@ -11,21 +11,30 @@ Topics, under ``mqtt.topic_prefix`` (``P``, default ``gestor/<site>``), every st
 =================================  ===========================================================
 ``P/managing/availability``         ``online`` / ``offline`` (the last will)
 ``P/monitoring/availability``       the same for monitoring
-``P/state``                         managing's JSON: ``net_w``, ``balance_wh``, ``projected_wh``,
-                                    ``remaining_s``, ``reading_age_s``, ``latched``,
-                                    ``last_period_wh``, ``loads: {NAME: {on, mode, reason,
-                                    switches_today}}``
+``P/state``                         managing's JSON: ``at``, ``net_w``, ``balance_wh``,
+                                    ``projected_wh``, ``remaining_s``, ``reading_age_s``,
+                                    ``latched``, ``last_period_wh``, ``eur_saved_today``,
+                                    ``tariff_period``, ``import_eur_per_kwh``,
+                                    ``surplus_eur_per_kwh``, ``totals: {import_wh, export_wh,
+                                    production_wh, consumption_wh}`` (Wh over the closed
+                                    periods, only increasing), ``loads: {NAME: {on, mode,
+                                    reason, switches_today, energy_wh}}``
 ``P/reading``                       monitoring's JSON: ``at``, ``net_w``, ``production_w``,
-                                    ``consumption_w``
+                                    ``consumption_w`` (W, to 0.1)
 ``P/load/NAME/mode/set``            in: ``auto`` | ``on`` | ``off``, as ``gestor override``
 ``P/stop/set``                      in: ``STOP``, as ``stop-loads`` (sets the latch; releasing it
                                     is only ``stop-loads --release`` on the Pi)
+``P/managing/sync``                 managing to itself after each connection: its discovery
+                                    configs were read back (stale ones emptied) before any state
+``<discovery_prefix>/status``       in: Home Assistant's birth message; ``online`` makes managing
+                                    announce discovery and the state again
 =================================  ===========================================================
 
 Home Assistant discovery (``mqtt.discovery``): one device "gestor <site>" under
 ``<discovery_prefix>/<component>/gestor_<site>/<object>/config`` with the entities listed by
 :func:`discovery`. A load removed from the settings loses its entities: on connection managing
-reads back its node's retained configs and empties those it no longer announces.
+reads back its node's retained configs and empties those it no longer announces, before it
+publishes a state without that load (and the value templates of a load tolerate its absence).
 """
 from __future__ import annotations
 
@@ -49,41 +58,99 @@ def node_id(site: str) -> str:
     return "gestor_" + "".join(c if c.isalnum() else "_" for c in site)
 
 
-def discovery(s: MqttSettings, site: str, loads: list[str]) -> dict[str, dict[str, Any]]:
-    """Topic → config payload of every entity managing announces (HA MQTT discovery schema)."""
+def label(name: str) -> str:
+    """A load's name as Home Assistant shows it: ``water_heater`` → ``Water heater``."""
+    text = " ".join(name.replace("_", " ").replace("-", " ").split())
+    return text[:1].upper() + text[1:] if text else name
+
+
+def _in_load(name: str, expr: str, missing: str = "None") -> str:
+    """A value template reading ``expr`` of load ``name`` in the state, and ``missing`` when the
+    state has no such load (a load just removed: no template error in Home Assistant's log)."""
+    q = json.dumps(name)
+    return f"{{{{ ({expr.format(f'value_json.loads[{q}]')}) if {q} in value_json.loads else {missing} }}}}"
+
+
+def discovery(s: MqttSettings, site: str, loads: list[str], meter: tuple[str, ...] = (),
+              sw_version: str | None = None, configuration_url: str | None = None,
+              expire_after_s: int | None = None) -> dict[str, dict[str, Any]]:
+    """Topic → config payload of every entity managing announces (HA MQTT discovery schema).
+
+    ``meter``: what the meter measures beside the net power (``"production"``,
+    ``"consumption"``): their power and energy entities are announced only then. Entities of the
+    reading (``P/reading``) follow monitoring's availability and, with ``expire_after_s``, go
+    unavailable when no reading came for that long (a meter that stopped answering)."""
     p, node = prefix(s, site), node_id(site)
-    device = {"identifiers": [node], "name": f"gestor {site}", "manufacturer": "gestor",
-              "model": "home energy manager (Spanish hourly net balance)"}
-    avail = {"availability_topic": f"{p}/managing/availability"}
+    device: dict[str, Any] = {"identifiers": [node], "name": f"gestor {site}", "manufacturer": "gestor",
+                              "model": "home energy manager (Spanish hourly net balance)"}
+    if sw_version:
+        device["sw_version"] = sw_version
+    if configuration_url:
+        device["configuration_url"] = configuration_url
+    managing = {"availability_topic": f"{p}/managing/availability"}
+    monitoring = {"availability_topic": f"{p}/monitoring/availability"}
+    if expire_after_s:
+        monitoring["expire_after"] = int(expire_after_s)
     out: dict[str, dict[str, Any]] = {}
 
-    def add(component: str, obj: str, name: str, **cfg: Any) -> None:
+    def add(component: str, obj: str, name: str, avail: dict[str, Any] = managing, **cfg: Any) -> None:
         out[f"{s.discovery_prefix}/{component}/{node}/{obj}/config"] = {
-            "name": name, "unique_id": f"{node}_{obj}", "object_id": f"{node}_{obj}", "device": device, **avail, **cfg}
+            "name": name, "unique_id": f"{node}_{obj}", "object_id": f"{node}_{obj}", "device": device,
+            **avail, **{k: v for k, v in cfg.items() if v is not None}}
 
-    state = f"{p}/state"
-    for obj, name, key, dc, sc, unit in (
-            ("net_power", "Net power (export +)", "net_w", "power", "measurement", "W"),
-            ("period_balance", "Period balance", "balance_wh", "energy", "total", "Wh"),
-            ("period_projection", "Period projected end", "projected_wh", "energy", "total", "Wh"),
-            ("last_period_balance", "Last period balance", "last_period_wh", "energy", "total", "Wh"),
-            ("period_time_left", "Period time left", "remaining_s", "duration", "measurement", "s"),
-            ("meter_age", "Meter reading age", "reading_age_s", "duration", "measurement", "s")):
+    state, reading = f"{p}/state", f"{p}/reading"
+    diag = "diagnostic"
+    # the reading, as monitoring publishes it (its own availability)
+    for obj, name, key, kind in (("net_power", "Net power (export +)", "net_w", None),
+                                 ("production_power", "Production power", "production_w", "production"),
+                                 ("consumption_power", "Consumption power", "consumption_w", "consumption")):
+        if kind is None or kind in meter:
+            add("sensor", obj, name, monitoring, state_topic=reading, value_template=f"{{{{ value_json.{key} }}}}",
+                device_class="power", state_class="measurement", unit_of_measurement="W")
+    # the settlement period now: values that restart each period and may be negative, so no
+    # cumulative state class (Home Assistant keeps no long-term sums of them)
+    for obj, name, key in (("period_balance", "Period balance", "balance_wh"),
+                           ("period_projection", "Period projected end", "projected_wh"),
+                           ("last_period_balance", "Last period balance", "last_period_wh")):
         add("sensor", obj, name, state_topic=state, value_template=f"{{{{ value_json.{key} }}}}",
-            device_class=dc, state_class=sc, unit_of_measurement=unit)
+            device_class="energy", unit_of_measurement="Wh")
+    for obj, name, key in (("period_time_left", "Period time left", "remaining_s"),
+                           ("meter_age", "Meter reading age", "reading_age_s")):
+        add("sensor", obj, name, state_topic=state, value_template=f"{{{{ value_json.{key} }}}}",
+            device_class="duration", state_class="measurement", unit_of_measurement="s", entity_category=diag)
+    # counters for Home Assistant's Energy dashboard: settled (closed periods), only increasing
+    for obj, name, key, kind in (("grid_import", "Grid import (net, settled)", "import_wh", None),
+                                 ("grid_export", "Grid export (net, settled)", "export_wh", None),
+                                 ("production_energy", "Production energy", "production_wh", "production"),
+                                 ("consumption_energy", "Consumption energy", "consumption_wh", "consumption")):
+        if kind is None or kind in meter:
+            add("sensor", obj, name, state_topic=state, value_template=f"{{{{ value_json.totals.{key} }}}}",
+                device_class="energy", state_class="total_increasing", unit_of_measurement="Wh")
+    add("sensor", "saved_today", "Saved today", state_topic=state, value_template="{{ value_json.eur_saved_today }}",
+        device_class="monetary", unit_of_measurement="EUR", icon="mdi:piggy-bank-outline")
+    add("sensor", "tariff_period", "Tariff period", state_topic=state, value_template="{{ value_json.tariff_period }}",
+        device_class="enum", options=["P1", "P2", "P3"], icon="mdi:clock-outline")
+    for obj, name, key in (("import_price", "Import price", "import_eur_per_kwh"),
+                           ("surplus_price", "Surplus price", "surplus_eur_per_kwh")):
+        add("sensor", obj, name, state_topic=state, value_template=f"{{{{ value_json.{key} }}}}",
+            state_class="measurement", unit_of_measurement="EUR/kWh", icon="mdi:currency-eur",
+            suggested_display_precision=4)
     add("binary_sensor", "stop_latch", "Stop latch", state_topic=state, device_class="problem",
         value_template="{{ 'ON' if value_json.latched else 'OFF' }}")
     add("button", "stop", "Emergency stop", command_topic=f"{p}/stop/set", payload_press="STOP", icon="mdi:stop-circle")
     for name in loads:
-        obj = "".join(c if c.isalnum() else "_" for c in name)
-        lj = f"value_json.loads['{name}']"
-        add("binary_sensor", f"{obj}_on", f"{name}", state_topic=state, device_class="power",
-            value_template=f"{{{{ 'ON' if {lj}.on else 'OFF' }}}}")
-        add("sensor", f"{obj}_reason", f"{name} reason", state_topic=state, value_template=f"{{{{ {lj}.reason }}}}",
-            icon="mdi:comment-question-outline")
-        add("sensor", f"{obj}_switches_today", f"{name} switches today", state_topic=state,
-            value_template=f"{{{{ {lj}.switches_today }}}}", state_class="total_increasing")
-        add("select", f"{obj}_mode", f"{name} mode", state_topic=state, value_template=f"{{{{ {lj}.mode }}}}",
+        obj, shown = "".join(c if c.isalnum() else "_" for c in name), label(name)
+        add("binary_sensor", f"{obj}_on", shown, state_topic=state, device_class="power",
+            value_template=_in_load(name, "'ON' if {}.on else 'OFF'"))
+        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=_in_load(name, "{}.reason", "''"),
+            icon="mdi:comment-question-outline", entity_category=diag)
+        add("sensor", f"{obj}_switches_today", f"{shown} switches today", state_topic=state,
+            value_template=_in_load(name, "{}.switches_today"), state_class="total_increasing",
+            icon="mdi:counter", entity_category=diag)
+        add("sensor", f"{obj}_energy", f"{shown} energy", state_topic=state,
+            value_template=_in_load(name, "{}.energy_wh"), device_class="energy", state_class="total_increasing",
+            unit_of_measurement="Wh")
+        add("select", f"{obj}_mode", f"{shown} mode", state_topic=state, value_template=_in_load(name, "{}.mode"),
             command_topic=f"{p}/load/{name}/mode/set", options=list(MODES))
     return out
 

@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import os
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -92,11 +92,23 @@ class LoadStateModel(_State):
 
 
 class ManagingFile(_State):
+    """``managing.json``: the period being integrated, and what a user sees that must survive a
+    restart (every field after ``loads`` is optional: files of earlier versions still load)."""
     balance: dict[str, Any]
     on_s: dict[str, dict[str, Number]] = {}
     day_on_s: dict[str, dict[str, Number]] = {}
     switches: dict[str, dict[str, StrictInt]] = {}
     loads: dict[str, LoadStateModel] = {}
+    # Wh over every closed period, only increasing (Home Assistant's Energy dashboard):
+    # import_wh, export_wh (the net, settled figures), production_wh, consumption_wh
+    totals: dict[str, Counter] = {}
+    loads_wh: dict[str, Counter] = {}              # each load's energy over the closed periods, Wh
+    switches_today: dict[str, Annotated[StrictInt, Field(ge=0)]] = {}
+    switches_day: date | None = None               # the local day switches_today counts
+    last_period_wh: Annotated[Number, Field(ge=-MAX_COUNTER_WH, le=MAX_COUNTER_WH)] | None = None
+    last_period_end: AwareDatetime | None = None
+    eur_saved_today: Annotated[Number, Field(ge=-1e6, le=1e6)] | None = None
+    money_day: date | None = None                  # the local day eur_saved_today adds up
 
 
 class OverrideEntry(_State):

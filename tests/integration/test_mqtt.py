@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+import gestor
 import managing
 import monitoring
 from drivers.store.influx import NullStore
@@ -25,6 +26,11 @@ from tests.integration.test_safety import HEADER, T0, _wait, sunny_csv
 pytestmark = pytest.mark.skipif(subprocess.run(["which", "mosquitto"], capture_output=True).returncode != 0,
                                 reason="mosquitto is installed by ./install.sh --test")
 PASSWORD = "s3cret-gestor"
+# the README's ACL ("Home Assistant and MQTT"): Home Assistant's user writes under its discovery
+# prefix too (its birth message on homeassistant/status, its clean-up when a device is deleted)
+ACL = ("user gestor\ntopic readwrite gestor/#\ntopic readwrite homeassistant/#\n\n"
+       "user ha\ntopic read gestor/#\ntopic write gestor/+/load/+/mode/set\n"
+       "topic write gestor/+/stop/set\ntopic readwrite homeassistant/#\n")
 HA_PASSWORD = "s3cret-ha"
 
 
@@ -38,9 +44,7 @@ class Broker:
         pw = d / "passwd"
         subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "gestor", PASSWORD], check=True)
         subprocess.run(["mosquitto_passwd", "-b", str(pw), "ha", HA_PASSWORD], check=True)
-        (d / "acl").write_text("user gestor\ntopic readwrite gestor/#\ntopic readwrite homeassistant/#\n\n"
-                               "user ha\ntopic read gestor/#\ntopic write gestor/+/load/+/mode/set\n"
-                               "topic write gestor/+/stop/set\ntopic read homeassistant/#\n")
+        (d / "acl").write_text(ACL)
         import getpass  # the broker runs as the test's user: it reads the files under tmp_path
         (d / "mosquitto.conf").write_text(f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous false\n"
                                           f"password_file {pw}\nacl_file {d / 'acl'}\npersistence false\n")
@@ -143,16 +147,32 @@ def test_discovery_and_state_equal_managings_own(tmp_path, broker):
         assert ha.wait(lambda m: "gestor/test/state" in m and "gestor/test/reading" in m)
         node = "homeassistant/{}/gestor_test/{}/config"
         cfgs = {t: json.loads(p) for t, p in ha.msgs.items() if t.startswith("homeassistant/") and p}
-        want = {("sensor", "net_power"): ("power", "measurement", "W"),
-                ("sensor", "period_balance"): ("energy", "total", "Wh"),
-                ("sensor", "period_projection"): ("energy", "total", "Wh"),
-                ("sensor", "last_period_balance"): ("energy", "total", "Wh"),
-                ("sensor", "period_time_left"): ("duration", "measurement", "s"),
-                ("sensor", "meter_age"): ("duration", "measurement", "s")}
-        for (comp, obj), (dc, sc, unit) in want.items():
-            c = cfgs[node.format(comp, obj)]
-            assert (c["device_class"], c["state_class"], c["unit_of_measurement"]) == (dc, sc, unit), obj
-            assert c["device"]["name"] == "gestor test" and c["availability_topic"] == "gestor/test/managing/availability"
+        want = {"net_power": ("power", "measurement", "W", "monitoring"),
+                "production_power": ("power", "measurement", "W", "monitoring"),
+                "consumption_power": ("power", "measurement", "W", "monitoring"),
+                "period_balance": ("energy", None, "Wh", "managing"),       # restarts each period: no sums
+                "period_projection": ("energy", None, "Wh", "managing"),
+                "last_period_balance": ("energy", None, "Wh", "managing"),
+                "grid_import": ("energy", "total_increasing", "Wh", "managing"),
+                "grid_export": ("energy", "total_increasing", "Wh", "managing"),
+                "production_energy": ("energy", "total_increasing", "Wh", "managing"),
+                "consumption_energy": ("energy", "total_increasing", "Wh", "managing"),
+                "water_heater_energy": ("energy", "total_increasing", "Wh", "managing"),
+                "saved_today": ("monetary", None, "EUR", "managing"),
+                "import_price": (None, "measurement", "EUR/kWh", "managing"),
+                "period_time_left": ("duration", "measurement", "s", "managing"),
+                "meter_age": ("duration", "measurement", "s", "managing")}
+        for obj, (dc, sc, unit, avail) in want.items():
+            c = cfgs[node.format("sensor", obj)]
+            assert (c.get("device_class"), c.get("state_class"), c["unit_of_measurement"]) == (dc, sc, unit), obj
+            assert c["device"]["name"] == "gestor test" and c["availability_topic"] == f"gestor/test/{avail}/availability"
+            assert c["device"]["sw_version"] == gestor.__version__ and c["device"]["configuration_url"].endswith(":8080/")
+        assert cfgs[node.format("sensor", "net_power")]["expire_after"] == 60   # 3 x 10 s + 30 s
+        assert cfgs[node.format("sensor", "tariff_period")]["options"] == ["P1", "P2", "P3"]
+        for obj in ("meter_age", "period_time_left", "water_heater_reason", "pool_pump_switches_today"):
+            assert cfgs[node.format("sensor", obj)]["entity_category"] == "diagnostic", obj
+        assert cfgs[node.format("binary_sensor", "water_heater_on")]["name"] == "Water heater"
+        assert cfgs[node.format("select", "pool_pump_mode")]["name"] == "Pool pump mode"
         for ld in ("water_heater", "pool_pump"):
             assert cfgs[node.format("binary_sensor", f"{ld}_on")]["device_class"] == "power"
             sel = cfgs[node.format("select", f"{ld}_mode")]
@@ -165,11 +185,20 @@ def test_discovery_and_state_equal_managings_own(tmp_path, broker):
         assert ha.wait(lambda m: json.loads(m["gestor/test/state"])["at"] == mgr_state["at"])
         st = json.loads(ha.get("gestor/test/state"))
         assert st["balance_wh"] == pytest.approx(mgr_state["balance_wh"], abs=1e-3)
-        assert st["net_w"] == mgr_state["net_w"] and st["latched"] is False
+        assert st["net_w"] == round(mgr_state["net_w"], 1) and st["latched"] is False
         assert st["last_period_wh"] == pytest.approx(mgr.closed[-1].balance_wh, abs=1e-3)
+        p = mgr.closed[-1]     # one closed period, all surplus: the counters are that period's
+        assert len(mgr.closed) == 1 and p.balance_wh > 0 and st["totals"]["import_wh"] == 0
+        assert st["totals"]["export_wh"] == pytest.approx(p.balance_wh, abs=1e-3)
+        assert st["totals"]["production_wh"] == pytest.approx(p.production_wh, abs=1e-3)
+        assert st["totals"]["consumption_wh"] == pytest.approx(p.consumption_wh, abs=1e-3)
+        assert st["tariff_period"] in ("P1", "P2", "P3") and st["import_eur_per_kwh"] > st["surplus_eur_per_kwh"] > 0
+        assert st["eur_saved_today"] == pytest.approx(mgr.eur_saved_today, abs=1e-4)
         for ld in mgr.loads:
             assert st["loads"][ld.name]["on"] == ld.on and st["loads"][ld.name]["mode"] == "auto"
             assert st["loads"][ld.name]["switches_today"] == mgr.switches_today[ld.name] > 0
+            assert st["loads"][ld.name]["energy_wh"] == pytest.approx(mgr.loads_wh[ld.name], abs=1e-3)
+            assert mgr.loads_wh[ld.name] > 0
         assert ha.get("gestor/test/managing/availability") == "online"
         assert ha.get("gestor/test/monitoring/availability") == "online"
         assert json.loads(ha.get("gestor/test/reading"))["net_w"] == mon._last.net_w
