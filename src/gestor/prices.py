@@ -203,6 +203,9 @@ def parse_archive(body: Any, day: date, key: str) -> list[tuple[datetime, float]
     clock. Checks that each row is of ``day`` and that ``Hora`` counts the rows as REE does
     (positions "00-01".."24-25", or the clock hours of a 23-hour day). Raises PriceError naming
     the row on a wrong day or hour, ValueError/KeyError/TypeError on another shape."""
+    if isinstance(body, dict) and "PVPC" not in body:
+        raise PriceError(f"no PVPC day in the answer for {day} (not published yet? the next day's comes after "
+                         f"20:15): {json.dumps(body)[:120]}")
     rows = body["PVPC"]
     if not isinstance(rows, list):
         raise TypeError("PVPC is not a list")
