@@ -29,7 +29,7 @@ from pathlib import Path
 
 from drivers.relays import Relay, RelayError
 from drivers.store.influx import Store, point
-from gestor.balance import Balance, PeriodSummary
+from gestor.balance import COUNTERS_AGREE_WH, Balance, PeriodSummary
 from gestor.clock import Clock
 from gestor.daemon import context, open_relays, run_loop
 from gestor.files import WriteGuard, atomic_write_text
@@ -150,6 +150,7 @@ class Managing:
         self.switches_total = 0
         self.cycles = 0                  # published: stop-loads waits for a cycle after its latch
         self._latched_seen: bool | None = None  # the latch at the last cycle (its changes are logged)
+        self._counters_refused_logged: datetime | None = None  # the period whose refused counters were logged
         self._file_op = WriteGuard(log, "control goes on without it")
         # one worker per load: relays are commanded in parallel, so a slow one delays no other
         self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="relay")
@@ -450,6 +451,12 @@ class Managing:
                 self._fetch_prices_daily(now)
         step = self.core.step(now, new, reading_age_s=age, latched=latched, overrides=self.overrides, held=held)
         closed, start, end = step.closed, step.period_start, step.period_end
+        cur = self.balance.current
+        if cur is not None and cur.counters_refused and self._counters_refused_logged != cur.start:
+            self._counters_refused_logged = cur.start
+            log.error("the meter's energy counters disagree with its power readings by more than %.0f Wh: the "
+                      "period's balance is integrated from net power until it ends (a counter over-reading?)",
+                      COUNTERS_AGREE_WH)
         for p in closed:
             self._close_period(p)
         snap = Snapshot(now.timestamp(), start.timestamp(), end.timestamp(), step.balance_wh, step.net_w, ())

@@ -11,7 +11,12 @@ Sources of the balance, best first:
   energy at a period boundary. A step the connection cannot carry (more than ``max_power_w`` over
   the interval, as ``drivers.meters.base.max_counter_step_wh`` bounds it) or a step backwards is
   not trusted: that interval is integrated from ``net_w`` instead, so no counter glitch can make a
-  period's balance larger than the connection could have exchanged in it.
+  period's balance larger than the connection could have exchanged in it. And the counters must
+  agree with the meter's own power: ``net_w`` is integrated beside them all period
+  (``integrated_wh``); once the two differ by more than ``COUNTERS_AGREE_WH`` plus
+  ``COUNTERS_AGREE_SHARE`` of the energy exchanged, the period's balance is the integrated one for
+  the rest of it (``counters_refused``): a counter that over-reads a little at every reading, each
+  step within its bound, cannot become the balance either.
 * trapezoidal integration of ``net_w`` between consecutive readings, with ``net_w`` interpolated
   linearly at a period boundary. An interval longer than ``max_gap_s`` is not integrated (nothing is
   invented for time the meter was not seen) and the periods it touches are marked incomplete.
@@ -62,6 +67,10 @@ def period_bounds(at: datetime, period_s: int, tz: ZoneInfo) -> tuple[datetime, 
     return start, start + timedelta(seconds=period_s)
 
 
+COUNTERS_AGREE_WH = 200.0    # Wh: counters and integrated net_w may differ by this much in a period...
+COUNTERS_AGREE_SHARE = 0.1   # ... plus this share of the energy exchanged (|net_w| integrated)
+
+
 @dataclass
 class PeriodSummary:
     """One settlement period, closed or running.
@@ -79,6 +88,9 @@ class PeriodSummary:
     covered_s: float = 0.0
     samples: int = 0
     source: str = "integration"  # "integration" | "counters"
+    integrated_wh: float = 0.0   # net_w integrated over the period, beside the counters
+    exchanged_wh: float = 0.0    # |net_w| integrated: the energy through the connection, Wh
+    counters_refused: bool = False  # the counters disagreed with net_w: integrated from then on
 
     @property
     def period_s(self) -> float:
@@ -237,11 +249,27 @@ class Balance:
              t0: float, t1: float, a: float, b: float) -> None:
         p = self.current
         assert p is not None
-        if counters is not None:
+        if counters is not None and not p.counters_refused:
             d_export, d_import = counters
             frac = (b - a) / (t1 - t0)
+            if t1 - t0 <= self.max_gap_s:  # net_w beside them (a longer gap: the counters alone)
+                trap = _trapezoid_wh(t0, prev[1], t1, cur[1], a, b)
+                p.integrated_wh += trap
+                p.exchanged_wh += abs(trap)
+            else:
+                p.integrated_wh += (d_export - d_import) * frac
             p.balance_wh += (d_export - d_import) * frac
             p.source = "counters"
+            if abs(p.balance_wh - p.integrated_wh) > COUNTERS_AGREE_WH + COUNTERS_AGREE_SHARE * p.exchanged_wh:
+                p.balance_wh, p.counters_refused, p.source = p.integrated_wh, True, "integration"
+        elif counters is not None:  # refused this period: integrate net_w (a long gap: nothing)
+            if t1 - t0 <= self.max_gap_s:
+                trap = _trapezoid_wh(t0, prev[1], t1, cur[1], a, b)
+                p.balance_wh += trap
+                p.integrated_wh += trap
+                p.exchanged_wh += abs(trap)
+            else:
+                return
         elif a == t0 and b == t1:  # the whole interval (the common case): the trapezoids themselves
             p.balance_wh += (prev[1] + cur[1]) * (t1 - t0) / 7200.0
             if prev[2] is not None and cur[2] is not None:
