@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from drivers.relays import Relay, RelayError
+from drivers.relays.base import confirm_off_drawing_w
 from drivers.store.influx import Store, point
 from gestor.balance import COUNTERS_AGREE_WH, Balance, PeriodSummary
 from gestor.clock import Clock
@@ -49,19 +50,9 @@ STATE_FILE = "managing.json"
 # re-integrates those newer than the persisted one.
 PERSIST_EVERY_S = 60.0
 # A load reported off is not believed while something still shows it drawing: its relay's own
-# meter above this share of its rated power (at least DRAWING_MIN_W), or the grid meter not rising
-# by half its power over the first OFF_CHECK_READINGS readings after the off.
-DRAWING_SHARE = 0.25
-DRAWING_MIN_W = 20.0
+# meter (drivers.relays.base.still_drawing_w), or the grid meter not rising by half its power over
+# the first OFF_CHECK_READINGS readings after the off.
 OFF_CHECK_READINGS = 2
-
-
-def still_drawing_w(ld: "LoadRuntime") -> float | None:
-    """W the load's relay meters although it reads off (a lying or welded relay), or None."""
-    drawn = getattr(ld.relay, "measured_power_w", None)
-    if isinstance(drawn, (int, float)) and drawn > max(DRAWING_SHARE * ld.cfg.power_w, DRAWING_MIN_W):
-        return float(drawn)
-    return None
 
 
 def _of_state(attr: str, writable: bool = True) -> property:
@@ -628,9 +619,10 @@ class Managing:
             got = ld.relay.state()
             if got != on:
                 return f"relay reads {'on' if got else 'off'} after commanding {'on' if on else 'off'}"
-            drawn = None if on else still_drawing_w(ld)
+            drawn = None if on else confirm_off_drawing_w(ld.relay, ld.cfg.power_w)
             if drawn is not None:
-                return f"relay reads off but its meter shows {drawn:.0f} W drawn: not believed"
+                return (f"relay reads off but its meter shows {drawn:.0f} W drawn: not believed" if drawn != float("inf")
+                        else "relay reads on again after commanding off")
         except RelayError as e:
             return str(e)
         except Exception as e:  # noqa: BLE001 -- a driver bug is a failed command, not a dead daemon
@@ -642,8 +634,10 @@ class Managing:
         """In a worker, for a load that is on and stays on: read it back first; renew the device's
         auto-off timer only if it still reads on. Returns (state read, error)."""
         try:
-            if not ld.relay.state() and still_drawing_w(ld) is None:
-                return False, None  # switched off outside gestor: never switched back on here
+            if not ld.relay.state():
+                # switched off outside gestor: never switched back on here, not even by a timer
+                # renewal (its meter may still show the load for a second: it is off all the same)
+                return False, None
             if getattr(ld.relay, "refresh_on_cycle", False):
                 ld.relay.set(True, auto_off_s)
                 log.debug("load %s: auto-off timer renewed (%.0f s)", ld.name, auto_off_s)

@@ -328,6 +328,12 @@ def _stop_one(t: Target, run_dir: Path, r: StopResult) -> None:
         r.after = relay.state()
         if r.after:
             r.error = "relay still reads on"
+        else:
+            from drivers.relays.base import confirm_off_drawing_w
+            drawn = confirm_off_drawing_w(relay, t.power_w)
+            if drawn is not None:  # a relay that lies (or welded contacts): its own meter says on
+                r.after, r.error = None, (f"relay reads off but its meter shows {drawn:.0f} W drawn: not believed"
+                                          if drawn != float("inf") else "relay reads on again after commanding off")
     except Exception as e:  # noqa: BLE001 -- RelayError, OSError, anything: that load's error
         r.error = _fault(e)
     finally:

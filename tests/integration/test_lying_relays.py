@@ -61,3 +61,22 @@ def test_a_relay_whose_load_really_goes_off_raises_no_alarm(tmp_path, caplog):
     with caplog.at_level(logging.INFO, "gestor"):
         run_lockstep(clock, tasks, T0 + timedelta(minutes=4))
     assert mgr.loads[0].on is False and "did not see" not in caplog.text
+
+
+def test_an_honest_shelly_whose_meter_lags_its_output_is_confirmed_off(tmp_path):
+    """A real Shelly's apower follows its output about a second late: the "not believed" check
+    reads again (up to 2 s) before it concludes, so an honest off is confirmed, by stop-loads and
+    by managing alike, without a false alarm."""
+    import stop_loads
+    from drivers.relays.shelly import ShellyRelaySettings
+    from tests.integration.test_campaign_02_renewal_switches_back_on import LaggingShelly
+    dev = LaggingShelly(free_port()).start()
+    dev.lag_s = 1.2
+    try:
+        dev._set(True, None)
+        t = stop_loads.Target("water_heater", ShellyRelaySettings(host=f"127.0.0.1:{dev.port}"), 1000.0)
+        [r] = stop_loads.stop_all([t], stop_loads.Paths(tmp_path / "state", tmp_path / "run"), timeout_s=5.0)
+        assert r.confirmed, r.error
+        assert not dev.is_on()
+    finally:
+        dev.stop()
