@@ -142,6 +142,8 @@ class Managing:
         self.cycles = 0                  # published: stop-loads waits for a cycle after its latch
         self._latched_seen: bool | None = None  # the latch at the last cycle (its changes are logged)
         self._counters_refused_logged: datetime | None = None  # the period whose refused counters were logged
+        # each load's relay fingerprint, published: stop-loads confirms "via managing" only for these
+        self._relay_ids = {ld.name: stop_loads._relay_id_or_none(ld.cfg.relay) for ld in self.loads}
         self._file_op = WriteGuard(log, "control goes on without it")
         # one worker per load: relays are commanded in parallel, so a slow one delays no other
         self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="relay")
@@ -578,7 +580,7 @@ class Managing:
                                 "since": ld.since.isoformat() if ld.since else None,
                                 "switches_in_period": ld.switches.get(key, 0), "failures": ld.failures,
                                 "switches_today": self.switches_today.get(ld.name, 0),
-                                "power_w": ld.cfg.power_w,
+                                "power_w": ld.cfg.power_w, "relay_id": self._relay_ids.get(ld.name),
                                 "measured_power_w": getattr(ld.relay, "measured_power_w", None)}
                       for ld in self.loads}}))
 

@@ -119,6 +119,17 @@ def relay_section(relay: Any) -> dict[str, Any]:
     return json.loads(json.dumps(relay.model_dump(mode="python"), default=_plain))
 
 
+def relay_id(relay: Any) -> str:
+    """A short fingerprint of the device output a relay switches (its driver's ``relay_key``: a
+    Shelly's host and channel, a GPIO pin, a Modbus coil; a simulated relay: its driver, the load's
+    name telling them apart), 16 hex digits of a sha256. managing publishes it per load, so
+    stop-loads confirms a load "via managing" only when managing drives that very output, not a
+    load of the same name moved to another relay (a new password is the same relay)."""
+    import hashlib
+    key = relay.relay_key() if hasattr(relay, "relay_key") else None
+    return hashlib.sha256(repr(key if key is not None else (relay.driver,)).encode()).hexdigest()[:16]
+
+
 def _same_relay_key(t: Target, run_dir: Path) -> tuple[str, str, str]:
     return t.name, str(t.run_dir or run_dir), json.dumps(relay_section(t.relay), sort_keys=True)
 
@@ -431,7 +442,14 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
     pid = st["pid"] if st and isinstance(st.get("pid"), int) and not isinstance(st.get("pid"), bool) else None
     if pid is None or pid == os.getpid() or not pid_alive(pid):
         return results
-    bad = {r.load for r in results if not r.confirmed}
+    # only the loads whose relay is the one managing drives (same fingerprint) can be confirmed
+    # through it: a load of the same name moved to another relay cannot
+    published = st.get("loads") if isinstance(st.get("loads"), dict) else {}
+    mine = {i for i, t in enumerate(plan.targets) if i < len(results) and not results[i].confirmed
+            and isinstance(published.get(t.name), dict) and published[t.name].get("relay_id") == _relay_id_or_none(t.relay)}
+    bad = {plan.targets[i].name for i in mine}
+    if not bad:
+        return results
     cycle0 = st.get("cycle")  # a cycle after this one has seen the latch (clocks may differ: drills)
     # what the end needs: SIGKILL's wait (1 s) and one more try (timeout_s)
     wait_s = min(2 * float(st.get("interval_s", 10.0)) + timeout_s, end - time.monotonic() - 1.0 - timeout_s)
@@ -445,10 +463,9 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
         st = read_managing(plan.paths.run_dir) or {}
         fresh = st.get("latched") is True and isinstance(st.get("cycle"), int) and st.get("cycle") != cycle0
         if fresh and all((st.get("loads", {}).get(n) or {}).get("on") is False for n in bad):
-            for r in results:
-                if r.load in bad and not r.confirmed:
-                    r.after, r.error = False, None
-                    r.driver += " (via managing)"
+            for i in mine:
+                results[i].after, results[i].error = False, None
+                results[i].driver += " (via managing)"
             return results
         time.sleep(0.2)
     if not is_managing(pid):
@@ -471,13 +488,20 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
         if not pid_alive(pid):
             break
     # results[i] is plan.targets[i]'s (the unusable ones follow): try the unconfirmed ones again
-    retry = [i for i, t in enumerate(plan.targets) if i < len(results) and not results[i].confirmed]
+    retry = sorted(mine)
     again = stop_all([plan.targets[i] for i in retry], plan.paths, timeout_s, min(end, time.monotonic() + timeout_s))
     out = list(results)
     for i, r in zip(retry, again):
         r.driver = results[i].driver  # as labelled in the table
         out[i] = r
     return out
+
+
+def _relay_id_or_none(relay: Any) -> str | None:
+    try:
+        return relay_id(relay)
+    except Exception:  # noqa: BLE001 -- a section that cannot be fingerprinted matches nothing
+        return None
 
 
 @dataclass
