@@ -141,6 +141,7 @@ class Managing:
         self.switches_total = 0
         self.cycles = 0                  # published: stop-loads waits for a cycle after its latch
         self._latched_seen: bool | None = None  # the latch at the last cycle (its changes are logged)
+        self._latch_pending: tuple[datetime, str] | None = None  # a stop whose latch file could not be written
         self._counters_refused_logged: datetime | None = None  # the period whose refused counters were logged
         # each load's relay fingerprint, published: stop-loads confirms "via managing" only for these
         self._relay_ids = {ld.name: stop_loads._relay_id_or_none(ld.cfg.relay) for ld in self.loads}
@@ -182,8 +183,10 @@ class Managing:
         log.warning("EMERGENCY STOP from %s: stop latch set, every load off", origin)
         try:
             set_latch(self.s.paths.state_dir, now, origin)
-        except OSError as e:
-            log.error("stop latch NOT set: %s (switching off anyway)", e)
+        except OSError as e:  # a read-only SD card: the stop is held here until the file can be written
+            self._latch_pending = (now, origin)
+            log.error("stop latch NOT written (%s): managing holds the stop itself and writes the latch as "
+                      "soon as it can; every load off", e)
         with self._lock:
             self._command_all([(ld, False, reason, None) for ld in self.loads], now)
 
@@ -431,7 +434,14 @@ class Managing:
                 else "held by a guard" for ld in self.loads
                 if ld.on is None or ld.name in self.overrides or ld.hold_off_until is not None}
         latched = is_latched(self.s.paths.state_dir)
-        if latched != self._latched_seen:
+        if self._latch_pending is not None:  # a stop whose latch could not be written: it still holds
+            try:
+                set_latch(self.s.paths.state_dir, *self._latch_pending)
+                log.warning("stop latch written now (%s)", latch_path(self.s.paths.state_dir))
+                self._latch_pending = None
+            except OSError:
+                pass
+            latched = True
             if latched:
                 log.warning("stop latch set (%s): every load off until 'stop-loads --release'",
                             latch_path(self.s.paths.state_dir))
