@@ -6,14 +6,18 @@ pages redirect to ``/login``; every POST needs the session's CSRF token, in the 
 
 | method, path | what |
 |---|---|
-| GET /login, POST /login | the login form; POST rate-limited per client (5/min, 20/h) and overall (60/h), only failures count |
-| POST /logout | ends the session |
+| GET /login, POST /login | the login form; POST limited per client address (5 failures a minute, 20 an hour, counted before the check; 429 with the real wait), one argon2 check at a time (503 when busy for 2 s) |
+| POST /logout | ends the session (server-side: a copied cookie is refused too) |
 | GET / | the page (today, live) |
 | GET /api/status | :func:`gestor.web.data.live` as JSON |
-| GET /api/day?date=YYYY-MM-DD | that day's periods and power curves (InfluxDB) |
+| GET /api/day?date=YYYY-MM-DD | that day's periods and power curves (InfluxDB); a day from 2000-01-01 to tomorrow |
 | GET /day.csv?date=YYYY-MM-DD | that day's periods as CSV |
-| POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}``: :func:`gestor.overrides.apply_override` |
+| POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}`` (``for`` up to 7 days): :func:`gestor.overrides.apply_override` |
 | POST /api/stop | JSON ``{"confirm": "STOP"}``: :func:`stop_loads.emergency_stop` |
+
+A session ends at logout or ``web.session_hours`` after its login (:class:`gestor.web.auth.Sessions`).
+Every input that is not understood is a 4xx with a sentence (JSON ``error``), never a 500; the
+server's own limits (request size, slow clients) are in :mod:`gestor.web.serving`.
 
 Refused requests (wrong password, no session, a forged or token-less POST, too many logins) are
 logged on ``gestor.web`` with the client's address.
@@ -21,23 +25,27 @@ logged on ``gestor.web`` with the client's address.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, session, url_for
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+from werkzeug.exceptions import HTTPException
 
 from gestor.livestate import is_latched
-from gestor.overrides import apply_override
+from gestor.overrides import apply_override, parse_duration
 from gestor.settings import Settings
 from gestor.web import auth
 from gestor.web.data import History, HistoryError, StorePing, live, periods_csv
 
 log = logging.getLogger("gestor.web")
+
+FIRST_DAY = date(2000, 1, 1)           # the history's first day (the page asks no earlier)
+MAX_OVERRIDE = timedelta(days=7)       # the longest "for" of a command (the page offers 30 min to 4 h)
 
 
 def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, https: bool = False,
@@ -53,10 +61,12 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=https,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=s.web.session_hours),
+        SESSION_REFRESH_EACH_REQUEST=False,  # the cookie ends with the session: session_hours after the login
         WTF_CSRF_TIME_LIMIT=None,          # the token lives as long as the session
         MAX_CONTENT_LENGTH=16 * 1024,
     )
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True)
+    guard = auth.LoginGuard()
+    sessions = auth.Sessions(s.paths.state_dir, s.web.session_hours)
     history = History(s)
     ping = StorePing(s)
     if stop is None:
@@ -69,7 +79,8 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     pw_tag = hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
     def logged_in() -> bool:
-        return session.get("user") == "admin" and session.get("pw") == pw_tag
+        return (session.get("user") == "admin" and session.get("pw") == pw_tag
+                and sessions.valid(session.get("sid"), clock.now()))
 
     @app.before_request
     def _guard():
@@ -98,40 +109,64 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         log.warning("web: refused %s %s from %s: %s", request.method, request.path, client(), e.description)
         return jsonify(error=f"forged or expired request: {e.description}"), 400
 
-    @app.errorhandler(429)
-    def _too_many(e):
-        log.warning("web: refused login from %s: too many attempts (%s)", client(), e.description)
-        return render_template("login.html", error="Too many attempts: wait a minute and try again.",
-                               site=s.site), 429
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):  # 404, 405, 413, a body that is not a form...: a sentence, as JSON
+        return jsonify(error=f"{e.name}: {e.description}"), e.code
 
-    def failed(resp: Response) -> bool:
-        return resp.status_code != 303
+    @app.errorhandler(Exception)
+    def _bug(e: Exception):  # never a traceback to the client; the journal has it
+        log.exception("web: %s %s from %s failed", request.method, request.path, client())
+        return jsonify(error="internal error of gestor web (logged in its journal)"), 500
+
+    def too_many(wait_s: int, why: str, code: int = 429):
+        log.warning("web: refused login from %s: %s (try again in %d s)", client(), why, wait_s)
+        text = f"{why[0].upper()}{why[1:]}: try again in {auth.wait_words(wait_s)}."
+        return render_template("login.html", error=text, site=s.site), code, {"Retry-After": str(wait_s)}
 
     @app.route("/login", methods=["GET", "POST"])
-    @limiter.limit("5 per minute;20 per hour", methods=["POST"], deduct_when=failed)
-    @limiter.limit("60 per hour", methods=["POST"], key_func=lambda: "all", deduct_when=failed)
     def login():
         if request.method == "GET":
             return render_template("login.html", error=None, site=s.site)
-        if not auth.check_password(password_hash, request.form.get("password", "")):
+        wait = guard.wait_s(client())
+        if wait:  # refused before the form is even read: no hashing
+            return too_many(wait, "too many wrong passwords from this address")
+        try:
+            ok = guard.check(client(), password_hash, request.form.get("password", ""))
+        except auth.Busy:
+            return too_many(round(guard.queue_s), "another login is being checked", 503)
+        if ok is None:
+            return too_many(guard.wait_s(client()) or 1, "too many wrong passwords from this address")
+        if not ok:
             log.warning("web: wrong password from %s", client())
             return render_template("login.html", error="Wrong password.", site=s.site), 401
+        sessions.close(session.get("sid"))
         session.clear()
+        try:
+            sid = sessions.open(clock.now())
+        except OSError as e:
+            log.error("web: cannot keep the session in %s: %s", sessions.path, e)
+            return render_template("login.html", error=f"Cannot keep the session under {s.paths.state_dir}: "
+                                   f"{e.strerror or e}.", site=s.site), 503
         session.permanent = True
         session["user"] = "admin"
         session["pw"] = pw_tag
+        session["sid"] = sid
         log.info("web: login from %s", client())
         return redirect(url_for("index"), code=303)
 
     @app.post("/logout")
     def logout():
+        try:
+            sessions.close(session.get("sid"))
+        except OSError as e:  # ended in memory; the file keeps it until this process restarts
+            log.error("web: cannot write %s: %s", sessions.path, e)
         session.clear()
         return redirect(url_for("login"), code=303)
 
     @app.get("/")
     def index():
         return render_template("index.html", site=s.site, poll_s=s.web.poll_s, csrf=generate_csrf(),
-                               loads=[ld.name for ld in s.loads], timezone=s.timezone)
+                               loads=[ld.name for ld in s.loads], timezone=s.timezone, period_s=s.billing.period_s)
 
     @app.get("/api/status")
     def status():
@@ -140,9 +175,25 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     def _day() -> date | Response:
         text = request.args.get("date", "")
         try:
-            return date.fromisoformat(text)
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                raise ValueError
+            d = date.fromisoformat(text)
         except ValueError:
             return jsonify(error=f"date {text[:20]!r} must be YYYY-MM-DD"), 400
+        last = clock.now().astimezone(s.tz).date() + timedelta(days=1)
+        if not FIRST_DAY <= d <= last:
+            return jsonify(error=f"date {d} must be from {FIRST_DAY} to {last}"), 400
+        return d
+
+    def _body(keys: tuple[str, ...]) -> dict | None:
+        """The request's JSON object, with only ``keys`` (None: not JSON, not an object, other keys)."""
+        if not request.is_json:
+            return None
+        try:
+            body = json.loads(request.get_data(cache=False))
+        except (ValueError, RecursionError):
+            return None
+        return body if isinstance(body, dict) and set(body) <= set(keys) else None
 
     @app.get("/api/day")
     def day():
@@ -169,10 +220,21 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
 
     @app.post("/api/load/<name>")
     def load_mode(name: str):
-        body = request.get_json(silent=True) or {}
-        mode, for_text = body.get("mode"), body.get("for") or None
-        if not isinstance(mode, str) or not (for_text is None or isinstance(for_text, str)):
-            return jsonify(error="send {\"mode\": \"auto\"|\"on\"|\"off\", \"for\": \"2h\"}"), 400
+        if name not in {ld.name for ld in s.loads}:
+            return jsonify(error=f"no load named {name[:40]!r}: the loads are {', '.join(ld.name for ld in s.loads)}"), 400
+        body = _body(("mode", "for"))
+        mode, for_text = (body or {}).get("mode"), (body or {}).get("for") or None
+        if body is None or not isinstance(mode, str) or not (for_text is None or isinstance(for_text, str)):
+            return jsonify(error="send JSON {\"mode\": \"auto\"|\"on\"|\"off\", \"for\": \"2h\"} (for: optional)"), 400
+        if for_text is not None:
+            try:
+                if len(for_text) > 20:
+                    raise ValueError
+                duration = parse_duration(for_text)
+            except (ValueError, OverflowError):
+                return jsonify(error=f"for {for_text[:20]!r} must be a duration like 30m, 2h or 1h30m"), 400
+            if duration > MAX_OVERRIDE:
+                return jsonify(error=f"for {for_text!r} is longer than the longest override, 7 days"), 400
         try:
             text = apply_override(s, name, mode, for_text, clock.now(), by=f"web page from {client()}")
         except ValueError as e:
@@ -187,8 +249,8 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
 
     @app.post("/api/stop")
     def emergency():
-        body = request.get_json(silent=True) or {}
-        if body.get("confirm") != "STOP":
+        body = _body(("confirm",))
+        if body is None or body.get("confirm") != "STOP":
             return jsonify(error="confirm with {\"confirm\": \"STOP\"}"), 400
         log.warning("EMERGENCY STOP from the web page (%s)", client())
         outcome = stop(f"web page from {client()}")
@@ -205,7 +267,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         error = ("not confirmed off: " + "; ".join(bad)) if bad else f"stop latch {outcome.latch}"
         return jsonify(ok=False, latch=outcome.latch, loads=rows, error=error), 502
 
-    app.extensions["gestor"] = {"csrf": csrf, "limiter": limiter, "history": history}
+    app.extensions["gestor"] = {"csrf": csrf, "guard": guard, "sessions": sessions, "history": history}
     return app
 
 

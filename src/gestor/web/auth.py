@@ -7,12 +7,28 @@
 * The session cookies are signed with a random 32-byte key kept in ``state_dir/web/session.key``
   (hex, mode 600), made on the first start: logins survive a restart of the unit; deleting the file
   logs everybody out.
+* Each login opens a session kept server-side (:class:`Sessions`, ``state_dir/web/sessions.json``,
+  mode 600: a digest of its random id and when it ends, ``web.session_hours`` after the login, not
+  moved by later requests); the cookie carries the id. Logout removes it: a copied cookie is
+  then worth nothing. At most :data:`MAX_SESSIONS` are kept (a new login drops the oldest).
+* Failed logins are counted per client address before the password is checked
+  (:class:`LoginGuard`: :data:`LOGIN_LIMITS`, a moving window of the ``limits`` library that
+  Flask-Limiter is built on; a right password clears its address), and at most
+  :data:`HASHES_AT_ONCE` argon2 check runs at a time (64 MiB each): a login waits
+  :data:`HASH_QUEUE_S` for it, then is refused with 503. There is no limit over all addresses:
+  one address's failures never lock out another.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import re
 import secrets
+import threading
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from gestor.files import atomic_write_text, read_small_text
@@ -20,6 +36,11 @@ from gestor.settings import SECRETS_FILE, SettingsError, Settings, _read_yaml
 
 SECRET_NAME = "web_password_hash"
 MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 1024
+MAX_SESSIONS = 32
+LOGIN_LIMITS = "5 per minute;20 per hour"  # failures per client address
+HASHES_AT_ONCE = 1
+HASH_QUEUE_S = 2.0
 
 
 class NoPassword(Exception):
@@ -74,6 +95,8 @@ def set_password(s: Settings, password: str) -> Path:
     cannot be written (run with sudo)."""
     if len(password) < MIN_PASSWORD_CHARS:
         raise ValueError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise ValueError(f"the password must have at most {MAX_PASSWORD_CHARS} characters")
     hash_ = hasher().hash(password)
     path = secrets_file(s)
     try:
@@ -116,3 +139,106 @@ def session_key(state_dir: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write_text(path, secrets.token_hex(32), fsync=True, mode=0o600)
     return bytes.fromhex(read_small_text(path, 4096))
+
+
+def wait_words(seconds: int) -> str:
+    """``seconds`` as the page says a wait: "45 seconds", "1 second", "12 minutes" (rounded up,
+    from 120 s on)."""
+    if seconds >= 120:
+        return f"{math.ceil(seconds / 60)} minutes"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+class LoginGuard:
+    """Who may have a password checked now (see the module): :meth:`wait_s` before anything,
+    then :meth:`check` (counts the attempt, then checks, one argon2 at a time)."""
+
+    def __init__(self, limits: str = LOGIN_LIMITS, hashes: int = HASHES_AT_ONCE, queue_s: float = HASH_QUEUE_S):
+        from limits import parse_many
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+        self.limits = parse_many(limits)
+        self._rl = MovingWindowRateLimiter(MemoryStorage())
+        self._hashing = threading.BoundedSemaphore(hashes)
+        self.queue_s = queue_s
+
+    def wait_s(self, addr: str) -> int:
+        """Seconds until ``addr`` may try again (0: now); the real wait, for the page and
+        ``Retry-After``."""
+        wait = 0.0
+        for limit in self.limits:
+            st = self._rl.get_window_stats(limit, addr)
+            if st.remaining <= 0:
+                wait = max(wait, st.reset_time - time.time())
+        return math.ceil(wait) if wait > 0 else 0
+
+    def check(self, addr: str, hash_: str, password: str) -> bool | None:
+        """Count one attempt of ``addr``, then check ``password``: True (its count is cleared),
+        False (wrong), or None: not checked, ``addr`` has no attempt left (:meth:`wait_s`).
+        Raises :class:`Busy` when other checks kept the hasher for ``queue_s``."""
+        if not self._hashing.acquire(timeout=self.queue_s):
+            raise Busy()
+        try:
+            # counted before the check: parallel attempts cannot pass the limit
+            if not all(self._rl.hit(limit, addr) for limit in self.limits):
+                return None
+            ok = len(password) <= MAX_PASSWORD_CHARS and check_password(hash_, password)
+        finally:
+            self._hashing.release()
+        if ok:
+            for limit in self.limits:
+                self._rl.clear(limit, addr)
+        return ok
+
+
+class Busy(Exception):
+    """Another password check holds the hasher (argon2 takes 64 MiB a check)."""
+
+
+class Sessions:
+    """The open sessions of the page, server-side (see the module): ``open`` at a login gives the
+    id the cookie carries; ``valid`` on every request; ``close`` at logout. Times come from the
+    page's clock (``now``, aware)."""
+
+    def __init__(self, state_dir: Path, hours: float) -> None:
+        self.path = Path(state_dir) / "web" / "sessions.json"
+        self.life = timedelta(hours=hours)
+        self._lock = threading.Lock()
+        self._open: dict[str, float] = {}  # sha256(id) -> end, epoch s
+        try:
+            raw = json.loads(read_small_text(self.path, 64 * 1024))
+            self._open = {str(k): float(v) for k, v in raw.items()}
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+            self._open = {}  # none yet, or damaged: everybody logs in again
+
+    @staticmethod
+    def _digest(sid: str) -> str:
+        return hashlib.sha256(sid.encode()).hexdigest()
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write_text(self.path, json.dumps(self._open), fsync=True, mode=0o600)
+
+    def open(self, now: datetime) -> str:
+        sid = secrets.token_urlsafe(24)
+        with self._lock:
+            t = now.timestamp()
+            self._open = {k: v for k, v in self._open.items() if v > t}
+            self._open[self._digest(sid)] = (now + self.life).timestamp()
+            while len(self._open) > MAX_SESSIONS:
+                self._open.pop(min(self._open, key=self._open.__getitem__))
+            self._save()
+        return sid
+
+    def valid(self, sid: object, now: datetime) -> bool:
+        if not isinstance(sid, str):
+            return False
+        end = self._open.get(self._digest(sid))
+        return end is not None and now.timestamp() < end
+
+    def close(self, sid: object) -> None:
+        if not isinstance(sid, str):
+            return
+        with self._lock:
+            if self._open.pop(self._digest(sid), None) is not None:
+                self._save()
