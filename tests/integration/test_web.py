@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import threading
@@ -247,6 +248,9 @@ def test_a_command_switches_the_load_through_the_guards_and_not_under_the_latch(
     assert all(ld.on is False for ld in site.mgr.loads)  # the latch wins
     st = c.get(f"{url}/api/status", timeout=10).json()
     assert st["latch"]["set"] and st["banners"][0].startswith("STOP LATCH SET")
+    # a sentence with the local time, not the latch file's JSON
+    assert re.fullmatch(r"STOP LATCH SET at (\d{4}-\d\d-\d\d )?\d\d:\d\d by web page from 127\.0\.0\.1: every load "
+                        r"is kept off\. Release it on the Pi: sudo stop-loads --release", st["banners"][0]), st["banners"][0]
 
 
 def test_banners_when_the_daemons_are_down_the_meter_stale_and_influxdb_away(tmp_path):
@@ -349,6 +353,21 @@ def test_the_page_in_chromium_shows_managings_numbers_live_and_its_buttons_work(
             b.save_screenshot(str(docs / name))
         screen(390, 844, True, "web-phone.png")
         screen(1280, 1400, False, "web-desktop.png")
+        # a phone turned to landscape and back: the page is as wide as the phone again
+        for w, h in ((844, 390), (390, 844)):
+            b.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                              {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": True})
+            time.sleep(0.5)
+        assert b.execute_script("return document.documentElement.scrollWidth") <= 390
+        assert all(c.size["width"] <= 390 for c in b.find_elements(By.CSS_SELECTOR, ".chart canvas"))
+        # the first and the last hour's bars show whole: the x range has half an hour more each side
+        xs = b.execute_script("const u = gestorCharts['today-chart']; "
+                              "return [u.scales.x.min, u.scales.x.max, u.data[0][0], u.data[0][u.data[0].length - 1]]")
+        assert xs[0] <= xs[2] - 1800 and xs[1] >= xs[3] + 1800
+        # the history's date field has a label (axe: "form elements must have labels")
+        assert b.execute_script("return [...document.getElementById('history-date').labels].map(l => l.textContent)") \
+            == ["Day"]
+        b.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         # live: the daemons go on, the page follows without a reload
         site.run(5)
         st = site.state()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 import time
 from datetime import date, datetime, timezone
@@ -193,7 +194,7 @@ def live(s: Settings, now: datetime, history: History, store_ping: dict) -> dict
         out["today"] = {"date": today.isoformat(), "periods": [], "error": str(e)}
     banners = []
     if d["stop_latch"]["set"]:
-        banners.append(f"STOP LATCH SET: every load is kept off ({d['stop_latch']['detail']}). "
+        banners.append(f"STOP LATCH SET{latch_words(d['stop_latch']['detail'], now, s.tz)}: every load is kept off. "
                        "Release it on the Pi: sudo stop-loads --release")
     for name in ("monitoring", "managing"):
         if not out["daemons"][name]:
@@ -209,6 +210,20 @@ def live(s: Settings, now: datetime, history: History, store_ping: dict) -> dict
             banners.append(f"Relay of {ld['name']} failing ({ld['failures']} in a row): it is retried")
     out["banners"] = banners
     return out
+
+
+def latch_words(detail: str, now: datetime, tz) -> str:
+    """The latch file's ``{"at": ..., "by": ...}`` as words for the banner: " at 11:25 by web
+    page from 192.168.1.20" (local time; the date too when not today), or the file's text,
+    shortened, when it is not that."""
+    try:
+        raw = json.loads(detail)
+        at = datetime.fromisoformat(raw["at"]).astimezone(tz)
+        by = str(raw.get("by") or "")[:80]
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return f" ({detail[:120]})" if detail else ""
+    when = f"{at:%H:%M}" if at.date() == now.astimezone(tz).date() else f"{at:%Y-%m-%d %H:%M}"
+    return f" at {when}" + (f" by {by}" if by else "")
 
 
 class StorePing:

@@ -6,6 +6,7 @@
   const body = document.body;
   const POLL_MS = 1000 * parseFloat(body.dataset.pollS || "5");
   const TZ = body.dataset.timezone || "Europe/Madrid";
+  const PERIOD_S = parseFloat(body.dataset.periodS || "3600");
   const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (sel, root) => (root || document).querySelector(sel);
 
@@ -35,16 +36,30 @@
 
   // --- charts -------------------------------------------------------------------------------
   const charts = {};
-  function width(el) { return Math.max(280, el.clientWidth || 300); }
+  window.gestorCharts = charts;  // for the tests and the curious
+  // a chart is as wide as its card (the card never grows to fit it: style.css); redrawn when the
+  // window changes (a phone turned to landscape and back)
+  function width(el) { return Math.max(160, el.clientWidth || 300); }
   const timeAxis = {
     values: (u, vals) => vals.map((v) => new Date(v * 1e3).toLocaleTimeString("en-GB", { timeZone: TZ, hour: "2-digit", minute: "2-digit" })),
   };
-  window.addEventListener("resize", () => {
-    for (const [id, c] of Object.entries(charts)) c.setSize({ width: width(document.getElementById(id)), height: c.height });
-  });
+  let resizing = 0;
+  function resize() {
+    cancelAnimationFrame(resizing);
+    resizing = requestAnimationFrame(() => {
+      for (const [id, c] of Object.entries(charts)) {
+        const w = width(document.getElementById(id));
+        if (w !== c.width) c.setSize({ width: w, height: c.height });
+      }
+    });
+  }
+  window.addEventListener("resize", resize);
+  window.addEventListener("orientationchange", resize);
   function barsChart(id, periods) {
     const el = document.getElementById(id);
-    const x = periods.map((p) => Date.parse(p.start) / 1000);
+    // each period's two bars sit in its own slot, between its start and its end; the x range has
+    // half a period more on each side, so the first and the last periods show whole
+    const x = periods.map((p) => Date.parse(p.start) / 1000 + PERIOD_S / 2);
     const data = [x, periods.map((p) => p.balance_wh), periods.map((p) => p.without_wh)];
     if (charts[id]) { charts[id].setData(data); return; }
     el.textContent = "";
@@ -52,7 +67,7 @@
     charts[id] = new uPlot({
       width: width(el), height: 200, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), TZ),
       legend: { show: false }, cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: (u, min, max) => min === null || max === null ? [0, PERIOD_S] : [min - PERIOD_S / 2, max + PERIOD_S / 2] } },
       axes: [Object.assign({ incrs: [3600, 7200, 10800, 21600] }, timeAxis), { size: 55 }],
       series: [{}, { label: "with gestor", fill: "#1f77b4", stroke: "#1f77b4", paths: bars(1), points: { show: false } },
         { label: "without gestor", fill: "#bbb", stroke: "#bbb", paths: bars(-1), points: { show: false } }],
@@ -127,6 +142,7 @@
     try {
       const d = await api("/api/status");
       render(d);
+      dateInput.max = d.today.date;
       if (!dateInput.value) { dateInput.value = d.today.date; showDay(); }  // the Pi's day, not the phone's
     }
     catch (e) { $("#updated").textContent = `NOT UPDATED: ${e.message}`; }
