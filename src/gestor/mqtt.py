@@ -128,8 +128,9 @@ def discovery(s: MqttSettings, site: str, loads: list[str], meter: tuple[str, ..
                 device_class="energy", state_class="total_increasing", unit_of_measurement="Wh")
     add("sensor", "saved_today", "Saved today", state_topic=state, value_template="{{ value_json.eur_saved_today }}",
         device_class="monetary", unit_of_measurement="EUR", icon="mdi:piggy-bank-outline")
+    # 2.0TD's P1/P2/P3 (text: Home Assistant 2024.3's MQTT sensor takes no enum options)
     add("sensor", "tariff_period", "Tariff period", state_topic=state, value_template="{{ value_json.tariff_period }}",
-        device_class="enum", options=["P1", "P2", "P3"], icon="mdi:clock-outline")
+        icon="mdi:clock-outline")
     for obj, name, key in (("import_price", "Import price", "import_eur_per_kwh"),
                            ("surplus_price", "Surplus price", "surplus_eur_per_kwh")):
         add("sensor", obj, name, state_topic=state, value_template=f"{{{{ value_json.{key} }}}}",

@@ -168,7 +168,7 @@ def test_discovery_and_state_equal_managings_own(tmp_path, broker):
             assert c["device"]["name"] == "gestor test" and c["availability_topic"] == f"gestor/test/{avail}/availability"
             assert c["device"]["sw_version"] == gestor.__version__ and c["device"]["configuration_url"].endswith(":8080/")
         assert cfgs[node.format("sensor", "net_power")]["expire_after"] == 60   # 3 x 10 s + 30 s
-        assert cfgs[node.format("sensor", "tariff_period")]["options"] == ["P1", "P2", "P3"]
+        assert cfgs[node.format("sensor", "tariff_period")]["value_template"] == "{{ value_json.tariff_period }}"
         for obj in ("meter_age", "period_time_left", "water_heater_reason", "pool_pump_switches_today"):
             assert cfgs[node.format("sensor", obj)]["entity_category"] == "diagnostic", obj
         assert cfgs[node.format("binary_sensor", "water_heater_on")]["name"] == "Water heater"
@@ -299,4 +299,96 @@ def test_a_removed_load_loses_its_entities(tmp_path, broker):
         assert ha.get("homeassistant/select/gestor_test/water_heater_mode/config")
     finally:
         mgr2.stop()
+        ha.close()
+
+
+class Recorder:
+    """Every payload of the state and reading topics, in order (HA keeps the last one only)."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+        self.got: list[tuple[str, dict]] = []
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="recorder")
+        self.c.username_pw_set("ha", HA_PASSWORD)
+        self.c.on_message = lambda c, u, m: self.got.append((m.topic, json.loads(m.payload))) if m.payload else None
+        self.c.on_connect = lambda c, *a: (c.subscribe("gestor/test/state", qos=1), c.subscribe("gestor/test/reading", qos=1))
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def test_every_publish_s_exactly_rounded_and_the_reason_after_a_release(tmp_path, broker):
+    from datetime import datetime
+
+    from gestor.livestate import clear_latch
+    night = write_csv(tmp_path / "night.csv", HEADER, [   # no surplus: the loads stay off after the release
+        f"{T0 + timedelta(seconds=10 * i):%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500.123,0,0,0,-500.123" for i in range(6 * 20)])
+    rec = Recorder(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, night)
+    try:
+        run(clock, mon, mgr, 3)
+        assert wait_for(lambda: len([t for t, _ in rec.got if t.endswith("/reading")]) >= 17
+                        and len([t for t, _ in rec.got if t.endswith("/state")]) >= 17), [t for t, _ in rec.got]
+        for topic in ("gestor/test/state", "gestor/test/reading"):
+            ats = [datetime.fromisoformat(p["at"]) for t, p in rec.got if t == topic]
+            steps = {(b - a).total_seconds() for a, b in zip(ats[1:], ats[2:])}  # (the first: the loads' switch)
+            assert steps == {10.0}, (topic, sorted(steps))     # publish_s 10 s: never 20 s
+        for _, p in rec.got:
+            for k in ("net_w", "production_w", "consumption_w"):
+                if p.get(k) is not None:
+                    assert p[k] == round(p[k], 1)
+        # the stop, then its release: the reason no longer says "emergency stop" once released
+        mgr.emergency_stop("MQTT", "emergency stop from MQTT")
+        run(clock, mon, mgr, 1)
+        assert mgr._mqtt_state["loads"]["water_heater"]["reason"].startswith("stop latch set")
+        assert clear_latch(s.paths.state_dir)
+        run(clock, mon, mgr, 0.5)
+        st = mgr._mqtt_state["loads"]
+        assert not any(ld.on for ld in mgr.loads) and mgr.loads[0].reason == "emergency stop from MQTT"
+        assert all("stop latch is released" in st[ld.name]["reason"] for ld in mgr.loads), st
+        assert wait_for(lambda: "stop latch is released" in              # and so it was published
+                        [p for t, p in rec.got if t.endswith("/state")][-1]["loads"]["pool_pump"]["reason"])
+    finally:
+        mgr.stop()
+        mon.close()
+        rec.close()
+
+
+def test_a_restart_changes_nothing_a_user_sees_and_ha_online_brings_discovery_back(tmp_path, broker):
+    csv = sunny_csv(tmp_path / "sun.csv", 70)
+    ha = HA(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    try:
+        run(clock, mon, mgr, 62)
+        before = json.loads(json.dumps(mgr._mqtt_state))
+        assert before["totals"]["export_wh"] > 0 and before["last_period_wh"] is not None
+        assert before["eur_saved_today"] > 0 and before["loads"]["water_heater"]["switches_today"] > 0
+        mgr.stop()                 # (its "off" is a switch of today's)
+        switches = dict(mgr.switches_today)
+        mgr = managing.Managing(s, clock, NullStore())
+        assert mgr.switches_today == switches
+        mgr.start()
+        assert wait_for(lambda: mgr.mqtt.connected and mgr._mqtt_ready)
+        run(clock, mon, mgr, 0.5)
+        after = mgr._mqtt_state
+        for k in ("totals", "last_period_wh", "eur_saved_today"):
+            assert after[k] == before[k], k
+        for name in ("water_heater", "pool_pump"):
+            assert after["loads"][name]["energy_wh"] == before["loads"][name]["energy_wh"]
+            assert after["loads"][name]["switches_today"] >= switches[name]
+        web = json.loads((s.paths.run_dir / "managing.json").read_text())   # the page's "saved today"
+        assert web["eur_saved_today"] == pytest.approx(before["eur_saved_today"], abs=1e-4)
+        # Home Assistant deleted the device (its configs emptied), then restarts: its birth
+        # message brings the entities back
+        topic = "homeassistant/sensor/gestor_test/grid_export/config"
+        ha.send(topic, "")
+        assert ha.wait(lambda m: m.get(topic) == "")
+        ha.send("homeassistant/status", "online")
+        assert ha.wait(lambda m: m.get(topic, "").startswith("{"))
+    finally:
+        mgr.stop()
+        mon.close()
         ha.close()
