@@ -16,16 +16,24 @@ from gestor.statefiles import MAX_STATE_BYTES, OverridesFile, parse_state, read_
 FILE = "overrides.json"
 
 
+MAX_OVERRIDE = timedelta(days=31)  # the longest "for": past it, use no duration (until auto)
+
+
 def parse_duration(text: str) -> timedelta:
-    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` → timedelta. Raises ValueError."""
-    m = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*", text)
-    if not m or not any(m.groups()):
-        raise ValueError(f"duration {text!r} must look like 2h, 90m, 1h30m or 45s")
+    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` → timedelta, more than 0 and at most
+    ``MAX_OVERRIDE`` (31 days). Raises ValueError naming the text and what is allowed."""
+    m = re.fullmatch(r"\s*(?:(\d{1,9}(?:\.\d{1,6})?)h)?\s*(?:(\d{1,9}(?:\.\d{1,6})?)m)?\s*(?:(\d{1,9}(?:\.\d{1,6})?)s)?\s*",
+                     text[:100])
+    if len(text) > 100 or not m or not any(m.groups()):
+        raise ValueError(f"duration {text[:40]!r} must look like 2h, 90m, 1h30m or 45s")
     h, mi, s = (float(x) if x else 0.0 for x in m.groups())
-    d = timedelta(hours=h, minutes=mi, seconds=s)
-    if d <= timedelta(0):
+    seconds = h * 3600 + mi * 60 + s
+    if seconds <= 0:
         raise ValueError(f"duration {text!r} must be > 0")
-    return d
+    if seconds > MAX_OVERRIDE.total_seconds():
+        raise ValueError(f"duration {text!r} must be at most {MAX_OVERRIDE.days} days (for longer, give none: "
+                         f"the override holds until 'auto')")
+    return timedelta(seconds=seconds)
 
 
 def read_overrides(state_dir: Path, now: datetime, move_aside: bool = True) -> dict[str, Override]:

@@ -553,6 +553,13 @@ def _cross_checks(name: str, s: Settings) -> list[str]:
     """Rules between keys: the stale-meter guard must be able to fire, and every daemon's cycle
     must fit in systemd's watchdog (``WATCHDOG_S``)."""
     errors = []
+    if s.managing.stop_button_pin is not None:  # the button's line may not be a relay's
+        from drivers.relays.gpio import gpio_pin
+        button = ("gpio", gpio_pin(s.managing.stop_button_pin))
+        for i, ld in enumerate(s.loads):
+            if getattr(ld.relay, "relay_key", lambda: None)() == button:
+                errors.append(f"{name}: managing.stop_button_pin: {button[1]} is the relay of loads[{i}] {ld.name}: "
+                              f"the stop button needs a GPIO of its own (got {s.managing.stop_button_pin!r})")
     if s.managing.stale_after_s <= s.monitoring.interval_s:
         errors.append(f"{name}: managing.stale_after_s: must be > monitoring.interval_s "
                       f"({s.monitoring.interval_s:g} s) (got {s.managing.stale_after_s:g})")

@@ -117,6 +117,13 @@ class OverrideEntry(_State):
     by: StrictStr = ""
     set_at: AwareDatetime | None = None
 
+    @field_validator("until", "set_at")
+    @classmethod
+    def _within_the_calendar(cls, v: datetime | None) -> datetime | None:
+        # a time a local zone cannot show (year 9999 in Madrid overflows) would crash every cycle:
+        # an end past the year 2999 is no end (until auto), as the household meant
+        return None if v is not None and v.year > 2999 else v
+
 
 class OverridesFile(_State):
     entries: dict[str, OverrideEntry] = Field(default_factory=dict)
