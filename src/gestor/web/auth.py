@@ -207,7 +207,7 @@ class Sessions:
         self._open: dict[str, float] = {}  # sha256(id) -> end, epoch s
         try:
             raw = json.loads(read_small_text(self.path, 64 * 1024))
-            self._open = {str(k): float(v) for k, v in raw.items()}
+            self._open = {str(k): float(v) for k, v in raw.items() if math.isfinite(float(v))}
         except (OSError, ValueError, TypeError, AttributeError, RecursionError):
             self._open = {}  # none yet, or damaged: everybody logs in again
 
