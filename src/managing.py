@@ -305,10 +305,12 @@ class Managing:
         def work() -> None:
             for d in days:
                 try:
-                    p = prices.fetch_esios(self.s.prices, d, self.s.tz)
+                    p = prices.fetch(self.s, d)
                     prices.save(self.s.paths.state_dir, p)
                     self.store.write(prices.points(p, self.s.site))
-                    log.info("prices for %s fetched from ESIOS: %d slots of %d min", d, len(p.import_), p.slot_s // 60)
+                    log.info("prices for %s fetched from %s: %d slots of %d min", d,
+                             {"esios": "ESIOS", "pvpc_public": "REE's public PVPC file"}.get(p.source, p.source),
+                             len(p.import_), p.slot_s // 60)
                 except (prices.PriceError, OSError) as e:
                     log.warning("prices for %s: %s; the fixed 2.0TD prices are used for that day", d, e)
             self.prices._loaded_for = None  # read the cache again at the next cycle
@@ -450,7 +452,7 @@ class Managing:
             self._latched_seen = latched
         if self.prices is not None:
             self.prices.refresh(now, self.core.bounds_s(now.timestamp())[0])
-            if self.s.prices.source == "esios":
+            if self.s.prices.source in ("esios", "pvpc_public"):  # gestor.prices.FETCHED_SOURCES
                 self._fetch_prices_daily(now)
         step = self.core.step(now, new, reading_age_s=age, latched=latched, overrides=self.overrides, held=held)
         closed, start, end = step.closed, step.period_start, step.period_end

@@ -120,8 +120,9 @@ def _prices(args: argparse.Namespace) -> int:
 
     from gestor import prices
     settings = load_settings(args.config)
-    if settings.prices.source != "esios":
-        raise GestorError(f"prices.source is {settings.prices.source!r}: nothing to fetch (set it to esios)")
+    if settings.prices.source not in prices.FETCHED_SOURCES:
+        raise GestorError(f"prices.source is {settings.prices.source!r}: nothing to fetch "
+                          f"(set it to {' or '.join(prices.FETCHED_SOURCES)})")
     now = WallClock().now().astimezone(settings.tz)
     try:
         day = date.fromisoformat(args.day) if args.day else \
@@ -129,7 +130,7 @@ def _prices(args: argparse.Namespace) -> int:
     except ValueError:
         raise GestorError(f"--day {args.day!r}: expected YYYY-MM-DD") from None
     try:
-        p = prices.fetch_esios(settings.prices, day, settings.tz)
+        p = prices.fetch(settings, day)
     except prices.PriceError as e:
         have = prices.cached(settings.paths.state_dir, day)
         raise GestorError(f"{e}; " + ("the cached prices of that day stay in use" if have else
