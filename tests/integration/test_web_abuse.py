@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from gestor.clock import SimClock
 from gestor.settings import load_settings
 from gestor.web import auth
 from tests.conftest import REPO
-from tests.integration.test_web import PASSWORD, START, Web, form_token, page_token, write_settings
+from tests.integration.test_web import PASSWORD, START, Web, form_token, write_settings
 
 PEAK_MB = 200  # the goal: a 512 MB Pi keeps room for the daemons, InfluxDB and mosquitto
 
@@ -207,7 +206,8 @@ def test_logout_ends_a_copied_cookie_and_a_session_ends_hours_after_its_login(we
     c = web.login()
     copied = c.cookies.copy()
     token = c.headers["X-CSRFToken"]
-    assert c.post(f"{web.url}/logout", headers={"X-CSRFToken": token}, allow_redirects=False, timeout=10).status_code == 303
+    r = c.post(f"{web.url}/logout", headers={"X-CSRFToken": token}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303
     # the cookie copied before the logout reads nothing and switches nothing after it
     assert requests.get(f"{web.url}/api/status", cookies=copied, timeout=10).status_code == 401
     r = requests.post(f"{web.url}/api/load/pool_pump", json={"mode": "on"}, cookies=copied,
@@ -282,7 +282,8 @@ def test_every_bad_input_is_a_4xx_with_a_sentence(web):
         ("POST", "/api/load/pool_pump", {"mode": "on", "extra": 1}),
         ("POST", "/api/load/pool_pump", [1, 2]), ("POST", "/api/load/pool_pump", "on"),
         ("POST", "/api/load/pool_pump", None), ("POST", "/api/load/" + "x" * 3000, {"mode": "on"}),
-        ("POST", "/api/load/%00", {"mode": "on"}), ("POST", "/api/stop", [1]), ("POST", "/api/stop", {"confirm": "stop"}),
+        ("POST", "/api/load/%00", {"mode": "on"}), ("POST", "/api/stop", [1]),
+        ("POST", "/api/stop", {"confirm": "stop"}),
         ("GET", "/api/nothing", None), ("DELETE", "/api/stop", None), ("GET", "/static/../settings.yaml", None),
     ]
     for method, path, body in bad:
@@ -301,7 +302,8 @@ def test_every_bad_input_is_a_4xx_with_a_sentence(web):
     port = int(url.rsplit(":", 1)[1])
     for cl, code in ((b"-1", b"400"), (b"+5", b"400"), (b"abc", b"400"), (b"99999999999999999999", b"413"),
                      (b"20000", b"413")):
-        answer = raw_request(port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: " + cl + b"\r\n\r\n", timeout=10)
+        answer = raw_request(port, b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: " + cl + b"\r\n\r\n",
+                             timeout=10)
         assert answer.startswith(b"HTTP/1.1 " + code), (cl, answer[:100])
     answer = raw_request(port, b"GET /login HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 413")

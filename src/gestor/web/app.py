@@ -6,13 +6,13 @@ pages redirect to ``/login``; every POST needs the session's CSRF token, in the 
 
 | method, path | what |
 |---|---|
-| GET /login, POST /login | the login form; POST limited per client address (5 failures a minute, 20 an hour, counted before the check; 429 with the real wait), one argon2 check at a time (503 when busy for 2 s) |
+| GET /login, POST /login | the login form; POST: :class:`gestor.web.auth.LoginGuard` (per address; 429, 503) |
 | POST /logout | ends the session (server-side: a copied cookie is refused too) |
 | GET / | the page (today, live) |
 | GET /api/status | :func:`gestor.web.data.live` as JSON |
 | GET /api/day?date=YYYY-MM-DD | that day's periods and power curves (InfluxDB); a day from 2000-01-01 to tomorrow |
 | GET /day.csv?date=YYYY-MM-DD | that day's periods as CSV |
-| POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}`` (``for`` up to 7 days): :func:`gestor.overrides.apply_override` |
+| POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}`` (``for`` <= 7 days): :func:`~gestor.overrides.apply_override` |
 | POST /api/stop | JSON ``{"confirm": "STOP"}``: :func:`stop_loads.emergency_stop` |
 
 A session ends at logout or ``web.session_hours`` after its login (:class:`gestor.web.auth.Sessions`).
@@ -221,7 +221,8 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     @app.post("/api/load/<name>")
     def load_mode(name: str):
         if name not in {ld.name for ld in s.loads}:
-            return jsonify(error=f"no load named {name[:40]!r}: the loads are {', '.join(ld.name for ld in s.loads)}"), 400
+            names = ", ".join(ld.name for ld in s.loads)
+            return jsonify(error=f"no load named {name[:40]!r}: the loads are {names}"), 400
         body = _body(("mode", "for"))
         mode, for_text = (body or {}).get("mode"), (body or {}).get("for") or None
         if body is None or not isinstance(mode, str) or not (for_text is None or isinstance(for_text, str)):
