@@ -444,11 +444,15 @@ class Managing:
             except OSError:
                 pass
             latched = True
+        if latched != self._latched_seen:
             if latched:
                 log.warning("stop latch set (%s): every load off until 'stop-loads --release'",
                             latch_path(self.s.paths.state_dir))
             elif self._latched_seen is not None:
                 log.warning("stop latch released: the policy decides again")
+                for ld in self.loads:  # a load that stays off no longer stays off for the stop
+                    if ld.on is False:
+                        ld.reason = "the stop latch is released: the policy decides"
             self._latched_seen = latched
         if self.prices is not None:
             self.prices.refresh(now, self.core.bounds_s(now.timestamp())[0])

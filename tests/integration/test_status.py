@@ -93,6 +93,8 @@ def test_status_after_managing_stopped_or_was_killed(tmp_path, caplog):
         clock.advance(10)
         mgr.cycle()
         assert caplog.text.count("stop latch released") == 1
+        assert status.collect(s, clock.now(), ping=False)["loads"]["pool_pump"]["reason"] == \
+            "the stop latch is released: the policy decides"  # not "stop latch set" any more
         set_latch(s.paths.state_dir, clock.now(), "test")  # set again while every load is off (min_off_s)
         clock.advance(10)
         mgr.cycle()
