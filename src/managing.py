@@ -119,7 +119,6 @@ class Managing:
         self._mqtt_sync = 0              # the token of that read-back (P/managing/sync)
         self._announced: dict[str, dict] = {}
         self._announced_meter: tuple[str, ...] = ()
-        self._latch_reasons: dict[str, str] = {}  # each load's reason while the latch was set
         # Wh over the closed periods, only increasing (MQTT's Energy-dashboard counters; persisted)
         self.totals: dict[str, float | None] = {"import_wh": 0.0, "export_wh": 0.0,
                                                 "production_wh": None, "consumption_wh": None}
@@ -332,8 +331,6 @@ class Managing:
         override changes. (Called after :meth:`_publish`, which rolls switches_today over at midnight.)"""
         if self.mqtt is None:
             return
-        if latched:  # the reasons the loads were held off for: stale once the latch is released
-            self._latch_reasons = {ld.name: ld.reason for ld in self.loads}
         last = self.balance.last
         if last is not None:  # the meter's production/consumption: counted (and announced) from now on
             for kind, v in (("production", last.production_w), ("consumption", last.consumption_w)):
@@ -356,8 +353,6 @@ class Managing:
             v = verdicts.get(ld.name)
             if v is not None and v.on == bool(ld.on) and v.reason:
                 return v.reason   # the guard that holds it now (ld.reason: why it last switched)
-            if not latched and not ld.on and self._latch_reasons.get(ld.name) == ld.reason:
-                return "off since the emergency stop; the stop latch is released: the policy decides"
             return ld.reason
 
         self._mqtt_state = {

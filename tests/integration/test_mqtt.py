@@ -347,7 +347,7 @@ def test_every_publish_s_exactly_rounded_and_the_reason_after_a_release(tmp_path
         assert clear_latch(s.paths.state_dir)
         run(clock, mon, mgr, 0.5)
         st = mgr._mqtt_state["loads"]
-        assert not any(ld.on for ld in mgr.loads) and mgr.loads[0].reason == "emergency stop from MQTT"
+        assert not any(ld.on for ld in mgr.loads) and mgr.loads[0].reason == "the stop latch is released: the policy decides"
         assert all("stop latch is released" in st[ld.name]["reason"] for ld in mgr.loads), st
         assert wait_for(lambda: "stop latch is released" in              # and so it was published
                         [p for t, p in rec.got if t.endswith("/state")][-1]["loads"]["pool_pump"]["reason"])
