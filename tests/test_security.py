@@ -147,8 +147,12 @@ def test_stop_loads_never_signals_a_pid_that_is_not_managing(tmp_path, capsys):
     try:
         run = tmp_path / "run"
         run.mkdir(exist_ok=True)
+        from drivers.relays.simulated import SimulatedRelaySettings
+        rid = stop_loads.relay_id(SimulatedRelaySettings(fault="no_answer"))  # as if it drove these relays
         (run / "managing.json").write_text(json.dumps({"pid": victim.pid, "at": "2020-01-01T00:00:00+00:00",
-                                                       "interval_s": 0.1}))
+                                                       "interval_s": 0.1, "loads": {
+                                                           ld["name"]: {"on": True, "relay_id": rid}
+                                                           for ld in raw["loads"]}}))
         assert stop_loads.main(["--config", str(f), "--timeout-s", "0.5"]) == 1
         err = capsys.readouterr().err
         assert f"pid {victim.pid}" in err and "is not gestor's managing daemon: not signalled" in err
