@@ -2,8 +2,8 @@
 meter on a generated recording, managing with simulated relays that have device-side dead-man
 timers) on a simulated clock, with faults drawn by hypothesis: meter gaps, NaN and implausible
 samples, relays that do not answer, stay on or read off while welded, monitoring or managing
-dying, wall-clock steps either way, the stop latch. After every 5 s tick the invariants are
-checked:
+dying, wall-clock steps either way, the stop latch, and the readings' timing (the recording's
+samples 0-9 s off the daemons' ticks). After every 5 s tick the invariants are checked:
 
 1. no healthy load is on while the last reading is older than ``stale_after_s`` plus one
    managing cycle (a load whose relay is broken is never believed on either: managing's view is
@@ -61,6 +61,7 @@ class Scenario:
     managing_dies_min: int | None = None
     clock_step: tuple[int, int] | None = None   # (minute, seconds, either way)
     latch_min: int | None = None
+    sample_offset_s: int = 0                    # the recording's samples this late on the 10 s grid
 
 
 scenarios = st.builds(
@@ -74,6 +75,7 @@ scenarios = st.builds(
     managing_dies_min=st.none() | st.integers(1, 18),
     clock_step=st.none() | st.tuples(st.integers(1, RUN_MIN - 2), st.sampled_from([-3600, -600, -30, 30, 600, 3600])),
     latch_min=st.none() | st.integers(1, RUN_MIN - 2),
+    sample_offset_s=st.integers(0, 9),
 )
 
 
@@ -81,7 +83,7 @@ def recording(path: Path, sc: Scenario) -> Path:
     """10 s rows: the scenario's levels per 5 minutes, with its meter faults."""
     rows = []
     for i in range(RUN_MIN * 6 + 6):
-        t = T0 + timedelta(seconds=10 * i)
+        t = T0 + timedelta(seconds=10 * i + sc.sample_offset_s)
         minute = i // 6
         kinds = {k for m, k, d in sc.meter_faults if m <= minute < m + d}
         if "gap" in kinds:
