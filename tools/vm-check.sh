@@ -284,7 +284,7 @@ vmq 'sudo gestor status' > "$LOGS/status-after-install.txt" 2>&1
 # loads on for the following steps: an override (managing obeys it from its next cycle)
 loads_on() {
   vmq 'for l in $(ls /run/gestor/sim-relays/ 2>/dev/null | sed "s/\.json$//"); do sudo gestor override $l on --for 2h >/dev/null; done; true'
-  vmq "$H wait on 60" >/dev/null
+  vmq "$H wait all-on 60" >/dev/null
 }
 loads_auto() {
   vmq 'for l in $(ls /run/gestor/sim-relays/ 2>/dev/null | sed "s/\.json$//"); do sudo gestor override $l auto >/dev/null; done; true'
@@ -441,7 +441,7 @@ row "sudo ./install.sh --uninstall --purge" "exit 0; /etc/gestor, /var/lib/gesto
 
 vmq 'journalctl -b --no-pager' > "$LOGS/journal-boot2.txt" 2>&1
 {
-  echo "gestor vm-check: commit $COMMIT ($(git -C "$REPO" log -1 --format=%s HEAD | cut -c1-80))"
+  echo "gestor vm-check: commit $COMMIT ($(git -C "$REPO" log -1 --format=%s "$COMMIT" | cut -c1-80))"
   echo "run $(date -u +%Y-%m-%dT%H:%MZ), ${ACCEL[*]}, $VM_CPUS vCPUs, $VM_MEM MB; logs in $LOGS"
   python3 "$HERE/vm_check.py" table "$RESULTS"
 } | tee "$WORK/table.txt"

@@ -3,7 +3,7 @@
 
 Inside the VM (copied there as /root/vm_check.py, run as root):
   loads                         the simulated relays' states, "water_heater=on pool_pump=off"
-  wait LOADS_STATE TIMEOUT      wait until every load is off (off) or at least one is on (on);
+  wait off|on|all-on TIMEOUT    wait until every load is off, at least one is on, every one is on;
                                 prints the seconds waited; exit 1 on timeout
   kill9 UNIT TIMEOUT            SIGKILL the unit's main pid; JSON: seconds to every load off, to a
                                 new main pid active
@@ -226,7 +226,8 @@ def main(argv: list[str]) -> int:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             ls = loads()
-            if (want == "off" and all_off(ls)) or (want == "on" and any_on(ls)):
+            if ((want == "off" and all_off(ls)) or (want == "on" and any_on(ls))
+                    or (want == "all-on" and bool(ls) and all(v is True for v in ls.values()))):
                 print(f"{time.monotonic() - t0:.2f}")
                 return 0
             time.sleep(0.1)
