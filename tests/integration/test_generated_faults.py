@@ -12,9 +12,10 @@ samples 0-9 s off the daemons' ticks). After every 5 s tick the invariants are c
 3. after managing dies, no healthy load stays on past its dead-man bound (the end of the
    settlement period of managing's last cycle, plus three cycles: what managing sends);
 4. no cycle raises (every bad input is a logged line, never a traceback);
+5. no reading is lost: with InfluxDB away, every reading monitoring took is in its on-disk spool,
+   in order (the loss after a SIGKILL, at most ``store.flush_s`` + ``store.memory_max_s``, is a
+   bound on real time: tests/integration/test_store.py, test_disk.py);
 6. no load is switched on more than its cap of switches per settlement period.
-
-(5, readings lost, is the spool's and monitoring's: tests/integration/test_store.py, test_disk.py.)
 
 CI runs a fixed, derandomized budget (``GESTOR_FAULT_EXAMPLES``, 25 by default); run it longer
 with e.g. ``GESTOR_FAULT_EXAMPLES=2000 ./install.sh --test tests/integration/test_generated_faults.py``.
@@ -35,12 +36,13 @@ import managing
 import monitoring
 from drivers import DriverContext
 from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings
-from drivers.store.influx import NullStore
+from drivers.store.influx import NullStore, open_store
 from gestor.balance import period_bounds
 from gestor.clock import SimClock
 from gestor.guards import LoadLimits
 from gestor.livestate import set_latch
-from tests.conftest import make_settings, write_csv
+from gestor.settings import StoreSettings
+from tests.conftest import free_port, make_settings, write_csv
 from tests.integration.test_safety import HEADER
 
 UTC = timezone.utc
@@ -103,7 +105,11 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
              {"name": "pool_pump", "power_w": 700, "relay": {"driver": "simulated", "fault": sc.relay_faults[1]}}]
     s = make_settings(tmp, meter={"path": str(recording(tmp / "rec.csv", sc))}, loads=loads)
     clock = SimClock(T0)
-    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    # InfluxDB away (nothing listens on that port): every point goes to monitoring's spool at once
+    store = open_store(StoreSettings(kind="influxdb1", host="127.0.0.1", port=free_port(), timeout_s=1.0),
+                       tmp / "spool" / "monitoring")
+    mon, mgr = monitoring.Monitoring(s, clock, store), managing.Managing(s, clock, NullStore())
+    taken: list[datetime] = []
     # the devices as they are, read on the same clock (what a person at the relay would see)
     ctx = DriverContext(clock, s.paths.run_dir, tmp)
     devices = {ld["name"]: SimulatedRelay(SimulatedRelaySettings(), ctx, ld["name"], ld["power_w"]) for ld in loads}
@@ -130,6 +136,7 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
             r = mon.cycle()  # invariant 4: raises nothing
             if r is not None:
                 last_reading_mono = mono - (clock.now() - r.at).total_seconds()
+                taken.append(r.at)
         alive = sc.managing_dies_min is None or minute < sc.managing_dies_min
         if alive and tick % mgr_every == 0:
             before = {ld.name: ld.on for ld in mgr.loads}
@@ -154,6 +161,11 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
             assert not any(physical[n] for n in healthy), f"invariant 3: a load outlived its dead-man timer {why}"
     if sc.managing_dies_min is None:
         mgr.stop()
+    store.close(0.1)  # what is taken is in the spool already (InfluxDB away): no need to wait
+    spooled = [int(line.rsplit(" ", 1)[1]) for f in sorted((tmp / "spool" / "monitoring").glob("*.lp"))
+               for line in f.read_text().splitlines() if line.startswith("meter,")]
+    want = [round(t.timestamp() * 1000) for t in taken]
+    assert spooled == want, f"invariant 5: {len(want)} readings taken, {len(spooled)} spooled {sc}"
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
