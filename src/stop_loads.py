@@ -223,7 +223,8 @@ def read_plan(path: Path | str) -> dict[str, Any]:
         doc = json.loads(read_small_text(path, PLAN_MAX_BYTES))
     except (ValueError, RecursionError) as e:
         raise PlanError(f"{path}: not a stop plan (not JSON: {e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != PLAN_FORMAT or not isinstance(doc.get("loads"), list):
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if isinstance(fmt, bool) or fmt != PLAN_FORMAT or not isinstance(doc.get("loads"), list):
         raise PlanError(f"{path}: not a stop plan of format {PLAN_FORMAT}")
     p = doc.get("paths")
     if not (isinstance(p, dict) and isinstance(p.get("state_dir"), str) and isinstance(p.get("run_dir"), str)):

@@ -86,3 +86,22 @@ def test_the_balance_never_takes_a_counter_step_the_connection_cannot_carry():
     assert math.isclose(b.balance_wh, -3000.0 * 10 / 3600 - 8.3, rel_tol=1e-9)
     b.update_s(t0 + 30, -3000.0, None, None, 116.7 + 30.0, 1_000_200.0)  # 30 Wh in 10 s = 10.8 kW: within slack
     assert b.current.source == "counters"
+
+
+def test_a_negative_energy_counter_is_a_failed_read_where_it_is_read():
+    """A register map with ``sign: -1`` on a counter gave readings monitoring stored and managing
+    refused as out of bounds (a stale meter for ever, found only there): now monitoring's check
+    refuses them at once, one line naming the counter."""
+    import pytest
+
+    from drivers.meters.base import CheckedMeter, MeterError, Reading
+
+    class Device:  # a meter answering what a wrong map makes of its registers
+        def read(self) -> Reading:
+            return Reading(T0, -500.0, import_wh_total=-1234.5, export_wh_total=10.0)
+
+        def close(self) -> None:
+            pass
+
+    with pytest.raises(MeterError, match="import_wh_total is negative"):
+        CheckedMeter(Device(), 50_000.0).read()

@@ -301,3 +301,12 @@ def test_whatever_the_settings_file_every_plan_load_ends_off_or_is_named(started
             assert f"load {n} NOT CONFIRMED OFF" in p.stderr
     assert not left_on  # the plan's relays all answer here: the plan is always switched off
     assert latched
+
+
+def test_a_plan_whose_format_is_true_is_not_a_plan(tmp_path):
+    """``"format": true`` passed as format 1 (True == 1 in Python)."""
+    import pytest
+    p = tmp_path / "stop-plan.json"
+    p.write_text(json.dumps({"format": True, "paths": {"state_dir": "/x", "run_dir": "/y"}, "loads": []}))
+    with pytest.raises(stop_loads.PlanError):
+        stop_loads.read_plan(p)

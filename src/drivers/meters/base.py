@@ -149,6 +149,9 @@ class CheckedMeter:
             v = getattr(r, name)
             if v is None:
                 continue
+            if v < 0:  # an energy counter counts up from 0 (a register map's sign: -1 on it is wrong)
+                bad.append(f"{name} is negative ({v:.1f} Wh): a counter counts up from 0")
+                continue
             last, last_at = self._last.get(name), self._last_at.get(name)
             self._last[name], self._last_at[name] = v, r.at
             if last is None or last_at is None:
