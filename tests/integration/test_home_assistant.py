@@ -404,10 +404,15 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
              "cost_adjustment_day": 0},
             {"type": "solar", "stat_energy_from": f"sensor.{n}production_energy", "config_entry_solar_forecast": None}],
             device_consumption=[{"stat_consumption": f"sensor.{n}water_heater_energy"}])
-        time.sleep(1.0)   # the cost sensors the prefs create
-        ha.post("/api/services/gestor_test_statistics/compile", {})
-        validation = ha.ws_call("energy/validate")
-        issues = [i for group in validation["energy_sources"] + validation["device_consumption"] for i in group]
+        # the prefs create cost sensors: validate until they are there (at most 60 s), not after a sleep
+        deadline = time.monotonic() + 60
+        while True:
+            ha.post("/api/services/gestor_test_statistics/compile", {})
+            validation = ha.ws_call("energy/validate")
+            issues = [i for group in validation["energy_sources"] + validation["device_consumption"] for i in group]
+            if not issues or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
         assert not issues, validation
         stats = ha.ws_call("recorder/validate_statistics")
         assert not {k: v for k, v in stats.items() if n in k}, stats
