@@ -169,7 +169,9 @@ class Managing:
                 # our sync token after them; Home Assistant's birth message
                 subs += [f"{self.s.mqtt.discovery_prefix}/+/{node_id(self.s.site)}/+/config", f"{p}/managing/sync",
                          f"{self.s.mqtt.discovery_prefix}/status"]
-            self.mqtt = Link(self.s.mqtt, self.s.site, "managing", subs, self._mqtt_command, self._mqtt_connected).start()
+            # assigned before it connects: paho's thread calls _mqtt_connected, which publishes through it
+            self.mqtt = Link(self.s.mqtt, self.s.site, "managing", subs, self._mqtt_command, self._mqtt_connected)
+            self.mqtt.start()
 
     def stop_button_pressed(self) -> None:
         """The emergency-stop button: set the latch and switch every load off now."""

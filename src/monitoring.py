@@ -122,7 +122,8 @@ class Monitoring:
         """Publish the readings over MQTT (``mqtt.enabled``); a broker away never stops monitoring."""
         if self.s.mqtt.enabled:
             from gestor.mqtt import Link
-            self.mqtt = Link(self.s.mqtt, self.s.site, "monitoring").start()
+            self.mqtt = Link(self.s.mqtt, self.s.site, "monitoring")  # assigned before it connects
+            self.mqtt.start()
 
     def close(self) -> None:
         self.persist()
