@@ -357,7 +357,13 @@ def test_the_page_in_chromium_shows_managings_numbers_live_and_its_buttons_work(
         for w, h in ((844, 390), (390, 844)):
             b.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                               {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": True})
-            time.sleep(0.5)
+        # the charts redraw on resize: wait for it (bounded), not for a fixed time
+        fits = lambda d: d.execute_script("return document.documentElement.scrollWidth") <= 390 and all(  # noqa: E731
+            c.size["width"] <= 390 for c in d.find_elements(By.CSS_SELECTOR, ".chart canvas"))
+        try:
+            WebDriverWait(b, 10, poll_frequency=0.1).until(fits)
+        except Exception:  # noqa: BLE001 -- the assertions below say what does not fit
+            pass
         assert b.execute_script("return document.documentElement.scrollWidth") <= 390
         assert all(c.size["width"] <= 390 for c in b.find_elements(By.CSS_SELECTOR, ".chart canvas"))
         # the first and the last hour's bars show whole: the x range has half an hour more each side
