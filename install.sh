@@ -43,7 +43,7 @@ need_apt() {
 # Debian's influxdb starts from its postinst listening on every interface without authentication.
 # While it is installed here, services are kept from starting (a policy-rc.d that answers 101, the
 # "action forbidden" code invoke-rc.d and deb-systemd-invoke obey), so that its HTTP API is bound
-# to 127.0.0.1 (gestor.influxconf) before it first runs. A policy-rc.d that was there is put back.
+# to 127.0.0.1 (gestor.runtime.influxconf) before it first runs. A policy-rc.d that was there is put back.
 POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_MARK="# gestor install.sh: no service starts while InfluxDB is installed (removed after it)"
 hold_services() {
@@ -62,7 +62,7 @@ release_services() {
 }
 
 # bind_influxdb: InfluxDB 1.x's HTTP API on 127.0.0.1 unless the user set [http] bind-address
-# (gestor.influxconf, run from this checkout with the system's python3: it needs no venv). Sets
+# (gestor.runtime.influxconf, run from this checkout with the system's python3: it needs no venv). Sets
 # INFLUX_REBOUND=1 when it changed the file (a running influxd then needs a restart).
 INFLUX_CONF=/etc/influxdb/influxdb.conf
 INFLUX_REBOUND=""
@@ -74,7 +74,7 @@ bind_influxdb() {
   fi
   local py=/usr/bin/python3
   [ -x "$py" ] || py=$(command -v python3)
-  out=$(as_root env PYTHONPATH="$HERE/src" "$py" -m gestor.influxconf "$INFLUX_CONF") \
+  out=$(as_root env PYTHONPATH="$HERE/src" "$py" -m gestor.runtime.influxconf "$INFLUX_CONF") \
     || die "could not bind InfluxDB to 127.0.0.1 in $INFLUX_CONF (above)"
   say "influxdb: $out"
   case "$out" in *"bound to"*) INFLUX_REBOUND=1 ;; esac

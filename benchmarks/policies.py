@@ -8,7 +8,7 @@ the issue notes comes from here.
     .venv/bin/python benchmarks/policies.py --cv [--loads 1000,700] [--jobs 2]
 
 ``--cv``: leave-one-file-out cross-validation on the nine public recordings for each tuned
-policy (grids and score: ``gestor/tune.py``): the parameters are chosen on eight files and scored
+policy (grids and score: ``gestor/sim/tune.py``): the parameters are chosen on eight files and scored
 on the ninth, each fold beside the perfect-foresight benchmark on that file; then the frontier
 of every candidate (captured % against switches a day, by extra import), as a table and as
 ``docs/frontier-LOADS.png``.
@@ -27,8 +27,8 @@ import yaml  # noqa: E402
 
 from drivers.meters.replay import ReplayData  # noqa: E402
 from gestor.settings import parse_settings  # noqa: E402
-from gestor.simreport import versus  # noqa: E402
-from gestor.simulate import Prices, foresight, replay_settings_for, simulate  # noqa: E402
+from gestor.sim.report import versus  # noqa: E402
+from gestor.sim.simulate import Prices, foresight, replay_settings_for, simulate  # noqa: E402
 
 FILES = ["house-2022-06-11_13.csv", "house-2022-05-08_12.csv", "winter-2022-02-01_08.csv"]
 POLICIES = ["time_to_consume", "hysteresis", "min_on_time", "steady_surplus"]
@@ -37,7 +37,7 @@ POLICIES = ["time_to_consume", "hysteresis", "min_on_time", "steady_surplus"]
 def cross_validation(loads_w: list[float], jobs: int) -> None:
     import copy
 
-    from gestor.tune import GRIDS, Sums, candidates, cross_validate, evaluate, frontier, score
+    from gestor.sim.tune import GRIDS, Sums, candidates, cross_validate, evaluate, frontier, score
     example = ROOT / "config" / "settings.yaml"
     raw = yaml.safe_load(example.read_text())
     raw["loads"] = [{**copy.deepcopy(raw["loads"][j]), "power_w": w} for j, w in enumerate(loads_w)]
@@ -116,7 +116,7 @@ def ideas(loads_w: list[float], jobs: int) -> None:
     nine files (in-sample: these are the files the defaults were chosen on)."""
     import copy
 
-    from gestor.tune import Sums, evaluate
+    from gestor.sim.tune import Sums, evaluate
     example = ROOT / "config" / "settings.yaml"
     raw = yaml.safe_load(example.read_text())
     raw["loads"] = [{**copy.deepcopy(raw["loads"][j]), "power_w": w} for j, w in enumerate(loads_w)]

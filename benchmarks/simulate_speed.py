@@ -34,7 +34,7 @@ import yaml  # noqa: E402
 
 from drivers.meters.replay import ReplayData  # noqa: E402
 from gestor.settings import parse_settings  # noqa: E402
-from gestor.simulate import Prices, replay_settings_for, simulate  # noqa: E402
+from gestor.sim.simulate import Prices, replay_settings_for, simulate  # noqa: E402
 
 FILES = ["house-2022-06-11_13.csv", "house-2022-05-08_12.csv", "winter-2022-02-01_08.csv"]
 
@@ -79,7 +79,7 @@ def write_csv(data: ReplayData, path: Path) -> None:
 LOAD = """
 import resource, sys, time
 from drivers.meters.replay import ReplayData
-from gestor.simulate import replay_settings_for
+from gestor.sim.simulate import replay_settings_for
 a = time.perf_counter()
 d = ReplayData.load(replay_settings_for(sys.argv[1]))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child would report
@@ -107,9 +107,9 @@ def main() -> None:
         return
     example = ROOT / "config" / "settings.yaml"
     raw = yaml.safe_load(example.read_text())
-    import gestor.control
-    compiled = Path(gestor.control.__file__).suffix != ".py"
-    print(f"core: {'compiled with mypyc' if compiled else 'pure Python'} ({Path(gestor.control.__file__).parent})")
+    import gestor.core.control
+    compiled = Path(gestor.core.control.__file__).suffix != ".py"
+    print(f"core: {'compiled with mypyc' if compiled else 'pure Python'} ({Path(gestor.core.control.__file__).parent})")
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "year.csv"

@@ -30,17 +30,17 @@ from pathlib import Path
 from drivers.relays import Relay, RelayError
 from drivers.relays.base import confirm_off_drawing_w
 from drivers.store.influx import Store, point
-from gestor.balance import COUNTERS_AGREE_WH, Balance, PeriodSummary
+from gestor.core.balance import COUNTERS_AGREE_WH, Balance, PeriodSummary
 from gestor.clock import Clock
-from gestor.daemon import context, open_relays, run_loop
+from gestor.runtime.daemon import context, open_relays, run_loop
 from gestor.files import WriteGuard, atomic_write_text
-from gestor.control import Core, LoadState
-from gestor.guards import LoadLimits, Override, min_run_deadline
-from gestor.livestate import is_latched, latch_path, publish_managing, read_live, set_latch
-from gestor.overrides import read_overrides
-from gestor.policies import Snapshot, Wish, projected_wh
+from gestor.core.control import Core, LoadState
+from gestor.core.guards import LoadLimits, Override, min_run_deadline
+from gestor.runtime.livestate import is_latched, latch_path, publish_managing, read_live, set_latch
+from gestor.runtime.overrides import read_overrides
+from gestor.core.policies import Snapshot, Wish, projected_wh
 from gestor.settings import Settings
-from gestor.statefiles import ManagingFile, read_state
+from gestor.runtime.statefiles import ManagingFile, read_state
 import stop_loads
 
 log = logging.getLogger("gestor.managing")
@@ -59,13 +59,13 @@ def _of_state(attr: str, writable: bool = True) -> property:
     """A property that reads (and, ``writable``, writes) ``attr`` of the load's :class:`LoadState`."""
     return property(lambda self: getattr(self.state, attr),
                     (lambda self, v: setattr(self.state, attr, v)) if writable else None,
-                    doc=f"The control state's ``{attr}`` (:class:`gestor.control.LoadState`).")
+                    doc=f"The control state's ``{attr}`` (:class:`gestor.core.control.LoadState`).")
 
 
 @dataclass
 class LoadRuntime:
     """A load as managing drives it: the controller's state (``state``, a
-    :class:`gestor.control.LoadState`: on, since, switches, on-time, which the control core reads
+    :class:`gestor.core.control.LoadState`: on, since, switches, on-time, which the control core reads
     and books) beside its relay and what the relay did. Held beside it, not derived from it: the
     core may be compiled (``install.sh --compile``), and compiled classes take no interpreted
     subclasses."""
@@ -105,13 +105,13 @@ class Managing:
         self._prices_thread: threading.Thread | None = None
         self._prices_tried: set = set()   # days asked once already (one try, one log line a day)
         if settings.prices.source != "fixed":  # the daily minimum runs in the cheapest real-price slots
-            from gestor.prices import Book
+            from gestor.tariff.prices import Book
             self.prices = Book(settings.paths.state_dir, settings.tz,
                                settings.prices.file if settings.prices.source == "file" else None)
             self.core.import_price = self.prices.import_price
         self.overrides: dict[str, Override] = {}
         self.button = None
-        self.mqtt = None                 # gestor.mqtt.Link with mqtt.enabled (start)
+        self.mqtt = None                 # gestor.runtime.mqtt.Link with mqtt.enabled (start)
         self._mqtt_at: float | None = None   # monotonic s of the last state published
         self._mqtt_key: tuple | None = None  # loads' states and the latch then: a change publishes at once
         self._mqtt_state: dict | None = None
@@ -162,7 +162,7 @@ class Managing:
             self.button.when_pressed = self.stop_button_pressed
             log.info("stop button armed on GPIO %s", pin)
         if self.s.mqtt.enabled:
-            from gestor.mqtt import Link, node_id, prefix
+            from gestor.runtime.mqtt import Link, node_id, prefix
             p = prefix(self.s.mqtt, self.s.site)
             subs = [f"{p}/load/+/mode/set", f"{p}/stop/set"]
             if self.s.mqtt.discovery:  # our node's retained configs: to empty those of removed loads;
@@ -232,7 +232,7 @@ class Managing:
     def _mqtt_announce(self) -> None:
         """Publish every discovery config (retained); what is announced is what stays."""
         from gestor import __version__
-        from gestor.mqtt import discovery
+        from gestor.runtime.mqtt import discovery
         meter = self._meter_has()
         expire = int(3 * max(self.s.mqtt.publish_s, self.s.monitoring.interval_s)) + 30
         self._announced = discovery(self.s.mqtt, self.s.site, [ld.name for ld in self.loads], meter,
@@ -244,7 +244,7 @@ class Managing:
     def _mqtt_command(self, topic: str, payload: str) -> None:
         """A message on a subscribed topic (paho's thread): a load's mode, the stop, one of our
         node's retained discovery configs, our own sync token, or Home Assistant's birth."""
-        from gestor.mqtt import MODES
+        from gestor.runtime.mqtt import MODES
         p = self.mqtt.prefix
         if topic.endswith("/config"):
             if payload and topic not in self._announced:
@@ -277,7 +277,7 @@ class Managing:
         if payload not in MODES:
             log.warning("MQTT %s: payload %r ignored (expected auto, on or off)", topic, payload[:40])
             return
-        from gestor.overrides import set_override
+        from gestor.runtime.overrides import set_override
         try:
             ov = set_override(self.s.paths.state_dir, name, payload, self.clock.now(), None, by="mqtt")
         except OSError as e:
@@ -292,7 +292,7 @@ class Managing:
         Failures are logged once per day and the day keeps its cache or the fixed prices."""
         from datetime import timedelta
 
-        from gestor import prices
+        from gestor.tariff import prices
         local = now.astimezone(self.s.tz)
         wanted = [local.date()] + ([local.date() + timedelta(days=1)] if (local.hour, local.minute) >= (20, 30) else [])
         wanted = [d for d in wanted if d not in self._prices_tried]  # each day looked at once: no file read a cycle
@@ -346,7 +346,7 @@ class Managing:
         if key == self._mqtt_key and self._mqtt_at is not None and mono - self._mqtt_at < due:
             return
         self._mqtt_key, self._mqtt_at = key, mono
-        from gestor.tariff import period_2_0td
+        from gestor.tariff.calendar import period_2_0td
         imp, sur, _ = self._prices_of(snap.period_start_s, snap.period_end_s)
         today = now.astimezone(self.s.tz).date()
         verdicts = {w.load: w for w in self.core.verdicts or ()}
@@ -453,7 +453,7 @@ class Managing:
             self._latched_seen = latched
         if self.prices is not None:
             self.prices.refresh(now, self.core.bounds_s(now.timestamp())[0])
-            if self.s.prices.source in ("esios", "pvpc_public"):  # gestor.prices.FETCHED_SOURCES
+            if self.s.prices.source in ("esios", "pvpc_public"):  # gestor.tariff.prices.FETCHED_SOURCES
                 self._fetch_prices_daily(now)
         step = self.core.step(now, new, reading_age_s=age, latched=latched, overrides=self.overrides, held=held)
         closed, start, end = step.closed, step.period_start, step.period_end
@@ -759,9 +759,9 @@ class Managing:
                  p.balance_wh, loads_wh, "" if p.complete else f" (incomplete: {p.covered_s:.0f} s covered)")
 
     def _money(self, p: PeriodSummary, loads_wh: float) -> dict:
-        """The period's EUR (gestor.prices.period_money) at its real prices when the cache has
+        """The period's EUR (gestor.tariff.prices.period_money) at its real prices when the cache has
         them, else at the fixed 2.0TD ones; today's savings add up in ``eur_saved_today``."""
-        from gestor.prices import period_money
+        from gestor.tariff.prices import period_money
         t = self.s.tariff
         imp, sur, source = self._prices_of(p.start.timestamp(), p.end.timestamp())
         m = period_money(p.balance_wh, loads_wh, imp, sur, t.import_p3_eur_per_kwh)
@@ -774,7 +774,7 @@ class Managing:
     def _prices_of(self, t0: float, t1: float) -> tuple[float, float, str]:
         """Import and surplus EUR/kWh over [t0, t1) epoch s and their source: the real prices when
         the cache has them, else the fixed 2.0TD ones."""
-        from gestor.tariff import period_2_0td
+        from gestor.tariff.calendar import period_2_0td
         t = self.s.tariff
         real = self.prices.period_prices(t0, t1) if self.prices is not None else None
         if real is not None:

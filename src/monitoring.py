@@ -17,11 +17,11 @@ from drivers.meters import Meter, MeterError, Reading
 from drivers.meters.base import CheckedMeter
 from drivers.store.influx import Store, point
 from gestor.clock import Clock
-from gestor.daemon import context, open_meter, run_loop
+from gestor.runtime.daemon import context, open_meter, run_loop
 from gestor.files import WriteGuard, atomic_write_text
-from gestor.livestate import LiveStateWriter
+from gestor.runtime.livestate import LiveStateWriter
 from gestor.settings import Settings
-from gestor.statefiles import MonitoringFile, read_state
+from gestor.runtime.statefiles import MonitoringFile, read_state
 
 log = logging.getLogger("gestor.monitoring")
 REPEAT_LOG_EVERY = 60  # failed reads between two log lines during a long outage
@@ -46,7 +46,7 @@ class Monitoring:
         self._last: Reading | None = None
         self._last_mono: float | None = None
         self._file_op = WriteGuard(log, "going on without it (readings still go to the store)")
-        self.mqtt = None  # gestor.mqtt.Link once start_mqtt ran with mqtt.enabled
+        self.mqtt = None  # gestor.runtime.mqtt.Link once start_mqtt ran with mqtt.enabled
         self._mqtt_mono: float | None = None
         self._restore()
 
@@ -121,7 +121,7 @@ class Monitoring:
     def start_mqtt(self) -> None:
         """Publish the readings over MQTT (``mqtt.enabled``); a broker away never stops monitoring."""
         if self.s.mqtt.enabled:
-            from gestor.mqtt import Link
+            from gestor.runtime.mqtt import Link
             self.mqtt = Link(self.s.mqtt, self.s.site, "monitoring")  # assigned before it connects
             self.mqtt.start()
 

@@ -437,7 +437,7 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
     a cycle and publishes it: wait for that. If it does not (hung), stop managing (SIGTERM, then
     SIGKILL) so that its lines are released, and try again; all before ``deadline``
     (``time.monotonic()``; default: no bound but the waits' own)."""
-    from gestor.livestate import pid_alive, read_managing
+    from gestor.runtime.livestate import pid_alive, read_managing
     end = float("inf") if deadline is None else deadline
     st = read_managing(plan.paths.run_dir)
     pid = st["pid"] if st and isinstance(st.get("pid"), int) and not isinstance(st.get("pid"), bool) else None
@@ -523,7 +523,7 @@ def set_the_latch(state_dir: Path | str, by: str) -> tuple[str, bool]:
     """Set the stop latch in ``state_dir``, printing how it went: (the table's line, set?)."""
     from datetime import datetime, timezone
 
-    from gestor.livestate import set_latch
+    from gestor.runtime.livestate import set_latch
     try:
         set_latch(Path(state_dir), datetime.now(timezone.utc), by)
     except OSError as e:
@@ -607,7 +607,7 @@ def _sudo_hint(lines: list[str]) -> list[str]:
 
 def _release(a) -> int:
     """``--release``: the latch of the settings' state dir (else the plan's, else the default)."""
-    from gestor.livestate import clear_latch
+    from gestor.runtime.livestate import clear_latch
     from gestor.settings import SettingsError
     try:
         state_dir = Path(plan_from_file(a.config).paths.state_dir)

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.meters.base import Reading
-from gestor.balance import Balance, period_bounds, period_start, periods_of_day
+from gestor.core.balance import Balance, period_bounds, period_start, periods_of_day
 
 MADRID = ZoneInfo("Europe/Madrid")
 UTC = timezone.utc

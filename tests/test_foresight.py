@@ -8,8 +8,8 @@ import pytest
 
 from drivers.meters.replay import ReplayData
 from gestor.cli import main
-from gestor.foresight import Period, plan
-from gestor.simulate import Prices, foresight, replay_settings_for, simulate
+from gestor.core.foresight import Period, plan
+from gestor.sim.simulate import Prices, foresight, replay_settings_for, simulate
 from tests.conftest import EXAMPLE
 from tests.test_simulate import house_csv, settings
 
@@ -106,8 +106,8 @@ def test_the_schedule_asks_what_it_would_ask_afresh_between_its_flips():
     # with the plan (a guard held them), it must ask exactly what a fresh look at the plan asks
     import random
 
-    from gestor.foresight import Plan, Scheduled
-    from gestor.policies import LoadView, Snapshot
+    from gestor.core.foresight import Plan, Scheduled
+    from gestor.core.policies import LoadView, Snapshot
     rng = random.Random(7)
     runs = [[(T0 + 95.0, T0 + 400.0), (T0 + 1000.0, T0 + 1010.0), (T0 + 2000.0, float("inf"))],
             [(T0 - 50.0, T0 + 700.0)]]

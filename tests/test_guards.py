@@ -1,8 +1,8 @@
 """Guards hold every policy: stop latch, stale meter, min on/off times."""
 from datetime import datetime, timedelta, timezone
 
-from gestor.guards import GuardState, LoadLimits, apply_guards
-from gestor.policies import LoadView, Wish
+from gestor.core.guards import GuardState, LoadLimits, apply_guards
+from gestor.core.policies import LoadView, Wish
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -61,9 +61,9 @@ from zoneinfo import ZoneInfo  # noqa: E402
 
 import pytest  # noqa: E402
 
-from gestor.guards import Override, in_windows, min_run_deadline, min_run_reason  # noqa: E402
-from gestor.settings import parse_window  # noqa: E402
-from gestor.tariff import period_2_0td  # noqa: E402
+from gestor.core.guards import Override, in_windows, min_run_deadline, min_run_reason  # noqa: E402
+from gestor.core.guards import parse_window  # noqa: E402
+from gestor.tariff.calendar import period_2_0td  # noqa: E402
 
 MAD = ZoneInfo("Europe/Madrid")
 
@@ -179,8 +179,8 @@ def test_min_run_kept_for_the_period_decides_as_computed_afresh():
     settlement period (Controller.min_run with period_start_s): every 7 minutes of a normal day
     and of the autumn DST day, with 0 to 2 h of the minimum done, hourly and quarter-hour
     periods, the decision and its reason equal those computed afresh (min_run_reason)."""
-    from gestor.balance import period_start
-    from gestor.control import Controller
+    from gestor.core.balance import period_start
+    from gestor.core.control import Controller
     from gestor.settings import parse_settings
     from tests.conftest import EXAMPLE, example_raw
     raw = example_raw()
@@ -208,7 +208,7 @@ def test_on_time_counts_toward_the_deadline_it_was_run_for():
     10 s steps through the 21:00 deadlines of a normal day and of the autumn DST day (the
     controller keeps the deadline between calls), the count restarts at each deadline with the
     seconds after it, as min_run_deadline places them."""
-    from gestor.control import Controller
+    from gestor.core.control import Controller
     from gestor.settings import parse_settings
     from tests.conftest import EXAMPLE, example_raw
     raw = example_raw()
@@ -234,7 +234,7 @@ def test_switching_is_bounded_whatever_the_settings_say():
     """A load with min_on_s/min_off_s 0 and no max_switches_per_period (the shipped example) still
     stays on or off SWITCH_FLOOR_S and switches at most DEFAULT_MAX_SWITCHES_PER_PERIOD times a
     period (issue 23: a load once switched at every 10 s cycle); a load's own stricter limits win."""
-    from gestor.guards import DEFAULT_MAX_SWITCHES_PER_PERIOD, SWITCH_FLOOR_S, LoadLimits
+    from gestor.core.guards import DEFAULT_MAX_SWITCHES_PER_PERIOD, SWITCH_FLOOR_S, LoadLimits
     from gestor.settings import LoadSettings
     loose = LoadSettings.model_validate({"name": "wh", "power_w": 1000, "relay": {"driver": "simulated"},
                                          "min_on_s": 0, "min_off_s": 0})

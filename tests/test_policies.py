@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gestor.policies import LoadView, Snapshot, decide, projected_wh
+from gestor.core.policies import LoadView, Snapshot, decide, projected_wh
 from gestor.settings import PolicySettings
 
 P0 = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
@@ -166,7 +166,7 @@ def test_steady_surplus_spread_is_the_median_of_the_sorted_distances():
     the textbook one on windows with ties, zeros, one value, even and odd lengths."""
     import random
 
-    from gestor.policies import _median_distance, _quantile
+    from gestor.core.policies import _median_distance, _quantile
     rng = random.Random(11)
     for _ in range(5000):
         n = rng.randint(1, 20)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gestor.influxconf import bind_http_to_loopback
+from gestor.runtime.influxconf import bind_http_to_loopback
 from tests.conftest import REPO, free_port
 
 DEBIAN_CONF = Path("/etc/influxdb/influxdb.conf")
@@ -83,8 +83,8 @@ def _listening() -> list[tuple[str, int]]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, as sudo gestor override is")
 def test_files_written_through_sudo_are_group_only_with_the_state_dirs_group(tmp_path):
-    from gestor.livestate import set_latch
-    from gestor.overrides import set_override
+    from gestor.runtime.livestate import set_latch
+    from gestor.runtime.overrides import set_override
     state = tmp_path / "state"
     state.mkdir()
     os.chown(state, -1, 65534)  # the daemons' group (nogroup stands in for gestor)

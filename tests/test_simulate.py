@@ -11,7 +11,7 @@ import pytest
 from drivers.meters.replay import ReplayData
 from gestor.cli import main
 from gestor.settings import parse_settings
-from gestor.simulate import Prices, replay_settings_for, simulate
+from gestor.sim.simulate import Prices, replay_settings_for, simulate
 from tests.conftest import DATA, EXAMPLE, example_raw
 
 UTC = timezone.utc

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from gestor.files import UnsafeFileError, read_small_file
-from gestor.livestate import clear_latch, is_latched, read_live, read_managing
-from gestor.overrides import read_overrides
-from gestor.statefiles import ManagingFile, MonitoringFile, read_state
+from gestor.runtime.livestate import clear_latch, is_latched, read_live, read_managing
+from gestor.runtime.overrides import read_overrides
+from gestor.runtime.statefiles import ManagingFile, MonitoringFile, read_state
 
 UTC = timezone.utc
 NOW = datetime(2022, 6, 11, 10, 0, tzinfo=UTC)
@@ -85,7 +85,7 @@ def live_text(n: int = 3, bad: dict[int, Any] | None = None) -> str:
 
 
 def prices_text(day: date = date(2022, 6, 11), naive_from: int | None = None, value: float = 0.12) -> str:
-    from gestor.prices import DayPrices, day_bounds
+    from gestor.tariff.prices import DayPrices, day_bounds
     from zoneinfo import ZoneInfo
     a, _ = day_bounds(day, ZoneInfo("Europe/Madrid"))
     times = [a + timedelta(hours=h) for h in range(24)]
@@ -119,7 +119,7 @@ def _published(tmp: Path) -> Any:
 
 
 def _prices(tmp: Path) -> Any:
-    from gestor import prices
+    from gestor.tariff import prices
     return prices.cached(tmp / "state", date(2022, 6, 11))
 
 
@@ -271,7 +271,7 @@ def test_each_power_and_counter_is_bounded(tmp_path, field, value):
 def test_a_prices_cache_with_naive_times_is_damaged_and_managing_s_book_keeps_working(tmp_path, naive_from, caplog):
     from zoneinfo import ZoneInfo
 
-    from gestor.prices import Book, cache_path
+    from gestor.tariff.prices import Book, cache_path
     path = cache_path(tmp_path, date(2022, 6, 11))
     path.parent.mkdir(parents=True)
     path.write_text(prices_text(naive_from=naive_from))
@@ -283,7 +283,7 @@ def test_a_prices_cache_with_naive_times_is_damaged_and_managing_s_book_keeps_wo
 
 
 def test_a_prices_cache_of_1e308_is_damaged(tmp_path):
-    from gestor import prices
+    from gestor.tariff import prices
     path = prices.cache_path(tmp_path, date(2022, 6, 11))
     path.parent.mkdir(parents=True)
     path.write_text(prices_text(value=1e308))
@@ -311,7 +311,7 @@ def test_a_directory_latch_is_latched_and_release_removes_it(tmp_path):
 
 
 def test_a_latch_that_cannot_be_removed_is_one_clear_line(tmp_path):
-    from gestor.livestate import LatchError
+    from gestor.runtime.livestate import LatchError
     (tmp_path / "stop.latch").mkdir()
     (tmp_path / "stop.latch" / "x").write_text("x")
     (tmp_path / "stop.latch.bad").mkdir()
@@ -354,7 +354,7 @@ def test_the_web_session_key_is_not_read_from_a_fifo(tmp_path):
 
 
 def test_set_override_over_a_fifo_starts_a_clean_file(tmp_path):
-    from gestor.overrides import set_override
+    from gestor.runtime.overrides import set_override
     os.mkfifo(tmp_path / "overrides.json")
     try:
         promptly(lambda: set_override(tmp_path, "water_heater", "on", NOW))
@@ -477,7 +477,7 @@ def test_managing_with_fifos_for_its_files_keeps_cycling_and_switches_the_loads_
     """The fault campaign's case: a named pipe as ``overrides.json`` and ``reading.json`` blocked
     managing's cycle forever (loads on, no watchdog ping). Now each cycle returns, the files are
     damaged ones, the readings go stale, and the loads go off within ``stale_after_s`` + a cycle."""
-    from gestor.lockstep import run_lockstep
+    from gestor.sim.lockstep import run_lockstep
     from tests.integration.test_faults import daemons
     from tests.integration.test_safety import T0, sunny_csv
     csv = sunny_csv(tmp_path / "sun.csv", 20)
@@ -525,7 +525,7 @@ def test_managing_survives_a_reading_of_1e308(tmp_path):
     balance stays finite."""
     import math
 
-    from gestor.lockstep import run_lockstep
+    from gestor.sim.lockstep import run_lockstep
     from tests.integration.test_faults import daemons
     from tests.integration.test_safety import T0, sunny_csv
     csv = sunny_csv(tmp_path / "sun.csv", 20)

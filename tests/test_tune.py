@@ -1,4 +1,4 @@
-"""Choosing parameters on some days and scoring them on others (gestor/tune.py, gestor tune)."""
+"""Choosing parameters on some days and scoring them on others (gestor/sim/tune.py, gestor tune)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from gestor.cli import main
-from gestor.simulate import Totals
-from gestor.tune import Sums, cross_validate, frontier, score
+from gestor.sim.simulate import Totals
+from gestor.sim.tune import Sums, cross_validate, frontier, score
 from tests.conftest import EXAMPLE
 from tests.test_simulate import house_csv
 

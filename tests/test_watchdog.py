@@ -7,7 +7,7 @@ import threading
 from datetime import datetime, timezone
 
 from gestor.clock import SimClock
-from gestor.daemon import run_loop
+from gestor.runtime.daemon import run_loop
 
 
 def test_ready_then_one_watchdog_per_cycle(tmp_path, monkeypatch):

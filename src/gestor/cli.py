@@ -14,7 +14,7 @@ from drivers.meters import MeterError
 from drivers.relays import RelayError
 from drivers.store.influx import StoreError, open_store
 from gestor.clock import WallClock
-from gestor.daemon import GestorError, setup_logging
+from gestor.runtime.daemon import GestorError, setup_logging
 from gestor.settings import SettingsError, dump_settings, load_settings
 
 DEFAULT_CONFIG = os.environ.get("GESTOR_CONFIG", "/etc/gestor/settings.yaml")
@@ -23,7 +23,7 @@ DEFAULT_CONFIG = os.environ.get("GESTOR_CONFIG", "/etc/gestor/settings.yaml")
 def _daemon(args: argparse.Namespace, which: str) -> int:
     settings = load_settings(args.config)
     setup_logging(settings.log_level)
-    from gestor.daemon import single_instance
+    from gestor.runtime.daemon import single_instance
     lock = single_instance(settings, which)  # noqa: F841 (held until the process exits)
     store = open_store(settings.store, settings.paths.state_dir / "spool" / which)
     clock = WallClock()
@@ -68,7 +68,7 @@ def _fmt(v: float | None, unit: str) -> str:
 def _meter_test(args: argparse.Namespace) -> int:
     """Read the configured meter ``--count`` times and print each reading with units."""
     from drivers import DriverContext
-    from gestor.daemon import open_meter
+    from gestor.runtime.daemon import open_meter
     settings = load_settings(args.config)
     clock = WallClock()
     interval = args.interval if args.interval is not None else settings.monitoring.interval_s
@@ -101,7 +101,7 @@ def _override(args: argparse.Namespace) -> int:
     """``gestor override LOAD on|off|auto [--for 2h]``: managing obeys it from its next cycle."""
     import getpass
 
-    from gestor.overrides import apply_override
+    from gestor.runtime.overrides import apply_override
     settings = load_settings(args.config)
     try:
         print(apply_override(settings, args.load, args.mode, args.for_, WallClock().now(),
@@ -118,7 +118,7 @@ def _prices(args: argparse.Namespace) -> int:
     cached under the state dir and stored in InfluxDB (measurement ``price``)."""
     from datetime import date, timedelta
 
-    from gestor import prices
+    from gestor.tariff import prices
     settings = load_settings(args.config)
     if settings.prices.source not in prices.FETCHED_SOURCES:
         raise GestorError(f"prices.source is {settings.prices.source!r}: nothing to fetch "
@@ -177,7 +177,7 @@ def _db_init(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import json as _json
 
-    from gestor.status import collect, render
+    from gestor.runtime.status import collect, render
     settings = load_settings(args.config, secrets_optional=True)  # status needs no secret
     d = collect(settings, WallClock().now())
     print(_json.dumps(d, indent=1, default=str) if args.json else render(d, settings))
@@ -185,7 +185,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gestor.demo import run_demo
+    from gestor.sim.demo import run_demo
     return run_demo(args)
 
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="seconds between reads (default monitoring.interval_s)")
     sub.add_parser("stop-loads", help="emergency stop: every load off, latch set (see stop-loads -h)")
     sm = sub.add_parser("simulate", help="replay recorded data through a policy and price the result")
-    from gestor import simreport
+    from gestor.sim import report as simreport
     simreport.add_arguments(sm)
     tu = sub.add_parser("tune", help="choose a policy's parameters on your own recording (cross-validated by day)")
     simreport.add_tune_arguments(tu)
@@ -255,12 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return _status(args)
         if args.command == "simulate":
-            from gestor import simreport
+            from gestor.sim import report as simreport
             return simreport.main(args)
         if args.command == "prices":
             return _prices(args)
         if args.command == "tune":
-            from gestor import simreport
+            from gestor.sim import report as simreport
             return simreport.tune_main(args)
         if args.command == "demo":
             return _demo(args)

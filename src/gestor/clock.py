@@ -2,7 +2,7 @@
 milliseconds, deterministically, across DST changes.
 
 All clocks return timezone-aware UTC datetimes; local time is a presentation concern
-(see :mod:`gestor.balance` for settlement periods in the configured timezone).
+(see :mod:`gestor.core.balance` for settlement periods in the configured timezone).
 
 Each clock also has ``monotonic()``: seconds that never go back, whatever the wall clock does (NTP
 stepping the time of a Pi without an RTC at boot). On Linux CLOCK_MONOTONIC is one clock for every

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, Va
 
 import drivers.meters as meters
 import drivers.relays as relays
+from gestor.core.guards import parse_window  # the windows' format is the guards'
 from gestor.clock import zone
 from gestor.files import UnsafeFileError, read_small_file
 
@@ -44,6 +45,7 @@ MAX_PEM_BYTES = 1024 * 1024          # a CA bundle, certificate or key the setti
 MAX_PRICES_BYTES = 16 * 1024 * 1024  # prices.file: years of quarter-hour prices
 MAX_WH = 50_000.0   # Wh: what a 50 kW household connection carries in an hour; every Wh threshold is within ±this
 SUDO_HINT = "run it with sudo, or as a member of the gestor group"
+FETCHED_SOURCES = ("esios", "pvpc_public")  # prices.source values fetched from the network (gestor.tariff.prices)
 
 
 class _Model(BaseModel):
@@ -133,18 +135,6 @@ class LoadSettings(_Model):
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
             raise ValueError("must be lowercase letters, digits and _, starting with a letter")
         return v
-
-
-def parse_window(w: str) -> tuple[int, int]:
-    """``"HH:MM-HH:MM"`` → (start, end) in minutes of the local day; end may be before start (the
-    window crosses midnight). Raises ValueError naming the format."""
-    m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-5]\d)\s*", w)
-    if not m:
-        raise ValueError(f"window {w!r} must be HH:MM-HH:MM, e.g. 10:00-19:00")
-    a, b = int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
-    if b > 24 * 60 or a == b:
-        raise ValueError(f"window {w!r} is empty or ends after 24:00")
-    return a, b
 
 
 class StoreSettings(_Model):
@@ -291,7 +281,7 @@ class TariffSettings(_Model):
     surplus_eur_per_kwh: float = Field(0.06, ge=0, le=10)   # compensation per exported kWh
 
     def import_eur_per_kwh(self, period: str) -> float:
-        """The fixed import price of a 2.0TD period ("P1", "P2" or "P3", gestor.tariff.period_2_0td)."""
+        """The fixed import price of a 2.0TD period ("P1", "P2" or "P3", gestor.tariff.calendar.period_2_0td)."""
         return {"P1": self.import_p1_eur_per_kwh, "P2": self.import_p2_eur_per_kwh,
                 "P3": self.import_p3_eur_per_kwh}[period]
 
@@ -574,8 +564,8 @@ def _cross_checks(name: str, s: Settings) -> list[str]:
 
 def _zone_timezone(name: str, s: Settings) -> list[str]:
     """A fetched price day (prices.source esios | pvpc_public) applies by the zone's own clock
-    hour: ``prices.zone`` and ``timezone`` must name the same clock (gestor.prices)."""
-    from gestor.prices import FETCHED_SOURCES, zone_timezones
+    hour: ``prices.zone`` and ``timezone`` must name the same clock (gestor.tariff.prices)."""
+    from gestor.tariff.calendar import zone_timezones
     ok = zone_timezones(s.prices.zone)
     if s.prices.source not in FETCHED_SOURCES or s.timezone in ok:
         return []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gestor.lockstep import run_lockstep
+from gestor.sim.lockstep import run_lockstep
 from tests.conftest import free_port
 from tests.emulators.http_devices import ShellyRelayDevice
 from tests.integration.test_faults import daemons

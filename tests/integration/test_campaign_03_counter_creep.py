@@ -23,7 +23,7 @@ import managing
 import monitoring
 from drivers.store.influx import NullStore
 from gestor.clock import SimClock
-from gestor.lockstep import run_lockstep
+from gestor.sim.lockstep import run_lockstep
 from tests.conftest import free_port, make_settings
 from tests.emulators.http_devices import ShellyPro3EM
 from tests.integration.test_safety import T0

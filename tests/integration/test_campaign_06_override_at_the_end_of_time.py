@@ -23,8 +23,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gestor.lockstep import run_lockstep
-from gestor.overrides import apply_override
+from gestor.sim.lockstep import run_lockstep
+from gestor.runtime.overrides import apply_override
 from tests.integration.test_faults import daemons
 from tests.integration.test_safety import T0, sunny_csv
 

@@ -19,7 +19,7 @@ import errno
 from datetime import timedelta
 
 import managing
-from gestor.lockstep import run_lockstep
+from gestor.sim.lockstep import run_lockstep
 from tests.integration.test_faults import daemons
 from tests.integration.test_safety import T0, sunny_csv
 

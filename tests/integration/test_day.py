@@ -15,7 +15,7 @@ import monitoring
 from drivers.meters.replay import ReplayData
 from drivers.store.influx import InfluxStore
 from gestor.clock import SimClock
-from gestor.lockstep import run_lockstep
+from gestor.sim.lockstep import run_lockstep
 from tests.conftest import make_settings
 
 UTC = timezone.utc

@@ -20,8 +20,8 @@ from drivers import DriverContext
 from drivers.meters import MeterError
 from drivers.store.influx import InfluxStore, NullStore, V1Sender, point
 from gestor.clock import SimClock
-from gestor.daemon import open_meter
-from gestor.lockstep import run_lockstep
+from gestor.runtime.daemon import open_meter
+from gestor.sim.lockstep import run_lockstep
 from tests.conftest import free_port, make_settings, settings_file
 from tests.emulators.http_devices import Envoy, ShellyGen1EM, ShellyPro3EM, ShellyRelayDevice, self_signed_cert
 from tests.integration.test_safety import T0, sunny_csv
@@ -131,7 +131,7 @@ def test_a_shelly_switched_off_outside_gestor_is_not_switched_back_on(tmp_path, 
         assert "left off until 13:00" in mgr.loads[0].reason  # the period's end, local time
         assert devs[1].is_on()  # the other load goes on as before
         # the household's own override still wins over that hold
-        from gestor.overrides import set_override
+        from gestor.runtime.overrides import set_override
         set_override(s.paths.state_dir, "water_heater", "on", clock.now(), timedelta(minutes=5))
         run_lockstep(clock, tasks, T0 + timedelta(minutes=31))
         assert devs[0].is_on() and "manual override on" in mgr.loads[0].reason

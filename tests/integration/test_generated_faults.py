@@ -37,10 +37,10 @@ import monitoring
 from drivers import DriverContext
 from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings
 from drivers.store.influx import NullStore, open_store
-from gestor.balance import period_bounds
+from gestor.core.balance import period_bounds
 from gestor.clock import SimClock
-from gestor.guards import LoadLimits
-from gestor.livestate import set_latch
+from gestor.core.guards import LoadLimits
+from gestor.runtime.livestate import set_latch
 from gestor.settings import StoreSettings
 from tests.conftest import free_port, make_settings, write_csv
 from tests.integration.test_safety import HEADER

@@ -29,9 +29,9 @@ import managing
 import monitoring
 from drivers.store.influx import NullStore
 from gestor.clock import SimClock
-from gestor.livestate import is_latched
-from gestor.lockstep import run_lockstep
-from gestor.overrides import read_overrides
+from gestor.runtime.livestate import is_latched
+from gestor.sim.lockstep import run_lockstep
+from gestor.runtime.overrides import read_overrides
 from tests.conftest import free_port, make_settings
 from tests.integration.test_mqtt import HA_PASSWORD, PASSWORD, Broker
 from tests.integration.test_safety import T0, sunny_csv

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from gestor.lockstep import run_lockstep
-from gestor.livestate import set_latch
+from gestor.sim.lockstep import run_lockstep
+from gestor.runtime.livestate import set_latch
 from tests.conftest import free_port
 from tests.emulators.http_devices import ShellyRelayDevice
 from tests.integration.test_faults import daemons

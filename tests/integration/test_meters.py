@@ -186,7 +186,7 @@ def test_tcp_meter_restart_and_wrong_device_id(tmp_path, eastron_tcp, caplog):
 
 def test_unreachable_host_and_missing_serial_port_are_one_line_errors(tmp_path):
     from drivers import DriverContext
-    from gestor.daemon import open_meter
+    from gestor.runtime.daemon import open_meter
     s = make_settings(tmp_path, meter_section={"driver": "eastron", "host": "127.0.0.1", "port": free_port(), "timeout_s": 0.3})
     m = open_meter(s, DriverContext(SimClock(T0), tmp_path, tmp_path))
     with pytest.raises(MeterError) as e:
@@ -371,7 +371,7 @@ def test_envoy_production_json_digest_auth(tmp_path, influxd, influx_db):
                                              "auth": "digest", "password": "wrong"})
         with pytest.raises(MeterError, match="authentication failed"):
             from drivers import DriverContext
-            from gestor.daemon import open_meter
+            from gestor.runtime.daemon import open_meter
             open_meter(bad, DriverContext(SimClock(T0), tmp_path, tmp_path)).read()
     finally:
         dev.stop()
@@ -380,7 +380,7 @@ def test_envoy_production_json_digest_auth(tmp_path, influxd, influx_db):
 def test_envoy_stream_token_auth_and_restart(tmp_path):
     from drivers import DriverContext
     from gestor.clock import WallClock
-    from gestor.daemon import open_meter
+    from gestor.runtime.daemon import open_meter
     dev = Envoy(free_port()).start()
     dev.auth = ("bearer", "", "eyJ.token")
     dev.production_w, dev.consumption_w = 3000.0, 1200.0

@@ -18,8 +18,8 @@ import managing
 import monitoring
 from drivers.store.influx import NullStore
 from gestor.clock import SimClock
-from gestor.livestate import is_latched
-from gestor.lockstep import run_lockstep
+from gestor.runtime.livestate import is_latched
+from gestor.sim.lockstep import run_lockstep
 from tests.conftest import free_port, make_settings, write_csv
 from tests.integration.test_safety import HEADER, T0, _wait, sunny_csv
 
@@ -323,7 +323,7 @@ class Recorder:
 def test_every_publish_s_exactly_rounded_and_the_reason_after_a_release(tmp_path, broker):
     from datetime import datetime
 
-    from gestor.livestate import clear_latch
+    from gestor.runtime.livestate import clear_latch
     night = write_csv(tmp_path / "night.csv", HEADER, [   # no surplus: the loads stay off after the release
         f"{T0 + timedelta(seconds=10 * i):%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500.123,0,0,0,-500.123" for i in range(6 * 20)])
     rec = Recorder(broker.port)

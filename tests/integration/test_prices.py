@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gestor import prices
+from gestor.tariff import prices
 from gestor.cli import main
 from gestor.settings import PricesSettings
 from tests.conftest import settings_file
@@ -181,7 +181,7 @@ def test_managing_fetches_tomorrows_prices_after_2030_by_itself(tmp_path, esios,
     import monitoring
     from drivers.store.influx import NullStore
     from gestor.clock import SimClock
-    from gestor.lockstep import run_lockstep
+    from gestor.sim.lockstep import run_lockstep
     from tests.conftest import make_settings, write_csv
     from tests.integration.test_safety import HEADER
     monkeypatch.setenv("ESIOS_TOKEN", TOKEN)
@@ -212,8 +212,8 @@ def test_each_closed_period_carries_its_euros_and_status_adds_up_today(tmp_path,
     import monitoring
     from drivers.store.influx import NullStore
     from gestor.clock import SimClock
-    from gestor.lockstep import run_lockstep
-    from gestor.status import collect, render
+    from gestor.sim.lockstep import run_lockstep
+    from gestor.runtime.status import collect, render
     from tests.conftest import make_settings
     from tests.integration.test_safety import T0, sunny_csv
     csv = sunny_csv(tmp_path / "sun.csv", 130)
@@ -232,7 +232,7 @@ def test_each_closed_period_carries_its_euros_and_status_adds_up_today(tmp_path,
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=125))
         p = mgr.closed[1]                                     # 11:00-12:00 UTC, complete
         loads_wh = sum(ld.power_w for ld in mgr.loads) * 1.0   # both on the whole hour
-        from gestor.tariff import period_2_0td
+        from gestor.tariff.calendar import period_2_0td
         fixed = {"P1": s.tariff.import_p1_eur_per_kwh, "P2": s.tariff.import_p2_eur_per_kwh,
                  "P3": s.tariff.import_p3_eur_per_kwh}[period_2_0td(p.start, MAD)]   # a Saturday: P3
         imp, sur = (0.115, 0.04) if cache else (fixed, s.tariff.surplus_eur_per_kwh)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gestor import prices
+from gestor.tariff import prices
 from gestor.settings import PricesSettings, SettingsError, parse_settings
 from tests.conftest import example_raw, make_settings
 from tests.emulators.esios import EsiosServer, archive_answer, import_value, indicator_answer, slots, surplus_value
@@ -107,7 +107,7 @@ def test_a_missing_1739_keeps_the_import_day_with_the_fixed_surplus(tmp_path, es
     esios.fail_1739 = fault
     s = make_settings(tmp_path, prices={"source": "esios", "esios_url": esios.url, "esios_token": TOKEN,
                                         "timeout_s": 2})
-    with caplog.at_level(logging.WARNING, "gestor.prices"):
+    with caplog.at_level(logging.WARNING, "gestor.tariff.prices"):
         p = prices.fetch(s, date(2024, 6, 10))
     assert len(p.import_) == 24 and p.source == "esios" and p.surplus_source == "fixed"
     assert [v for _, v in p.surplus] == [s.tariff.surplus_eur_per_kwh] * 24

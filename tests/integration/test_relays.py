@@ -17,9 +17,9 @@ import monitoring
 from drivers.store.influx import InfluxStore, NullStore
 from gestor.cli import main as gestor_main
 from gestor.clock import SimClock
-from gestor.livestate import is_latched
-from gestor.lockstep import run_lockstep
-from gestor.policies import Wish
+from gestor.runtime.livestate import is_latched
+from gestor.sim.lockstep import run_lockstep
+from gestor.core.policies import Wish
 from tests.conftest import free_port, make_settings, settings_file, write_csv
 from tests.emulators.http_devices import ShellyRelayDevice
 from tests.emulators.modbus_server import RegisterServer
@@ -242,7 +242,7 @@ def test_override_on_off_auto_and_expiry(tmp_path, capsys):
 
 
 def test_override_on_without_surplus_for_a_while(tmp_path):
-    from gestor.overrides import set_override
+    from gestor.runtime.overrides import set_override
     night = write_csv(tmp_path / "night.csv", HEADER, [
         f"{T0 + timedelta(seconds=10 * i):%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500,0,0,0,-500" for i in range(6 * 40)])
     s = make_settings(tmp_path, meter={"path": str(night)})

@@ -6,9 +6,9 @@ import pytest
 import managing
 import monitoring
 from drivers.store.influx import NullStore
-from gestor.balance import Balance
+from gestor.core.balance import Balance
 from gestor.clock import SimClock
-from gestor.lockstep import run_lockstep
+from gestor.sim.lockstep import run_lockstep
 from tests.conftest import make_settings
 
 UTC = timezone.utc

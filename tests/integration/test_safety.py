@@ -15,7 +15,7 @@ import monitoring
 import stop_loads
 from drivers.store.influx import NullStore
 from gestor.clock import SimClock
-from gestor.lockstep import run_lockstep
+from gestor.sim.lockstep import run_lockstep
 from tests.conftest import make_settings, settings_file, write_csv
 
 UTC = timezone.utc

@@ -13,8 +13,8 @@ import monitoring
 from drivers.meters.replay import ReplayData
 from drivers.store.influx import EPOCH, InfluxStore
 from gestor.clock import SimClock
-from gestor.lockstep import run_lockstep
-from gestor.simulate import Prices, simulate
+from gestor.sim.lockstep import run_lockstep
+from gestor.sim.simulate import Prices, simulate
 from tests.conftest import DATA, make_settings
 
 UTC = timezone.utc

@@ -77,9 +77,9 @@ def test_status_after_managing_stopped_or_was_killed(tmp_path, caplog):
     import logging
     from datetime import timedelta
 
-    from gestor import status
-    from gestor.lockstep import run_lockstep
-    from gestor.livestate import clear_latch, set_latch
+    from gestor.runtime import status
+    from gestor.sim.lockstep import run_lockstep
+    from gestor.runtime.livestate import clear_latch, set_latch
     from tests.integration.test_faults import daemons
     from tests.integration.test_safety import T0
     s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 20))

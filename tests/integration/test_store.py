@@ -17,9 +17,9 @@ import monitoring
 from drivers.meters.replay import ReplayData
 from drivers.store.influx import EPOCH, InfluxStore, V1Sender, point, server_version
 from drivers.store.spool import Spool
-from gestor.balance import Balance
+from gestor.core.balance import Balance
 from gestor.clock import SimClock
-from gestor.lockstep import run_lockstep
+from gestor.sim.lockstep import run_lockstep
 from tests.conftest import free_port, make_settings, settings_file, write_csv
 from tests.influxd import start_influxd
 

@@ -24,8 +24,8 @@ import managing
 import monitoring
 from drivers.store.influx import InfluxStore
 from gestor.clock import SimClock
-from gestor.livestate import is_latched
-from gestor.lockstep import run_lockstep
+from gestor.runtime.livestate import is_latched
+from gestor.sim.lockstep import run_lockstep
 from gestor.settings import load_settings
 from gestor.web import auth, make_server
 from tests.conftest import REPO, free_port, settings_file

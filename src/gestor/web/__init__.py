@@ -4,6 +4,9 @@ Flask (the application, :mod:`gestor.web.app`), served by cheroot (CherryPy's th
 server; HTTPS with ``web.tls_cert_file``/``web.tls_key_file``), login with an argon2id hash
 (argon2-cffi), CSRF tokens (Flask-WTF), rate-limited login (Flask-Limiter), charts with uPlot
 (vendored under ``static/vendor``, no CDN). Imported only by this command, never by the daemons.
+A top layer (programs): it may import the runtime (the published state, overrides, status), the
+tariff, the settings, the drivers' store glue and ``stop_loads`` (the page's stop); nothing
+imports it but :mod:`gestor.cli`.
 
 ``gestor web --set-password`` asks for the password twice (or reads one line from stdin when it
 is not a terminal) and keeps its hash in secrets.yaml. Without a password ``gestor web`` exits 2
@@ -47,7 +50,7 @@ def set_password_main(args: argparse.Namespace) -> int:
 
 def serve_main(args: argparse.Namespace) -> int:
     from gestor.clock import WallClock
-    from gestor.daemon import setup_logging
+    from gestor.runtime.daemon import setup_logging
     from gestor.web import auth
     s = load_settings(args.config)
     setup_logging(s.log_level)

@@ -12,7 +12,7 @@ pages redirect to ``/login``; every POST needs the session's CSRF token, in the 
 | GET /api/status | :func:`gestor.web.data.live` as JSON |
 | GET /api/day?date=YYYY-MM-DD | that day's periods and power curves (InfluxDB); a day from 2000-01-01 to tomorrow |
 | GET /day.csv?date=YYYY-MM-DD | that day's periods as CSV |
-| POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}`` (``for`` <= 7 days): :func:`~gestor.overrides.apply_override` |
+| POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}`` (``for`` <= 7 days): :func:`~gestor.runtime.overrides.apply_override` |
 | POST /api/stop | JSON ``{"confirm": "STOP"}``: :func:`stop_loads.emergency_stop` |
 
 A session ends at logout or ``web.session_hours`` after its login (:class:`gestor.web.auth.Sessions`).
@@ -36,8 +36,8 @@ from flask import Flask, Response, jsonify, redirect, render_template, request, 
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
 
-from gestor.livestate import is_latched
-from gestor.overrides import apply_override, parse_duration
+from gestor.runtime.livestate import is_latched
+from gestor.runtime.overrides import apply_override, parse_duration
 from gestor.settings import Settings
 from gestor.web import auth
 from gestor.web.data import History, HistoryError, StorePing, live, periods_csv

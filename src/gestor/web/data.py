@@ -1,6 +1,6 @@
 """What the web page shows, as plain dicts (the JSON of ``/api/status`` and ``/api/day``).
 
-Live state comes from the files the daemons publish, through :func:`gestor.status.collect` (the
+Live state comes from the files the daemons publish, through :func:`gestor.runtime.status.collect` (the
 same numbers ``gestor status`` prints); history comes from InfluxDB 1.x (``store.kind``
 ``influxdb1`` or ``auto``): the ``period`` measurement managing writes when a settlement period
 closes, and the ``meter`` measurement monitoring writes at each read. Signs as everywhere
@@ -20,9 +20,9 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from drivers.store.influx import FOREVER_RP
-from gestor.overrides import read_overrides
-from gestor.prices import day_bounds
-from gestor.status import collect, ping_store
+from gestor.runtime.overrides import read_overrides
+from gestor.tariff.prices import day_bounds
+from gestor.runtime.status import collect, ping_store
 from gestor.settings import Settings
 
 PERIOD_FIELDS = ("balance_wh", "import_wh", "export_wh", "production_wh", "consumption_wh", "loads_wh",

@@ -9,19 +9,19 @@ Model (issue 5, DESIGN.md section 6):
 * The daemons' own timing, from the first sample on: monitoring reads the latest sample every
   ``monitoring.interval_s`` (a sample superseded before a read is never seen; a NaN or implausible
   one is a failed read), stamped and with the simulated loads added as the replay meter does;
-  managing runs :class:`gestor.control.Core` every ``managing.interval_s`` on the readings since
+  managing runs :class:`gestor.core.control.Core` every ``managing.interval_s`` on the readings since
   its last cycle (the stale-meter guard included); a switch shows in the readings taken after it.
   ``tests/integration/test_simulator_is_the_daemon.py`` checks on a real day that the real
   daemons switch at the same instants and end every period at the same balance (1e-6 Wh).
 * Energies are the trapezoid of the samples, split at settlement period boundaries; an interval
   longer than ``billing.max_gap_s`` is not integrated and its periods are marked incomplete
-  (:class:`gestor.balance.Balance`). Per-load energy is the trapezoid of its power samples, so
+  (:class:`gestor.core.balance.Balance`). Per-load energy is the trapezoid of its power samples, so
   ``production - base - loads = net`` per period to rounding.
 * Without gestor: the same data with no simulated load.
 * exported = Σ periods max(balance, 0); imported = Σ max(-balance, 0). captured = exported without
   - exported with; extra import = imported with - imported without; bound per period =
   ``min(max(balance_without, 0), Σ load power × period)``.
-* Cost (:mod:`gestor.tariff`): imported kWh × import price of its 2.0TD period (or ``--prices``),
+* Cost (:mod:`gestor.tariff.calendar`): imported kWh × import price of its 2.0TD period (or ``--prices``),
   minus exported kWh × surplus price, the compensation capped each calendar month at the cost of
   the energy imported that month (Spain's simplified self-consumption compensation, RD 244/2019
   art. 14.3). Fixed terms (power, meter rental, taxes) are left out: they do not depend on gestor.
@@ -37,12 +37,12 @@ from typing import Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from drivers.meters.replay import ReplayData, ReplaySettings
-from gestor.balance import PeriodSummary, Sample
-from gestor.control import Core, LoadState
-from gestor.foresight import Period, Plan, Scheduled, plan
-from gestor.guards import LoadLimits, min_run_deadline
+from gestor.core.balance import PeriodSummary, Sample
+from gestor.core.control import Core, LoadState
+from gestor.core.foresight import Period, Plan, Scheduled, plan
+from gestor.core.guards import LoadLimits, min_run_deadline
 from gestor.settings import LoadSettings, Settings
-from gestor.tariff import national_holidays, period_2_0td
+from gestor.tariff.calendar import national_holidays, period_2_0td
 
 UTC = timezone.utc
 
@@ -177,7 +177,7 @@ class Prices:
         self.slots: dict[str, list[tuple[float, float, float]]] = {}  # stored prices: kind → (start, end, EUR/kWh)
         self.stored = 0
         if hourly_csv is not None:
-            from gestor.prices import read_csv
+            from gestor.tariff.prices import read_csv
             for t, imp, sur in read_csv(hourly_csv, self.tz):
                 self.hourly[int(t) // 3600] = (imp, sur)
 
@@ -204,7 +204,7 @@ class Prices:
             raise ValueError(f"--prices influx: InfluxDB at {s.store.host}:{s.store.port}: {e}") from None
         finally:
             c.close()
-        from gestor.prices import slots_of
+        from gestor.tariff.prices import slots_of
         out = cls(s)
         for kind in ("import", "surplus"):
             out.slots[kind] = slots_of([(float(r["time"]), float(r["eur_per_kwh"])) for r in rows if r.get("kind") == kind])
@@ -212,7 +212,7 @@ class Prices:
         return out
 
     def _mean(self, kind: str, t0: float, t1: float) -> float | None:
-        from gestor.prices import mean_over
+        from gestor.tariff.prices import mean_over
         return mean_over(self.slots.get(kind, []), t0, t1)
 
     def at(self, start: datetime, end: datetime | None = None) -> tuple[str, float, float]:
@@ -286,7 +286,7 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
 def foresight(data: ReplayData, s: Settings, prices: Prices, start: datetime | None = None,
               end: datetime | None = None, base: SimResult | None = None, jobs: int = 1) -> tuple[SimResult, Plan]:
     """The perfect-foresight benchmark on the same data, loads, guards and periods
-    (:mod:`gestor.foresight`): the schedule planned on every period's surplus without gestor
+    (:mod:`gestor.core.foresight`): the schedule planned on every period's surplus without gestor
     (from ``base``, a run of the same range, or a run with the loads never switched), played
     through the simulator on the daemons' timing like any policy. Returns its result and plan."""
     if base is None:
@@ -310,7 +310,7 @@ def _inside_windows(ctl: Core, lim: LoadLimits, t0: float, t1: float) -> bool:
     """Whether [t0, t1) lies wholly inside the windows (checked minute by minute)."""
     if not lim.windows:
         return True
-    from gestor.guards import in_windows_min
+    from gestor.core.guards import in_windows_min
     t = t0
     while t < t1:
         if not in_windows_min(ctl.local_minute(t), lim.windows):
@@ -334,7 +334,7 @@ def _cuts(t_first: float, t_last: float, tz: ZoneInfo, parts: int) -> list[float
 
 def _warm_from(t: float, s: Settings) -> float:
     """Where a part's warm-up starts: at epoch ``t`` or, with a daily minimum run, at the deadline
-    before it (:func:`gestor.guards.min_run_deadline`): the daemons count the day's run from
+    before it (:func:`gestor.core.guards.min_run_deadline`): the daemons count the day's run from
     there, so the part counts it as they did instead of starting a day with nothing run."""
     out = t
     for ld in s.loads:

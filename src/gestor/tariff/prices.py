@@ -70,7 +70,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from gestor.settings import PricesSettings
+from gestor.settings import FETCHED_SOURCES, PricesSettings  # noqa: F401 -- FETCHED_SOURCES: re-exported
+from gestor.tariff.calendar import zone_timezones  # noqa: F401 -- re-exported
 
 if TYPE_CHECKING:
     from gestor.settings import Settings
@@ -85,12 +86,6 @@ GEO_IDS = {"peninsula": 8741, "canarias": 8742, "baleares": 8743, "ceuta": 8744,
 # the public PVPC day file's price column of each zone (PCB: Península, Canarias, Baleares)
 ARCHIVE_KEYS = {"peninsula": "PCB", "canarias": "PCB", "baleares": "PCB", "ceuta": "CYM", "melilla": "CYM"}
 ARCHIVE_PATH = "/archives/70/download_json"
-
-
-def zone_timezones(zone: str) -> tuple[str, ...]:
-    """The ``timezone`` values whose clock is the zone's own (the first is the one to suggest)."""
-    return {"canarias": ("Atlantic/Canary",), "ceuta": ("Africa/Ceuta", "Europe/Madrid"),
-            "melilla": ("Africa/Ceuta", "Europe/Madrid")}.get(zone, ("Europe/Madrid",))
 
 
 class PriceError(Exception):
@@ -353,7 +348,6 @@ def fetch_pvpc_public(s: PricesSettings, day: date, tz: ZoneInfo,
     return DayPrices(day, slot, imp, sur, "pvpc_public", sur_source)
 
 
-FETCHED_SOURCES = ("esios", "pvpc_public")
 
 
 def fetch(settings: "Settings", day: date) -> DayPrices:

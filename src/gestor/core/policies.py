@@ -28,9 +28,10 @@ priority order (the order of ``loads`` in settings.yaml):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from gestor.settings import PolicySettings
+if TYPE_CHECKING:  # the settings' types only: the core imports nothing above it
+    from gestor.settings import PolicySettings
 
 
 @dataclass(frozen=True)

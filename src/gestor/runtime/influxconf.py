@@ -1,5 +1,5 @@
 """Keep the household's InfluxDB on the Pi itself: ``sudo ./install.sh`` runs
-``python -m gestor.influxconf /etc/influxdb/influxdb.conf``, which binds InfluxDB 1.x's HTTP API
+``python -m gestor.runtime.influxconf /etc/influxdb/influxdb.conf``, which binds InfluxDB 1.x's HTTP API
 to 127.0.0.1 (Debian's package listens on every interface, without authentication).
 
 A ``bind-address`` the user set in the ``[http]`` section (uncommented) is left as it is: that is
@@ -34,7 +34,7 @@ def bind_http_to_loopback(text: str, address: str = LOOPBACK) -> tuple[str, bool
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m gestor.influxconf /etc/influxdb/influxdb.conf", file=sys.stderr)
+        print("usage: python -m gestor.runtime.influxconf /etc/influxdb/influxdb.conf", file=sys.stderr)
         return 2
     path = Path(argv[0])
     try:

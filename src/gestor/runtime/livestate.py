@@ -20,7 +20,7 @@ from pathlib import Path
 
 from drivers.meters.base import Reading
 from gestor.files import atomic_write_text, read_small_text
-from gestor.statefiles import LiveFile, read_state
+from gestor.runtime.statefiles import LiveFile, read_state
 
 READING_FILE = "reading.json"
 LATCH_FILE = "stop.latch"
@@ -63,7 +63,7 @@ def read_live(run_dir: Path) -> list[tuple[Reading, float | None]]:
     """Recent readings with their monotonic stamps, oldest first; empty if monitoring has
     published none or the file is damaged (then they go stale, and the loads off). A reading out
     of bounds (``net_w: 1e308``) is a missing one; the others are used. Never raises, never
-    blocks (a FIFO in the file's place is a damaged file: :func:`gestor.statefiles.read_state`)."""
+    blocks (a FIFO in the file's place is a damaged file: :func:`gestor.runtime.statefiles.read_state`)."""
     path = Path(run_dir) / READING_FILE
     live = read_state(path, LiveFile, move_aside=False)
     if live is None:

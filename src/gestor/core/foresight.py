@@ -32,7 +32,7 @@ window cuts is left to the loads it allows). ``min_on_s``/``min_off_s`` and
 ``max_switches_per_period`` are not constraints of the programme; the schedule is then played by
 the simulator through the ordinary guards, which hold it to them.
 
-The schedule is played on the daemons' own timing by :func:`gestor.simulate.foresight` (a switch
+The schedule is played on the daemons' own timing by :func:`gestor.sim.simulate.foresight` (a switch
 happens at a managing cycle: runs are shrunk to the cycles inside them, the simulator integrates
 the readings as for any policy), so the benchmark's row in every report is measured exactly like
 a policy's. The grid costs it a little capture (runs shrunk by up to one cycle at each end) and
@@ -211,7 +211,7 @@ class Scheduled:
         seen, until = self._quiet
         if now < until and len(s.loads) == len(seen) and all(a is b for a, b in zip(s.loads, seen)):
             return []
-        from gestor.policies import Wish
+        from gestor.core.policies import Wish
         out = []
         until = math.inf
         by_name = {v.name: v for v in s.loads}

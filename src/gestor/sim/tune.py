@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from drivers.meters.replay import ReplayData
 from gestor.settings import Settings
-from gestor.simulate import Prices, Totals, simulate
+from gestor.sim.simulate import Prices, Totals, simulate
 
 GOAL_SWITCHES_PER_DAY = 20.0
 GOAL_IMPORT_WH_PER_DAY = 20.0

@@ -1,5 +1,5 @@
 """``gestor simulate``: command line, tables, JSON/CSV export, plots and parameter sweeps around
-:func:`gestor.simulate.simulate`."""
+:func:`gestor.sim.simulate.simulate`."""
 from __future__ import annotations
 
 import argparse
@@ -16,9 +16,9 @@ import yaml
 
 from drivers.meters.base import MeterError
 from drivers.meters.replay import ReplayData
-from gestor.foresight import Plan
+from gestor.core.foresight import Plan
 from gestor.settings import Settings, SettingsError, parse_settings
-from gestor.simulate import Prices, SimResult, Totals, foresight, replay_settings_for, simulate
+from gestor.sim.simulate import Prices, SimResult, Totals, foresight, replay_settings_for, simulate
 
 REPO_EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "settings.yaml"
 SYSTEM = Path("/etc/gestor/settings.yaml")
@@ -163,7 +163,7 @@ def print_result(r: SimResult, s: Settings, data: Path, periods: bool, bench: Si
           "captured = exported without - exported with; bound = what the loads could have taken.")
     if bench is not None:
         print(bench_line(r.totals, bench.totals, max(r.totals.periods * s.billing.period_s / 86400, 1e-9)))
-    from gestor.simulate import monthly
+    from gestor.sim.simulate import monthly
     rows = [["month", "import EUR", "compensation EUR", "compensation paid (capped) EUR"]]
     rows += [[m, f"{c:.2f}", f"{comp:.2f}", f"{paid:.2f}" + ("  (cap reached)" if paid < comp else "")]
              for m, c, comp, paid in monthly(r.periods, s.tz)]
@@ -207,7 +207,7 @@ def plot_days(r: SimResult, s: Settings, out: Path, bench: Plan | None = None) -
     try:
         import matplotlib
     except ImportError:
-        from gestor.daemon import GestorError
+        from gestor.runtime.daemon import GestorError
         raise GestorError("--plot needs matplotlib, which the daemons do not install: "
                           "pip install 'gestor[plot]' (./install.sh --demo and --test have it)") from None
     matplotlib.use("Agg")
@@ -219,7 +219,7 @@ def plot_days(r: SimResult, s: Settings, out: Path, bench: Plan | None = None) -
     written = []
     days = list(r.days)
     for day in days:
-        from gestor.simulate import day_bounds
+        from gestor.sim.simulate import day_bounds
         a, b = day_bounds(day, s.tz)
         idx = [i for i, t in enumerate(tr.t) if a.timestamp() <= t < b.timestamp()]
         if not idx:
@@ -401,13 +401,13 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def tune_main(args: argparse.Namespace) -> int:
-    """Search the policy's grid (gestor/tune.py) on the user's recording with day-level
+    """Search the policy's grid (gestor/sim/tune.py) on the user's recording with day-level
     cross-validation: every k-th day held out in turn, the parameters chosen on the other days,
     scored on the held-out ones against the current settings; then the choice on every day as
     a YAML snippet to paste."""
     import os
 
-    from gestor.tune import GRIDS, candidates, cross_validate, evaluate, score, sums
+    from gestor.sim.tune import GRIDS, candidates, cross_validate, evaluate, score, sums
     raw, path = load_raw(args.config)
     s0 = settings_with(raw, path, args.policy, args.set)
     policy = s0.policy.name

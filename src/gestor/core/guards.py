@@ -18,17 +18,31 @@ clock of their own.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 from zoneinfo import ZoneInfo
 
-from gestor.balance import period_bounds
-from gestor.policies import LoadView, Wish
-from gestor.settings import LoadSettings, parse_window
+from gestor.core.balance import period_bounds
+from gestor.core.policies import LoadView, Wish
+if TYPE_CHECKING:  # the settings' types only: the core imports nothing above it
+    from gestor.settings import LoadSettings
 
 UTC = timezone.utc
 
+
+
+def parse_window(w: str) -> tuple[int, int]:
+    """``"HH:MM-HH:MM"`` → (start, end) in minutes of the local day; end may be before start (the
+    window crosses midnight). Raises ValueError naming the format."""
+    m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-5]\d)\s*", w)
+    if not m:
+        raise ValueError(f"window {w!r} must be HH:MM-HH:MM, e.g. 10:00-19:00")
+    a, b = int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
+    if b > 24 * 60 or a == b:
+        raise ValueError(f"window {w!r} is empty or ends after 24:00")
+    return a, b
 
 @dataclass(frozen=True)
 class Override:
@@ -180,7 +194,7 @@ def min_run_ahead(now: datetime, tz: ZoneInfo, period_s: int, by: str, price_per
     first among equals (the sun may still give it for free). The current period counts from
     ``now`` to its end (or the deadline). The others do not depend on ``now`` within a period, nor
     does the 2.0TD label (periods lie within a local hour): managing and the simulator keep the
-    answer for the period (:meth:`gestor.control.Controller.min_run`)."""
+    answer for the period (:meth:`gestor.core.control.Controller.min_run`)."""
     deadline = min_run_deadline(now, tz, by)
     slots: list[tuple[datetime, float, str]] = []
     t = now

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from drivers.meters.base import COUNTER_SLACK, COUNTER_SLACK_WH, Reading
+from gestor.core.reading import COUNTER_SLACK, COUNTER_SLACK_WH, Reading
 
 # A reading on the control core's hot path: (epoch s, net W, production W, consumption W, import
 # Wh total, export Wh total), None where the meter does not give it (Reading.at as epoch s).

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from gestor.files import read_small_text
-from gestor.livestate import READING_FILE, is_latched, latch_path, pid_alive, read_managing
-from gestor.overrides import read_overrides
+from gestor.runtime.livestate import READING_FILE, is_latched, latch_path, pid_alive, read_managing
+from gestor.runtime.overrides import read_overrides
 from gestor.settings import Settings
 
 

@@ -44,3 +44,9 @@ def period_2_0td(t: datetime, tz: ZoneInfo) -> str:
     if is_p3_day(local.date()):
         return "P3"
     return _WEEKDAY_HOURS[local.hour]
+
+
+def zone_timezones(zone: str) -> tuple[str, ...]:
+    """The ``timezone`` values whose clock is the zone's own (the first is the one to suggest)."""
+    return {"canarias": ("Atlantic/Canary",), "ceuta": ("Africa/Ceuta", "Europe/Madrid"),
+            "melilla": ("Africa/Ceuta", "Europe/Madrid")}.get(zone, ("Europe/Madrid",))

@@ -2,7 +2,7 @@
 with simulated relays, writing to a local InfluxDB; then the day's table read back from InfluxDB,
 against the same day without gestor.
 
-Time is simulated (:mod:`gestor.lockstep`), paced to ``--speed`` simulated seconds per real second.
+Time is simulated (:mod:`gestor.sim.lockstep`), paced to ``--speed`` simulated seconds per real second.
 The demo never touches real hardware: every relay is forced to ``simulated`` and the meter to a
 replay of ``--data``.
 """
@@ -22,10 +22,10 @@ import monitoring
 from drivers.meters.replay import ReplayData, ReplaySettings
 from drivers.relays.simulated import SimulatedRelaySettings
 from drivers.store.influx import InfluxStore, StoreError
-from gestor.balance import Balance, PeriodSummary, period_start
+from gestor.core.balance import Balance, PeriodSummary, period_start
 from gestor.clock import SimClock
-from gestor.daemon import GestorError, setup_logging
-from gestor.lockstep import run_lockstep
+from gestor.runtime.daemon import GestorError, setup_logging
+from gestor.sim.lockstep import run_lockstep
 from gestor.settings import PathsSettings, Settings, StoreSettings, load_settings
 
 DEMO_FILE = "house-2022-06-11_13.csv"

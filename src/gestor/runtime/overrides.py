@@ -1,5 +1,5 @@
 """Manual overrides per load, set by ``gestor override LOAD on|off|auto [--for 2h]`` and obeyed by
-managing (see :mod:`gestor.guards`). Kept in ``state_dir/overrides.json`` (survives restarts):
+managing (see :mod:`gestor.core.guards`). Kept in ``state_dir/overrides.json`` (survives restarts):
 ``{"water_heater": {"on": true, "until": "2026-11-22T21:00:00+00:00", "by": "..."}}``.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gestor.files import atomic_write_text, read_small_text
-from gestor.guards import Override
-from gestor.statefiles import MAX_STATE_BYTES, OverridesFile, parse_state, read_state
+from gestor.core.guards import Override
+from gestor.runtime.statefiles import MAX_STATE_BYTES, OverridesFile, parse_state, read_state
 
 FILE = "overrides.json"
 

@@ -12,15 +12,16 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-from drivers.meters.base import Reading
-from gestor.balance import Balance, PeriodSummary, Sample
-from gestor.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
+from gestor.core.reading import Reading
+from gestor.core.balance import Balance, PeriodSummary, Sample
+from gestor.core.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
                            min_run_deadline, min_run_reason)
-from gestor.policies import POLICIES, LoadView, Snapshot, Wish, changes
-from gestor.settings import LoadSettings, PolicySettings, Settings
-from gestor.tariff import period_2_0td
+from gestor.core.policies import POLICIES, LoadView, Snapshot, Wish, changes
+if TYPE_CHECKING:  # the settings' types only: the core imports nothing above it
+    from gestor.settings import LoadSettings, PolicySettings, Settings
+from gestor.tariff.calendar import period_2_0td
 
 UTC = timezone.utc
 NO_CHANGE: list[Wish] = []  # shared, never appended to: most cycles change nothing
@@ -103,7 +104,7 @@ class Controller:
         self.limits = {ld.name: ld.limits for ld in self.loads}
         self.price_period: Callable[[datetime], str] = lambda t: period_2_0td(t, self.tz)
         # the real import price (EUR/kWh) of the slot holding an instant, None where unknown:
-        # managing sets it from the prices it has (gestor.prices); the daily minimum ranks by it
+        # managing sets it from the prices it has (gestor.tariff.prices); the daily minimum ranks by it
         self.import_price: Callable[[datetime], float | None] | None = None
         self._windowed = [ld for ld in self.loads if ld.limits.windows]
         self._min_run = [ld for ld in self.loads if ld.cfg.min_run_s > 0]
@@ -133,7 +134,7 @@ class Controller:
 
     def local_minute(self, now_s: float) -> float:
         """The minute of the local day (``tz``) at epoch ``now_s``, seconds truncated as
-        :func:`gestor.guards.in_windows` counts them."""
+        :func:`gestor.core.guards.in_windows` counts them."""
         bucket = int(now_s // _LOCAL_BUCKET_S)
         if self._offset[0] != bucket:
             off = datetime.fromtimestamp(bucket * _LOCAL_BUCKET_S, UTC).astimezone(self.tz).utcoffset()
@@ -153,7 +154,7 @@ class Controller:
         gestor), left out of the policy's stack with loads outside their windows, so that they do
         not block the loads after them. Times are epoch seconds.
 
-        The policy runs every cycle; the guards (:func:`gestor.guards.apply_guards`, the one
+        The policy runs every cycle; the guards (:func:`gestor.core.guards.apply_guards`, the one
         implementation) run whenever one of them could change anything: the policy wants a
         change, the latch is set, the meter is stale, a load is overridden, due its daily
         minimum, in an unknown state, or held (outside its windows, or by managing) while on.
@@ -191,7 +192,7 @@ class Controller:
                  period_start_s: float, latched: bool, reading_age_s: float | None, stale_after_s: float,
                  overrides: Mapping[str, Override], min_run: Mapping[str, str]) -> list[Wish]:
         """The guards' verdict on every load: the policy's ``want``, a held load off, the others
-        as they are, through :func:`gestor.guards.apply_guards`."""
+        as they are, through :func:`gestor.core.guards.apply_guards`."""
         by_name = {w.load: w for w in want}
         wishes = [by_name.get(v.name) or (Wish(v.name, False, held[v.name]) if v.name in held else Wish(v.name, v.on))
                   for v in views]
@@ -217,7 +218,7 @@ class Controller:
         """Per load that must run now for its daily minimum, the reason (see guards). The
         deadline comes from :meth:`_deadline_s`; with ``period_start_s`` (the settlement period
         around ``now_s``) and the 2.0TD prices (no ``import_price``), the period's rank is kept for
-        the period: it does not change within it (:func:`gestor.guards.min_run_ahead`)."""
+        the period: it does not change within it (:func:`gestor.core.guards.min_run_ahead`)."""
         out = {}
         now: datetime | None = None  # made when needed: most cycles keep what they need
         for ld in self._min_run:
@@ -242,7 +243,7 @@ class Controller:
         return out
 
     def _deadline_s(self, ld: LoadState, t: float) -> float:
-        """:func:`gestor.guards.min_run_deadline` of ``ld`` after epoch ``t``, epoch s. Kept from
+        """:func:`gestor.core.guards.min_run_deadline` of ``ld`` after epoch ``t``, epoch s. Kept from
         the last answer while ``t`` stays before it (there is no deadline in between); anew
         within a microsecond of it, where the datetime's rounding could cross it."""
         kept = self._deadline_kept.get(ld.cfg.name)

@@ -1,0 +1,186 @@
+"""The house plan holds (src/gestor/__init__.py): every import in src/ (at the top of a module or
+inside a function, where the daemons import lazily) goes to the importer's own layer or below,
+and the control core stays pure: no I/O, no threads, no clock reads. Imports under
+``if TYPE_CHECKING:`` are types only (nothing is imported at run time) and are not counted.
+
+Read from the source with :mod:`ast`; each rule is also shown to catch a planted violation."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# (module prefix, layer): the longest matching prefix wins; bottom first
+LAYERS = [
+    ("gestor", 0), ("gestor.clock", 0), ("gestor.files", 0),
+    ("gestor.core", 1), ("gestor.tariff.calendar", 1),
+    ("drivers", 2),
+    ("gestor.settings", 3),
+    ("gestor.tariff", 4),
+    ("gestor.runtime", 5),
+    ("gestor.sim", 6), ("gestor.web", 6), ("gestor.cli", 6), ("managing", 6), ("monitoring", 6), ("stop_loads", 6),
+]
+LAYER_NAMES = {0: "foundation", 1: "core", 2: "drivers", 3: "settings", 4: "tariff", 5: "runtime", 6: "programs"}
+# Known upward imports, each with its reason. Keep this short.
+ALLOWED_UP = {
+    ("drivers.meters.modbus_map", "gestor.settings"):
+        "a register map file is read and checked with the settings' own YAML reader, lazily, while the "
+        "settings are validated (settings import the drivers' settings models)",
+}
+# What the core (and the calendar it uses) may import beside itself: the standard library's pure
+# modules and two pure calendars (holidays, dateutil's Easter).
+CORE = ("gestor.core", "gestor.tariff.calendar")
+CORE_MAY_IMPORT = {"__future__", "math", "dataclasses", "datetime", "zoneinfo", "typing", "collections",
+                   "itertools", "bisect", "functools", "heapq", "enum", "re", "operator", "holidays",
+                   "dateutil.easter"}
+# calls that read a clock (datetime.now/utcnow/today, date.today, time.time, monotonic, ...)
+CLOCK_READS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter", "time_ns", "monotonic_ns"}
+
+
+def module_name(path: Path, src: Path = SRC) -> str:
+    rel = path.relative_to(src).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer(mod: str) -> int | None:
+    best = None
+    for prefix, n in LAYERS:
+        if mod == prefix or mod.startswith(prefix + "."):
+            if best is None or len(prefix) > len(best[0]):
+                best = (prefix, n)
+    return None if best is None else best[1]
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+                (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+                or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")):
+            for child in node.body:
+                out.update(id(n) for n in ast.walk(child))
+    return out
+
+
+def imports(path: Path, src: Path = SRC) -> list[tuple[str, int]]:
+    """(imported module, line) of every run-time import in ``path``."""
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = _type_checking_nodes(tree)
+    me = module_name(path, src)
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the importer's package
+                pkg = me.split(".")[: len(me.split(".")) - node.level + (1 if path.name == "__init__.py" else 0)]
+                base = ".".join(pkg + ([base] if base else []))
+            for a in node.names:  # "from gestor.tariff import prices": the module gestor.tariff.prices
+                cand = f"{base}.{a.name}"
+                is_module = (src / cand.replace(".", "/")).with_suffix(".py").exists() \
+                    or (src / cand.replace(".", "/") / "__init__.py").exists()
+                out.append((cand if is_module else base, node.lineno))
+    return out
+
+
+def sources(src: Path = SRC) -> list[Path]:
+    return sorted(p for p in src.rglob("*.py") if "egg-info" not in str(p))
+
+
+def upward_imports(src: Path = SRC) -> list[str]:
+    bad = []
+    for path in sources(src):
+        me = module_name(path, src)
+        mine = layer(me)
+        if mine is None:
+            continue
+        for target, line in imports(path, src):
+            theirs = layer(target)
+            if theirs is None or theirs <= mine:
+                continue
+            if any(me == a and (target == b or target.startswith(b + ".")) for a, b in ALLOWED_UP):
+                continue
+            bad.append(f"{path.relative_to(src)}:{line}: {me} ({LAYER_NAMES[mine]}) imports {target} "
+                       f"({LAYER_NAMES[theirs]}, above it)")
+    return bad
+
+
+def impure_core(src: Path = SRC) -> list[str]:
+    bad = []
+    for path in sources(src):
+        me = module_name(path, src)
+        if not any(me == c or me.startswith(c + ".") for c in CORE):
+            continue
+        for target, line in imports(path, src):
+            if any(target == c or target.startswith(c + ".") for c in CORE):
+                continue
+            if target in CORE_MAY_IMPORT:
+                continue
+            bad.append(f"{path.relative_to(src)}:{line}: the core imports {target} (I/O, threads, clocks or a "
+                       f"layer above; allowed: {', '.join(sorted(CORE_MAY_IMPORT))})")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CLOCK_READS:
+                bad.append(f"{path.relative_to(src)}:{node.lineno}: the core reads a clock "
+                           f"(.{node.func.attr}()): take the time from the caller")
+    return bad
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    bad = upward_imports()
+    assert not bad, "\n".join(bad)
+
+
+def test_the_core_does_no_io_no_threads_and_reads_no_clock() -> None:
+    bad = impure_core()
+    assert not bad, "\n".join(bad)
+
+
+def test_every_module_has_a_layer() -> None:
+    """A new package must be placed in the plan (and its __init__ say what it may import)."""
+    missing = [module_name(p) for p in sources() if layer(module_name(p)) is None]
+    assert not missing, f"modules in no layer: {missing}"
+
+
+def test_every_package_says_what_it_holds_and_may_import() -> None:
+    for init in (SRC / "gestor").rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert len(doc) > 200 and "import" in doc, f"{init.relative_to(SRC)}: its docstring must say what it holds " \
+                                                  "and what it may import"
+
+
+@pytest.mark.parametrize("planted, finds", [
+    ("gestor/core/bad.py", "import time\n"),
+    ("gestor/core/bad.py", "import threading\n"),
+    ("gestor/core/bad.py", "def f():\n    from gestor.runtime import livestate\n"),
+    ("gestor/core/bad.py", "from datetime import datetime\ndef f():\n    return datetime.now()\n"),
+    ("gestor/tariff/calendar.py", "import socket\n"),
+    ("drivers/bad.py", "from gestor.sim import simulate\n"),
+    ("gestor/runtime/bad.py", "from gestor.web import app\n"),
+    ("gestor/settings.py", "def f():\n    from gestor.tariff.prices import fetch\n"),
+])
+def test_the_checks_catch_a_planted_violation(tmp_path: Path, planted: str, finds: str) -> None:
+    """The checks are not vacuous: a copy of the tree with one bad import (or clock read) fails."""
+    import shutil
+    src = tmp_path / "src"
+    shutil.copytree(SRC, src, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.so"))
+    target = src / planted
+    target.write_text((target.read_text() if target.exists() else "") + "\n" + finds)
+    found = upward_imports(src) + impure_core(src)
+    assert any(planted in f for f in found), found
+
+
+def test_type_only_imports_are_not_counted(tmp_path: Path) -> None:
+    f = tmp_path / "src" / "gestor" / "core" / "x.py"
+    f.parent.mkdir(parents=True)
+    f.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gestor.settings import Settings\n")
+    assert impure_core(tmp_path / "src") == [] and upward_imports(tmp_path / "src") == []
