@@ -35,7 +35,7 @@ def default_data_dir() -> Path:
     env = os.environ.get("GESTOR_DATA_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    return Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 def replay_settings_for(path: Path) -> ReplaySettings:

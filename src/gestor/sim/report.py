@@ -20,7 +20,7 @@ from gestor.core.foresight import Plan
 from gestor.settings import Settings, SettingsError, parse_settings
 from gestor.sim.simulate import Prices, SimResult, Totals, foresight, replay_settings_for, simulate
 
-REPO_EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "settings.yaml"
+REPO_EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "settings.yaml"
 SYSTEM = Path("/etc/gestor/settings.yaml")
 
 
