@@ -41,7 +41,7 @@ from gestor.runtime.overrides import read_overrides
 from gestor.core.policies import Snapshot, Wish, projected_wh
 from gestor.settings import Settings
 from gestor.runtime.statefiles import ManagingFile, read_state
-import stop_loads
+from gestor.runtime.stopplan import relay_id_or_none, save_plan
 
 log = logging.getLogger("gestor.managing")
 STATE_FILE = "managing.json"
@@ -143,7 +143,7 @@ class Managing:
         self._latch_pending: tuple[datetime, str] | None = None  # a stop whose latch file could not be written
         self._counters_refused_logged: datetime | None = None  # the period whose refused counters were logged
         # each load's relay fingerprint, published: stop-loads confirms "via managing" only for these
-        self._relay_ids = {ld.name: stop_loads._relay_id_or_none(ld.cfg.relay) for ld in self.loads}
+        self._relay_ids = {ld.name: relay_id_or_none(ld.cfg.relay) for ld in self.loads}
         self._file_op = WriteGuard(log, "control goes on without it")
         # one worker per load: relays are commanded in parallel, so a slow one delays no other
         self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="relay")
@@ -152,7 +152,7 @@ class Managing:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Every load off before the first decision; the stop button armed if configured."""
-        stop_loads.save_plan(self.s)  # the stop plan: what stop-loads switches off if the settings file breaks
+        save_plan(self.s)  # the stop plan: what stop-loads switches off if the settings file breaks
         self._command_all([(ld, False, "start: every load off until the policy decides", None)
                            for ld in self.loads], self.clock.now())
         pin = self.s.managing.stop_button_pin
