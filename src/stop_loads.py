@@ -37,17 +37,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
-if TYPE_CHECKING:
-    from gestor.settings import Settings
+from gestor.runtime.stopplan import (PLAN_FILE, PLAN_FORMAT, plan_path, relay_id, relay_id_or_none,  # noqa: F401
+                                     relay_section, save_plan, write_plan)
 
 DEFAULT_CONFIG = "/etc/gestor/settings.yaml"
 DEFAULT_STATE_DIR = "/var/lib/gestor"  # = gestor.settings.PathsSettings' default (a test checks)
 DEFAULT_RUN_DIR = "/run/gestor"        # idem
 STATE_DIR_ENV = "GESTOR_STATE_DIR"     # overrides DEFAULT_STATE_DIR here (tests, drills)
-PLAN_FILE = "stop-plan.json"
-PLAN_FORMAT = 1
 PLAN_MAX_BYTES = 256 * 1024
 DEFAULT_DEADLINE_S = 15.0
 SUDO = "run it with sudo"
@@ -101,35 +99,6 @@ def default_state_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
 
 
-def plan_path(state_dir: Path | str) -> Path:
-    return Path(state_dir) / PLAN_FILE
-
-
-def _plain(v: Any) -> Any:
-    """``json.dumps``' default for a relay section: a secret in clear (the plan must reach the
-    device), anything else as pydantic puts it in JSON (paths, enums...)."""
-    from pydantic_core import to_jsonable_python
-    get = getattr(v, "get_secret_value", None)
-    return to_jsonable_python(get() if get else v)
-
-
-def relay_section(relay: Any) -> dict[str, Any]:
-    """A relay's validated settings as plain JSON data, secrets in clear: what its driver's
-    model validates back into the same relay."""
-    return json.loads(json.dumps(relay.model_dump(mode="python"), default=_plain))
-
-
-def relay_id(relay: Any) -> str:
-    """A short fingerprint of the device output a relay switches (its driver's ``relay_key``: a
-    Shelly's host and channel, a GPIO pin, a Modbus coil; a simulated relay: its driver, the load's
-    name telling them apart), 16 hex digits of a sha256. managing publishes it per load, so
-    stop-loads confirms a load "via managing" only when managing drives that very output, not a
-    load of the same name moved to another relay (a new password is the same relay)."""
-    import hashlib
-    key = relay.relay_key() if hasattr(relay, "relay_key") else None
-    return hashlib.sha256(repr(key if key is not None else (relay.driver,)).encode()).hexdigest()[:16]
-
-
 def _same_relay_key(t: Target, run_dir: Path) -> tuple[str, str, str]:
     return t.name, str(t.run_dir or run_dir), json.dumps(relay_section(t.relay), sort_keys=True)
 
@@ -154,18 +123,8 @@ class Plan:
         """Write this plan as the stop plan ``path`` (JSON, see :func:`read_plan`): atomically,
         fsynced, mode 0600 and owned by the writer (the relay sections hold the secrets that reach
         the devices: the daemon's user and root read it, nobody else). Raises OSError."""
-        from gestor.files import atomic_write_text
-        doc = {
-            "format": PLAN_FORMAT,
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "by": f"{by} pid {os.getpid()}",
-            "settings": None if settings_file is None else str(settings_file),
-            "config_dir": None if config_dir is None else str(config_dir),
-            "paths": {"state_dir": str(self.paths.state_dir), "run_dir": str(self.paths.run_dir)},
-            "loads": [{"name": t.name, "power_w": float(t.power_w), "relay": relay_section(t.relay)}
-                      for t in self.targets],
-        }
-        atomic_write_text(path, json.dumps(doc, indent=1) + "\n", fsync=True, mode=0o600)
+        write_plan(path, [(t.name, t.power_w, t.relay) for t in self.targets], self.paths.state_dir,
+                   self.paths.run_dir, settings_file, config_dir, by)
 
     def add_saved(self) -> list[str]:
         """Add the relays of the stop plan managing saved under this plan's state dir that this
@@ -190,22 +149,6 @@ class Plan:
         for t in plan_targets(doc):
             (plan.targets if isinstance(t, Target) else plan.unusable).append(t)
         return plan
-
-
-def save_plan(s: "Settings") -> Path | None:
-    """managing's start: save the stop plan of settings ``s`` at ``<state_dir>/stop-plan.json``
-    (:meth:`Plan.save`). Never raises: a failure (a read-only disk) is logged, and stop-loads
-    then has only the settings file. Returns the path written, or None."""
-    import logging
-    path = plan_path(s.paths.state_dir)
-    try:
-        Path(s.paths.state_dir).mkdir(parents=True, exist_ok=True)
-        Plan.of(s).save(path, s.source, s.config_dir if s.source else None)
-        return path
-    except Exception as e:  # noqa: BLE001 -- managing runs without it; stop-loads says so
-        logging.getLogger("gestor.managing").error(
-            "stop plan %s NOT saved: %s (stop-loads will depend on the settings file alone)", path, e)
-        return None
 
 
 def read_plan(path: Path | str) -> dict[str, Any]:
@@ -447,7 +390,7 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
     # through it: a load of the same name moved to another relay cannot
     published = st.get("loads") if isinstance(st.get("loads"), dict) else {}
     mine = {i for i, t in enumerate(plan.targets) if i < len(results) and not results[i].confirmed
-            and isinstance(published.get(t.name), dict) and published[t.name].get("relay_id") == _relay_id_or_none(t.relay)}
+            and isinstance(published.get(t.name), dict) and published[t.name].get("relay_id") == relay_id_or_none(t.relay)}
     bad = {plan.targets[i].name for i in mine}
     if not bad:
         return results
@@ -496,13 +439,6 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
         r.driver = results[i].driver  # as labelled in the table
         out[i] = r
     return out
-
-
-def _relay_id_or_none(relay: Any) -> str | None:
-    try:
-        return relay_id(relay)
-    except Exception:  # noqa: BLE001 -- a section that cannot be fingerprinted matches nothing
-        return None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 from datetime import timedelta
 
-import managing
+from gestor.runtime import latch
 from gestor.sim.lockstep import run_lockstep
 from tests.integration.test_faults import daemons
 from tests.integration.test_safety import T0, sunny_csv
@@ -33,7 +33,7 @@ def test_a_stop_pressed_on_a_read_only_state_dir_keeps_the_loads_off(tmp_path, m
     def read_only(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system", str(s.paths.state_dir / "stop.latch"))
 
-    monkeypatch.setattr(managing, "set_latch", read_only)
+    monkeypatch.setattr(latch, "set_latch", read_only)   # the latch managing holds (gestor.runtime.latch)
     mgr.stop_button_pressed()
     assert not any(ld.on for ld in mgr.loads)
     trace = []

@@ -331,13 +331,13 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
         ha.onboard()
         mon.start_mqtt()
         mgr.start()
-        _until(lambda: mgr.mqtt.connected and mon.mqtt.connected and mgr._mqtt_ready, "gestor connected")
+        _until(lambda: mgr.mqtt.link.connected and mon.mqtt.connected and mgr.mqtt.ready, "gestor connected")
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(minutes=62))
         ha.add_mqtt(broker.port)   # after gestor: the retained configs and state, then HA's birth
         n = f"gestor_{SITE}_"
 
         # the entities, with gestor's classes, and gestor's values
-        st, reading = mgr._mqtt_state, _reading(mon)
+        st, reading = mgr.mqtt.state, _reading(mon)
         states = ha.wait(lambda h: not _same(h, st, reading), 60, "gestor's state")
         a = {e: v["attributes"] for e, v in states.items()}
         for obj in ("grid_import", "grid_export", "production_energy", "consumption_energy",
@@ -374,7 +374,7 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
 
         # managing restarts without pool_pump: its entities go, with no error in HA's log, and
         # what a user sees (counters, switches today, last period, saved today) is unchanged
-        before = dict(mgr._mqtt_state)
+        before = dict(mgr.mqtt.state)
         mgr.stop()
         mgrs.clear()
         loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
@@ -382,9 +382,9 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
         mgr = managing.Managing(s2, clock, NullStore())
         mgrs.append(mgr)
         mgr.start()
-        _until(lambda: mgr.mqtt.connected and mgr._mqtt_ready, "managing reconnected")
+        _until(lambda: mgr.mqtt.link.connected and mgr.mqtt.ready, "managing reconnected")
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(seconds=30))
-        after = mgr._mqtt_state
+        after = mgr.mqtt.state
         for k in ("totals", "last_period_wh", "eur_saved_today"):
             assert after[k] == before[k], k
         assert after["loads"]["water_heater"]["switches_today"] == before["loads"]["water_heater"]["switches_today"]

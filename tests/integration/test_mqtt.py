@@ -126,7 +126,7 @@ def daemons(tmp_path, broker, csv, **mqtt):
     mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
     mon.start_mqtt()
     mgr.start()
-    assert wait_for(lambda: mgr.mqtt.connected and mon.mqtt.connected), "gestor did not connect"
+    assert wait_for(lambda: mgr.mqtt.link.connected and mon.mqtt.connected), "gestor did not connect"
     return s, clock, mon, mgr
 
 
@@ -186,19 +186,19 @@ def test_discovery_and_state_equal_managings_own(tmp_path, broker):
         st = json.loads(ha.get("gestor/test/state"))
         assert st["balance_wh"] == pytest.approx(mgr_state["balance_wh"], abs=1e-3)
         assert st["net_w"] == round(mgr_state["net_w"], 1) and st["latched"] is False
-        assert st["last_period_wh"] == pytest.approx(mgr.closed[-1].balance_wh, abs=1e-3)
-        p = mgr.closed[-1]     # one closed period, all surplus: the counters are that period's
-        assert len(mgr.closed) == 1 and p.balance_wh > 0 and st["totals"]["import_wh"] == 0
+        assert st["last_period_wh"] == pytest.approx(mgr.books.closed[-1].balance_wh, abs=1e-3)
+        p = mgr.books.closed[-1]     # one closed period, all surplus: the counters are that period's
+        assert len(mgr.books.closed) == 1 and p.balance_wh > 0 and st["totals"]["import_wh"] == 0
         assert st["totals"]["export_wh"] == pytest.approx(p.balance_wh, abs=1e-3)
         assert st["totals"]["production_wh"] == pytest.approx(p.production_wh, abs=1e-3)
         assert st["totals"]["consumption_wh"] == pytest.approx(p.consumption_wh, abs=1e-3)
         assert st["tariff_period"] in ("P1", "P2", "P3") and st["import_eur_per_kwh"] > st["surplus_eur_per_kwh"] > 0
-        assert st["eur_saved_today"] == pytest.approx(mgr.eur_saved_today, abs=1e-4)
+        assert st["eur_saved_today"] == pytest.approx(mgr.books.eur_saved_today, abs=1e-4)
         for ld in mgr.loads:
             assert st["loads"][ld.name]["on"] == ld.on and st["loads"][ld.name]["mode"] == "auto"
-            assert st["loads"][ld.name]["switches_today"] == mgr.switches_today[ld.name] > 0
-            assert st["loads"][ld.name]["energy_wh"] == pytest.approx(mgr.loads_wh[ld.name], abs=1e-3)
-            assert mgr.loads_wh[ld.name] > 0
+            assert st["loads"][ld.name]["switches_today"] == mgr.books.switches_today[ld.name] > 0
+            assert st["loads"][ld.name]["energy_wh"] == pytest.approx(mgr.books.loads_wh[ld.name], abs=1e-3)
+            assert mgr.books.loads_wh[ld.name] > 0
         assert ha.get("gestor/test/managing/availability") == "online"
         assert ha.get("gestor/test/monitoring/availability") == "online"
         assert json.loads(ha.get("gestor/test/reading"))["net_w"] == mon._last.net_w
@@ -268,10 +268,10 @@ def test_a_broker_restart_brings_back_discovery_and_state_without_a_daemon_resta
         run(clock, mon, mgr, 2)
         broker.stop()
         run(clock, mon, mgr, 2)           # the broker is away: control goes on
-        assert all(ld.on for ld in mgr.loads) and not mgr.mqtt.connected
+        assert all(ld.on for ld in mgr.loads) and not mgr.mqtt.link.connected
         broker.start()                     # no persistence: every retained message is gone
         ha = HA(broker.port)
-        assert wait_for(lambda: mgr.mqtt.connected, 20), "no reconnection"
+        assert wait_for(lambda: mgr.mqtt.link.connected, 20), "no reconnection"
         assert ha.wait(lambda m: "homeassistant/select/gestor_test/water_heater_mode/config" in m
                        and m.get("gestor/test/managing/availability") == "online" and "gestor/test/state" in m, 10)
         assert json.loads(ha.get("gestor/test/state"))["loads"]["water_heater"]["on"] is True
@@ -343,10 +343,10 @@ def test_every_publish_s_exactly_rounded_and_the_reason_after_a_release(tmp_path
         # the stop, then its release: the reason no longer says "emergency stop" once released
         mgr.emergency_stop("MQTT", "emergency stop from MQTT")
         run(clock, mon, mgr, 1)
-        assert mgr._mqtt_state["loads"]["water_heater"]["reason"].startswith("stop latch set")
+        assert mgr.mqtt.state["loads"]["water_heater"]["reason"].startswith("stop latch set")
         assert clear_latch(s.paths.state_dir)
         run(clock, mon, mgr, 0.5)
-        st = mgr._mqtt_state["loads"]
+        st = mgr.mqtt.state["loads"]
         assert not any(ld.on for ld in mgr.loads) and mgr.loads[0].reason == "the stop latch is released: the policy decides"
         assert all("stop latch is released" in st[ld.name]["reason"] for ld in mgr.loads), st
         assert wait_for(lambda: "stop latch is released" in              # and so it was published
@@ -363,17 +363,17 @@ def test_a_restart_changes_nothing_a_user_sees_and_ha_online_brings_discovery_ba
     s, clock, mon, mgr = daemons(tmp_path, broker, csv)
     try:
         run(clock, mon, mgr, 62)
-        before = json.loads(json.dumps(mgr._mqtt_state))
+        before = json.loads(json.dumps(mgr.mqtt.state))
         assert before["totals"]["export_wh"] > 0 and before["last_period_wh"] is not None
         assert before["eur_saved_today"] > 0 and before["loads"]["water_heater"]["switches_today"] > 0
         mgr.stop()                 # (its "off" is a switch of today's)
-        switches = dict(mgr.switches_today)
+        switches = dict(mgr.books.switches_today)
         mgr = managing.Managing(s, clock, NullStore())
-        assert mgr.switches_today == switches
+        assert mgr.books.switches_today == switches
         mgr.start()
-        assert wait_for(lambda: mgr.mqtt.connected and mgr._mqtt_ready)
+        assert wait_for(lambda: mgr.mqtt.link.connected and mgr.mqtt.ready)
         run(clock, mon, mgr, 0.5)
-        after = mgr._mqtt_state
+        after = mgr.mqtt.state
         for k in ("totals", "last_period_wh", "eur_saved_today"):
             assert after[k] == before[k], k
         for name in ("water_heater", "pool_pump"):

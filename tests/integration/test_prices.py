@@ -194,12 +194,12 @@ def test_managing_fetches_tomorrows_prices_after_2030_by_itself(tmp_path, esios,
     mgr.start()
     with caplog.at_level(logging.INFO, "gestor"):
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], start + timedelta(minutes=2))
-        assert mgr._prices_thread is not None
-        mgr._prices_thread.join(20)
+        assert mgr.prices.thread is not None
+        mgr.prices.thread.join(20)
         assert prices.cached(s.paths.state_dir, date(2026, 6, 10)) is not None     # today's, missing: fetched
         assert prices.cached(s.paths.state_dir, date(2026, 6, 11)) is None          # tomorrow's: not before 20:30
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], start + timedelta(minutes=7))
-        mgr._prices_thread.join(20)
+        mgr.prices.thread.join(20)
     mgr.stop()
     assert prices.cached(s.paths.state_dir, date(2026, 6, 11)) is not None
     assert "prices for 2026-06-11 fetched from ESIOS: 96 slots of 15 min" in caplog.text
@@ -230,18 +230,18 @@ def test_each_closed_period_carries_its_euros_and_status_adds_up_today(tmp_path,
         mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
         mgr.start()
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=125))
-        p = mgr.closed[1]                                     # 11:00-12:00 UTC, complete
+        p = mgr.books.closed[1]                                     # 11:00-12:00 UTC, complete
         loads_wh = sum(ld.power_w for ld in mgr.loads) * 1.0   # both on the whole hour
         from gestor.tariff.calendar import period_2_0td
         fixed = {"P1": s.tariff.import_p1_eur_per_kwh, "P2": s.tariff.import_p2_eur_per_kwh,
                  "P3": s.tariff.import_p3_eur_per_kwh}[period_2_0td(p.start, MAD)]   # a Saturday: P3
         imp, sur = (0.115, 0.04) if cache else (fixed, s.tariff.surplus_eur_per_kwh)
         want = prices.period_money(p.balance_wh, loads_wh, imp, sur, s.tariff.import_p3_eur_per_kwh)
-        got = mgr._money(p, loads_wh)
+        got = mgr.books.money(p, loads_wh)
         assert got["price_source"] == ("esios" if cache else "fixed")
         assert got["import_eur_per_kwh"] == pytest.approx(imp) and got["cost_eur"] == pytest.approx(want["cost_eur"])
         assert got["cost_without_eur"] == pytest.approx(want["cost_without_eur"])
-        assert mgr.eur_saved_today > 0
+        assert mgr.books.eur_saved_today > 0
         out = render(collect(s, clock.now(), ping=False), s)
         assert "saved today so far" in out
         mgr.stop()

@@ -36,7 +36,7 @@ def test_restart_mid_period_continues_the_balance(tmp_path):
     assert mgr2.balance.current is not None and mgr2.balance.current.start == period
     mgr2.start()
     run_lockstep(clock, [(5, read), (10, mgr2.cycle)], period + timedelta(hours=1, seconds=30))
-    (closed,) = [p for p in mgr2.closed if p.start == period]
+    (closed,) = [p for p in mgr2.books.closed if p.start == period]
 
     reference = Balance(s.billing.period_s, s.tz, s.billing.max_gap_s)
     ref = {p.start: p for r in readings for p in reference.update(r)}

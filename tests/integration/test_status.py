@@ -83,7 +83,7 @@ def test_status_after_managing_stopped_or_was_killed(tmp_path, caplog):
     from tests.integration.test_faults import daemons
     from tests.integration.test_safety import T0
     s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 20))
-    assert sum(mgr.switches_today.values()) == 0 and mgr.switches_total == 0  # the start's off: no switch
+    assert sum(mgr.books.switches_today.values()) == 0 and mgr.relays.switches_total == 0  # the start's off: no switch
     run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=3))
     assert status.collect(s, clock.now(), ping=False)["loads"]["water_heater"]["on"] is True
     with caplog.at_level(logging.WARNING, "gestor"):

@@ -40,7 +40,7 @@ def start_managing(f: Path) -> Path:
     s = load_settings(f)
     m = managing.Managing(s, WallClock(), NullStore())
     m.start()
-    m._pool.shutdown(wait=True)
+    m.relays.close(wait=True)
     for ld in s.loads:
         relay(f.parent, ld.name, ld.power_w).set(True)
     return Path(s.paths.state_dir) / stop_loads.PLAN_FILE

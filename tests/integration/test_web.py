@@ -175,12 +175,12 @@ def test_status_is_managings_own_state_and_today_is_influxdbs_periods(site):
     for ld in d["loads"]:
         mine = st["loads"][ld["name"]]
         assert (ld["on"], ld["reason"], ld["since"]) == (mine["on"], mine["reason"], mine["since"])
-        assert ld["switches_today"] == site.mgr.switches_today[ld["name"]] and ld["mode"] == "auto"
+        assert ld["switches_today"] == site.mgr.books.switches_today[ld["name"]] and ld["mode"] == "auto"
     assert sum(ld["switches_today"] for ld in d["loads"]) > 0
     assert d["banners"] == [] and d["daemons"] == {"monitoring": True, "managing": True}
     assert d["eur_saved_today"] == st["eur_saved_today"]
     # today's hours: every closed period of the day, as managing closed it
-    closed = [p for p in site.mgr.closed if p.start.astimezone(site.s.tz).date() == START.date()]
+    closed = [p for p in site.mgr.books.closed if p.start.astimezone(site.s.tz).date() == START.date()]
     got = d["today"]["periods"]
     # (a first, incomplete 05:00 period holds the sample read at 04:00 UTC, stamped a few seconds before)
     assert [p["label"] for p in got] == [f"{q.start.astimezone(site.s.tz):%H:%M}" for q in closed]
@@ -194,7 +194,7 @@ def test_status_is_managings_own_state_and_today_is_influxdbs_periods(site):
 def test_history_of_a_day_and_its_csv(site):
     c = site.web.login()
     d = c.get(f"{site.web.url}/api/day?date=2022-06-11", timeout=10).json()
-    n = len([p for p in site.mgr.closed if p.start.astimezone(site.s.tz).date() == START.date()])
+    n = len([p for p in site.mgr.books.closed if p.start.astimezone(site.s.tz).date() == START.date()])
     assert len(d["periods"]) == n >= 5 and d["curves"]["t"]
     # one point a minute from 06:00 to 11:20 local (the house file starts before 06:00)
     assert 310 <= len(d["curves"]["t"]) <= 321
@@ -339,7 +339,7 @@ def test_the_page_in_chromium_shows_managings_numbers_live_and_its_buttons_work(
             card = f"#load-{name}"
             assert text(f"{card} .state") == ("ON" if mine["on"] else "OFF")
             assert text(f"{card} .reason") == mine["reason"]
-            assert text(f"{card} .switches") == str(site.mgr.switches_today[name])
+            assert text(f"{card} .switches") == str(site.mgr.books.switches_today[name])
         assert text("#eur-saved") == f"€{st['eur_saved_today']:.2f}"
         assert text("#banners") == ""
         wait.until(lambda _: len(b.find_elements(By.CSS_SELECTOR, "#today-chart canvas")) == 1)

@@ -17,6 +17,7 @@ import os
 from collections import deque
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from drivers.meters.base import Reading
 from gestor.files import atomic_write_text, read_small_text
@@ -75,6 +76,22 @@ def read_live(run_dir: Path) -> list[tuple[Reading, float | None]]:
         except Exception:  # noqa: BLE001 -- an implausible reading is a missing one
             continue
     return out
+
+
+def reading_age(now: datetime, live: list[tuple[Reading, float | None]],
+                monotonic: Callable[[], float]) -> float | None:
+    """Age of the newest reading of ``live`` (:func:`read_live`), s; None without one. Measured on
+    the wall clock (``now``) and on the monotonic clock monitoring stamped it with (``monotonic``:
+    the reader's, the same clock): the worse of the two counts, and a negative age (a reading
+    from the future: the clock stepped) is passed on as such, which the stale-meter guard treats
+    as stale."""
+    if not live:
+        return None
+    r, mono = live[-1]
+    ages = [(now - r.at).total_seconds()]
+    if mono is not None:
+        ages.append(monotonic() - mono)
+    return min(ages) if min(ages) < 0 else max(ages)
 
 
 def latch_path(state_dir: Path) -> Path:

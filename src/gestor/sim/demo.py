@@ -81,7 +81,7 @@ class Status:
         r = self.mgr.balance.last
         loads = "  ".join(f"{ld.name} {'ON ' if ld.on else 'off'}" for ld in self.mgr.loads)
         line = (f"{local:%Y-%m-%d %H:%M %Z}  net {r.net_w if r else 0:+6.0f} W  "
-                f"balance {self.mgr.balance.balance_wh:+6.0f} Wh  {loads}  switches {self.mgr.switches_total}")
+                f"balance {self.mgr.balance.balance_wh:+6.0f} Wh  {loads}  switches {self.mgr.relays.switches_total}")
         if self.tty:
             print("\r" + line, end="", file=self.out, flush=True)
         else:
@@ -214,5 +214,5 @@ def print_report(periods: list[dict], baseline: dict[datetime, PeriodSummary], s
     print(f"{'extra import, kWh':<28}{tot['imp'] - tot['imp0']:>12.2f}", file=out)
     print(f"{'energy cost, EUR':<28}{tot['eur']:>12.2f}{tot['eur0']:>12.2f}   (saved {tot['eur0'] - tot['eur']:.2f}; "
           f"prices: {s.prices.source}; without gestor the loads run on the P3 price)", file=out)
-    print(f"{'switches':<28}{mgr.switches_total:>12d}   ({', '.join(names)})", file=out)
+    print(f"{'switches':<28}{mgr.relays.switches_total:>12d}   ({', '.join(names)})", file=out)
     print(f"{'meter reads / failed':<28}{mon.reads:>12d}{mon.failures:>12d}", file=out)

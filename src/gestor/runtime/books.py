@@ -1,0 +1,152 @@
+"""The day's books of managing: what a user sees counted, and what survives a restart.
+
+:class:`Books` keeps the confirmed switches of each load today (local day), the Energy
+dashboard's totals (Wh over the closed periods, only ever increasing: the net, settled import and
+export, the meter's production and consumption once it gives them), each load's energy (Wh), the
+last closed period's balance (Wh), today's saving (EUR: the cost without gestor minus the cost
+with it, over today's closed periods) and the recent closed periods. Closing a settlement period
+books it and stores its ``period`` point (Wh, EUR at the period's prices, EUR/kWh). Nothing here
+raises on a store or price failure: the store spools, the prices fall back to the fixed ones.
+:meth:`Books.to_state` and :meth:`Books.restore` carry the books across a restart (in
+``managing.json``).
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from drivers.store.influx import Store, point
+from gestor.core.balance import PeriodSummary
+from gestor.core.control import LoadState
+
+if TYPE_CHECKING:
+    from drivers.meters.base import Reading
+    from gestor.runtime.statefiles import ManagingFile
+    from gestor.settings import Settings
+
+log = logging.getLogger("gestor.managing")
+PricesOf = Callable[[float, float], "tuple[float, float, str]"]
+
+
+def _iso(v: object) -> str | None:
+    return None if v is None else v.isoformat()  # type: ignore[attr-defined]
+
+
+class Books:
+    """The books of ``loads`` (their control states, in the order of priority). ``prices_of(t0,
+    t1)``: the import and surplus EUR/kWh over [t0, t1) epoch s and their source
+    (:meth:`gestor.runtime.pricefeed.PriceFeed.prices_of`)."""
+
+    def __init__(self, settings: Settings, store: Store, loads: Sequence[LoadState], prices_of: PricesOf) -> None:
+        self.s, self.store, self.loads, self.prices_of = settings, store, loads, prices_of
+        self.tags = {"site": settings.site}
+        # Wh over the closed periods, only increasing (MQTT's Energy-dashboard counters; persisted)
+        self.totals: dict[str, float | None] = {"import_wh": 0.0, "export_wh": 0.0,
+                                                "production_wh": None, "consumption_wh": None}
+        self.loads_wh: dict[str, float] = {ld.name: 0.0 for ld in settings.loads}
+        self.last_period_end: datetime | None = None
+        self.switches_today: dict[str, int] = {ld.name: 0 for ld in settings.loads}
+        self._today: date | None = None   # the local date switches_today counts
+        self.last_period_wh: float | None = None
+        self.eur_saved_today = 0.0       # EUR, the closed periods of the local day (cost without - with gestor)
+        self._money_day: date | None = None
+        self.closed: deque[PeriodSummary] = deque(maxlen=96)  # recent closed periods (bounded: runs for years)
+
+    def count_switch(self, name: str | None, now: datetime) -> None:
+        """Count a confirmed switch of ``name`` in today's (local) switches; None: only roll the day."""
+        local = now.astimezone(self.s.tz).date()
+        if local != self._today:
+            self._today = local
+            self.switches_today = dict.fromkeys(self.switches_today, 0)
+        if name is not None:
+            self.switches_today[name] = self.switches_today.get(name, 0) + 1
+
+    def saved_today(self, now: datetime) -> float:
+        """Today's saving, EUR (0 before today's first closed period)."""
+        return self.eur_saved_today if self._money_day == now.astimezone(self.s.tz).date() else 0.0
+
+    def meter_seen(self, reading: Reading | None) -> None:
+        """The meter's production/consumption: counted (and announced) from the first reading that
+        gives them on."""
+        if reading is None:
+            return
+        for kind, v in (("production", reading.production_w), ("consumption", reading.consumption_w)):
+            if v is not None and self.totals.get(f"{kind}_wh") is None:
+                self.totals[f"{kind}_wh"] = 0.0
+
+    def meter_has(self) -> tuple[str, ...]:
+        """What the meter gives beside net power, as far as seen (the counters are kept then)."""
+        return tuple(k for k in ("production", "consumption") if self.totals.get(f"{k}_wh") is not None)
+
+    def close(self, p: PeriodSummary) -> None:
+        """Book the closed period ``p`` (each load's on-time and switches in it are taken from its
+        state), store its ``period`` point and log it."""
+        k = p.start.timestamp()
+        per_load = {f"{ld.name}_wh": ld.cfg.power_w * ld.on_s.pop(k, 0.0) / 3600.0 for ld in self.loads}
+        for ld in self.loads:
+            ld.switches.pop(k, None)
+        loads_wh = sum(per_load.values())
+        self.closed.append(p)
+        self.last_period_wh, self.last_period_end = p.balance_wh, p.end
+        # the Energy dashboard's counters: the net, settled import and export (what the bill
+        # counts), production, consumption and each load's energy; only ever increasing
+        t = self.totals
+        t["import_wh"] = (t["import_wh"] or 0.0) + max(-p.balance_wh, 0.0)
+        t["export_wh"] = (t["export_wh"] or 0.0) + max(p.balance_wh, 0.0)
+        for kind, v in (("production_wh", p.production_wh), ("consumption_wh", p.consumption_wh)):
+            if v is not None:
+                t[kind] = (t[kind] or 0.0) + max(v, 0.0)
+        for ld in self.loads:
+            self.loads_wh[ld.name] = self.loads_wh.get(ld.name, 0.0) + per_load[f"{ld.name}_wh"]
+        money = self.money(p, loads_wh)
+        self.store.write([point("period", {**self.tags, "period_s": str(self.s.billing.period_s)}, {
+            "balance_wh": p.balance_wh, "export_wh": p.export_wh, "import_wh": p.import_wh,
+            "production_wh": p.production_wh, "consumption_wh": p.consumption_wh,
+            "loads_wh": loads_wh, **per_load, "complete": p.complete, "covered_s": p.covered_s, **money}, p.start)])
+        local = p.start.astimezone(self.s.tz)
+        log.info("period %s closed: balance %+.0f Wh, loads %.0f Wh%s", local.strftime("%Y-%m-%d %H:%M %Z"),
+                 p.balance_wh, loads_wh, "" if p.complete else f" (incomplete: {p.covered_s:.0f} s covered)")
+
+    def money(self, p: PeriodSummary, loads_wh: float) -> dict:
+        """The period's EUR (gestor.tariff.prices.period_money) at its real prices when the cache has
+        them, else at the fixed 2.0TD ones; today's savings add up in ``eur_saved_today``."""
+        from gestor.tariff.prices import period_money
+        t = self.s.tariff
+        imp, sur, source = self.prices_of(p.start.timestamp(), p.end.timestamp())
+        m = period_money(p.balance_wh, loads_wh, imp, sur, t.import_p3_eur_per_kwh)
+        day = p.start.astimezone(self.s.tz).date()
+        if day != self._money_day:
+            self._money_day, self.eur_saved_today = day, 0.0
+        self.eur_saved_today += m["cost_without_eur"] - m["cost_eur"]
+        return {**m, "import_eur_per_kwh": imp, "surplus_eur_per_kwh": sur, "price_source": source}
+
+    def to_state(self) -> dict:
+        """The books as ``managing.json`` holds them (:class:`gestor.runtime.statefiles.ManagingFile`)."""
+        return {"totals": {k: v for k, v in self.totals.items() if v is not None}, "loads_wh": self.loads_wh,
+                "switches_today": self.switches_today, "switches_day": _iso(self._today),
+                "last_period_wh": self.last_period_wh, "last_period_end": _iso(self.last_period_end),
+                "eur_saved_today": self.eur_saved_today, "money_day": _iso(self._money_day)}
+
+    def restore(self, f: ManagingFile, now: datetime, period_start: datetime) -> None:
+        """What a user sees back as it was: the Energy counters, today's switches and savings, the
+        last period's balance (while it is still the last one: ``period_start`` is the current
+        period's start). Loads and counters the settings no longer have are dropped."""
+        for k, v in f.totals.items():
+            if k in self.totals:
+                self.totals[k] = float(v)
+        for name, v in f.loads_wh.items():
+            if name in self.loads_wh:
+                self.loads_wh[name] = float(v)
+        today = now.astimezone(self.s.tz).date()
+        if f.switches_day == today:
+            self._today = today
+            for name, n in f.switches_today.items():
+                if name in self.switches_today:
+                    self.switches_today[name] = n
+        if f.money_day == today and f.eur_saved_today is not None:
+            self._money_day, self.eur_saved_today = today, float(f.eur_saved_today)
+        if f.last_period_wh is not None and f.last_period_end is not None \
+                and f.last_period_end == period_start:
+            self.last_period_wh, self.last_period_end = float(f.last_period_wh), f.last_period_end

@@ -1,0 +1,210 @@
+"""managing's side of MQTT and Home Assistant: discovery, the state, the commands.
+
+:class:`ManagingMqtt` holds managing's :class:`gestor.runtime.mqtt.Link` (paho's thread), announces
+Home Assistant's discovery configs (retained) after every (re)connection and empties those of
+removed loads, publishes the state (retained JSON on ``P/state``: W, Wh, EUR, EUR/kWh, each load's
+state, reason, switches today, energy and mode) every ``mqtt.publish_s`` and at once when a load,
+the latch or an override changes, and takes the commands (a load's mode, written as an override;
+the emergency stop). Its failure mode: a broker away or refusing us is logged by the link, the
+state is dropped meanwhile (the next one replaces it) and control goes on; a bad command is
+logged and ignored. Nothing here raises into the cycle.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+from gestor.core.guards import Override
+from gestor.core.policies import Snapshot, projected_wh
+
+if TYPE_CHECKING:
+    from gestor.clock import Clock
+    from gestor.core.control import Core
+    from gestor.runtime.books import Books
+    from gestor.runtime.relays import LoadRuntime
+    from gestor.settings import Settings
+
+log = logging.getLogger("gestor.managing")
+
+
+def _round(v: float | None, digits: int) -> float | None:
+    return None if v is None else round(float(v), digits)
+
+
+class ManagingMqtt:
+    """MQTT for managing's ``loads`` (of ``core``; counted in ``books``), with the prices of
+    ``prices_of(t0, t1)``; ``emergency_stop(origin, reason)`` for ``P/stop/set``. ``state``: the
+    last state (None before the first), ``ready``: our stale discovery configs are emptied since
+    the connection (the state may go)."""
+
+    def __init__(self, settings: Settings, clock: Clock, core: Core, loads: Sequence[LoadRuntime], books: Books,
+                 prices_of: Callable[[float, float], tuple[float, float, str]],
+                 emergency_stop: Callable[[str, str], None]) -> None:
+        from gestor.runtime.mqtt import Link, node_id, prefix
+        self.s, self.clock, self.core, self.loads, self.books = settings, clock, core, loads, books
+        self.prices_of, self.emergency_stop = prices_of, emergency_stop
+        self._at: float | None = None    # monotonic s of the last state published
+        self._key: tuple | None = None   # loads' states and the latch then: a change publishes at once
+        self.state: dict | None = None
+        self.ready = False               # our retained discovery configs read back since the connection
+        self._sync = 0                   # the token of that read-back (P/managing/sync)
+        self._announced: dict[str, dict] = {}
+        self._announced_meter: tuple[str, ...] = ()
+        p = prefix(settings.mqtt, settings.site)
+        subs = [f"{p}/load/+/mode/set", f"{p}/stop/set"]
+        if settings.mqtt.discovery:  # our node's retained configs: to empty those of removed loads;
+            # our sync token after them; Home Assistant's birth message
+            subs += [f"{settings.mqtt.discovery_prefix}/+/{node_id(settings.site)}/+/config", f"{p}/managing/sync",
+                     f"{settings.mqtt.discovery_prefix}/status"]
+        # assigned before it connects: paho's thread calls _connected, which publishes through it
+        self.link = Link(settings.mqtt, settings.site, "managing", subs, self._command, self._connected)
+
+    def start(self) -> None:
+        """Connect (in paho's thread; reconnecting with backoff)."""
+        self.link.start()
+
+    def status(self) -> dict:
+        """The connection as managing publishes it (``gestor status``)."""
+        return {"connected": self.link.connected, "error": self.link.error,
+                "broker": f"{self.s.mqtt.host}:{self.s.mqtt.port}"}
+
+    def close(self) -> None:
+        """The loads as they are left published, then disconnected."""
+        if self.state is not None:
+            for ld in self.loads:
+                self.state["loads"][ld.name].update(on=ld.on, reason=ld.reason)
+            self.link.publish(f"{self.link.prefix}/state", self.state)
+        self.link.close()
+
+    def _connected(self) -> None:
+        """After every (re)connection (paho's thread): discovery; then a token to ourselves on
+        ``P/managing/sync``. The broker sends it back after the retained configs of our node
+        (subscribed before), so when it arrives every stale config is emptied, and only then is
+        the state published: Home Assistant never gets a state without a load whose entities it
+        still has. Without discovery the state goes at once."""
+        self.ready = not self.s.mqtt.discovery
+        if self.s.mqtt.discovery:
+            self._announce()
+            self._sync += 1
+            self.link.publish(f"{self.link.prefix}/managing/sync", str(self._sync), retain=False)
+        elif self.state is not None:
+            self.link.publish(f"{self.link.prefix}/state", self.state)
+
+    def _configuration_url(self) -> str | None:
+        """The web page's URL, for Home Assistant's device page (the host's name when the page
+        listens on every address)."""
+        import socket
+
+        from gestor.settings import listen_address
+        try:
+            host, port = listen_address(self.s.web.listen)
+        except ValueError:
+            return None
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname() or None
+            if host is None:
+                return None
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.s.web.tls_cert_file else "http"
+        return f"{scheme}://{host}:{port}/"
+
+    def _announce(self) -> None:
+        """Publish every discovery config (retained); what is announced is what stays."""
+        from gestor import __version__
+        from gestor.runtime.mqtt import discovery
+        meter = self.books.meter_has()
+        expire = int(3 * max(self.s.mqtt.publish_s, self.s.monitoring.interval_s)) + 30
+        self._announced = discovery(self.s.mqtt, self.s.site, [ld.name for ld in self.loads], meter,
+                                    __version__, self._configuration_url(), expire)
+        self._announced_meter = meter
+        for topic, cfg in self._announced.items():
+            self.link.publish(topic, cfg)
+
+    def _command(self, topic: str, payload: str) -> None:
+        """A message on a subscribed topic (paho's thread): a load's mode, the stop, one of our
+        node's retained discovery configs, our own sync token, or Home Assistant's birth."""
+        from gestor.runtime.mqtt import MODES
+        p = self.link.prefix
+        if topic.endswith("/config"):
+            if payload and topic not in self._announced:
+                log.info("MQTT: %s is no longer announced (load removed?): emptied", topic)
+                self.link.publish(topic, "")
+            return
+        if topic == f"{p}/managing/sync":
+            if payload == str(self._sync) and not self.ready:
+                self.ready = True   # the stale configs are emptied: the state may go
+                if self.state is not None:
+                    self.link.publish(f"{p}/state", self.state)
+            return
+        if topic == f"{self.s.mqtt.discovery_prefix}/status":
+            if payload == "online" and self.ready:  # Home Assistant (re)started: announce again
+                log.info("MQTT: Home Assistant is online: discovery and state published again")
+                self._announce()
+                if self.state is not None:
+                    self.link.publish(f"{p}/state", self.state)
+            return
+        if topic == f"{p}/stop/set":
+            if payload != "STOP":
+                log.warning("MQTT %s: payload %r ignored (expected STOP)", topic, payload[:40])
+                return
+            self.emergency_stop("MQTT", "emergency stop from MQTT")
+            return
+        name = topic[len(p) + len("/load/"):-len("/mode/set")] if topic.startswith(f"{p}/load/") else ""
+        if name not in self.books.switches_today:
+            log.warning("MQTT %s: no load named %r: ignored", topic, name)
+            return
+        if payload not in MODES:
+            log.warning("MQTT %s: payload %r ignored (expected auto, on or off)", topic, payload[:40])
+            return
+        from gestor.runtime.overrides import set_override
+        try:
+            ov = set_override(self.s.paths.state_dir, name, payload, self.clock.now(), None, by="mqtt")
+        except OSError as e:
+            log.error("MQTT: override of %s not written: %s", name, e)
+            return
+        log.info("override from MQTT: %s %s (from managing's next cycle; the latch and a stale meter still win)",
+                 name, "auto" if ov is None else ov.describe(self.s.tz))
+
+    def publish(self, now: datetime, snap: Snapshot, latched: bool, reading_age_s: float | None,
+                overrides: Mapping[str, Override]) -> None:
+        """The state, retained: every mqtt.publish_s (half a cycle early counts: with equal
+        intervals a strict wait would skip every other cycle), at once when a load, the latch or an
+        override changes. (Called after managing's published state, which rolls the books'
+        switches_today over at midnight.)"""
+        self.books.meter_seen(self.core.balance.last)
+        if self.s.mqtt.discovery and self.ready and self.books.meter_has() != self._announced_meter:
+            self._announce()
+        key = (tuple(ld.on for ld in self.loads), latched, tuple(sorted(overrides)))
+        mono = self.clock.monotonic()
+        due = self.s.mqtt.publish_s - 0.5 * self.s.managing.interval_s
+        if key == self._key and self._at is not None and mono - self._at < due:
+            return
+        self._key, self._at = key, mono
+        from gestor.tariff.calendar import period_2_0td
+        imp, sur, _ = self.prices_of(snap.period_start_s, snap.period_end_s)
+        verdicts = {w.load: w for w in self.core.verdicts or ()}
+        b = self.books
+
+        def reason(ld: LoadRuntime) -> str:
+            v = verdicts.get(ld.name)
+            if v is not None and v.on == bool(ld.on) and v.reason:
+                return v.reason   # the guard that holds it now (ld.reason: why it last switched)
+            return ld.reason
+
+        self.state = {
+            "at": now.isoformat(), "net_w": _round(snap.net_w, 1), "balance_wh": _round(snap.balance_wh, 3),
+            "projected_wh": _round(projected_wh(snap, "instant"), 3), "remaining_s": round(snap.remaining_s),
+            "reading_age_s": _round(reading_age_s, 1), "latched": latched,
+            "last_period_wh": _round(b.last_period_wh, 3),
+            "eur_saved_today": round(b.saved_today(now), 4),
+            "tariff_period": period_2_0td(now, self.s.tz),
+            "import_eur_per_kwh": _round(imp, 6), "surplus_eur_per_kwh": _round(sur, 6),
+            "totals": {k: _round(v, 3) for k, v in b.totals.items()},
+            "loads": {ld.name: {"on": ld.on, "reason": reason(ld), "switches_today": b.switches_today[ld.name],
+                                "energy_wh": round(b.loads_wh.get(ld.name, 0.0), 3),
+                                "mode": ("on" if overrides[ld.name].on else "off") if ld.name in overrides
+                                else "auto"} for ld in self.loads}}
+        if self.ready:
+            self.link.publish(f"{self.link.prefix}/state", self.state)

@@ -1,0 +1,320 @@
+"""The loads as managing drives them, and the part of managing that talks to their relays.
+
+:class:`Relays` commands every relay in parallel (one worker per load: a slow relay delays no
+other), each within its own deadline (``2 × the relay's timeout_s + 1`` s), reads each command
+back, and records the outcome: a log line with the reason, a ``decision`` point, the control
+core's timers. Its failure mode: a command not confirmed (an error, a read-back that disagrees, no
+answer by the deadline) leaves the load's state unknown (``on`` None: kept off by the guards) and
+retries with a backoff (``managing.interval_s`` doubling up to ``managing.relay_retry_max_s``). A
+load found off although gestor had it on (stop-loads, its own button or app) is left off until
+the period ends; a load reported off whose power the grid meter did not see go is commanded off
+once more. Nothing here raises: a driver's bug is a failed command.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Callable, Mapping
+
+from drivers.relays import Relay, RelayError
+from drivers.relays.base import confirm_off_drawing_w
+from drivers.store.influx import Store, point
+from gestor.core.control import Core, LoadState
+from gestor.core.guards import Override
+from gestor.core.policies import Wish
+from gestor.runtime.stopplan import relay_id_or_none
+
+if TYPE_CHECKING:
+    from gestor.settings import Settings
+
+log = logging.getLogger("gestor.managing")
+# A load reported off is not believed while something still shows it drawing: its relay's own
+# meter (drivers.relays.base.still_drawing_w), or the grid meter not rising by half its power over
+# the first OFF_CHECK_READINGS readings after the off.
+OFF_CHECK_READINGS = 2
+
+
+def _of_state(attr: str, writable: bool = True) -> property:
+    """A property that reads (and, ``writable``, writes) ``attr`` of the load's :class:`LoadState`."""
+    return property(lambda self: getattr(self.state, attr),
+                    (lambda self, v: setattr(self.state, attr, v)) if writable else None,
+                    doc=f"The control state's ``{attr}`` (:class:`gestor.core.control.LoadState`).")
+
+
+@dataclass
+class LoadRuntime:
+    """A load as managing drives it: the controller's state (``state``, a
+    :class:`gestor.core.control.LoadState`: on, since, switches, on-time, which the control core reads
+    and books) beside its relay and what the relay did. Held beside it, not derived from it: the
+    core may be compiled (``install.sh --compile``), and compiled classes take no interpreted
+    subclasses."""
+
+    state: LoadState
+    relay: Relay
+    reason: str = ""
+    failures: int = 0                # commands in a row that were not confirmed
+    retry_at: datetime | None = None  # next attempt after a failure (backoff)
+    hold_off_until: datetime | None = None  # switched off outside gestor: left off until then
+    hold_reason: str = ""
+    off_check: tuple[float, float] | None = None  # after an off: (epoch s of it, net W just before)
+
+    on = _of_state("on")
+    since = _of_state("since")
+    since_s = _of_state("since_s")
+    switches = _of_state("switches")
+    on_s = _of_state("on_s")
+    day_on_s = _of_state("day_on_s")
+    name = _of_state("name", writable=False)
+    cfg = _of_state("cfg", writable=False)
+    limits = _of_state("limits", writable=False)
+    power_w = _of_state("power_w", writable=False)
+
+
+class Relays:
+    """Every load's relay, commanded for the control core ``core`` (whose timers it keeps and
+    whose balance tells the net power before an off). ``loads``: in the order of priority.
+    ``on_switch(load name, now)``: called for every confirmed switch (the day's books count it).
+    ``switches_total``: the confirmed switches since the start."""
+
+    def __init__(self, settings: Settings, core: Core, store: Store, loads: list[LoadRuntime],
+                 on_switch: Callable[[str, datetime], None]) -> None:
+        self.s, self.core, self.store, self.loads = settings, core, store, loads
+        self.tags = {"site": settings.site}
+        self.on_switch = on_switch
+        self.switches_total = 0
+        # each load's relay fingerprint, published: stop-loads confirms "via managing" only for these
+        self.relay_ids = {ld.name: relay_id_or_none(ld.cfg.relay) for ld in loads}
+        # one worker per load: relays are commanded in parallel, so a slow one delays no other
+        self._pool = ThreadPoolExecutor(max_workers=max(len(loads), 1), thread_name_prefix="relay")
+
+    def all_off(self, reason: str, now: datetime) -> bool:
+        """Every load off now, for ``reason``; True when every relay confirmed."""
+        return all(self.command_all([(ld, False, reason, None) for ld in self.loads], now))
+
+    def close(self, wait: bool = False) -> None:
+        """No more commands (the workers end; ``wait``: once they have)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    def held(self, now: datetime, overrides: Mapping[str, Override]) -> dict[str, str]:
+        """The loads a guard holds anyway (an override, an unknown relay, switched off outside
+        gestor), to be left out of the policy's stack, each with why; a load held off after being
+        switched off outside gestor is released first when its hold ends."""
+        for ld in self.loads:
+            if ld.hold_off_until is not None and now >= ld.hold_off_until:
+                ld.hold_off_until = None
+                log.info("load %s: back to auto after being switched off outside gestor", ld.name)
+        return {ld.name: "relay state unknown after an error: off until it confirms" if ld.on is None
+                else "held by a guard" for ld in self.loads
+                if ld.on is None or ld.name in overrides or ld.hold_off_until is not None}
+
+    def latch_released(self) -> None:
+        """A load that stays off no longer stays off for the stop."""
+        for ld in self.loads:
+            if ld.on is False:
+                ld.reason = "the stop latch is released: the policy decides"
+
+    def clock_stepped_back(self, now: datetime) -> None:
+        """The wall clock went back: the loads' timers restart from ``now``."""
+        for ld in self.loads:
+            ld.since = now
+            ld.retry_at = None if ld.retry_at is None else now
+            ld.hold_off_until = None if ld.hold_off_until is None else now
+
+    def apply(self, changes: list[Wish], overrides: Mapping[str, Override], live: list, now: datetime,
+              remaining_s: float, period_end: datetime) -> list[Wish]:
+        """Command the control core's ``changes`` (a load switched off outside gestor stays off
+        until ``period_end``; a load backing off after a failure waits), command off once more a
+        load whose off the meter did not see (``live``: the published readings), check that the
+        loads that stay on still are (renewing their device's auto-off timer: ``remaining_s`` of
+        the period and three cycles), and store every load's ``load`` point. Returns what every
+        load was commanded to."""
+        todo = {w.load: w for w in changes}
+        again = self._off_not_seen(live)
+        verdicts = {w.load: w for w in self.core.verdicts or ()}
+        auto_off_s = remaining_s + 3 * self.s.managing.interval_s
+        commands, checks, final = [], [], []
+        for ld in self.loads:
+            w = todo.get(ld.name)
+            # a load switched off outside gestor stays off until the period ends (a manual
+            # override, a later decision of the household, still wins)
+            if w is not None and ld.hold_off_until is not None and ld.name not in overrides \
+                    and (w.on or w.reason == "held by a guard"):
+                w = Wish(ld.name, False, ld.hold_reason)
+            if w is not None and (ld.on is None or w.on != ld.on):
+                if ld.retry_at is not None and now < ld.retry_at:
+                    final.append(Wish(ld.name, False, ld.reason))
+                    continue  # backing off after a failed command; the load stays "unknown"
+                commands.append((ld, w.on, w.reason, auto_off_s))
+                final.append(w)
+                continue
+            if w is None and ld.name in again:  # off once more, for the reason it went off (logged)
+                commands.append((ld, False, ld.reason, None))
+                final.append(Wish(ld.name, False, ld.reason))
+                continue
+            if ld.on:
+                checks.append(ld)  # on, and to stay on: is it really? (stop-loads, its own button)
+            final.append(verdicts.get(ld.name) or Wish(ld.name, bool(ld.on), ld.reason))
+        self.command_all(commands, now, checks=[(ld, auto_off_s, period_end) for ld in checks])
+        self.store.write([point("load", {**self.tags, "load": ld.name}, self._load_fields(ld), now)
+                          for ld in self.loads])
+        return final
+
+    def published(self, period_start_s: float, switches_today: Mapping[str, int]) -> dict[str, dict]:
+        """Every load as ``gestor status`` and stop-loads read it (managing's published state)."""
+        return {ld.name: {"on": ld.on, "reason": ld.reason,
+                          "since": ld.since.isoformat() if ld.since else None,
+                          "switches_in_period": ld.switches.get(period_start_s, 0), "failures": ld.failures,
+                          "switches_today": switches_today.get(ld.name, 0),
+                          "power_w": ld.cfg.power_w, "relay_id": self.relay_ids.get(ld.name),
+                          "measured_power_w": getattr(ld.relay, "measured_power_w", None)}
+                for ld in self.loads}
+
+    def _off_not_seen(self, live: list) -> dict[str, str]:
+        """Loads switched off and confirmed by their relay, whose power the grid meter did not see
+        go: over the first OFF_CHECK_READINGS readings after the off, net power rose by less than
+        half the load's rated power (a welded contactor behind a GPIO relay that reads its own
+        coil, a relay that lies). Logged loudly; the load is commanded off once more (its
+        device's dead-man timer bounds the rest). Not judged when another load switched meanwhile
+        (the meter cannot tell them apart). Returns {load: reason} for the loads to command off."""
+        out: dict[str, str] = {}
+        for ld in self.loads:
+            if ld.off_check is None:
+                continue
+            if ld.on is not False:
+                ld.off_check = None
+                continue
+            t_off, net_before = ld.off_check
+            after = [r for r, _ in live if r.at.timestamp() > t_off][:OFF_CHECK_READINGS]
+            if len(after) < OFF_CHECK_READINGS:
+                continue
+            ld.off_check = None
+            if any(o is not ld and o.since is not None and t_off - 1.0 <= o.since.timestamp() <= after[-1].at.timestamp()
+                   for o in self.loads):
+                continue
+            rise_w = sum(r.net_w for r in after) / len(after) - net_before
+            if rise_w < 0.5 * ld.cfg.power_w:
+                out[ld.name] = (f"reported off, but the meter did not see its {ld.cfg.power_w:.0f} W go (net power "
+                                f"rose {rise_w:+.0f} W): commanding off again; check the relay and its contactor")
+                log.error("load %s: %s", ld.name, out[ld.name])
+        return out
+
+    @staticmethod
+    def _load_fields(ld: LoadRuntime) -> dict:
+        fields = {"on": bool(ld.on), "power_w": ld.cfg.power_w if ld.on else 0.0}
+        measured = getattr(ld.relay, "measured_power_w", None)
+        if measured is not None:
+            fields["measured_power_w"] = float(measured)
+        return fields
+
+    def _failed(self, ld: LoadRuntime, now: datetime, error: str, reason: str) -> None:
+        ld.failures += 1
+        delay = min(self.s.managing.interval_s * 2 ** (ld.failures - 1), self.s.managing.relay_retry_max_s)
+        ld.retry_at = now + timedelta(seconds=delay)
+        log.error("load %s FAILED (%d in a row): %s (wanted because: %s); state unknown, retry in %.0f s",
+                  ld.name, ld.failures, error, reason, delay)
+
+    @staticmethod
+    def _deadline_s(ld: LoadRuntime) -> float:
+        """The longest a command and its read-back may take (each device call has its timeout)."""
+        return 2 * float(getattr(ld.cfg.relay, "timeout_s", 3.0)) + 1.0
+
+    @staticmethod
+    def _switch(ld: LoadRuntime, on: bool, auto_off_s: float | None) -> str | None:
+        """In a worker: command and read back. Returns the error, or None when confirmed."""
+        try:
+            ld.relay.set(on, auto_off_s if on else None)
+            got = ld.relay.state()
+            if got != on:
+                return f"relay reads {'on' if got else 'off'} after commanding {'on' if on else 'off'}"
+            drawn = None if on else confirm_off_drawing_w(ld.relay, ld.cfg.power_w)
+            if drawn is not None:
+                return (f"relay reads off but its meter shows {drawn:.0f} W drawn: not believed" if drawn != float("inf")
+                        else "relay reads on again after commanding off")
+        except RelayError as e:
+            return str(e)
+        except Exception as e:  # noqa: BLE001 -- a driver bug is a failed command, not a dead daemon
+            return f"{type(e).__name__}: {e}"
+        return None
+
+    @staticmethod
+    def _check(ld: LoadRuntime, auto_off_s: float) -> tuple[bool | None, str | None]:
+        """In a worker, for a load that is on and stays on: read it back first; renew the device's
+        auto-off timer only if it still reads on. Returns (state read, error)."""
+        try:
+            if not ld.relay.state():
+                # switched off outside gestor: never switched back on here, not even by a timer
+                # renewal (its meter may still show the load for a second: it is off all the same)
+                return False, None
+            if getattr(ld.relay, "refresh_on_cycle", False):
+                ld.relay.set(True, auto_off_s)
+                log.debug("load %s: auto-off timer renewed (%.0f s)", ld.name, auto_off_s)
+            return True, None
+        except RelayError as e:
+            return None, str(e)
+        except Exception as e:  # noqa: BLE001
+            return None, f"{type(e).__name__}: {e}"
+
+    def command_all(self, commands: list, now: datetime, checks: list | None = None) -> list[bool]:
+        """Run every command ``(load, on, reason, auto_off_s)`` and every check ``(load,
+        auto_off_s, period end)`` in parallel, each within its load's deadline, then record the
+        outcomes in order. Returns, per command, whether it was confirmed."""
+        futs = [(self._pool.submit(self._switch, ld, on, auto_off_s), ld) for ld, on, _, auto_off_s in commands]
+        cfuts = [(self._pool.submit(self._check, ld, auto_off_s), ld, pend) for ld, auto_off_s, pend in (checks or [])]
+        results = []
+        for (fut, ld), (_, on, reason, auto_off_s) in zip(futs, commands):
+            try:
+                error = fut.result(timeout=self._deadline_s(ld))
+            except FutureTimeout:
+                error = f"no answer within {self._deadline_s(ld):.0f} s"
+            results.append(self._record(ld, on, reason, now, error, auto_off_s))
+        for fut, ld, pend in cfuts:
+            try:
+                got, error = fut.result(timeout=self._deadline_s(ld))
+            except FutureTimeout:
+                got, error = None, f"no answer within {self._deadline_s(ld):.0f} s"
+            if error is not None:
+                ld.on = None
+                self._failed(ld, now, f"read-back/auto-off renewal failed: {error}", "keep on")
+            elif got is False:
+                ld.on, ld.since, ld.hold_off_until = False, now, pend
+                self.core.note_state(now)
+                ld.hold_reason = (f"switched off outside gestor at {now.astimezone(self.s.tz):%H:%M:%S} "
+                                  f"(stop-loads, its own button or app): left off until "
+                                  f"{pend.astimezone(self.s.tz):%H:%M}")
+                ld.reason = ld.hold_reason
+                log.warning("load %s found OFF although gestor had it on: %s", ld.name, ld.hold_reason)
+                self.store.write([point("decision", {**self.tags, "load": ld.name},
+                                        {"on": False, "reason": ld.hold_reason, "ok": True, "switched": 0}, now)])
+        return results
+
+    def _record(self, ld: LoadRuntime, on: bool, reason: str, now: datetime, error: str | None,
+                auto_off_s: float | None) -> bool:
+        word = "ON" if on else "OFF"
+        # an off from an unknown state (the start's, a failed relay's) is not counted as a switch
+        switched = error is None and ld.on != on and not (ld.on is None and not on)
+        if error is None:
+            last = self.core.balance.last
+            if ld.on and not on and last is not None:  # was the load's power seen to go?
+                ld.off_check = (now.timestamp(), last.net_w)
+            if switched:
+                self.switches_total += 1
+                self.on_switch(ld.name, now)
+            if ld.on != on:  # the control core's timers (min_off_s from now) all the same
+                self.core.switched(ld.state, on, now.timestamp(), self.core.bounds_s(now.timestamp())[0])
+            if ld.failures:
+                log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
+            ld.on, ld.reason, ld.failures, ld.retry_at = on, reason, 0, None
+            timer = ""
+            if on and auto_off_s is not None and getattr(ld.relay, "refresh_on_cycle", False):
+                timer = f" [device auto-off in {auto_off_s:.0f} s, renewed every cycle while it stays on]"
+            log.info("load %s %s: %s%s", ld.name, word, reason, timer)
+        else:
+            ld.on = None
+            self._failed(ld, now, f"{word}: {error}", reason)
+        self.store.write([point("decision", {**self.tags, "load": ld.name},
+                                {"on": on, "reason": reason, "ok": error is None, "error": error,
+                                 "switched": int(switched)}, now)])
+        return error is None
