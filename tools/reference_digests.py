@@ -59,7 +59,7 @@ def _canon(o: object) -> object:
     return o
 
 
-def digest(result) -> str:  # noqa: ANN001 -- a gestor.simulate.SimResult (imported late: GESTOR_SRC)
+def digest(result) -> str:  # noqa: ANN001 -- a gestor.sim.simulate.SimResult (imported late: GESTOR_SRC)
     """sha256 of a run's switches and periods (floats as ``repr``: exact)."""
     body = {"switches": [(t.isoformat(), name, on) for t, name, on in result.switches],
             "periods": [_canon(asdict(p)) for p in result.periods]}
@@ -72,7 +72,7 @@ def reference_digests(jobs: int = 1) -> dict[str, str]:
 
     from drivers.meters.replay import ReplayData
     from gestor.settings import parse_settings
-    from gestor.simulate import Prices, foresight, replay_settings_for, simulate
+    from gestor.sim.simulate import Prices, foresight, replay_settings_for, simulate
     example = ROOT / "config" / "settings.yaml"
     raw = yaml.safe_load(example.read_text())
     out: dict[str, str] = {}
