@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -32,19 +32,26 @@ _LOCAL_BUCKET_S = 900       # UTC offsets change on a quarter-hour of UTC in eve
 _STATE_EPOCH = [0]
 
 
-@dataclass
 class LoadState:
     """One load's control state. ``on`` None: unknown (a relay that did not confirm).
     ``since_s``: the last confirmed switch, epoch s (``since``: the same as a datetime).
-    Setting either (anyone: a controller, managing, a restore) bumps ``_STATE_EPOCH``."""
+    Setting either (anyone: a controller, managing, a restore) bumps ``_STATE_EPOCH``.
 
-    cfg: LoadSettings
-    limits: LoadLimits
-    _on: bool | None = False
-    _since_s: float | None = None
-    switches: dict[float, int] = field(default_factory=dict)   # period start (epoch) → switches
-    on_s: dict[float, float] = field(default_factory=dict)     # period start (epoch) → seconds on
-    day_on_s: dict[float, float] = field(default_factory=dict)  # min-run deadline (epoch) → seconds on
+    A plain class, not a dataclass: compiled, a dataclass's field annotations are looked up at
+    import, and ``cfg``'s type (the settings') is imported for type checking only."""
+
+    def __init__(self, cfg: LoadSettings, limits: LoadLimits, on: bool | None = False,
+                 since_s: float | None = None) -> None:
+        self.cfg = cfg
+        self.limits = limits
+        self._on = on
+        self._since_s = since_s
+        self.switches: dict[float, int] = {}    # period start (epoch) → switches
+        self.on_s: dict[float, float] = {}      # period start (epoch) → seconds on
+        self.day_on_s: dict[float, float] = {}  # min-run deadline (epoch) → seconds on
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.cfg.name!r}, on={self._on!r}, since_s={self._since_s!r})"
 
     @property
     def on(self) -> bool | None:

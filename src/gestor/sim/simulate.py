@@ -230,11 +230,12 @@ class Prices:
         return p, self.t.import_eur_per_kwh(p), self.t.surplus_eur_per_kwh
 
 
-@dataclass
 class _Load(LoadState):
     """A simulated load: the controller's state plus the energy it took per period."""
 
-    wh: dict[float, float] = field(default_factory=dict)      # period start epoch → Wh
+    def __init__(self, cfg: LoadSettings, limits: LoadLimits) -> None:
+        super().__init__(cfg, limits)
+        self.wh: dict[float, float] = {}      # period start epoch → Wh
 
 
 WARMUP_S = 6 * 3600.0  # a split run starts each part this long before its local midnight
