@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from gestor.core.reading import Reading
 from gestor.core.balance import Balance, PeriodSummary, Sample
+from gestor.core.devices import DeviceKind, OnOff
 from gestor.core.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
                            min_run_deadline, min_run_reason)
 from gestor.core.policies import POLICIES, LoadView, Snapshot, Wish, changes
@@ -40,18 +41,23 @@ class StateChanged:
 
 
 class LoadState:
-    """One load's control state. ``on`` None: unknown (a relay that did not confirm).
-    ``since_s``: the last confirmed switch, epoch s (``since``: the same as a datetime).
-    Setting either (anyone: a controller, managing, a restore) raises the :class:`StateChanged`
-    flag of every controller driving it.
+    """One controllable device's control state: its kind (:mod:`gestor.core.devices`: the powers
+    it can take, ``options_w``, and what it takes in its state, ``taken_w``; W, positive: taken
+    from the house bus) and its state, on/off, the one kind today. ``on`` None: unknown (a relay
+    that did not confirm). ``since_s``: the last confirmed switch, epoch s (``since``: the same as
+    a datetime). Setting either (anyone: a controller, managing, a restore) raises the
+    :class:`StateChanged` flag of every controller driving it.
+
+    ``kind``: by default :class:`gestor.core.devices.OnOff` at the configured ``power_w``.
 
     A plain class, not a dataclass: compiled, a dataclass's field annotations are looked up at
     import, and ``cfg``'s type (the settings') is imported for type checking only."""
 
     def __init__(self, cfg: LoadSettings, limits: LoadLimits, on: bool | None = False,
-                 since_s: float | None = None) -> None:
+                 since_s: float | None = None, kind: DeviceKind | None = None) -> None:
         self.cfg = cfg
         self.limits = limits
+        self.kind: DeviceKind = kind if kind is not None else OnOff(cfg.power_w)
         self._on = on
         self._since_s = since_s
         self._watchers: list[StateChanged] = []  # the flags of the controllers driving it
@@ -96,7 +102,18 @@ class LoadState:
 
     @property
     def power_w(self) -> float:
+        """The rated power, W (the on/off kind's when on)."""
         return self.cfg.power_w
+
+    @property
+    def options_w(self) -> tuple[float, ...]:
+        """The powers it can take now, W, ascending (its kind's: on/off, ``(0, power_w)``)."""
+        return self.kind.options_w
+
+    @property
+    def taken_w(self) -> float:
+        """W it takes in its state (its kind's): on/off, ``power_w`` when on, 0 when off or unknown."""
+        return self.kind.taken_w(self._on)
 
     def view(self) -> LoadView:
         c = self.cfg
@@ -385,7 +402,7 @@ class Core(Controller):
     def note_state(self, now: datetime | float) -> None:
         """Record the loads' power from ``now`` on (after a switch, or a load found off)."""
         t = now if isinstance(now, float) else now.timestamp()
-        self._on_w.append((t, sum([ld.cfg.power_w for ld in self.loads if ld.on])))
+        self._on_w.append((t, sum([ld.taken_w for ld in self.loads])))
 
     def switched(self, ld: LoadState, on: bool, now_s: float, period_start_s: float) -> None:
         super().switched(ld, on, now_s, period_start_s)
@@ -409,7 +426,7 @@ class Core(Controller):
         self._recent_w.clear()
         self._head = 0
         self._recent_sorted.clear()
-        self._on_w = deque([(-math.inf, sum([ld.cfg.power_w for ld in self.loads if ld.on]))])
+        self._on_w = deque([(-math.inf, sum([ld.taken_w for ld in self.loads]))])
 
     def step_s(self, now_s: float, new: list[Sample], *, reading_age_s: float | None,
                latched: bool = False, overrides: Mapping[str, Override] | None = None,
