@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from gestor.core.reading import Reading
 from gestor.core.balance import Balance, PeriodSummary, Sample
+from gestor.core.devices import DeviceKind, OnOff
 from gestor.core.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
                            min_run_deadline, min_run_reason)
 from gestor.core.policies import POLICIES, LoadView, Snapshot, Wish, changes
@@ -26,25 +27,46 @@ from gestor.tariff.calendar import period_2_0td
 UTC = timezone.utc
 NO_CHANGE: list[Wish] = []  # shared, never appended to: most cycles change nothing
 _LOCAL_BUCKET_S = 900       # UTC offsets change on a quarter-hour of UTC in every zone in use
-# Bumped whenever any load's ``on`` or ``since_s`` is set (by a controller, managing, a restore):
-# a controller rebuilds what it derives from the loads' states (the policy's views, whether any is
-# on or unknown) only when this moved since it last did. A bump elsewhere only costs a rebuild.
-_STATE_EPOCH = [0]
 
 
-@dataclass
+class StateChanged:
+    """A flag a controller shares with the loads it drives. Invariant: ``up`` is True whenever a
+    load's ``on`` or ``since_s`` was set (by the controller, managing, a restore) after the
+    controller last lowered it; the controller lowers it when it rebuilds what it derives from the
+    loads' states (the policy's views, whether a load is on or unknown), and rebuilds only when it
+    is up. A load reports to every controller built over it."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+
 class LoadState:
-    """One load's control state. ``on`` None: unknown (a relay that did not confirm).
-    ``since_s``: the last confirmed switch, epoch s (``since``: the same as a datetime).
-    Setting either (anyone: a controller, managing, a restore) bumps ``_STATE_EPOCH``."""
+    """One controllable device's control state: its kind (:mod:`gestor.core.devices`: the powers
+    it can take, ``options_w``, and what it takes in its state, ``taken_w``; W, positive: taken
+    from the house bus) and its state, on/off, the one kind today. ``on`` None: unknown (a relay
+    that did not confirm). ``since_s``: the last confirmed switch, epoch s (``since``: the same as
+    a datetime). Setting either (anyone: a controller, managing, a restore) raises the
+    :class:`StateChanged` flag of every controller driving it.
 
-    cfg: LoadSettings
-    limits: LoadLimits
-    _on: bool | None = False
-    _since_s: float | None = None
-    switches: dict[float, int] = field(default_factory=dict)   # period start (epoch) → switches
-    on_s: dict[float, float] = field(default_factory=dict)     # period start (epoch) → seconds on
-    day_on_s: dict[float, float] = field(default_factory=dict)  # min-run deadline (epoch) → seconds on
+    ``kind``: by default :class:`gestor.core.devices.OnOff` at the configured ``power_w``.
+
+    A plain class, not a dataclass: compiled, a dataclass's field annotations are looked up at
+    import, and ``cfg``'s type (the settings') is imported for type checking only."""
+
+    def __init__(self, cfg: LoadSettings, limits: LoadLimits, on: bool | None = False,
+                 since_s: float | None = None, kind: DeviceKind | None = None) -> None:
+        self.cfg = cfg
+        self.limits = limits
+        self.kind: DeviceKind = kind if kind is not None else OnOff(cfg.power_w)
+        self._on = on
+        self._since_s = since_s
+        self._watchers: list[StateChanged] = []  # the flags of the controllers driving it
+        self.switches: dict[float, int] = {}    # period start (epoch) → switches
+        self.on_s: dict[float, float] = {}      # period start (epoch) → seconds on
+        self.day_on_s: dict[float, float] = {}  # min-run deadline (epoch) → seconds on
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.cfg.name!r}, on={self._on!r}, since_s={self._since_s!r})"
 
     @property
     def on(self) -> bool | None:
@@ -53,7 +75,8 @@ class LoadState:
     @on.setter
     def on(self, on: bool | None) -> None:
         self._on = on
-        _STATE_EPOCH[0] += 1  # the controllers' cached views are out of date
+        for f in self._watchers:  # the controllers' views of it are out of date
+            f.up = True
 
     @property
     def since_s(self) -> float | None:
@@ -62,7 +85,8 @@ class LoadState:
     @since_s.setter
     def since_s(self, at_s: float | None) -> None:
         self._since_s = at_s
-        _STATE_EPOCH[0] += 1
+        for f in self._watchers:
+            f.up = True
 
     @property
     def since(self) -> datetime | None:
@@ -78,7 +102,18 @@ class LoadState:
 
     @property
     def power_w(self) -> float:
+        """The rated power, W (the on/off kind's when on)."""
         return self.cfg.power_w
+
+    @property
+    def options_w(self) -> tuple[float, ...]:
+        """The powers it can take now, W, ascending (its kind's: on/off, ``(0, power_w)``)."""
+        return self.kind.options_w
+
+    @property
+    def taken_w(self) -> float:
+        """W it takes in its state (its kind's): on/off, ``power_w`` when on, 0 when off or unknown."""
+        return self.kind.taken_w(self._on)
 
     def view(self) -> LoadView:
         c = self.cfg
@@ -108,25 +143,36 @@ class Controller:
         self.import_price: Callable[[datetime], float | None] | None = None
         self._windowed = [ld for ld in self.loads if ld.limits.windows]
         self._min_run = [ld for ld in self.loads if ld.cfg.min_run_s > 0]
-        self._min_run_kept: dict[str, tuple[float, tuple[float, str]]] = {}  # load → (period start, rank)
-        self._deadline_kept: dict[str, tuple[float, float]] = {}  # load → (from, deadline) epoch s
-        self._offset = (-1, 0.0)  # (quarter-hour bucket of UTC, UTC offset s) for local minutes
+        # Answers kept because they cannot change before a known instant (the rank and the
+        # deadline measured: without either a guarded year's simulation takes 2.4 to 12 times as
+        # long, compiled; see the commit that named them):
+        # load → (period start, min_run_ahead's answer): the same at any instant of that
+        # settlement period (with the 2.0TD prices; see min_run)
+        self._rank_in_period: dict[str, tuple[float, tuple[float, str]]] = {}
+        # load → (a, d) epoch s: min_run_deadline of any instant in [a, d - 1 µs) is d (_deadline_s)
+        self._deadline_until: dict[str, tuple[float, float]] = {}
+        # (quarter-hour bucket of UTC, UTC offset s in it): offsets change only on such a boundary
+        self._offset_in_bucket = (-1, 0.0)
         # the guards' verdict on every load in the last decision (None: they had nothing to say,
         # every load kept its state), with the reasons a guard gave for holding a state; see
-        # verdicts. _verdicts_of: what to work them out from, when the decision did not need them
+        # verdicts. _verdicts_deferred: _guarded's arguments when the last decision changed
+        # nothing and so did not need the verdict; verdicts works it out from them when read (the
+        # same verdict, see there). Reset by every decision: it never outlives the one it is for.
         self._verdicts: list[Wish] | None = None
-        self._verdicts_of: tuple | None = None
+        self._verdicts_deferred: tuple | None = None
         # the configured policy; the simulator may play another (the perfect-foresight schedule)
         self._policy = policy or POLICIES[settings.policy.name]
         self._p = settings.policy
         self._views: tuple[LoadView, ...] = ()
-        self._epoch = -1            # _STATE_EPOCH when the views were built
+        self._changed = StateChanged()  # up: the loads' states changed since the views were built
+        for ld in self.loads:
+            ld._watchers.append(self._changed)
         self._unknown = False       # a load's state is unknown (a relay that did not confirm)
         self._any_on = False        # a load is on
 
     def _refresh(self) -> None:
         """Rebuild what derives from the loads' states (they changed since the last build)."""
-        self._epoch = _STATE_EPOCH[0]  # first: a change while building makes the next call rebuild again
+        self._changed.up = False  # first: a change while building makes the next call rebuild again
         loads = self.loads
         self._views = tuple([ld.view() for ld in loads])
         self._unknown = any(ld.on is None for ld in loads)
@@ -136,10 +182,10 @@ class Controller:
         """The minute of the local day (``tz``) at epoch ``now_s``, seconds truncated as
         :func:`gestor.core.guards.in_windows` counts them."""
         bucket = int(now_s // _LOCAL_BUCKET_S)
-        if self._offset[0] != bucket:
+        if self._offset_in_bucket[0] != bucket:
             off = datetime.fromtimestamp(bucket * _LOCAL_BUCKET_S, UTC).astimezone(self.tz).utcoffset()
-            self._offset = (bucket, off.total_seconds() if off is not None else 0.0)
-        return (int(now_s + self._offset[1]) % 86400) / 60
+            self._offset_in_bucket = (bucket, off.total_seconds() if off is not None else 0.0)
+        return (int(now_s + self._offset_in_bucket[1]) % 86400) / 60
 
     # -- the decision ------------------------------------------------------------------------
     def decide(self, now_s: float, period_start_s: float, period_end_s: float, balance_wh: float,
@@ -160,7 +206,7 @@ class Controller:
         minimum, in an unknown state, or held (outside its windows, or by managing) while on.
         Otherwise every load keeps its state, which is what the guards would conclude; their
         reasons for it are worked out when :attr:`verdicts` is read."""
-        if self._epoch != _STATE_EPOCH[0]:  # the loads' views change only when a load does
+        if self._changed.up:  # the loads' views change only when a load does
             self._refresh()
         loads, views = self.loads, self._views
         if self._windowed:
@@ -171,7 +217,7 @@ class Controller:
         snap = Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w, views, recent_surplus_w)
         want = self._policy(snap, self._p) if not held else changes(snap, self._p, held, self._policy)
         min_run = self.min_run(now_s, period_start_s) if self._min_run else None
-        self._verdicts_of = None
+        self._verdicts_deferred = None
         if not (want or latched or overrides or min_run) and reading_age_s is not None \
                 and 0 <= reading_age_s <= stale_after_s and not self._unknown:
             if not held:
@@ -181,7 +227,7 @@ class Controller:
                 # the guards keep a held load off (outside its windows, or as managing asked) and
                 # every other load as it is (nothing wished, nothing due, nothing stale, no
                 # override): nothing changes. Their reasons are worked out if asked (verdicts)
-                self._verdicts_of = (views, held, now_s, period_start_s, reading_age_s, stale_after_s)
+                self._verdicts_deferred = (views, held, now_s, period_start_s, reading_age_s, stale_after_s)
                 return NO_CHANGE
         final = self._guarded(views, want, held or {}, now_s, period_start_s, latched, reading_age_s, stale_after_s,
                               overrides or {}, min_run or {})
@@ -207,9 +253,9 @@ class Controller:
         holding a state (what managing shows). Worked out here when the decision could do without
         them: the same verdicts, as the switch counts they read only matter for a load that
         changes, and none did."""
-        if self._verdicts_of is not None:
-            views, held, now_s, period_start_s, reading_age_s, stale_after_s = self._verdicts_of
-            self._verdicts_of = None
+        if self._verdicts_deferred is not None:
+            views, held, now_s, period_start_s, reading_age_s, stale_after_s = self._verdicts_deferred
+            self._verdicts_deferred = None
             self._verdicts = self._guarded(views, [], held, now_s, period_start_s, False, reading_age_s,
                                            stale_after_s, {}, {})
         return self._verdicts
@@ -228,11 +274,11 @@ class Controller:
                 continue  # reached: nothing to say (min_run_reason)
             ahead = None
             if period_start_s is not None and self.import_price is None:
-                kept = self._min_run_kept.get(c.name)
+                kept = self._rank_in_period.get(c.name)
                 if kept is None or kept[0] != period_start_s:
                     now = now or datetime.fromtimestamp(now_s, UTC)
                     kept = (period_start_s, min_run_ahead(now, self.tz, self.period_s, c.min_run_by, self.price_period))
-                    self._min_run_kept[c.name] = kept
+                    self._rank_in_period[c.name] = kept
                 ahead = kept[1]
             else:
                 now = now or datetime.fromtimestamp(now_s, UTC)
@@ -246,10 +292,10 @@ class Controller:
         """:func:`gestor.core.guards.min_run_deadline` of ``ld`` after epoch ``t``, epoch s. Kept from
         the last answer while ``t`` stays before it (there is no deadline in between); anew
         within a microsecond of it, where the datetime's rounding could cross it."""
-        kept = self._deadline_kept.get(ld.cfg.name)
+        kept = self._deadline_until.get(ld.cfg.name)
         if kept is None or not kept[0] <= t < kept[1] - 1e-6:
             kept = (t, min_run_deadline(datetime.fromtimestamp(t, UTC), self.tz, ld.cfg.min_run_by).timestamp())
-            self._deadline_kept[ld.cfg.name] = kept
+            self._deadline_until[ld.cfg.name] = kept
         return kept[1]
 
     # -- the books ---------------------------------------------------------------------------
@@ -264,7 +310,7 @@ class Controller:
         settlement periods ``bounds(t)`` returns (start, end epoch) and at the daily-minimum
         deadlines. ``on``: each load's state over the interval (default: its current state)."""
         if on is None:
-            if self._epoch != _STATE_EPOCH[0]:
+            if self._changed.up:
                 self._refresh()
             if not self._any_on:
                 return
@@ -338,7 +384,8 @@ class Core(Controller):
         self.stale_after_s = settings.managing.stale_after_s
         # only steady_surplus reads the recent surplus; not a policy played instead (foresight's)
         self._steady = policy is None and settings.policy.name == "steady_surplus"
-        self._span = (math.inf, -math.inf)  # the last period bounds_s returned (epoch s)
+        # the last period bounds_s returned (epoch s): its answer for every instant inside it
+        self._span = (math.inf, -math.inf)
         # (from when, W of the loads that are on): what the loads drew when each reading was taken
         self._on_w: deque[tuple[float, float]] = deque([(-math.inf, 0.0)])
         # the last cycle's conclusions (step_s), epoch s / Wh / W
@@ -356,7 +403,7 @@ class Core(Controller):
     def note_state(self, now: datetime | float) -> None:
         """Record the loads' power from ``now`` on (after a switch, or a load found off)."""
         t = now if isinstance(now, float) else now.timestamp()
-        self._on_w.append((t, sum([ld.cfg.power_w for ld in self.loads if ld.on])))
+        self._on_w.append((t, sum([ld.taken_w for ld in self.loads])))
 
     def switched(self, ld: LoadState, on: bool, now_s: float, period_start_s: float) -> None:
         super().switched(ld, on, now_s, period_start_s)
@@ -380,7 +427,7 @@ class Core(Controller):
         self._recent_w.clear()
         self._head = 0
         self._recent_sorted.clear()
-        self._on_w = deque([(-math.inf, sum([ld.cfg.power_w for ld in self.loads if ld.on]))])
+        self._on_w = deque([(-math.inf, sum([ld.taken_w for ld in self.loads]))])
 
     def step_s(self, now_s: float, new: list[Sample], *, reading_age_s: float | None,
                latched: bool = False, overrides: Mapping[str, Override] | None = None,

@@ -201,14 +201,15 @@ class Scheduled:
                 if off > on:
                     flips += [on, off] if math.isfinite(off) else [on]
             self.on.append(flips)
-        # the loads' views of the last call that asked for nothing, and the next flip after it:
-        # until then, with the same view objects (the core builds new ones when a load changes;
-        # held loads left out make a new tuple of the same objects), nothing
-        self._quiet: tuple[tuple, float] = ((), -math.inf)
+        # (views, t): the last call asked for nothing with these loads' views, and no run starts or
+        # ends before t. Invariant: a call before t with the very same view objects (the core
+        # builds new ones only when a load changes; held loads left out make a new tuple of the
+        # same objects) asks for nothing either, so it answers at once.
+        self._quiet_until: tuple[tuple, float] = ((), -math.inf)
 
     def __call__(self, s, p) -> list:
         now = s.now_s
-        seen, until = self._quiet
+        seen, until = self._quiet_until
         if now < until and len(s.loads) == len(seen) and all(a is b for a, b in zip(s.loads, seen)):
             return []
         from gestor.core.policies import Wish
@@ -225,5 +226,5 @@ class Scheduled:
                 out.append(Wish(name, not v.on, "perfect-foresight schedule"))
             elif i < len(flips):
                 until = min(until, flips[i])
-        self._quiet = (s.loads, until) if not out else ((), -math.inf)
+        self._quiet_until = (s.loads, until) if not out else ((), -math.inf)
         return out

@@ -36,8 +36,9 @@ if TYPE_CHECKING:  # the settings' types only: the core imports nothing above it
 
 @dataclass(frozen=True)
 class LoadView:
-    """A load as a policy sees it. ``since_s``: when it last switched, epoch s (None: not since
-    start)."""
+    """A load as a policy sees it: an on/off device (:class:`gestor.core.devices.OnOff`) that
+    takes ``power_w`` (W, its rated power) when ``on`` (an unknown state reads as on) and nothing
+    when off. ``since_s``: when it last switched, epoch s (None: not since start)."""
 
     name: str
     power_w: float
@@ -97,7 +98,9 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Wish:
-    """What a policy or a guard wants of one load: on or off, and why (the reason logged)."""
+    """What a policy or a guard wants of one load: on or off, and why (the reason logged). For
+    the on/off kind, the one there is, on is its rated power and off nothing
+    (:class:`gestor.core.devices.OnOff`)."""
 
     load: str
     on: bool

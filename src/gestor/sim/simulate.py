@@ -230,11 +230,12 @@ class Prices:
         return p, self.t.import_eur_per_kwh(p), self.t.surplus_eur_per_kwh
 
 
-@dataclass
 class _Load(LoadState):
     """A simulated load: the controller's state plus the energy it took per period."""
 
-    wh: dict[float, float] = field(default_factory=dict)      # period start epoch → Wh
+    def __init__(self, cfg: LoadSettings, limits: LoadLimits) -> None:
+        super().__init__(cfg, limits)
+        self.wh: dict[float, float] = {}      # period start epoch → Wh
 
 
 WARMUP_S = 6 * 3600.0  # a split run starts each part this long before its local midnight
@@ -413,7 +414,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     loads = [_Load(ld, LoadLimits.of(ld)) for ld in s.loads_by_priority()]
     core = Core(s, loads, policy)
     bal = core.balance
-    total_power_w = sum(ld.power_w for ld in loads)
+    total_power_w = sum(max(ld.options_w) for ld in loads)  # the most the loads can take, W
     max_gap = s.billing.max_gap_s
     max_abs_w = float(getattr(s.meter, "max_abs_power_w", 50_000.0))
     closed: list[PeriodSummary] = []
@@ -462,7 +463,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
                 core.switched(ld, w.on, T_ts, k)
                 if keep[0] <= T_ts < keep[1]:
                     switch_log.append((T_ts, ld.name, w.on))
-            load_w = [ld.power_w if ld.on else 0.0 for ld in loads]
+            load_w = [ld.taken_w for ld in loads]
             extra_w, any_on = sum(load_w), any(load_w)
         while todo_cp and T_ts >= todo_cp[0]:
             signatures[todo_cp.pop(0)] = _signature(core, loads, T_ts, horizon_s, pending, last_read_t, prev_t,
