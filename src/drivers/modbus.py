@@ -107,10 +107,12 @@ class ModbusClient:
             self._client.close()
             raise ModbusIOError(f"{self.link.describe()}: {why}")
 
-    def _call(self, what: str, fn, *args, **kw):  # type: ignore[no-untyped-def]
+    def _call(self, what: str, fn, *args, device_id: int | None = None, **kw):  # type: ignore[no-untyped-def]
+        if device_id is not None and device_id != self.link.device_id:
+            what = f"unit {device_id}: {what}"
         self._connect()
         try:
-            rr = fn(*args, device_id=self.link.device_id, **kw)
+            rr = fn(*args, device_id=self.link.device_id if device_id is None else device_id, **kw)
         except ConnectionException:
             self._client.close()
             raise ModbusIOError(f"{self.link.describe()}: {what}: connection lost") from None
@@ -130,13 +132,26 @@ class ModbusClient:
                                 f"({EXCEPTION_CODES.get(code, 'unknown')}): wrong device_id or register map?")
         return rr
 
-    def read_registers(self, function: Literal["holding", "input"], address: int, count: int) -> list[int]:
-        """Read ``count`` 16-bit registers from ``address`` (0-based protocol address)."""
+    def read_registers(self, function: Literal["holding", "input"], address: int, count: int,
+                       device_id: int | None = None) -> list[int]:
+        """Read ``count`` 16-bit registers from ``address`` (0-based protocol address).
+        ``device_id``: another unit behind the same link (a gateway's), else the link's."""
         fn = self._client.read_input_registers if function == "input" else self._client.read_holding_registers
-        rr = self._call(f"read {function} registers {address}+{count}", fn, address, count=count)
+        rr = self._call(f"read {function} registers {address}+{count}", fn, address, count=count,
+                        device_id=device_id)
         if len(rr.registers) < count:
             raise ModbusIOError(f"{self.link.describe()}: short answer: {len(rr.registers)} of {count} registers")
         return list(rr.registers[:count])
+
+    def write_registers(self, address: int, values: list[int], device_id: int | None = None) -> None:
+        """Write 16-bit holding registers from ``address``: one value with function 06, more with
+        16 (one request: the device takes them together). Values are raw words (see :func:`encode`)."""
+        if len(values) == 1:
+            self._call(f"write register {address}", self._client.write_register, address, values[0],
+                       device_id=device_id)
+        else:
+            self._call(f"write registers {address}+{len(values)}", self._client.write_registers, address,
+                       list(values), device_id=device_id)
 
     def write_coil(self, address: int, value: bool) -> None:
         self._call(f"write coil {address}", self._client.write_coil, address, value)
@@ -153,6 +168,16 @@ def decode(registers: list[int], data_type: DataType, word_order: Literal["big",
     """Registers → number with pymodbus's converter. ``word_order: little`` is "LSW first"
     (Carlo Gavazzi); bytes within a register are always big-endian (Modbus)."""
     return float(ModbusTcpClient.convert_from_registers(registers, _DT[data_type], word_order=word_order))
+
+
+def encode(value: float, data_type: DataType, word_order: Literal["big", "little"] = "big") -> list[int]:
+    """Number → registers, the inverse of :func:`decode`; integer types take the value rounded.
+    Raises ValueError when it does not fit the type (e.g. -1 as uint16, 40000 as int16)."""
+    v = float(value) if data_type == "float32" else int(round(value))
+    try:
+        return list(ModbusTcpClient.convert_to_registers(v, _DT[data_type], word_order=word_order))
+    except Exception as e:  # struct.error: out of range for the type
+        raise ValueError(f"{value!r} does not fit {data_type}: {e}") from None
 
 
 def _short(e: Exception) -> str:
