@@ -138,6 +138,10 @@ class ModbusClient:
             raise ModbusIOError(f"{self.link.describe()}: short answer: {len(rr.registers)} of {count} registers")
         return list(rr.registers[:count])
 
+    def write_registers(self, address: int, values: list[int]) -> None:
+        """Write 16-bit ``values`` from holding register ``address`` (function 16)."""
+        self._call(f"write holding registers {address}+{len(values)}", self._client.write_registers, address, values)
+
     def write_coil(self, address: int, value: bool) -> None:
         self._call(f"write coil {address}", self._client.write_coil, address, value)
 
