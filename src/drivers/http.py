@@ -129,7 +129,12 @@ class Device:
         self._lock = threading.Lock()
 
     def get_json(self, url: str, timeout_s: float) -> Any:
-        """GET ``url`` and parse its JSON body, all within ``timeout_s``.
+        """GET ``url`` and parse its JSON body, all within ``timeout_s`` (see :meth:`request_json`)."""
+        return self.request_json("GET", url, timeout_s)
+
+    def request_json(self, method: str, url: str, timeout_s: float, body: Any = None) -> Any:
+        """``method`` (GET, POST, DELETE) ``url`` with ``body`` sent as JSON (None: no body) and
+        parse the JSON answer, all within ``timeout_s``.
 
         Raises:
             HttpError: unreachable, no complete answer within ``timeout_s``, a non-2xx status, a
@@ -140,16 +145,16 @@ class Device:
             self._busy = [f for f in self._busy if not f.done()]
             if len(self._busy) >= 2:
                 raise HttpError(f"{url}: previous requests still hanging (device answering too slowly)")
-            fut = self._pool.submit(self._get_json, url, timeout_s)
+            fut = self._pool.submit(self._request_json, method, url, timeout_s, body)
             self._busy.append(fut)
         try:
             return fut.result(timeout=timeout_s)
         except FutureTimeout:
             raise HttpError(f"{url}: no answer within {timeout_s:g} s (in all)") from None
 
-    def _get_json(self, url: str, timeout_s: float) -> Any:
+    def _request_json(self, method: str, url: str, timeout_s: float, body: Any) -> Any:
         try:
-            with self.session.get(url, timeout=timeout_s, stream=True) as r:
+            with self.session.request(method, url, json=body, timeout=timeout_s, stream=True) as r:
                 _check_status(r, url)
                 body = r.raw.read(MAX_BODY_BYTES + 1, decode_content=False)
                 if len(body) > MAX_BODY_BYTES:

@@ -40,6 +40,7 @@ class DeviceServer:
         self.fault: str | None = None
         self.delay_s = 3.0
         self.requests: list[str] = []
+        self.bodies: list[object] = []    # JSON bodies of POST/DELETE requests
         self._httpd: ThreadingHTTPServer | None = None
         self.auth: tuple[str, str, str] | None = None  # ("digest"|"basic"|"bearer", user, secret)
         self.lock = threading.Lock()
@@ -52,6 +53,10 @@ class DeviceServer:
     # subclasses: route(path, query) -> (status, body_dict) or (status, str)
     def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
         return 404, {"error": "not found"}
+
+    # POST/DELETE (body: the request's JSON, None if none or not JSON); GET goes to route
+    def request(self, method: str, path: str, q: dict[str, str], body: object) -> tuple[int, object]:
+        return (self.route(path, q) if method == "GET" else (405, {"msg": "Method not allowed"}))
 
     def stream(self, handler: BaseHTTPRequestHandler, path: str) -> bool:
         return False
@@ -100,9 +105,25 @@ class DeviceServer:
                     pass
 
             def do_GET(self) -> None:  # noqa: N802
+                self._serve("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._serve("POST")
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                self._serve("DELETE")
+
+            def _serve(self, method: str) -> None:
                 u = urlparse(self.path)
+                raw = self.rfile.read(min(int(self.headers.get("Content-Length") or 0), 65536))
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
                 with dev.lock:
-                    dev.requests.append(self.path)
+                    dev.requests.append(self.path if method == "GET" else f"{method} {self.path}")
+                    if method != "GET":
+                        dev.bodies.append(body)
                 if not dev._authorized(self):
                     self.send_response(401)
                     if dev.auth and dev.auth[0] == "digest":
@@ -119,8 +140,8 @@ class DeviceServer:
                     return
                 if dev.stream(self, u.path):
                     return
-                status, body = dev.route(u.path, {k: v[-1] for k, v in parse_qs(u.query).items()})
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                status, answer = dev.request(method, u.path, {k: v[-1] for k, v in parse_qs(u.query).items()}, body)
+                data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
                 if fault == "truncated":
                     data = data[: len(data) // 2]
                 if fault == "garbage":

@@ -41,6 +41,7 @@ class RegisterServer:
         self.values: dict[tuple[str, int], float] = {k: 0.0 for k in layout}
         self.coils = [False] * coils
         self.coil_writes: list[tuple[int, bool]] = []
+        self.register_writes: list[tuple[int, list[int]]] = []   # (address, raw values), function 6/16
         self.requests = 0
         self.freeze_coils = False  # a stuck relay: writes are acknowledged but do nothing
         self.size = size
@@ -57,6 +58,13 @@ class RegisterServer:
     def set_value(self, function: str, address: int, value: float) -> None:
         self.values[(function, address)] = value
 
+    # subclasses: a device's own behaviour around each request (timers, state machines)
+    def on_write(self, address: int, values: list[int]) -> None:
+        pass
+
+    def on_request(self) -> None:
+        pass
+
     # --- pymodbus plumbing -------------------------------------------------------------------
     async def _action(self, function_code, start_address, address, count, registers, set_values):  # noqa: ANN001
         self.requests += 1
@@ -72,6 +80,16 @@ class RegisterServer:
             registers[: len(packed)] = packed
             return None
         function = "input" if function_code == 4 else "holding"
+        if function_code in (6, 16) and set_values is not None:   # holding registers written
+            self.register_writes.append((address, list(set_values)))
+            for (fn, addr), (dtype, order) in self.layout.items():
+                off = addr - address
+                if fn == "holding" and 0 <= off and off + (2 if "32" in dtype else 1) <= len(set_values):
+                    regs = set_values[off: off + (2 if "32" in dtype else 1)]
+                    self.values[(fn, addr)] = ModbusTcpClient.convert_from_registers(
+                        list(regs), _DT[dtype], word_order=order)
+            self.on_write(address, list(set_values))
+        self.on_request()
         for (fn, addr), (dtype, order) in self.layout.items():
             if fn != function:
                 continue
@@ -153,6 +171,36 @@ class RegisterServer:
             self._socat = None
 
 
+class MyPvElwa(RegisterServer):
+    """my-PV AC ELWA 2 with control type "Modbus TCP": holding 1000 Power W (R/W), 1001
+    Temperature 1 in 0.1 °C; register 1000 drops to 0 when not written again within
+    ``power_timeout_s`` (the device's "Power timeout"), counted on ``clock`` (monotonic s)."""
+
+    def __init__(self, power_timeout_s: float, clock, rated_w: int = 3000) -> None:  # noqa: ANN001
+        super().__init__({("holding", 1000): ("uint16", "big"), ("holding", 1001): ("uint16", "big")}, size=1100)
+        self.power_timeout_s = power_timeout_s
+        self.clock = clock
+        self.rated_w = rated_w
+        self.written_at: float | None = None
+        self.set_value("holding", 1001, 523)   # 52.3 °C
+
+    def on_write(self, address: int, values: list[int]) -> None:
+        if address <= 1000 < address + len(values):
+            self.written_at = self.clock()
+            self.values[("holding", 1000)] = min(self.values[("holding", 1000)], self.rated_w)
+
+    def on_request(self) -> None:
+        self.expire()
+
+    def expire(self) -> None:
+        if self.written_at is not None and self.clock() - self.written_at >= self.power_timeout_s:
+            self.values[("holding", 1000)], self.written_at = 0, None
+
+    def power_w(self) -> float:
+        self.expire()
+        return self.values[("holding", 1000)]
+
+
 def _cast(v: float, dtype: str) -> float | int:
     return float(v) if dtype == "float32" else int(round(v))
 
@@ -168,4 +216,4 @@ def _wait_port(port: int) -> None:
     raise RuntimeError(f"modbus server did not listen on {port}")
 
 
-__all__ = ["RegisterServer", "EASTRON_LAYOUT", "ExcCodes"]
+__all__ = ["RegisterServer", "MyPvElwa", "EASTRON_LAYOUT", "ExcCodes"]
