@@ -29,19 +29,19 @@ from gestor.core.balance import PeriodSummary, Sample
 from gestor.core.control import Core
 from gestor.core.devices import Modulating
 from gestor.core.setpoint import SetpointLaw
-from gestor.settings import Settings
-from gestor.sim.simulate import UTC, Prices, SimResult, Totals, _account, _bisect, _periods, _totals
+from gestor.core.guards import LoadLimits
+from gestor.settings import LoadSettings, Settings
+from gestor.sim.simulate import Prices, SimResult, Totals, _account, _bisect, _Load, _periods, _totals
 
 
-class _Device:
-    """The simulated device's books, in the shape simulate's accounting reads (one load)."""
-
-    def __init__(self, name: str, kind: Modulating) -> None:
-        self.name = name
-        self.kind = kind
-        self.wh: dict[float, float] = {}        # period start (epoch) → Wh taken
-        self.on_s: dict[float, float] = {}      # period start → s at a power above 0
-        self.switches: dict[float, int] = {}    # period start → setpoint changes commanded
+def _device(name: str, kind: Modulating) -> _Load:
+    """The simulated device as simulate's accounting reads a load (a :class:`_Load` of kind
+    ``kind``, so the compiled accounting takes it): ``wh`` per period, ``on_s`` (s at a power above
+    0), ``switches`` (setpoint changes commanded)."""
+    cfg = LoadSettings.model_validate({"name": name, "power_w": kind.max_w, "relay": {"driver": "simulated"}})
+    ld = _Load(cfg, LoadLimits.of(cfg))
+    ld.kind = kind
+    return ld
 
 
 def simulate_setpoint(data: ReplayData, s: Settings, prices: Prices, max_w: float = 2000.0,
@@ -59,7 +59,7 @@ def simulate_setpoint(data: ReplayData, s: Settings, prices: Prices, max_w: floa
         raise ValueError(f"delay_cycles {delay_cycles} must be >= 0")
     kind = Modulating(max_w)
     law = SetpointLaw(kind.min_w, kind.max_w, reserve_wh_per_h, deadband_w, ramp_w_per_s, min_remaining_s)
-    dev = _Device(name, kind)
+    dev = _device(name, kind)
     t_arr = data.t
     i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
     i1 = len(t_arr) if end is None else _bisect(t_arr, end.timestamp())
@@ -154,9 +154,7 @@ def simulate_setpoint(data: ReplayData, s: Settings, prices: Prices, max_w: floa
         cycle()
     if bal.current is not None and bal.current.covered_s > 0:
         closed.append(bal.current)
-    periods = _periods(closed, [dev], max_w, prices)  # type: ignore[list-item]
-    totals, days = _totals(periods, [dev], s.tz, s)  # type: ignore[list-item]
+    periods = _periods(closed, [dev], max_w, prices)
+    totals, days = _totals(periods, [dev.cfg], s.tz, s)
     return SimResult(periods, totals, days, None, [])
 
-
-__all__ = ["simulate_setpoint", "UTC"]
