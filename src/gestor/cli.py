@@ -1,4 +1,5 @@
-"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, tune, status, demo, web.
+"""``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, tune, status, demo, web,
+virtual-meter.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -13,7 +14,7 @@ from pathlib import Path
 from drivers.meters import MeterError
 from drivers.relays import RelayError
 from drivers.store.influx import StoreError, open_store
-from gestor.clock import WallClock
+from gestor.clock import Clock, WallClock
 from gestor.runtime.daemon import GestorError, setup_logging
 from gestor.settings import SettingsError, dump_settings, load_settings
 
@@ -184,6 +185,26 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _virtual_meter(args: argparse.Namespace) -> int:
+    """``gestor virtual-meter``: serve the virtual meter (``virtual_meter:`` in the settings) until
+    SIGTERM; exit 2 when it is not enabled (systemd does not restart it: RestartPreventExitStatus=2)."""
+    settings = load_settings(args.config)
+    setup_logging(settings.log_level)
+    if not settings.virtual_meter.enabled:
+        print(f"gestor virtual-meter: virtual_meter.enabled is false in {args.config}: nothing to serve "
+              "(set it to true, with the addresses the devices ask)", file=sys.stderr)
+        return 2
+    from gestor.runtime.daemon import single_instance
+    from gestor.runtime.virtualmeter import serve
+    lock = single_instance(settings, "virtual-meter")  # noqa: F841 (held until the process exits)
+    clock: Clock = WallClock()
+    if os.environ.get("GESTOR_CLOCK"):  # drills and tests: the daemons' accelerated time
+        from gestor.clock import AcceleratedClock
+        clock = AcceleratedClock.from_env(os.environ["GESTOR_CLOCK"])
+    serve(settings, clock)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gestor.sim.demo import run_demo
     return run_demo(args)
@@ -202,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                         ("check", "validate settings and print them resolved"),
                         ("meter-test", "read the configured meter a few times and print the readings"),
                         ("db-init", "create the InfluxDB database, retention policies and summaries"),
-                        ("status", "one screen: meter, period balance, loads and why, latch, spool, InfluxDB")):
+                        ("status", "one screen: meter, period balance, loads and why, latch, spool, InfluxDB"),
+                        ("virtual-meter", "serve the virtual meter (Shelly Pro 3EM, Eastron SDM630) to zero-export devices")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
         if name == "status":
@@ -264,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             return simreport.tune_main(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "virtual-meter":
+            return _virtual_meter(args)
         if args.command == "web":
             from gestor import web
             return web.set_password_main(args) if args.set_password else web.serve_main(args)

@@ -11,7 +11,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -228,6 +228,48 @@ class WebSettings(_Model):
         return self
 
 
+class VirtualMeterSettings(_Model):
+    """``gestor virtual-meter`` (daemons/gestor-virtual-meter.service; off by default): a grid
+    meter for zero-export devices (plug-in batteries, limiters, chargers, diverters) showing the
+    real net power corrected by the period's balance (:mod:`gestor.core.virtualmeter`), as a
+    Shelly Pro 3EM (HTTP RPC on ``shelly_listen``, UDP RPC on ``shelly_udp_ports``) and as an
+    Eastron SDM630 (Modbus TCP on ``sdm630_listen``). Bound to this machine (127.0.0.1) unless
+    set otherwise: devices on the LAN need the LAN address (or 0.0.0.0) written here."""
+
+    enabled: bool = False
+    shelly_listen: str | None = "127.0.0.1:8081"   # HOST:PORT of the Shelly HTTP RPC; null = none (devices ask port 80)
+    shelly_udp_ports: list[Annotated[int, Field(gt=0, lt=65536)]] = Field([], max_length=4)  # UDP RPC on
+                                                   # shelly_listen's host: 1010 Marstek Venus/B2500 fw <= 224, 2220 B2500 fw >= 226
+    sdm630_listen: str | None = "127.0.0.1:5020"   # HOST:PORT of the SDM630 Modbus TCP; null = none (devices ask port 502)
+    unit_id: int = Field(1, ge=1, le=247)          # the SDM630's Modbus unit (device) id
+    stale_after_s: float | None = Field(None, ge=1, le=600)  # no reading newer than this: devices get no meter, s
+                                                   # (default 3 x monitoring.interval_s)
+    max_power_w: float = Field(10_000.0, gt=0, le=50_000)  # the connection's largest power: the shown power's bound, W
+    target_wh: float = Field(0.0, ge=-MAX_WH, le=MAX_WH)    # the balance each period should end at, Wh
+    min_remaining_s: float = Field(60.0, ge=10, le=1800)    # the correction is spread over at least this, s
+
+    @field_validator("shelly_listen", "sdm630_listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            listen_address(v)
+        return v
+
+    @model_validator(mode="after")
+    def _what(self) -> "VirtualMeterSettings":
+        if self.shelly_udp_ports and self.shelly_listen is None:
+            raise ValueError("shelly_udp_ports needs shelly_listen (the UDP RPC listens on its host)")
+        if len(set(self.shelly_udp_ports)) != len(self.shelly_udp_ports):
+            raise ValueError(f"shelly_udp_ports: each port once (got {self.shelly_udp_ports})")
+        if self.enabled and self.shelly_listen is None and self.sdm630_listen is None:
+            raise ValueError("enabled with neither shelly_listen nor sdm630_listen: nothing to serve")
+        return self
+
+    def stale_s(self, monitoring_interval_s: float) -> float:
+        """Readings older than this are stale, s: ``stale_after_s``, else 3 monitoring intervals."""
+        return self.stale_after_s if self.stale_after_s is not None else 3.0 * monitoring_interval_s
+
+
 def listen_address(v: str) -> tuple[str, int]:
     """``"HOST:PORT"`` or ``"[IPv6]:PORT"`` → (host, port). Raises ValueError naming the form."""
     m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9.-]+):(\d{1,5})", v or "")
@@ -305,6 +347,7 @@ class Settings(_Model):
     mqtt: MqttSettings = MqttSettings()
     prices: PricesSettings = PricesSettings()
     web: WebSettings = WebSettings()
+    virtual_meter: VirtualMeterSettings = VirtualMeterSettings()
     paths: PathsSettings = PathsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source: Path | None = Field(None, exclude=True)  # the file these came from
@@ -559,6 +602,39 @@ def _cross_checks(name: str, s: Settings) -> list[str]:
             errors.append(f"{name}: loads[{i}].relay.timeout_s: managing.interval_s + 2 x timeout_s must be < the "
                           f"units' WatchdogSec {WATCHDOG_S:g} s (got {s.managing.interval_s:g} + 2 x {t:g})")
     errors += _zone_timezone(name, s)
+    errors += _virtual_meter(name, s)
+    return errors
+
+
+def _same_socket(a: str, b: str) -> bool:
+    """Whether two HOST:PORT listen addresses would take the same TCP port (the same port on the
+    same host, or on a wildcard host that covers the other)."""
+    (ha, pa), (hb, pb) = listen_address(a), listen_address(b)
+    wild = ("0.0.0.0", "::")
+    return pa == pb and (ha == hb or ha in wild or hb in wild)
+
+
+def _virtual_meter(name: str, s: Settings) -> list[str]:
+    """The virtual meter, when enabled: its staleness bound above monitoring's interval, its
+    correction's floor inside a period, its TCP ports taken once (the web page's too)."""
+    vm = s.virtual_meter
+    if not vm.enabled:
+        return []
+    errors = []
+    if vm.stale_after_s is not None and vm.stale_after_s <= s.monitoring.interval_s:
+        errors.append(f"{name}: virtual_meter.stale_after_s: must be > monitoring.interval_s "
+                      f"({s.monitoring.interval_s:g} s) (got {vm.stale_after_s:g})")
+    if vm.min_remaining_s >= s.billing.period_s:
+        errors.append(f"{name}: virtual_meter.min_remaining_s: must be < billing.period_s "
+                      f"({s.billing.period_s} s) (got {vm.min_remaining_s:g})")
+    if vm.shelly_listen is not None and vm.sdm630_listen is not None and _same_socket(vm.shelly_listen, vm.sdm630_listen):
+        errors.append(f"{name}: virtual_meter.sdm630_listen: the same TCP port as virtual_meter.shelly_listen "
+                      f"(got {vm.sdm630_listen!r} and {vm.shelly_listen!r})")
+    for key in ("shelly_listen", "sdm630_listen"):
+        v = getattr(vm, key)
+        if v is not None and _same_socket(v, s.web.listen):
+            errors.append(f"{name}: virtual_meter.{key}: the same TCP port as web.listen {s.web.listen!r}: "
+                          f"choose another port (got {v!r})")
     return errors
 
 

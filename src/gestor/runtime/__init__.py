@@ -5,8 +5,9 @@ MQTT and Home Assistant (:mod:`.mqtt`), managing's collaborators (the relays' co
 loads as managing drives them, :mod:`.relays`; the day's books, :mod:`.books`; the price feed,
 :mod:`.pricefeed`; its MQTT side, :mod:`.mqttstate`; the stop latch it holds, :mod:`.latch`; the
 stop button, :mod:`.stopbutton`; its state file, :mod:`.persist`), the stop plan and relay
-fingerprints (:mod:`.stopplan`), ``gestor status`` (:mod:`.status`) and the installer's InfluxDB
-binding (:mod:`.influxconf`). It may import the core, the tariff, the settings, the drivers and
+fingerprints (:mod:`.stopplan`), ``gestor status`` (:mod:`.status`), the installer's InfluxDB
+binding (:mod:`.influxconf`) and the virtual meter served to zero-export devices
+(:mod:`.virtualmeter`). It may import the core, the tariff, the settings, the drivers and
 the foundation; never the simulator, the web page or the programs (``managing``,
 ``monitoring``, ``stop_loads``, :mod:`gestor.cli`).
 """
