@@ -159,7 +159,7 @@ class Managing:
         latched, released = self.latch.check()
         if released:
             self.relays.latch_released()
-        self.prices.refresh(now, self.core.bounds_s(now.timestamp())[0])
+        self.prices.refresh(now, self.core.bounds_s)
         step = self.core.step(now, new, reading_age_s=age, latched=latched, overrides=self.overrides, held=held)
         closed, start, end = step.closed, step.period_start, step.period_end
         cur = self.balance.current

@@ -44,7 +44,7 @@ def test_without_a_cache_the_fixed_prices_apply_and_with_one_the_real_ones(tmp_p
                                                      for k in range(96)],
                                                     [(a + timedelta(hours=h), 0.04) for h in range(24)]))
     now = WED + timedelta(minutes=10)
-    feed.refresh(now, WED.timestamp())
+    feed.refresh(now, lambda t: (WED.timestamp(), WED.timestamp() + 3600))  # the period's bounds
     assert feed.thread is None   # today's prices are in the cache: nothing to fetch
     imp, sur, source = feed.prices_of(*_hour(WED, 11))
     assert source == "esios" and imp == pytest.approx(0.115) and sur == pytest.approx(0.04)   # the mean of 4 slots

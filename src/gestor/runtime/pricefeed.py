@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from drivers.store.influx import Store
 from gestor.settings import FETCHED_SOURCES
@@ -39,12 +39,13 @@ class PriceFeed:
             self.book = Book(settings.paths.state_dir, settings.tz,
                              settings.prices.file if settings.prices.source == "file" else None)
 
-    def refresh(self, now: datetime, period_start_s: float) -> None:
-        """At each cycle: the book reads its cache again when needed (``period_start_s``: the
-        current period's start, epoch s), and the daily fetch starts when due."""
+    def refresh(self, now: datetime, bounds_s: Callable[[float], tuple[float, float]]) -> None:
+        """At each cycle: the book reads its cache again when needed (``bounds_s``: the settlement
+        period's (start, end) at an epoch s, asked only with real prices), and the daily fetch
+        starts when due."""
         if self.book is None:
             return
-        self.book.refresh(now, period_start_s)
+        self.book.refresh(now, bounds_s(now.timestamp())[0])
         if self.s.prices.source in FETCHED_SOURCES:
             self._fetch_daily(now)
 

@@ -290,7 +290,7 @@ class ShellyRpc:
     def __init__(self, meter: VirtualMeter) -> None:
         self.meter = meter
         self.mac, self.device_id = device_identity(meter.s.site)
-        self.started = time.monotonic()
+        self.started = meter.clock.monotonic()
 
     def device_info(self) -> dict[str, Any]:
         """``Shelly.GetDeviceInfo`` (and ``GET /shelly``)."""
@@ -322,7 +322,7 @@ class ShellyRpc:
         return handlers[method](v)
 
     def _status(self, v: View) -> dict[str, Any]:
-        return {"sys": {"mac": self.mac, "restart_required": False, "uptime": int(time.monotonic() - self.started)},
+        return {"sys": {"mac": self.mac, "restart_required": False, "uptime": int(self.meter.clock.monotonic() - self.started)},
                 "em:0": em_status(v), "emdata:0": emdata_status(v)}
 
     def frame(self, request: Any, silent_when_stale: bool = False) -> dict[str, Any] | None:
@@ -557,7 +557,7 @@ class ShellyUdpServer:
     def _allowed(self, who: str) -> bool:
         """At most :data:`UDP_ANSWERS_PER_S` answers a second to each sender (and senders are
         counted up to :data:`UDP_SENDERS` a second: a flood of forged addresses is dropped)."""
-        sec = math.floor(time.monotonic())
+        sec = math.floor(self.rpc.meter.clock.monotonic())  # the injected clock's seconds
         if sec != self._second:
             self._second, self._counts = sec, {}
         n = self._counts.get(who, 0)
