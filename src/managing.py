@@ -5,7 +5,10 @@ policy for wishes, holds them to the guards, switches the relays, and stores ``b
 Every switch is logged with its reason, e.g.
 ``load water_heater ON: projected +412 Wh covers 1000 W for 1388 s left (time_to_consume, instant)``.
 Loads are switched off at start, on exit, on a stale meter, under the stop latch, and when a relay's
-state is unknown after an error.
+state is unknown after an error. Devices with a power setpoint (``setpoints:``; a battery, an EV
+charger, a modulating heater) come after the loads: the law of :mod:`gestor.core.setpoint` on what
+the loads leave, seeing the house without them (the loads see it likewise, so they come first);
+idle in the same cases (:mod:`gestor.runtime.setpoints`).
 
 Faults it rides through: a wall-clock step (the period's balance restarts, marked incomplete; a
 reading's age is measured on the monotonic clock too, so a step never makes a stale meter look
@@ -22,6 +25,7 @@ import threading
 from datetime import datetime
 
 from drivers.relays import Relay
+from drivers.setpoints import SetpointDevice
 from drivers.store.influx import Store, point
 from gestor.clock import Clock
 from gestor.core.balance import COUNTERS_AGREE_WH, Balance
@@ -38,6 +42,7 @@ from gestor.runtime.overrides import read_overrides
 from gestor.runtime.persist import StateFile
 from gestor.runtime.pricefeed import PriceFeed
 from gestor.runtime.relays import LoadRuntime, Relays
+from gestor.runtime.setpoints import Setpoints, open_setpoints
 from gestor.runtime.stopbutton import StopButton
 from gestor.runtime.stopplan import save_plan
 from gestor.settings import Settings
@@ -54,9 +59,11 @@ class Managing:
     held by the cycle, the stop button's and MQTT's threads while they command relays."""
 
     def __init__(self, settings: Settings, clock: Clock, store: Store,
-                 relays: dict[str, Relay] | None = None) -> None:
+                 relays: dict[str, Relay] | None = None, devices: dict[str, SetpointDevice] | None = None) -> None:
         self.s, self.clock, self.store = settings, clock, store
         relays = relays or open_relays(settings, context(settings, clock))
+        if devices is None:
+            devices = open_setpoints(settings, context(settings, clock))
         self.loads = [LoadRuntime(LoadState(ld, LoadLimits.of(ld)), relays[ld.name]) for ld in settings.loads_by_priority()]
         self.core = Core(settings, [ld.state for ld in self.loads])  # the control cycle, shared with gestor simulate
         self.prices = PriceFeed(settings, store)
@@ -64,6 +71,7 @@ class Managing:
             self.core.import_price = self.prices.book.import_price
         self.books = Books(settings, store, [ld.state for ld in self.loads], self.prices.prices_of)
         self.relays = Relays(settings, self.core, store, self.loads, self.books.count_switch)
+        self.setpoints = Setpoints(settings, self.core, store, devices)  # after the loads, in the settings' order
         self.latch = Latch(settings.paths.state_dir)
         self.statefile = StateFile(settings, clock)
         self.overrides: dict[str, Override] = {}
@@ -85,6 +93,7 @@ class Managing:
         save_plan(self.s)  # the stop plan: what stop-loads switches off if the settings file breaks
         self.relays.command_all([(ld, False, "start: every load off until the policy decides", None)
                                  for ld in self.loads], self.clock.now())
+        self.setpoints.all_idle("start: idle until the law decides", self.clock.now())
         if self.s.managing.stop_button_pin is not None:
             self.button = StopButton(self.s.managing.stop_button_pin, self.s.managing.stop_button_pull_up,
                                      self.stop_button_pressed)
@@ -105,12 +114,14 @@ class Managing:
         self.latch.set(now, origin)
         with self._lock:
             self.relays.all_off(reason, now)
+            self.setpoints.all_idle(reason, now)
 
     def stop(self, reason: str = "exit: every load off") -> bool:
         """Every load off; True when every relay confirmed."""
         now = self.clock.now()
         with self._lock:
             ok = self.relays.all_off(reason, now)
+            ok = self.setpoints.all_idle(reason.replace("every load off", "every device idle"), now) and ok
         if self.button is not None:
             self.button.close()
             self.button = None
@@ -123,6 +134,7 @@ class Managing:
                                     self.balance.last_net_w, ()),
                       now, now, self.latch.is_set(), stopped=ok)
         self.relays.close()
+        self.setpoints.close()
         return ok
 
     @property
@@ -180,6 +192,8 @@ class Managing:
                                      "projected_wh": projected_wh(at_reading, "instant")},
                                     reading.at)])
         final = self.relays.apply(step.changes, self.overrides, live, now, snap.remaining_s, end)
+        if self.setpoints:
+            self._drive_setpoints(now, age, latched, snap.remaining_s)
         self.last_cycle_at, self.last_cycle_mono = now, self.clock.monotonic()
         self._publish(now, snap, start, end, latched)
         if self.mqtt is not None:
@@ -187,6 +201,19 @@ class Managing:
         if self.statefile.due(now, bool(closed)):
             self._persist()
         return final
+
+    def _drive_setpoints(self, now: datetime, age: float | None, latched: bool, remaining_s: float) -> None:
+        """The setpoint devices after the loads: idle on a stale meter (as the loads go off) or
+        under the latch, else the law on what the loads left."""
+        stale = self.s.managing.stale_after_s
+        if age is None or self.balance.current is None:
+            why = "no reading yet: idle until the meter answers"
+        elif age > stale:
+            why = f"meter stale ({age:.0f} s without a reading, limit {stale:g} s): idle"
+        else:
+            why = None
+        dt_s = (now - self.last_cycle_at).total_seconds() if self.last_cycle_at is not None else float("inf")
+        self.setpoints.apply(now, stale_reason=why, latched=latched, remaining_s=remaining_s, dt_s=dt_s)
 
     def _persist(self) -> None:
         self.statefile.save(self.balance, self.loads, self.books)
@@ -223,7 +250,8 @@ class Managing:
             "latched": latched, "policy": self.s.policy.name, "eur_saved_today": round(self.books.saved_today(now), 4),
             "mqtt": None if self.mqtt is None else self.mqtt.status(),
             "overrides": {k: v.describe(self.s.tz) for k, v in self.overrides.items()},
-            "loads": self.relays.published(snap.period_start_s, self.books.switches_today)}))
+            "loads": self.relays.published(snap.period_start_s, self.books.switches_today),
+            "setpoints": self.setpoints.published()}))
 
     def _read_overrides(self, now: datetime) -> None:
         new = read_overrides(self.s.paths.state_dir, now)

@@ -87,6 +87,7 @@ class Target:
     power_w: float = 0.0
     run_dir: Path | None = None
     origin: str = ""
+    setpoint: bool = False  # a device with a power setpoint (``relay`` holds its device section): idled
 
 
 class PlanError(ValueError):
@@ -116,15 +117,17 @@ class Plan:
     @classmethod
     def of(cls, s: Any) -> "Plan":
         """Every load of valid settings."""
-        return cls([Target(ld.name, ld.relay, ld.power_w) for ld in s.loads], paths=s.paths)
+        return cls([Target(ld.name, ld.relay, ld.power_w) for ld in s.loads]
+                   + [Target(d.name, d.device, setpoint=True) for d in getattr(s, "setpoints", ())], paths=s.paths)
 
     def save(self, path: Path | str, settings_file: Path | str | None = None, config_dir: Path | str | None = None,
              by: str = "managing") -> None:
         """Write this plan as the stop plan ``path`` (JSON, see :func:`read_plan`): atomically,
         fsynced, mode 0600 and owned by the writer (the relay sections hold the secrets that reach
         the devices: the daemon's user and root read it, nobody else). Raises OSError."""
-        write_plan(path, [(t.name, t.power_w, t.relay) for t in self.targets], self.paths.state_dir,
-                   self.paths.run_dir, settings_file, config_dir, by)
+        write_plan(path, [(t.name, t.power_w, t.relay) for t in self.targets if not t.setpoint], self.paths.state_dir,
+                   self.paths.run_dir, settings_file, config_dir, by,
+                   setpoints=[(t.name, t.relay) for t in self.targets if t.setpoint])
 
     def add_saved(self) -> list[str]:
         """Add the relays of the stop plan managing saved under this plan's state dir that this
@@ -201,6 +204,31 @@ def plan_targets(doc: dict[str, Any], origin: str = "") -> Iterator[Target | Sto
             continue
         power = ld.get("power_w")
         yield Target(name, relay, float(power) if isinstance(power, (int, float)) else 0.0, run_dir, origin)
+    yield from _setpoint_targets(doc.get("setpoints"), ctx, run_dir, origin, "stop plan: ")
+
+
+def _setpoint_targets(devices: Any, ctx: dict | None, run_dir: Path | None, origin: str,
+                      where: str) -> Iterator[Target | StopResult]:
+    """The devices with a power setpoint of a plan or settings file (``setpoints``: a list of
+    ``name`` and ``device`` section), each validated by its driver's model: a :class:`Target` to
+    idle, or a :class:`StopResult` saying why it cannot be."""
+    if not isinstance(devices, list) or not devices:
+        return
+    from drivers.setpoints import SETPOINTS
+    for i, d in enumerate(devices):
+        ok = isinstance(d, dict) and isinstance(d.get("name"), str)
+        name = d["name"] if ok else f"setpoints[{i}]"
+        sec = d.get("device") if ok else None
+        driver = sec.get("driver") if isinstance(sec, dict) else None
+        if driver not in SETPOINTS:
+            yield StopResult(name, str(driver), error=f"{where}device section unusable (driver {driver!r})")
+            continue
+        try:
+            dev = SETPOINTS[driver][0].model_validate(sec, context=ctx)
+        except Exception as e:  # noqa: BLE001 -- a ValidationError, or a driver that cannot be imported
+            yield StopResult(name, driver, error=f"{where}device section refused by its driver: {_one_line(e)}")
+            continue
+        yield Target(name, dev, 0.0, run_dir, origin, setpoint=True)
 
 
 def _one_line(e: BaseException) -> str:
@@ -248,6 +276,8 @@ def plan_from_file(path: str) -> Plan:
             continue
         power = ld.get("power_w") if isinstance(ld.get("power_w"), (int, float)) else 0.0
         plan.targets.append(Target(name, relay, float(power)))
+    for t in _setpoint_targets(raw.get("setpoints") if isinstance(raw, dict) else None, ctx, None, "", ""):
+        (plan.targets if isinstance(t, Target) else plan.unusable).append(t)
     return plan
 
 
@@ -255,7 +285,8 @@ def _fault(e: Exception) -> str:
     """A driver's exception as one line: a RelayError's own message; an OSError's reason and
     file (a read-only runtime directory); anything else with its type (a driver's bug)."""
     from drivers.relays import RelayError
-    if isinstance(e, RelayError):
+    from drivers.setpoints.base import SetpointError
+    if isinstance(e, (RelayError, SetpointError)):
         return _one_line(e)
     if isinstance(e, OSError) and e.strerror:
         return f"{_why(e)}" + (f": {e.filename}" if e.filename else "")
@@ -268,6 +299,8 @@ def _stop_one(t: Target, run_dir: Path, r: StopResult) -> None:
     from drivers import DriverContext
     from drivers.relays import RELAYS
     from gestor.clock import WallClock
+    if t.setpoint:
+        return _idle_one(t, run_dir, r)
     try:
         _, factory = RELAYS[t.relay.driver]
         relay = factory(t.relay, DriverContext(WallClock(), Path(t.run_dir or run_dir), Path.cwd()), t.name, t.power_w)
@@ -298,6 +331,37 @@ def _stop_one(t: Target, run_dir: Path, r: StopResult) -> None:
             pass
 
 
+def _idle_one(t: Target, run_dir: Path, r: StopResult) -> None:
+    """Send one device with a power setpoint to its idle and read it back, filling ``r``
+    (``before``/``after``: whether it held a setpoint other than 0 W). Never raises."""
+    from drivers import DriverContext
+    from drivers.setpoints import SETPOINTS
+    from gestor.clock import WallClock
+    try:
+        _, factory = SETPOINTS[t.relay.driver]
+        dev = factory(t.relay, DriverContext(WallClock(), Path(t.run_dir or run_dir), Path.cwd()), t.name)
+    except Exception as e:  # noqa: BLE001 -- a driver that cannot even open must not stop the others
+        r.error = f"cannot open device: {_one_line(e)}"
+        return
+    try:
+        try:
+            r.before = dev.state().setpoint_w != 0.0
+        except Exception:  # noqa: BLE001 -- the command below may still work; report only its outcome
+            pass
+        dev.idle()
+        st = dev.state()
+        r.after = st.setpoint_w != 0.0
+        if r.after:
+            r.error = f"device still reads a setpoint of {st.setpoint_w:+.0f} W after idle"
+    except Exception as e:  # noqa: BLE001 -- SetpointError, OSError, anything: that device's error
+        r.error = _fault(e)
+    finally:
+        try:
+            dev.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class Stopper:
     """Switches loads off as they are added, each in a daemon thread of its own, and collects the
     outcomes within a timeout per relay and one total deadline: a relay that never finishes (a
@@ -320,7 +384,8 @@ class Stopper:
             if key in self.keys:
                 return False
             self.keys.add(key)
-        r = StopResult(t.name, t.relay.driver + (f" ({t.origin})" if t.origin else ""))
+        r = StopResult(t.name, t.relay.driver + (" setpoint" if t.setpoint else "")
+                       + (f" ({t.origin})" if t.origin else ""))
         th = threading.Thread(target=_stop_one, args=(t, self.run_dir, r), name=f"stop-{t.name}", daemon=True)
         th.start()
         self.jobs.append((t, r, th, time.monotonic()))

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, Va
 
 import drivers.meters as meters
 import drivers.relays as relays
+import drivers.setpoints as setpoints
 from gestor.core.guards import parse_window  # the windows' format is the guards'
 from gestor.clock import zone
 from gestor.files import UnsafeFileError, read_small_file
@@ -128,6 +129,27 @@ class LoadSettings(_Model):
         if not m:
             raise ValueError(f"must be a whole local hour HH:00 (got {v!r})")
         return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
+            raise ValueError("must be lowercase letters, digits and _, starting with a letter")
+        return v
+
+
+class SetpointDeviceSettings(_Model):
+    """A device whose power gestor sets (a battery, an EV charger, a modulating heater), driven by
+    the setpoint law of :mod:`gestor.core.setpoint` after the on/off loads (README "Devices with a
+    power setpoint")."""
+
+    name: str
+    device: SerializeAsAny[DriverSection]      # the driver's settings (drivers/setpoints/)
+    target_wh: float = Field(0.0, ge=-MAX_WH, le=MAX_WH)  # the balance each settlement period should end at, Wh
+    reserve_wh_per_h: float = Field(300.0, ge=0, le=MAX_WH)  # Wh kept banked per hour left in the period
+    deadband_w: float = Field(50.0, ge=0, le=5000)        # a change smaller than this, W, is not commanded
+    ramp_w_per_s: float | None = Field(None, gt=0, le=100_000)  # the largest change per second, W/s (None: none)
+    min_remaining_s: float = Field(60.0, ge=10, le=900)   # the shortest time a balance is spread over, s
 
     @field_validator("name")
     @classmethod
@@ -342,6 +364,7 @@ class Settings(_Model):
     managing: ManagingSettings = ManagingSettings()
     policy: PolicySettings = PolicySettings()
     loads: list[LoadSettings] = Field(min_length=1, max_length=8)
+    setpoints: list[SetpointDeviceSettings] = Field([], max_length=4)  # devices whose power gestor sets
     store: StoreSettings = StoreSettings()
     tariff: TariffSettings = TariffSettings()
     mqtt: MqttSettings = MqttSettings()
@@ -375,6 +398,16 @@ class Settings(_Model):
         if dup:
             raise ValueError(f"names must be unique (got {', '.join(dup)} twice)")
         return loads
+
+    @model_validator(mode="after")
+    def _names_across(self) -> "Settings":
+        loads = {ld.name for ld in self.loads}
+        names = [d.name for d in self.setpoints]
+        dup = sorted({n for n in names if names.count(n) > 1 or n in loads})
+        if dup:
+            raise ValueError(f"setpoints: names must differ from each other's and the loads' "
+                             f"(got {', '.join(dup)} twice)")
+        return self
 
     def loads_by_priority(self) -> list[LoadSettings]:
         """The loads in the order the policies stack them: ``priority``, then file order."""
@@ -530,7 +563,8 @@ def _driver_model(model: type[BaseModel], loc: tuple[Any, ...], raw: dict[Any, A
     """For a ``meter`` or ``relay`` section, the model its ``driver:`` registered (when known)."""
     if model is not DriverSection:
         return model
-    registry = meters.METERS if loc[-1:] == ("meter",) else relays.RELAYS
+    registry = (meters.METERS if loc[-1:] == ("meter",) else setpoints.SETPOINTS if loc[-1:] == ("device",)
+                else relays.RELAYS)
     driver = raw.get("driver")
     return registry[driver][0] if driver in registry else model
 
@@ -601,6 +635,16 @@ def _cross_checks(name: str, s: Settings) -> list[str]:
         if s.managing.interval_s + 2 * t >= WATCHDOG_S:
             errors.append(f"{name}: loads[{i}].relay.timeout_s: managing.interval_s + 2 x timeout_s must be < the "
                           f"units' WatchdogSec {WATCHDOG_S:g} s (got {s.managing.interval_s:g} + 2 x {t:g})")
+    for i, dev in enumerate(s.setpoints):
+        t = float(getattr(dev.device, "timeout_s", 0.0))
+        if s.managing.interval_s + 3 * t >= WATCHDOG_S:  # a cycle reads it, commands it, and may idle it
+            errors.append(f"{name}: setpoints[{i}].device.timeout_s: managing.interval_s + 3 x timeout_s must be < "
+                          f"the units' WatchdogSec {WATCHDOG_S:g} s (got {s.managing.interval_s:g} + 3 x {t:g})")
+        hold = getattr(dev.device, "hold_s", None) or getattr(dev.device, "power_timeout_s", None)
+        if hold is not None and hold <= 2 * s.managing.interval_s:
+            errors.append(f"{name}: setpoints[{i}].device: the device's timeout ({hold:g} s) must be > 2 x "
+                          f"managing.interval_s ({s.managing.interval_s:g} s), or it drops every setpoint "
+                          f"between two cycles")
     errors += _zone_timezone(name, s)
     errors += _virtual_meter(name, s)
     return errors
@@ -708,6 +752,12 @@ def _parse(raw: dict[Any, Any], name: str, source: Path | None) -> Settings:
             relays_ok.append((i, _validate_driver(name, ("loads", i, "relay"), ld["relay"], relays.RELAYS, errors,
                                                   config_dir, skip)))
     errors.extend(_shared_relays(name, loads_raw, relays_ok))
+    devices_raw = raw.get("setpoints") if isinstance(raw.get("setpoints"), list) else []
+    devices_ok: list[BaseModel | None] = []
+    for i, d in enumerate(devices_raw):
+        if isinstance(d, dict) and isinstance(d.get("device"), dict):
+            devices_ok.append(_validate_driver(name, ("setpoints", i, "device"), d["device"], setpoints.SETPOINTS,
+                                               errors, config_dir, skip))
     if s is not None and policy_needs_thresholds(s) and not errors:
         for i, ld in enumerate(s.loads):
             if ld.on_above_wh is None or ld.off_below_wh is None:
@@ -721,6 +771,8 @@ def _parse(raw: dict[Any, Any], name: str, source: Path | None) -> Settings:
     s.meter = meter  # type: ignore[assignment]
     for ld, (_, r) in zip(s.loads, relays_ok):
         ld.relay = r  # type: ignore[assignment]
+    for dev, d in zip(s.setpoints, devices_ok):
+        dev.device = d  # type: ignore[assignment]
     errors = _cross_checks(name, s)
     if errors:
         raise SettingsError(errors)

@@ -22,7 +22,8 @@ it would with a silent meter. A sample with NaN or an empty cell in a mapped col
 MeterError: it is a missing reading, never a zero.
 
 With ``add_simulated_loads`` the power of the simulated relays that are on
-(:mod:`drivers.relays.simulated`) is added to consumption.
+(:mod:`drivers.relays.simulated`) and of the simulated setpoint devices
+(:mod:`drivers.setpoints.simulated`; a battery discharging counts negative) is added to consumption.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from pydantic import Field, field_validator, model_validator
 from drivers import DriverContext
 from drivers.meters.base import MeterError, MeterSettings, Reading, check_plausible, register_meter
 from drivers.relays.simulated import simulated_loads_power_w
+from drivers.setpoints.simulated import simulated_setpoints_power_w
 from gestor.clock import zone
 
 
@@ -244,7 +246,8 @@ class ReplayMeter:
         at_s = self.c0 + (self.data.t[i] + shift - self.d0) / self.s.speed
         # the loads as they were when the sample was measured (at_s), not as they are now: a switch
         # between the two belongs to the next sample, as managing's core attributes it
-        extra = simulated_loads_power_w(self.ctx.run_dir, at_s) if self.s.add_simulated_loads else 0.0
+        extra = (simulated_loads_power_w(self.ctx.run_dir, at_s) + simulated_setpoints_power_w(self.ctx.run_dir, at_s)
+                 if self.s.add_simulated_loads else 0.0)
         r = self.data.reading(i, datetime.fromtimestamp(at_s, timezone.utc), extra)
         return check_plausible(r, self.s.max_abs_power_w)
 

@@ -388,6 +388,16 @@ class Core(Controller):
         self._span = (math.inf, -math.inf)
         # (from when, W of the loads that are on): what the loads drew when each reading was taken
         self._on_w: deque[tuple[float, float]] = deque([(-math.inf, 0.0)])
+        # (from when, W the setpoint devices took): managing's, after commanding them
+        # (:meth:`note_devices`); the policy and the recent surplus see the house without them, so
+        # the on/off loads come first and the devices take what they leave. Empty without devices.
+        self._dev_w: deque[tuple[float, float]] = deque()
+        self.devices_w = 0.0
+        # Wh the setpoint devices took in the period starting at _dev_period_s, up to _dev_at_s
+        # (their commanded power integrated): added back to the balance the policy sees
+        self.devices_wh = 0.0
+        self._dev_period_s = -math.inf
+        self._dev_at_s = -math.inf
         # the last cycle's conclusions (step_s), epoch s / Wh / W
         self.period_start_s = self.period_end_s = self.balance_wh = self.net_w = 0.0
         self.recent_surplus_w: tuple[float, ...] = ()
@@ -403,7 +413,39 @@ class Core(Controller):
     def note_state(self, now: datetime | float) -> None:
         """Record the loads' power from ``now`` on (after a switch, or a load found off)."""
         t = now if isinstance(now, float) else now.timestamp()
-        self._on_w.append((t, sum([ld.taken_w for ld in self.loads])))
+        self._on_w.append((t, sum([ld.taken_w for ld in self.loads]) + self.devices_w))
+
+    def note_devices(self, now_s: float, devices_w: float) -> None:
+        """Record the setpoint devices' total power from epoch ``now_s`` on, W (+ taken)."""
+        if not self._dev_w:
+            self._dev_w.append((-math.inf, self.devices_w))
+        start, _ = self.bounds_s(now_s)
+        if start != self._dev_period_s:  # a new period: only its own part counts
+            self.devices_wh, self._dev_period_s = 0.0, start
+        t0 = max(self._dev_at_s, start)
+        if now_s > t0:
+            self.devices_wh += self.devices_w * (now_s - t0) / 3600.0
+        self._dev_at_s = now_s
+        self.devices_w = devices_w
+        self._dev_w.append((now_s, devices_w))
+        self.note_state(now_s)
+
+    def devices_w_at(self, at_s: float) -> float:
+        """W the setpoint devices took when a reading stamped ``at_s`` was taken (0 without devices)."""
+        for since, w in reversed(self._dev_w):
+            if since < at_s:
+                return w
+        return self._dev_w[0][1] if self._dev_w else 0.0
+
+    def surplus_before_devices_w(self) -> float:
+        """W of surplus the setpoint devices have to share now: the latest net power with the
+        devices' power then added back, less what the on/off loads switched since that reading
+        took (export-positive; the house with its loads as they are now, without the devices)."""
+        t = self.balance.last_t
+        then = self.on_w_at(t)
+        dev_then = self.devices_w_at(t)
+        loads_now = sum([ld.taken_w for ld in self.loads])
+        return self.balance.last_net_w + dev_then - (loads_now - (then - dev_then))
 
     def switched(self, ld: LoadState, on: bool, now_s: float, period_start_s: float) -> None:
         super().switched(ld, on, now_s, period_start_s)
@@ -427,7 +469,10 @@ class Core(Controller):
         self._recent_w.clear()
         self._head = 0
         self._recent_sorted.clear()
-        self._on_w = deque([(-math.inf, sum([ld.taken_w for ld in self.loads]))])
+        self._on_w = deque([(-math.inf, sum([ld.taken_w for ld in self.loads]) + self.devices_w)])
+        if self._dev_w:
+            self._dev_w = deque([(-math.inf, self.devices_w)])
+        self.devices_wh, self._dev_period_s, self._dev_at_s = 0.0, -math.inf, -math.inf
 
     def step_s(self, now_s: float, new: list[Sample], *, reading_age_s: float | None,
                latched: bool = False, overrides: Mapping[str, Override] | None = None,
@@ -465,13 +510,20 @@ class Core(Controller):
         on_w, last_t = self._on_w, bal.last_t
         while len(on_w) > 1 and on_w[1][0] < last_t:
             on_w.popleft()
+        net = seen = bal.last_net_w
         start, end = self._span
         if not start <= now_s < end:
             start, end = self.bounds_s(now_s)
-        bal_wh = bal.current.balance_wh if bal.current is not None and bal.start_t == start else 0.0
-        net = bal.last_net_w
+        bal_wh = seen_wh = bal.current.balance_wh if bal.current is not None and bal.start_t == start else 0.0
+        if self._dev_w:  # the policy sees the house without the setpoint devices (they come last)
+            dev_w = self._dev_w
+            while len(dev_w) > 1 and dev_w[1][0] < last_t:
+                dev_w.popleft()
+            seen = net + self.devices_w_at(last_t)
+            if self._dev_period_s == start:
+                seen_wh = bal_wh + self.devices_wh
         self.period_start_s, self.period_end_s, self.balance_wh, self.net_w = start, end, bal_wh, net
-        return closed, self.decide(now_s, start, end, bal_wh, net, self.recent_surplus_w, latched=latched,
+        return closed, self.decide(now_s, start, end, seen_wh, seen, self.recent_surplus_w, latched=latched,
                                    reading_age_s=reading_age_s, stale_after_s=self.stale_after_s,
                                    overrides=overrides, held=held)
 

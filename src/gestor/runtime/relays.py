@@ -176,7 +176,7 @@ class Relays:
         """Loads switched off and confirmed by their relay, whose power the grid meter did not see
         go: over the first OFF_CHECK_READINGS readings after the off, net power rose by less than
         half the load's rated power (a welded contactor behind a GPIO relay that reads its own
-        coil, a relay that lies). Logged loudly; the load is commanded off once more (its
+        coil, a relay that lies), the setpoint devices' power added back. Logged loudly; the load is commanded off once more (its
         device's dead-man timer bounds the rest). Not judged when another load switched meanwhile
         (the meter cannot tell them apart). Returns {load: reason} for the loads to command off."""
         out: dict[str, str] = {}
@@ -194,7 +194,10 @@ class Relays:
             if any(o is not ld and o.since is not None and t_off - 1.0 <= o.since.timestamp() <= after[-1].at.timestamp()
                    for o in self.loads):
                 continue
-            rise_w = sum(r.net_w for r in after) / len(after) - net_before
+            # the setpoint devices' power added back: a battery taking up what the load left is
+            # no sign of a load still drawing (0 without devices)
+            dev_w = self.core.devices_w_at
+            rise_w = sum(r.net_w + dev_w(r.at.timestamp()) for r in after) / len(after) - net_before
             if rise_w < 0.5 * ld.cfg.power_w:
                 out[ld.name] = (f"reported off, but the meter did not see its {ld.cfg.power_w:.0f} W go (net power "
                                 f"rose {rise_w:+.0f} W): commanding off again; check the relay and its contactor")
@@ -298,7 +301,7 @@ class Relays:
         if error is None:
             last = self.core.balance.last
             if ld.on and not on and last is not None:  # was the load's power seen to go?
-                ld.off_check = (now.timestamp(), last.net_w)
+                ld.off_check = (now.timestamp(), last.net_w + self.core.devices_w_at(last.at.timestamp()))
             if switched:
                 self.switches_total += 1
                 self.on_switch(ld.name, now)

@@ -1,7 +1,9 @@
 """The stop plan managing saves for ``stop-loads``, and the relay fingerprints managing publishes.
 
 The plan, ``<state_dir>/stop-plan.json`` (format 1, read by :mod:`stop_loads`): the loads managing
-runs, each with its relay section (secrets in clear: mode 0600) and its power, the directories and,
+runs, each with its relay section (secrets in clear: mode 0600) and its power, the devices with a
+power setpoint (``setpoints``: name and device section; absent in plans saved before them), the
+directories and,
 for people, when, by whom and from which settings file it was saved. A relay's fingerprint
 (:func:`relay_id`) lets stop-loads confirm a load "via managing" only when managing drives that
 very device output.
@@ -65,8 +67,10 @@ def relay_id_or_none(relay: Any) -> str | None:
 
 def write_plan(path: Path | str, loads: Iterable[tuple[str, float, Any]], state_dir: Path | str,
                run_dir: Path | str, settings_file: Path | str | None = None,
-               config_dir: Path | str | None = None, by: str = "managing") -> None:
-    """Write the stop plan ``path`` of ``loads`` ``(name, power W, relay settings)``: JSON,
+               config_dir: Path | str | None = None, by: str = "managing",
+               setpoints: Iterable[tuple[str, Any]] = ()) -> None:
+    """Write the stop plan ``path`` of ``loads`` ``(name, power W, relay settings)`` and
+    ``setpoints`` ``(name, device settings)`` (the devices with a power setpoint, idled): JSON,
     atomically, fsynced, mode 0600 and owned by the writer (the relay sections hold the secrets
     that reach the devices: the daemon's user and root read it, nobody else). Raises OSError."""
     from gestor.files import atomic_write_text
@@ -79,20 +83,22 @@ def write_plan(path: Path | str, loads: Iterable[tuple[str, float, Any]], state_
         "paths": {"state_dir": str(state_dir), "run_dir": str(run_dir)},
         "loads": [{"name": name, "power_w": float(power_w), "relay": relay_section(relay)}
                   for name, power_w, relay in loads],
+        "setpoints": [{"name": name, "device": relay_section(dev)} for name, dev in setpoints],
     }
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n", fsync=True, mode=0o600)
 
 
 def save_plan(s: "Settings") -> Path | None:
     """managing's start: save the stop plan of settings ``s`` at ``<state_dir>/stop-plan.json``
-    (every load of ``s``). Never raises: a failure (a read-only disk) is logged, and stop-loads
+    (every load and setpoint device of ``s``). Never raises: a failure (a read-only disk) is logged, and stop-loads
     then has only the settings file. Returns the path written, or None."""
     import logging
     path = plan_path(s.paths.state_dir)
     try:
         Path(s.paths.state_dir).mkdir(parents=True, exist_ok=True)
         write_plan(path, [(ld.name, ld.power_w, ld.relay) for ld in s.loads], s.paths.state_dir, s.paths.run_dir,
-                   s.source, s.config_dir if s.source else None)
+                   s.source, s.config_dir if s.source else None,
+                   setpoints=[(d.name, d.device) for d in s.setpoints])
         return path
     except Exception as e:  # noqa: BLE001 -- managing runs without it; stop-loads says so
         logging.getLogger("gestor.managing").error(

@@ -1,0 +1,213 @@
+"""The devices with a power setpoint as managing drives them (a battery, an EV charger, a modulating
+heater; issue 26): each cycle after the on/off loads, the setpoint law of
+:mod:`gestor.core.setpoint` on the period's balance and the surplus the loads left, a command when
+the setpoint changes (or each cycle, to renew a device-side timeout), a log line and a
+``setpoint`` point with the reason.
+
+Safety (README "Devices with a power setpoint"): every device is sent to its idle (0 W, a
+battery's own self-consumption mode, a charger paused) at start, on exit, on a stale meter, under
+the stop latch, and when it fails; ``stop-loads`` idles them too (:mod:`stop_loads`). A device
+that does not answer, refuses, or reads back another setpoint than it was given is reported
+(ERROR), its state is unknown, idle is tried at once, and it is commanded again after a backoff
+(``managing.interval_s`` doubling up to ``managing.relay_retry_max_s``, as a relay). Where the
+device has a timeout of its own (``hold_s``: Victron's ESS, my-PV's heater, the simulated one),
+gestor writes the setpoint every cycle, so a gestor that dies leaves the device idle within that
+timeout. Nothing here raises: a driver's bug is a failed command.
+
+Units: W, Wh, s; setpoints from the house's side (+ takes power, - supplies it).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
+from drivers.store.influx import Store, point
+from gestor.core.setpoint import SetpointLaw
+
+if TYPE_CHECKING:
+    from drivers import DriverContext
+    from gestor.core.control import Core
+    from gestor.settings import SetpointDeviceSettings, Settings
+
+log = logging.getLogger("gestor.managing")
+READBACK_TOLERANCE_W = 50.0  # W a device may read back off its setpoint (whole amperes, whole W per phase)
+
+
+def open_setpoints(settings: Settings, ctx: DriverContext) -> dict[str, SetpointDevice]:
+    """Every configured setpoint device's driver, by name (drivers imported on first use)."""
+    out: dict[str, SetpointDevice] = {}
+    for d in settings.setpoints:
+        _, factory = SETPOINTS[d.device.driver]
+        out[d.name] = factory(d.device, ctx, d.name)
+    return out
+
+
+class SetpointRuntime:
+    """One device as managing drives it: its settings, its driver, and what it did.
+
+    Attributes:
+        setpoint_w: the setpoint the device confirmed, W; None unknown (after a failure).
+        state: what it read back last (range, state of charge, connected).
+        reason: why it holds its setpoint.
+        failures: commands in a row that failed; retry_at: the next attempt after one.
+    """
+
+    def __init__(self, cfg: SetpointDeviceSettings, device: SetpointDevice) -> None:
+        self.cfg, self.device, self.name = cfg, device, cfg.name
+        self.setpoint_w: float | None = None
+        self.state: SetpointState | None = None
+        self.reason = ""
+        self.failures = 0
+        self.retry_at: datetime | None = None
+        self.idle = False          # idle confirmed (stale, latch, exit) rather than a setpoint of 0
+        self.last_cmd_at: datetime | None = None
+        self.hold_s: float | None = getattr(device, "hold_s", None)
+        self.refresh = bool(getattr(device, "refresh_on_cycle", False)) or self.hold_s is not None
+
+    def law(self, lo_w: float, hi_w: float) -> SetpointLaw:
+        c = self.cfg
+        return SetpointLaw(lo_w, hi_w, c.reserve_wh_per_h, c.deadband_w,
+                           c.ramp_w_per_s if c.ramp_w_per_s is not None else math.inf, c.min_remaining_s)
+
+
+class Setpoints:
+    """Every setpoint device, commanded after the on/off loads for the control core ``core``
+    (whose balance and surplus it reads and to which it reports the devices' power:
+    :meth:`gestor.core.control.Core.note_devices`). ``devices``: in the settings' order, which is
+    their priority (the first takes the surplus first)."""
+
+    def __init__(self, settings: Settings, core: Core, store: Store, devices: dict[str, SetpointDevice]) -> None:
+        self.s, self.core, self.store = settings, core, store
+        self.devices = [SetpointRuntime(c, devices[c.name]) for c in settings.setpoints]
+        self.tags = {"site": settings.site}
+
+    def __bool__(self) -> bool:
+        return bool(self.devices)
+
+    # -- safety ----------------------------------------------------------------------------
+    def all_idle(self, reason: str, now: datetime) -> bool:
+        """Every device to its idle now; True when each confirmed."""
+        ok = True
+        for d in self.devices:
+            ok = self._idle(d, reason, now) and ok
+        self._note(now)
+        return ok
+
+    def _idle(self, d: SetpointRuntime, reason: str, now: datetime, after_failure: bool = False) -> bool:
+        """Idle ``d``; True when it confirmed. ``after_failure``: its failure count and backoff
+        stand (the command that failed is retried after the backoff, not next cycle)."""
+        try:
+            d.device.idle()
+        except Exception as e:  # noqa: BLE001: a driver's bug is a failed command
+            if not after_failure:
+                self._failed(d, now, f"idle: {e}", reason)
+            else:
+                log.error("setpoint %s: idle FAILED too: %s", d.name, e)
+            return False
+        changed = not d.idle or d.setpoint_w != 0.0
+        d.setpoint_w, d.idle, d.reason, d.last_cmd_at = 0.0, True, reason, now
+        if not after_failure:
+            d.failures, d.retry_at = 0, None
+        if changed:
+            log.info("setpoint %s IDLE: %s", d.name, reason)
+            self._point(d, 0.0, reason, now)
+        return True
+
+    # -- the cycle -------------------------------------------------------------------------
+    def apply(self, now: datetime, *, stale_reason: str | None, latched: bool, remaining_s: float,
+              dt_s: float) -> None:
+        """One cycle: with ``stale_reason`` (the meter is stale, or no period is running) or
+        ``latched``, every device idle; else each device's new setpoint from the law, in order.
+        ``remaining_s``: s left in the period; ``dt_s``: s since the last cycle (the ramp)."""
+        if latched or stale_reason is not None:
+            why = "stop latch set: idle until stop-loads --release" if latched else stale_reason
+            for d in self.devices:
+                if not d.idle:  # tried every cycle until it confirms (no backoff for safety)
+                    self._idle(d, why or "", now)
+            self._note(now)
+            return
+        core = self.core
+        surplus_w = core.surplus_before_devices_w()  # what the on/off loads left, W
+        balance_wh = core.balance_wh
+        for d in self.devices:
+            if d.retry_at is not None and now < d.retry_at:
+                continue
+            try:
+                st = d.device.state()
+            except Exception as e:  # noqa: BLE001
+                self._failed(d, now, f"read back: {e}", "reading its state")
+                self._idle(d, "failed: idle until it answers", now, after_failure=True)
+                continue
+            d.state = st
+            lo, hi = min(st.min_w, st.max_w), max(st.min_w, st.max_w)
+            # what it should read back: the last setpoint, narrowed by its range now (a battery
+            # full or empty, a car unplugged: the device's own stop is not a fault)
+            expected = None if d.setpoint_w is None else min(max(d.setpoint_w, min(lo, 0.0)), max(hi, 0.0))
+            if expected is not None and abs(st.setpoint_w - expected) > READBACK_TOLERANCE_W:
+                self._failed(d, now, f"reads back {st.setpoint_w:+.0f} W, commanded {d.setpoint_w:+.0f} W",
+                             "checking the setpoint")
+                self._idle(d, "read back another setpoint: idle until it agrees", now, after_failure=True)
+                continue
+            present = st.setpoint_w
+            law = d.law(lo, hi)
+            own_wh = balance_wh - d.cfg.target_wh
+            new = law.next_w(own_wh, surplus_w - present, present, remaining_s, dt_s)
+            changed = new != present or d.idle
+            if changed or d.refresh:  # a device with a timeout of its own: written every cycle
+                reason = (f"period {balance_wh:+.0f} Wh banked (target {d.cfg.target_wh:+.0f}), "
+                          f"surplus {surplus_w:+.0f} W left by the loads, {remaining_s:.0f} s left "
+                          f"(range {lo:+.0f}..{hi:+.0f} W)")
+                try:
+                    got = d.device.set_power_w(new, d.hold_s)
+                except Exception as e:  # noqa: BLE001
+                    self._failed(d, now, str(e), reason)
+                    self._idle(d, "failed: idle until it answers", now, after_failure=True)
+                    continue
+                if got != present or d.idle:
+                    log.info("setpoint %s %+.0f W (was %+.0f): %s", d.name, got, present, reason)
+                    self._point(d, got, reason, now)
+                d.setpoint_w, d.idle, d.reason, d.last_cmd_at = got, False, reason, now
+                d.failures, d.retry_at = 0, None
+                new = got
+            surplus_w -= new  # the next device shares what this one leaves
+        self._note(now)
+
+    def _note(self, now: datetime) -> None:
+        self.core.note_devices(now.timestamp(), sum(d.setpoint_w or 0.0 for d in self.devices))
+
+    def _failed(self, d: SetpointRuntime, now: datetime, error: str, reason: str) -> None:
+        d.failures += 1
+        delay = min(self.s.managing.interval_s * 2 ** (d.failures - 1), self.s.managing.relay_retry_max_s)
+        d.retry_at = now + timedelta(seconds=delay)
+        d.setpoint_w, d.idle = None, False
+        log.error("setpoint %s FAILED (%d in a row): %s (while %s); state unknown, idle tried, retry in %.0f s",
+                  d.name, d.failures, error, reason, delay)
+        self._point(d, None, f"FAILED: {error}", now)
+
+    def _point(self, d: SetpointRuntime, setpoint_w: float | None, reason: str, now: datetime) -> None:
+        fields: dict = {"reason": reason[:200]}
+        if setpoint_w is not None:
+            fields["setpoint_w"] = float(setpoint_w)
+        if d.state is not None and d.state.soc_pct is not None:
+            fields["soc_pct"] = float(d.state.soc_pct)
+        self.store.write([point("setpoint", {**self.tags, "device": d.name}, fields, now)])
+
+    def published(self) -> dict[str, dict]:
+        """Each device's state for managing's published file (``gestor status``, the page)."""
+        out = {}
+        for d in self.devices:
+            st = d.state
+            out[d.name] = {"setpoint_w": d.setpoint_w, "idle": d.idle, "reason": d.reason, "failures": d.failures,
+                           "soc_pct": st.soc_pct if st else None, "connected": st.connected if st else None,
+                           "min_w": st.min_w if st else None, "max_w": st.max_w if st else None}
+        return out
+
+    def close(self) -> None:
+        for d in self.devices:
+            try:
+                d.device.close()
+            except Exception:  # noqa: BLE001
+                pass
