@@ -120,7 +120,8 @@ class Battery:
         ValueError: a parameter out of its range, named with its value.
     """
 
-    __slots__ = ("max_charge_w", "max_discharge_w", "capacity_wh", "min_soc_pct", "max_soc_pct", "efficiency", "eta")
+    __slots__ = ("max_charge_w", "max_discharge_w", "capacity_wh", "min_soc_pct", "max_soc_pct", "efficiency", "eta", "min_wh",
+                 "max_wh")
 
     def __init__(self, max_charge_w: float, max_discharge_w: float, capacity_wh: float, min_soc_pct: float = 10.0,
                  max_soc_pct: float = 100.0, efficiency: float = 0.9) -> None:
@@ -141,6 +142,8 @@ class Battery:
         self.max_soc_pct = float(max_soc_pct)
         self.efficiency = float(efficiency)
         self.eta = math.sqrt(self.efficiency)  # one way's efficiency (charge, and discharge)
+        self.min_wh = self.capacity_wh * self.min_soc_pct / 100.0  # stored Wh at min_soc_pct
+        self.max_wh = self.capacity_wh * self.max_soc_pct / 100.0  # stored Wh at max_soc_pct
 
     @property
     def min_w(self) -> float:
@@ -156,16 +159,6 @@ class Battery:
         between included (whatever the state of charge: :meth:`range_w` narrows it)."""
         return (-self.max_discharge_w, self.max_charge_w)
 
-    @property
-    def min_wh(self) -> float:
-        """Stored Wh at ``min_soc_pct``."""
-        return self.capacity_wh * self.min_soc_pct / 100.0
-
-    @property
-    def max_wh(self) -> float:
-        """Stored Wh at ``max_soc_pct``."""
-        return self.capacity_wh * self.max_soc_pct / 100.0
-
     def soc_pct(self, stored_wh: float) -> float:
         """The state of charge, %, of ``stored_wh`` Wh."""
         return 100.0 * stored_wh / self.capacity_wh
@@ -179,16 +172,21 @@ class Battery:
         range narrowed to what the energy left before a SoC limit allows in ``dt_s`` (so 0 at the
         limit itself: no discharge at or below ``min_soc_pct``, no charge at or above
         ``max_soc_pct``). ``lo <= 0 <= hi``."""
-        stored = self.stored_wh(soc_pct)
-        room_in_wh = max(self.max_wh - stored, 0.0) / self.eta      # house-side Wh it can still take
-        left_out_wh = max(stored - self.min_wh, 0.0) * self.eta     # house-side Wh it can still give
-        if dt_s > 0 and math.isfinite(dt_s):
-            hi = min(self.max_charge_w, room_in_wh * 3600.0 / dt_s)
-            lo = -min(self.max_discharge_w, left_out_wh * 3600.0 / dt_s)
+        stored = self.capacity_wh * soc_pct / 100.0
+        room_wh = self.max_wh - stored     # stored Wh it can still take
+        left_wh = stored - self.min_wh     # stored Wh it can still give
+        if 0.0 < dt_s < math.inf:
+            per_h = 3600.0 / dt_s
+            hi = room_wh / self.eta * per_h if room_wh > 0 else 0.0      # house side
+            lo = left_wh * self.eta * per_h if left_wh > 0 else 0.0
+            if hi > self.max_charge_w:
+                hi = self.max_charge_w
+            if lo > self.max_discharge_w:
+                lo = self.max_discharge_w
         else:
-            hi = self.max_charge_w if room_in_wh > 0 else 0.0
-            lo = -self.max_discharge_w if left_out_wh > 0 else 0.0
-        return (lo, hi)
+            hi = self.max_charge_w if room_wh > 0 else 0.0
+            lo = self.max_discharge_w if left_wh > 0 else 0.0
+        return (0.0 - lo, hi)
 
     def stored_change_wh(self, power_w: float, dt_s: float) -> float:
         """Change of stored Wh over ``dt_s`` s at ``power_w`` W (house side): ``* eta`` charging,
@@ -220,7 +218,7 @@ class Battery:
         return hash(("Battery",) + self._key())
 
     def __repr__(self) -> str:
-        return "Battery(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__[:-1]) + ")"
+        return "Battery(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__[:-3]) + ")"
 
 
 class EvCharger:

@@ -7,8 +7,9 @@ them all; a device model (:class:`DeviceModel` and its subclasses) says what the
 with a setpoint over time.
 
 Same model as :mod:`gestor.sim.simulate` (read its docstring), with the same pieces: its readers
-(:class:`ReplayData`), the control core's :class:`Balance` (a :class:`Core` with no on/off load, so
-the period's balance and the latest net power are managing's), its per-load energy accounting
+(:class:`ReplayData`), the control core's :class:`Balance` (a :class:`Core` with no on/off load,
+stepped through the balance part of :meth:`Core.step_s` alone: the period's balance and the
+latest net power are managing's), its per-load energy accounting
 (``_account``, ``_periods``, ``_totals``: the trapezoid of the device's power at the readings,
 split at period boundaries), and its timing: monitoring reads the latest sample every
 ``monitoring.interval_s`` from the first sample on, the control runs every
@@ -173,24 +174,32 @@ class _Timed(DeviceModel):
         self.setpoint_w = 0.0
         self.t: float | None = None
         self.k = self.k_end = -math.inf   # the period the state is in: start, end (epoch s)
+        self._ev_t = math.inf             # the next event of the device's own (a car arriving, leaving)
 
     def advance(self, t_s: float) -> None:
-        if self.t is None:
+        t = self.t
+        if t is None:
             self.t = t_s
             self.k, self.k_end = self.bounds(t_s)
             self._enter(self.k)
+            self._ev_t = self._next_event(t_s)
             return
-        while self.t < t_s:
-            if self.t >= self.k_end:
+        while t < t_s:
+            if t >= self.k_end:  # a new period: the last one's figures are final
                 self._leave(self.k)
-                self.k, self.k_end = self.bounds(self.t)
+                self.k, self.k_end = self.bounds(t)
                 self._enter(self.k)
-            b = min(t_s, self.k_end, self._next_event(self.t))
-            if b > self.t:
-                self._integrate(self.t, b)
-            self.t = b
-            self._event(b)
-        self._leave(self.k)
+            b = t_s
+            if self.k_end < b:
+                b = self.k_end
+            if self._ev_t < b:
+                b = self._ev_t
+            if b > t and self.power_w != 0.0:
+                self._integrate(t, b)
+            t = self.t = b
+            if b >= self._ev_t:
+                self._event(b)
+                self._ev_t = self._next_event(b)
 
     def _next_event(self, t_s: float) -> float:
         return math.inf
@@ -236,8 +245,6 @@ class BatteryModel(_Timed):
 
     def _integrate(self, a: float, b: float) -> None:
         p = self.power_w
-        if p == 0.0:
-            return
         bat, cur = self.bat, self._cur
         e_wh = p * (b - a) / 3600.0  # house side
         if p > 0:
@@ -276,10 +283,12 @@ class BatteryModel(_Timed):
         self._set(t_s, self._allowed(setpoint_w))
 
     def range_w(self, t_s: float, step_s: float) -> tuple[float, float]:
-        return self.bat.range_w(self.bat.soc_pct(self.stored_wh), step_s)
+        return self.bat.range_w(self.stored_wh * 100.0 / self.bat.capacity_wh, step_s)
 
     def stats(self) -> BatteryStats:
         bat = self.bat
+        if self._cur is not None:
+            self._leave(self.k)
         stored0 = bat.stored_wh(self.soc_start_pct)
         return BatteryStats(self.charged_wh, self.discharged_wh,
                             self.charged_wh - self.discharged_wh - (self.stored_wh - stored0),
@@ -325,8 +334,6 @@ class EvModel(_Timed):
 
     def _integrate(self, a: float, b: float) -> None:
         p = self.power_w
-        if p == 0.0:
-            return
         x = self.sessions[self.i]
         e_wh = p * (b - a) / 3600.0
         if x.delivered_wh + e_wh >= x.wanted_wh:  # the car has what it wanted: it stops
@@ -433,27 +440,33 @@ def _replay(data: ReplayData, s: Settings, prices: Prices, make_model: Callable[
         nonlocal pending, commanded_w, prev_T
         new = [r for r in pending if r[0] > bal.last_t and r[0] <= T_ts] if pending else pending
         pending = []
-        done, _ = core.step_s(T_ts, new, reading_age_s=None)
-        closed.extend(done)
+        # Core.step_s's balance part (its policy and guards have no load to decide for here):
+        # the period's balance, its bounds and the latest net power, as step_s leaves them
+        for r in new:
+            done = bal.update_r(r)
+            if done:
+                closed.extend(done)
+        p_start, p_end = bounds(T_ts)
+        cur = bal.current
+        balance_wh = cur.balance_wh if cur is not None and bal.start_t == p_start else 0.0
         if active:
             model.advance(T_ts)
         if delay_cycles:  # the command decided delay_cycles cycles ago reaches the device now
             model.apply(T_ts, queue.popleft())
         age = T_ts - last_read_t if last_read_t is not None else math.inf
-        if age > stale_s or bal.current is None:
+        if age > stale_s or cur is None:
             want = 0.0
         else:
             rng = model.range_w(T_ts, step_s) if active else None
             if rng is None:
-                want = law.next_w(core.balance_wh, core.net_w, read_w, core.period_end_s - T_ts,
+                want = law.next_w(balance_wh, bal.last_net_w, read_w, p_end - T_ts,
                                   T_ts - prev_T if prev_T is not None else math.inf)
             else:
-                want = law.next_w(core.balance_wh, core.net_w, read_w, core.period_end_s - T_ts,
+                want = law.next_w(balance_wh, bal.last_net_w, read_w, p_end - T_ts,
                                   T_ts - prev_T if prev_T is not None else math.inf, lo_w=rng[0], hi_w=rng[1])
             want = model.command_w(want)
         if want != commanded_w:
-            k = core.period_start_s
-            dev.switches[k] = dev.switches.get(k, 0) + 1
+            dev.switches[p_start] = dev.switches.get(p_start, 0) + 1
             commands.append((T_ts, want))
         commanded_w = want
         prev_T = T_ts
