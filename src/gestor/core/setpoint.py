@@ -91,8 +91,8 @@ class SetpointLaw:
         return setpoint_w + net_w + (balance_wh - self.reserve_wh(remaining_s)) * 3600.0 / spread_s
 
     def next_w(self, balance_wh: float, net_w: float, setpoint_w: float, remaining_s: float,
-               dt_s: float = math.inf) -> float:
-        """The new setpoint, W, in ``[min_w, max_w]``.
+               dt_s: float = math.inf, *, lo_w: float | None = None, hi_w: float | None = None) -> float:
+        """The new setpoint, W, in ``[min_w, max_w]`` (or ``[lo_w, hi_w]`` when given).
 
         Args:
             balance_wh: the period's balance so far, Wh, export-positive.
@@ -100,8 +100,12 @@ class SetpointLaw:
             setpoint_w: the device's present setpoint (its power in that measurement), W.
             remaining_s: s left in the settlement period.
             dt_s: s since the last command (the ramp's allowance is ``ramp_w_per_s * dt_s``).
+            lo_w, hi_w: the range for this call only, W, in place of ``min_w``/``max_w`` (None:
+                theirs): a battery's narrowed by its state of charge, a charger's by the car
+                (``lo_w <= hi_w``; the deadband's exception holds at these ends).
         """
-        lo, hi = self.min_w, self.max_w
+        lo = self.min_w if lo_w is None else lo_w
+        hi = self.max_w if hi_w is None else hi_w
         new = min(max(self.target_w(balance_wh, net_w, setpoint_w, remaining_s), lo), hi)
         cur = min(max(setpoint_w, lo), hi)
         if abs(new - cur) <= self.deadband_w and not (new in (lo, hi) and new != setpoint_w):
