@@ -26,7 +26,7 @@ grid-connected photovoltaic systems", IEEE JSTARS 2(1)).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Sequence
 from dataclasses import dataclass
 
 MAX_INDEX = 1.5  # a clear-sky index above this is a fault (of the model or the reading), not a sky
