@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from datetime import datetime
+from typing import Callable
 
 from drivers.meters.replay import ReplayData
 from gestor.core.balance import PeriodSummary, Sample
@@ -48,13 +49,17 @@ def simulate_setpoint(data: ReplayData, s: Settings, prices: Prices, max_w: floa
                       reserve_wh_per_h: float = 0.0, deadband_w: float = 0.0, delay_cycles: int = 1,
                       ramp_w_per_s: float = math.inf, min_remaining_s: float = 60.0,
                       start: datetime | None = None, end: datetime | None = None,
-                      name: str = "heater") -> SimResult:
+                      name: str = "heater",
+                      nowcast: Callable[[float, float, float], float | None] | None = None) -> SimResult:
     """One modulating device of ``0..max_w`` W over ``data`` (module docstring), driven by
     :class:`SetpointLaw` with ``reserve_wh_per_h``, ``deadband_w``, ``ramp_w_per_s``,
     ``min_remaining_s``; ``s`` gives the timing, the period, the zone and the meter's bounds (its
     loads and policy are not used). Returns simulate's :class:`SimResult`: per period, the device's
     energy under ``name`` (``switches``: setpoint changes), the balance with and without it and the
-    bound; totals and days as simulate's. Raises ValueError on a parameter out of range."""
+    bound; totals and days as simulate's. ``nowcast(now_s, period_end_s, surplus_w)``, when given,
+    is asked each cycle for the surplus expected over the rest of the period (W, or None: the
+    present one), given to the law as ``expected_surplus_w`` (:class:`gestor.sim.nowcast.ReplayNowcast`).
+    Raises ValueError on a parameter out of range."""
     if delay_cycles < 0:
         raise ValueError(f"delay_cycles {delay_cycles} must be >= 0")
     kind = Modulating(max_w)
@@ -99,8 +104,9 @@ def simulate_setpoint(data: ReplayData, s: Settings, prices: Prices, max_w: floa
         if age > stale_s or bal.current is None:
             want = kind.min_w
         else:
+            expected = None if nowcast is None else nowcast(T_ts, core.period_end_s, read_w + core.net_w)
             want = law.next_w(core.balance_wh, core.net_w, read_w, core.period_end_s - T_ts,
-                              T_ts - prev_T if prev_T is not None else math.inf)
+                              T_ts - prev_T if prev_T is not None else math.inf, expected_surplus_w=expected)
         if want != commanded_w:
             k = core.period_start_s
             dev.switches[k] = dev.switches.get(k, 0) + 1
