@@ -15,6 +15,14 @@ surplus, or the nowcast alone; ``index_low``, the low quantile of the index rati
 are chosen on the other eight recordings by the score of ``benchmarks/setpoint.py`` with the
 goal's 10 Wh a day: the captured %, less 0.1 % for every Wh a day of extra import over 10; the
 reserve law alone is chosen the same way.
+
+Measured (this machine, 2 jobs, ~6 min): leave-one-file-out the nowcast gives 97.2 % / 55 Wh a
+day on all nine against the reserve law's 97.2 % / 53: no gain. In-sample its frontier lies on
+the reserve law's (min, 1.0, 100: 98.9 / 83 against reserve 200: 99.1 / 80). It does what it is
+for: with no reserve, the extra import in the periods starting at 17:00-20:00 falls from 2139 to
+1274 Wh over the 43 days (-40 %); but two thirds of the extra import are at 09:00-10:00 and
+12:00-14:00 (clouds and the house's own consumption), which a clear-sky nowcast cannot see, and
+on the cloudy April files the model fitted from cloudy days costs capture (88.9-93.3 %).
 """
 from __future__ import annotations
 
@@ -35,10 +43,18 @@ from gestor.sim.tune import Sums  # noqa: E402
 
 GOAL_IMPORT_WH_PER_DAY = 10.0
 RESERVES = [0, 50, 100, 200, 300, 400, 500]            # Wh per hour left: the reserve law alone
-NC_RESERVES = [0, 50, 100, 200, 300]                   # with the nowcast
-INDEX_LOWS = [1.0, 0.95, 0.9, 0.8]
+NC_RESERVES = [0, 100, 200, 300]                       # with the nowcast
+INDEX_LOWS = [1.0, 0.9, 0.8]
 MODES = ["min", "replace"]
 _WORK: tuple | None = None  # (files, settings, args, profiles): inherited by the forked workers
+_DATA: dict = {}            # a worker's recordings, loaded once
+
+
+def _load(fi: int) -> ReplayData:
+    files = _WORK[0]  # type: ignore[index]
+    if fi not in _DATA:
+        _DATA[fi] = ReplayData.load(replay_settings_for(files[fi]))
+    return _DATA[fi]
 
 
 def score(t: Sums) -> float:
@@ -71,7 +87,7 @@ def _one(task: tuple) -> tuple:
     from gestor.sim import nowcast as nc
     fi, key = task
     files, s, a, profiles = _WORK  # type: ignore[misc]
-    data = ReplayData.load(replay_settings_for(files[fi]))
+    data = _load(fi)
     if key[0] == "reserve":
         r = simulate_setpoint(data, s, Prices(s), 2000.0, key[1])
     else:
@@ -110,9 +126,9 @@ def main() -> None:
     _WORK = (files, s, a, profiles)
     keys = [("reserve", r) for r in RESERVES] + [("nowcast", m, q, r) for m in MODES for q in INDEX_LOWS
                                                   for r in NC_RESERVES]
-    tasks = [(fi, k) for fi in range(len(files)) for k in keys]
+    tasks = [(fi, k) for fi in range(len(files)) for k in keys]  # by file: a worker keeps its file loaded
     with ProcessPoolExecutor(a.jobs, mp_context=ctx) as pool:
-        res = {(fi, k): t for fi, k, t in pool.map(_one, tasks)}
+        res = {(fi, k): t for fi, k, t in pool.map(_one, tasks, chunksize=len(keys))}
     names = [f.name for f in files]
     print(f"## one modulating heater 0..2000 W, delay 1 cycle; nowcast index over {a.window:.0f} s; "
           f"parameters chosen leave-one-file-out (score: captured % - 0.1 x (import Wh/day - {GOAL_IMPORT_WH_PER_DAY:g}))\n")
