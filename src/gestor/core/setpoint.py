@@ -85,13 +85,18 @@ class SetpointLaw:
         0 at the period's end."""
         return self.reserve_wh_per_h * max(remaining_s, 0.0) / 3600.0
 
-    def target_w(self, balance_wh: float, net_w: float, setpoint_w: float, remaining_s: float) -> float:
-        """The unclamped target, W (module docstring's formula)."""
+    def target_w(self, balance_wh: float, net_w: float, setpoint_w: float, remaining_s: float, *,
+                 expected_surplus_w: float | None = None) -> float:
+        """The unclamped target, W (module docstring's formula; ``expected_surplus_w`` in place of
+        ``setpoint_w + net_w`` when given)."""
         spread_s = max(remaining_s, self.min_remaining_s)
+        if expected_surplus_w is not None:
+            return expected_surplus_w + (balance_wh - self.reserve_wh(remaining_s)) * 3600.0 / spread_s
         return setpoint_w + net_w + (balance_wh - self.reserve_wh(remaining_s)) * 3600.0 / spread_s
 
     def next_w(self, balance_wh: float, net_w: float, setpoint_w: float, remaining_s: float,
-               dt_s: float = math.inf, *, lo_w: float | None = None, hi_w: float | None = None) -> float:
+               dt_s: float = math.inf, *, lo_w: float | None = None, hi_w: float | None = None,
+               expected_surplus_w: float | None = None) -> float:
         """The new setpoint, W, in ``[min_w, max_w]`` (or ``[lo_w, hi_w]`` when given).
 
         Args:
@@ -103,10 +108,14 @@ class SetpointLaw:
             lo_w, hi_w: the range for this call only, W, in place of ``min_w``/``max_w`` (None:
                 theirs): a battery's narrowed by its state of charge, a charger's by the car
                 (``lo_w <= hi_w``; the deadband's exception holds at these ends).
+            expected_surplus_w: the surplus before the device expected over the rest of the
+                period, W (the nowcast, :func:`gestor.core.nowcast.expected_surplus_w`), used in
+                place of the present one (``setpoint_w + net_w``); None: the present one.
         """
         lo = self.min_w if lo_w is None else lo_w
         hi = self.max_w if hi_w is None else hi_w
-        new = min(max(self.target_w(balance_wh, net_w, setpoint_w, remaining_s), lo), hi)
+        new = min(max(self.target_w(balance_wh, net_w, setpoint_w, remaining_s,
+                                    expected_surplus_w=expected_surplus_w), lo), hi)
         cur = min(max(setpoint_w, lo), hi)
         if abs(new - cur) <= self.deadband_w and not (new in (lo, hi) and new != setpoint_w):
             return cur

@@ -399,9 +399,12 @@ def daily_sessions(first_day: date, last_day: date, tz: ZoneInfo, wanted_wh: flo
 
 def _replay(data: ReplayData, s: Settings, prices: Prices, make_model: Callable[[Callable], DeviceModel],
             law: SetpointLaw, delay_cycles: int, start: datetime | None, end: datetime | None,
-            name: str) -> tuple[SimResult, DeviceModel | None, list[tuple[float, float]]]:
+            name: str, nowcast: Callable[[float, float, float], float | None] | None = None,
+            ) -> tuple[SimResult, DeviceModel | None, list[tuple[float, float]]]:
     """The one loop: ``make_model(bounds)``'s device driven by ``law`` over ``data`` (module
-    docstring). Returns simulate's :class:`SimResult`, the model (None: no sample in the range)
+    docstring); ``nowcast(now_s, period_end_s, surplus_w)``, when given, is asked each cycle for
+    the surplus expected over the rest of the period (W, or None: the present one), given to the
+    law as ``expected_surplus_w`` (:class:`gestor.sim.nowcast.ReplayNowcast`). Returns simulate's :class:`SimResult`, the model (None: no sample in the range)
     and the setpoints commanded, (epoch s, W) at each change."""
     if delay_cycles < 0:
         raise ValueError(f"delay_cycles {delay_cycles} must be >= 0")
@@ -458,12 +461,14 @@ def _replay(data: ReplayData, s: Settings, prices: Prices, make_model: Callable[
             want = 0.0
         else:
             rng = model.range_w(T_ts, step_s) if active else None
+            expected = None if nowcast is None else nowcast(T_ts, p_end, read_w + bal.last_net_w)
             if rng is None:
                 want = law.next_w(balance_wh, bal.last_net_w, read_w, p_end - T_ts,
-                                  T_ts - prev_T if prev_T is not None else math.inf)
+                                  T_ts - prev_T if prev_T is not None else math.inf, expected_surplus_w=expected)
             else:
                 want = law.next_w(balance_wh, bal.last_net_w, read_w, p_end - T_ts,
-                                  T_ts - prev_T if prev_T is not None else math.inf, lo_w=rng[0], hi_w=rng[1])
+                                  T_ts - prev_T if prev_T is not None else math.inf, lo_w=rng[0], hi_w=rng[1],
+                                  expected_surplus_w=expected)
             want = model.command_w(want)
         if want != commanded_w:
             dev.switches[p_start] = dev.switches.get(p_start, 0) + 1
@@ -531,13 +536,15 @@ def simulate_setpoint(data: ReplayData, s: Settings, prices: Prices, max_w: floa
                       reserve_wh_per_h: float = 0.0, deadband_w: float = 0.0, delay_cycles: int = 1,
                       ramp_w_per_s: float = math.inf, min_remaining_s: float = 60.0,
                       start: datetime | None = None, end: datetime | None = None,
-                      name: str = "heater") -> SimResult:
+                      name: str = "heater",
+                      nowcast: Callable[[float, float, float], float | None] | None = None) -> SimResult:
     """One modulating device of ``0..max_w`` W over ``data`` (module docstring), driven by
     :class:`SetpointLaw` with ``reserve_wh_per_h``, ``deadband_w``, ``ramp_w_per_s``,
     ``min_remaining_s``; ``s`` gives the timing, the period, the zone and the meter's bounds (its
     loads and policy are not used). Returns simulate's :class:`SimResult`: per period, the device's
     energy under ``name`` (``switches``: setpoint changes), the balance with and without it and the
-    bound; totals and days as simulate's. Raises ValueError on a parameter out of range.
+    bound; totals and days as simulate's. ``nowcast``: as :func:`_replay`'s. Raises ValueError on
+    a parameter out of range.
 
     Note: for this heater a ``delay_cycles`` d >= 1 brings a setpoint to the device d + 1 cycles
     after the decision (its historical behaviour, kept so its published figures hold); 0 is
@@ -551,7 +558,7 @@ def simulate_setpoint(data: ReplayData, s: Settings, prices: Prices, max_w: floa
     # on, so a delay of d >= 1 cycles reached the device d + 1 cycles after the decision.
     # The battery and the charger get exactly delay_cycles (tests/test_setpoint_sim.py).
     legacy = delay_cycles + 1 if delay_cycles else 0
-    return _replay(data, s, prices, lambda bounds: DeviceModel(kind), law, legacy, start, end, name)[0]
+    return _replay(data, s, prices, lambda bounds: DeviceModel(kind), law, legacy, start, end, name, nowcast)[0]
 
 
 def simulate_battery(data: ReplayData, s: Settings, prices: Prices, battery: Battery, soc_start_pct: float = 50.0,

@@ -1,0 +1,178 @@
+"""The nowcast of the rest of the period (issue 26) on every public recording: one modulating
+heater (0..2000 W, the setpoint law of ``gestor/core/setpoint.py``) given the surplus expected
+over the rest of the period (``gestor/core/nowcast.py``: the recent clear-sky index times the
+installation's clear-sky production ahead, less the present consumption), beside the reserve law
+alone. Captured surplus (% of the bound) and extra import (Wh a day), leave-one-file-out.
+
+    .venv/bin/python benchmarks/nowcast.py [--jobs 2] [--window 600]
+
+The clear-sky model (``gestor/forecast/pvmodel.py``) is fitted causally: for each local day of a
+recording, on that recording's days before it only; on its first day (no past), on the other
+``house-*`` recordings (the same house; some are later in the year: the only other data there is)
+and, for the winter file (another site, alone), no model on the days with no clear past day: the
+law runs on the present surplus there. The nowcast's parameters (mode: min of nowcast and present
+surplus, or the nowcast alone; ``index_low``, the low quantile of the index ratio; the reserve)
+are chosen on the other eight recordings by the score of ``benchmarks/setpoint.py`` with the
+goal's 10 Wh a day: the captured %, less 0.1 % for every Wh a day of extra import over 10; the
+reserve law alone is chosen the same way.
+
+Measured (this machine, 2 jobs, ~6 min): leave-one-file-out the nowcast gives 97.2 % / 55 Wh a
+day on all nine against the reserve law's 97.2 % / 53: no gain. In-sample its frontier lies on
+the reserve law's (min, 1.0, 100: 98.9 / 83 against reserve 200: 99.1 / 80). It does what it is
+for: with no reserve, the extra import in the periods starting at 17:00-20:00 falls from 2139 to
+1274 Wh over the 43 days (-40 %); but two thirds of the extra import are at 09:00-10:00 and
+12:00-14:00 (clouds and the house's own consumption), which a clear-sky nowcast cannot see, and
+on the cloudy April files the model fitted from cloudy days costs capture (88.9-93.3 %).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src")]
+
+import yaml  # noqa: E402
+
+from drivers.meters.replay import ReplayData  # noqa: E402
+from gestor.settings import parse_settings  # noqa: E402
+from gestor.sim.setpoint import simulate_setpoint  # noqa: E402
+from gestor.sim.simulate import Prices, replay_settings_for  # noqa: E402
+from gestor.sim.tune import Sums  # noqa: E402
+
+GOAL_IMPORT_WH_PER_DAY = 10.0
+RESERVES = [0, 50, 100, 200, 300, 400, 500]            # Wh per hour left: the reserve law alone
+NC_RESERVES = [0, 100, 200, 300]                       # with the nowcast
+INDEX_LOWS = [1.0, 0.9, 0.8]
+MODES = ["min", "replace"]
+_WORK: tuple | None = None  # (files, settings, args, profiles): inherited by the forked workers
+_DATA: dict = {}            # a worker's recordings, loaded once
+
+
+def _load(fi: int) -> ReplayData:
+    files = _WORK[0]  # type: ignore[index]
+    if fi not in _DATA:
+        _DATA[fi] = ReplayData.load(replay_settings_for(files[fi]))
+    return _DATA[fi]
+
+
+def score(t: Sums) -> float:
+    return t.captured_pct - 0.1 * max(0.0, t.import_wh_per_day - GOAL_IMPORT_WH_PER_DAY)
+
+
+def _fit(fi: int):
+    """The causal clear-sky profile of file ``fi`` and where each day's model came from."""
+    from gestor.sim import nowcast as nc
+    import numpy as np
+    files, s, a, _ = _WORK  # type: ignore[misc]
+    data = ReplayData.load(replay_settings_for(files[fi]))
+    fallback = None
+    if files[fi].name.startswith("house-"):
+        ts, ys = [], []
+        for fj, f in enumerate(files):
+            if fj != fi and f.name.startswith("house-"):
+                d = ReplayData.load(replay_settings_for(f))
+                ts.append(np.asarray(d.t))
+                ys.append(np.asarray(d.production_w))
+        fallback = (np.concatenate(ts), np.concatenate(ys))
+    params = nc.causal_params(data.t, data.production_w, s.tz.key if hasattr(s.tz, "key") else "Europe/Madrid",
+                              fallback=fallback)
+    prof = nc.causal_profile(data.t, params)
+    src = {str(d): how for d, (_, how) in params.items()}
+    return fi, prof, src
+
+
+def _one(task: tuple) -> tuple:
+    from gestor.sim import nowcast as nc
+    fi, key = task
+    files, s, a, profiles = _WORK  # type: ignore[misc]
+    data = _load(fi)
+    if key[0] == "reserve":
+        r = simulate_setpoint(data, s, Prices(s), 2000.0, key[1])
+    else:
+        _, mode, low, reserve = key
+        now = nc.ReplayNowcast(data.t, data.production_w, profiles[fi], window_s=a.window, index_low=low, mode=mode)
+        r = simulate_setpoint(data, s, Prices(s), 2000.0, reserve, nowcast=now)
+    return fi, key, Sums().add(r.totals, s.billing.period_s)
+
+
+def _sum(parts) -> Sums:
+    t = Sums()
+    for p in parts:
+        t.merge(p)
+    return t
+
+
+def main() -> None:
+    global _WORK
+    import argparse
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--window", type=float, default=600.0, help="s of production the clear-sky index is taken over")
+    a = ap.parse_args()
+    example = ROOT / "config" / "settings.yaml"
+    s = parse_settings(yaml.safe_load(example.read_text()), str(example), example)
+    files = sorted((ROOT.parent / "shared" / "data").glob("*.csv"))
+    if not files:
+        files = sorted(Path("/tmp/shared/data").glob("*.csv"))
+    ctx = multiprocessing.get_context("fork")
+    _WORK = (files, s, a, None)
+    with ProcessPoolExecutor(a.jobs, mp_context=ctx) as pool:
+        fits = list(pool.map(_fit, range(len(files))))
+    profiles = {fi: prof for fi, prof, _ in fits}
+    _WORK = (files, s, a, profiles)
+    keys = [("reserve", r) for r in RESERVES] + [("nowcast", m, q, r) for m in MODES for q in INDEX_LOWS
+                                                  for r in NC_RESERVES]
+    tasks = [(fi, k) for fi in range(len(files)) for k in keys]  # by file: a worker keeps its file loaded
+    with ProcessPoolExecutor(a.jobs, mp_context=ctx) as pool:
+        res = {(fi, k): t for fi, k, t in pool.map(_one, tasks, chunksize=len(keys))}
+    names = [f.name for f in files]
+    print(f"## one modulating heater 0..2000 W, delay 1 cycle; nowcast index over {a.window:.0f} s; "
+          f"parameters chosen leave-one-file-out (score: captured % - 0.1 x (import Wh/day - {GOAL_IMPORT_WH_PER_DAY:g}))\n")
+    print("Where each day's clear-sky model came from (past: the file's earlier days; fallback: the other "
+          "house files; none: no nowcast that day):\n")
+    for fi, _, src in fits:
+        print(f"- {names[fi]}: " + ", ".join(f"{d[5:]} {h}" for d, h in sorted(src.items())))
+    print("\n| held-out file | reserve 0: captured % / import Wh/day | reserve law, chosen: reserve / captured % / "
+          "import Wh/day | nowcast, chosen: mode, index_low, reserve / captured % / import Wh/day |")
+    print("|---|---|---|---|")
+    tot = {"zero": Sums(), "res": Sums(), "nc": Sums()}
+    res_keys = [("reserve", r) for r in RESERVES]
+    nc_keys = [k for k in keys if k[0] == "nowcast"]
+    for fi, n in enumerate(names):
+        others = [fj for fj in range(len(names)) if fj != fi]
+        best_r = max(res_keys, key=lambda k: score(_sum(res[(fj, k)] for fj in others)))
+        best_n = max(nc_keys, key=lambda k: score(_sum(res[(fj, k)] for fj in others)))
+        z, r, c = res[(fi, ("reserve", 0))], res[(fi, best_r)], res[(fi, best_n)]
+        tot["zero"].merge(z)
+        tot["res"].merge(r)
+        tot["nc"].merge(c)
+        print(f"| {n} | {z.captured_pct:.1f} / {z.import_wh_per_day:.0f} | {best_r[1]} / {r.captured_pct:.1f} / "
+              f"{r.import_wh_per_day:.0f} | {best_n[1]}, {best_n[2]:g}, {best_n[3]} / {c.captured_pct:.1f} / "
+              f"{c.import_wh_per_day:.0f} |")
+    print(f"| all nine | {tot['zero'].captured_pct:.1f} / {tot['zero'].import_wh_per_day:.0f} | "
+          f"{tot['res'].captured_pct:.1f} / {tot['res'].import_wh_per_day:.0f} | "
+          f"{tot['nc'].captured_pct:.1f} / {tot['nc'].import_wh_per_day:.0f} |\n")
+    print("Every setting on all nine (in-sample): captured % / extra import Wh/day\n")
+    print("| reserve Wh/h | reserve law | " + " | ".join(f"nowcast {m}, index_low {q:g}" for m in MODES
+                                                     for q in INDEX_LOWS) + " |")
+    print("|---" * (2 + len(MODES) * len(INDEX_LOWS)) + "|")
+    for r in RESERVES:
+        row = [f"{r}"]
+        t = _sum(res[(fi, ("reserve", r))] for fi in range(len(names)))
+        row.append(f"{t.captured_pct:.1f} / {t.import_wh_per_day:.0f}")
+        for m in MODES:
+            for q in INDEX_LOWS:
+                if r in NC_RESERVES:
+                    t = _sum(res[(fi, ("nowcast", m, q, r))] for fi in range(len(names)))
+                    row.append(f"{t.captured_pct:.1f} / {t.import_wh_per_day:.0f}")
+                else:
+                    row.append("")
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
