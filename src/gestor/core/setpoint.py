@@ -133,3 +133,18 @@ def next_setpoint_w(balance_wh: float, net_w: float, setpoint_w: float, remainin
     """:meth:`SetpointLaw.next_w` in one call (the parameters as there; W, Wh, s)."""
     return SetpointLaw(min_w, max_w, reserve_wh_per_h, deadband_w, ramp_w_per_s,
                        min_remaining_s).next_w(balance_wh, net_w, setpoint_w, remaining_s, dt_s)
+
+
+def next_in_turn_w(law: SetpointLaw, balance_wh: float, target_wh: float, surplus_w: float, present_w: float,
+                   remaining_s: float, dt_s: float, lo_w: float, hi_w: float) -> float:
+    """A device's new setpoint in its turn, W: managing's and the simulator's one rule for
+    devices that share a house (:mod:`gestor.runtime.setpoints`, :mod:`gestor.sim.simulate`).
+
+    Each device, in the settings' order, is given the period's balance less its ``target_wh``
+    (Wh, export-positive) and ``surplus_w``: the surplus before it (W, export-positive: the
+    house with its on/off loads as they are now, without this device and the ones after it,
+    less what the ones before it took this cycle); ``present_w`` its setpoint now, ``lo_w..hi_w``
+    its range now (a battery's narrowed by its state of charge, a charger's by the car). The
+    caller takes the returned setpoint off ``surplus_w`` before the next device's turn."""
+    return law.next_w(balance_wh - target_wh, surplus_w - present_w, present_w, remaining_s, dt_s,
+                      lo_w=lo_w, hi_w=hi_w)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
-from gestor.core.setpoint import SetpointLaw
+from gestor.core.setpoint import SetpointLaw, next_in_turn_w
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -66,11 +66,9 @@ class SetpointRuntime:
         self.last_cmd_at: datetime | None = None
         self.hold_s: float | None = getattr(device, "hold_s", None)
         self.refresh = bool(getattr(device, "refresh_on_cycle", False)) or self.hold_s is not None
-
-    def law(self, lo_w: float, hi_w: float) -> SetpointLaw:
-        c = self.cfg
-        return SetpointLaw(lo_w, hi_w, c.reserve_wh_per_h, c.deadband_w,
-                           c.ramp_w_per_s if c.ramp_w_per_s is not None else math.inf, c.min_remaining_s)
+        # its range comes from what it reads back, each cycle (lo_w, hi_w): 0..0 here is a placeholder
+        self.law = SetpointLaw(0.0, 0.0, cfg.reserve_wh_per_h, cfg.deadband_w,
+                               cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s)
 
 
 class Setpoints:
@@ -152,9 +150,7 @@ class Setpoints:
                 self._idle(d, "read back another setpoint: idle until it agrees", now, after_failure=True)
                 continue
             present = st.setpoint_w
-            law = d.law(lo, hi)
-            own_wh = balance_wh - d.cfg.target_wh
-            new = law.next_w(own_wh, surplus_w - present, present, remaining_s, dt_s)
+            new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi)
             changed = new != present or d.idle
             if changed or d.refresh:  # a device with a timeout of its own: written every cycle
                 reason = (f"period {balance_wh:+.0f} Wh banked (target {d.cfg.target_wh:+.0f}), "
