@@ -180,8 +180,10 @@ class Managing:
             log.error("the meter's energy counters disagree with its power readings by more than %.0f Wh: the "
                       "period's balance is integrated from net power until it ends (a counter over-reading?)",
                       COUNTERS_AGREE_WH)
+        if closed and self.setpoints:
+            self.setpoints.count(now)  # the devices' energy up to the period's end
         for p in closed:
-            self.books.close(p)
+            self.books.close(p, self.setpoints.period_energy(p.start.timestamp()))
         snap = Snapshot(now.timestamp(), start.timestamp(), end.timestamp(), step.balance_wh, step.net_w, ())
         if new:  # the balance of the period the reading belongs to, stamped with the reading
             reading, cur = self.balance.last, self.balance.current
@@ -228,7 +230,7 @@ class Managing:
         log.warning("wall clock stepped back by %.0f s (NTP?): the period's balance restarts from the next "
                     "reading; loads off until readings carry the new time", step)
         if self.balance.current is not None:
-            self.books.close(self.balance.current)
+            self.books.close(self.balance.current, self.setpoints.period_energy(self.balance.current.start.timestamp()))
         self.core.reset()
         self.relays.clock_stepped_back(now)
         self.last_cycle_at = None

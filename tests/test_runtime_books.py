@@ -97,6 +97,22 @@ def test_a_closed_period_lands_in_the_totals_and_is_priced_at_its_tariff_period(
     assert books.saved_today(P22 + timedelta(hours=2, minutes=1)) == 0.0   # a new day: nothing saved yet
 
 
+def test_a_battery_that_paid_a_period_back_is_undone_in_what_it_would_have_cost_without_gestor(tmp_path):
+    """22-23 h, P2 (0.15 EUR/kWh): the period ends at 0 because a battery supplied 400 Wh
+    (devices_wh -400); without gestor the house would have imported those 400 Wh: 0.06 EUR."""
+    s, states, store, books = _books(tmp_path)
+    s.setpoints = [object()]  # a device is configured (the point then carries devices_wh)
+    books.close(_period(P22, 0.0), (-400.0, 0.0))
+    (p,) = store.fields("period")
+    assert p["devices_wh"] == -400 and p["cost_eur"] == 0.0
+    assert p["cost_without_eur"] == pytest.approx(0.4 * 0.15)
+    # a modulating heater that took 500 Wh of a period's surplus (not a battery): without gestor
+    # that surplus is exported at 0.06 and the heater's 500 Wh bought at night (0.10)
+    books.close(_period(P22 + timedelta(hours=1), 0.0), (500.0, 500.0))
+    p = store.fields("period")[1]
+    assert p["cost_eur"] == 0.0 and p["cost_without_eur"] == pytest.approx(-0.5 * 0.06 + 0.5 * 0.10)
+
+
 def _round_trip(books: Books) -> ManagingFile:
     return ManagingFile.model_validate(json.loads(json.dumps({"balance": {}, **books.to_state()})))
 

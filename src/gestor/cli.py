@@ -262,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--influx-host", default="127.0.0.1")
     d.add_argument("--influx-port", type=int, default=8086)
     d.add_argument("--database", default="gestor_demo", help="dropped and refilled by the demo")
+    d.add_argument("--battery", type=float, nargs="?", const=5.0, default=None, metavar="KWH",
+                   help="add a simulated home battery of KWH kWh (default 5; charges and discharges at KWH/2 kW) "
+                        "after the loads")
     args = ap.parse_args(argv)
     try:
         if args.command in ("monitoring", "managing"):

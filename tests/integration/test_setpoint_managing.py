@@ -72,15 +72,13 @@ def run_day(s, hours: float, start: datetime) -> tuple[list, managing.Managing]:
     clock = SimClock(start)
     mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
     mgr.start()
-    closed = []
-    mgr.books.close = closed.append  # the closed periods, as the books receive them
     for tick in range(int(hours * 3600 / 5)):
         clock.advance(5.0)
         mon.cycle()
         if tick % 2 == 1:
             mgr.cycle()
     assert mgr.stop()
-    return closed, mgr
+    return mgr.books.closed, mgr   # the closed periods, as the books received them
 
 
 def test_a_battery_ends_the_periods_of_a_real_morning_near_zero(tmp_path):

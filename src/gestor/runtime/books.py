@@ -80,9 +80,12 @@ class Books:
         """What the meter gives beside net power, as far as seen (the counters are kept then)."""
         return tuple(k for k in ("production", "consumption") if self.totals.get(f"{k}_wh") is not None)
 
-    def close(self, p: PeriodSummary) -> None:
+    def close(self, p: PeriodSummary, devices: tuple[float, float] = (0.0, 0.0)) -> None:
         """Book the closed period ``p`` (each load's on-time and switches in it are taken from its
-        state), store its ``period`` point and log it."""
+        state), store its ``period`` point and log it. ``devices``: the setpoint devices' net Wh
+        in it (+ taken) and the Wh taken by those that are not batteries
+        (:meth:`gestor.runtime.setpoints.Setpoints.period_energy`), for what it would have cost
+        without gestor."""
         k = p.start.timestamp()
         per_load = {f"{ld.name}_wh": ld.cfg.power_w * ld.on_s.pop(k, 0.0) / 3600.0 for ld in self.loads}
         for ld in self.loads:
@@ -100,22 +103,32 @@ class Books:
                 t[kind] = (t[kind] or 0.0) + max(v, 0.0)
         for ld in self.loads:
             self.loads_wh[ld.name] = self.loads_wh.get(ld.name, 0.0) + per_load[f"{ld.name}_wh"]
-        money = self.money(p, loads_wh)
+        money = self.money(p, loads_wh, *devices)
+        extra = {"devices_wh": devices[0]} if self.s.setpoints else {}
         self.store.write([point("period", {**self.tags, "period_s": str(self.s.billing.period_s)}, {
             "balance_wh": p.balance_wh, "export_wh": p.export_wh, "import_wh": p.import_wh,
             "production_wh": p.production_wh, "consumption_wh": p.consumption_wh,
-            "loads_wh": loads_wh, **per_load, "complete": p.complete, "covered_s": p.covered_s, **money}, p.start)])
+            "loads_wh": loads_wh, **per_load, **extra, "complete": p.complete, "covered_s": p.covered_s, **money},
+            p.start)])
         local = p.start.astimezone(self.s.tz)
         log.info("period %s closed: balance %+.0f Wh, loads %.0f Wh%s", local.strftime("%Y-%m-%d %H:%M %Z"),
                  p.balance_wh, loads_wh, "" if p.complete else f" (incomplete: {p.covered_s:.0f} s covered)")
 
-    def money(self, p: PeriodSummary, loads_wh: float) -> dict:
+    def money(self, p: PeriodSummary, loads_wh: float, devices_wh: float = 0.0, devices_need_wh: float = 0.0) -> dict:
         """The period's EUR (gestor.tariff.prices.period_money) at its real prices when the cache has
-        them, else at the fixed 2.0TD ones; today's savings add up in ``eur_saved_today``."""
+        them, else at the fixed 2.0TD ones; today's savings add up in ``eur_saved_today``.
+        Without gestor the setpoint devices' ``devices_wh`` is not taken either, and what the
+        ones that are not batteries took (``devices_need_wh``) is bought at the night price, as
+        the loads' energy (a battery's stored energy is not valued)."""
         from gestor.tariff.prices import period_money
         t = self.s.tariff
         imp, sur, source = self.prices_of(p.start.timestamp(), p.end.timestamp())
-        m = period_money(p.balance_wh, loads_wh, imp, sur, t.import_p3_eur_per_kwh)
+        if devices_wh or devices_need_wh:
+            m = period_money(p.balance_wh + devices_wh - devices_need_wh, loads_wh + devices_need_wh, imp, sur,
+                             t.import_p3_eur_per_kwh)
+            m.update(period_money(p.balance_wh, 0.0, imp, sur, 0.0), cost_without_eur=m["cost_without_eur"])
+        else:
+            m = period_money(p.balance_wh, loads_wh, imp, sur, t.import_p3_eur_per_kwh)
         day = p.start.astimezone(self.s.tz).date()
         if day != self._money_day:
             self._money_day, self.eur_saved_today = day, 0.0

@@ -64,6 +64,9 @@ class SetpointRuntime:
         self.retry_at: datetime | None = None
         self.idle = False          # idle confirmed (stale, latch, exit) rather than a setpoint of 0
         self.last_cmd_at: datetime | None = None
+        # Wh it took (+) and supplied (-) since managing started, its confirmed setpoint integrated
+        self.taken_wh = 0.0
+        self.supplied_wh = 0.0
         self.hold_s: float | None = getattr(device, "hold_s", None)
         self.refresh = bool(getattr(device, "refresh_on_cycle", False)) or self.hold_s is not None
         # its range comes from what it reads back, each cycle (lo_w, hi_w): 0..0 here is a placeholder
@@ -81,6 +84,11 @@ class Setpoints:
         self.s, self.core, self.store = settings, core, store
         self.devices = [SetpointRuntime(c, devices[c.name]) for c in settings.setpoints]
         self.tags = {"site": settings.site}
+        self._counted_at: datetime | None = None  # the devices' energy is integrated up to here
+        # per settlement period (start, epoch s): the devices' net Wh (+ taken), and the Wh taken
+        # by the ones that are not batteries (what the house would have bought anyway); taken
+        # by the books when the period closes (:meth:`period_energy`)
+        self._period_wh: dict[float, list[float]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.devices)
@@ -88,6 +96,7 @@ class Setpoints:
     # -- safety ----------------------------------------------------------------------------
     def all_idle(self, reason: str, now: datetime) -> bool:
         """Every device to its idle now; True when each confirmed."""
+        self.count(now)
         ok = True
         for d in self.devices:
             ok = self._idle(d, reason, now) and ok
@@ -120,6 +129,7 @@ class Setpoints:
         """One cycle: with ``stale_reason`` (the meter is stale, or no period is running) or
         ``latched``, every device idle; else each device's new setpoint from the law, in order.
         ``remaining_s``: s left in the period; ``dt_s``: s since the last cycle (the ramp)."""
+        self.count(now)
         if latched or stale_reason is not None:
             why = "stop latch set: idle until stop-loads --release" if latched else stale_reason
             for d in self.devices:
@@ -171,6 +181,36 @@ class Setpoints:
             surplus_w -= new  # the next device shares what this one leaves
         self._note(now)
 
+    def count(self, now: datetime) -> None:
+        """Integrate each device's setpoint (as it held it since the last count) up to ``now``,
+        split at the settlement periods' bounds."""
+        if self._counted_at is not None and now > self._counted_at:
+            t0, t1 = self._counted_at.timestamp(), now.timestamp()
+            while t0 < t1:
+                start, end = self.core.bounds_s(t0)
+                b = min(end, t1)
+                h = (b - t0) / 3600.0
+                acc = self._period_wh.setdefault(start, [0.0, 0.0])
+                for d in self.devices:
+                    w = d.setpoint_w or 0.0
+                    if w > 0:
+                        d.taken_wh += w * h
+                    else:
+                        d.supplied_wh -= w * h
+                    acc[0] += w * h
+                    if w > 0 and not (d.state is not None and d.state.soc_pct is not None):
+                        acc[1] += w * h
+                t0 = b
+        self._counted_at = now
+
+    def period_energy(self, start_s: float) -> tuple[float, float]:
+        """(net Wh the devices took in the period starting at epoch ``start_s``, Wh taken by the
+        ones that are not batteries), forgotten once asked; (0, 0) for a period they had no part in."""
+        wh, need = self._period_wh.pop(start_s, (0.0, 0.0))
+        for k in [k for k in self._period_wh if k < start_s]:  # older ones nobody closed (a clock step)
+            del self._period_wh[k]
+        return wh, need
+
     def _note(self, now: datetime) -> None:
         self.core.note_devices(now.timestamp(), sum(d.setpoint_w or 0.0 for d in self.devices))
 
@@ -197,6 +237,7 @@ class Setpoints:
         for d in self.devices:
             st = d.state
             out[d.name] = {"setpoint_w": d.setpoint_w, "idle": d.idle, "reason": d.reason, "failures": d.failures,
+                           "taken_wh": round(d.taken_wh, 1), "supplied_wh": round(d.supplied_wh, 1),
                            "soc_pct": st.soc_pct if st else None, "connected": st.connected if st else None,
                            "min_w": st.min_w if st else None, "max_w": st.max_w if st else None}
         return out

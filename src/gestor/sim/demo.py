@@ -58,6 +58,19 @@ def demo_settings(args: argparse.Namespace, workdir: Path) -> tuple[Settings, Re
     s.meter = meter  # type: ignore[assignment]
     for ld in s.loads:
         ld.relay = SimulatedRelaySettings()  # type: ignore[assignment]
+    for d in s.setpoints:  # the demo touches no hardware: a configured device is not driven
+        if d.device.driver != "simulated":
+            print(f"demo: setpoint device {d.name} ({d.device.driver}) left out: the demo drives no hardware")
+    s.setpoints = [d for d in s.setpoints if d.device.driver == "simulated"]
+    if getattr(args, "battery", None):  # a simulated home battery after the loads (README "Batteries")
+        from drivers.setpoints.simulated import SimulatedSetpointSettings
+        from gestor.settings import SetpointDeviceSettings
+        kwh = float(args.battery)
+        dev = SimulatedSetpointSettings(kind="battery", capacity_wh=kwh * 1000, max_charge_w=kwh * 500,
+                                        max_discharge_w=kwh * 500, soc_pct=50, min_soc_pct=10, efficiency=0.9)
+        s.setpoints = [SetpointDeviceSettings.model_validate({"name": "battery", "device": {"driver": "simulated"},
+                                                              "reserve_wh_per_h": 0, "deadband_w": 20})]
+        s.setpoints[0].device = dev  # type: ignore[assignment]
     s.site = "demo"
     s.store = StoreSettings(host=args.influx_host, port=args.influx_port, database=args.database)
     s.paths = PathsSettings(state_dir=workdir / "state", run_dir=workdir / "run")
@@ -126,6 +139,8 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     print(f"gestor demo: {data.path.name}, {args.days:g} day(s) from {local0:%Y-%m-%d %H:%M %Z}, "
           f"policy {s.policy.name}, loads "
           + ", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads)
+          + "".join(f", {d.name} ({d.device.kind} {getattr(d.device, 'capacity_wh', 0) / 1000:g} kWh, "
+                    f"{d.device.max_charge_w:.0f} W)" for d in s.setpoints)
           + f", InfluxDB {store.url} database {s.store.database}")
     mgr.start()
     run_lockstep(clock, [(s.monitoring.interval_s, mon.cycle), (s.managing.interval_s, mgr.cycle)],
@@ -215,4 +230,8 @@ def print_report(periods: list[dict], baseline: dict[datetime, PeriodSummary], s
     print(f"{'energy cost, EUR':<28}{tot['eur']:>12.2f}{tot['eur0']:>12.2f}   (saved {tot['eur0'] - tot['eur']:.2f}; "
           f"prices: {s.prices.source}; without gestor the loads run on the P3 price)", file=out)
     print(f"{'switches':<28}{mgr.relays.switches_total:>12d}   ({', '.join(names)})", file=out)
+    for d in mgr.setpoints.devices:
+        soc = f", state of charge {d.state.soc_pct:.0f} % at the end" if d.state and d.state.soc_pct is not None else ""
+        print(f"{d.name + ' took / gave, kWh':<28}{d.taken_wh / 1000:>12.2f}{d.supplied_wh / 1000:>12.2f}   "
+              f"(house side{soc})", file=out)
     print(f"{'meter reads / failed':<28}{mon.reads:>12d}{mon.failures:>12d}", file=out)
