@@ -245,3 +245,38 @@ def test_a_dead_managing_leaves_no_device_past_its_timeout(tmp_path):
 
 def test_a_stale_meter_idles_a_discharging_battery(tmp_path):
     run_scenario(Scenario([0.0] * 6, [2000.0] * 6, gaps=[(8, 4)]), tmp_path)
+
+
+def test_gestor_status_shows_each_device_its_setpoint_and_why(tmp_path):
+    """A running managing with a battery charging on a sunny hour: ``gestor status`` shows its
+    setpoint, state of charge, range and the reason; a killed managing shows it as unknown."""
+    import json
+    import subprocess
+
+    from gestor.runtime import status
+    start = datetime(2022, 6, 11, 10, 0, tzinfo=UTC)
+    meter = {"path": str(DATA / "house-2022-06-11_13.csv"), "start": start.isoformat(), "loop": False}
+    s = make_settings(tmp_path, meter=meter, setpoints=[{"name": "battery", "device": BATTERY, "reserve_wh_per_h": 0}])
+    clock = SimClock(start)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    mgr.start()
+    for tick in range(60):
+        clock.advance(5.0)
+        mon.cycle()
+        if tick % 2 == 1:
+            mgr.cycle()
+    d = status.collect(s, clock.now(), ping=False)
+    b = d["setpoints"]["battery"]
+    assert b["setpoint_w"] > 100 and 50 < b["soc_pct"] < 90 and b["taken_wh"] > 0
+    text = status.render(d, s)
+    assert f"battery        {b['setpoint_w']:+,.0f} W, state of charge {b['soc_pct']:.0f} %" in text
+    assert "range -2,500..+2,500 W" in text and "surplus" in text
+    f = s.paths.run_dir / "managing.json"   # killed: its pid gone, its file says charging
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    st = json.loads(f.read_text())
+    st.update(pid=gone.pid, stopped=False)
+    f.write_text(json.dumps(st))
+    d = status.collect(s, clock.now(), ping=False)
+    assert d["setpoints"]["battery"]["setpoint_w"] is None and "?UNKNOWN" in status.render(d, s)
+    assert mgr.stop()

@@ -52,13 +52,19 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
                          "projected_wh": mg.get("projected_wh"),
                          "remaining_s": max(-_age(now, end), 0.0) if end and _age(now, end) is not None else None}
         out["loads"] = mg.get("loads", {})
+        sp = mg.get("setpoints")
+        out["setpoints"] = sp if isinstance(sp, dict) else {}
         if not out["managing"]["running"] and not mg.get("stopped"):
             # killed (or never wrote its exit): what it published last is not what the relays do now
             out["loads"] = {n: {**ld, "on": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is not running "
                                 f"and did not say it switched it off; run stop-loads if in doubt"}
                             for n, ld in out["loads"].items() if isinstance(ld, dict)}
+            out["setpoints"] = {n: {**d, "setpoint_w": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is "
+                                    f"not running; a device with a timeout of its own goes idle by itself, run "
+                                    f"stop-loads for the others"}
+                                for n, d in out["setpoints"].items() if isinstance(d, dict)}
     else:
-        out["period"], out["loads"] = None, {}
+        out["period"], out["loads"], out["setpoints"] = None, {}, {}
     if is_latched(s.paths.state_dir):
         try:
             detail = read_small_text(latch_path(s.paths.state_dir), 4096).strip()
@@ -140,6 +146,18 @@ def render(d: dict[str, Any], s: Settings) -> str:
         lines.append(f"{'loads' if first else '':12s}{name:14s} {state:8s} {since}, switches this period: "
                      f"{ld['switches_in_period']}{extra}{fails}")
         lines.append(f"{'':12s}{'':14s} why: {ld['reason']}")
+        first = False
+    first = True
+    for name, dv in d.get("setpoints", {}).items():
+        w = dv.get("setpoint_w")
+        state = "?UNKNOWN" if w is None else ("idle" if dv.get("idle") else f"{w:+,.0f} W")
+        soc = f", state of charge {dv['soc_pct']:.0f} %" if dv.get("soc_pct") is not None else ""
+        car = "" if dv.get("connected") is None else (", car plugged in" if dv["connected"] else ", no car")
+        rng = (f", range {dv['min_w']:+,.0f}..{dv['max_w']:+,.0f} W" if dv.get("min_w") is not None
+               and dv.get("max_w") is not None else "")
+        fails = f"  DEVICE FAILED {dv['failures']}x" if dv.get("failures") else ""
+        lines.append(f"{'setpoints' if first else '':12s}{name:14s} {state}{soc}{car}{rng}{fails}")
+        lines.append(f"{'':12s}{'':14s} why: {dv.get('reason', '')}")
         first = False
     if mg.get("eur_saved_today") is not None:
         lines.append(f"money       EUR {mg['eur_saved_today']:.2f} saved today so far (closed periods, against the same "
