@@ -99,7 +99,7 @@ class Managing:
                                      self.stop_button_pressed)
         if self.s.mqtt.enabled:
             self.mqtt = ManagingMqtt(self.s, self.clock, self.core, self.loads, self.books, self.prices.prices_of,
-                                     self.emergency_stop)
+                                     self.emergency_stop, self.setpoints)
             self.mqtt.start()
 
     def stop_button_pressed(self) -> None:

@@ -322,7 +322,9 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
     csv = sunny_csv(tmp_path / "sun.csv", 80)
     mqtt = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "gestor", "password": PASSWORD,
             "publish_s": 10}
-    s = make_settings(tmp_path, meter={"path": str(csv)}, mqtt=mqtt)
+    battery = [{"name": "battery", "reserve_wh_per_h": 0, "device": {"driver": "simulated", "kind": "battery",
+                                                                    "capacity_wh": 5000, "soc_pct": 20}}]
+    s = make_settings(tmp_path, meter={"path": str(csv)}, mqtt=mqtt, setpoints=battery)
     clock = SimClock(T0)
     mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
     mgrs = [mgr]
@@ -350,6 +352,16 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
         assert a[f"binary_sensor.{n}water_heater_on"]["friendly_name"] == "gestor test Water heater"
         assert a[f"sensor.{n}saved_today"]["unit_of_measurement"] == "EUR"
         assert states[f"sensor.{n}tariff_period"]["state"] in ("P1", "P2", "P3")
+        # the battery (a device with a power setpoint): its setpoint, state of charge and energy in/out
+        assert (a[f"sensor.{n}battery_setpoint"]["device_class"], a[f"sensor.{n}battery_setpoint"]["unit_of_measurement"]) \
+            == ("power", "W")
+        assert a[f"sensor.{n}battery_soc"]["device_class"] == "battery"
+        for obj in ("battery_energy_in", "battery_energy_out"):
+            assert (a[f"sensor.{n}{obj}"]["device_class"], a[f"sensor.{n}{obj}"]["state_class"]) == \
+                ("energy", "total_increasing"), obj
+        assert float(states[f"sensor.{n}battery_soc"]["state"]) == \
+            pytest.approx(st["setpoints"]["battery"]["soc_pct"]) and st["setpoints"]["battery"]["soc_pct"] > 20
+        assert float(states[f"sensor.{n}battery_energy_in"]["state"]) == st["setpoints"]["battery"]["taken_wh"] > 0
         registry = {e["entity_id"]: e for e in ha.ws_call("config/entity_registry/list") if n in e["entity_id"]}
         for obj in ("meter_age", "period_time_left", "water_heater_reason", "pool_pump_reason"):
             assert registry[f"sensor.{n}{obj}"]["entity_category"] == "diagnostic", obj
@@ -378,7 +390,7 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
         mgr.stop()
         mgrs.clear()
         loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
-        s2 = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads, mqtt=mqtt)
+        s2 = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads, mqtt=mqtt, setpoints=battery)
         mgr = managing.Managing(s2, clock, NullStore())
         mgrs.append(mgr)
         mgr.start()
@@ -402,7 +414,9 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
              "flow_to": [{**flow, "stat_energy_to": f"sensor.{n}grid_export", "stat_compensation": None,
                           "entity_energy_price": f"sensor.{n}surplus_price"}],
              "cost_adjustment_day": 0},
-            {"type": "solar", "stat_energy_from": f"sensor.{n}production_energy", "config_entry_solar_forecast": None}],
+            {"type": "solar", "stat_energy_from": f"sensor.{n}production_energy", "config_entry_solar_forecast": None},
+            {"type": "battery", "stat_energy_from": f"sensor.{n}battery_energy_out",
+             "stat_energy_to": f"sensor.{n}battery_energy_in"}],
             device_consumption=[{"stat_consumption": f"sensor.{n}water_heater_energy"}])
         # the prefs create cost sensors: validate until they are there (at most 60 s), not after a sleep
         deadline = time.monotonic() + 60

@@ -73,8 +73,13 @@ def _in_load(name: str, expr: str, missing: str = "None") -> str:
 
 def discovery(s: MqttSettings, site: str, loads: list[str], meter: tuple[str, ...] = (),
               sw_version: str | None = None, configuration_url: str | None = None,
-              expire_after_s: int | None = None) -> dict[str, dict[str, Any]]:
+              expire_after_s: int | None = None,
+              setpoints: list[tuple[str, bool]] = ()) -> dict[str, dict[str, Any]]:
     """Topic → config payload of every entity managing announces (HA MQTT discovery schema).
+
+    ``setpoints``: (name, is a battery) of each device with a power setpoint: its setpoint (W,
+    house side), its energy taken and supplied (Wh, only increasing, for the Energy dashboard's
+    battery: in and out) and its reason; a battery's state of charge too.
 
     ``meter``: what the meter measures beside the net power (``"production"``,
     ``"consumption"``): their power and energy entities are announced only then. Entities of the
@@ -153,6 +158,27 @@ def discovery(s: MqttSettings, site: str, loads: list[str], meter: tuple[str, ..
             unit_of_measurement="Wh")
         add("select", f"{obj}_mode", f"{shown} mode", state_topic=state, value_template=_in_load(name, "{}.mode"),
             command_topic=f"{p}/load/{name}/mode/set", options=list(MODES))
+    for name, battery in setpoints:
+        obj, shown = "".join(c if c.isalnum() else "_" for c in name), label(name)
+
+        def tpl(expr: str, missing: str = "None") -> str:
+            q = json.dumps(name)
+            return (f"{{{{ ({expr.format(f'value_json.setpoints[{q}]')}) if value_json.setpoints is defined "
+                    f"and {q} in value_json.setpoints else {missing} }}}}")
+
+        add("sensor", f"{obj}_setpoint", f"{shown} setpoint", state_topic=state, value_template=tpl("{}.setpoint_w"),
+            device_class="power", state_class="measurement", unit_of_measurement="W")
+        add("sensor", f"{obj}_energy_in", f"{shown} energy in", state_topic=state, value_template=tpl("{}.taken_wh"),
+            device_class="energy", state_class="total_increasing", unit_of_measurement="Wh")
+        add("sensor", f"{obj}_energy_out", f"{shown} energy out", state_topic=state,
+            value_template=tpl("{}.supplied_wh"), device_class="energy", state_class="total_increasing",
+            unit_of_measurement="Wh")
+        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=tpl("{}.reason", "''"),
+            icon="mdi:comment-question-outline", entity_category=diag)
+        if battery:
+            add("sensor", f"{obj}_soc", f"{shown} state of charge", state_topic=state,
+                value_template=tpl("{}.soc_pct"), device_class="battery", state_class="measurement",
+                unit_of_measurement="%")
     return out
 
 

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from gestor.core.guards import Override
 from gestor.core.policies import Snapshot, projected_wh
+from gestor.runtime.setpoints import is_battery
 
 if TYPE_CHECKING:
     from gestor.clock import Clock
     from gestor.core.control import Core
     from gestor.runtime.books import Books
     from gestor.runtime.relays import LoadRuntime
+    from gestor.runtime.setpoints import Setpoints
     from gestor.settings import Settings
 
 log = logging.getLogger("gestor.managing")
@@ -40,10 +42,10 @@ class ManagingMqtt:
 
     def __init__(self, settings: Settings, clock: Clock, core: Core, loads: Sequence[LoadRuntime], books: Books,
                  prices_of: Callable[[float, float], tuple[float, float, str]],
-                 emergency_stop: Callable[[str, str], None]) -> None:
+                 emergency_stop: Callable[[str, str], None], setpoints: Setpoints | None = None) -> None:
         from gestor.runtime.mqtt import Link, node_id, prefix
         self.s, self.clock, self.core, self.loads, self.books = settings, clock, core, loads, books
-        self.prices_of, self.emergency_stop = prices_of, emergency_stop
+        self.prices_of, self.emergency_stop, self.setpoints = prices_of, emergency_stop, setpoints
         self._at: float | None = None    # monotonic s of the last state published
         self._key: tuple | None = None   # loads' states and the latch then: a change publishes at once
         self.state: dict | None = None
@@ -116,8 +118,9 @@ class ManagingMqtt:
         from gestor.runtime.mqtt import discovery
         meter = self.books.meter_has()
         expire = int(3 * max(self.s.mqtt.publish_s, self.s.monitoring.interval_s)) + 30
+        devices = [(d.name, is_battery(d.cfg)) for d in self.setpoints.devices] if self.setpoints else []
         self._announced = discovery(self.s.mqtt, self.s.site, [ld.name for ld in self.loads], meter,
-                                    __version__, self._configuration_url(), expire)
+                                    __version__, self._configuration_url(), expire, devices)
         self._announced_meter = meter
         for topic, cfg in self._announced.items():
             self.link.publish(topic, cfg)
@@ -206,5 +209,11 @@ class ManagingMqtt:
                                 "energy_wh": round(b.loads_wh.get(ld.name, 0.0), 3),
                                 "mode": ("on" if overrides[ld.name].on else "off") if ld.name in overrides
                                 else "auto"} for ld in self.loads}}
+        if self.setpoints:
+            self.state["setpoints"] = {
+                d.name: {"setpoint_w": _round(d.setpoint_w, 1), "soc_pct": _round(d.state.soc_pct, 1)
+                         if d.state is not None and d.state.soc_pct is not None else None,
+                         "taken_wh": round(d.taken_wh, 1), "supplied_wh": round(d.supplied_wh, 1), "reason": d.reason}
+                for d in self.setpoints.devices}
         if self.ready:
             self.link.publish(f"{self.link.prefix}/state", self.state)

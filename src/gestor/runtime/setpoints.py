@@ -36,6 +36,11 @@ log = logging.getLogger("gestor.managing")
 READBACK_TOLERANCE_W = 50.0  # W a device may read back off its setpoint (whole amperes, whole W per phase)
 
 
+def is_battery(cfg: SetpointDeviceSettings) -> bool:
+    """Whether a configured device is a battery (it can supply power): its driver says so."""
+    return cfg.device.driver in ("victron_ess", "marstek_venus") or getattr(cfg.device, "kind", None) == "battery"
+
+
 def open_setpoints(settings: Settings, ctx: DriverContext) -> dict[str, SetpointDevice]:
     """Every configured setpoint device's driver, by name (drivers imported on first use)."""
     out: dict[str, SetpointDevice] = {}
