@@ -185,50 +185,43 @@ def plan_paths(doc: dict[str, Any]) -> Paths:
 def plan_targets(doc: dict[str, Any], origin: str = "") -> Iterator[Target | StopResult]:
     """The loads of a checked plan (:func:`read_plan`) one by one, each relay section validated
     by its driver's model when it is reached (only the drivers named are imported): a
-    :class:`Target`, or a :class:`StopResult` saying why that load cannot be switched."""
-    from drivers.relays import RELAYS
+    :class:`Target`, or a :class:`StopResult` saying why that load cannot be switched; then its
+    devices with a power setpoint likewise."""
     run_dir = plan_paths(doc).run_dir
     ctx = {"config_dir": Path(doc["config_dir"])} if isinstance(doc.get("config_dir"), str) else None
-    for i, ld in enumerate(doc["loads"]):
-        ok = isinstance(ld, dict) and isinstance(ld.get("name"), str)
-        name = ld["name"] if ok else f"loads[{i}]"
-        sec = ld.get("relay") if ok else None
-        driver = sec.get("driver") if isinstance(sec, dict) else None
-        if driver not in RELAYS:
-            yield StopResult(name, str(driver), error=f"stop plan: relay section unusable (driver {driver!r})")
-            continue
-        try:
-            relay = RELAYS[driver][0].model_validate(sec, context=ctx)
-        except Exception as e:  # noqa: BLE001 -- a ValidationError, or a driver that cannot be imported
-            yield StopResult(name, driver, error=f"stop plan: relay section refused by its driver: {_one_line(e)}")
-            continue
-        power = ld.get("power_w")
-        yield Target(name, relay, float(power) if isinstance(power, (int, float)) else 0.0, run_dir, origin)
-    yield from _setpoint_targets(doc.get("setpoints"), ctx, run_dir, origin, "stop plan: ")
+    yield from _targets(doc["loads"], False, ctx, run_dir, origin, "stop plan: ")
+    yield from _targets(doc.get("setpoints"), True, ctx, run_dir, origin, "stop plan: ")
 
 
-def _setpoint_targets(devices: Any, ctx: dict | None, run_dir: Path | None, origin: str,
-                      where: str) -> Iterator[Target | StopResult]:
-    """The devices with a power setpoint of a plan or settings file (``setpoints``: a list of
-    ``name`` and ``device`` section), each validated by its driver's model: a :class:`Target` to
-    idle, or a :class:`StopResult` saying why it cannot be."""
-    if not isinstance(devices, list) or not devices:
+def _targets(items: Any, setpoint: bool, ctx: dict | None, run_dir: Path | None, origin: str,
+             where: str) -> Iterator[Target | StopResult]:
+    """The loads (``setpoint`` False: ``name``, ``relay`` section, ``power_w``) or the devices
+    with a power setpoint (True: ``name``, ``device`` section) of a plan or settings file, each
+    section validated by its driver's model: a :class:`Target`, or a :class:`StopResult` saying
+    why it cannot be switched off or idled."""
+    if not isinstance(items, list):
         return
-    from drivers.setpoints import SETPOINTS
-    for i, d in enumerate(devices):
+    if setpoint:
+        from drivers.setpoints import SETPOINTS as registry
+    else:
+        from drivers.relays import RELAYS as registry
+    key, what = ("device", "setpoints") if setpoint else ("relay", "loads")
+    for i, d in enumerate(items):
         ok = isinstance(d, dict) and isinstance(d.get("name"), str)
-        name = d["name"] if ok else f"setpoints[{i}]"
-        sec = d.get("device") if ok else None
+        name = d["name"] if ok else f"{what}[{i}]"
+        sec = d.get(key) if ok else None
         driver = sec.get("driver") if isinstance(sec, dict) else None
-        if driver not in SETPOINTS:
-            yield StopResult(name, str(driver), error=f"{where}device section unusable (driver {driver!r})")
+        if driver not in registry:
+            yield StopResult(name, str(driver), error=f"{where}{key} section unusable (driver {driver!r})")
             continue
         try:
-            dev = SETPOINTS[driver][0].model_validate(sec, context=ctx)
+            dev = registry[driver][0].model_validate(sec, context=ctx)
         except Exception as e:  # noqa: BLE001 -- a ValidationError, or a driver that cannot be imported
-            yield StopResult(name, driver, error=f"{where}device section refused by its driver: {_one_line(e)}")
+            yield StopResult(name, driver, error=f"{where}{key} section refused by its driver: {_one_line(e)}")
             continue
-        yield Target(name, dev, 0.0, run_dir, origin, setpoint=True)
+        power = d.get("power_w")
+        yield Target(name, dev, float(power) if isinstance(power, (int, float)) else 0.0, run_dir, origin,
+                     setpoint=setpoint)
 
 
 def _one_line(e: BaseException) -> str:
@@ -276,7 +269,7 @@ def plan_from_file(path: str) -> Plan:
             continue
         power = ld.get("power_w") if isinstance(ld.get("power_w"), (int, float)) else 0.0
         plan.targets.append(Target(name, relay, float(power)))
-    for t in _setpoint_targets(raw.get("setpoints") if isinstance(raw, dict) else None, ctx, None, "", ""):
+    for t in _targets(raw.get("setpoints") if isinstance(raw, dict) else None, True, ctx, None, "", ""):
         (plan.targets if isinstance(t, Target) else plan.unusable).append(t)
     return plan
 

@@ -101,6 +101,13 @@ class PolicySettings(_Model):
                                            # surplus still carries running into the next period at up to this deficit, Wh
 
 
+def _device_name(v: str) -> str:
+    """A load's or a setpoint device's name: an identifier (topics, entity ids, file names)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
+        raise ValueError("must be lowercase letters, digits and _, starting with a letter")
+    return v
+
+
 class LoadSettings(_Model):
     name: str
     power_w: float = Field(gt=0, le=50_000)   # rated power of the load, W
@@ -130,12 +137,7 @@ class LoadSettings(_Model):
             raise ValueError(f"must be a whole local hour HH:00 (got {v!r})")
         return v
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
-            raise ValueError("must be lowercase letters, digits and _, starting with a letter")
-        return v
+    _name = field_validator("name")(classmethod(lambda cls, v: _device_name(v)))
 
 
 class SetpointDeviceSettings(_Model):
@@ -151,12 +153,7 @@ class SetpointDeviceSettings(_Model):
     ramp_w_per_s: float | None = Field(None, gt=0, le=100_000)  # the largest change per second, W/s (None: none)
     min_remaining_s: float = Field(60.0, ge=10, le=900)   # the shortest time a balance is spread over, s
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
-            raise ValueError("must be lowercase letters, digits and _, starting with a letter")
-        return v
+    _name = field_validator("name")(classmethod(lambda cls, v: _device_name(v)))
 
 
 class StoreSettings(_Model):
