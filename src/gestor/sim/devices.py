@@ -91,8 +91,12 @@ class SimDevice:
         return (m.kind.min_w, m.kind.max_w) if r is None else r
 
 
-def _fail(i: int, cfg: SetpointDeviceSettings, key: str, why: str) -> ValueError:
-    return ValueError(f"setpoints[{i}].device.{key} ({cfg.name}, driver {cfg.device.driver}): {why}")
+class DeviceSimError(ValueError):
+    """A setpoint device gestor simulate cannot play; its message is one line naming the key."""
+
+
+def _fail(i: int, cfg: SetpointDeviceSettings, key: str, why: str) -> DeviceSimError:
+    return DeviceSimError(f"setpoints[{i}].device.{key} ({cfg.name}, driver {cfg.device.driver}): {why}")
 
 
 def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
@@ -103,7 +107,7 @@ def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
         s: the settings; bounds: the period around an epoch (:meth:`Core.bounds_s`).
         battery_capacity_wh: Wh of a battery with a real driver (its settings do not say).
     Raises:
-        ValueError: one line naming the key: a real battery without ``battery_capacity_wh``, a
+        DeviceSimError: (a ValueError) one line naming the key: a real battery without ``battery_capacity_wh``, a
             start SoC outside its limits, a driver gestor cannot simulate.
     """
     out = []
@@ -176,12 +180,10 @@ def drive(devs: Sequence[SimDevice], core: Core, now_s: float, stale: bool, rema
                 if d.model.active:
                     d.model.advance(now_s)
                 d.model.apply(now_s, 0.0)
-                changed = d.setpoint_w != 0.0 or not d.idle
                 d.setpoint_w, d.idle = 0.0, True
-                if changed:
-                    d.load.switches[core.period_start_s] = d.load.switches.get(core.period_start_s, 0) + 1
-                    if log is not None:
-                        log.append((now_s, d.name, 0.0))
+                d.load.switches[core.period_start_s] = d.load.switches.get(core.period_start_s, 0) + 1
+                if log is not None:
+                    log.append((now_s, d.name, 0.0))
         core.note_devices(now_s, sum([d.setpoint_w for d in devs]))
         return
     surplus_w = core.surplus_before_devices_w()
@@ -191,16 +193,25 @@ def drive(devs: Sequence[SimDevice], core: Core, now_s: float, stale: bool, rema
         if m.active:
             m.advance(now_s)
         present = m.power_w                      # what it reads back (its BMS may have stopped it)
-        lo, hi = d.range_w(now_s)
-        lo, hi = min(lo, hi), max(lo, hi)
+        b = d.battery
+        if b is not None:  # d.range_w, inline (every cycle)
+            stored = m.stored_wh  # type: ignore[attr-defined]
+            lo = -b.max_discharge_w if stored > b.min_wh + _EPS_WH else 0.0
+            hi = b.max_charge_w if stored < b.max_wh - _EPS_WH else 0.0
+        else:
+            lo, hi = d.range_w(now_s)
+        if lo > hi:
+            lo, hi = hi, lo
         new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi)
-        m.apply(now_s, m.command_w(new))         # written every cycle, as the simulated driver is
+        m.apply(now_s, new if b is not None else m.command_w(new))  # written every cycle, as the simulated driver
         got = m.power_w
         if got != present or d.idle:
-            d.load.switches[core.period_start_s] = d.load.switches.get(core.period_start_s, 0) + 1
+            k = core.period_start_s
+            d.load.switches[k] = d.load.switches.get(k, 0) + 1
             if log is not None:
                 log.append((now_s, d.name, got))
-        d.setpoint_w, d.idle = got, False
+            d.idle = False
+        d.setpoint_w = got
         surplus_w -= got
     core.note_devices(now_s, sum([d.setpoint_w for d in devs]))
 
