@@ -67,3 +67,31 @@ def test_gestor_tune_says_what_it_cannot_do(tmp_path, capsys):
     assert "gestor tune searches time_to_consume, steady_surplus" in capsys.readouterr().err
     assert main(["tune", str(csv), "--config", str(EXAMPLE), "--policy", "time_to_consume", "--jobs", "1"]) == 1
     assert "needs at least 4" in capsys.readouterr().err
+
+
+def test_gestor_tune_chooses_a_setpoint_devices_reserve_held_out_by_day(tmp_path, capsys):
+    """With a setpoint device in the settings (and no --policy), gestor tune searches its
+    reserve_wh_per_h over 0..500, held out by day, and prints the choice with the held-out score
+    as a setpoints: snippet. A modulating heater on sunny days with passing clouds."""
+    start = datetime(2026, 6, 8, 0, 0, tzinfo=UTC)
+
+    def prod(k):
+        h = (k % 86400) / 3600
+        return 0 if not 8 <= h < 16 else (3500 if (k // 1200) % 3 else 400)
+    csv = house_csv(tmp_path / "four.csv", start, 4 * 86400 - 10, prod, lambda k: 300, step=30)
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["setpoints"] = [{"name": "heater2", "device": {"driver": "simulated", "kind": "heater", "max_charge_w": 2000}}]
+    cfg = tmp_path / "settings.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main(["tune", str(csv), "--config", str(cfg), "--folds", "2", "--jobs", "1"]) == 0
+    cap = capsys.readouterr()
+    assert "tuning setpoint device heater2 (its reserve_wh_per_h) over 6 candidates" in cap.err
+    out = cap.out
+    assert "fold 1" in out and "fold 2" in out and "reserve_wh_per_h" in out
+    assert "held-out score" in out and "tuned" in out
+    snippet = yaml.safe_load(out[out.index("setpoints:"):])
+    (dev,) = snippet["setpoints"]
+    assert dev["name"] == "heater2" and dev["reserve_wh_per_h"] in (0, 100, 200, 300, 400, 500)
+    # --device names a device that is not there: one line, exit 2
+    assert main(["tune", str(csv), "--config", str(cfg), "--device", "nope"]) == 2
+    assert "--device 'nope': not in setpoints (heater2)" in capsys.readouterr().err

@@ -42,7 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep", metavar="KEY=START:STOP:STEP", help="run a range of one setting and compare")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="processes at once: a sweep's values, or the parts of a run of several days split at "
-                        "local midnights (default: the number of cores; the result is the same with any N)")
+                        "local midnights (default: the number of cores; the result is the same with any N; "
+                        "a run with setpoint devices is in one piece)")
+    p.add_argument("--battery-capacity-wh", type=float, default=None, metavar="WH",
+                   help="usable capacity of a battery in setpoints: with a real driver (victron_ess, "
+                        "marstek_venus), whose settings do not say it")
 
 
 def _set(raw: dict, key: str, value: Any) -> None:
@@ -151,9 +155,40 @@ def bench_line(t: Totals, bench: Totals, days: float) -> str:
             f"{v['switches_x_benchmark']:.1f}x its switches and {v['extra_import_over_benchmark_wh']:+.0f} Wh more import.")
 
 
+def _device_row(name: str, t: Totals, devices: list) -> list[str]:
+    out = [name]
+    for d in devices:
+        out.append(f"{t.device_wh.get(d.name, 0.0):+.0f}")
+        if d.charged_wh is not None:
+            out.append(f"{kwh(t.device_charged_wh.get(d.name, 0.0))} / {kwh(t.device_discharged_wh.get(d.name, 0.0))}")
+    return out
+
+
+def print_devices(r: SimResult) -> None:
+    """The setpoint devices' table (per day and in all: Wh taken, a battery's charge and
+    discharge) and one line per device (changes, a battery's losses and SoC)."""
+    head = ["day (local)"]
+    for d in r.devices:
+        head.append(f"{d.name} Wh")
+        if d.charged_wh is not None:
+            head.append(f"{d.name} charged/discharged kWh")
+    print()
+    table([head] + [_device_row(day, t, r.devices) for day, t in r.days.items()]
+          + [_device_row("total", r.totals, r.devices)])
+    for d in r.devices:
+        line = f"{d.name} ({d.kind}): {d.changes} setpoint changes, {d.on_s / 3600:.1f} h at a power other than 0"
+        if d.charged_wh is not None:
+            line += (f"; lost {d.losses_wh:.0f} Wh; SoC {d.soc_start_pct:.0f} % at the start, {d.soc_end_pct:.0f} % "
+                     f"at the end, {d.soc_min_pct:.0f}..{d.soc_max_pct:.0f} %")
+        print(line)
+    print("Wh taken: + charged / taken, - supplied to the house (the balance's integration). Without gestor "
+          "means without the loads and without the devices.")
+
+
 def print_result(r: SimResult, s: Settings, data: Path, periods: bool, bench: SimResult | None = None) -> None:
     print(f"{data.name}: policy {s.policy.name}, loads "
           + ", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads_by_priority())
+          + (", then devices " + ", ".join(f"{d.name} ({d.device.driver})" for d in s.setpoints) if s.setpoints else "")
           + f", settlement period {s.billing.period_s // 60} min, {s.timezone}")
     rows = [HEAD] + [_row(d, t) for d, t in r.days.items()] + [_row("total", r.totals)]
     if bench is not None:
@@ -162,7 +197,11 @@ def print_result(r: SimResult, s: Settings, data: Path, periods: bool, bench: Si
     print("w/wo = with / without gestor. Without gestor the loads' energy is bought at P3 (a night timer). "
           "captured = exported without - exported with; bound = what the loads could have taken.")
     if bench is not None:
+        if s.setpoints:
+            print("perfect foresight: the on/off loads alone, planned (the devices are not in it).")
         print(bench_line(r.totals, bench.totals, max(r.totals.periods * s.billing.period_s / 86400, 1e-9)))
+    if r.devices:
+        print_devices(r)
     from gestor.sim.simulate import monthly
     rows = [["month", "import EUR", "compensation EUR", "compensation paid (capped) EUR"]]
     rows += [[m, f"{c:.2f}", f"{comp:.2f}", f"{paid:.2f}" + ("  (cap reached)" if paid < comp else "")]
@@ -171,10 +210,17 @@ def print_result(r: SimResult, s: Settings, data: Path, periods: bool, bench: Si
     table(rows)
     if periods:
         rows = [["period (local)", "P", "balance w", "balance wo", "loads Wh", "switches", "complete"]]
+        if r.devices:
+            rows[0][5:5] = ["devices Wh", "charged/discharged Wh", "SoC end %"]
         for p in r.periods:
             rows.append([p.start.astimezone(s.tz).strftime("%Y-%m-%d %H:%M"), p.price_period, f"{p.balance_wh:+.0f}",
                          f"{p.balance_without_wh:+.0f}", f"{p.loads_wh:.0f}", str(sum(p.switches.values())),
                          "yes" if p.complete else "NO"])
+            if r.devices:
+                dp: Any = p
+                rows[-1][5:5] = [f"{dp.devices_wh:+.0f}",
+                                 " ".join(f"{dp.charged_wh[n]:.0f}/{dp.discharged_wh[n]:.0f}" for n in dp.charged_wh) or "-",
+                                 " ".join(f"{v:.0f}" for v in dp.soc_end_pct.values()) or "-"]
         print()
         table(rows)
 
@@ -192,6 +238,12 @@ def period_rows(r: SimResult, s: Settings, bench: SimResult | None = None) -> li
             d[f"{name}_wh"] = p.load_wh[name]
             d[f"{name}_on_s"] = p.load_on_s[name]
             d[f"{name}_switches"] = p.switches[name]
+        for name, wh in getattr(p, "device_wh", {}).items():  # the setpoint devices (DevicePeriodResult)
+            d[f"{name}_wh"] = wh
+            if name in p.charged_wh:  # type: ignore[attr-defined]
+                d[f"{name}_charged_wh"] = p.charged_wh[name]  # type: ignore[attr-defined]
+                d[f"{name}_discharged_wh"] = p.discharged_wh[name]  # type: ignore[attr-defined]
+                d[f"{name}_soc_end_pct"] = p.soc_end_pct[name]  # type: ignore[attr-defined]
         if bench is not None:
             b = bp.get(p.start)
             d["foresight_balance_wh"] = b.balance_wh if b else None
@@ -292,7 +344,8 @@ _SWEEP: tuple | None = None  # (args, raw, path, data, key): inherited by the fo
 def _sweep_one(v: float) -> tuple[float, Any]:
     args, raw, path, data, key = _SWEEP  # type: ignore[misc]
     s = settings_with(raw, path, args.policy, args.set + [f"{key}={v:g}"])
-    return v, simulate(data, s, prices_for(s, args, data), _time(args.from_, s), _time(args.to, s)).totals
+    return v, simulate(data, s, prices_for(s, args, data), _time(args.from_, s), _time(args.to, s),
+                       battery_capacity_wh=args.battery_capacity_wh).totals
 
 
 def sweep(args: argparse.Namespace, raw: dict, path: Path, data: ReplayData) -> int:
@@ -362,7 +415,12 @@ def main(args: argparse.Namespace) -> int:
     import os
     jobs = max(1, args.jobs or os.cpu_count() or 1)
     a, b = _time(args.from_, s), _time(args.to, s)
-    r = simulate(data, s, prices, a, b, trace=args.plot is not None, jobs=jobs)
+    from gestor.sim.devices import DeviceSimError
+    try:
+        r = simulate(data, s, prices, a, b, trace=args.plot is not None, jobs=jobs,
+                     battery_capacity_wh=args.battery_capacity_wh)
+    except DeviceSimError as e:
+        raise SettingsError([f"{path}: {e}"]) from None
     if not r.periods:
         raise MeterError(f"{args.data}: no samples in the chosen time range")
     bench, pl = foresight(data, s, prices, a, b, base=r, jobs=jobs)
@@ -372,6 +430,7 @@ def main(args: argparse.Namespace) -> int:
                           "perfect_foresight": {"totals": bench.totals.as_dict(), "planned_switches": pl.switches,
                                                 "days": {d: t.as_dict() for d, t in bench.days.items()}},
                           "versus_perfect_foresight": versus(r.totals, bench.totals),
+                          **({"devices": [d.as_dict() for d in r.devices]} if r.devices else {}),
                           "periods": period_rows(r, s, bench)}, indent=1, default=str))
     else:
         print_result(r, s, args.data, args.periods, bench)
@@ -393,25 +452,43 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="your recorded CSV (house-* or winter-* format of shared/data), 2 days or more")
     p.add_argument("--config", type=Path, default=None,
                    help="settings file (default /etc/gestor/settings.yaml if readable, else the example)")
-    p.add_argument("--policy", help="the policy to tune (default: the configured one); tunable: "
+    p.add_argument("--policy", help="the policy to tune (default: the configured one, unless the settings have "
+                                    "setpoint devices: then the first device's reserve); tunable: "
                                     "time_to_consume, steady_surplus")
+    p.add_argument("--device", metavar="NAME", help="tune this setpoint device's reserve_wh_per_h (default: the "
+                                                    "first of setpoints:, when there is one and no --policy)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting first")
     p.add_argument("--folds", type=int, default=4, help="day-level cross-validation folds (default 4)")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="processes at once (default: the cores)")
+    p.add_argument("--battery-capacity-wh", type=float, default=None, metavar="WH",
+                   help="usable capacity of a battery with a real driver (as gestor simulate's)")
 
 
 def tune_main(args: argparse.Namespace) -> int:
     """Search the policy's grid (gestor/sim/tune.py) on the user's recording with day-level
     cross-validation: every k-th day held out in turn, the parameters chosen on the other days,
     scored on the held-out ones against the current settings; then the choice on every day as
-    a YAML snippet to paste."""
+    a YAML snippet to paste. With setpoint devices (and no ``--policy``), or ``--device NAME``:
+    the device's ``reserve_wh_per_h`` (:data:`gestor.sim.tune.DEVICE_GRID`) the same way, the
+    loads and the policy as configured."""
     import os
 
-    from gestor.sim.tune import GRIDS, candidates, cross_validate, evaluate, score, sums
+    from gestor.sim.devices import DeviceSimError
+    from gestor.sim.tune import DEVICE_GRID, GRIDS, Sums, candidates, cross_validate, evaluate, score, sums
     raw, path = load_raw(args.config)
     s0 = settings_with(raw, path, args.policy, args.set)
     policy = s0.policy.name
-    if policy not in GRIDS:
+    device = args.device
+    if device is None and args.policy is None and s0.setpoints:
+        device = s0.setpoints[0].name
+    di = None
+    if device is not None:
+        names = [d.name for d in s0.setpoints]
+        if device not in names:
+            raise SettingsError([f"--device {device!r}: not in setpoints ("
+                                 f"{', '.join(names) if names else 'the settings have none'})"])
+        di = names.index(device)
+    elif policy not in GRIDS:
         raise SettingsError([f"--policy {policy!r}: gestor tune searches {', '.join(GRIDS)}"])
     try:
         data = ReplayData.load(replay_settings_for(args.data))
@@ -419,15 +496,25 @@ def tune_main(args: argparse.Namespace) -> int:
         raise MeterError(str(e)) from None
     if args.folds < 2:
         raise SettingsError([f"--folds {args.folds}: at least 2"])
-    current = {k: getattr(s0.policy, k) for k in GRIDS[policy]}
-    cands = [current] + [c for c in candidates(policy) if c != current]
     sets = list(args.set)
+    if di is None:
+        grid = GRIDS[policy]
+        current = {k: getattr(s0.policy, k) for k in grid}
+        prefix, what = "policy", policy
+    else:
+        grid = DEVICE_GRID
+        current = {k: getattr(s0.setpoints[di], k) for k in grid}
+        prefix, what = f"setpoints.{di}", f"setpoint device {device} (its reserve_wh_per_h)"
+    cands = [current] + [c for c in candidates(policy, grid) if c != current]
 
     def make(params: dict) -> Settings:
-        return settings_with(raw, path, policy, sets + [f"policy.{k}={v}" for k, v in params.items()])
+        return settings_with(raw, path, policy, sets + [f"{prefix}.{k}={v}" for k, v in params.items()])
     jobs = max(1, args.jobs or os.cpu_count() or 1)
-    print(f"{args.data.name}: tuning {policy} over {len(cands)} candidates", file=sys.stderr)
-    results = evaluate([data], make, cands, jobs)
+    print(f"{args.data.name}: tuning {what} over {len(cands)} candidates", file=sys.stderr)
+    try:
+        results = evaluate([data], make, cands, jobs, battery_capacity_wh=args.battery_capacity_wh)
+    except DeviceSimError as e:
+        raise SettingsError([f"{path}: {e}"]) from None
     days = sorted(results[0][0])
     if len(days) < args.folds:
         raise MeterError(f"{args.data}: {len(days)} days; day-level cross-validation with --folds {args.folds} "
@@ -438,9 +525,12 @@ def tune_main(args: argparse.Namespace) -> int:
     folds = cross_validate(results, cands, groups, lambda fi, d: fold_of[d], period_s)
     rows = [["held out", "days", "now: captured % / sw/day / import Wh/day",
              "tuned: captured % / sw/day / import Wh/day", "chosen on the other days"]]
+    held_now, held_tuned = Sums(), Sums()
     for fo in folds:
         now = sums(results[0][0], period_s, lambda d, g=fo.held_out: fold_of[d] == g)
         t = fo.test
+        held_now.merge(now)
+        held_tuned.merge(t)
         rows.append([fo.held_out, str(sum(1 for d in days if fold_of[d] == fo.held_out)),
                      f"{now.captured_pct:.1f} / {now.switches_per_day:.1f} / {now.import_wh_per_day:.0f}",
                      f"{t.captured_pct:.1f} / {t.switches_per_day:.1f} / {t.import_wh_per_day:.0f}",
@@ -449,9 +539,17 @@ def tune_main(args: argparse.Namespace) -> int:
     best = max(range(len(cands)), key=lambda c: (score(sums(results[c][0], period_s)), -c))
     print("\nheld-out days only: 'now' is your settings, 'tuned' the choice made without those days. "
           "Goal: >= 99 % captured, <= 20 switches/day, <= 20 Wh/day of extra import.")
+    print(f"held-out score (captured % less the penalties over the goal; higher is better): "
+          f"tuned {score(held_tuned):.2f}, now {score(held_now):.2f}")
     print("\nchosen on every day (paste into settings.yaml):\n")
-    print("policy:")
-    print(f"  name: {policy}")
-    for k, v in cands[best].items():
-        print(f"  {k}: {v:g}")
+    if di is None:
+        print("policy:")
+        print(f"  name: {policy}")
+        for k, v in cands[best].items():
+            print(f"  {k}: {v:g}")
+    else:
+        print("setpoints:")
+        print(f"  - name: {device}    # (its other keys as they are)")
+        for k, v in cands[best].items():
+            print(f"    {k}: {v:g}")
     return 0

@@ -108,6 +108,25 @@ class PeriodResult:
 
 
 @dataclass
+class DevicePeriodResult(PeriodResult):
+    """A settlement period of a run with setpoint devices (``setpoints:``): :class:`PeriodResult`
+    (``balance_without_wh`` without the loads and the devices, ``base_wh`` without either, the
+    bound with the loads' and the devices' most) and, per device name, ``device_wh`` (Wh it took:
+    charge +, discharge -; the trapezoid of its power at the readings, as the balance), and per
+    battery ``charged_wh``/``discharged_wh`` (house side, its model's exact integration) and
+    ``soc_end_pct`` (% at the period's end)."""
+
+    device_wh: dict[str, float] = field(default_factory=dict)
+    charged_wh: dict[str, float] = field(default_factory=dict)
+    discharged_wh: dict[str, float] = field(default_factory=dict)
+    soc_end_pct: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def devices_wh(self) -> float:
+        return sum(self.device_wh.values())
+
+
+@dataclass
 class Totals:
     periods: int = 0
     incomplete: int = 0
@@ -125,6 +144,11 @@ class Totals:
     load_wh: dict[str, float] = field(default_factory=dict)
     load_on_s: dict[str, float] = field(default_factory=dict)
     load_switches: dict[str, int] = field(default_factory=dict)
+    # setpoint devices, per name (empty without them, and then left out of as_dict): Wh taken
+    # (charge +, discharge -), and a battery's Wh charged and discharged (house side)
+    device_wh: dict[str, float] = field(default_factory=dict)
+    device_charged_wh: dict[str, float] = field(default_factory=dict)
+    device_discharged_wh: dict[str, float] = field(default_factory=dict)
 
     @property
     def captured_wh(self) -> float:
@@ -139,7 +163,8 @@ class Totals:
         return 100.0 * self.captured_wh / self.bound_wh if self.bound_wh > 0 else 100.0
 
     def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self)
+             if not (f.name.startswith("device_") and not getattr(self, f.name))}
         d.update(captured_wh=self.captured_wh, extra_import_wh=self.extra_import_wh,
                  captured_pct=self.captured_pct)
         return d
@@ -163,6 +188,10 @@ class SimResult:
     trace: Trace | None = None
     switches: list[tuple[datetime, str, bool]] = field(default_factory=list)  # (when, load, on)
     parts: int = 1  # processes a split run used (1: in one piece)
+    # with setpoint devices: each one's gestor.sim.devices.DeviceSummary, and every setpoint
+    # commanded that changed it (or took it out of idle, or idled it): (when, device, W)
+    devices: list = field(default_factory=list)
+    setpoint_log: list[tuple[datetime, str, float]] = field(default_factory=list)
 
 
 class Prices:
@@ -247,12 +276,15 @@ class _Chunk:
     switches: list[tuple[float, str, bool]]
     trace: Trace | None
     signatures: dict[float, tuple]
+    devices: list = field(default_factory=list)       # gestor.sim.devices.DeviceSummary
+    setpoint_log: list = field(default_factory=list)  # (epoch s, device, W)
 
 
 def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | None = None,
              end: datetime | None = None, trace: bool = False,
              progress: Callable[[float], None] | None = None, jobs: int = 1,
-             warmup_s: float = WARMUP_S, policy: Callable | None = None) -> SimResult:
+             warmup_s: float = WARMUP_S, policy: Callable | None = None,
+             battery_capacity_wh: float | None = None) -> SimResult:
     """Run ``s``'s policy, guards and loads over ``data`` exactly as the daemons would have run
     on it (see module docstring): monitoring reads the latest sample every
     ``monitoring.interval_s`` from the first sample on, managing runs the control core every
@@ -266,13 +298,29 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     state the part before it reached there; from equal states the daemons go on identically, so
     the result is the sequential one. Otherwise the run is redone in one piece.
     ``SimResult.parts`` tells how many parts were used. ``policy``: play this policy function
-    instead of the configured one (the perfect-foresight schedule, :func:`foresight`)."""
+    instead of the configured one (the perfect-foresight schedule, :func:`foresight`).
+
+    With setpoint devices (``s.setpoints``, :mod:`gestor.sim.devices`) they are driven after the
+    loads each cycle as managing drives them, their power in the readings after a command, and
+    the run is in one piece (``jobs`` is not used: a battery's state of charge carries over
+    midnight); ``battery_capacity_wh``: the capacity of a battery with a real driver (its
+    settings do not say). The periods are then :class:`DevicePeriodResult`, the totals carry
+    each device's Wh, and ``SimResult.devices``/``setpoint_log`` say what each did. Raises
+    ValueError (one line, naming the key) for a device it cannot simulate."""
     t_arr = data.t
     i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
     i1 = len(t_arr) if end is None else _bisect(t_arr, end.timestamp())
     if i0 >= i1:
         return SimResult([], Totals(), {}, Trace() if trace else None, [])
     tick0_us = round(t_arr[i0] * 1e6)  # both daemons start at the first sample
+    if s.setpoints:  # the devices' path: in one piece (a battery's charge carries over midnight)
+        c = _run(data, s, prices, i0, i1, tick0_us, trace=trace, progress=progress, policy=policy,
+                 devices=True, battery_capacity_wh=battery_capacity_wh)
+        totals, days = _totals(c.periods, s.loads_by_priority(), s.tz, s)
+        return SimResult(c.periods, totals, days, c.trace,
+                         [(datetime.fromtimestamp(t, UTC), n, on) for t, n, on in c.switches], parts=1,
+                         devices=c.devices,
+                         setpoint_log=[(datetime.fromtimestamp(t, UTC), n, w) for t, n, w in c.setpoint_log])
     cuts = [] if trace or jobs <= 1 else _cuts(t_arr[i0], t_arr[i1 - 1], s.tz, jobs)
     chunks = _parallel(data, s, prices, i0, i1, tick0_us, cuts, warmup_s, jobs, policy) if cuts else None
     if chunks is None:
@@ -289,7 +337,12 @@ def foresight(data: ReplayData, s: Settings, prices: Prices, start: datetime | N
     """The perfect-foresight benchmark on the same data, loads, guards and periods
     (:mod:`gestor.core.foresight`): the schedule planned on every period's surplus without gestor
     (from ``base``, a run of the same range, or a run with the loads never switched), played
-    through the simulator on the daemons' timing like any policy. Returns its result and plan."""
+    through the simulator on the daemons' timing like any policy. Returns its result and plan.
+
+    The setpoint devices (``s.setpoints``) are left out: the benchmark plans the on/off loads
+    alone, on the house without the loads and the devices (``base``'s ``balance_without_wh``)."""
+    if s.setpoints:
+        s = s.model_copy(update={"setpoints": []})
     if base is None:
         base = simulate(data, s, prices, start, end, jobs=jobs, policy=lambda snap, p: [])
     loads = s.loads_by_priority()
@@ -407,10 +460,14 @@ def _signature(core: Core, loads: list[_Load], now_s: float, horizon_s: float, p
 def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_us: int,
          keep: tuple[float, float] = (-math.inf, math.inf), checkpoints: Sequence[float] = (),
          trace: bool = False, progress: Callable[[float], None] | None = None,
-         policy: Callable | None = None) -> _Chunk:
+         policy: Callable | None = None, devices: bool = False,
+         battery_capacity_wh: float | None = None) -> _Chunk:
     """The daemons over samples ``i0:i1``, ticking on the grid that starts at ``tick0_us`` (epoch
     µs). Keeps the periods that start, and the switches made, within ``keep`` (epoch s); takes
-    the state's :func:`_signature` at the first managing cycle at or after each checkpoint."""
+    the state's :func:`_signature` at the first managing cycle at or after each checkpoint.
+    ``devices``: the settings' setpoint devices too (:mod:`gestor.sim.devices`; not in a split
+    run: they have no signature), idle at the start, driven after the loads each cycle, their
+    power in the readings taken after a command."""
     loads = [_Load(ld, LoadLimits.of(ld)) for ld in s.loads_by_priority()]
     core = Core(s, loads, policy)
     bal = core.balance
@@ -441,9 +498,22 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     extra_w = 0.0        # W of the simulated loads on now: sum(load_w)
     any_on = prev_any_on = False  # any(load_w), any(prev_load_w)
     bounds = core.bounds_s
+    devs = None                   # the setpoint devices (gestor.sim.devices.SimDevice), in order
+    dev_log: list[tuple[float, str, float]] = []
+    if devices:
+        from gestor.sim import devices as sim_dev  # not at the top: it imports this module
+        devs = sim_dev.sim_devices(s, bounds, battery_capacity_wh)
+        dev_books = [d.load for d in devs]
+        stale_s = s.managing.stale_after_s
+        sim_dev.start(devs, core, tick0_us / 1e6, dev_log)  # managing.start: every device idle
+    prev_dev_w: list[float] = [0.0] * len(devs or ())
+    prev_T_us: int | None = None
 
     def cycle() -> None:  # managing's cycle at T, as managing.Managing._cycle runs it
-        nonlocal prev_T_ts, pending, load_w, extra_w, any_on
+        nonlocal prev_T_ts, pending, load_w, extra_w, any_on, prev_T_us
+        if devs is not None:  # s since the last cycle, as managing's datetimes count it
+            dt_s = (T_us - prev_T_us) / 1e6 if prev_T_us is not None else math.inf
+            prev_T_us = T_us
         if prev_T_ts is not None:
             core.account(prev_T_ts, T_ts, bounds)
         prev_T_ts = T_ts
@@ -465,6 +535,9 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
                     switch_log.append((T_ts, ld.name, w.on))
             load_w = [ld.taken_w for ld in loads]
             extra_w, any_on = sum(load_w), any(load_w)
+        if devs is not None:  # the devices after the loads (managing._drive_setpoints)
+            fresh = last_read_t is not None and bal.current is not None and T_ts - last_read_t <= stale_s
+            sim_dev.drive(devs, core, T_ts, not fresh, max(core.period_end_s - T_ts, 0.0), dt_s, dev_log)
         while todo_cp and T_ts >= todo_cp[0]:
             signatures[todo_cp.pop(0)] = _signature(core, loads, T_ts, horizon_s, pending, last_read_t, prev_t,
                                                     prev_load_w)
@@ -484,6 +557,12 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             T_us += mgr_us
             T_ts = T_us / 1e6
         sample_w = extra_w  # the loads' W when it was measured: what the replay meter adds to it
+        if devs is not None:  # and the devices' (a battery discharging: negative)
+            for d in devs:
+                if d.model.active:
+                    d.model.advance(ti)
+            dev_w = [d.model.power_w for d in devs]
+            sample_w = extra_w + sum(dev_w)
         while T_ts < m_ts:  # managing's cycles before this read (at equal times monitoring reads first)
             cycle()
             T_us += mgr_us
@@ -505,6 +584,14 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
         last_read_t = ti
         if (any_on or prev_any_on) and prev_t is not None and ti - prev_t <= max_gap:
             _account(loads, prev_t, ti, prev_load_w, load_w, bounds)
+        if devs is not None:
+            if prev_t is not None and ti - prev_t <= max_gap and (any(prev_dev_w) or any(dev_w)):
+                _account(dev_books, prev_t, ti, prev_dev_w, dev_w, bounds)
+                k0 = bounds(prev_t)[0]
+                for d, w0, w1 in zip(dev_books, prev_dev_w, dev_w):
+                    if w0 or w1:
+                        d.on_s[k0] = d.on_s.get(k0, 0.0) + (ti - prev_t)
+            prev_dev_w = dev_w
         prev_t, prev_load_w, prev_any_on = ti, load_w, any_on
         if tr is not None:
             tr.t.append(ti)
@@ -523,6 +610,10 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     if bal.current is not None and bal.current.covered_s > 0:
         closed.append(bal.current)
     closed = [p for p in closed if keep[0] <= p.start.timestamp() < keep[1]]
+    if devs is not None:
+        sums = sim_dev.summaries(devs, keep)
+        return _Chunk(_device_periods(closed, loads, devs, sums, total_power_w, prices), switch_log, tr, signatures,
+                      sums, dev_log)
     return _Chunk(_periods(closed, loads, total_power_w, prices), switch_log, tr, signatures)
 
 
@@ -564,6 +655,32 @@ def _periods(closed: list[PeriodSummary], loads: list[_Load], total_power_w: flo
             p.start, p.end, p.complete, p.production_wh or 0.0, (p.consumption_wh or 0.0) - loads_wh, load_wh,
             {ld.name: ld.on_s.get(k, 0.0) for ld in loads}, {ld.name: ld.switches.get(k, 0) for ld in loads},
             p.balance_wh, without, bound, price_period, imp, sur))
+    return out
+
+
+def _device_periods(closed: list[PeriodSummary], loads: list[_Load], devs: list, sums: list,
+                    total_power_w: float, prices: Prices) -> list[PeriodResult]:
+    """:func:`_periods` with setpoint devices (``devs``: gestor.sim.devices.SimDevice, ``sums``:
+    their DeviceSummary): without gestor = with gestor plus the loads' and the devices' energy;
+    the bound with the loads' and the devices' most power (a battery's charge)."""
+    out: list[PeriodResult] = []
+    most_w = total_power_w + sum(max(d.max_w, 0.0) for d in devs)
+    for p in closed:
+        k = p.start.timestamp()
+        load_wh = {ld.name: ld.wh.get(k, 0.0) for ld in loads}
+        device_wh = {d.name: d.load.wh.get(k, 0.0) for d in devs}
+        loads_wh = sum(load_wh.values())
+        devices_wh = sum(device_wh.values())
+        without = p.balance_wh + loads_wh + devices_wh
+        bound = min(max(without, 0.0), most_w * p.period_s / 3600.0)
+        price_period, imp, sur = prices.at(p.start, p.end)
+        bp = {sm.name: sm.periods[k] for sm in sums if k in sm.periods}
+        out.append(DevicePeriodResult(
+            p.start, p.end, p.complete, p.production_wh or 0.0, (p.consumption_wh or 0.0) - loads_wh - devices_wh,
+            load_wh, {ld.name: ld.on_s.get(k, 0.0) for ld in loads}, {ld.name: ld.switches.get(k, 0) for ld in loads},
+            p.balance_wh, without, bound, price_period, imp, sur, device_wh,
+            {n: b.charged_wh for n, b in bp.items()}, {n: b.discharged_wh for n, b in bp.items()},
+            {n: b.soc_end_pct for n, b in bp.items()}))
     return out
 
 
@@ -613,6 +730,13 @@ def _totals(periods: list[PeriodResult], loads: Sequence[LoadSettings], tz: Zone
             t.load_wh[ld.name] = t.load_wh.get(ld.name, 0.0) + p.load_wh[ld.name]
             t.load_on_s[ld.name] = t.load_on_s.get(ld.name, 0.0) + p.load_on_s[ld.name]
             t.load_switches[ld.name] = t.load_switches.get(ld.name, 0) + p.switches[ld.name]
+        if isinstance(p, DevicePeriodResult):
+            for name, wh in p.device_wh.items():
+                t.device_wh[name] = t.device_wh.get(name, 0.0) + wh
+            for name, wh in p.charged_wh.items():
+                t.device_charged_wh[name] = t.device_charged_wh.get(name, 0.0) + wh
+            for name, wh in p.discharged_wh.items():
+                t.device_discharged_wh[name] = t.device_discharged_wh.get(name, 0.0) + wh
 
     total = Totals()
     days: dict[str, Totals] = {}

@@ -33,6 +33,8 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "steady_surplus": {"window_s": [150, 300, 600], "margin_wh": [5, 30, 60, 100], "doubt": [0.0, 1.0, 2.0],
                        "carry_wh": [0, 30]},
 }
+# A setpoint device's (``setpoints[i]``) candidates: the Wh kept banked per hour left in the period
+DEVICE_GRID: dict[str, list[Any]] = {"reserve_wh_per_h": [0, 100, 200, 300, 400, 500]}
 
 
 @dataclass
@@ -87,24 +89,27 @@ def candidates(policy: str, grid: dict[str, list[Any]] | None = None) -> list[di
     return [dict(zip(keys, vals)) for vals in itertools.product(*(g[k] for k in keys))]
 
 
-_WORK: tuple | None = None  # (datas, make_settings): inherited by the forked workers
+_WORK: tuple | None = None  # (datas, make_settings, battery_capacity_wh): inherited by the forked workers
 
 
 def _one(task: tuple[int, int, dict]) -> tuple[int, int, dict[str, Totals]]:
     ci, fi, params = task
-    datas, make = _WORK  # type: ignore[misc]
+    datas, make, capacity = _WORK  # type: ignore[misc]
     s = make(params)
-    return ci, fi, simulate(datas[fi], s, Prices(s)).days
+    return ci, fi, simulate(datas[fi], s, Prices(s), battery_capacity_wh=capacity).days
 
 
 def evaluate(datas: Sequence[ReplayData], make: Callable[[dict], Settings], cands: Sequence[dict],
-             jobs: int = 1, progress: bool = True) -> list[list[dict[str, Totals]]]:
+             jobs: int = 1, progress: bool = True,
+             battery_capacity_wh: float | None = None) -> list[list[dict[str, Totals]]]:
     """``out[c][f]``: candidate ``c`` simulated on recording ``f``, its totals per local day.
-    ``make(params)`` builds the settings of a candidate. Runs in ``jobs`` forked processes."""
+    ``make(params)`` builds the settings of a candidate (with setpoint devices or without:
+    ``battery_capacity_wh`` for a battery with a real driver, see :func:`simulate`). Runs in
+    ``jobs`` forked processes."""
     global _WORK
     tasks = [(ci, fi, p) for ci, p in enumerate(cands) for fi in range(len(datas))]
     out: list[list[dict[str, Totals]]] = [[{} for _ in datas] for _ in cands]
-    _WORK = (datas, make)
+    _WORK = (datas, make, battery_capacity_wh)
     done = 0
 
     def tick() -> None:
