@@ -221,38 +221,39 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     # -- issue 27's data: periods beyond a day, prices, decisions (gestor.web.ranges) ---------
     from gestor.web import ranges
 
-    def _view_day() -> tuple[str, date] | Response:
+    def _view_day() -> tuple[str, date, None] | tuple[None, None, Any]:
+        """(view, day, None) of the request, or (None, None, the 400 answer)."""
         view = request.args.get("view", "")
         if view not in ranges.VIEWS:
-            return jsonify(error=f"view {view[:20]!r} must be one of {', '.join(ranges.VIEWS)}"), 400
+            return None, None, (jsonify(error=f"view {view[:20]!r} must be one of {', '.join(ranges.VIEWS)}"), 400)
         d = _day()
-        return (view, d) if isinstance(d, date) else d
+        return (view, d, None) if isinstance(d, date) else (None, None, d)
 
     @app.get("/api/range")
     def range_json():
-        got = _view_day()
-        if not isinstance(got, tuple):
-            return got
+        view, d, bad = _view_day()
+        if view is None or d is None:
+            return bad
         try:
-            return jsonify(ranges.range_of(history, got[0], got[1], clock.now().astimezone(s.tz).date()))
+            return jsonify(ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date()))
         except HistoryError as e:
             return jsonify(error=str(e)), 503
 
     @app.get("/api/range.csv")
     def range_csv():
-        got = _view_day()
-        if not isinstance(got, tuple):
-            return got
+        view, d, bad = _view_day()
+        if view is None or d is None:
+            return bad
         try:
             lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
         except ValueError as e:
             return jsonify(error=str(e)), 400
         try:
-            body = ranges.range_of(history, got[0], got[1], clock.now().astimezone(s.tz).date())
+            body = ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date())
         except HistoryError as e:
             return jsonify(error=str(e)), 503
         return Response(ranges.range_csv(body, s, lang), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{ranges.csv_name(*got)}"',
+                        headers={"Content-Disposition": f'attachment; filename="{ranges.csv_name(view, d)}"',
                                  "Content-Language": lang})
 
     @app.get("/api/prices")
