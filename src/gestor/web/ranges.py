@@ -7,9 +7,12 @@ continuous query ``period_summary`` keeps forever (``forever.period``, fields ``
 except for the last two local days (from yesterday's midnight on), which are read from the raw
 points: the continuous query copies a period up to one period after it closed. Without a
 ``forever`` retention policy (``db-init`` never ran) every period is read from the raw points.
-One query per range, one row per settlement period (a year of hours: 8760 rows), summed here
-into the buckets; answers are cached as :class:`gestor.web.data.History` caches (a range that
-holds today ``cache_s``, an older one 10 min).
+InfluxDB sums the periods per local day (``GROUP BY time(1d) tz(...)``, DST-correct on 1.6.7:
+23- and 25-hour days) or per hour (the day view), the per-period net too, through sums of
+absolute values (see :func:`_part`); the buckets (months of a year) are summed here from those
+(a year: about 365 rows, not 8760). Answers are cached as :class:`gestor.web.data.History` caches
+(a range that reaches into yesterday or today ``cache_s``, an older one 10 min).
+``benchmarks/web.py --year`` times it.
 
 **What a bucket counts** (Wh, EUR; signs as DESIGN.md section 2: ``balance_wh`` export-positive):
 
@@ -50,9 +53,6 @@ UTC = timezone.utc
 VIEWS = ("day", "week", "month", "year")
 MAX_DECISIONS = 2000
 LANGS = ("es", "ca", "en")
-# the period point's fields a range sums (besides each load's <load>_wh)
-RANGE_FIELDS = ("balance_wh", "production_wh", "consumption_wh", "loads_wh", "devices_wh", "complete",
-                "cost_eur", "cost_without_eur")
 ENERGY_KEYS = ("production_wh", "consumption_wh", "import_wh", "export_wh", "captured_wh")
 
 
@@ -96,25 +96,23 @@ def buckets_of(view: str, day: date, tz: Any) -> list[tuple[datetime, datetime]]
 def _new() -> dict[str, Any]:
     return {"production_wh": None, "consumption_wh": None, "import_wh": 0.0, "export_wh": 0.0, "captured_wh": 0.0,
             "loads": {}, "devices_wh": None, "cost_eur": 0.0, "cost_without_eur": 0.0, "complete": True,
-            "periods": 0}
+            "periods": 0, "_incomplete": 0}
 
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def _add(acc: dict[str, Any], row: dict, powers: dict[str, float]) -> None:
-    """Add one settlement period's row (the stored fields, ``last_`` taken off) to ``acc``."""
-    bal = _num(row.get("balance_wh"))
-    acc["periods"] += 1
-    if bal is None:
-        acc["complete"] = False
-        return
-    loads_wh = _num(row.get("loads_wh")) or 0.0
-    dev = _num(row.get("devices_wh"))
+def _net(acc: dict[str, Any], bal: float, loads_wh: float, dev: float) -> None:
+    """One settlement period's bill: net import or export, and the surplus its loads captured."""
     acc["import_wh"] += max(-bal, 0.0)
     acc["export_wh"] += max(bal, 0.0)
-    acc["captured_wh"] += max(bal + loads_wh + (dev or 0.0), 0.0) - max(bal, 0.0)
+    acc["captured_wh"] += max(bal + loads_wh + dev, 0.0) - max(bal, 0.0)
+
+
+def _sums(acc: dict[str, Any], row: dict, powers: dict[str, float]) -> None:
+    """Add a row of the sums query (a local day or hour, :func:`_sums_query`) to ``acc``."""
+    acc["periods"] += int(row.get("n") or 0)
     for k in ("production_wh", "consumption_wh", "devices_wh"):
         v = _num(row.get(k))
         if v is not None:
@@ -126,8 +124,6 @@ def _add(acc: dict[str, Any], row: dict, powers: dict[str, float]) -> None:
         ld["on_s"] += e * 3600.0 / p_w if p_w > 0 else 0.0
     acc["cost_eur"] += _num(row.get("cost_eur")) or 0.0
     acc["cost_without_eur"] += _num(row.get("cost_without_eur")) or 0.0
-    if row.get("complete") is not True:
-        acc["complete"] = False
 
 
 def _finish(acc: dict[str, Any], expected: int, powers: dict[str, float]) -> dict[str, Any]:
@@ -138,33 +134,8 @@ def _finish(acc: dict[str, Any], expected: int, powers: dict[str, float]) -> dic
     acc["self_consumption_pct"] = (100.0 * (prod - acc["export_wh"]) / prod) if prod else None
     acc["self_sufficiency_pct"] = (100.0 * (cons - acc["import_wh"]) / cons) if cons else None
     acc["saved_eur"] = acc["cost_without_eur"] - acc["cost_eur"]
-    acc["complete"] = bool(acc["complete"] and acc["periods"] >= expected and expected > 0)
+    acc["complete"] = bool(acc.pop("_incomplete") == 0 and acc["periods"] >= expected > 0)
     return acc
-
-
-def summarize(rows: list[dict], buckets: list[tuple[datetime, datetime]], period_s: int,
-              powers: dict[str, float]) -> tuple[list[dict], dict]:
-    """``rows`` (one per settlement period: ``time`` epoch s and the stored fields) summed into
-    ``buckets`` and over all of them. Returns (buckets, totals) as the API gives them (module
-    docstring); rows outside the buckets are left out."""
-    edges = [a.timestamp() for a, _ in buckets]
-    end = buckets[-1][1].timestamp()
-    accs = [_new() for _ in buckets]
-    total = _new()
-    from bisect import bisect_right
-    for r in rows:
-        t = r["time"]
-        if not edges[0] <= t < end:
-            continue
-        i = bisect_right(edges, t) - 1
-        _add(accs[i], r, powers)
-        _add(total, r, powers)
-    out = []
-    for (a, b), acc in zip(buckets, accs):
-        n = round((b - a).total_seconds() / period_s)
-        out.append({"start": a.isoformat(), **_finish(acc, n, powers)})
-    n_all = round((buckets[-1][1] - buckets[0][0]).total_seconds() / period_s)
-    return out, _finish(total, n_all, powers)
 
 
 # -- the store --------------------------------------------------------------------------------
@@ -176,34 +147,114 @@ def _forever_missing(e: Exception) -> bool:
     return "retention policy not found" in str(e)
 
 
-def period_rows(h: History, a: datetime, b: datetime, recent_from: datetime) -> list[dict]:
-    """The settlement periods of [a, b), one row each (``time`` epoch s, :data:`RANGE_FIELDS` and
-    each configured load's ``<load>_wh``), oldest first: from the ``forever`` summaries before
-    ``recent_from``, from the raw points after it (or all raw without summaries). Raises
-    HistoryError."""
-    from gestor.web.data import HistoryError
+def _source(forever: bool) -> tuple[str, str]:
+    """(FROM clause, field prefix) of the summaries (``last_<field>``) or the raw points."""
+    return (f'"{FOREVER_RP}"."period"', "last_") if forever else ('"period"', "")
+
+
+def _part(h: History, forever: bool, a: datetime, b: datetime, group: str) -> tuple[list, list, list]:
+    """The settlement periods of [a, b) from the summaries or the raw points, summed by InfluxDB
+    per ``group`` (``1h``, or ``1d``: local days, DST-correct with ``tz()``), in three queries:
+    the sums of the linear fields and the count of periods; the count of incomplete periods; the
+    per-period net (not a sum) as sums of absolute values, max(x, 0) = (|x| + x) / 2: Σ|balance|
+    and Σ|balance + loads| (a subquery). When periods with setpoint devices (``devices_wh``) are
+    in [a, b), the last is instead one row per period (balance, loads, devices; summed here).
+    Returns (sums rows, incomplete rows, net rows: either ``ab``/``aw`` per group or ``b``/``l``/
+    ``d`` per period). Raises HistoryError (a missing forever policy too)."""
     s = h.s
-    fields = list(RANGE_FIELDS) + [f"{ld.name}_wh" for ld in s.loads]
-    where = f"site = '{s.site}'"
-    rows: dict[float, dict] = {}
+    src, p = _source(forever)
+    where = f"site = '{s.site}' AND time >= '{_t(a)}' AND time < '{_t(b)}'"
+    by = f"GROUP BY time({group}) fill(none) tz('{s.timezone}')"
+    linear = ["production_wh", "consumption_wh", "devices_wh", "cost_eur", "cost_without_eur", "balance_wh",
+              "loads_wh"] + [f"{ld.name}_wh" for ld in s.loads]
+    sel = ", ".join([f'count("{p}balance_wh") AS n', f'count("{p}devices_wh") AS nd']
+                    + [f'sum("{p}{f}") AS "{f}"' for f in linear])
+    sums, bad, net = _parallel([
+        f"SELECT {sel} FROM {src} WHERE {where} {by}",
+        f'SELECT count("{p}balance_wh") AS x FROM {src} WHERE {where} AND "{p}complete" = false {by}',
+        f'SELECT sum(ab) AS ab, sum(aw) AS aw FROM (SELECT abs("{p}balance_wh") AS ab, '
+        f'abs("{p}balance_wh" + "{p}loads_wh") AS aw FROM {src} WHERE {where} GROUP BY *) WHERE {where} {by}'], h)
+    if any(r.get("nd") for r in sums):
+        net = h._query(f'SELECT "{p}balance_wh" AS b, "{p}loads_wh" AS l, "{p}devices_wh" AS d FROM {src} '
+                       f"WHERE {where}")
+    return sums, bad, net
+
+
+def _parallel(queries: list[str], h: History) -> list[list[dict]]:
+    """The answers of ``queries``, asked at once (InfluxDB answers them on several cores: on a
+    Pi the range's time is then the slowest query's, not their sum). Raises the first
+    HistoryError."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="gestor-web-query") as ex:
+        futures = [ex.submit(h._query, q) for q in queries]
+        return [f.result() for f in futures]
+
+
+def range_rows(h: History, a: datetime, b: datetime, recent_from: datetime, group: str) -> list[tuple[list, list, list]]:
+    """:func:`_part` of [a, b), one or two: from the ``forever`` summaries before ``recent_from`` and the raw
+    points after it (all raw without summaries). Raises HistoryError."""
+    from gestor.web.data import HistoryError
+    parts = []
     raw_from = max(a, recent_from)
     if a < recent_from:
-        sel = ", ".join(f'"last_{f}" AS "{f}"' for f in fields)
-        q = (f'SELECT {sel} FROM "{FOREVER_RP}"."period" WHERE {where} AND time >= \'{_t(a)}\' '
-             f"AND time < '{_t(min(b, recent_from))}'")
         try:
-            for r in h._query(q):
-                rows[r["time"]] = r
+            parts.append(_part(h, True, a, min(b, recent_from), group))
         except HistoryError as e:
             if not _forever_missing(e):
                 raise
             raw_from = a
     if raw_from < b:
-        sel = ", ".join(f'"{f}"' for f in fields)
-        q = f"SELECT {sel} FROM \"period\" WHERE {where} AND time >= '{_t(raw_from)}' AND time < '{_t(b)}'"
-        for r in h._query(q):
-            rows[r["time"]] = r
-    return [rows[t] for t in sorted(rows)]
+        parts.append(_part(h, False, raw_from, b, group))
+    return parts
+
+
+def summarize(parts: list[tuple[list, list, list]], buckets: list[tuple[datetime, datetime]], period_s: int,
+              powers: dict[str, float]) -> tuple[list[dict], dict]:
+    """:func:`range_rows`' answers summed into ``buckets`` and over all of them. Returns
+    (buckets, totals) as the API gives them (module docstring); rows outside are left out."""
+    from bisect import bisect_right
+    edges = [a.timestamp() for a, _ in buckets]
+    end = buckets[-1][1].timestamp()
+    accs = [_new() for _ in buckets]
+    total = _new()
+
+    def where(t: float) -> dict | None:
+        return accs[bisect_right(edges, t) - 1] if edges[0] <= t < end else None
+
+    for sums, bad, net in parts:
+        bl: dict[float, tuple[float, float]] = {}  # group → (Σ balance, Σ loads)
+        for r in sums:
+            bl[r["time"]] = (_num(r.get("balance_wh")) or 0.0, _num(r.get("loads_wh")) or 0.0)
+            acc = where(r["time"])
+            if acc is not None:
+                _sums(acc, r, powers)
+                _sums(total, r, powers)
+        for r in net:
+            acc = where(r["time"])
+            if acc is None:
+                continue
+            if "ab" in r:  # per group: Σ|balance|, Σ|balance + loads|
+                sb, sl = bl.get(r["time"], (0.0, 0.0))
+                ab, aw = r.get("ab") or 0.0, r.get("aw") or 0.0
+                for x in (acc, total):
+                    x["import_wh"] += (ab - sb) / 2
+                    x["export_wh"] += (ab + sb) / 2
+                    x["captured_wh"] += (aw + sb + sl) / 2 - (ab + sb) / 2
+            elif r.get("b") is not None:  # per period
+                bal, loads_wh, dev = r["b"], r.get("l") or 0.0, r.get("d") or 0.0
+                _net(acc, bal, loads_wh, dev)
+                _net(total, bal, loads_wh, dev)
+        for r in bad:
+            acc = where(r["time"])
+            if acc is not None:
+                acc["_incomplete"] += int(r.get("x") or 0)
+                total["_incomplete"] += int(r.get("x") or 0)
+    out = []
+    for (a, b), acc in zip(buckets, accs):
+        n = round((b - a).total_seconds() / period_s)
+        out.append({"start": a.isoformat(), **_finish(acc, n, powers)})
+    n_all = round((buckets[-1][1] - buckets[0][0]).total_seconds() / period_s)
+    return out, _finish(total, n_all, powers)
 
 
 def since_install(h: History, recent_from: datetime) -> dict[str, Any]:
@@ -254,14 +305,16 @@ def range_of(h: History, view: str, day: date, today: date) -> dict[str, Any]:
     fresh = b > recent_from
 
     def build() -> dict[str, Any]:
-        rows = period_rows(h, a, b, recent_from)
-        out, totals = summarize(rows, buckets, s.billing.period_s, powers)
+        parts = range_rows(h, a, b, recent_from, "1h" if view == "day" else "1d")
+        out, totals = summarize(parts, buckets, s.billing.period_s, powers)
         return {"view": view, "start": a.isoformat(), "end": b.isoformat(), "tz": s.timezone, "buckets": out,
                 "totals": totals}
 
-    body = h._cached(("range", view, a.timestamp(), today), build, fresh=fresh)
-    since = h._cached(("since_install", today), lambda: since_install(h, recent_from), fresh=True)
-    return {**body, "since_install": since}
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gestor-web-since") as ex:
+        since = ex.submit(h._cached, ("since_install", today), lambda: since_install(h, recent_from), True)
+        body = h._cached(("range", view, a.timestamp(), today), build, fresh=fresh)
+        return {**body, "since_install": since.result()}
 
 
 # -- the CSV ----------------------------------------------------------------------------------
