@@ -67,10 +67,11 @@ def simulated_days() -> dict[tuple[int, int], dict]:
     return out
 
 
-def year_points(s, year: int = YEAR) -> list[tuple[datetime, str]]:
+def year_points(s, year: int = YEAR, devices_wh: float | None = None) -> list[tuple[datetime, str]]:
     """(start UTC, line protocol) of every settlement period of the local ``year``, shaped as
     managing's ``period`` points; the day-of-year picks the recorded day, the local hour the hour
-    (a missing simulated hour is taken as balanced and empty)."""
+    (a missing simulated hour is taken as balanced and empty). ``devices_wh``: a setpoint
+    device's Wh taken in every period (as Books.close books it with setpoint devices)."""
     sim = simulated_days()
     t = s.tariff
     a = datetime(year, 1, 1, tzinfo=TZ).astimezone(UTC)
@@ -87,7 +88,7 @@ def year_points(s, year: int = YEAR) -> list[tuple[datetime, str]]:
         bal = src["balance_wh"]
         fields = {"balance_wh": bal, "export_wh": max(bal, 0.0), "import_wh": max(-bal, 0.0),
                   "production_wh": src["production_wh"], "consumption_wh": src["consumption_wh"],
-                  "loads_wh": loads_wh, **per_load, "complete": src["complete"], "covered_s": 3600.0, **money,
+                  "loads_wh": loads_wh, **per_load, "devices_wh": devices_wh, "complete": src["complete"], "covered_s": 3600.0, **money,
                   "import_eur_per_kwh": imp, "surplus_eur_per_kwh": sur, "price_source": "fixed"}
         out.append((a, point("period", {"site": s.site, "period_s": "3600"}, fields, a)))
         a += timedelta(hours=1)
@@ -140,7 +141,8 @@ def expected(rows: list[dict], a: datetime, b: datetime) -> dict:
     return {"n": len(sel),
             "import_wh": sum(max(-r["balance_wh"], 0) for r in sel),
             "export_wh": sum(max(r["balance_wh"], 0) for r in sel),
-            "captured_wh": sum(max(r["balance_wh"] + r["loads_wh"], 0) - max(r["balance_wh"], 0) for r in sel),
+            "captured_wh": sum(max(r["balance_wh"] + r["loads_wh"] + r.get("devices_wh", 0.0), 0)
+                               - max(r["balance_wh"], 0) for r in sel),
             "production_wh": sum(r["production_wh"] for r in sel),
             "consumption_wh": sum(r["consumption_wh"] for r in sel),
             "water_heater_wh": sum(r.get("water_heater_wh", 0.0) for r in sel),
@@ -375,11 +377,13 @@ def test_bad_requests_are_a_sentence_and_every_endpoint_needs_the_session(year_s
 
 
 def test_without_summaries_the_range_reads_the_raw_points(tmp_path, influxd):
-    """A database ``db-init`` never set up: no forever policy; the raw points answer."""
+    """A database ``db-init`` never set up: no forever policy; the raw points answer. The second
+    day has a setpoint device taking 300 Wh a period: the net is then summed per period."""
     from tests.integration.test_web import Web
     db = f"t_ranges_raw_{uuid.uuid4().hex[:8]}"
     s = site_settings(tmp_path, influxd, db)
-    pts = [(t, ln) for t, ln in year_points(s) if local(2025, 6, 1) <= t < local(2025, 6, 3)]
+    pts = [(t, ln) for t, ln in year_points(s) if local(2025, 6, 1) <= t < local(2025, 6, 2)]
+    pts += [(t, ln) for t, ln in year_points(s, devices_wh=300.0) if local(2025, 6, 2) <= t < local(2025, 6, 3)]
     c = influxd.client(db)
     c.create_database(db)
     c.write_points([ln for _, ln in pts], protocol="line", time_precision="ms")
@@ -388,6 +392,13 @@ def test_without_summaries_the_range_reads_the_raw_points(tmp_path, influxd):
         d = web.login(PASSWORD).get(f"{web.url}/api/range?view=month&date=2025-06-01", timeout=30).json()
         check(d["totals"], expected([reference(t, ln) for t, ln in pts], local(2025, 6, 1), local(2025, 7, 1)))
         assert [b["periods"] for b in d["buckets"][:3]] == [24, 24, 0]
+        assert d["buckets"][0]["devices_wh"] is None and d["buckets"][1]["devices_wh"] == pytest.approx(24 * 300.0)
+        refs = [reference(t, ln) for t, ln in pts]
+        for k, bk in enumerate(d["buckets"][:2]):
+            check(bk, expected(refs, local(2025, 6, 1 + k), local(2025, 6, 2 + k)))
+        # the devices' energy counts as captured surplus (the period without them would have exported it)
+        assert d["buckets"][1]["captured_wh"] > expected(refs[:0] + [dict(r, devices_wh=0.0) for r in refs],
+                                                         local(2025, 6, 2), local(2025, 6, 3))["captured_wh"]
         assert d["since_install"]["since"] == "2025-05-31T22:00:00+00:00"
     finally:
         web.stop()
