@@ -10,7 +10,17 @@ did and prints the peak RSS after each attack: 8 parallel requests with 16 MB UR
 wrong passwords from one address (how many were checked), and the time a normal request takes
 beside 10 clients sending a byte a second.
 
+``--year`` instead measures issue 27's ranges: a year (2025) of ``period`` points in a real
+InfluxDB 1.x (Debian's influxd, as the tests start it), written by the test's writer
+(``tests/integration/test_web_ranges.py``: a simulation of a real recording, summarized forever
+by ``gestor db-init``'s own continuous query), then ``/api/range`` for a month and the year through
+the page (cheroot, HTTP, a session), cold (the page's cache emptied before each request) and warm,
+``--requests`` times each, and the split of a cold year into InfluxDB's answer and the summing.
+The issue's target: a month and a year within 2 s on a Pi-class machine (about 10 times slower
+than a desktop: multiply the numbers by 10).
+
     .venv/bin/python benchmarks/web.py [--requests 200] [--abuse]
+    .venv/bin/python benchmarks/web.py --year [--requests 20]
 """
 from __future__ import annotations
 
@@ -90,11 +100,80 @@ def abuse(url: str, pid: int) -> None:
     stop.set()
 
 
+def year(n: int) -> None:
+    """A year of data in InfluxDB, then the time of /api/range (month, year; cold and warm)."""
+    import uuid
+
+    from gestor.clock import WallClock
+    from gestor.web import auth, ranges
+    from tests.influxd import start_influxd
+    from tests.integration.test_web_ranges import site_settings, write_year
+    from tests.integration.test_web import Web
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "influxdb").mkdir()
+        server = start_influxd(d / "influxdb")
+        try:
+            s = site_settings(d, server, f"bench_{uuid.uuid4().hex[:8]}")
+            t = time.perf_counter()
+            rows = write_year(s, server)
+            print(f"wrote {len(rows)} period points (2025) and their forever summaries in "
+                  f"{time.perf_counter() - t:.1f} s")
+            web = Web(s, WallClock(), auth.hasher().hash("benchmark password 1"))
+            try:
+                c = web.login("benchmark password 1")
+                history = web.server.wsgi_app.extensions["gestor"]["history"]
+                for view, day in (("day", "2025-10-26"), ("week", "2025-06-10"), ("month", "2025-06-10"),
+                                  ("year", "2025-06-10")):
+                    url = f"{web.url}/api/range?view={view}&date={day}"
+                    cold = []
+                    for _ in range(n):
+                        history._cache.clear()
+                        t = time.perf_counter()
+                        r = c.get(url, timeout=60)
+                        cold.append(time.perf_counter() - t)
+                        assert r.status_code == 200, r.text
+                    t = time.perf_counter()
+                    for _ in range(n):
+                        c.get(url, timeout=60)
+                    warm = (time.perf_counter() - t) / n
+                    cold.sort()
+                    print(f"GET /api/range?view={view:5s}  cold: median {1000 * cold[len(cold) // 2]:7.1f} ms, "
+                          f"max {1000 * cold[-1]:7.1f} ms (Pi, x10: ~{10 * cold[len(cold) // 2]:.2f} s); "
+                          f"warm {1000 * warm:6.2f} ms")
+                history._cache.clear()
+                t = time.perf_counter()
+                c.get(f"{web.url}/api/range.csv?view=year&date=2025-06-10&lang=es", timeout=60)
+                print(f"GET /api/range.csv?view=year (es), cold: {1000 * (time.perf_counter() - t):.1f} ms")
+                # a cold year, split: InfluxDB's answer (both queries) and the summing
+                from datetime import date, timedelta
+                today = WallClock().now().astimezone(s.tz).date()
+                recent = ranges.day_bounds(today - timedelta(days=1), s.tz)[0]
+                b = ranges.buckets_of("year", date(2025, 6, 10), s.tz)
+                t = time.perf_counter()
+                got = ranges.range_rows(history, b[0][0], b[-1][1], recent, "1d")
+                t1 = time.perf_counter()
+                ranges.summarize(got, b, s.billing.period_s, {ld.name: ld.power_w for ld in s.loads})
+                t2 = time.perf_counter()
+                ranges.since_install(history, recent)
+                t3 = time.perf_counter()
+                print(f"a cold year split: InfluxDB {1000 * (t1 - t):.1f} ms ({sum(len(p[0]) for p in got)} periods), summing "
+                      f"{1000 * (t2 - t1):.1f} ms, since installation {1000 * (t3 - t2):.1f} ms")
+            finally:
+                web.stop()
+        finally:
+            server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--abuse", action="store_true", help="then attack it (issue 24) and print the peaks")
+    ap.add_argument("--year", action="store_true", help="instead: /api/range over a year of data in InfluxDB")
     a = ap.parse_args()
+    if a.year:
+        year(min(a.requests, 50))
+        return
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         raw = yaml.safe_load((ROOT / "config" / "settings.yaml").read_text())

@@ -253,7 +253,8 @@ class Managing:
             "mqtt": None if self.mqtt is None else self.mqtt.status(),
             "overrides": {k: v.describe(self.s.tz) for k, v in self.overrides.items()},
             "loads": self.relays.published(snap.period_start_s, self.books.switches_today),
-            "setpoints": self.setpoints.published()}))
+            "setpoints": self.setpoints.published(),
+            "min_run": {k: [t.isoformat() for t in v] for k, v in self.core.min_run_plan(now.timestamp()).items()}}))
 
     def _read_overrides(self, now: datetime) -> None:
         new = read_overrides(self.s.paths.state_dir, now)

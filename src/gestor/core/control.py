@@ -18,7 +18,7 @@ from gestor.core.reading import Reading
 from gestor.core.balance import Balance, PeriodSummary, Sample
 from gestor.core.devices import DeviceKind, OnOff
 from gestor.core.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
-                           min_run_deadline, min_run_reason)
+                           min_run_deadline, min_run_reason, min_run_slots)
 from gestor.core.policies import POLICIES, LoadView, Snapshot, Wish, changes
 if TYPE_CHECKING:  # the settings' types only: the core imports nothing above it
     from gestor.settings import LoadSettings, PolicySettings, Settings
@@ -286,6 +286,22 @@ class Controller:
                                  self.price_period, c.power_w, self.import_price, ahead)
             if why:
                 out[ld.name] = why
+        return out
+
+    def min_run_plan(self, now_s: float) -> dict[str, list[datetime]]:
+        """Per load with a daily minimum not yet reached, the starts (aware, UTC) of the
+        settlement periods it has chosen to run in from epoch ``now_s`` to its deadline
+        (:func:`gestor.core.guards.min_run_slots`, ranked as :meth:`min_run` ranks them); loads
+        that reached it are left out. What managing publishes for the web page."""
+        out: dict[str, list[datetime]] = {}
+        now = datetime.fromtimestamp(now_s, UTC)
+        for ld in self._min_run:
+            c = ld.cfg
+            done = ld.day_on_s.get(self._deadline_s(ld, now_s), 0.0)
+            slots = min_run_slots(now, self.tz, self.period_s, c.min_run_s, done, c.min_run_by, self.price_period,
+                                  self.import_price)
+            if slots:
+                out[ld.name] = slots
         return out
 
     def _deadline_s(self, ld: LoadState, t: float) -> float:

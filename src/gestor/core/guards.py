@@ -219,6 +219,45 @@ def min_run_ahead(now: datetime, tz: ZoneInfo, period_s: int, by: str, price_per
     return before_s, slots[0][2]
 
 
+def min_run_slots(now: datetime, tz: ZoneInfo, period_s: int, need_s: float, done_s: float, by: str,
+                  price_period: Callable[[datetime], str],
+                  import_price: Callable[[datetime], float | None] | None = None) -> list[datetime]:
+    """The settlement periods the daily minimum run has chosen from ``now`` to its deadline, as
+    their starts (aware, UTC, in time order; the first is the period holding ``now``): the periods
+    :func:`min_run_ahead` ranks first, picked until they cover ``need_s - done_s`` (s). The
+    current period is among them exactly when :func:`min_run_reason` runs the load now. []
+    once the minimum is reached. For showing the plan (managing publishes it); the guard itself
+    decides with :func:`min_run_reason`."""
+    left_s = need_s - done_s
+    if left_s <= 0:
+        return []
+    deadline = min_run_deadline(now, tz, by)
+    slots: list[tuple[datetime, float, float]] = []  # (start, seconds left in it before the deadline, rank)
+    rank = {"P3": 0.0, "P2": 1.0, "P1": 2.0}
+    labels: list[str] = []
+    t = now
+    while t < deadline:
+        _, end = period_bounds(t, period_s, tz)
+        b = min(end, deadline)
+        slots.append((t, (b - t).total_seconds(), 0.0))
+        labels.append(price_period(t))
+        t = b
+    real = [import_price(t) for t, _, _ in slots] if import_price is not None else [None]
+    if None not in real:  # every slot has its real price: rank by it (as min_run_ahead)
+        slots = [(t, dur, float(eur or 0.0)) for (t, dur, _), eur in zip(slots, real)]
+    else:
+        slots = [(t, dur, rank.get(label, 3.0)) for (t, dur, _), label in zip(slots, labels)]
+    chosen: list[datetime] = []
+    covered = 0.0
+    for start, dur, _ in sorted(slots, key=lambda s: (s[2], -s[0].timestamp())):
+        if covered >= left_s:
+            break
+        chosen.append(start)
+        covered += dur
+    first = period_bounds(now, period_s, tz)[0]
+    return sorted(first.astimezone(UTC) if c == now else c.astimezone(UTC) for c in chosen)
+
+
 def min_run_reason(now: datetime | None, tz: ZoneInfo, period_s: int, need_s: float, done_s: float, by: str,
                    price_period: Callable[[datetime], str], power_w: float,
                    import_price: Callable[[datetime], float | None] | None = None,

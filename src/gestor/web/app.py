@@ -218,6 +218,65 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         return Response(text, mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="gestor-{s.site}-{d}.csv"'})
 
+    # -- issue 27's data: periods beyond a day, prices, decisions (gestor.web.ranges) ---------
+    from gestor.web import ranges
+
+    def _view_day() -> tuple[str, date, None] | tuple[None, None, Any]:
+        """(view, day, None) of the request, or (None, None, the 400 answer)."""
+        view = request.args.get("view", "")
+        if view not in ranges.VIEWS:
+            return None, None, (jsonify(error=f"view {view[:20]!r} must be one of {', '.join(ranges.VIEWS)}"), 400)
+        d = _day()
+        return (view, d, None) if isinstance(d, date) else (None, None, d)
+
+    @app.get("/api/range")
+    def range_json():
+        view, d, bad = _view_day()
+        if view is None or d is None:
+            return bad
+        try:
+            return jsonify(ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date()))
+        except HistoryError as e:
+            return jsonify(error=str(e)), 503
+
+    @app.get("/api/range.csv")
+    def range_csv():
+        view, d, bad = _view_day()
+        if view is None or d is None:
+            return bad
+        try:
+            lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
+        except ValueError as e:
+            return jsonify(error=str(e)), 400
+        try:
+            body = ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date())
+        except HistoryError as e:
+            return jsonify(error=str(e)), 503
+        return Response(ranges.range_csv(body, s, lang), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{ranges.csv_name(view, d)}"',
+                                 "Content-Language": lang})
+
+    @app.get("/api/prices")
+    def prices_json():
+        d = _day()
+        if not isinstance(d, date):
+            return d
+        return jsonify(ranges.prices_of(s, d, clock.now(), ranges.min_run_published(s)))
+
+    @app.get("/api/decisions")
+    def decisions_json():
+        d = _day()
+        if not isinstance(d, date):
+            return d
+        load = request.args.get("load") or None
+        names = [ld.name for ld in s.loads]
+        if load is not None and load not in names:
+            return jsonify(error=f"no load named {load[:40]!r}: the loads are {', '.join(names)}"), 400
+        try:
+            return jsonify(ranges.decisions_of(history, d, clock.now().astimezone(s.tz).date(), load))
+        except HistoryError as e:
+            return jsonify(error=str(e)), 503
+
     @app.post("/api/load/<name>")
     def load_mode(name: str):
         if name not in {ld.name for ld in s.loads}:
