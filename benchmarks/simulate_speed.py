@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--policies", default="time_to_consume,steady_surplus,hysteresis,min_on_time")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--sweep", action="store_true", help="also a 20-value sweep over the year")
+    ap.add_argument("--battery", action="store_true",
+                    help="also each policy with a simulated 5 kWh / 2.5 kW battery after the loads (one process)")
     ap.add_argument("--write-year", type=Path, metavar="CSV", help=argparse.SUPPRESS)  # the helper's job
     args = ap.parse_args()
     if args.write_year:
@@ -129,8 +131,21 @@ def main() -> None:
                 a = time.perf_counter()
                 r = simulate(year, s, Prices(s), jobs=jobs)
                 dt = time.perf_counter() - a
+                if jobs == 1:
+                    base = dt
                 line += f"  jobs {jobs}: {dt:6.2f} s ({r.parts} part{'s' if r.parts > 1 else ''})"
             print(f"{line}  {len(year.t) / dt:>9,.0f} samples/s, {r.totals.switches} switches", flush=True)
+            if args.battery:
+                bat = [{"name": "battery", "reserve_wh_per_h": 0, "device": {
+                    "driver": "simulated", "kind": "battery", "capacity_wh": 5000, "max_charge_w": 2500,
+                    "max_discharge_w": 2500}}]
+                sb = parse_settings({**raw, "policy": {**raw["policy"], "name": name}, "setpoints": bat},
+                                    str(example), example)
+                a = time.perf_counter()
+                simulate(year, sb, Prices(sb), jobs=1)
+                db = time.perf_counter() - a
+                print(f"{'':16s}  with a battery, jobs 1: {db:6.2f} s  ({db / base:.2f}x the same policy without, "
+                      f"jobs 1)", flush=True)
         print(f"peak RSS of this process (the year loaded as gestor simulate loads it, the simulations): "
               f"{hwm_mb():.0f} MB", flush=True)
         if args.sweep:

@@ -442,6 +442,8 @@ class Core(Controller):
         if now_s > t0:
             self.devices_wh += self.devices_w * (now_s - t0) / 3600.0
         self._dev_at_s = now_s
+        if devices_w == self.devices_w:  # unchanged (idle, a steady setpoint): the histories hold it
+            return
         self.devices_w = devices_w
         self._dev_w.append((now_s, devices_w))
         self.note_state(now_s)
