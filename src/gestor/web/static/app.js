@@ -30,16 +30,18 @@
   const eur = (v) => none(v) ? "–" : eurFmt.format(v);
   const pctFmt = new Intl.NumberFormat(LOC, { style: "percent", maximumFractionDigits: 0 });
   const pct = (v) => none(v) ? "–" : pctFmt.format(v / 100);
-  const watts = (v) => none(v) ? "–" : `${num(Math.round(v))} W`;
-  const power = (v) => Math.abs(v) >= 1000 ? `${num(Math.abs(v) / 1000, 1)} kW` : `${num(Math.round(Math.abs(v)))} W`;
-  const wh = (v) => none(v) ? "–" : `${v >= 0 ? "+" : "−"}${num(Math.abs(Math.round(v)))} Wh`;
-  const kwh = (v, digits) => none(v) ? "–" : `${num(v / 1000, digits === undefined ? 2 : digits)} kWh`;
+  // a number and its unit never part at the end of a line (a no-break space between them)
+  const NB = "\u00a0";
+  const watts = (v) => none(v) ? "–" : `${num(Math.round(v))}${NB}W`;
+  const power = (v) => Math.abs(v) >= 1000 ? `${num(Math.abs(v) / 1000, 1)}${NB}kW` : `${num(Math.round(Math.abs(v)))}${NB}W`;
+  const wh = (v) => none(v) ? "–" : `${v >= 0 ? "+" : "−"}${num(Math.abs(Math.round(v)))}${NB}Wh`;
+  const kwh = (v, digits) => none(v) ? "–" : `${num(v / 1000, digits === undefined ? 2 : digits)}${NB}kWh`;
   const dtf = (opts) => new Intl.DateTimeFormat(LOC, Object.assign({ timeZone: TZ }, opts));
   const timeFmt = dtf({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   const secFmt = dtf({ hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
   const hhmm = (iso) => iso ? timeFmt.format(new Date(iso)) : "";
-  const dur = (s) => {
-    if (none(s)) return "–";
+  const dur = (s) => none(s) ? "–" : duration(s).replace(/ /g, "\u00a0");
+  const duration = (s) => {
     s = Math.max(0, Math.floor(s));
     if (s < 60) return t("s", { n: s });
     if (s < 3600) return t("min", { n: Math.floor(s / 60) });
@@ -115,7 +117,7 @@
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true, range: (u, min, max) => min === null || max === null ? [0, PERIOD_S] : [min - PERIOD_S / 2, max + PERIOD_S / 2] } },
       axes: [Object.assign(timeAxis(), { incrs: [3600, 7200, 10800, 21600] }), axis({ size: 55 })],
-      series: [{ value: (u, v) => none(v) ? "–" : `${timeFmt.format(new Date((v - PERIOD_S / 2) * 1e3))}` },
+      series: [{ label: t("time"), value: (u, v) => none(v) ? "–" : `${timeFmt.format(new Date((v - PERIOD_S / 2) * 1e3))}` },
         { label: t("with_gestor"), fill: css("--with"), stroke: css("--with"), paths: bars(1), points: { show: false }, value: whValue },
         { label: t("without_gestor"), fill: css("--without"), stroke: css("--without"), paths: bars(-1), points: { show: false }, value: whValue }],
     }), data);
@@ -126,7 +128,7 @@
     chart(id, "power", (w) => ({
       width: w, height: 220, tzDate: tzDate,
       scales: { x: { time: true } }, axes: [timeAxis(), axis({ size: 60 })],
-      series: [{ value: (u, v) => none(v) ? "–" : timeFmt.format(new Date(v * 1e3)) },
+      series: [{ label: t("time"), value: (u, v) => none(v) ? "–" : timeFmt.format(new Date(v * 1e3)) },
         { label: `${t("net")} W`, stroke: css("--net"), width: 1.5, value: wv },
         { label: `${t("production")} W`, stroke: "#f0a500", value: wv }, { label: `${t("consumption")} W`, stroke: css("--bad"), value: wv }],
     }), data);
@@ -191,9 +193,11 @@
   }
 
   let first = true;
+  let lastStatus = null;
   async function poll() {
     try {
       const d = await api("/api/status");
+      lastStatus = d;
       render(d);
       dateInput.max = d.today.date;
       if (first) {
@@ -288,20 +292,24 @@
       [t("self_consumption"), pct(tot.self_consumption_pct)], [t("self_sufficiency"), pct(tot.self_sufficiency_pct)],
       [t("cost_with"), eur(tot.cost_eur)], [t("cost_without"), eur(tot.cost_without_eur)], [t("saved"), eur(tot.saved_eur)],
     ];
+    const fill = (list, pairs) => {
+      list.textContent = "";
+      for (const [k, v] of pairs) {
+        const dt = document.createElement("dt"), dd = document.createElement("dd");
+        dt.textContent = cap(k); dd.textContent = v;
+        list.append(dt, dd);
+      }
+      list.hidden = false;
+    };
+    fill(dl, rows);
+    // the euros since installation: the whole story, whatever the range
     const si = r.since_install;
+    const since = $("#since-totals");
     if (si && si.since) {
-      const since = dateLong.format(new Date(si.since));
-      rows.push([`${t("saved")} · ${t("since_install", { date: since })}`, eur(si.saved_eur)]);
-      rows.push([`${t("cost_with")} · ${t("since_install", { date: since })}`, eur(si.cost_eur)]);
-      rows.push([`${t("cost_without")} · ${t("since_install", { date: since })}`, eur(si.cost_without_eur)]);
+      $("#since-title").textContent = t("since_install", { date: dateLong.format(new Date(si.since)) });
+      fill(since, [[t("saved"), eur(si.saved_eur)], [t("cost_with"), eur(si.cost_eur)], [t("cost_without"), eur(si.cost_without_eur)]]);
     }
-    for (const [k, v] of rows) {
-      const div = document.createElement("div");
-      const dt = document.createElement("dt"), dd = document.createElement("dd");
-      dt.textContent = cap(k); dd.textContent = v;
-      div.append(dt, dd); dl.appendChild(div);
-    }
-    dl.hidden = false;
+    $("#since-title").hidden = since.hidden = !(si && si.since);
     const incomplete = (r.buckets || []).some((b) => b.complete === false);
     $("#history-summary").textContent = incomplete ? t("incomplete") : "";
     // each load: its energy and time on over the range
@@ -328,14 +336,14 @@
       : r.view === "year" ? (v) => cap(monthShort.format(new Date((v - half) * 1e3)))
       : r.view === "week" ? (v) => weekdayShort.format(new Date((v - half) * 1e3))
       : (v) => dayShort.format(new Date((v - half) * 1e3));
-    const xAxis = axis({ values: (u, vals) => vals.map((v) => label(v + half)), space: r.view === "month" ? 40 : 30 });
+    const xAxis = axis({ values: (u, vals) => vals.map((v) => label(v + half)), space: r.view === "month" ? 55 : 35 });
     const xScale = { time: true, range: (u, min, max) => min === null ? [0, 1] : [min - half, max + half] };
     const neg = (v) => none(v) ? null : -v;
     const kv = (u, v) => none(v) ? "–" : kwh(Math.abs(v), 1);
     chart("history-bars", `energy-${r.view}`, (w) => ({
       width: w, height: 240, tzDate: tzDate, cursor: { drag: { x: false, y: false } },
       scales: { x: xScale }, axes: [xAxis, axis({ size: 60, values: (u, vals) => vals.map((v) => num(v / 1000, 0)) })],
-      series: [{ value: (u, v) => none(v) ? "–" : label(v) },
+      series: [{ label: t(`x_${r.view}`), value: (u, v) => none(v) ? "–" : label(v) },
         { label: t("exported"), fill: css("--ok"), stroke: css("--ok"), paths: bars(0, 0.6), points: { show: false }, value: kv },
         { label: t("imported"), fill: css("--bad"), stroke: css("--bad"), paths: bars(0, 0.6), points: { show: false }, value: kv },
         { label: t("production"), stroke: "#f0a500", width: 2, value: kv },
@@ -345,7 +353,7 @@
     chart("range-money", `money-${r.view}`, (w) => ({
       width: w, height: 200, tzDate: tzDate, cursor: { drag: { x: false, y: false } },
       scales: { x: xScale }, axes: [xAxis, axis({ size: 60, values: (u, vals) => vals.map((v) => eur(v)) })],
-      series: [{ value: (u, v) => none(v) ? "–" : label(v) },
+      series: [{ label: t(`x_${r.view}`), value: (u, v) => none(v) ? "–" : label(v) },
         { label: t("cost_with"), fill: css("--with"), stroke: css("--with"), paths: bars(1), points: { show: false }, value: (u, v) => eur(v) },
         { label: t("cost_without"), fill: css("--without"), stroke: css("--without"), paths: bars(-1), points: { show: false }, value: (u, v) => eur(v) }],
     }), [x, bs.map((b) => b.cost_eur), bs.map((b) => b.cost_without_eur)]);
@@ -395,7 +403,8 @@
       }
     }
     $("#range-title").textContent = cap(dayTitle.format(new Date(`${day}T12:00:00Z`)));
-    $("#range-totals").hidden = true; $("#range-loads").hidden = true; drop("range-money");
+    for (const id of ["#range-totals", "#range-loads", "#since-title", "#since-totals"]) $(id).hidden = true;
+    drop("range-money");
     $("#history-csv").href = `/day.csv?date=${encodeURIComponent(day)}`;
     await showDay(day);
     showDecisions();
@@ -417,7 +426,7 @@
     chart("prices-chart", "prices", (w) => ({
       width: w, height: 200, tzDate: tzDate, cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } }, axes: [timeAxis(), axis({ size: 60, values: (u, vals) => vals.map((v) => num(v, 2)) })],
-      series: [{ value: (u, v) => none(v) ? "–" : dayHour.format(new Date(v * 1e3)) },
+      series: [{ label: t("time"), value: (u, v) => none(v) ? "–" : dayHour.format(new Date(v * 1e3)) },
         { label: t("price_import"), stroke: css("--bad"), width: 2, paths: uPlot.paths.stepped({ align: 1 }), value: pv },
         { label: t("price_surplus"), stroke: css("--ok"), width: 2, paths: uPlot.paths.stepped({ align: 1 }), value: pv }],
     }), [x, slots.map((h) => h.import_eur_per_kwh), slots.map((h) => h.surplus_eur_per_kwh)]);
@@ -454,6 +463,14 @@
     $("#decisions-table").hidden = rows.length === 0;
     $("#decisions-empty").textContent = rows.length ? "" : t("no_decisions");
   }
+
+  // the system's dark mode switched while the page is open: the charts are drawn again in its colours
+  const scheme = window.matchMedia("(prefers-color-scheme: dark)");
+  scheme.addEventListener("change", () => {
+    for (const id of Object.keys(charts)) { charts[id].destroy(); delete charts[id]; }
+    if (lastStatus) render(lastStatus);
+    showRange(); if (dateInput.max) showPrices(dateInput.max);
+  });
 
   poll();
   setInterval(poll, POLL_MS);
