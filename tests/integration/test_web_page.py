@@ -199,8 +199,13 @@ def test_the_page_in_spanish_catalan_and_english_with_their_formats_and_a_screen
             b.save_screenshot(str(docs / f"web-{lang}.png"))
             assert axe_violations(b) == [], lang
         assert b.get_cookie("gestor_lang")["value"] == "en"
-        # a sample line in each language, for the record
         assert re.fullmatch(r"(Exporting|Importing) [\d.,]+ k?W", text_of(b, "#net-words"))
+        # a reading that went stale is said so in the headline, not shown as live
+        site.clock.set(site.clock.now() + timedelta(seconds=site.s.managing.stale_after_s + 30))
+        wait.until(lambda _: text_of(b, "#net-words").startswith("Stale reading: "))
+        assert re.fullmatch(r"Stale reading: (exporting|importing) [\d.,]+ k?W, \d+ (s|min) ago", text_of(b, "#net-words"))
+        assert "stale" in b.find_element(By.ID, "net-words").get_attribute("class").split()
+        assert "The meter is stale" in text_of(b, "#banners")
     finally:
         b.quit()
 
