@@ -153,9 +153,14 @@ def contract_stubs(app, loads: list[str]) -> None:
         load = request.args.get("load")
         return jsonify([r for r in rows if not load or r["load"] == load])
 
-    app.add_url_rule("/api/range", "range", rng)
-    app.add_url_rule("/api/prices", "prices", prices)
-    app.add_url_rule("/api/decisions", "decisions", decisions)
+    for path, fn in (("/api/range", rng), ("/api/prices", prices), ("/api/decisions", decisions)):
+        # where gestor web serves the endpoint already (after the data engineer's merge), its view
+        # is replaced: this test is about the page, with known answers; the data have their own tests
+        rule = next((r for r in app.url_map.iter_rules() if r.rule == path), None)
+        if rule is None:
+            app.add_url_rule(path, f"stub_{path.rsplit('/', 1)[1]}", fn)
+        else:
+            app.view_functions[rule.endpoint] = fn
 
 
 # -- tests ---------------------------------------------------------------------------------------------
