@@ -168,8 +168,9 @@ def contract_stubs(app, loads: list[str]) -> None:
 def test_the_page_in_spanish_catalan_and_english_with_their_formats_and_a_screenshot_each(site):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.common.exceptions import StaleElementReferenceException
     b = browser("es")
-    wait = WebDriverWait(b, 20)
+    wait = WebDriverWait(b, 20, ignored_exceptions=(StaleElementReferenceException,))  # the switch reloads the page
     docs = REPO / "docs"
     try:
         b.get(f"{site.web.url}/")
