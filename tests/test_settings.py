@@ -67,6 +67,25 @@ def test_unknown_keys_are_rejected_where_they_are():
     assert "settings.yaml: polcy: unknown key" in errs
 
 
+def test_display_names_carry_accents_and_spaces_and_the_identifiers_stay():
+    raw = example_raw()
+    raw["site_display_name"] = "  Casa de la playa  "
+    raw["loads"][1].pop("display_name", None)
+    raw["loads"][0]["display_name"] = "Termo eléctrico"
+    s = parse_settings(raw, "settings.yaml")
+    assert s.site == "home" and s.site_display_name == "Casa de la playa"
+    assert (s.loads[0].name, s.loads[0].display_name) == ("water_heater", "Termo eléctrico")
+    assert s.loads[1].display_name is None
+    raw["loads"][1]["display_name"] = "x" * 41
+    raw["loads"][0]["display_name"] = "Termo\nbomba"
+    raw["site_display_name"] = ""
+    assert errors_of(raw) == [
+        "settings.yaml: site_display_name: must have 1 to 40 characters (got '')",
+        "settings.yaml: loads[0].display_name: must be printable characters (no control characters or line breaks) "
+        "(got 'Termo\\nbomba')",
+        f"settings.yaml: loads[1].display_name: must have 1 to 40 characters (got '{'x' * 41}')"]
+
+
 def test_duplicate_load_names_and_bad_timezone():
     raw = example_raw()
     raw["loads"][1]["name"] = "water_heater"

@@ -101,6 +101,19 @@ class PolicySettings(_Model):
                                            # surplus still carries running into the next period at up to this deficit, Wh
 
 
+def _display_name(v: str | None) -> str | None:
+    """A name for people (the web page): any printable Unicode, accents and spaces, 1 to 40
+    characters after trimming; the identifier (``name``, ``site``) stays what it is."""
+    if v is None:
+        return None
+    v = v.strip()
+    if not 1 <= len(v) <= 40:
+        raise ValueError("must have 1 to 40 characters")
+    if not v.isprintable():
+        raise ValueError("must be printable characters (no control characters or line breaks)")
+    return v
+
+
 def _device_name(v: str) -> str:
     """A load's or a setpoint device's name: an identifier (topics, entity ids, file names)."""
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
@@ -121,6 +134,7 @@ class LoadSettings(_Model):
     windows: list[str] = []                    # local times the load may run, e.g. ["10:00-19:00"]; [] = always
     min_run_s: float = Field(0.0, ge=0, le=86400)  # daily minimum run time, s (0 = none)
     min_run_by: str = "21:00"                  # ... reached by this local hour (HH:00) each day
+    display_name: str | None = None            # what the web page calls it ("Termo eléctrico"); None: the name
 
     @field_validator("windows")
     @classmethod
@@ -138,6 +152,7 @@ class LoadSettings(_Model):
         return v
 
     _name = field_validator("name")(classmethod(lambda cls, v: _device_name(v)))
+    _display = field_validator("display_name")(classmethod(lambda cls, v: _display_name(v)))
 
 
 class SetpointDeviceSettings(_Model):
@@ -354,6 +369,7 @@ class PathsSettings(_Model):
 
 class Settings(_Model):
     site: str = "home"                  # tag on every stored point
+    site_display_name: str | None = None  # what the web page calls the site ("Casa de la playa"); None: site
     timezone: str = "Europe/Madrid"     # settlement periods are aligned to this zone's clock
     billing: BillingSettings = BillingSettings()
     meter: SerializeAsAny[DriverSection]  # the meter driver's settings (drivers/meters/)
@@ -371,6 +387,8 @@ class Settings(_Model):
     paths: PathsSettings = PathsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source: Path | None = Field(None, exclude=True)  # the file these came from
+
+    _site_display = field_validator("site_display_name")(classmethod(lambda cls, v: _display_name(v)))
 
     @field_validator("site")
     @classmethod

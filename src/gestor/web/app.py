@@ -7,6 +7,7 @@ pages redirect to ``/login``; every POST needs the session's CSRF token, in the 
 | method, path | what |
 |---|---|
 | GET /login, POST /login | the login form; POST: :class:`gestor.web.auth.LoginGuard` (per address; 429, 503) |
+| GET /manifest.webmanifest, /favicon.ico | the web app manifest and the icon (no session: a phone's home screen asks without one) |
 | POST /logout | ends the session (server-side: a copied cookie is refused too) |
 | GET / | the page (today, live) |
 | GET /api/status | :func:`gestor.web.data.live` as JSON |
@@ -17,7 +18,9 @@ pages redirect to ``/login``; every POST needs the session's CSRF token, in the 
 
 A session ends at logout or ``web.session_hours`` after its login (:class:`gestor.web.auth.Sessions`).
 Every input that is not understood is a 4xx with a sentence (JSON ``error``), never a 500; the
-server's own limits (request size, slow clients) are in :mod:`gestor.web.serving`.
+server's own limits (request size, slow clients) are in :mod:`gestor.web.serving`. The sentences,
+the pages and the banners are in the request's language (:mod:`gestor.web.i18n`: ``?lang=``, its
+cookie, ``Accept-Language``).
 
 Refused requests (wrong password, no session, a forged or token-less POST, too many logins) are
 logged on ``gestor.web`` with the client's address.
@@ -32,14 +35,15 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from flask import Flask, Response, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, Response, jsonify, redirect, render_template, request, send_from_directory, session, url_for
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
 
 from gestor.runtime.livestate import is_latched
 from gestor.runtime.overrides import apply_override, parse_duration
 from gestor.settings import Settings
-from gestor.web import auth
+from gestor.web import auth, i18n
 from gestor.web.data import History, HistoryError, StorePing, live, periods_csv
 
 log = logging.getLogger("gestor.web")
@@ -67,7 +71,9 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     )
     guard = auth.LoginGuard()
     sessions = auth.Sessions(s.paths.state_dir, s.web.session_hours)
+    i18n.init(app)
     history = History(s)
+    site_name = s.site_display_name or s.site
     ping = StorePing(s)
     if stop is None:
         stop = _stop_from(s)
@@ -84,12 +90,12 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
 
     @app.before_request
     def _guard():
-        if request.endpoint in ("login", "static") or logged_in():
+        if request.endpoint in ("login", "static", "manifest", "favicon") or logged_in():
             return None
         if request.path == "/" and request.method == "GET":
             return redirect(url_for("login"))
         log.warning("web: refused %s %s from %s: no session", request.method, request.path, client())
-        return jsonify(error="not logged in"), 401
+        return jsonify(error=_("not logged in")), 401
 
     csrf = CSRFProtect(app)  # after the session check: a request without a session is refused as such (401)
 
@@ -107,26 +113,29 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     @app.errorhandler(CSRFError)
     def _csrf(e: CSRFError):
         log.warning("web: refused %s %s from %s: %s", request.method, request.path, client(), e.description)
-        return jsonify(error=f"forged or expired request: {e.description}"), 400
+        return jsonify(error=_("forged or expired request: %(why)s", why=e.description)), 400
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):  # 404, 405, 413, a body that is not a form...: a sentence, as JSON
-        return jsonify(error=f"{e.name}: {e.description}"), e.code
+        return jsonify(error=i18n.http_sentence(e.code, e.name, e.description)), e.code
 
     @app.errorhandler(Exception)
     def _bug(e: Exception):  # never a traceback to the client; the journal has it
         log.exception("web: %s %s from %s failed", request.method, request.path, client())
-        return jsonify(error="internal error of gestor web (logged in its journal)"), 500
+        return jsonify(error=_("internal error of gestor web (logged in its journal)")), 500
 
     def too_many(wait_s: int, why: str, code: int = 429):
         log.warning("web: refused login from %s: %s (try again in %d s)", client(), why, wait_s)
-        text = f"{why[0].upper()}{why[1:]}: try again in {auth.wait_words(wait_s)}."
-        return render_template("login.html", error=text, site=s.site), code, {"Retry-After": str(wait_s)}
+        words = {"too many wrong passwords from this address":
+                 _("Too many wrong passwords from this address: try again in %(wait)s."),
+                 "another login is being checked": _("Another login is being checked: try again in %(wait)s.")}
+        text = words[why] % {"wait": i18n.wait_words(wait_s)}
+        return render_template("login.html", error=text, site=site_name), code, {"Retry-After": str(wait_s)}
 
     @app.route("/login", methods=["GET", "POST"])
     def login():
         if request.method == "GET":
-            return render_template("login.html", error=None, site=s.site)
+            return render_template("login.html", error=None, site=site_name)
         wait = guard.wait_s(client())
         if wait:  # refused before the form is even read: no hashing
             return too_many(wait, "too many wrong passwords from this address")
@@ -138,15 +147,15 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
             return too_many(guard.wait_s(client()) or 1, "too many wrong passwords from this address")
         if not ok:
             log.warning("web: wrong password from %s", client())
-            return render_template("login.html", error="Wrong password.", site=s.site), 401
+            return render_template("login.html", error=_("Wrong password."), site=site_name), 401
         sessions.close(session.get("sid"))
         session.clear()
         try:
             sid = sessions.open(clock.now())
         except OSError as e:
             log.error("web: cannot keep the session in %s: %s", sessions.path, e)
-            return render_template("login.html", error=f"Cannot keep the session under {s.paths.state_dir}: "
-                                   f"{e.strerror or e}.", site=s.site), 503
+            return render_template("login.html", error=_("Cannot keep the session under %(dir)s: %(why)s.",
+                                                         dir=s.paths.state_dir, why=e.strerror or e), site=site_name), 503
         session.permanent = True
         session["user"] = "admin"
         session["pw"] = pw_tag
@@ -165,12 +174,37 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
 
     @app.get("/")
     def index():
-        return render_template("index.html", site=s.site, poll_s=s.web.poll_s, csrf=generate_csrf(),
-                               loads=[ld.name for ld in s.loads], timezone=s.timezone, period_s=s.billing.period_s)
+        return render_template("index.html", site=site_name, site_id=s.site, poll_s=s.web.poll_s, csrf=generate_csrf(),
+                               loads=[(ld.name, ld.display_name or ld.name) for ld in s.loads],
+                               timezone=s.timezone, period_s=s.billing.period_s)
+
+    @app.get("/manifest.webmanifest")
+    def manifest():
+        body = {"name": f"gestor {site_name}", "short_name": "gestor", "lang": i18n.lang(),
+                "description": _("Your solar energy, hour by hour"), "start_url": "/", "scope": "/",
+                "display": "standalone", "background_color": "#10233f", "theme_color": "#10233f",
+                "icons": [{"src": url_for("static", filename=f"icons/icon-{n}.png"), "sizes": f"{n}x{n}",
+                           "type": "image/png", "purpose": "any"} for n in (192, 512)]
+                + [{"src": url_for("static", filename="icons/maskable-512.png"), "sizes": "512x512",
+                    "type": "image/png", "purpose": "maskable"}]}
+        return Response(json.dumps(body, ensure_ascii=False), mimetype="application/manifest+json")
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return send_from_directory(Path(app.static_folder) / "icons", "icon-32.png", mimetype="image/png",
+                                   max_age=86400)
 
     @app.get("/api/status")
     def status():
-        return jsonify(live(s, clock.now(), history, ping()))
+        now = clock.now()
+        store = ping()
+        d = live(s, now, history, store)
+        d["banners"] = i18n.banners(d, s, now, store)  # the same banners, in the request's language
+        names = {ld.name: ld.display_name or ld.name for ld in s.loads}
+        for ld in d["loads"]:
+            ld["display_name"] = names.get(ld["name"], ld["name"])
+        d["site_display_name"] = site_name
+        return jsonify(d)
 
     def _day() -> date | Response:
         text = request.args.get("date", "")
@@ -179,10 +213,11 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
                 raise ValueError
             d = date.fromisoformat(text)
         except ValueError:
-            return jsonify(error=f"date {text[:20]!r} must be YYYY-MM-DD"), 400
+            return jsonify(error=_("date %(date)s must be YYYY-MM-DD", date=repr(text[:20]))), 400
         last = clock.now().astimezone(s.tz).date() + timedelta(days=1)
         if not FIRST_DAY <= d <= last:
-            return jsonify(error=f"date {d} must be from {FIRST_DAY} to {last}"), 400
+            return jsonify(error=_("date %(date)s must be from %(first)s to %(last)s", date=d, first=FIRST_DAY,
+                                   last=last)), 400
         return d
 
     def _body(keys: tuple[str, ...]) -> dict | None:
@@ -281,37 +316,41 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     def load_mode(name: str):
         if name not in {ld.name for ld in s.loads}:
             names = ", ".join(ld.name for ld in s.loads)
-            return jsonify(error=f"no load named {name[:40]!r}: the loads are {names}"), 400
+            return jsonify(error=_("no load named %(name)s: the loads are %(names)s", name=repr(name[:40]),
+                                   names=names)), 400
         body = _body(("mode", "for"))
         mode, for_text = (body or {}).get("mode"), (body or {}).get("for") or None
         if body is None or not isinstance(mode, str) or not (for_text is None or isinstance(for_text, str)):
-            return jsonify(error="send JSON {\"mode\": \"auto\"|\"on\"|\"off\", \"for\": \"2h\"} (for: optional)"), 400
+            return jsonify(error=_('send JSON {"mode": "auto"|"on"|"off", "for": "2h"} (for: optional)')), 400
         if for_text is not None:
             try:
                 if len(for_text) > 20:
                     raise ValueError
                 duration = parse_duration(for_text)
             except (ValueError, OverflowError):
-                return jsonify(error=f"for {for_text[:20]!r} must be a duration like 30m, 2h or 1h30m"), 400
+                return jsonify(error=_("for %(value)s must be a duration like 30m, 2h or 1h30m",
+                                       value=repr(for_text[:20]))), 400
             if duration > MAX_OVERRIDE:
-                return jsonify(error=f"for {for_text!r} is longer than the longest override, 7 days"), 400
+                return jsonify(error=_("for %(value)s is longer than the longest override, 7 days",
+                                       value=repr(for_text))), 400
         try:
             text = apply_override(s, name, mode, for_text, clock.now(), by=f"web page from {client()}")
         except ValueError as e:
             return jsonify(error=str(e)), 400
         except OSError as e:
             log.error("web: cannot write the override: %s", e)
-            return jsonify(error=f"cannot write the override under {s.paths.state_dir}: {e.strerror or e}"), 500
+            return jsonify(error=_("cannot write the override under %(dir)s: %(why)s", dir=s.paths.state_dir,
+                                   why=e.strerror or e)), 500
         log.warning("override from the web page (%s): %s", client(), text)
         if is_latched(s.paths.state_dir):
-            text += ". The stop latch is set: the load stays off until it is released on the Pi"
+            text += ". " + _("The stop latch is set: the load stays off until it is released on the Pi")
         return jsonify(ok=True, message=text)
 
     @app.post("/api/stop")
     def emergency():
         body = _body(("confirm",))
         if body is None or body.get("confirm") != "STOP":
-            return jsonify(error="confirm with {\"confirm\": \"STOP\"}"), 400
+            return jsonify(error=_('confirm with {"confirm": "STOP"}')), 400
         log.warning("EMERGENCY STOP from the web page (%s)", client())
         outcome = stop(f"web page from {client()}")
         rows = [{"load": r.load, "driver": r.driver, "confirmed": r.confirmed, "error": r.error}
@@ -324,7 +363,8 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         # done, but not every load confirmed off (or no latch): the table says which; not a 2xx, so
         # that the page (which reads a 2xx as "Stopped") shows the error line instead
         bad = [f"{r.load} ({r.error or 'unknown state'})" for r in outcome.results if not r.confirmed]
-        error = ("not confirmed off: " + "; ".join(bad)) if bad else f"stop latch {outcome.latch}"
+        error = (_("not confirmed off: %(loads)s", loads="; ".join(bad)) if bad
+                 else _("stop latch %(latch)s", latch=outcome.latch))
         return jsonify(ok=False, latch=outcome.latch, loads=rows, error=error), 502
 
     app.extensions["gestor"] = {"csrf": csrf, "guard": guard, "sessions": sessions, "history": history}
