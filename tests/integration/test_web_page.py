@@ -193,12 +193,13 @@ def test_the_page_in_spanish_catalan_and_english_with_their_formats_and_a_screen
             assert text_of(b, "#eur-saved") == euros(st["eur_saved_today"], lang)
             # the load's display name, not its identifier
             assert text_of(b, "#load-water_heater .name") == "Termo eléctrico"
-            # without /api/range (not in this branch): the day from /api/day, no week/month/year
+            # the real /api/range: the day view with week, month and year offered, the range's CSV
             wait.until(lambda _: len(b.find_elements(By.CSS_SELECTOR, "#history-bars canvas")) == 1)
-            wait.until(lambda _: not b.find_element(By.CSS_SELECTOR, '.views [data-view="week"]').is_displayed())
-            assert not b.find_element(By.ID, "prices").is_displayed()
-            assert not b.find_element(By.ID, "decisions").is_displayed()
-            assert b.find_element(By.ID, "history-csv").get_attribute("href").endswith("/day.csv?date=2022-06-11")
+            wait.until(lambda _: b.find_element(By.CSS_SELECTOR, '.views [data-view="week"]').is_displayed())
+            assert b.find_element(By.ID, "history-csv").get_attribute("href").endswith(
+                f"/api/range.csv?view=day&date=2022-06-11&lang={lang}")
+            wait.until(lambda _: b.find_element(By.ID, "prices").is_displayed()
+                       and b.find_element(By.ID, "decisions").is_displayed())
             summary = {"es": " horas · exportado ", "ca": " hores · exportat ", "en": " hours · exported "}[lang]
             wait.until(lambda _: summary in text_of(b, "#history-summary"))
             time.sleep(0.3)  # the charts settle at the phone's width

@@ -423,3 +423,38 @@ def test_the_daily_minimums_plan_is_the_guards_choice():
     # Tuesday 09:00 local, 2 h to go by 21:00: the two latest P2 hours before 18:00
     got = min_run_slots(datetime(2025, 6, 10, 7, 0, tzinfo=UTC), TZ, 3600, 7200, 0, "21:00", pp)
     assert [f"{t.astimezone(TZ):%H:%M}" for t in got] == ["16:00", "17:00"]
+
+
+def test_the_page_shows_the_real_months_and_years_euros_in_spanish_with_no_axe_violations(year_site):
+    """The page in Chromium over the real endpoints and a year of real-shaped data (not the page
+    test's known answers): June 2025 and the year 2025 show the totals /api/range gives, in
+    Spanish formats, and axe-core finds nothing on either view (with the banners up: no daemon
+    runs here)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.integration.test_web_page import CHROMEDRIVER, CHROMIUM, axe_violations, browser, euros, log_in, text_of
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("chromium and chromium-driver: ./install.sh --test")
+    web, s, rows = year_site
+    api = web.login()
+    b = browser("es")
+    wait = WebDriverWait(b, 30)
+    try:
+        b.get(f"{web.url}/login")
+        log_in(b, web.url)
+        wait.until(lambda _: b.find_elements(By.CSS_SELECTOR, '.views [data-view="month"]')
+                   and b.find_element(By.CSS_SELECTOR, '.views [data-view="month"]').is_displayed())
+        b.execute_script("const d = document.getElementById('history-date'); d.value = '2025-06-15'; "
+                         "d.dispatchEvent(new Event('change'))")
+        for view, title, n in (("month", "Junio de 2025", 30), ("year", "2025", 12)):
+            b.find_element(By.CSS_SELECTOR, f'.views [data-view="{view}"]').click()
+            wait.until(lambda _: text_of(b, "#range-title") == title)
+            wait.until(lambda _: b.execute_script("return gestorCharts['history-bars'].data[0].length") == n)
+            r = api.get(f"{web.url}/api/range", params={"view": view, "date": "2025-06-15"}, timeout=30).json()
+            totals = text_of(b, "#range-totals")
+            assert f"Coste con gestor\n{euros(r['totals']['cost_eur'], 'es')}" in totals, (view, totals)
+            assert f"Ahorrado\n{euros(r['totals']['saved_eur'], 'es')}" in totals, (view, totals)
+            assert axe_violations(b) == [], view
+    finally:
+        b.quit()
