@@ -588,9 +588,9 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             if prev_t is not None and ti - prev_t <= max_gap and (any(prev_dev_w) or any(dev_w)):
                 _account(dev_books, prev_t, ti, prev_dev_w, dev_w, bounds)
                 k0 = bounds(prev_t)[0]
-                for d, w0, w1 in zip(dev_books, prev_dev_w, dev_w):
+                for book, w0, w1 in zip(dev_books, prev_dev_w, dev_w):
                     if w0 or w1:
-                        d.on_s[k0] = d.on_s.get(k0, 0.0) + (ti - prev_t)
+                        book.on_s[k0] = book.on_s.get(k0, 0.0) + (ti - prev_t)
             prev_dev_w = dev_w
         prev_t, prev_load_w, prev_any_on = ti, load_w, any_on
         if tr is not None:
