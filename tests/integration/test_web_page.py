@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -72,6 +71,12 @@ def axe_violations(b) -> list[str]:
     res = axe.run()
     return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:4]}"
             for v in res["violations"]]
+
+
+def charts_fit(b, width: int = 390) -> bool:
+    """Whether every chart is drawn within the page's ``width`` (they redraw after a resize)."""
+    from selenium.webdriver.common.by import By
+    return all(c.size["width"] <= width for c in b.find_elements(By.CSS_SELECTOR, ".chart canvas"))
 
 
 def dark(b, on: bool) -> None:
@@ -202,7 +207,7 @@ def test_the_page_in_spanish_catalan_and_english_with_their_formats_and_a_screen
                        and b.find_element(By.ID, "decisions").is_displayed())
             summary = {"es": " horas · exportado ", "ca": " hores · exportat ", "en": " hours · exported "}[lang]
             wait.until(lambda _: summary in text_of(b, "#history-summary"))
-            time.sleep(0.3)  # the charts settle at the phone's width
+            wait.until(charts_fit)  # the charts settle at the phone's width
             b.save_screenshot(str(docs / f"web-{lang}.png"))
             assert axe_violations(b) == [], lang
         assert b.get_cookie("gestor_lang")["value"] == "en"
@@ -290,7 +295,7 @@ def test_every_view_day_week_month_year_prices_and_decisions_light_and_dark_with
         dark(b, True)
         b.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 1500, "deviceScaleFactor": 1,
                                                                  "mobile": True})
-        time.sleep(0.5)  # the charts follow the resize
+        wait.until(charts_fit)  # the charts follow the resize
         b.execute_script("document.getElementById('history').scrollIntoView()")
         b.save_screenshot(str(REPO / "docs" / "web-dark.png"))
         assert b.execute_script("return getComputedStyle(document.body).backgroundColor") == "rgb(13, 17, 23)"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from drivers import DriverContext
 from drivers.relays.base import RelayError, RelaySettings, register_relay
@@ -56,20 +56,37 @@ def _on_at(s: dict[str, Any], at_s: float) -> bool:
     return on and not _expired(s, at_s)
 
 
-def simulated_loads_power_w(run_dir: Path, at_s: float) -> float:
-    """Total W of the simulated loads that were on at epoch ``at_s`` (from their state files)."""
+def read_state(path: Path) -> dict[str, Any]:
+    """A simulated device's state file (a relay's here, a setpoint device's in
+    :mod:`drivers.setpoints.simulated`): {} when there is none. Raises OSError, or ValueError
+    when it is not a JSON object."""
+    try:
+        s = json.loads(read_small_text(path, STATE_MAX_BYTES))
+    except FileNotFoundError:
+        return {}
+    if not isinstance(s, dict):
+        raise ValueError("not an object")
+    return s
+
+
+def total_power_w(folder: Path, power_w: Callable[[dict[str, Any]], float]) -> float:
+    """The sum of ``power_w(state)`` over the state files in ``folder``, W (an unreadable one
+    counts 0: the replay meter must not fail on a file being replaced)."""
     total = 0.0
-    d = Path(run_dir) / SIM_DIR
-    if not d.is_dir():
+    if not folder.is_dir():
         return 0.0
-    for f in d.glob("*.json"):
+    for f in folder.glob("*.json"):
         try:
-            s = json.loads(read_small_text(f, STATE_MAX_BYTES))
-            if isinstance(s, dict) and _on_at(s, at_s):
-                total += float(s.get("power_w", 0.0))
+            total += power_w(read_state(f))
         except (OSError, ValueError, TypeError):
             continue
     return total
+
+
+def simulated_loads_power_w(run_dir: Path, at_s: float) -> float:
+    """Total W of the simulated loads that were on at epoch ``at_s`` (from their state files)."""
+    return total_power_w(Path(run_dir) / SIM_DIR,
+                         lambda s: float(s.get("power_w", 0.0)) if _on_at(s, at_s) else 0.0)
 
 
 @register_relay("simulated", SimulatedRelaySettings)
@@ -90,14 +107,9 @@ class SimulatedRelay:
 
     def _read(self) -> dict[str, Any]:
         try:
-            s = json.loads(read_small_text(self.path, STATE_MAX_BYTES))
-        except FileNotFoundError:
-            return {}
+            return read_state(self.path)
         except (OSError, ValueError) as e:
             raise RelayError(f"simulated relay {self.load}: unreadable state {self.path}: {e}") from e
-        if not isinstance(s, dict):
-            raise RelayError(f"simulated relay {self.load}: unreadable state {self.path}: not an object")
-        return s
 
     def set(self, on: bool, auto_off_s: float | None = None) -> None:
         self._check()

@@ -42,10 +42,10 @@ from pydantic import Field, model_validator
 
 from drivers import DriverContext
 from drivers.setpoints.base import SetpointError, SetpointSettings, SetpointState, register_setpoint
-from gestor.files import atomic_write_text, read_small_text
+from drivers.relays.simulated import read_state, total_power_w
+from gestor.files import atomic_write_text
 
 SIM_DIR = "sim-setpoints"
-STATE_MAX_BYTES = 4096
 EV_VOLTAGE_V = 230.0
 EV_MIN_A = 6
 
@@ -89,18 +89,7 @@ def _power_at(s: dict[str, Any], at_s: float) -> float:
 def simulated_setpoints_power_w(run_dir: Path, at_s: float) -> float:
     """Total W the simulated setpoint devices took at epoch ``at_s`` (from their state files;
     negative when batteries supplied more than the others took)."""
-    total = 0.0
-    d = Path(run_dir) / SIM_DIR
-    if not d.is_dir():
-        return 0.0
-    for f in d.glob("*.json"):
-        try:
-            s = json.loads(read_small_text(f, STATE_MAX_BYTES))
-            if isinstance(s, dict):
-                total += _power_at(s, at_s)
-        except (OSError, ValueError, TypeError):
-            continue
-    return total
+    return total_power_w(Path(run_dir) / SIM_DIR, lambda s: _power_at(s, at_s))
 
 
 @register_setpoint("simulated", SimulatedSetpointSettings)
@@ -121,14 +110,9 @@ class SimulatedSetpoint:
 
     def _read(self) -> dict[str, Any]:
         try:
-            st = json.loads(read_small_text(self.path, STATE_MAX_BYTES))
-        except FileNotFoundError:
-            return {}
+            return read_state(self.path)
         except (OSError, ValueError) as e:
             raise SetpointError(f"simulated setpoint {self.name}: unreadable state {self.path}: {e}") from e
-        if not isinstance(st, dict):
-            raise SetpointError(f"simulated setpoint {self.name}: unreadable state {self.path}: not an object")
-        return st
 
     def _integrated(self, st: dict[str, Any]) -> dict[str, Any]:
         """``st`` brought to now: the timeout applied, a battery's energy integrated."""

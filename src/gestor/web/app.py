@@ -199,7 +199,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         now = clock.now()
         store = ping()
         d = live(s, now, history, store)
-        d["banners"] = i18n.banners(d, s, now, store)  # the same banners, in the request's language
+        d["banners"] = i18n.banners(d, s, now, store)  # in the request's language
         names = {ld.name: ld.display_name or ld.name for ld in s.loads}
         for ld in d["loads"]:
             ld["display_name"] = names.get(ld["name"], ld["name"])

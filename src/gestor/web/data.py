@@ -156,8 +156,8 @@ def periods_csv(periods: list[dict], s: Settings) -> str:
 
 def live(s: Settings, now: datetime, history: History, store_ping: dict) -> dict[str, Any]:
     """The page's live state at ``now``: the meter in words, the period and its projection, each
-    load, today's periods and euros, and the banners (stale meter, a daemon down, InfluxDB
-    unreachable, the stop latch, a relay failing)."""
+    load, today's periods and euros, the stop latch and the daemons (the banners they make, in the
+    request's language, are :func:`gestor.web.i18n.banners`)."""
     d = collect(s, now, ping=False)
     r = d["reading"]
     stale = r is None or r["stale"]
@@ -192,38 +192,7 @@ def live(s: Settings, now: datetime, history: History, store_ping: dict) -> dict
         out["today"] = {"date": today.isoformat(), "periods": periods, "error": None}
     except HistoryError as e:
         out["today"] = {"date": today.isoformat(), "periods": [], "error": str(e)}
-    banners = []
-    if d["stop_latch"]["set"]:
-        banners.append(f"STOP LATCH SET{latch_words(d['stop_latch']['detail'], now, s.tz)}: every load is kept off. "
-                       "Release it on the Pi: sudo stop-loads --release")
-    for name in ("monitoring", "managing"):
-        if not out["daemons"][name]:
-            banners.append(f"gestor {name} is not running (sudo systemctl status gestor-{name})")
-    if r is None:
-        banners.append("No meter reading has been published")
-    elif stale:
-        banners.append(f"The meter is stale: last reading {r['age_s']:.0f} s ago; loads are kept off")
-    if s.store.kind != "none" and not store_ping.get("reachable", True):
-        banners.append(f"InfluxDB is unreachable: {store_ping.get('error')} (readings wait in the spool)")
-    for ld in loads:
-        if ld["failures"]:
-            banners.append(f"Relay of {ld['name']} failing ({ld['failures']} in a row): it is retried")
-    out["banners"] = banners
     return out
-
-
-def latch_words(detail: str, now: datetime, tz) -> str:
-    """The latch file's ``{"at": ..., "by": ...}`` as words for the banner: " at 11:25 by web
-    page from 192.168.1.20" (local time; the date too when not today), or the file's text,
-    shortened, when it is not that."""
-    try:
-        raw = json.loads(detail)
-        at = datetime.fromisoformat(raw["at"]).astimezone(tz)
-        by = str(raw.get("by") or "")[:80]
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-        return f" ({detail[:120]})" if detail else ""
-    when = f"{at:%H:%M}" if at.date() == now.astimezone(tz).date() else f"{at:%Y-%m-%d %H:%M}"
-    return f" at {when}" + (f" by {by}" if by else "")
 
 
 class StorePing:

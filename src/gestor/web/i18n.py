@@ -90,9 +90,8 @@ def latch_words(detail: str, now: datetime, tz) -> str:
 
 
 def banners(d: dict, s, now: datetime, store_ping: dict) -> list[str]:
-    """The banners of :func:`gestor.web.data.live`'s state ``d``, in the request's language (the
-    same conditions, in the same order: the stop latch, a daemon down, the meter, InfluxDB, a
-    relay failing)."""
+    """The banners of :func:`gestor.web.data.live`'s state ``d``, in the request's language: the
+    stop latch, a daemon down, the meter, InfluxDB, a relay failing."""
     out = []
     latch = d.get("latch") or {}
     if latch.get("set"):
