@@ -398,6 +398,95 @@ def test_every_power_is_a_json_number_with_a_decimal_point(house):
         assert "." in value, (key, value)
 
 
+# --- the WebSocket on /rpc (Home Assistant's transport) ---------------------------------------------
+def ws_connect(house: House):
+    import websocket  # websocket-client: a client that is not the server's code
+    ws = websocket.create_connection(f"ws://127.0.0.1:{house.http_port}/rpc", timeout=5)
+    return ws
+
+
+def ws_call(ws, method: str, params: dict | None = None, id_: int = 1) -> dict:
+    ws.send(json.dumps({"id": id_, "src": "ha-test", "method": method, "params": params or {}}))
+    while True:
+        frame = json.loads(ws.recv())
+        if frame.get("id") == id_:
+            return frame
+
+
+def test_the_websocket_answers_what_home_assistant_asks_and_pushes_every_new_reading(house):
+    import websocket
+    house.reading(-300.0, import_wh_total=1000.0)
+    house.managing(0.0)
+    house.start()
+    ws = ws_connect(house)
+    try:
+        info = ws_call(ws, "Shelly.GetDeviceInfo")["result"]
+        assert info["gen"] == 2 and info["model"] == "SPEM-003CEBEU"
+        config = ws_call(ws, "Shelly.GetConfig", id_=2)["result"]
+        assert config["sys"]["device"]["mac"] == info["mac"] and config["em:0"]["id"] == 0
+        assert ws_call(ws, "Shelly.GetComponents", {"dynamic_only": True}, id_=3)["result"] == {
+            "components": [], "cfg_rev": 1, "offset": 0, "total": 0}
+        assert ws_call(ws, "Script.List", id_=4)["result"] == {"scripts": []}
+        status = ws_call(ws, "Shelly.GetStatus", id_=5)
+        assert status["dst"] == "ha-test" and status["result"]["em:0"]["total_act_power"] == 300.0
+        assert ws_call(ws, "Switch.Set", {"id": 0}, id_=6)["error"]["code"] == 404
+        # a new reading: pushed, unasked
+        house.advance(2)
+        house.reading(-1200.0, import_wh_total=1001.0)
+        house.advance(vmod.CACHE_S)
+        push = json.loads(ws.recv())
+        assert push["method"] == "NotifyStatus" and push["dst"] == "ha-test" and push["src"] == info["id"]
+        assert push["params"]["em:0"]["total_act_power"] == pytest.approx(1200.0, abs=1.0)
+        assert push["params"]["emdata:0"]["total_act"] == 1001.0
+        # stale: the WebSocket is closed, and a new one refused (Home Assistant: unavailable)
+        house.advance(16)
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                ws.recv()
+    finally:
+        ws.close()
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        ws_connect(house)
+    assert refused.value.status_code == 503
+    house.reading(-500.0)  # fresh again: it connects
+    house.advance(vmod.CACHE_S)
+    ws = ws_connect(house)
+    try:
+        shown = round(house.servers.meter.view().import_w, 1)  # 500 W and the balance's correction
+        assert ws_call(ws, "EM.GetStatus", {"id": 0})["result"]["total_act_power"] == shown and shown > 500.0
+    finally:
+        ws.close()
+
+
+def test_websocket_clients_are_bounded_in_number_size_and_idleness(house):
+    import websocket
+    house.reading(0.0)
+    house.managing(0.0)
+    house.start()
+    clients = [ws_connect(house) for _ in range(vmod.WS_CLIENTS)]
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException) as full:
+            ws_connect(house)
+        assert full.value.status_code == 503
+        big = clients[0]
+        big.send(json.dumps({"id": 1, "src": "x", "method": "EM.GetStatus", "pad": "a" * vmod.MAX_WS_MESSAGE_BYTES}))
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                big.recv()
+        assert ws_call(clients[1], "EM.GetStatus", {"id": 0})["result"]["total_act_power"] == 0.0
+        # idle past WS_IDLE_S of the injected clock (with a fresh reading): closed
+        house.advance(vmod.WS_IDLE_S + 1)
+        house.reading(0.0)
+        ws_call(clients[2], "EM.GetStatus", {"id": 0})  # one that speaks stays (its frame counts as activity)
+        idle = clients[3]
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                idle.recv()
+    finally:
+        for c in clients:
+            c.close()
+
+
 # --- bounds ---------------------------------------------------------------------------------------
 def raw_http(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout) as s:
