@@ -23,12 +23,10 @@ failure instead of a skip.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +36,7 @@ import pytest
 from gestor.runtime import virtualmeter as vmod
 from gestor.runtime.vmeter.sdm630 import sdm630_holding, sdm630_registers, serial_number
 from tests.integration.test_virtual_meter import House
+from tests.venvs import pinned_venv
 
 pytestmark = pytest.mark.slow
 
@@ -54,23 +53,13 @@ def _unavailable(msg: str) -> None:
 
 
 def clients_venv() -> Path:
-    """The venv with the pinned clients, installed once per machine and pins (under a lock)."""
-    ok = VENV / "gestor-installed"
-    if ok.exists() and ok.read_text() == "\n".join(PINS):
-        return VENV
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(VENV.parent / "vmeter-clients.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if ok.exists() and ok.read_text() == "\n".join(PINS):
-            return VENV
-        shutil.rmtree(VENV, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        r = subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "install", "--no-input", "-q", *PINS],
+    """The venv with the pinned clients (:func:`tests.venvs.pinned_venv`)."""
+    def install(venv: Path) -> None:
+        r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "-q", *PINS],
                            capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             _unavailable(f"the clients ({', '.join(PINS)}) could not be installed: {r.stderr[-800:]}")
-        ok.write_text("\n".join(PINS))
-    return VENV
+    return pinned_venv(VENV, PINS, "vmeter-clients.lock", install)
 
 
 class Client:
