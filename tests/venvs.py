@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 
-def pinned_venv(venv: Path, pins: list[str], lock_name: str, install: Callable[[Path], None]) -> Path:
+def pinned_venv(venv: Path, pins: list[str], lock_name: str, install: Callable[[Path], None],
+                create_venv: bool = True) -> Path:
     """``venv`` with ``pins`` installed: as it is when its marker names the same pins, else made
-    anew (``python -m venv``) and filled by ``install(venv)``, which skips or fails the test
-    when it cannot install."""
+    anew (``python -m venv``, or a bare folder for ``pip install --target`` without
+    ``create_venv``) and filled by ``install(venv)``, which skips or fails the test when it
+    cannot install."""
     ok = venv / "gestor-installed"
     if ok.exists() and ok.read_text() == "\n".join(pins):
         return venv
@@ -24,7 +26,10 @@ def pinned_venv(venv: Path, pins: list[str], lock_name: str, install: Callable[[
         if ok.exists() and ok.read_text() == "\n".join(pins):
             return venv
         shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        if create_venv:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        else:
+            venv.mkdir()
         install(venv)
         ok.write_text("\n".join(pins))
     return venv

@@ -14,8 +14,10 @@ pip on the first run, under a lock, reused while the pins stay):
   input and the holding registers, every register of its table answered and equal to gestor's
   values; another unit id answered 0x0B.
 
-Home Assistant's own Shelly config flow (in the HA 2024.3.3 venv of test_home_assistant.py) is
-not run here: that venv does not install the Shelly integration's requirements, and it is shared.
+* Home Assistant 2024.3.3 itself (the venv of test_home_assistant.py, reused as it is; the Shelly
+  integration's requirements, which that venv lacks, go in a folder of their own on its
+  PYTHONPATH): its Shelly config flow adds the virtual meter from the host alone, its total
+  active power follows a new reading, and it turns ``unavailable`` when the reading is stale.
 
 The servers run in this process on the injected clock (``SimClock``); the clients are driven
 step by step over their stdin/stdout. ``GESTOR_REQUIRE_CLIENTS=1`` makes a failed install a
@@ -218,3 +220,79 @@ def test_sdm_modbus_reads_every_register_a_real_sdm630_has(tmp_path):
     assert out["holding"]["serial_number"] == serial_number(h.s.site)
     assert out["holding"]["system_type"] == 3 and out["holding"]["meter_id"] == 1
     assert out["other_unit"] == 0x0B  # another unit: the gateway's "no response", not the stale 0x04
+
+
+# --- Home Assistant 2024.3.3's own Shelly integration ------------------------------------------------
+# Its requirements and those of the integrations it depends on (bluetooth, usb) and imports
+# (zeroconf), as its manifests pin them: installed beside the shared Home Assistant venv of
+# test_home_assistant.py (``pip install --target``, first on Home Assistant's PYTHONPATH), which
+# stays as that test made it.
+HA_SHELLY_PINS = ["aioshelly==8.1.1", "bleak==0.21.1", "bleak-retry-connector==3.4.0", "bluetooth-adapters==0.18.0",
+                  "bluetooth-auto-recovery==1.3.0", "bluetooth-data-tools==1.19.0", "dbus-fast==2.21.1",
+                  "habluetooth==2.4.2", "pyudev==0.23.2", "pyserial==3.5", "zeroconf==0.131.0"]
+
+
+def ha_shelly_overlay(ha_version: str) -> Path:
+    """The folder with the Shelly integration's requirements for Home Assistant ``ha_version``."""
+    def install(target: Path) -> None:
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-input", "-q", "--no-deps", "--target",
+                            str(target), *HA_SHELLY_PINS], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            _unavailable(f"the Shelly integration's requirements could not be installed: {r.stderr[-800:]}")
+    key = hashlib.sha256(" ".join(HA_SHELLY_PINS).encode()).hexdigest()[:8]
+    path = ROOT / ".build" / f"ha-shelly-{ha_version}-{key}-py{sys.version_info[0]}{sys.version_info[1]}"
+    return pinned_venv(path, HA_SHELLY_PINS, "ha-shelly.lock", install, create_venv=False)
+
+
+def test_home_assistant_adds_the_virtual_meter_with_its_shelly_integration(tmp_path, monkeypatch):
+    import time
+
+    from tests.integration.test_home_assistant import HA_VERSION, HomeAssistant, ha_venv
+    ip = loopback_80()
+    venv = ha_venv()
+    overlay = ha_shelly_overlay(HA_VERSION)
+    h = House(tmp_path, shelly_listen=f"{ip}:80", shelly_udp_ports=[])
+    h.reading(-450.0, import_wh_total=7000.0)
+    h.managing(0.0)
+    h.start()
+    monkeypatch.setenv("PYTHONPATH", str(overlay))
+    ha = HomeAssistant(venv, tmp_path / "ha")
+    try:
+        ha.wait_up()
+        ha.onboard()
+        # the config flow, as the UI runs it: the form asks the host only (port 80)
+        flow = ha.post("/api/config/config_entries/flow", {"handler": "shelly", "show_advanced_options": False})
+        assert flow["type"] == "form" and [f["name"] for f in flow["data_schema"]] == ["host"], flow
+        done = ha.post(f"/api/config/config_entries/flow/{flow['flow_id']}", {"host": ip})
+        assert done["type"] == "create_entry" and done["title"] == "gestor virtual meter", done
+        assert done["result"]["domain"] == "shelly"
+
+        def power_w() -> str | None:
+            for st in ha.get("/api/states"):
+                if st["entity_id"].startswith("sensor.") and st["entity_id"].endswith("total_active_power"):
+                    return st["state"]
+            return None
+
+        def wait_for(pred, what: str, timeout_s: float = 60.0) -> str | None:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                got = power_w()
+                if pred(got):
+                    return got
+                assert time.monotonic() < deadline, f"Home Assistant: not {what} within {timeout_s} s (got {got!r}): {ha.tail()}"
+                time.sleep(0.3)
+
+        assert float(wait_for(lambda s: s not in (None, "unknown", "unavailable"), "a power")) == 450.0
+        # a new reading: Home Assistant follows it (pushed; its own poll is every 60 s)
+        h.advance(2)
+        h.reading(-2000.0, import_wh_total=7001.0)
+        h.advance(vmod.CACHE_S)
+        want = round(h.servers.meter.view().import_w, 1)
+        assert float(wait_for(lambda s: s not in (None, "unknown", "unavailable") and float(s) != 450.0,
+                              "the new power")) == want
+        # stale: unavailable in Home Assistant
+        h.advance(16)
+        assert wait_for(lambda s: s == "unavailable", "unavailable") == "unavailable"
+    finally:
+        ha.close()
+        h.stop()
