@@ -458,8 +458,9 @@ def test_the_websocket_answers_what_home_assistant_asks_and_pushes_every_new_rea
         ws.close()
 
 
-def test_websocket_clients_are_bounded_in_number_size_and_idleness(house):
+def test_websocket_clients_are_bounded_in_number_size_and_idleness(tmp_path):
     import websocket
+    house = House(tmp_path, stale_after_s=600)  # the reading stays fresh while the clients idle
     house.reading(0.0)
     house.managing(0.0)
     house.start()
@@ -474,17 +475,18 @@ def test_websocket_clients_are_bounded_in_number_size_and_idleness(house):
             while True:
                 big.recv()
         assert ws_call(clients[1], "EM.GetStatus", {"id": 0})["result"]["total_act_power"] == 0.0
-        # idle past WS_IDLE_S of the injected clock (with a fresh reading): closed
-        house.advance(vmod.WS_IDLE_S + 1)
-        house.reading(0.0)
-        ws_call(clients[2], "EM.GetStatus", {"id": 0})  # one that speaks stays (its frame counts as activity)
-        idle = clients[3]
+        # silent for WS_IDLE_S of the injected clock: closed; one that spoke meanwhile stays
+        house.advance(vmod.WS_IDLE_S - 50)
+        ws_call(clients[2], "EM.GetStatus", {"id": 0})  # answered: the server has counted its frame
+        house.advance(51)
         with pytest.raises(websocket.WebSocketConnectionClosedException):
             while True:
-                idle.recv()
+                clients[3].recv()
+        assert ws_call(clients[2], "EM.GetStatus", {"id": 0}, id_=2)["result"]["total_act_power"] == 0.0
     finally:
         for c in clients:
             c.close()
+        house.stop()
 
 
 # --- bounds ---------------------------------------------------------------------------------------
