@@ -3,7 +3,7 @@ its own as Home Assistant's is (``.build/vmeter-clients-<pins>-py<ver>``, instal
 pip on the first run, under a lock, reused while the pins stay):
 
 * ``aioshelly`` 8.1.1, the version Home Assistant 2024.3.3's Shelly integration pins (its
-  manifest): ``RpcDevice.create()`` + ``initialize()`` (``GET /shelly``, then the WebSocket on
+  manifest), and 13.35.0, the newest here (it also asks ``Shelly.GetComponents``): ``RpcDevice.create()`` + ``initialize()`` (``GET /shelly``, then the WebSocket on
   ``/rpc``: ``Shelly.GetConfig``, ``Shelly.GetStatus``), the status it reads, a ``NotifyStatus``
   pushed when the reading changes, and the device gone (disconnected, ``initialize()`` failing,
   as Home Assistant marks it unavailable) while the reading is stale. That aioshelly has no port
@@ -43,9 +43,8 @@ from tests.venvs import pinned_venv
 pytestmark = pytest.mark.slow
 
 PINS = ["aioshelly==8.1.1", "aiohttp==3.9.3", "async-timeout==4.0.3", "sdm-modbus==0.7.0", "pymodbus==3.6.9"]
+LATEST = ["aioshelly==13.35.0"]   # the newest aioshelly here (Home Assistant's current Shelly integration)
 ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".build" / (f"vmeter-clients-{hashlib.sha256(' '.join(PINS).encode()).hexdigest()[:8]}"
-                          f"-py{sys.version_info[0]}{sys.version_info[1]}")
 
 
 def _unavailable(msg: str) -> None:
@@ -54,14 +53,16 @@ def _unavailable(msg: str) -> None:
     pytest.skip(msg)
 
 
-def clients_venv() -> Path:
+def clients_venv(pins: list[str] = PINS) -> Path:
     """The venv with the pinned clients (:func:`tests.venvs.pinned_venv`)."""
     def install(venv: Path) -> None:
-        r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "-q", *PINS],
+        r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "-q", *pins],
                            capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
-            _unavailable(f"the clients ({', '.join(PINS)}) could not be installed: {r.stderr[-800:]}")
-    return pinned_venv(VENV, PINS, "vmeter-clients.lock", install)
+            _unavailable(f"the clients ({', '.join(pins)}) could not be installed: {r.stderr[-800:]}")
+    venv = ROOT / ".build" / (f"vmeter-clients-{hashlib.sha256(' '.join(pins).encode()).hexdigest()[:8]}"
+                              f"-py{sys.version_info[0]}{sys.version_info[1]}")
+    return pinned_venv(venv, pins, "vmeter-clients.lock", install)
 
 
 class Client:
@@ -105,6 +106,8 @@ async def main(ip):
     updates = asyncio.Queue()
     async with aiohttp.ClientSession() as session:
         device = await RpcDevice.create(session, WsServer(), ConnectionOptions(ip))
+        if not device.initialized:  # aioshelly >= 9: create() does not initialize
+            await device.initialize()
         device.subscribe_updates(lambda d, kind: updates.put_nowait(kind.name))
         say(step="initialized", initialized=device.initialized, connected=device.connected, model=device.model,
             gen=device.gen, firmware=device.firmware_version, name=device.name, mac=device.shelly["mac"],
@@ -156,8 +159,9 @@ def loopback_80() -> str:
     return f"127.{rnd.randrange(100, 250)}.{rnd.randrange(1, 250)}.{rnd.randrange(2, 250)}"
 
 
-def test_aioshelly_adds_the_virtual_meter_follows_it_and_sees_it_go(tmp_path):
-    venv = clients_venv()
+@pytest.mark.parametrize("pins", [PINS, LATEST], ids=["aioshelly-8.1.1", "aioshelly-13.35.0"])
+def test_aioshelly_adds_the_virtual_meter_follows_it_and_sees_it_go(tmp_path, pins):
+    venv = clients_venv(pins)
     ip = loopback_80()
     h = House(tmp_path, shelly_listen=f"{ip}:80", shelly_udp_ports=[])
     h.reading(-300.0, import_wh_total=5000.0)
