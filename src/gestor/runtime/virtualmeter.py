@@ -158,7 +158,7 @@ def serve(settings: Settings, clock: Clock, stop: threading.Event | None = None)
     servers = Servers(settings, clock)
     vm = settings.virtual_meter
     log.info("virtual meter: %s", "; ".join(
-        ([f"Shelly Pro 3EM on http://{vm.shelly_listen}"] if vm.shelly_listen else [])
+        ([f"Shelly Pro 3EM on http://{vm.shelly_listen} (WebSocket ws://{vm.shelly_listen}/rpc)"] if vm.shelly_listen else [])
         + [f"Shelly UDP RPC on {listen_address(vm.shelly_listen)[0]}:{p}" for p in vm.shelly_udp_ports if vm.shelly_listen]
         + ([f"Eastron SDM630 on modbus tcp {vm.sdm630_listen} unit {vm.unit_id}"] if vm.sdm630_listen else [])))
     try:
