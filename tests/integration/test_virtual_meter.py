@@ -38,6 +38,8 @@ from gestor.runtime import virtualmeter as vmod
 from gestor.runtime.daemon import GestorError
 from gestor.runtime.livestate import LiveStateWriter, publish_managing, set_latch
 from gestor.runtime.virtualmeter import Servers
+from gestor.runtime.vmeter import shellyhttp
+from gestor.runtime.vmeter.sdm630 import serial_number
 from gestor.settings import SettingsError, VirtualMeterSettings, listen_address, parse_settings
 from tests.conftest import REPO, example_raw, make_settings
 from tests.influxd import free_port
@@ -396,6 +398,97 @@ def test_every_power_is_a_json_number_with_a_decimal_point(house):
         assert "." in value, (key, value)
 
 
+# --- the WebSocket on /rpc (Home Assistant's transport) ---------------------------------------------
+def ws_connect(house: House):
+    import websocket  # websocket-client: a client that is not the server's code
+    ws = websocket.create_connection(f"ws://127.0.0.1:{house.http_port}/rpc", timeout=5)
+    return ws
+
+
+def ws_call(ws, method: str, params: dict | None = None, id_: int = 1) -> dict:
+    ws.send(json.dumps({"id": id_, "src": "ha-test", "method": method, "params": params or {}}))
+    while True:
+        frame = json.loads(ws.recv())
+        if frame.get("id") == id_:
+            return frame
+
+
+def test_the_websocket_answers_what_home_assistant_asks_and_pushes_every_new_reading(house):
+    import websocket
+    house.reading(-300.0, import_wh_total=1000.0)
+    house.managing(0.0)
+    house.start()
+    ws = ws_connect(house)
+    try:
+        info = ws_call(ws, "Shelly.GetDeviceInfo")["result"]
+        assert info["gen"] == 2 and info["model"] == "SPEM-003CEBEU"
+        config = ws_call(ws, "Shelly.GetConfig", id_=2)["result"]
+        assert config["sys"]["device"]["mac"] == info["mac"] and config["em:0"]["id"] == 0
+        assert ws_call(ws, "Shelly.GetComponents", {"dynamic_only": True}, id_=3)["result"] == {
+            "components": [], "cfg_rev": 1, "offset": 0, "total": 0}
+        assert ws_call(ws, "Script.List", id_=4)["result"] == {"scripts": []}
+        status = ws_call(ws, "Shelly.GetStatus", id_=5)
+        assert status["dst"] == "ha-test" and status["result"]["em:0"]["total_act_power"] == 300.0
+        assert ws_call(ws, "Switch.Set", {"id": 0}, id_=6)["error"]["code"] == 404
+        # a new reading: pushed, unasked
+        house.advance(2)
+        house.reading(-1200.0, import_wh_total=1001.0)
+        house.advance(vmod.CACHE_S)
+        push = json.loads(ws.recv())
+        assert push["method"] == "NotifyStatus" and push["dst"] == "ha-test" and push["src"] == info["id"]
+        assert push["params"]["em:0"]["total_act_power"] == pytest.approx(1200.0, abs=1.0)
+        assert push["params"]["emdata:0"]["total_act"] == 1001.0
+        # stale: the WebSocket is closed, and a new one refused (Home Assistant: unavailable)
+        house.advance(16)
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                ws.recv()
+    finally:
+        ws.close()
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        ws_connect(house)
+    assert refused.value.status_code == 503
+    house.reading(-500.0)  # fresh again: it connects
+    house.advance(vmod.CACHE_S)
+    ws = ws_connect(house)
+    try:
+        shown = round(house.servers.meter.view().import_w, 1)  # 500 W and the balance's correction
+        assert ws_call(ws, "EM.GetStatus", {"id": 0})["result"]["total_act_power"] == shown and shown > 500.0
+    finally:
+        ws.close()
+
+
+def test_websocket_clients_are_bounded_in_number_size_and_idleness(tmp_path):
+    import websocket
+    house = House(tmp_path, stale_after_s=600)  # the reading stays fresh while the clients idle
+    house.reading(0.0)
+    house.managing(0.0)
+    house.start()
+    clients = [ws_connect(house) for _ in range(vmod.WS_CLIENTS)]
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException) as full:
+            ws_connect(house)
+        assert full.value.status_code == 503
+        big = clients[0]
+        big.send(json.dumps({"id": 1, "src": "x", "method": "EM.GetStatus", "pad": "a" * vmod.MAX_WS_MESSAGE_BYTES}))
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                big.recv()
+        assert ws_call(clients[1], "EM.GetStatus", {"id": 0})["result"]["total_act_power"] == 0.0
+        # silent for WS_IDLE_S of the injected clock: closed; one that spoke meanwhile stays
+        house.advance(vmod.WS_IDLE_S - 50)
+        ws_call(clients[2], "EM.GetStatus", {"id": 0})  # answered: the server has counted its frame
+        house.advance(51)
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                clients[3].recv()
+        assert ws_call(clients[2], "EM.GetStatus", {"id": 0}, id_=2)["result"]["total_act_power"] == 0.0
+    finally:
+        for c in clients:
+            c.close()
+        house.stop()
+
+
 # --- bounds ---------------------------------------------------------------------------------------
 def raw_http(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout) as s:
@@ -434,7 +527,7 @@ def test_http_requests_are_bounded_in_size(house):
 
 
 def test_slow_or_idle_clients_hold_no_worker(house, monkeypatch):
-    monkeypatch.setattr(vmod, "READ_DEADLINE_S", 0.5)
+    monkeypatch.setattr(shellyhttp, "READ_DEADLINE_S", 0.5)
     house.reading(0.0)
     house.managing(0.0)
     house.start()
@@ -487,20 +580,65 @@ def test_udp_datagrams_are_bounded_and_answers_rate_limited(house):
     assert house.udp()["result"]["total_act_power"] == 0.0
 
 
-def test_the_sdm630_answers_only_reads_of_its_input_registers_at_its_unit(house):
+def test_the_sdm630_answers_only_reads_of_its_registers_at_its_unit(house):
     house.reading(0.0)
     house.managing(0.0)
     house.start()
     c = house.modbus()
     try:
         assert c.write_register(0x0000, 1, device_id=1).exception_code == 1  # illegal function
-        assert c.read_holding_registers(0x0000, count=2, device_id=1).exception_code == 1
+        assert c.write_registers(0x0002, [1, 2], device_id=1).exception_code == 1
+        assert c.read_coils(0x0000, count=1, device_id=1).exception_code == 1
+        assert not c.read_holding_registers(0x0000, count=2, device_id=1).isError()  # its settings
+        assert c.read_holding_registers(0x0100, count=2, device_id=1).exception_code == 2  # not in the map
         assert c.read_input_registers(0x0200, count=2, device_id=1).exception_code == 2  # illegal address
-        rr = c.read_input_registers(0x0000, count=2, device_id=7)  # another unit: a gateway's "no response"
-        assert rr.isError()
+        # another unit: a gateway's "target device failed to respond" (0x0B), not the stale meter's 0x04
+        for unit in (7, 2, 247):
+            assert c.read_input_registers(0x0034, count=2, device_id=unit).exception_code == 0x0B
+            assert c.read_holding_registers(0xFC00, count=2, device_id=unit).exception_code == 0x0B
         assert not c.read_input_registers(0x0034, count=2, device_id=1).isError()
+        house.advance(16)  # stale: 0x04 at its unit, still 0x0B at another
+        assert c.read_input_registers(0x0034, count=2, device_id=1).exception_code == 4
+        assert c.read_holding_registers(0x0000, count=2, device_id=1).exception_code == 4
+        assert c.read_input_registers(0x0034, count=2, device_id=7).exception_code == 0x0B
     finally:
         c.close()
+
+
+# the Eastron SDM630 Modbus protocol's map (V1.5/V2; as sdm_modbus 0.7.0 reads it): the blocks a
+# client reads in one request each, every input register in them answered
+SDM630_INPUT_BLOCKS = [(0x0000, 0x004C), (0x0050, 0x001C), (0x00C8, 0x0046), (0x014E, 0x0030)]
+
+
+def test_the_sdm630_answers_every_register_of_a_real_one(house):
+    # 900 W of export shown: 300 W a phase; the real meter's counters 12345 Wh in, 678 Wh out
+    house.reading(900.0, import_wh_total=12345.0, export_wh_total=678.0)
+    house.managing(0.0)
+    house.start()
+    c = house.modbus()
+    try:
+        regs: dict[int, float] = {}
+        for start, count in SDM630_INPUT_BLOCKS:
+            rr = c.read_input_registers(start, count=count, device_id=1)
+            assert not rr.isError(), hex(start)
+            regs.update({start + i: sdm_float(rr.registers, i) for i in range(0, count, 2)})
+        hold = c.read_holding_registers(0x0000, count=0x28, device_id=1).registers
+        serial = c.read_holding_registers(0xFC00, count=2, device_id=1).registers
+    finally:
+        c.close()
+    kwh = pytest.approx
+    assert regs[0x0034] == kwh(-900.0) and [regs[a] for a in (0x000C, 0x000E, 0x0010)] == [kwh(-300.0)] * 3
+    assert regs[0x0048] == kwh(12.345) and regs[0x004A] == kwh(0.678)
+    assert regs[0x0156] == kwh(12.345 + 0.678)                                   # total kWh
+    assert [regs[a] for a in (0x015A, 0x015C, 0x015E)] == [kwh(12.345 / 3)] * 3  # L1-L3 import kWh
+    assert [regs[a] for a in (0x0160, 0x0162, 0x0164)] == [kwh(0.678 / 3)] * 3   # L1-L3 export kWh
+    assert [regs[a] for a in (0x0166, 0x0168, 0x016A)] == [kwh(13.023 / 3)] * 3  # L1-L3 total kWh
+    assert [regs[a] for a in (0x00C8, 0x00CA, 0x00CC, 0x00CE)] == [kwh(230.0 * math.sqrt(3), rel=1e-6)] * 4
+    assert regs[0x005C] == kwh(900.0) and regs[0x0058] == 0.0                      # export / import demand W
+    assert [regs[a] for a in (0x0102, 0x0104, 0x0106)] == [kwh(300.0 / 230.0)] * 3
+    assert sdm_float(hold, 0x000A) == 3.0 and sdm_float(hold, 0x0014) == 1.0 and sdm_float(hold, 0x0002) == 60.0
+    sn = serial[0] << 16 | serial[1]
+    assert sn == serial_number(house.s.site) and 0 < sn < 100_000_000  # the same at every start
 
 
 def test_the_sdm630_keeps_a_bounded_number_of_connections(house):
