@@ -53,7 +53,8 @@ NO_RIGHTS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowne
 def stop(tmp: Path, *args: str, config: Path | None = None, timeout: float = 60, prefix: list[str] = ()):
     """The real command, as a subprocess: ``python -m stop_loads`` (the console script's main()),
     with the default state directory (where it looks for the plan first) under ``tmp``."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), stop_loads.STATE_DIR_ENV: str(tmp / "state")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), stop_loads.STATE_DIR_ENV: str(tmp / "state"),
+           stop_loads.RUN_DIR_ENV: str(tmp / "run")}
     cmd = [*prefix, sys.executable, "-m", "stop_loads", "--config", str(config or tmp / "settings.yaml"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)
 
@@ -126,6 +127,56 @@ def test_without_a_plan_an_unreadable_file_still_sets_the_latch_and_says_nothing
     assert p.returncode == 1
     assert (tmp_path / "state" / "stop.latch").exists()  # in the default state dir ($GESTOR_STATE_DIR here)
     assert "no usable stop plan" in p.stderr and "NO LOAD IS KNOWN" in p.stderr
+
+
+def _rewrite_plan(tmp: Path, **paths: str) -> None:
+    """The saved stop plan with its ``paths`` rewritten (as anyone who can write it could)."""
+    plan = tmp / "state" / stop_loads.PLAN_FILE
+    doc = json.loads(plan.read_text())
+    doc["paths"].update(paths)
+    plan.write_text(json.dumps(doc))
+
+
+def test_a_plan_whose_state_dir_was_rewritten_cannot_move_the_latch(tmp_path):
+    """Issue 32, item 4: the latch goes to the default state dir (and the settings'), never
+    where a rewritten plan says."""
+    f = settings_file(tmp_path)
+    start_managing(f)
+    _rewrite_plan(tmp_path, state_dir=str(tmp_path / "elsewhere"))
+    f.write_bytes(BROKEN["garbage"])
+    p = stop(tmp_path)
+    assert p.returncode == 1 and all_off(tmp_path), p.stderr
+    assert (tmp_path / "state" / "stop.latch").exists(), p.stdout  # where managing looks
+    assert not (tmp_path / "elsewhere").exists()  # nothing written where the plan said
+
+
+def test_a_plan_whose_run_dir_was_rewritten_cannot_move_the_read_back(tmp_path):
+    """Issue 32, item 4: the simulated relays' state was read back under the plan's rewritten
+    run_dir: ``OK off`` for two loads still on. The read-back stays in the default run dir."""
+    f = settings_file(tmp_path)
+    start_managing(f)
+    _rewrite_plan(tmp_path, run_dir=str(tmp_path / "elsewhere"))
+    f.write_bytes(BROKEN["garbage"])
+    assert not any(relay(tmp_path, n).state() is False for n in LOADS)
+    p = stop(tmp_path)
+    left_on = [n for n in LOADS if relay(tmp_path, n).state() is not False]
+    oks = [ln.split()[0] for ln in p.stdout.splitlines() if ln.rstrip().endswith("OK off")]
+    assert not left_on or not set(left_on) & set(oks), f"OK off printed for {left_on}, still on:\n{p.stdout}"
+    assert not left_on, p.stdout
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_rewritten_plan_beside_valid_settings_moves_nothing_either(tmp_path):
+    """With a readable file the latch goes to the settings' state dir and the default one; the
+    plan's loads are read back under the settings' run_dir."""
+    f = settings_file(tmp_path)
+    start_managing(f)
+    _rewrite_plan(tmp_path, state_dir=str(tmp_path / "elsewhere"), run_dir=str(tmp_path / "elsewhere"))
+    p = stop(tmp_path)
+    assert p.returncode == 0 and all_off(tmp_path), p.stdout + p.stderr
+    assert (tmp_path / "state" / "stop.latch").exists() and not (tmp_path / "elsewhere").exists()
+    assert stop(tmp_path, "--release").returncode == 0
+    assert not (tmp_path / "state" / "stop.latch").exists()
 
 
 def test_a_valid_file_and_the_plan_are_switched_off_together(tmp_path):
