@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from gestor.console import print_out
 from gestor.runtime.stopplan import (PLAN_FILE, PLAN_FORMAT, plan_path, relay_id, relay_id_or_none,  # noqa: F401
                                      relay_section, save_plan, write_plan)
 
@@ -478,7 +479,7 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
     if wait_s <= 0:
         print(f"no time left to wait for managing (pid {pid}) within the deadline", file=sys.stderr)
         return results
-    print(f"waiting up to {wait_s:.0f} s for managing (pid {pid}) to switch {', '.join(sorted(bad))} off "
+    print_out(f"waiting up to {wait_s:.0f} s for managing (pid {pid}) to switch {', '.join(sorted(bad))} off "
           "under the latch...")
     until = time.monotonic() + wait_s
     while time.monotonic() < until:
@@ -546,7 +547,7 @@ def set_the_latch(state_dir: Path | str, by: str) -> tuple[str, bool]:
               f"managing may switch loads back on: run stop-loads with the rights to write {state_dir} (sudo), "
               "or stop managing", file=sys.stderr)
         return f"NOT SET: {why}: managing may switch the loads back on", False
-    print(f"stop latch set ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'")
+    print_out(f"stop latch set ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'")
     return f"SET ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'", True
 
 
@@ -573,9 +574,9 @@ def print_table(results: list[StopResult], out=None, latch: str | None = None) -
                      "OK off" if r.confirmed else f"NOT CONFIRMED: {r.error or 'unknown state'}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4], file=out)
+        print_out("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4], file=out)
     if latch is not None:
-        print(f"stop latch: {latch}", file=out)
+        print_out(f"stop latch: {latch}", file=out)
 
 
 def _args(argv: list[str] | None):
@@ -645,22 +646,28 @@ def _release(a) -> int:
         except OSError as e:
             print(f"STOP-LOADS: {e if type(e).__name__ == 'LatchError' else _why(e)}", file=sys.stderr)
             return 1
-    print("stop latch released: managing may switch loads again" if was else "no stop latch was set")
+    print_out("stop latch released: managing may switch loads again" if was else "no stop latch was set")
     return 0
 
 
 def main(argv: list[str] | None = None, hard_exit: bool | None = None) -> int:
     """The ``stop-loads`` command. ``hard_exit`` (default: when run as the command, ``argv``
     None): end the process with ``os._exit`` once the table is printed if a relay's thread is
-    still hanging, so that nothing waits for it."""
-    a = _args(argv)
+    still hanging, so that nothing waits for it. A reader of its output that goes away
+    (``stop-loads | head -1``) changes nothing: every load is still switched, the warnings still
+    reach stderr and the exit code is the stop's."""
+    from gestor.console import flush_stdout, quiet_on_broken_pipe
+    a = quiet_on_broken_pipe(lambda: _args(argv))  # --help into a closed pipe
+    if isinstance(a, int):
+        return a
     if a.release:
-        return _release(a)
+        return quiet_on_broken_pipe(lambda: _release(a))
     code = _stop(a)
     if (argv is None if hard_exit is None else hard_exit) and threading.active_count() > 1:
-        sys.stdout.flush()
+        flush_stdout()
         sys.stderr.flush()
         os._exit(code)  # threads left hanging on a device: the deadline is the deadline
+    flush_stdout()
     return code
 
 
