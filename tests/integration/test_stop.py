@@ -307,6 +307,7 @@ def _valid_variant(kind: str) -> bytes:
 
 
 _BASE: Path  # the test's settings file as managing started with it
+_PLAN: str   # the stop plan managing saved at its start
 
 
 CONTENTS = st.one_of(
@@ -322,7 +323,9 @@ CONTENTS = st.one_of(
 def started(tmp_path):
     global _BASE
     f = settings_file(tmp_path)
+    global _PLAN
     start_managing(f)
+    _PLAN = (tmp_path / "state" / stop_loads.PLAN_FILE).read_text()
     _BASE = tmp_path / "base.yaml"
     _BASE.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(f.read_text()).items()
                                      if k in ("meter", "paths", "store")}))
@@ -331,9 +334,16 @@ def started(tmp_path):
 
 @hsettings(max_examples=25, derandomize=True, deadline=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(content=CONTENTS)
-def test_whatever_the_settings_file_every_plan_load_ends_off_or_is_named(started, content):
+@given(content=CONTENTS, moved=st.sampled_from([(), ("state_dir",), ("run_dir",), ("state_dir", "run_dir")]))
+def test_whatever_the_settings_file_every_plan_load_ends_off_or_is_named(started, content, moved):
+    """Whatever the settings file, and whatever directories the plan was rewritten to name
+    (issue 32, item 4): every plan load ends off or is named, the latch is set where managing
+    looks, and nothing is written where the plan says."""
     f, tmp = started, started.parent
+    plan = tmp / "state" / stop_loads.PLAN_FILE
+    plan.write_text(_PLAN)
+    if moved:
+        _rewrite_plan(tmp, **{k: str(tmp / "elsewhere") for k in moved})
     for n in LOADS:
         relay(tmp, n).set(True)
     (tmp / "state" / "stop.latch").unlink(missing_ok=True)
@@ -352,6 +362,7 @@ def test_whatever_the_settings_file_every_plan_load_ends_off_or_is_named(started
             assert f"load {n} NOT CONFIRMED OFF" in p.stderr
     assert not left_on  # the plan's relays all answer here: the plan is always switched off
     assert latched
+    assert not (tmp / "elsewhere").exists()
 
 
 def test_a_plan_whose_format_is_true_is_not_a_plan(tmp_path):
