@@ -222,6 +222,7 @@ def _targets(items: Any, setpoint: bool, ctx: dict | None, run_dir: Path | None,
     why it cannot be switched off or idled."""
     if not isinstance(items, list):
         return
+    from drivers import DEVICE_NAME
     if setpoint:
         from drivers.setpoints import SETPOINTS as registry
     else:
@@ -232,6 +233,10 @@ def _targets(items: Any, setpoint: bool, ctx: dict | None, run_dir: Path | None,
         name = d["name"] if ok else f"{what}[{i}]"
         sec = d.get(key) if ok else None
         driver = sec.get("driver") if isinstance(sec, dict) else None
+        if ok and not DEVICE_NAME.fullmatch(name):  # a simulated device's state file is named after it
+            yield StopResult(name[:40], str(driver), error=f"{where}name {name[:40]!r} refused: must be lowercase "
+                             "letters, digits and _, starting with a letter (a name is never a path)")
+            continue
         if driver not in registry:
             yield StopResult(name, str(driver), error=f"{where}{key} section unusable (driver {driver!r})")
             continue

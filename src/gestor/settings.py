@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, Va
 import drivers.meters as meters
 import drivers.relays as relays
 import drivers.setpoints as setpoints
+from drivers import DEVICE_NAME
 from gestor.core.guards import parse_window  # the windows' format is the guards'
 from gestor.clock import zone
 from gestor.files import UnsafeFileError, read_small_file
@@ -116,7 +117,7 @@ def _display_name(v: str | None) -> str | None:
 
 def _device_name(v: str) -> str:
     """A load's or a setpoint device's name: an identifier (topics, entity ids, file names)."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
+    if not DEVICE_NAME.fullmatch(v):
         raise ValueError("must be lowercase letters, digits and _, starting with a letter")
     return v
 

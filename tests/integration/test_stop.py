@@ -166,6 +166,22 @@ def test_a_plan_whose_run_dir_was_rewritten_cannot_move_the_read_back(tmp_path):
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_a_plan_load_whose_name_is_a_path_is_refused_not_written_outside_the_run_dir(tmp_path):
+    """A simulated relay's state file is named after its load: a rewritten plan's name
+    ``../../escape`` would have root write (and read back) a file outside the run dir."""
+    f = settings_file(tmp_path)
+    start_managing(f)
+    plan = tmp_path / "state" / stop_loads.PLAN_FILE
+    doc = json.loads(plan.read_text())
+    doc["loads"].append({**doc["loads"][0], "name": "../../escape"})
+    plan.write_text(json.dumps(doc))
+    f.write_bytes(BROKEN["garbage"])
+    p = stop(tmp_path)
+    assert p.returncode == 1 and all_off(tmp_path), p.stderr
+    assert not list(tmp_path.rglob("escape*")), list(tmp_path.rglob("escape*"))
+    assert "load ../../escape NOT CONFIRMED OFF" in p.stderr and "a name is never a path" in p.stderr
+
+
 def test_a_rewritten_plan_beside_valid_settings_moves_nothing_either(tmp_path):
     """With a readable file the latch goes to the settings' state dir and the default one; the
     plan's loads are read back under the settings' run_dir."""
