@@ -485,7 +485,7 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
         print(f"no time left to wait for managing (pid {pid}) within the deadline", file=sys.stderr)
         return results
     print_out(f"waiting up to {wait_s:.0f} s for managing (pid {pid}) to switch {', '.join(sorted(bad))} off "
-          "under the latch...")
+              "under the latch...")
     until = time.monotonic() + wait_s
     while time.monotonic() < until:
         st = read_managing(plan.paths.run_dir) or {}
