@@ -28,7 +28,7 @@ from drivers.relays import Relay
 from drivers.setpoints import SetpointDevice
 from drivers.store.influx import Store, point
 from gestor.clock import Clock
-from gestor.core.balance import COUNTERS_AGREE_WH, Balance
+from gestor.core.balance import COUNTERS_AGREE_WH, Balance, period_bounds
 from gestor.core.control import Core, LoadState
 from gestor.core.guards import LoadLimits, Override
 from gestor.core.policies import Snapshot, Wish, projected_wh
@@ -130,9 +130,11 @@ class Managing:
             self.mqtt = None
         self._persist()
         now = self.clock.now()
-        self._publish(now, Snapshot(now.timestamp(), now.timestamp(), now.timestamp(), self.balance.balance_wh,
+        cur = self.balance.current  # the period it stopped in (none yet: the one now), never a zero-length one
+        start, end = (cur.start, cur.end) if cur is not None else period_bounds(now, self.s.billing.period_s, self.s.tz)
+        self._publish(now, Snapshot(now.timestamp(), start.timestamp(), end.timestamp(), self.balance.balance_wh,
                                     self.balance.last_net_w, ()),
-                      now, now, self.latch.is_set(), stopped=ok)
+                      start, end, self.latch.is_set(), stopped=ok)
         self.relays.close()
         self.setpoints.close()
         return ok

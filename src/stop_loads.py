@@ -21,8 +21,13 @@ Where the loads come from, fastest first:
    section its driver accepts); a load the plan has and the file lacks, or whose relay changed,
    is switched off too (the union: managing may still run the old file).
 3. **A settings file that cannot be read at all** (missing, unreadable, not YAML, too big...):
-   the plan alone, said on stderr; without a plan, nothing is known: the latch is still set (in
-   the default state directory) and the exit code says so. The exit code is then 1, never 0.
+   the plan alone, said on stderr; without a plan, nothing is known: the latch is still set and
+   the exit code says so. The exit code is then 1, never 0.
+
+The plan may add loads to switch off, never move the latch or the read-back (issue 32, item 4):
+the latch always goes to the default state directory and to the settings' ``paths.state_dir``;
+every relay is read back under the settings' ``paths.run_dir``, else the default run directory
+(``$GESTOR_RUN_DIR``, else ``/run/gestor``); the plan's own ``paths`` are never used.
 
 Exit codes: 0 all confirmed off and the latch set; 1 anything else (each unconfirmed load is
 named on stderr); 2 only for a bad command line.
@@ -39,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from gestor.console import print_out
 from gestor.runtime.stopplan import (PLAN_FILE, PLAN_FORMAT, plan_path, relay_id, relay_id_or_none,  # noqa: F401
                                      relay_section, save_plan, write_plan)
 
@@ -46,6 +52,7 @@ DEFAULT_CONFIG = "/etc/gestor/settings.yaml"
 DEFAULT_STATE_DIR = "/var/lib/gestor"  # = gestor.settings.PathsSettings' default (a test checks)
 DEFAULT_RUN_DIR = "/run/gestor"        # idem
 STATE_DIR_ENV = "GESTOR_STATE_DIR"     # overrides DEFAULT_STATE_DIR here (tests, drills)
+RUN_DIR_ENV = "GESTOR_RUN_DIR"         # overrides DEFAULT_RUN_DIR here (tests, drills)
 PLAN_MAX_BYTES = 256 * 1024
 DEFAULT_DEADLINE_S = 15.0
 SUDO = "run it with sudo"
@@ -100,6 +107,18 @@ def default_state_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
 
 
+def default_run_dir() -> Path:
+    """``$GESTOR_RUN_DIR`` or ``/run/gestor``: where the relays' state is read back (and managing's
+    published state read) when the settings file cannot say. Never a stop plan's ``run_dir``: a
+    rewritten plan must not move the read-back (issue 32, item 4)."""
+    return Path(os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
+
+
+def trusted_paths() -> Paths:
+    """The directories stop-loads trusts before (or without) the settings file: the defaults."""
+    return Paths(default_state_dir(), default_run_dir())
+
+
 def _same_relay_key(t: Target, run_dir: Path) -> tuple[str, str, str]:
     return t.name, str(t.run_dir or run_dir), json.dumps(relay_section(t.relay), sort_keys=True)
 
@@ -146,7 +165,8 @@ class Plan:
     @classmethod
     def load(cls, path: Path | str) -> "Plan":
         """A saved stop plan, every relay section validated by its driver (a section its driver
-        refuses is in ``unusable``). Raises as :func:`read_plan`."""
+        refuses is in ``unusable``). ``paths`` is what the plan says, for people: its targets
+        carry no directory (the caller's trusted ``run_dir`` is used). Raises as :func:`read_plan`."""
         doc = read_plan(path)
         plan = cls(paths=plan_paths(doc))
         for t in plan_targets(doc):
@@ -182,12 +202,13 @@ def plan_paths(doc: dict[str, Any]) -> Paths:
     return Paths(Path(doc["paths"]["state_dir"]), Path(doc["paths"]["run_dir"]))
 
 
-def plan_targets(doc: dict[str, Any], origin: str = "") -> Iterator[Target | StopResult]:
+def plan_targets(doc: dict[str, Any], origin: str = "", run_dir: Path | None = None) -> Iterator[Target | StopResult]:
     """The loads of a checked plan (:func:`read_plan`) one by one, each relay section validated
     by its driver's model when it is reached (only the drivers named are imported): a
     :class:`Target`, or a :class:`StopResult` saying why that load cannot be switched; then its
-    devices with a power setpoint likewise."""
-    run_dir = plan_paths(doc).run_dir
+    devices with a power setpoint likewise. ``run_dir``: where their state is read back (the
+    caller's trusted directory; None: the stopper's). The plan's own ``paths`` are never used: a
+    plan may add loads to switch off, never move the latch or the read-back (issue 32, item 4)."""
     ctx = {"config_dir": Path(doc["config_dir"])} if isinstance(doc.get("config_dir"), str) else None
     yield from _targets(doc["loads"], False, ctx, run_dir, origin, "stop plan: ")
     yield from _targets(doc.get("setpoints"), True, ctx, run_dir, origin, "stop plan: ")
@@ -201,6 +222,7 @@ def _targets(items: Any, setpoint: bool, ctx: dict | None, run_dir: Path | None,
     why it cannot be switched off or idled."""
     if not isinstance(items, list):
         return
+    from drivers import DEVICE_NAME
     if setpoint:
         from drivers.setpoints import SETPOINTS as registry
     else:
@@ -211,6 +233,10 @@ def _targets(items: Any, setpoint: bool, ctx: dict | None, run_dir: Path | None,
         name = d["name"] if ok else f"{what}[{i}]"
         sec = d.get(key) if ok else None
         driver = sec.get("driver") if isinstance(sec, dict) else None
+        if ok and not DEVICE_NAME.fullmatch(name):  # a simulated device's state file is named after it
+            yield StopResult(name[:40], str(driver), error=f"{where}name {name[:40]!r} refused: must be lowercase "
+                             "letters, digits and _, starting with a letter (a name is never a path)")
+            continue
         if driver not in registry:
             yield StopResult(name, str(driver), error=f"{where}{key} section unusable (driver {driver!r})")
             continue
@@ -458,8 +484,8 @@ def _through_managing(plan: Plan, results: list[StopResult], timeout_s: float,
     if wait_s <= 0:
         print(f"no time left to wait for managing (pid {pid}) within the deadline", file=sys.stderr)
         return results
-    print(f"waiting up to {wait_s:.0f} s for managing (pid {pid}) to switch {', '.join(sorted(bad))} off "
-          "under the latch...")
+    print_out(f"waiting up to {wait_s:.0f} s for managing (pid {pid}) to switch {', '.join(sorted(bad))} off "
+              "under the latch...")
     until = time.monotonic() + wait_s
     while time.monotonic() < until:
         st = read_managing(plan.paths.run_dir) or {}
@@ -526,7 +552,7 @@ def set_the_latch(state_dir: Path | str, by: str) -> tuple[str, bool]:
               f"managing may switch loads back on: run stop-loads with the rights to write {state_dir} (sudo), "
               "or stop managing", file=sys.stderr)
         return f"NOT SET: {why}: managing may switch the loads back on", False
-    print(f"stop latch set ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'")
+    print_out(f"stop latch set ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'")
     return f"SET ({state_dir}/stop.latch): managing keeps every load off until 'stop-loads --release'", True
 
 
@@ -553,9 +579,9 @@ def print_table(results: list[StopResult], out=None, latch: str | None = None) -
                      "OK off" if r.confirmed else f"NOT CONFIRMED: {r.error or 'unknown state'}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4], file=out)
+        print_out("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4], file=out)
     if latch is not None:
-        print(f"stop latch: {latch}", file=out)
+        print_out(f"stop latch: {latch}", file=out)
 
 
 def _args(argv: list[str] | None):
@@ -599,38 +625,54 @@ def _sudo_hint(lines: list[str]) -> list[str]:
     return [ln + (f" ({SUDO})" if "Permission denied" in ln and "sudo" not in ln else "") for ln in lines]
 
 
+def _unique_dirs(dirs: list[Path]) -> list[Path]:
+    """``dirs`` without repeats (by real path), in order."""
+    seen: dict[str, Path] = {}
+    for d in dirs:
+        seen.setdefault(os.path.realpath(d), Path(d))
+    return list(seen.values())
+
+
 def _release(a) -> int:
-    """``--release``: the latch of the settings' state dir (else the plan's, else the default)."""
+    """``--release``: the latch of the default state dir and of the settings' (never a stop
+    plan's: stop-loads sets the latch only in those two)."""
     from gestor.runtime.livestate import clear_latch
     from gestor.settings import SettingsError
     try:
         state_dir = Path(plan_from_file(a.config).paths.state_dir)
     except SettingsError as e:
-        doc, _ = _read_plan_quietly(Path(a.plan) if a.plan else plan_path(default_state_dir()))
-        state_dir = plan_paths(doc).state_dir if doc else default_state_dir()
+        state_dir = default_state_dir()
         print("\n".join(_sudo_hint(e.errors)), file=sys.stderr)
         print(f"STOP-LOADS: {a.config} cannot be read: releasing the latch in {state_dir}", file=sys.stderr)
-    try:
-        was = clear_latch(state_dir)
-    except OSError as e:
-        print(f"STOP-LOADS: {e if type(e).__name__ == 'LatchError' else _why(e)}", file=sys.stderr)
-        return 1
-    print("stop latch released: managing may switch loads again" if was else "no stop latch was set")
+    was = False
+    for d in _unique_dirs([default_state_dir(), state_dir]):  # where stop-loads sets it
+        try:
+            was = clear_latch(d) or was
+        except OSError as e:
+            print(f"STOP-LOADS: {e if type(e).__name__ == 'LatchError' else _why(e)}", file=sys.stderr)
+            return 1
+    print_out("stop latch released: managing may switch loads again" if was else "no stop latch was set")
     return 0
 
 
 def main(argv: list[str] | None = None, hard_exit: bool | None = None) -> int:
     """The ``stop-loads`` command. ``hard_exit`` (default: when run as the command, ``argv``
     None): end the process with ``os._exit`` once the table is printed if a relay's thread is
-    still hanging, so that nothing waits for it."""
-    a = _args(argv)
+    still hanging, so that nothing waits for it. A reader of its output that goes away
+    (``stop-loads | head -1``) changes nothing: every load is still switched, the warnings still
+    reach stderr and the exit code is the stop's."""
+    from gestor.console import flush_stdout, quiet_on_broken_pipe
+    a = quiet_on_broken_pipe(lambda: _args(argv))  # --help into a closed pipe
+    if isinstance(a, int):
+        return a
     if a.release:
-        return _release(a)
+        return quiet_on_broken_pipe(lambda: _release(a))
     code = _stop(a)
     if (argv is None if hard_exit is None else hard_exit) and threading.active_count() > 1:
-        sys.stdout.flush()
+        flush_stdout()
         sys.stderr.flush()
         os._exit(code)  # threads left hanging on a device: the deadline is the deadline
+    flush_stdout()
     return code
 
 
@@ -651,26 +693,29 @@ def _stop(a) -> int:
         if not a.no_latch and key not in latched:
             latched[key] = set_the_latch(state_dir, by)
 
-    def act_on(doc: dict[str, Any], path: Path, origin: str = "saved plan") -> None:
+    def act_on(doc: dict[str, Any], path: Path, run_dir: Path, origin: str = "saved plan") -> None:
+        """Switch off the loads of plan ``doc``, read back under ``run_dir`` (trusted: the
+        default's or the settings'; never the plan's own, nor its state_dir for the latch)."""
         nonlocal stopper, saved, saved_at
         if stopper is None:
-            stopper = Stopper(plan_paths(doc).run_dir, deadline, a.timeout_s)
+            stopper = Stopper(run_dir, deadline, a.timeout_s)
         if saved is None:
             saved, saved_at = doc, path
-        for t in plan_targets(doc, origin):
+        for t in plan_targets(doc, origin, run_dir):
             if isinstance(t, Target):
                 stopper.add(t)
             else:
                 unusable.append(t)
-        latch_in(plan_paths(doc).state_dir)
 
     unusable: list[StopResult] = []
+    trusted = trusted_paths()
     # 1. the stop plan in the default place, when it belongs to this settings file: act at once
     first = Path(a.plan) if a.plan else plan_path(default_state_dir())
     read_plans.add(os.path.realpath(first))
     doc0, why0 = _read_plan_quietly(first)
     if doc0 is not None and (a.plan or doc0.get("settings") == config):
-        act_on(doc0, first)
+        act_on(doc0, first, trusted.run_dir)
+    latch_in(trusted.state_dir)  # always: where managing looks when nothing else says
     # 2. the settings file
     from gestor.settings import SettingsError
     try:
@@ -679,17 +724,15 @@ def _stop(a) -> int:
         print("\n".join(_sudo_hint(e.errors)), file=sys.stderr)
         if doc0 is not None:
             if saved is None:
-                act_on(doc0, first)
+                act_on(doc0, first, trusted.run_dir)
             print(f"STOP-LOADS: {a.config} cannot be read: switching off the loads of the stop plan {first} "
                   f"(saved {doc0.get('saved_at', '?')} by {doc0.get('by', '?')}); exit 1 whatever happens",
                   file=sys.stderr)
         else:
-            latch_in(default_state_dir())
             print(f"STOP-LOADS: {a.config} cannot be read and there is no usable stop plan "
                   f"({why0 or f'none at {first}'}): NO LOAD IS KNOWN, NONE WAS SWITCHED OFF. "
                   "Switch them off by hand.", file=sys.stderr)
-        plan = Plan(paths=plan_paths(saved) if saved else Paths(default_state_dir()),
-                    problems=[f"{a.config}: cannot be read"])
+        plan = Plan(paths=trusted, problems=[f"{a.config}: cannot be read"])
     else:
         for p in _sudo_hint(plan.problems):
             print(p, file=sys.stderr)
@@ -712,7 +755,7 @@ def _stop(a) -> int:
             read_plans.add(os.path.realpath(here))
             doc, why = _read_plan_quietly(here)
         if doc is not None and doc is not saved:
-            act_on(doc, here)
+            act_on(doc, here, Path(plan.paths.run_dir))
         elif why and saved is None:
             notes.append(f"STOP-LOADS: {why}; the settings file alone is used")
         for t, r, _, _ in stopper.jobs:
@@ -731,7 +774,7 @@ def _stop(a) -> int:
     latch_ok = all(ok for _, ok in latched.values())
     if latched and latch_ok and any(not r.confirmed for r in results):
         results = _through_managing(plan, results, a.timeout_s, deadline)
-    latch = None if a.no_latch else "; ".join(line for line, _ in latched.values()) or "NOT SET"
+    latch = None if a.no_latch else "; ".join(line for line, _ in sorted(latched.values(), key=lambda x: x[1])) or "NOT SET"
     print_table(results, latch=latch)
     for n in notes:
         print(n, file=sys.stderr)

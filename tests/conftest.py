@@ -25,6 +25,15 @@ def pytest_sessionstart(session) -> None:
         if pure:
             pytest.exit(f"GESTOR_EXPECT_COMPILED is set but these modules are not compiled: {', '.join(pure)}", 3)
 
+@pytest.fixture(autouse=True)
+def _default_stop_dirs(tmp_path_factory, monkeypatch):
+    """stop-loads always sets the latch in the default state directory (issue 32, item 4): in
+    tests that is a fresh directory of its own, never the machine's /var/lib/gestor or /run/gestor."""
+    d = tmp_path_factory.mktemp("default-dirs")
+    monkeypatch.setenv("GESTOR_STATE_DIR", str(d / "state"))
+    monkeypatch.setenv("GESTOR_RUN_DIR", str(d / "run"))
+
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 EXAMPLE = REPO / "config" / "settings.yaml"

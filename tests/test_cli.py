@@ -1,11 +1,14 @@
 """The commands a user runs: stop-loads, and clear one-line errors for bad input."""
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from drivers import DriverContext
 from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings
@@ -149,3 +152,47 @@ def test_check_says_whether_the_web_password_is_set(tmp_path, capsys):
     assert main(["check", "--config", str(f)]) == 0
     out = capsys.readouterr().out
     assert "# web password: set (an argon2 hash" in out and "$argon2" not in out
+
+
+def _reader_gone(cmd, unbuffered):
+    """``cmd`` with its standard output a pipe whose reader is already gone (as ``| head -1`` once
+    head has exited): every write fails with EPIPE, deterministically. ``unbuffered``: each print
+    writes at once (PYTHONUNBUFFERED=1), else the first write is the flush at exit."""
+    r, w = os.pipe()
+    os.close(r)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    try:
+        p = subprocess.run(cmd, stdout=w, stderr=subprocess.PIPE, text=True, timeout=60, env=env)
+    finally:
+        os.close(w)
+    return p
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["at-exit", "at-once"])
+@pytest.mark.parametrize("args", [["check"], ["status"], ["--help"], ["check", "--help"], ["stop-loads", "--no-latch"],
+                                  ["STOP", "--help"], ["STOP", "--release"]],
+                         ids=["check", "status", "help", "check-help", "stop-loads", "stop-loads-help", "release"])
+def test_a_reader_that_goes_away_ends_every_command_quietly(tmp_path, args, unbuffered):
+    """Issue 32 (small): ``gestor check ... | head -1`` ended in a traceback."""
+    f = settings_file(tmp_path)
+    cmd = (STOP + args[1:] if args[0] == "STOP" else GESTOR + args) + ([] if "--help" in args else ["--config", str(f)])
+    p = _reader_gone(cmd, unbuffered)
+    assert "Traceback" not in p.stderr and "BrokenPipeError" not in p.stderr and "Exception ignored" not in p.stderr, \
+        p.stderr
+    assert p.returncode in (0, 141), (p.returncode, p.stderr)
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["at-exit", "at-once"])
+def test_stop_loads_whose_reader_goes_away_still_stops_everything(tmp_path, unbuffered):
+    """The table cannot be written: every load is still switched off, the latch set, the warnings
+    still on stderr and the exit code the stop's own."""
+    raw_loads = example_raw()["loads"]
+    raw_loads[1]["relay"] = {"driver": "simulated", "fault": "no_answer"}
+    f = settings_file(tmp_path, loads=raw_loads)
+    relay(tmp_path, "water_heater").set(True)
+    p = _reader_gone(STOP + ["--config", str(f)], unbuffered)
+    assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr
+    assert relay(tmp_path, "water_heater").state() is False and (tmp_path / "state" / "stop.latch").exists()
+    assert p.returncode == 1 and "load pool_pump NOT CONFIRMED OFF" in p.stderr

@@ -336,6 +336,55 @@ def test_two_loads_on_one_relay_is_an_error_naming_both(a, b):
     parse_settings(raw)
 
 
+@pytest.mark.parametrize("a,b,other", [
+    ({"driver": "victron_ess", "host": "192.0.2.5"}, {"driver": "victron_ess", "host": "192.0.2.5 ", "port": 502,
+                                                     "vebus_unit_id": 246}, {"host": "192.0.2.6"}),
+    ({"driver": "marstek_venus", "host": "gw", "device_id": 1}, {"driver": "marstek_venus", "host": "GW"},
+     {"device_id": 2}),
+    ({"driver": "marstek_venus", "transport": "rtu", "serial_port": "/dev/ttyUSB0"},
+     {"driver": "marstek_venus", "transport": "rtu", "serial_port": "/dev/ttyUSB0"}, {"serial_port": "/dev/ttyUSB1"}),
+    ({"driver": "mypv_elwa", "host": "192.0.2.9", "power_timeout_s": 60},
+     {"driver": "mypv_elwa", "host": "192.0.2.9", "power_timeout_s": 30}, {"port": 503}),
+    ({"driver": "openevse", "host": "openevse.local"}, {"driver": "openevse", "host": "http://OpenEVSE.local/"},
+     {"host": "openevse2.local"}),
+    ({"driver": "goe", "host": "192.0.2.30"}, {"driver": "goe", "host": "http://192.0.2.30"}, {"host": "192.0.2.31"}),
+    ({"driver": "burst_ssr", "pin": 18, "power_w": 2000}, {"driver": "burst_ssr", "pin": "GPIO18", "power_w": 2000},
+     {"pin": 19}),
+], ids=["victron_ess", "marstek_tcp", "marstek_rtu", "mypv_elwa", "openevse", "goe", "burst_ssr"])
+def test_two_setpoint_devices_on_one_device_is_an_error_naming_both(a, b, other):
+    """Issue 32, item 7: two sections on the same Victron were accepted (two loads on one relay
+    were refused); both are refused, naming both and the device."""
+    raw = example_raw()
+    raw["setpoints"] = [{"name": "battery", "device": a}, {"name": "battery2", "device": b}]
+    (err,) = errors_of(raw)
+    assert err.startswith("settings.yaml: setpoints[1].device: battery2 is the same device as setpoints[0] battery (")
+    assert err.endswith("): each load and setpoint device needs a device of its own")
+    raw["setpoints"][1]["device"] = {**b, **other}  # another GX, unit, port, charger or pin: another device
+    parse_settings(raw)
+
+
+def test_the_same_victron_error_names_its_address_and_unit():
+    raw = example_raw()
+    raw["setpoints"] = [{"name": f"b{i}", "device": {"driver": "victron_ess", "host": "192.0.2.5"}} for i in (0, 1)]
+    assert errors_of(raw) == ["settings.yaml: setpoints[1].device: b1 is the same device as setpoints[0] b0 "
+                              "(victron_ess at 192.0.2.5:502 unit 100): each load and setpoint device needs a device "
+                              "of its own"]
+
+
+def test_a_burst_ssr_on_a_loads_gpio_line_is_refused():
+    raw = example_raw()
+    raw["loads"][0]["relay"] = {"driver": "gpio", "pin": 17}
+    raw["setpoints"] = [{"name": "heater", "device": {"driver": "burst_ssr", "pin": "BOARD11", "power_w": 2000}}]
+    (err,) = errors_of(raw)
+    assert err.startswith("settings.yaml: setpoints[0].device: heater is the same device as loads[0] water_heater (")
+
+
+def test_two_simulated_setpoint_devices_are_two_devices():
+    raw = example_raw()
+    raw["setpoints"] = [{"name": f"b{i}", "device": {"driver": "simulated"}} for i in (0, 1)]
+    parse_settings(raw)
+
+
 @pytest.mark.parametrize("pin,ok", [(22, True), ("GPIO22", True), ("BCM22", True), ("BOARD15", True), ("J8:15", True),
                                     ("WPI3", True), ("banana", False), (28, False), ("BOARD1", False), (True, False)])
 def test_gpio_pins_are_checked_as_gpiozero_reads_them(pin, ok):

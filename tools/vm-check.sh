@@ -3,7 +3,8 @@
 #
 # Builds a Debian 12 (bookworm) VM image from Debian packages (debootstrap: kernel, systemd,
 # python3, openssh-server; the host's apt sources, CA certificates and pip's CA setting copied in),
-# boots it with QEMU (KVM with -cpu host when /dev/kvm works, else TCG with a warning; 2 vCPUs,
+# boots it with QEMU (KVM with -cpu host when /dev/kvm works, else TCG with a warning, also when
+# QEMU with KVM does not start, exits at once or hangs the guest's kernel; 2 vCPUs,
 # 2 GB RAM, user-mode network: only the VM's user-net and an ssh port forward on 127.0.0.1), copies
 # the repository's COMMITTED state (git archive HEAD) to /root/work/main and ../shared/data beside it
 # as the README expects, runs `sudo ./install.sh` there and checks the systemd units' behaviour:
@@ -16,7 +17,8 @@
 # check is reported and the run goes on. Not run in CI.
 #
 # Needs: root, Debian 12 host with apt (installs qemu-system-x86, qemu-utils, debootstrap,
-# e2fsprogs, openssh-client if missing), the package registries reachable (Debian mirror, PyPI),
+# e2fsprogs, openssh-client if missing), the package registries reachable (the Debian mirror of the
+# host's own apt sources serving bookworm, or $GESTOR_VM_MIRROR; PyPI),
 # KVM (else it is TCG and several times slower), ~6 GB free disk under the work directory.
 # Takes ~2-5 min to build the image the first time (cached afterwards), then ~25 min of checks
 # under TCG (measured here: nested KVM hung the guest's kernel, so TCG); less with a working KVM.
@@ -31,6 +33,8 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
+# shellcheck source=tools/vm-check-lib.sh
+. "$HERE/vm-check-lib.sh"   # log, die, apt_mirror, start_vm, start_vm_probed
 WORK=/tmp/gestor-vm
 REBUILD=""
 KEEP=""
@@ -38,7 +42,7 @@ for a in "$@"; do
   case "$a" in
     --rebuild) REBUILD=1 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "vm-check: unknown option $a" >&2; exit 2 ;;
     *) WORK=$a ;;
   esac
@@ -54,15 +58,12 @@ BASE=$WORK/base.img
 DISK=$WORK/run.qcow2
 PIDFILE=$WORK/qemu.pid
 SHARED_DATA=${GESTOR_SHARED_DATA:-$REPO/../shared/data}
-MIRROR=${GESTOR_VM_MIRROR:-http://deb.debian.org/debian}
+MIRROR=${GESTOR_VM_MIRROR:-}   # else the host's own (apt_mirror), when the image is built
 VM_CPUS=2
 VM_MEM=2048
 WEB_PW="vm-check-password-1234"
 mkdir -p "$LOGS"
 : > "$RESULTS"
-
-log() { printf '\033[1m[vm-check %s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 # row CHECK EXPECTED OBSERVED PASS|FAIL: one line of the results table
 row() {
@@ -89,6 +90,8 @@ fi
 # the base image (cached): debootstrap into a directory, configured, then mkfs.ext4 -d
 build_image() {
   local root=$WORK/rootfs
+  MIRROR=${MIRROR:-$(apt_mirror "" bookworm)}
+  [ -n "$MIRROR" ] || die "no Debian mirror for bookworm in the host's apt sources (/etc/apt/sources.list, sources.list.d/*.list, *.sources): set GESTOR_VM_MIRROR=URL"
   log "building the base image (debootstrap bookworm from $MIRROR; ~10 min)"
   rm -rf "$root" "$BASE" "$WORK/vmlinuz" "$WORK/initrd.img" "$KEY" "$KEY.pub"
   ssh-keygen -q -t ed25519 -N "" -C gestor-vm-check -f "$KEY"
@@ -156,31 +159,7 @@ if ! [ -w /dev/kvm ]; then
   ACCEL=("${TCG[@]}")
 fi
 SERIAL=$LOGS/console.log
-start_vm() {
-  qemu-system-x86_64 "${ACCEL[@]}" -machine q35 -smp "$VM_CPUS" -m "$VM_MEM" \
-    -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.journald.forward_to_console=0" \
-    -drive "file=$DISK,if=virtio,format=qcow2,cache=unsafe" \
-    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:22" -device virtio-net-pci,netdev=n0 \
-    -display none -chardev "file,id=s0,path=$SERIAL,append=on" -serial chardev:s0 -monitor none -no-reboot \
-    -daemonize -pidfile "$PIDFILE" || die "qemu did not start"
-}
-# start_vm_probed: start_vm; with KVM, the kernel must print within 60 s (a nested KVM can start
-# the guest and then hang it before its first line), else TCG from then on, with a warning
-start_vm_probed() {
-  start_vm
-  [ "${ACCEL[0]}" = -enable-kvm ] || return 0
-  local t0=$SECONDS
-  while [ $((SECONDS - t0)) -lt 60 ]; do
-    grep -q "Linux version" "$SERIAL" 2>/dev/null && return 0
-    sleep 2
-  done
-  log "WARNING: KVM starts the VM but its kernel printed nothing in 60 s (nested KVM?): TCG emulation instead, several times slower"
-  kill "$(cat "$PIDFILE")" 2>/dev/null; sleep 2
-  ACCEL=("${TCG[@]}")
-  : > "$SERIAL"
-  start_vm
-}
+PROBE_S=60   # seconds for the kernel's first line under KVM (start_vm_probed)
 SSHO=(-i "$KEY" -p "$PORT" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
       -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=8 -o BatchMode=yes)
 vm() { ssh "${SSHO[@]}" root@127.0.0.1 "$@"; }        # vm CMD...: run in the VM (stdin passed)
@@ -346,7 +325,7 @@ vmq 'systemctl reboot' >/dev/null 2>&1
 for _ in $(seq 120); do kill -0 "$(cat "$PIDFILE" 2>/dev/null)" 2>/dev/null || break; sleep 1; done
 T0=$SECONDS
 echo "----- reboot -----" >> "$SERIAL"
-start_vm
+start_vm || die "qemu did not start again after the reboot ($LOGS/qemu.log)"
 if wait_ssh 900; then
   sleep 20
   for u in gestor-monitoring gestor-managing influxdb; do

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gestor.clock import Clock
+
+
+# A load's or a setpoint device's name (the settings' rule): an identifier, used in MQTT topics,
+# entity ids and file names (a simulated device's state file is named after it), so never a path.
+DEVICE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 def secret(v: Any) -> str | None:

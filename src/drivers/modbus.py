@@ -63,6 +63,13 @@ class ModbusLink(BaseModel):
             raise ValueError("transport rtu needs serial_port")
         return self
 
+    def link_key(self) -> tuple:
+        """What identifies the Modbus unit this link reaches (host and port, or the serial port's
+        real path, and the unit id): equal keys are the same unit on the same bus."""
+        where = ((self.host or "").strip().lower(), self.port) if self.transport == "tcp" else \
+            (os.path.realpath(self.serial_port or ""),)
+        return ("modbus", self.transport, *where, self.device_id)
+
     def describe(self) -> str:
         if self.transport == "tcp":
             return f"modbus tcp {self.host}:{self.port} device {self.device_id}"

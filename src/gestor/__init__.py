@@ -8,7 +8,7 @@ The house plan, bottom to top (a module imports only from its own layer or below
 ``tests/test_layering.py`` checks it):
 
 1. the foundation: :mod:`gestor.clock` (the injected clocks), :mod:`gestor.files` (bounded file
-   reads, atomic writes);
+   reads, atomic writes), :mod:`gestor.console` (the commands' output when its reader goes away);
 2. :mod:`gestor.tariff.calendar` (the 2.0TD calendar) and :mod:`gestor.core` (the balance,
    policies, guards, control cycle, foresight: pure);
 3. :mod:`drivers` (meters, relays, the store: the devices' glue);

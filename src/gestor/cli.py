@@ -211,8 +211,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``gestor`` command; a reader of its output that goes away (``gestor check | head -1``)
+    ends it quietly (:func:`gestor.console.quiet_on_broken_pipe`)."""
+    from gestor.console import quiet_on_broken_pipe
     as_command = argv is None  # `gestor ...` itself, not a call from Python (tests)
-    argv = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else argv
+    return quiet_on_broken_pipe(lambda: _main(args, as_command))
+
+
+def _main(argv: list[str], as_command: bool) -> int:
     if argv and argv[0] == "stop-loads":
         import stop_loads
         return stop_loads.main(argv[1:], hard_exit=as_command)  # as the command: never waits for a hung relay

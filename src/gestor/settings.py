@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, Va
 import drivers.meters as meters
 import drivers.relays as relays
 import drivers.setpoints as setpoints
+from drivers import DEVICE_NAME
 from gestor.core.guards import parse_window  # the windows' format is the guards'
 from gestor.clock import zone
 from gestor.files import UnsafeFileError, read_small_file
@@ -116,7 +117,7 @@ def _display_name(v: str | None) -> str | None:
 
 def _device_name(v: str) -> str:
     """A load's or a setpoint device's name: an identifier (topics, entity ids, file names)."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", v):
+    if not DEVICE_NAME.fullmatch(v):
         raise ValueError("must be lowercase letters, digits and _, starting with a letter")
     return v
 
@@ -602,21 +603,35 @@ def _validate_driver(prefix: str, loc: tuple[Any, ...], raw: dict[str, Any],
         return None
 
 
-def _shared_relays(name: str, loads_raw: list[Any], relays_ok: list[tuple[int, BaseModel | None]]) -> list[str]:
-    """Relays unique per load: two loads on one device output (same ``relay_key()``) would switch
-    each other. One line per load that repeats an earlier one's relay, naming both."""
-    errors, first = [], {}
-    for i, r in relays_ok:
-        key = getattr(r, "relay_key", lambda: None)()
+def _shared_outputs(name: str, loads_raw: list[Any], relays_ok: list[tuple[int, BaseModel | None]],
+                    devices_raw: list[Any], devices_ok: list[tuple[int, BaseModel | None]]) -> list[str]:
+    """Each load its own relay and each setpoint device its own device: two loads on one device
+    output (same ``relay_key()``) would switch each other, two setpoint sections on one battery or
+    charger (same ``device_key()``) would fight over its setpoint, and a burst SSR on a load's
+    GPIO line would do both. One line per section that repeats an earlier one's, naming both."""
+    errors: list[str] = []
+    first: dict[Any, tuple[str, int]] = {}
+    items = [("loads", "relay", i, r, getattr(r, "relay_key", lambda: None)()) for i, r in relays_ok] + \
+        [("setpoints", "device", i, d, getattr(d, "device_key", lambda: None)()) for i, d in devices_ok]
+
+    def who(what: str, n: int) -> str:
+        raw = (loads_raw if what == "loads" else devices_raw)[n]
+        return _loc((raw.get("name"),)) if isinstance(raw, dict) else f"{what}[{n}]"
+
+    for what, part, i, sec, key in items:
         if key is None:
             continue
-        if key in first:
-            j = first[key]
-            who = lambda n: _loc((loads_raw[n].get("name"),)) if isinstance(loads_raw[n], dict) else f"loads[{n}]"  # noqa: E731
-            errors.append(f"{name}: loads[{i}].relay: {who(i)} is on the same relay as loads[{j}] {who(j)} "
-                          f"({r.relay_label()}): each load needs its own relay")  # type: ignore[union-attr]
+        if key not in first:
+            first[key] = (what, i)
+            continue
+        ow, j = first[key]
+        label = sec.relay_label() if what == "loads" else sec.device_label()  # type: ignore[union-attr]
+        if what == ow == "loads":
+            errors.append(f"{name}: loads[{i}].relay: {who(what, i)} is on the same relay as loads[{j}] {who(ow, j)} "
+                          f"({label}): each load needs its own relay")
         else:
-            first[key] = i
+            errors.append(f"{name}: {what}[{i}].{part}: {who(what, i)} is the same device as {ow}[{j}] {who(ow, j)} "
+                          f"({label}): each load and setpoint device needs a device of its own")
     return errors
 
 
@@ -766,13 +781,13 @@ def _parse(raw: dict[Any, Any], name: str, source: Path | None) -> Settings:
         if isinstance(ld, dict) and isinstance(ld.get("relay"), dict):
             relays_ok.append((i, _validate_driver(name, ("loads", i, "relay"), ld["relay"], relays.RELAYS, errors,
                                                   config_dir, skip)))
-    errors.extend(_shared_relays(name, loads_raw, relays_ok))
     devices_raw = raw.get("setpoints") if isinstance(raw.get("setpoints"), list) else []
-    devices_ok: list[BaseModel | None] = []
+    devices_ok: list[tuple[int, BaseModel | None]] = []
     for i, d in enumerate(devices_raw):
         if isinstance(d, dict) and isinstance(d.get("device"), dict):
-            devices_ok.append(_validate_driver(name, ("setpoints", i, "device"), d["device"], setpoints.SETPOINTS,
-                                               errors, config_dir, skip))
+            devices_ok.append((i, _validate_driver(name, ("setpoints", i, "device"), d["device"], setpoints.SETPOINTS,
+                                                   errors, config_dir, skip)))
+    errors.extend(_shared_outputs(name, loads_raw, relays_ok, devices_raw, devices_ok))
     if s is not None and policy_needs_thresholds(s) and not errors:
         for i, ld in enumerate(s.loads):
             if ld.on_above_wh is None or ld.off_below_wh is None:
@@ -786,7 +801,7 @@ def _parse(raw: dict[Any, Any], name: str, source: Path | None) -> Settings:
     s.meter = meter  # type: ignore[assignment]
     for ld, (_, r) in zip(s.loads, relays_ok):
         ld.relay = r  # type: ignore[assignment]
-    for dev, d in zip(s.setpoints, devices_ok):
+    for dev, (_, d) in zip(s.setpoints, devices_ok):
         dev.device = d  # type: ignore[assignment]
     errors = _cross_checks(name, s)
     if errors:

@@ -114,3 +114,28 @@ def test_status_after_managing_stopped_or_was_killed(tmp_path, caplog):
     d = status.collect(s, clock.now(), ping=False)
     assert d["loads"]["water_heater"]["on"] is None and "unknown: managing" in d["loads"]["water_heater"]["reason"]
     assert "?UNKNOWN" in status.render(d, s)
+
+
+def test_status_after_managing_stopped_shows_the_period_it_stopped_in(tmp_path):
+    """Issue 32 (small): after managing stopped, ``gestor status`` showed a zero-length period
+    (``period 04:12-04:12 ... 0 s left``): managing's exit published now as the period's bounds."""
+    from datetime import datetime, timedelta
+
+    from gestor.runtime import status
+    from gestor.sim.lockstep import run_lockstep
+    from tests.integration.test_faults import daemons
+    from tests.integration.test_safety import T0
+    s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 20))
+    run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=3))
+    clock.advance(7)  # stopped between two cycles
+    assert mgr.stop() is True
+    now = clock.now()
+    d = status.collect(s, now, ping=False)
+    start, end = (datetime.fromisoformat(d["period"][k]) for k in ("start", "end"))
+    assert start <= now < end and (end - start).total_seconds() == s.billing.period_s, d["period"]
+    assert d["period"]["remaining_s"] == (end - now).total_seconds()
+    text = status.render(d, s)
+    assert f"period      {start.astimezone(s.tz):%H:%M}-{end.astimezone(s.tz):%H:%M}: " in text, text
+    # read after that period ended: it says so, not "0 s left"
+    later = status.render(status.collect(s, end + timedelta(minutes=5), ping=False), s)
+    assert "Wh, over" in later and " 0 s left" not in later

@@ -53,7 +53,8 @@ NO_RIGHTS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowne
 def stop(tmp: Path, *args: str, config: Path | None = None, timeout: float = 60, prefix: list[str] = ()):
     """The real command, as a subprocess: ``python -m stop_loads`` (the console script's main()),
     with the default state directory (where it looks for the plan first) under ``tmp``."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), stop_loads.STATE_DIR_ENV: str(tmp / "state")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), stop_loads.STATE_DIR_ENV: str(tmp / "state"),
+           stop_loads.RUN_DIR_ENV: str(tmp / "run")}
     cmd = [*prefix, sys.executable, "-m", "stop_loads", "--config", str(config or tmp / "settings.yaml"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)
 
@@ -126,6 +127,72 @@ def test_without_a_plan_an_unreadable_file_still_sets_the_latch_and_says_nothing
     assert p.returncode == 1
     assert (tmp_path / "state" / "stop.latch").exists()  # in the default state dir ($GESTOR_STATE_DIR here)
     assert "no usable stop plan" in p.stderr and "NO LOAD IS KNOWN" in p.stderr
+
+
+def _rewrite_plan(tmp: Path, **paths: str) -> None:
+    """The saved stop plan with its ``paths`` rewritten (as anyone who can write it could)."""
+    plan = tmp / "state" / stop_loads.PLAN_FILE
+    doc = json.loads(plan.read_text())
+    doc["paths"].update(paths)
+    plan.write_text(json.dumps(doc))
+
+
+def test_a_plan_whose_state_dir_was_rewritten_cannot_move_the_latch(tmp_path):
+    """Issue 32, item 4: the latch goes to the default state dir (and the settings'), never
+    where a rewritten plan says."""
+    f = settings_file(tmp_path)
+    start_managing(f)
+    _rewrite_plan(tmp_path, state_dir=str(tmp_path / "elsewhere"))
+    f.write_bytes(BROKEN["garbage"])
+    p = stop(tmp_path)
+    assert p.returncode == 1 and all_off(tmp_path), p.stderr
+    assert (tmp_path / "state" / "stop.latch").exists(), p.stdout  # where managing looks
+    assert not (tmp_path / "elsewhere").exists()  # nothing written where the plan said
+
+
+def test_a_plan_whose_run_dir_was_rewritten_cannot_move_the_read_back(tmp_path):
+    """Issue 32, item 4: the simulated relays' state was read back under the plan's rewritten
+    run_dir: ``OK off`` for two loads still on. The read-back stays in the default run dir."""
+    f = settings_file(tmp_path)
+    start_managing(f)
+    _rewrite_plan(tmp_path, run_dir=str(tmp_path / "elsewhere"))
+    f.write_bytes(BROKEN["garbage"])
+    assert not any(relay(tmp_path, n).state() is False for n in LOADS)
+    p = stop(tmp_path)
+    left_on = [n for n in LOADS if relay(tmp_path, n).state() is not False]
+    oks = [ln.split()[0] for ln in p.stdout.splitlines() if ln.rstrip().endswith("OK off")]
+    assert not left_on or not set(left_on) & set(oks), f"OK off printed for {left_on}, still on:\n{p.stdout}"
+    assert not left_on, p.stdout
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_plan_load_whose_name_is_a_path_is_refused_not_written_outside_the_run_dir(tmp_path):
+    """A simulated relay's state file is named after its load: a rewritten plan's name
+    ``../../escape`` would have root write (and read back) a file outside the run dir."""
+    f = settings_file(tmp_path)
+    start_managing(f)
+    plan = tmp_path / "state" / stop_loads.PLAN_FILE
+    doc = json.loads(plan.read_text())
+    doc["loads"].append({**doc["loads"][0], "name": "../../escape"})
+    plan.write_text(json.dumps(doc))
+    f.write_bytes(BROKEN["garbage"])
+    p = stop(tmp_path)
+    assert p.returncode == 1 and all_off(tmp_path), p.stderr
+    assert not list(tmp_path.rglob("escape*")), list(tmp_path.rglob("escape*"))
+    assert "load ../../escape NOT CONFIRMED OFF" in p.stderr and "a name is never a path" in p.stderr
+
+
+def test_a_rewritten_plan_beside_valid_settings_moves_nothing_either(tmp_path):
+    """With a readable file the latch goes to the settings' state dir and the default one; the
+    plan's loads are read back under the settings' run_dir."""
+    f = settings_file(tmp_path)
+    start_managing(f)
+    _rewrite_plan(tmp_path, state_dir=str(tmp_path / "elsewhere"), run_dir=str(tmp_path / "elsewhere"))
+    p = stop(tmp_path)
+    assert p.returncode == 0 and all_off(tmp_path), p.stdout + p.stderr
+    assert (tmp_path / "state" / "stop.latch").exists() and not (tmp_path / "elsewhere").exists()
+    assert stop(tmp_path, "--release").returncode == 0
+    assert not (tmp_path / "state" / "stop.latch").exists()
 
 
 def test_a_valid_file_and_the_plan_are_switched_off_together(tmp_path):
@@ -256,6 +323,7 @@ def _valid_variant(kind: str) -> bytes:
 
 
 _BASE: Path  # the test's settings file as managing started with it
+_PLAN: str   # the stop plan managing saved at its start
 
 
 CONTENTS = st.one_of(
@@ -271,7 +339,9 @@ CONTENTS = st.one_of(
 def started(tmp_path):
     global _BASE
     f = settings_file(tmp_path)
+    global _PLAN
     start_managing(f)
+    _PLAN = (tmp_path / "state" / stop_loads.PLAN_FILE).read_text()
     _BASE = tmp_path / "base.yaml"
     _BASE.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(f.read_text()).items()
                                      if k in ("meter", "paths", "store")}))
@@ -280,9 +350,16 @@ def started(tmp_path):
 
 @hsettings(max_examples=25, derandomize=True, deadline=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(content=CONTENTS)
-def test_whatever_the_settings_file_every_plan_load_ends_off_or_is_named(started, content):
+@given(content=CONTENTS, moved=st.sampled_from([(), ("state_dir",), ("run_dir",), ("state_dir", "run_dir")]))
+def test_whatever_the_settings_file_every_plan_load_ends_off_or_is_named(started, content, moved):
+    """Whatever the settings file, and whatever directories the plan was rewritten to name
+    (issue 32, item 4): every plan load ends off or is named, the latch is set where managing
+    looks, and nothing is written where the plan says."""
     f, tmp = started, started.parent
+    plan = tmp / "state" / stop_loads.PLAN_FILE
+    plan.write_text(_PLAN)
+    if moved:
+        _rewrite_plan(tmp, **{k: str(tmp / "elsewhere") for k in moved})
     for n in LOADS:
         relay(tmp, n).set(True)
     (tmp / "state" / "stop.latch").unlink(missing_ok=True)
@@ -301,6 +378,7 @@ def test_whatever_the_settings_file_every_plan_load_ends_off_or_is_named(started
             assert f"load {n} NOT CONFIRMED OFF" in p.stderr
     assert not left_on  # the plan's relays all answer here: the plan is always switched off
     assert latched
+    assert not (tmp / "elsewhere").exists()
 
 
 def test_a_plan_whose_format_is_true_is_not_a_plan(tmp_path):

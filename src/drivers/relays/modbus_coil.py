@@ -8,7 +8,6 @@ gateway (``transport: tcp``), which serialises requests from both daemons.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from pydantic import Field
@@ -23,9 +22,7 @@ class ModbusCoilSettings(RelaySettings, ModbusLink):
     coil: int = Field(ge=0, le=65535)   # coil address, 0-based
 
     def relay_key(self) -> tuple[Any, ...] | None:
-        where = ((self.host or "").strip().lower(), self.port) if self.transport == "tcp" else \
-            (os.path.realpath(self.serial_port or ""),)
-        return ("modbus", self.transport, *where, self.device_id, self.coil)
+        return (*self.link_key(), self.coil)
 
     def relay_label(self) -> str:
         return f"{ModbusLink.describe(self)} coil {self.coil}"

@@ -38,6 +38,14 @@ class EvseSettings(SetpointSettings):
     def base_url(self) -> str:
         return self.host if "://" in self.host else f"http://{self.host}"
 
+    def device_key(self) -> tuple:
+        """The charger's address (scheme, host and port, case-insensitive)."""
+        u = urlsplit(self.base_url())
+        return ("http", u.scheme.lower(), (u.netloc or "").lower(), u.path.rstrip("/"))
+
+    def device_label(self) -> str:
+        return f"{self.driver} at {self.host}"
+
     def current_a(self, power_w: float) -> int:
         """Whole amperes for ``power_w`` (W, house's side): 0 (paused) below MIN_CURRENT_A."""
         a = math.floor(power_w / (self.voltage_v * self.phases)) if math.isfinite(power_w) else 0

@@ -76,6 +76,17 @@ class SetpointSettings(BaseModel):
     driver: str
     timeout_s: float = Field(3.0, gt=0, le=20)  # total time for one command or read-back, s
 
+    def device_key(self) -> tuple[Any, ...] | None:
+        """What identifies the device this section drives (two setpoint devices on one battery or
+        charger would fight over its setpoint): equal keys are the same device, as
+        :meth:`drivers.relays.base.RelaySettings.relay_key` for relays (a burst SSR's GPIO key is
+        a GPIO relay's). None: nothing another section could share."""
+        return None
+
+    def device_label(self) -> str:
+        """The device in a few words, for error lines."""
+        return self.driver
+
 
 SetpointFactory = Callable[[Any, "DriverContext", str], SetpointDevice]
 # name → (settings model, factory); each driver module registers itself when first asked for

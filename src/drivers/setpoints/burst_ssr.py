@@ -43,6 +43,13 @@ class BurstSsrSettings(SetpointSettings):
         gpio_pin(v)
         return v
 
+    def device_key(self) -> tuple:
+        """Its GPIO line: the same key as a GPIO relay's on that line."""
+        return ("gpio", gpio_pin(self.pin))
+
+    def device_label(self) -> str:
+        return f"GPIO {self.pin}"
+
 
 @register_setpoint("burst_ssr", BurstSsrSettings)
 class BurstSsr:

@@ -60,6 +60,13 @@ class MarstekVenusSettings(BatteryLimits, SetpointSettings, ModbusLink):
     max_discharge_w: float = Field(2500.0, ge=0, le=2500)
     min_soc_pct: float = Field(12.0, ge=0, le=100)       # 12: the lowest discharge cutoff the battery offers
 
+    def device_key(self) -> tuple:
+        return self.link_key()
+
+    def device_label(self) -> str:
+        return f"marstek_venus at {self.describe()}"
+
+
 
 @register_setpoint("marstek_venus", MarstekVenusSettings)
 class MarstekVenus:

@@ -40,6 +40,13 @@ class MypvElwaSettings(SetpointSettings, ModbusLink):
     max_power_w: int = Field(3000, gt=0, le=9000)       # rated power of the heater, W
     power_timeout_s: float = Field(ge=5, le=3600)       # the device's "Power timeout", s (its web page)
 
+    def device_key(self) -> tuple:
+        return self.link_key()
+
+    def device_label(self) -> str:
+        return f"mypv_elwa at {self.describe()}"
+
+
 
 @register_setpoint("mypv_elwa", MypvElwaSettings)
 class MypvElwa:

@@ -53,6 +53,10 @@ EV_MIN_A = 6
 class SimulatedSetpointSettings(SetpointSettings):
     driver: Literal["simulated"] = "simulated"
     kind: Literal["battery", "heater", "ev_charger"] = "battery"
+
+    def device_key(self) -> None:
+        """None: each simulated device is its own state file, named after its (unique) name."""
+        return None
     max_charge_w: float = Field(2500.0, ge=0, le=30000)     # battery: most it takes; heater: rated power, W
     max_discharge_w: float = Field(2500.0, ge=0, le=30000)  # battery: most it supplies, W
     capacity_wh: float = Field(5000.0, gt=0, le=200000)     # battery: usable capacity, Wh

@@ -74,6 +74,13 @@ class VictronEssSettings(BatteryLimits, SetpointSettings):
     system_unit_id: int = Field(100, ge=0, le=247)     # com.victronenergy.system and .settings
     vebus_unit_id: int = Field(227, ge=0, le=247)      # com.victronenergy.vebus (see the GX's list)
     phases: Literal[1, 3] = 1                          # 3: the setpoint is split over L1..L3
+
+    def device_key(self) -> tuple:
+        """The GX device (host and port): one GX runs one ESS, whatever unit ids a section names."""
+        return ("victron_ess", self.host.strip().lower(), self.port)
+
+    def device_label(self) -> str:
+        return f"victron_ess at {self.host}:{self.port} unit {self.system_unit_id}"
     idle_hub4_mode: Literal[1, 2, 3] = 1               # Hub4Mode idle returns to (3: stays in external control at 0 W)
     max_charge_w: float = Field(3000.0, ge=0, le=30000)
     max_discharge_w: float = Field(3000.0, ge=0, le=30000)

@@ -132,8 +132,9 @@ def render(d: dict[str, Any], s: Settings) -> str:
     p = d["period"]
     if p:
         old = "" if mg["running"] else f"   (managing's last state, {_dur(mg['age_s'])} old)"
+        left = "over" if p["remaining_s"] == 0 else f"{_dur(p['remaining_s'])} left"
         lines.append(f"period      {local(p['start'])}-{local(p['end'])}: balance {p['balance_wh']:+,.0f} Wh, "
-                     f"projected {p['projected_wh']:+,.0f} Wh, {_dur(p['remaining_s'])} left"
+                     f"projected {p['projected_wh']:+,.0f} Wh, {left}"
                      f"   [policy {mg['policy']}]{old}")
     else:
         lines.append("period      managing has published nothing (never ran here?)")
