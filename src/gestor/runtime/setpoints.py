@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
-from gestor.core.setpoint import SetpointLaw, next_in_turn_w
+from gestor.core.setpoint import Dwell, SetpointLaw, next_in_turn_w
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -76,7 +76,9 @@ class SetpointRuntime:
         self.refresh = bool(getattr(device, "refresh_on_cycle", False)) or self.hold_s is not None
         # its range comes from what it reads back, each cycle (lo_w, hi_w): 0..0 here is a placeholder
         self.law = SetpointLaw(0.0, 0.0, cfg.reserve_wh_per_h, cfg.deadband_w,
-                               cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s)
+                               cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s,
+                               cfg.min_reversal_s)
+        self.dwell = Dwell()  # its last direction and since when: no reversal sooner than min_reversal_s
 
 
 class Setpoints:
@@ -165,18 +167,25 @@ class Setpoints:
                 self._idle(d, "read back another setpoint: idle until it agrees", now, after_failure=True)
                 continue
             present = st.setpoint_w
-            new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi)
+            now_s = now.timestamp()
+            new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi,
+                                 d.dwell, now_s)
             changed = new != present or d.idle
             if changed or d.refresh:  # a device with a timeout of its own: written every cycle
                 reason = (f"period {balance_wh:+.0f} Wh banked (target {d.cfg.target_wh:+.0f}), "
                           f"surplus {surplus_w:+.0f} W left by the loads, {remaining_s:.0f} s left "
                           f"(range {lo:+.0f}..{hi:+.0f} W)")
+                if d.dwell.wait_s > 0:
+                    reason += (f"; no reversal for {d.dwell.wait_s:.0f} s more "
+                               f"(min_reversal_s {d.cfg.min_reversal_s:g})")
                 try:
                     got = d.device.set_power_w(new, d.hold_s)
                 except Exception as e:  # noqa: BLE001
                     self._failed(d, now, str(e), reason)
                     self._idle(d, "failed: idle until it answers", now, after_failure=True)
                     continue
+                if d.dwell.note(got, now_s, d.law.deadband_w):
+                    reason = "reversal: " + reason
                 if got != present or d.idle:
                     log.info("setpoint %s %+.0f W (was %+.0f): %s", d.name, got, present, reason)
                     self._point(d, got, reason, now)
