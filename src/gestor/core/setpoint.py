@@ -44,18 +44,20 @@ surplus ends nearer zero on average than with the on/off loads on every file.
 Reversals (issue 32 item 6). Under a meter whose net power flips sign every few seconds the law
 follows it, and a battery reversed between charge and discharge 144 times in 150 s: wear for
 nothing, since the period's balance is what is billed. So a device that went one way (beyond
-``deadband_w``) does not go the other way sooner than ``min_reversal_s`` after it started that
-way (:class:`Dwell`, the device's last direction and since when); meanwhile it holds 0 W (idle)
-where the law wants the other direction. Unless the period's balance demands it: if, idle until
+``deadband_w``) does not go the other way sooner than ``min_reversal_s`` after it last held
+that way (:class:`Dwell`, the device's last direction and when it last held it); meanwhile it
+holds 0 W (idle) where the law wants the other direction, and the law's balance term makes up
+for it on the cycles that want the old direction. Unless the period's balance demands it: if, idle until
 the wait is over (the present surplus lasting that long) and then with what power it has to
 spare the other way (beyond the present surplus or deficit, which the law assumes lasts) for
 what is left of the period, it would still end more than ``end_tolerance_wh`` beyond its
 target, the reversal is allowed at once (:meth:`SetpointLaw.reversal_range`): in practice near
 a period's end, with a balance far off its target, or a surplus beyond the device's power.
 Reversals per hour are thus at most ``3600 / min_reversal_s`` but for those the period's end
-demands. Measured (tests/test_setpoint_core.py): a surplus flipping +-1500 W every 10 s cycle,
-359 reversals an hour by the law alone, 51-58 with the rule (77-89 where the surplus reaches
-the battery's 2500 W), every period ending within 10 Wh either way.
+demands. Measured (tests/test_setpoint_core.py): a surplus flipping +-1500 W around a mean of
+-1000..+1000 W every 10 s cycle, 359 reversals in the hour by the law alone, 5-8 with the rule
+(most in the period's last minute, which the end demands), every period ending within 10 Wh
+either way; ``benchmarks/reversals.py`` on the nine recordings (README).
 """
 from __future__ import annotations
 
@@ -201,8 +203,8 @@ def direction(power_w: float, deadband_w: float) -> int:
 
 class Dwell:
     """A device's direction, the state of the reversal rule (module docstring): ``sign`` the last
-    direction it held beyond the deadband (+1 taking, -1 supplying, 0 none yet), ``since_s`` when
-    it started that way (epoch s), ``reversals`` how many it made, ``wait_s`` the s its last turn
+    direction it held beyond the deadband (+1 taking, -1 supplying, 0 none yet), ``since_s`` the
+    last time it held it (epoch s), ``reversals`` how many it made, ``wait_s`` the s its last turn
     still had to wait before a reversal (0: none held back)."""
 
     def __init__(self) -> None:
@@ -214,7 +216,10 @@ class Dwell:
     def note(self, power_w: float, now_s: float, deadband_w: float) -> bool:
         """The device holds ``power_w`` (W) from epoch ``now_s``; True when that is a reversal."""
         d = direction(power_w, deadband_w)
-        if d == 0 or d == self.sign:
+        if d == 0:
+            return False
+        if d == self.sign:
+            self.since_s = now_s
             return False
         reversed_ = self.sign != 0
         self.sign, self.since_s = d, now_s
