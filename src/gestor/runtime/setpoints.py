@@ -92,10 +92,10 @@ class Setpoints:
         self.devices = [SetpointRuntime(c, devices[c.name]) for c in settings.setpoints]
         self.tags = {"site": settings.site}
         self._counted_at: datetime | None = None  # the devices' energy is integrated up to here
-        # per settlement period (start, epoch s): the devices' net Wh (+ taken), and the Wh taken
-        # by the ones that are not batteries (what the house would have bought anyway); taken
-        # by the books when the period closes (:meth:`period_energy`)
-        self._period_wh: dict[float, list[float]] = {}
+        # per settlement period (start, epoch s) and device: [Wh taken, Wh supplied, Wh taken if
+        # it is not a battery (what the house would have bought anyway)]; taken by the books when
+        # the period closes (:meth:`period_energy`), persisted with them (:meth:`to_state`)
+        self._period_wh: dict[float, dict[str, list[float]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.devices)
@@ -204,26 +204,53 @@ class Setpoints:
                 start, end = self.core.bounds_s(t0)
                 b = min(end, t1)
                 h = (b - t0) / 3600.0
-                acc = self._period_wh.setdefault(start, [0.0, 0.0])
+                acc = self._period_wh.setdefault(start, {})
                 for d in self.devices:
                     w = d.setpoint_w or 0.0
+                    e = acc.setdefault(d.name, [0.0, 0.0, 0.0])
                     if w > 0:
                         d.taken_wh += w * h
+                        e[0] += w * h
+                        if not (d.state is not None and d.state.soc_pct is not None):
+                            e[2] += w * h
                     else:
                         d.supplied_wh -= w * h
-                    acc[0] += w * h
-                    if w > 0 and not (d.state is not None and d.state.soc_pct is not None):
-                        acc[1] += w * h
+                        e[1] -= w * h
                 t0 = b
         self._counted_at = now
 
     def period_energy(self, start_s: float) -> tuple[float, float]:
         """(net Wh the devices took in the period starting at epoch ``start_s``, Wh taken by the
         ones that are not batteries), forgotten once asked; (0, 0) for a period they had no part in."""
-        wh, need = self._period_wh.pop(start_s, (0.0, 0.0))
+        per = self._period_wh.pop(start_s, {})
         for k in [k for k in self._period_wh if k < start_s]:  # older ones nobody closed (a clock step)
             del self._period_wh[k]
-        return wh, need
+        return sum(e[0] - e[1] for e in per.values()), sum(e[2] for e in per.values())
+
+    def to_state(self) -> dict[str, dict[str, list[float]]]:
+        """The devices' books for ``managing.json`` (its ``device_wh``, the loads' ``on_s`` shape):
+        per device, per period start ``"<epoch s>"``, [Wh taken, Wh supplied, Wh taken by a
+        device that is not a battery]."""
+        out: dict[str, dict[str, list[float]]] = {d.name: {} for d in self.devices}
+        for start, per in self._period_wh.items():
+            for name, e in per.items():
+                out.setdefault(name, {})[repr(start)] = list(e)
+        return out
+
+    def restore(self, saved: dict[float, dict[str, list[float]]], period_start_s: float, now_s: float) -> None:
+        """At start, within the period starting at epoch ``period_start_s`` that the state file
+        still holds: its devices' books back (``saved``: period start -> device -> the three Wh
+        of :meth:`to_state`; other periods and devices the settings no longer have are dropped),
+        and their net Wh back in the control core (the balance the loads' policy sees), counted
+        up to epoch ``now_s``. The time
+        managing was down is not counted (the devices were then idle, or held their last
+        setpoint up to their own timeout: the meter saw it, the books cannot)."""
+        names = {d.name for d in self.devices}
+        per = {n: [float(x) for x in e] for n, e in saved.get(period_start_s, {}).items() if n in names}
+        if not per:
+            return
+        self._period_wh[period_start_s] = per
+        self.core.resume_devices(period_start_s, sum(e[0] - e[1] for e in per.values()), now_s)
 
     def _note(self, now: datetime) -> None:
         self.core.note_devices(now.timestamp(), sum(d.setpoint_w or 0.0 for d in self.devices))
