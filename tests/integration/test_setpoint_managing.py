@@ -355,3 +355,34 @@ def test_gestor_status_shows_each_device_its_setpoint_and_why(tmp_path):
     d = status.collect(s, clock.now(), ping=False)
     assert d["setpoints"]["battery"]["setpoint_w"] is None and "?UNKNOWN" in status.render(d, s)
     assert mgr.stop()
+
+
+def test_a_device_written_only_on_a_change_waits_as_long_before_reversing(tmp_path):
+    """A battery without a timeout of its own (Marstek, a charger: written only when its setpoint
+    changes; here the simulated one with that writing) discharges steadily for 15 minutes, then
+    the surplus returns: it holds idle for ``min_reversal_s`` after it last held its discharge,
+    as a device written every cycle does (and as gestor simulate plays it), before it charges."""
+    sc = Scenario([0.0] * 3 + [3000.0] * 3, [1500.0] * 6)
+    bat = {**BATTERY, "hold_s": 3600}
+    s = settings_with(tmp_path, recording(tmp_path / "rec.csv", sc),
+                      devices=[{"name": "battery", "device": bat, "reserve_wh_per_h": 0}])
+    clock = SimClock(T0)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    mgr.start()
+    mgr.setpoints.devices[0].refresh = False   # written only on a change
+    device = physical(s, clock, "battery", bat)
+    last_discharge = first_charge = None
+    for tick in range(int(RUN_MIN * 60 / TICK_S)):
+        clock.advance(TICK_S)
+        mon.cycle()
+        if tick % 2 == 0:
+            mgr.cycle()
+        w = device.state().setpoint_w
+        if w < -50:
+            last_discharge = clock.now()
+        elif w > 50 and first_charge is None and last_discharge is not None:
+            first_charge = clock.now()
+    assert mgr.stop()
+    assert last_discharge is not None and first_charge is not None
+    assert (first_charge - last_discharge).total_seconds() >= s.setpoints[0].min_reversal_s - TICK_S, \
+        (last_discharge, first_charge)

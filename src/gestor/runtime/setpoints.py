@@ -192,6 +192,8 @@ class Setpoints:
                 d.setpoint_w, d.idle, d.reason, d.last_cmd_at = got, False, reason, now
                 d.failures, d.retry_at = 0, None
                 new = got
+            else:  # holding its setpoint, not written: it still holds its direction
+                d.dwell.note(new, now_s, d.law.deadband_w)
             surplus_w -= new  # the next device shares what this one leaves
         self._note(now)
 
