@@ -85,7 +85,7 @@ class Managing:
         self.cycles = 0                  # published: stop-loads waits for a cycle after its latch
         self._counters_refused_logged: datetime | None = None  # the period whose refused counters were logged
         self._file_op = WriteGuard(log, "control goes on without it")
-        self.statefile.restore(self.core, self.loads, self.books)
+        self.statefile.restore(self.core, self.loads, self.books, self.setpoints)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -220,7 +220,7 @@ class Managing:
         self.setpoints.apply(now, stale_reason=why, latched=latched, remaining_s=remaining_s, dt_s=dt_s)
 
     def _persist(self) -> None:
-        self.statefile.save(self.balance, self.loads, self.books)
+        self.statefile.save(self.balance, self.loads, self.books, self.setpoints)
 
     def _clock_stepped_back(self, now: datetime) -> None:
         """The wall clock went back (NTP at boot on a Pi without an RTC): the period's accounting

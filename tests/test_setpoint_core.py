@@ -111,3 +111,76 @@ def test_a_modulating_heater_ends_most_periods_of_a_real_day_nearer_zero_than_th
     # without the reserve the device takes everything the bound allows
     greedy = simulate_setpoint(data, s, Prices(s), 2000.0, 0.0, 0.0, start=a, end=b)
     assert greedy.totals.captured_pct > heater.totals.captured_pct
+
+
+# --- reversals (issue 32 item 6) -----------------------------------------------------------------
+BATTERY_LAW = SetpointLaw(-2500.0, 2500.0, deadband_w=50.0, min_reversal_s=60.0)
+
+
+def flip_flop_period(dwell_on: bool, mean_w: float = 200.0, flip_w: float = 1500.0, start_wh: float = 0.0):
+    """One hour period, a managing cycle every 10 s, a surplus flipping between ``mean_w`` +-
+    ``flip_w`` every cycle; the setpoint reaches the meter at once. Returns (reversals, the
+    period's end balance Wh)."""
+    from gestor.core.setpoint import Dwell, next_in_turn_w
+    dwell = Dwell() if dwell_on else None
+    counted = Dwell()                     # counts the reversals of both runs the same way
+    balance_wh, setpoint_w = start_wh, 0.0
+    for i in range(360):
+        now_s, remaining_s = i * 10.0, 3600.0 - i * 10.0
+        surplus_w = mean_w + (flip_w if i % 2 else -flip_w)
+        setpoint_w = next_in_turn_w(BATTERY_LAW, balance_wh, 0.0, surplus_w, setpoint_w, remaining_s, 10.0,
+                                    -2500.0, 2500.0, dwell, now_s)
+        if dwell is not None:
+            dwell.note(setpoint_w, now_s, BATTERY_LAW.deadband_w)
+        counted.note(setpoint_w, now_s, BATTERY_LAW.deadband_w)
+        balance_wh += (surplus_w - setpoint_w) * 10.0 / 3600.0
+    return counted.reversals, balance_wh
+
+
+@pytest.mark.parametrize("mean_w", [0.0, 200.0, -300.0, 1000.0, -1000.0])
+def test_a_flip_flopping_surplus_reverses_a_battery_at_most_once_per_min_reversal_s(mean_w):
+    """A surplus of ``mean_w`` +-1500 W flipping every cycle: the law alone reverses the battery
+    at every cycle (359 in the hour); with the rule it holds idle on the cycles that want the
+    other way (measured: 5-8 reversals, most in the period's last minute, which its end demands),
+    and the period still ends within 10 Wh."""
+    alone, end_alone = flip_flop_period(False, mean_w)
+    ruled, end_ruled = flip_flop_period(True, mean_w)
+    assert alone > 300, alone
+    assert ruled <= 12, ruled
+    assert abs(end_ruled) <= 10.0 and abs(end_alone) <= 10.0, (end_alone, end_ruled)
+
+
+def test_a_reversal_waits_min_reversal_s_holding_idle_unless_the_period_end_demands_it():
+    from gestor.core.setpoint import Dwell, next_in_turn_w
+    d = Dwell()
+    assert d.note(1000.0, 0.0, 50.0) is False and d.sign == 1          # charging at t=0
+    assert d.note(30.0, 5.0, 50.0) is False and d.since_s == 0.0       # within the deadband: no direction
+    # 20 s later the law wants -1000 W (a deficit), half an hour left, balance 0: held idle, 40 s to wait
+    w = next_in_turn_w(BATTERY_LAW, 0.0, 0.0, -1000.0, 1000.0, 1800.0, 10.0, -2500.0, 2500.0, d, 20.0)
+    assert w == 0.0 and d.wait_s == 40.0
+    # the same 30 s before the period's end with 60 Wh owed: idle to the end would end it at -68 Wh,
+    # beyond the 10 Wh tolerance: the period's end demands the reversal
+    w = next_in_turn_w(BATTERY_LAW, -60.0, 0.0, -1000.0, 1000.0, 30.0, 10.0, -2500.0, 2500.0, d, 20.0)
+    assert w < -2000.0 and d.wait_s == 0.0
+    assert d.note(w, 20.0, 50.0) is True and d.reversals == 1 and d.sign == -1
+    # after min_reversal_s the other way is free again
+    w = next_in_turn_w(BATTERY_LAW, 0.0, 0.0, 1000.0, w, 1800.0, 10.0, -2500.0, 2500.0, d, 80.0)
+    assert w > 900.0 and d.wait_s == 0.0
+    # a range that holds no reversal is not narrowed (a charger)
+    d2 = Dwell()
+    d2.note(-500.0, 0.0, 50.0)
+    assert BATTERY_LAW.reversal_range(d2, 10.0, 0.0, 1000.0, 1800.0, -2500.0, 0.0) == (-2500.0, 0.0)
+    with pytest.raises(ValueError, match="min_reversal_s -1"):
+        SetpointLaw(0.0, 1.0, min_reversal_s=-1.0)
+
+
+def test_min_reversal_s_is_a_validated_setting(tmp_path):
+    from gestor.settings import SettingsError
+    from tests.conftest import make_settings
+    bat = {"driver": "simulated", "kind": "battery"}
+    s = make_settings(tmp_path, setpoints=[{"name": "battery", "device": bat}])
+    assert s.setpoints[0].min_reversal_s == 60.0
+    with pytest.raises(SettingsError) as e:
+        make_settings(tmp_path, setpoints=[{"name": "battery", "device": bat, "min_reversal_s": -5}])
+    text = "\n".join(e.value.errors)
+    assert "setpoints[0].min_reversal_s" in text and "-5" in text, text

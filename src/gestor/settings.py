@@ -168,6 +168,9 @@ class SetpointDeviceSettings(_Model):
     deadband_w: float = Field(50.0, ge=0, le=5000)        # a change smaller than this, W, is not commanded
     ramp_w_per_s: float | None = Field(None, gt=0, le=100_000)  # the largest change per second, W/s (None: none)
     min_remaining_s: float = Field(60.0, ge=10, le=900)   # the shortest time a balance is spread over, s
+    # s a device keeps one direction (charge/discharge) before reversing, unless the period's end
+    # demands it (0: no such rule; README "Devices with a power setpoint", issue 32)
+    min_reversal_s: float = Field(60.0, ge=0, le=900)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _device_name(v)))
 

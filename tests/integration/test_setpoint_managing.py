@@ -13,7 +13,12 @@ properties over generated faults (hypothesis) and as the cases found:
 3. after managing dies, no healthy device holds a setpoint past its device-side timeout (``hold_s``)
    plus a tick;
 4. no cycle raises; 5. a battery's state of charge stays within its limits; 6. on exit every
-   healthy device is idle; and ``stop-loads`` idles them and says which did not confirm.
+   healthy device is idle; and ``stop-loads`` idles them and says which did not confirm;
+7. (issue 32, with a meter whose net power flips sign every few seconds among the faults) a
+   healthy battery never reverses (charge <-> discharge beyond its deadband) sooner than
+   ``min_reversal_s`` after it last held the other way, unless the period's balance demands it:
+   a balance (or a surplus) the battery could not settle after the wait with the power it has to
+   spare, checked here with a coarser bound than the rule's.
 """
 from __future__ import annotations
 
@@ -157,6 +162,7 @@ class Scenario:
     managing_dies_min: int | None = None
     latch_min: int | None = None
     clock_step: tuple[int, int] | None = None
+    flip: tuple[float, int] | None = None   # the net power flips by +-W every s (a flip-flopping meter)
 
 
 scenarios = st.builds(
@@ -168,22 +174,74 @@ scenarios = st.builds(
     managing_dies_min=st.none() | st.integers(1, 18),
     latch_min=st.none() | st.integers(1, RUN_MIN - 2),
     clock_step=st.none() | st.tuples(st.integers(1, RUN_MIN - 2), st.sampled_from([-3600, -30, 30, 600])),
+    flip=st.none() | st.tuples(st.sampled_from([800.0, 1500.0, 3000.0]), st.sampled_from([5, 10, 20])),
 )
 
 
 def recording(path: Path, sc: Scenario) -> Path:
+    """Samples every 10 s (5 s with a flip-flopping meter); the flip adds its W to consumption,
+    then to production, every ``flip[1]`` s."""
     rows = []
-    for i in range(RUN_MIN * 6 + 6):
-        t = T0 + timedelta(seconds=10 * i)
-        minute = i // 6
+    step_s = 10 if sc.flip is None else 5
+    for i in range(int((RUN_MIN + 1) * 60 / step_s)):
+        t = T0 + timedelta(seconds=step_s * i)
+        minute = i * step_s // 60
         if any(m <= minute < m + d for m, d in sc.gaps):
             continue
         prod, cons = sc.production_w[min(minute // 5, 5)], sc.consumption_w[min(minute // 5, 5)]
+        if sc.flip is not None:
+            if (i * step_s // sc.flip[1]) % 2:
+                cons += sc.flip[0]
+            else:
+                prod += sc.flip[0]
         rows.append(f"{t:%Y-%m-%d %H:%M:%S}.000000,0,,0,0,{cons:.0f},{prod:.0f},0,0,0")
     return write_csv(path, HEADER, rows)
 
 
-def run_scenario(sc: Scenario, tmp: Path) -> None:
+@dataclass
+class Reversals:
+    """Invariant 7 on a healthy battery, seen at the device after each managing cycle (wall
+    clock, as the rule counts; a clock step starts the count afresh): every reversal sooner than
+    ``min_reversal_s`` after the battery last held its direction needs a period the battery could
+    not settle otherwise, by a coarser bound than the rule's (no more than ``min_reversal_s`` to
+    wait, no less than ``max_w`` less the surplus to spare afterwards)."""
+
+    min_reversal_s: float
+    deadband_w: float
+    max_w: float
+    tolerance_wh: float = 10.0
+    sign: int = 0
+    since_s: float = -1e18
+    count: int = 0
+    early: int = 0
+
+    def restart(self) -> None:
+        self.sign, self.since_s = 0, -1e18
+
+    def seen(self, setpoint_w: float, now_s: float, mgr, why: str) -> None:
+        d = 1 if setpoint_w > self.deadband_w else -1 if setpoint_w < -self.deadband_w else 0
+        if d == 0:
+            return
+        if d == self.sign:
+            self.since_s = now_s
+            return
+        if self.sign != 0:
+            self.count += 1
+            if now_s - self.since_s < self.min_reversal_s:
+                self.early += 1
+                core = mgr.core
+                excess_wh, surplus_w = core.balance_wh, core.surplus_before_devices_w()
+                remaining_s = core.period_end_s - now_s
+                spare_w = max(self.max_w - abs(surplus_w), 0.0)
+                could_wh = abs(excess_wh) + abs(surplus_w) * self.min_reversal_s / 3600.0
+                settle_wh = spare_w * max(remaining_s - self.min_reversal_s, 0.0) / 3600.0
+                assert could_wh > self.tolerance_wh + settle_wh, (
+                    f"invariant 7: a reversal {now_s - self.since_s:.0f} s after the last, {excess_wh:+.1f} Wh, "
+                    f"{surplus_w:+.0f} W, {remaining_s:.0f} s left {why}")
+        self.sign, self.since_s = d, now_s
+
+
+def run_scenario(sc: Scenario, tmp: Path) -> Reversals:
     s = settings_with(tmp, recording(tmp / "rec.csv", sc), *sc.faults)
     clock = SimClock(T0)
     mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
@@ -197,11 +255,14 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
     last_reading_mono = -1e18
     last_mgr_mono: float | None = None
     latched_mono: float | None = None
+    bat = s.setpoints[0]
+    rev = Reversals(bat.min_reversal_s, bat.deadband_w, BATTERY["max_charge_w"])
     for tick in range(int(RUN_MIN * 60 / TICK_S)):
         clock.advance(TICK_S)
         minute = tick * TICK_S / 60
         if sc.clock_step is not None and abs(minute - sc.clock_step[0]) < 1e-9:
             clock.step(sc.clock_step[1])
+            rev.restart()
         if sc.latch_min is not None and abs(minute - sc.latch_min) < 1e-9:
             set_latch(s.paths.state_dir, clock.now(), "generated fault suite")
             latched_mono = clock.monotonic()
@@ -210,11 +271,14 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
         if r is not None:
             last_reading_mono = mono - (clock.now() - r.at).total_seconds()
         alive = sc.managing_dies_min is None or minute < sc.managing_dies_min
-        if alive and tick % mgr_every == 0:
+        cycled = alive and tick % mgr_every == 0
+        if cycled:
             mgr.cycle()   # invariant 4
             last_mgr_mono = mono
         now = {n: d.state() for n, d in devices.items()}
         why = f"at {clock.now():%H:%M:%S} (minute {minute:.2f}) {sc}"
+        if cycled and "battery" in healthy:
+            rev.seen(now["battery"].setpoint_w, clock.now().timestamp(), mgr, why)
         for n in healthy:
             assert abs(now[n].setpoint_w) <= 2500.0, f"beyond its range {why}"
         soc = now["battery"].soc_pct
@@ -229,6 +293,7 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
     if sc.managing_dies_min is None:
         mgr.stop()
         assert all(devices[n].state().setpoint_w == 0.0 for n in healthy), f"invariant 6: not idle on exit {sc}"
+    return rev
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -245,6 +310,16 @@ def test_a_dead_managing_leaves_no_device_past_its_timeout(tmp_path):
 
 def test_a_stale_meter_idles_a_discharging_battery(tmp_path):
     run_scenario(Scenario([0.0] * 6, [2000.0] * 6, gaps=[(8, 4)]), tmp_path)
+
+
+def test_a_flip_flopping_meter_does_not_make_the_battery_flap(tmp_path):
+    """The issue's case (a battery reversed 144 times in 150 s): a house in balance (2000 W made,
+    2000 W used) whose net power flips by +-1500 W every 10 s, through the real daemons for 26
+    minutes across a period's end. Measured: the law alone (``min_reversal_s: 0``) reversed the
+    battery 155 times; with the rule 9, 5 of them in the period's last minute, which its end
+    demands (every early one checked by invariant 7)."""
+    rev = run_scenario(Scenario([2000.0] * 6, [2000.0] * 6, flip=(1500.0, 10)), tmp_path)
+    assert rev.count <= 15, rev
 
 
 def test_gestor_status_shows_each_device_its_setpoint_and_why(tmp_path):
@@ -280,3 +355,34 @@ def test_gestor_status_shows_each_device_its_setpoint_and_why(tmp_path):
     d = status.collect(s, clock.now(), ping=False)
     assert d["setpoints"]["battery"]["setpoint_w"] is None and "?UNKNOWN" in status.render(d, s)
     assert mgr.stop()
+
+
+def test_a_device_written_only_on_a_change_waits_as_long_before_reversing(tmp_path):
+    """A battery without a timeout of its own (Marstek, a charger: written only when its setpoint
+    changes; here the simulated one with that writing) discharges steadily for 15 minutes, then
+    the surplus returns: it holds idle for ``min_reversal_s`` after it last held its discharge,
+    as a device written every cycle does (and as gestor simulate plays it), before it charges."""
+    sc = Scenario([0.0] * 3 + [3000.0] * 3, [1500.0] * 6)
+    bat = {**BATTERY, "hold_s": 3600}
+    s = settings_with(tmp_path, recording(tmp_path / "rec.csv", sc),
+                      devices=[{"name": "battery", "device": bat, "reserve_wh_per_h": 0}])
+    clock = SimClock(T0)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    mgr.start()
+    mgr.setpoints.devices[0].refresh = False   # written only on a change
+    device = physical(s, clock, "battery", bat)
+    last_discharge = first_charge = None
+    for tick in range(int(RUN_MIN * 60 / TICK_S)):
+        clock.advance(TICK_S)
+        mon.cycle()
+        if tick % 2 == 0:
+            mgr.cycle()
+        w = device.state().setpoint_w
+        if w < -50:
+            last_discharge = clock.now()
+        elif w > 50 and first_charge is None and last_discharge is not None:
+            first_charge = clock.now()
+    assert mgr.stop()
+    assert last_discharge is not None and first_charge is not None
+    assert (first_charge - last_discharge).total_seconds() >= s.setpoints[0].min_reversal_s - TICK_S, \
+        (last_discharge, first_charge)

@@ -448,6 +448,13 @@ class Core(Controller):
         self._dev_w.append((now_s, devices_w))
         self.note_state(now_s)
 
+    def resume_devices(self, period_start_s: float, devices_wh: float, at_s: float) -> None:
+        """After a restart within the period starting at epoch ``period_start_s``: the Wh the
+        setpoint devices took in it up to epoch ``at_s`` (managing's persisted books), added back
+        to the balance the policy sees as before the restart (:meth:`note_devices` goes on from
+        there)."""
+        self.devices_wh, self._dev_period_s, self._dev_at_s = devices_wh, period_start_s, at_s
+
     def devices_w_at(self, at_s: float) -> float:
         """W the setpoint devices took when a reading stamped ``at_s`` was taken (0 without devices)."""
         for since, w in reversed(self._dev_w):

@@ -40,6 +40,24 @@ one-cycle delay): the same shape, with more import on the cloudy and winter file
 (400, 300 for the winter file): 96.7-97.6 %, 4-153 Wh a day (97.2 %, 53 Wh a day on all nine;
 the shipped on/off steady_surplus with 1000 + 700 W: 96.3 %, 75 Wh a day), and every period with
 surplus ends nearer zero on average than with the on/off loads on every file.
+
+Reversals (issue 32 item 6). Under a meter whose net power flips sign every few seconds the law
+follows it, and a battery reversed between charge and discharge 144 times in 150 s: wear for
+nothing, since the period's balance is what is billed. So a device that went one way (beyond
+``deadband_w``) does not go the other way sooner than ``min_reversal_s`` after it last held
+that way (:class:`Dwell`, the device's last direction and when it last held it); meanwhile it
+holds 0 W (idle) where the law wants the other direction, and the law's balance term makes up
+for it on the cycles that want the old direction. Unless the period's balance demands it: if, idle until
+the wait is over (the present surplus lasting that long) and then with what power it has to
+spare the other way (beyond the present surplus or deficit, which the law assumes lasts) for
+what is left of the period, it would still end more than ``end_tolerance_wh`` beyond its
+target, the reversal is allowed at once (:meth:`SetpointLaw.reversal_range`): in practice near
+a period's end, with a balance far off its target, or a surplus beyond the device's power.
+Reversals per hour are thus at most ``3600 / min_reversal_s`` but for those the period's end
+demands. Measured (tests/test_setpoint_core.py): a surplus flipping +-1500 W around a mean of
+-1000..+1000 W every 10 s cycle, 359 reversals in the hour by the law alone, 5-8 with the rule
+(most in the period's last minute, which the end demands), every period ending within 10 Wh
+either way; ``benchmarks/reversals.py`` on the nine recordings (README).
 """
 from __future__ import annotations
 
@@ -57,6 +75,10 @@ class SetpointLaw:
         deadband_w: W of change too small to command (>= 0).
         ramp_w_per_s: the largest change per second, W/s (> 0; inf: none).
         min_remaining_s: the shortest time a balance is spread over, s (> 0).
+        min_reversal_s: the shortest time between a device starting one way and reversing, s
+            (>= 0; 0: no such rule), unless the period's end demands it (module docstring).
+        end_tolerance_wh: how far from its target a period may end before it demands a
+            reversal, Wh (>= 0; the issue's goal: every period with room within ±10 Wh).
     Raises:
         ValueError: a parameter out of its range, named with its value.
     """
@@ -67,11 +89,14 @@ class SetpointLaw:
     deadband_w: float = 0.0
     ramp_w_per_s: float = math.inf
     min_remaining_s: float = 60.0
+    min_reversal_s: float = 0.0
+    end_tolerance_wh: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.min_w <= self.max_w:
             raise ValueError(f"min_w {self.min_w} must be <= max_w {self.max_w}")
-        for name, lo in (("reserve_wh_per_h", 0.0), ("deadband_w", 0.0)):
+        for name, lo in (("reserve_wh_per_h", 0.0), ("deadband_w", 0.0), ("min_reversal_s", 0.0),
+                         ("end_tolerance_wh", 0.0)):
             v = getattr(self, name)
             if not v >= lo:
                 raise ValueError(f"{name} {v} must be >= {lo:g}")
@@ -93,6 +118,46 @@ class SetpointLaw:
         if expected_surplus_w is not None:
             return expected_surplus_w + (balance_wh - self.reserve_wh(remaining_s)) * 3600.0 / spread_s
         return setpoint_w + net_w + (balance_wh - self.reserve_wh(remaining_s)) * 3600.0 / spread_s
+
+    def reversal_range(self, dwell: Dwell, now_s: float, excess_wh: float, surplus_w: float, remaining_s: float,
+                       lo_w: float, hi_w: float) -> tuple[float, float]:
+        """The range ``lo_w..hi_w`` (W) without the direction opposite to ``dwell``'s while a
+        reversal is not yet allowed (module docstring): 0 at that end instead. Sets
+        ``dwell.wait_s`` to the s still to wait when it narrows the range, else 0.
+
+        Args:
+            dwell: the device's last direction and since when; now_s: epoch s.
+            excess_wh: the period's balance less the device's target, Wh (export-positive).
+            surplus_w: the surplus before the device, W (export-positive).
+            remaining_s: s left in the period.
+        """
+        dwell.wait_s = 0.0
+        if dwell.sign == 0 or self.min_reversal_s <= 0.0:
+            return lo_w, hi_w
+        wait_s = dwell.since_s + self.min_reversal_s - now_s
+        if wait_s <= 0.0:
+            return lo_w, hi_w
+        left_s = max(remaining_s, 0.0)
+        # the balance when the wait is over (or the period ends), idle meanwhile, the present
+        # surplus lasting that long (only that long: a surplus that flips must not demand it)
+        waited_wh = excess_wh + surplus_w * min(wait_s, left_s) / 3600.0
+        after_h = max(left_s - wait_s, 0.0) / 3600.0  # what is left of the period after the wait
+        if dwell.sign > 0:  # it took power: supplying is the reversal
+            # what it could supply after the wait beyond the present deficit (the law's assumption)
+            spare_w = max(-lo_w - max(-surplus_w, 0.0), 0.0)
+            if -waited_wh - spare_w * after_h > self.end_tolerance_wh:
+                return lo_w, hi_w  # the period's end demands it
+            if lo_w >= 0.0:
+                return lo_w, hi_w
+            dwell.wait_s = wait_s
+            return min(0.0, hi_w), hi_w
+        spare_w = max(hi_w - max(surplus_w, 0.0), 0.0)
+        if waited_wh - spare_w * after_h > self.end_tolerance_wh:
+            return lo_w, hi_w
+        if hi_w <= 0.0:
+            return lo_w, hi_w
+        dwell.wait_s = wait_s
+        return lo_w, max(0.0, lo_w)
 
     def next_w(self, balance_wh: float, net_w: float, setpoint_w: float, remaining_s: float,
                dt_s: float = math.inf, *, lo_w: float | None = None, hi_w: float | None = None,
@@ -127,6 +192,42 @@ class SetpointLaw:
         return new
 
 
+def direction(power_w: float, deadband_w: float) -> int:
+    """+1 when ``power_w`` takes more than ``deadband_w`` (W), -1 when it supplies more, else 0."""
+    if power_w > deadband_w:
+        return 1
+    if power_w < -deadband_w:
+        return -1
+    return 0
+
+
+class Dwell:
+    """A device's direction, the state of the reversal rule (module docstring): ``sign`` the last
+    direction it held beyond the deadband (+1 taking, -1 supplying, 0 none yet), ``since_s`` the
+    last time it held it (epoch s), ``reversals`` how many it made, ``wait_s`` the s its last turn
+    still had to wait before a reversal (0: none held back)."""
+
+    def __init__(self) -> None:
+        self.sign = 0
+        self.since_s = -math.inf
+        self.reversals = 0
+        self.wait_s = 0.0
+
+    def note(self, power_w: float, now_s: float, deadband_w: float) -> bool:
+        """The device holds ``power_w`` (W) from epoch ``now_s``; True when that is a reversal."""
+        d = direction(power_w, deadband_w)
+        if d == 0:
+            return False
+        if d == self.sign:
+            self.since_s = now_s
+            return False
+        reversed_ = self.sign != 0
+        self.sign, self.since_s = d, now_s
+        if reversed_:
+            self.reversals += 1
+        return reversed_
+
+
 def next_setpoint_w(balance_wh: float, net_w: float, setpoint_w: float, remaining_s: float, min_w: float,
                     max_w: float, reserve_wh_per_h: float = 0.0, deadband_w: float = 0.0,
                     ramp_w_per_s: float = math.inf, dt_s: float = math.inf, min_remaining_s: float = 60.0) -> float:
@@ -136,7 +237,8 @@ def next_setpoint_w(balance_wh: float, net_w: float, setpoint_w: float, remainin
 
 
 def next_in_turn_w(law: SetpointLaw, balance_wh: float, target_wh: float, surplus_w: float, present_w: float,
-                   remaining_s: float, dt_s: float, lo_w: float, hi_w: float) -> float:
+                   remaining_s: float, dt_s: float, lo_w: float, hi_w: float, dwell: Dwell | None = None,
+                   now_s: float = 0.0) -> float:
     """A device's new setpoint in its turn, W: managing's and the simulator's one rule for
     devices that share a house (:mod:`gestor.runtime.setpoints`, :mod:`gestor.sim.simulate`).
 
@@ -145,6 +247,12 @@ def next_in_turn_w(law: SetpointLaw, balance_wh: float, target_wh: float, surplu
     house with its on/off loads as they are now, without this device and the ones after it,
     less what the ones before it took this cycle); ``present_w`` its setpoint now, ``lo_w..hi_w``
     its range now (a battery's narrowed by its state of charge, a charger's by the car). The
-    caller takes the returned setpoint off ``surplus_w`` before the next device's turn."""
+    caller takes the returned setpoint off ``surplus_w`` before the next device's turn.
+
+    ``dwell``: the device's direction (:class:`Dwell`; None: no reversal rule): the range loses
+    the reversal not yet allowed at epoch ``now_s`` (:meth:`SetpointLaw.reversal_range`); the
+    caller notes what the device then holds (:meth:`Dwell.note`)."""
+    if dwell is not None:
+        lo_w, hi_w = law.reversal_range(dwell, now_s, balance_wh - target_wh, surplus_w, remaining_s, lo_w, hi_w)
     return law.next_w(balance_wh - target_wh, surplus_w - present_w, present_w, remaining_s, dt_s,
                       lo_w=lo_w, hi_w=hi_w)

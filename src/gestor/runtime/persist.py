@@ -1,7 +1,7 @@
 """managing's state file, ``<state_dir>/managing.json``: a restart within a period changes nothing.
 
-:class:`StateFile` saves the period's balance, each load's on-time, switches and state, and the
-day's books (:class:`gestor.runtime.books.Books`) once a minute, at each period's close and on
+:class:`StateFile` saves the period's balance, each load's on-time, switches and state, each
+setpoint device's energy per period (taken, supplied; issue 32), and the day's books (:class:`gestor.runtime.books.Books`) once a minute, at each period's close and on
 exit (the file lives on the SD card), and restores them at start: the balance when it is still
 the same period, the loads' min_off_s and the day's run time, the books. Its failure modes: a
 damaged file (not JSON, a balance of the wrong shape) is moved aside and the period starts clean;
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gestor.core.control import Core
     from gestor.runtime.books import Books
     from gestor.runtime.relays import LoadRuntime
+    from gestor.runtime.setpoints import Setpoints
     from gestor.settings import Settings
 
 log = logging.getLogger("gestor.managing")
@@ -63,21 +64,26 @@ class StateFile:
         """Time to save: a period closed, never saved, or the last save PERSIST_EVERY_S ago."""
         return closed or self.persisted_at is None or abs((now - self.persisted_at).total_seconds()) >= PERSIST_EVERY_S
 
-    def save(self, balance: Balance, loads: Sequence[LoadRuntime], books: Books) -> None:
-        """Write the file now (atomically); a write that fails is logged once."""
+    def save(self, balance: Balance, loads: Sequence[LoadRuntime], books: Books,
+             setpoints: Setpoints | None = None) -> None:
+        """Write the file now (atomically); a write that fails is logged once. ``setpoints``:
+        the setpoint devices, whose energy per period is kept as the loads' on-time is."""
         self.persisted_at = self.clock.now()
         state = {"balance": balance.to_state(), "on_s": {ld.name: ld.on_s for ld in loads},
                  "day_on_s": {ld.name: ld.day_on_s for ld in loads},
                  "switches": {ld.name: ld.switches for ld in loads},
+                 "device_wh": setpoints.to_state() if setpoints else {},
                  "loads": {ld.name: {"on": ld.on, "since": ld.since.isoformat() if ld.since else None}
                            for ld in loads},
                  # what a user sees, unchanged by a restart
                  **books.to_state()}
         self._file_op(str(self.path), lambda: atomic_write_text(self.path, json.dumps(state)))
 
-    def restore(self, core: Core, loads: Sequence[LoadRuntime], books: Books) -> None:
+    def restore(self, core: Core, loads: Sequence[LoadRuntime], books: Books,
+                setpoints: Setpoints | None = None) -> None:
         """At start: the books, the loads' timers and day's run time, and the period's balance
-        (into ``core``) when the file holds the current period."""
+        (into ``core``) with the loads' on-time and the setpoint devices' energy in it when the
+        file holds the current period."""
         f = read_state(self.path, ManagingFile)
         if f is None:
             return
@@ -118,4 +124,10 @@ class StateFile:
         for ld in loads:
             ld.on_s = {k: float(v) for k, v in _epoch_keys(state.get("on_s", {}).get(ld.name, {})).items()}
             ld.switches = {k: int(v) for k, v in _epoch_keys(state.get("switches", {}).get(ld.name, {})).items()}
+        if setpoints:
+            per: dict[float, dict[str, list[float]]] = {}
+            for name, book in state.get("device_wh", {}).items():
+                for k, v in _epoch_keys(book).items():
+                    per.setdefault(k, {})[name] = v  # type: ignore[assignment]
+            setpoints.restore(per, b.current.start.timestamp(), now.timestamp())
         log.info("resumed the period's balance at %+.1f Wh", b.balance_wh)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
-from gestor.core.setpoint import SetpointLaw, next_in_turn_w
+from gestor.core.setpoint import Dwell, SetpointLaw, next_in_turn_w
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -76,7 +76,9 @@ class SetpointRuntime:
         self.refresh = bool(getattr(device, "refresh_on_cycle", False)) or self.hold_s is not None
         # its range comes from what it reads back, each cycle (lo_w, hi_w): 0..0 here is a placeholder
         self.law = SetpointLaw(0.0, 0.0, cfg.reserve_wh_per_h, cfg.deadband_w,
-                               cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s)
+                               cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s,
+                               cfg.min_reversal_s)
+        self.dwell = Dwell()  # its last direction and since when: no reversal sooner than min_reversal_s
 
 
 class Setpoints:
@@ -90,10 +92,10 @@ class Setpoints:
         self.devices = [SetpointRuntime(c, devices[c.name]) for c in settings.setpoints]
         self.tags = {"site": settings.site}
         self._counted_at: datetime | None = None  # the devices' energy is integrated up to here
-        # per settlement period (start, epoch s): the devices' net Wh (+ taken), and the Wh taken
-        # by the ones that are not batteries (what the house would have bought anyway); taken
-        # by the books when the period closes (:meth:`period_energy`)
-        self._period_wh: dict[float, list[float]] = {}
+        # per settlement period (start, epoch s) and device: [Wh taken, Wh supplied, Wh taken if
+        # it is not a battery (what the house would have bought anyway)]; taken by the books when
+        # the period closes (:meth:`period_energy`), persisted with them (:meth:`to_state`)
+        self._period_wh: dict[float, dict[str, list[float]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.devices)
@@ -165,24 +167,33 @@ class Setpoints:
                 self._idle(d, "read back another setpoint: idle until it agrees", now, after_failure=True)
                 continue
             present = st.setpoint_w
-            new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi)
+            now_s = now.timestamp()
+            new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi,
+                                 d.dwell, now_s)
             changed = new != present or d.idle
             if changed or d.refresh:  # a device with a timeout of its own: written every cycle
                 reason = (f"period {balance_wh:+.0f} Wh banked (target {d.cfg.target_wh:+.0f}), "
                           f"surplus {surplus_w:+.0f} W left by the loads, {remaining_s:.0f} s left "
                           f"(range {lo:+.0f}..{hi:+.0f} W)")
+                if d.dwell.wait_s > 0:
+                    reason += (f"; no reversal for {d.dwell.wait_s:.0f} s more "
+                               f"(min_reversal_s {d.cfg.min_reversal_s:g})")
                 try:
                     got = d.device.set_power_w(new, d.hold_s)
                 except Exception as e:  # noqa: BLE001
                     self._failed(d, now, str(e), reason)
                     self._idle(d, "failed: idle until it answers", now, after_failure=True)
                     continue
+                if d.dwell.note(got, now_s, d.law.deadband_w):
+                    reason = "reversal: " + reason
                 if got != present or d.idle:
                     log.info("setpoint %s %+.0f W (was %+.0f): %s", d.name, got, present, reason)
                     self._point(d, got, reason, now)
                 d.setpoint_w, d.idle, d.reason, d.last_cmd_at = got, False, reason, now
                 d.failures, d.retry_at = 0, None
                 new = got
+            else:  # holding its setpoint, not written: it still holds its direction
+                d.dwell.note(new, now_s, d.law.deadband_w)
             surplus_w -= new  # the next device shares what this one leaves
         self._note(now)
 
@@ -195,26 +206,53 @@ class Setpoints:
                 start, end = self.core.bounds_s(t0)
                 b = min(end, t1)
                 h = (b - t0) / 3600.0
-                acc = self._period_wh.setdefault(start, [0.0, 0.0])
+                acc = self._period_wh.setdefault(start, {})
                 for d in self.devices:
                     w = d.setpoint_w or 0.0
+                    e = acc.setdefault(d.name, [0.0, 0.0, 0.0])
                     if w > 0:
                         d.taken_wh += w * h
+                        e[0] += w * h
+                        if not (d.state is not None and d.state.soc_pct is not None):
+                            e[2] += w * h
                     else:
                         d.supplied_wh -= w * h
-                    acc[0] += w * h
-                    if w > 0 and not (d.state is not None and d.state.soc_pct is not None):
-                        acc[1] += w * h
+                        e[1] -= w * h
                 t0 = b
         self._counted_at = now
 
     def period_energy(self, start_s: float) -> tuple[float, float]:
         """(net Wh the devices took in the period starting at epoch ``start_s``, Wh taken by the
         ones that are not batteries), forgotten once asked; (0, 0) for a period they had no part in."""
-        wh, need = self._period_wh.pop(start_s, (0.0, 0.0))
+        per = self._period_wh.pop(start_s, {})
         for k in [k for k in self._period_wh if k < start_s]:  # older ones nobody closed (a clock step)
             del self._period_wh[k]
-        return wh, need
+        return sum(e[0] - e[1] for e in per.values()), sum(e[2] for e in per.values())
+
+    def to_state(self) -> dict[str, dict[str, list[float]]]:
+        """The devices' books for ``managing.json`` (its ``device_wh``, the loads' ``on_s`` shape):
+        per device, per period start ``"<epoch s>"``, [Wh taken, Wh supplied, Wh taken by a
+        device that is not a battery]."""
+        out: dict[str, dict[str, list[float]]] = {d.name: {} for d in self.devices}
+        for start, per in self._period_wh.items():
+            for name, e in per.items():
+                out.setdefault(name, {})[repr(start)] = list(e)
+        return out
+
+    def restore(self, saved: dict[float, dict[str, list[float]]], period_start_s: float, now_s: float) -> None:
+        """At start, within the period starting at epoch ``period_start_s`` that the state file
+        still holds: its devices' books back (``saved``: period start -> device -> the three Wh
+        of :meth:`to_state`; other periods and devices the settings no longer have are dropped),
+        and their net Wh back in the control core (the balance the loads' policy sees), counted
+        up to epoch ``now_s``. The time
+        managing was down is not counted (the devices were then idle, or held their last
+        setpoint up to their own timeout: the meter saw it, the books cannot)."""
+        names = {d.name for d in self.devices}
+        per = {n: [float(x) for x in e] for n, e in saved.get(period_start_s, {}).items() if n in names}
+        if not per:
+            return
+        self._period_wh[period_start_s] = per
+        self.core.resume_devices(period_start_s, sum(e[0] - e[1] for e in per.values()), now_s)
 
     def _note(self, now: datetime) -> None:
         self.core.note_devices(now.timestamp(), sum(d.setpoint_w or 0.0 for d in self.devices))

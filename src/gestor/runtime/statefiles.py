@@ -109,6 +109,10 @@ class ManagingFile(_State):
     last_period_end: AwareDatetime | None = None
     eur_saved_today: Annotated[Number, Field(ge=-1e6, le=1e6)] | None = None
     money_day: date | None = None                  # the local day eur_saved_today adds up
+    # each setpoint device's energy per settlement period {"<epoch s>": [taken_wh, supplied_wh,
+    # need_wh]} (gestor.runtime.setpoints.Setpoints.to_state): the period's devices_wh and its
+    # cost without gestor survive a restart, as the loads' on_s
+    device_wh: dict[str, dict[str, Annotated[list[Counter], Field(min_length=3, max_length=3)]]] = {}
 
 
 class OverrideEntry(_State):

@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 
 from gestor.core.control import Core
 from gestor.core.devices import Battery, EvCharger, Modulating
-from gestor.core.setpoint import SetpointLaw, next_in_turn_w
+from gestor.core.setpoint import Dwell, SetpointLaw, next_in_turn_w
 from gestor.settings import SetpointDeviceSettings, Settings
 from gestor.sim.setpoint import _EPS_WH, BatteryModel, BatteryPeriod, DeviceModel, EvModel, EvSession, _device
 from gestor.sim.simulate import _Load
@@ -69,6 +69,7 @@ class SimDevice:
     load: _Load
     setpoint_w: float = 0.0
     idle: bool = False
+    dwell: Dwell = field(default_factory=Dwell)  # its direction: no reversal sooner than min_reversal_s
 
     @property
     def name(self) -> str:
@@ -148,7 +149,8 @@ def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
             raise _fail(i, cfg, "driver", "gestor simulate does not know this driver's power range")
         kind = model.kind
         law = SetpointLaw(kind.min_w, kind.max_w, cfg.reserve_wh_per_h, cfg.deadband_w,
-                          cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s)
+                          cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s,
+                          cfg.min_reversal_s)
         out.append(SimDevice(cfg, model, law, battery, _device(cfg.name, kind)))
     return out
 
@@ -202,9 +204,11 @@ def drive(devs: Sequence[SimDevice], core: Core, now_s: float, stale: bool, rema
             lo, hi = d.range_w(now_s)
         if lo > hi:
             lo, hi = hi, lo
-        new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi)
+        new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi,
+                             d.dwell, now_s)
         m.apply(now_s, new if b is not None else m.command_w(new))  # written every cycle, as the simulated driver
         got = m.power_w
+        d.dwell.note(got, now_s, d.law.deadband_w)
         if got != present or d.idle:
             k = core.period_start_s
             d.load.switches[k] = d.load.switches.get(k, 0) + 1
@@ -219,7 +223,8 @@ def drive(devs: Sequence[SimDevice], core: Core, now_s: float, stale: bool, rema
 @dataclass
 class DeviceSummary:
     """A device over a run: Wh it took (charge +, discharge -: the trapezoid of its power at the
-    readings, as the balance integrates it), s at a power other than 0, setpoint changes; for a
+    readings, as the balance integrates it), s at a power other than 0, setpoint changes,
+    reversals (charge <-> discharge beyond the deadband, over the whole run); for a
     battery, Wh charged and discharged and lost, and SoC % at the start, end, lowest and highest
     (its model's exact integration); ``periods``: per period start (epoch s) its
     :class:`BatteryPeriod` (batteries)."""
@@ -229,6 +234,7 @@ class DeviceSummary:
     wh: float = 0.0
     on_s: float = 0.0
     changes: int = 0
+    reversals: int = 0
     charged_wh: float | None = None
     discharged_wh: float | None = None
     losses_wh: float | None = None
@@ -250,7 +256,7 @@ def summaries(devs: Sequence[SimDevice], keep: tuple[float, float] = (-math.inf,
         ks = [k for k in ld.wh if keep[0] <= k < keep[1]]
         sm = DeviceSummary(d.name, type(d.model.kind).__name__.lower(), sum(ld.wh[k] for k in ks),
                            sum(v for k, v in ld.on_s.items() if keep[0] <= k < keep[1]),
-                           sum(v for k, v in ld.switches.items() if keep[0] <= k < keep[1]))
+                           sum(v for k, v in ld.switches.items() if keep[0] <= k < keep[1]), d.dwell.reversals)
         if isinstance(d.model, BatteryModel) and d.model.t is not None:
             st = d.model.stats()
             sm.charged_wh, sm.discharged_wh, sm.losses_wh = st.charged_wh, st.discharged_wh, st.losses_wh

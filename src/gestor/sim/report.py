@@ -176,7 +176,8 @@ def print_devices(r: SimResult) -> None:
     table([head] + [_device_row(day, t, r.devices) for day, t in r.days.items()]
           + [_device_row("total", r.totals, r.devices)])
     for d in r.devices:
-        line = f"{d.name} ({d.kind}): {d.changes} setpoint changes, {d.on_s / 3600:.1f} h at a power other than 0"
+        line = (f"{d.name} ({d.kind}): {d.changes} setpoint changes, {d.reversals} reversals, "
+                f"{d.on_s / 3600:.1f} h at a power other than 0")
         if d.charged_wh is not None:
             line += (f"; lost {d.losses_wh:.0f} Wh; SoC {d.soc_start_pct:.0f} % at the start, {d.soc_end_pct:.0f} % "
                      f"at the end, {d.soc_min_pct:.0f}..{d.soc_max_pct:.0f} %")
