@@ -190,11 +190,12 @@ def test_discovery_and_state_equal_managings_own(tmp_path, broker):
         p = mgr.books.closed[-1]     # one closed period, all surplus: the counters are that period's
         assert len(mgr.books.closed) == 1 and p.balance_wh > 0 and st["totals"]["import_wh"] == 0
         # stepped 20 s before the period's end (issue 32 item 9): its last 20 s come with the next step
-        last_s = 20 / 3600
-        assert p.balance_wh - 3500 * last_s - 1e-3 <= st["totals"]["export_wh"] <= p.balance_wh - 3400 * last_s
-        assert st["totals"]["production_wh"] == pytest.approx(p.production_wh - 4000 * last_s, abs=1e-3)
-        assert st["totals"]["consumption_wh"] == pytest.approx(p.consumption_wh - 500 * last_s, abs=1e-3)
-        assert st["consumption_w"] == 500.0   # no setpoint device: the meter's
+        last_h = 20 / 3600
+        loads_w = sum(ld.state.cfg.power_w for ld in mgr.loads)
+        for key, w in (("export_wh", 3500), ("production_wh", 4000), ("consumption_wh", 500 + loads_w)):
+            book = getattr(p, "balance_wh" if key == "export_wh" else key)
+            assert 0 < book - st["totals"][key] <= w * last_h + 1e-3, key
+        assert st["consumption_w"] == mgr.balance.last.consumption_w   # no setpoint device: the meter's
         assert st["tariff_period"] in ("P1", "P2", "P3") and st["import_eur_per_kwh"] > st["surplus_eur_per_kwh"] > 0
         assert st["eur_saved_today"] == pytest.approx(mgr.books.eur_saved_today, abs=1e-4)
         for ld in mgr.loads:
@@ -395,3 +396,47 @@ def test_a_restart_changes_nothing_a_user_sees_and_ha_online_brings_discovery_ba
         mgr.stop()
         mon.close()
         ha.close()
+
+
+def test_the_settled_counters_step_inside_the_period_they_belong_to(tmp_path, broker):
+    """Issue 32 item 9: Home Assistant books a counter's step in the hour it receives it, so
+    grid_import/grid_export must step inside their own period: at its last cycle at least 10 s
+    before its end, with the balance as it stands; the last seconds' remainder goes with the next
+    period's step. Recorded off the broker: per hour (of the state's time), the counters' steps
+    equal gestor's period books within what the last 20 s can add, and never step after the hour."""
+    from datetime import datetime
+    rows = []
+    for i in range(6 * 60 * 3 + 6):   # 10-11 h sunny (export), 11-12 h night (import), 12-13 h sunny
+        t = T0 + timedelta(seconds=10 * i)
+        prod = 0 if 60 <= (10 * i) // 60 < 120 else 4000
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500,{prod},0,0,{prod - 500}")
+    csv = write_csv(tmp_path / "day.csv", HEADER, rows)
+    rec = Recorder(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    try:
+        run(clock, mon, mgr, 181)
+        assert wait_for(lambda: any(t.endswith("/state") and datetime.fromisoformat(p["at"]) >= T0 + timedelta(minutes=180)
+                                    for t, p in list(rec.got)))
+        states = [(datetime.fromisoformat(p["at"]), p["totals"]) for t, p in list(rec.got) if t.endswith("/state")]
+        books = {p.start: p for p in mgr.books.closed}
+        assert len(books) == 3
+        max_w = 4000 + sum(ld.state.cfg.power_w for ld in mgr.loads)
+        carry_wh = max_w * 20 / 3600           # the most a period's last 20 s can change
+        for key, sign in (("export_wh", 1), ("import_wh", -1)):
+            prev, per_hour = 0.0, {}
+            for at, totals in states:
+                assert totals[key] >= prev, (key, at)          # only increasing
+                if totals[key] > prev:
+                    start = at.replace(minute=0, second=0, microsecond=0)
+                    # inside its hour, at least 10 s before the end (never in the next hour's first minute)
+                    assert at <= start + timedelta(minutes=59, seconds=50), (key, at)
+                    per_hour[start] = per_hour.get(start, 0.0) + totals[key] - prev
+                prev = totals[key]
+            for start, p in books.items():
+                book = max(sign * p.balance_wh, 0.0)
+                assert abs(per_hour.get(start, 0.0) - book) <= carry_wh, (key, start, per_hour, book)
+            assert per_hour, key
+    finally:
+        mgr.stop()
+        mon.close()
+        rec.close()
