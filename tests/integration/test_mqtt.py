@@ -30,7 +30,7 @@ PASSWORD = "s3cret-gestor"
 # prefix too (its birth message on homeassistant/status, its clean-up when a device is deleted)
 ACL = ("user gestor\ntopic readwrite gestor/#\ntopic readwrite homeassistant/#\n\n"
        "user ha\ntopic read gestor/#\ntopic write gestor/+/load/+/mode/set\n"
-       "topic write gestor/+/stop/set\ntopic readwrite homeassistant/#\n")
+       "topic write gestor/+/stop/set\ntopic write gestor/+/setpoint/+/+/set\ntopic readwrite homeassistant/#\n")
 HA_PASSWORD = "s3cret-ha"
 
 
@@ -118,8 +118,8 @@ class HA:
         self.c.disconnect()
 
 
-def daemons(tmp_path, broker, csv, **mqtt):
-    s = make_settings(tmp_path, meter={"path": str(csv)},
+def daemons(tmp_path, broker, csv, setpoints=None, **mqtt):
+    s = make_settings(tmp_path, meter={"path": str(csv)}, setpoints=setpoints or [],
                       mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "gestor",
                             "password": PASSWORD, "publish_s": 10, **mqtt})
     clock = SimClock(T0)
@@ -440,3 +440,117 @@ def test_the_settled_counters_step_inside_the_period_they_belong_to(tmp_path, br
         mgr.stop()
         mon.close()
         rec.close()
+
+
+BATTERY = [{"name": "battery", "reserve_wh_per_h": 0,
+            "device": {"driver": "simulated", "kind": "battery", "capacity_wh": 10000, "soc_pct": 30,
+                       "max_charge_w": 2000, "max_discharge_w": 2000, "min_soc_pct": 10, "efficiency": 0.81}}]
+
+
+def _battery_wh(s) -> float:
+    """The simulated battery's stored energy, Wh, from its own state file (the device's books)."""
+    from drivers.setpoints.simulated import SIM_DIR
+    return json.loads((s.paths.run_dir / SIM_DIR / "battery.json").read_text())["energy_wh"]
+
+
+def test_consumption_is_the_house_and_a_battery_counts_what_it_read_back_across_restarts(tmp_path, broker):
+    """Issue 32 item 10: the consumption counter and power exclude the battery (the meter sees it
+    charging as consumption); the battery's energy in comes from the power it reads back (as its
+    own stored energy, through its efficiency), and a managing restart does not reset it."""
+    csv = sunny_csv(tmp_path / "sun.csv", 80)
+    rec = Recorder(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv, setpoints=BATTERY)
+    try:
+        stored0 = 0.30 * 10000                       # its state of charge at start
+        run(clock, mon, mgr, 62)
+        (p,) = mgr.books.closed
+        house_wh = 500 * p.covered_s / 3600 + sum(mgr.books.loads_wh.values())   # 500 W + the loads
+        assert mgr.devices_power_w()["battery"] > 1000                            # it charges
+        assert mgr.books.booked["consumption_wh"] == pytest.approx(house_wh, abs=15)
+        assert p.consumption_wh - house_wh > 1000      # the meter's consumption has the battery in it
+        st = mgr.mqtt.state
+        on_w = sum(ld.state.cfg.power_w for ld in mgr.loads if ld.on)
+        assert st["consumption_w"] == pytest.approx(500 + on_w, abs=60)   # the house (law's deadband 50 W)
+        states = [pl for t, pl in list(rec.got) if t.endswith("/state") and pl.get("consumption_w") is not None]
+        assert states and min(pl["consumption_w"] for pl in states) >= 450
+        taken = st["setpoints"]["battery"]["taken_wh"]
+        # the battery's own books: what it stored is what it took through its efficiency (sqrt(0.81))
+        assert taken * 0.9 == pytest.approx(_battery_wh(s) - stored0, abs=2000 * 20 / 3600)
+        assert st["setpoints"]["battery"]["supplied_wh"] == 0.0
+        mgr.stop()
+        mgr = managing.Managing(s, clock, NullStore())
+        mgr.start()
+        assert wait_for(lambda: mgr.mqtt.link.connected and mgr.mqtt.ready)
+        run(clock, mon, mgr, 0.5)
+        assert mgr.mqtt.state["setpoints"]["battery"]["taken_wh"] >= taken   # not reset by the restart
+        assert json.loads((s.paths.state_dir / "device-energy.json").read_text())["devices"]["battery"]["in_wh"] >= taken
+    finally:
+        mgr.stop()
+        mon.close()
+        rec.close()
+
+
+def test_home_assistant_steers_a_battery_and_the_latch_wins(tmp_path, broker, caplog):
+    """Issue 32 item 11: a battery's mode (auto, idle, charge only, discharge only), minimum
+    state of charge and period target from Home Assistant: validated like the loads' modes,
+    persisted, obeyed by the law; under the latch the battery stays idle whatever its mode."""
+    caplog.set_level(logging.INFO, "gestor")
+    csv = sunny_csv(tmp_path / "sun.csv", 20)
+    ha = HA(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv, setpoints=BATTERY)
+    bat = mgr.setpoints.devices[0]
+    try:
+        node = "homeassistant/{}/gestor_test/{}/config"
+        assert ha.wait(lambda m: m.get(node.format("number", "battery_min_soc")))
+        sel = json.loads(ha.get(node.format("select", "battery_mode")))
+        assert sel["options"] == ["auto", "idle", "charge_only", "discharge_only"]
+        assert sel["command_topic"] == "gestor/test/setpoint/battery/mode/set"
+        target = json.loads(ha.get(node.format("number", "battery_target")))
+        assert (target["min"], target["max"], target["unit_of_measurement"]) == (-10000, 10000, "Wh")
+        run(clock, mon, mgr, 2)
+        assert bat.setpoint_w > 0                       # sunny: auto charges
+        for topic, payload in (("battery/mode/set", "turbo"), ("battery/min_soc/set", "150"),
+                               ("battery/target/set", "nan"), ("nope/mode/set", "idle"),
+                               ("battery/colour/set", "red")):
+            ha.send(f"gestor/test/setpoint/{topic}", payload)
+        ha.send("gestor/test/setpoint/battery/mode/set", "discharge_only")
+        assert wait_for(lambda: "device control from MQTT: battery mode = discharge_only" in caplog.text)
+        for said in ("device battery: mode 'turbo' must be one of auto, idle, charge_only, discharge_only",
+                     "device battery: min_soc '150' must be a number from 0 to 100",
+                     "device battery: target 'nan' must be a number from -10000 to 10000",
+                     "no device named 'nope'", "device battery: no control 'colour'"):
+            assert said in caplog.text, said
+        run(clock, mon, mgr, 1)
+        assert bat.setpoint_w == 0.0 and "mode discharge_only" in bat.reason   # never takes
+        assert ha.wait(lambda m: json.loads(m["gestor/test/state"])["setpoints"]["battery"]["mode"] == "discharge_only")
+        ha.send("gestor/test/setpoint/battery/mode/set", "idle")
+        assert wait_for(lambda: "battery mode = idle" in caplog.text)
+        run(clock, mon, mgr, 0.5)
+        assert bat.idle and bat.setpoint_w == 0.0 and bat.reason.startswith("mode idle")
+        ha.send("gestor/test/setpoint/battery/target/set", "1500")   # keep 1.5 kWh exported each period
+        ha.send("gestor/test/setpoint/battery/min_soc/set", "25")
+        ha.send("gestor/test/setpoint/battery/mode/set", "charge_only")
+        assert wait_for(lambda: "battery mode = charge_only" in caplog.text)
+        run(clock, mon, mgr, 1)
+        assert bat.setpoint_w > 0 and "target +1500" in bat.reason and "min SoC 25 %" in bat.reason
+        # persisted: a managing restart keeps the controls
+        mgr.stop()
+        mgr = managing.Managing(s, clock, NullStore())
+        bat = mgr.setpoints.devices[0]
+        mgr.start()
+        assert wait_for(lambda: mgr.mqtt.link.connected and mgr.mqtt.ready)
+        run(clock, mon, mgr, 0.5)
+        st = mgr.mqtt.state["setpoints"]["battery"]
+        assert (st["mode"], st["min_soc_pct"], st["target_wh"]) == ("charge_only", 25.0, 1500.0)
+        assert bat.setpoint_w > 0
+        # the latch wins: idle whatever the mode, and a mode sent under it changes nothing
+        ha.send("gestor/test/stop/set", "STOP")
+        assert wait_for(lambda: is_latched(s.paths.state_dir) and bat.idle)
+        ha.send("gestor/test/setpoint/battery/mode/set", "auto")
+        assert wait_for(lambda: "battery mode = auto" in caplog.text)
+        run(clock, mon, mgr, 1)
+        assert bat.idle and bat.setpoint_w == 0.0 and "stop" in bat.reason and mgr.mqtt.state["latched"]
+    finally:
+        mgr.stop()
+        mon.close()
+        ha.close()
