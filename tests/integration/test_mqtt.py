@@ -554,3 +554,31 @@ def test_home_assistant_steers_a_battery_and_the_latch_wins(tmp_path, broker, ca
         mgr.stop()
         mon.close()
         ha.close()
+
+
+def test_a_load_removed_and_added_again_the_same_day_keeps_its_switches_today(tmp_path, broker):
+    """Issue 32 item 12: today's switch count of a load survives its removal and return."""
+    csv = sunny_csv(tmp_path / "sun.csv", 20)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    try:
+        run(clock, mon, mgr, 10)
+        mgr.stop()
+        before = dict(mgr.books.switches_today)
+        assert before["pool_pump"] > 0
+        loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
+        s2 = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads,
+                           mqtt={"enabled": True, "port": broker.port, "username": "gestor", "password": PASSWORD})
+        mgr = managing.Managing(s2, clock, NullStore())
+        mgr.start()
+        run(clock, mon, mgr, 1)
+        assert "pool_pump" not in mgr.mqtt.state["loads"]
+        mgr.stop()
+        mgr = managing.Managing(s, clock, NullStore())     # pool_pump is back, the same day
+        assert mgr.books.switches_today["pool_pump"] == before["pool_pump"]
+        mgr.start()
+        assert wait_for(lambda: mgr.mqtt.link.connected and mgr.mqtt.ready)
+        run(clock, mon, mgr, 0.5)
+        assert mgr.mqtt.state["loads"]["pool_pump"]["switches_today"] >= before["pool_pump"]
+    finally:
+        mgr.stop()
+        mon.close()
