@@ -465,8 +465,8 @@ def test_consumption_is_the_house_and_a_battery_counts_what_it_read_back_across_
         run(clock, mon, mgr, 62)
         (p,) = mgr.books.closed
         house_wh = 500 * p.covered_s / 3600 + sum(mgr.books.loads_wh.values())   # 500 W + the loads
-        assert mgr.devices_power_w()["battery"] > 1000                            # it charges
-        assert mgr.books.booked["consumption_wh"] == pytest.approx(house_wh, abs=15)
+        assert mgr.setpoints.devices[0].setpoint_w > 1000                          # it charges
+        assert mgr.books.closed[-1] is p and mgr.mqtt.state["totals"]["consumption_wh"] == pytest.approx(house_wh, abs=15)
         assert p.consumption_wh - house_wh > 1000      # the meter's consumption has the battery in it
         st = mgr.mqtt.state
         on_w = sum(ld.state.cfg.power_w for ld in mgr.loads if ld.on)
