@@ -123,7 +123,9 @@ class HomeAssistant:
             "api:\nonboarding:\nconfig:\nenergy:\nrecorder:\n  commit_interval: 1\n"
             "logger:\n  default: info\ngestor_test_statistics:\n")
         # the recorder compiles statistics every 5 minutes; this test's own integration compiles
-        # the current 5 minutes when asked (the Energy validation wants statistics to exist)
+        # the current 5 minutes when asked (the Energy validation wants statistics to exist), or
+        # the 5-minute slots of a span (compile_range), and stamps the states Home Assistant's
+        # core records with the test's clock once set (set_now: gestor's simulated time)
         comp = config_dir / "custom_components" / "gestor_test_statistics"
         comp.mkdir(parents=True)
         (comp / "manifest.json").write_text(json.dumps({
@@ -133,7 +135,23 @@ class HomeAssistant:
         (comp / "__init__.py").write_text(
             "from homeassistant.components.recorder import get_instance\n"
             "from homeassistant.components.recorder.tasks import StatisticsTask\n"
-            "from homeassistant.util import dt as dt_util\n\n"
+            "from homeassistant.util import dt as dt_util\n"
+            "from homeassistant import core as ha_core\n"
+            "from datetime import timedelta\n"
+            "import time as _time\n\n"
+            "# the test's clock for the states Home Assistant's core stamps (set_now): gestor runs on a\n"
+            "# simulated clock, and the recorder's statistics must see each state at gestor's time\n"
+            "FAKE = {'ts': None}\n\n"
+            "class _Time:\n"
+            "    def __getattr__(self, k):\n"
+            "        return getattr(_time, k)\n"
+            "    def time(self):\n"
+            "        return FAKE['ts'] if FAKE['ts'] is not None else _time.time()\n\n"
+            "class _Dt:\n"
+            "    def __getattr__(self, k):\n"
+            "        return getattr(dt_util, k)\n"
+            "    def utcnow(self):\n"
+            "        return dt_util.utc_from_timestamp(FAKE['ts']) if FAKE['ts'] is not None else dt_util.utcnow()\n\n"
             "async def async_setup(hass, config):\n"
             "    async def compile_now(call):\n"
             "        now = dt_util.utcnow()\n"
@@ -142,6 +160,19 @@ class HomeAssistant:
             "        rec.queue_task(StatisticsTask(start, False))\n"
             "        await rec.async_block_till_done()\n"
             "    hass.services.async_register('gestor_test_statistics', 'compile', compile_now)\n"
+            "    async def compile_range(call):\n"
+            "        rec = get_instance(hass)\n"
+            "        t = dt_util.parse_datetime(call.data['start'])\n"
+            "        end = dt_util.parse_datetime(call.data['end'])\n"
+            "        while t < end:\n"
+            "            rec.queue_task(StatisticsTask(t, False))\n"
+            "            t += timedelta(minutes=5)\n"
+            "        await rec.async_block_till_done()\n"
+            "    hass.services.async_register('gestor_test_statistics', 'compile_range', compile_range)\n"
+            "    async def set_now(call):\n"
+            "        FAKE['ts'] = float(call.data['ts'])\n"
+            "        ha_core.time, ha_core.dt_util = _Time(), _Dt()\n"
+            "    hass.services.async_register('gestor_test_statistics', 'set_now', set_now)\n"
             "    return True\n")
         self.log = config_dir / "home-assistant.log"
         self.out = open(config_dir / "stdout.txt", "w")
@@ -349,7 +380,7 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
         for obj in ("period_balance", "period_projection", "last_period_balance"):
             assert a[f"sensor.{n}{obj}"]["device_class"] == "energy" and "state_class" not in a[f"sensor.{n}{obj}"]
         assert a[f"sensor.{n}net_power"]["friendly_name"] == "gestor test Net power (export +)"
-        assert a[f"binary_sensor.{n}water_heater_on"]["friendly_name"] == "gestor test Water heater"
+        assert a[f"binary_sensor.{n}water_heater_on"]["friendly_name"] == "gestor test Termo eléctrico"  # display_name
         assert a[f"sensor.{n}saved_today"]["unit_of_measurement"] == "EUR"
         assert states[f"sensor.{n}tariff_period"]["state"] in ("P1", "P2", "P3")
         # the battery (a device with a power setpoint): its setpoint, state of charge and energy in/out
@@ -442,6 +473,95 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
     finally:
         for m in mgrs:
             m.stop()
+        mon.close()
+        ha.close()
+        broker.stop()
+
+
+def test_home_assistants_hourly_statistics_book_each_hour_in_its_hour(tmp_path, venv):
+    """Issue 32 item 9, through Home Assistant's recorder: its hourly statistics of grid_import and
+    grid_export (``recorder/statistics_during_period``, the Energy dashboard's hours) equal, hour
+    by hour, gestor's settled steps of each period, and gestor's period books within what a
+    period's last 20 s can add (carried into the next hour's step), across a price change from
+    P2 to P1 (a Monday, 09:00 -> 10:00 in Madrid). Home Assistant stamps each state with gestor's
+    simulated time (the test's own integration, set_now) before each managing cycle."""
+    from datetime import datetime, timezone
+
+    from tests.conftest import write_csv
+    from tests.integration.test_safety import HEADER
+    from gestor.tariff.calendar import period_2_0td
+    t0 = datetime(2022, 6, 13, 7, 0, tzinfo=timezone.utc)     # Monday 09:00 in Madrid: P2, then P1 at 10:00
+    rows = []
+    for i in range(6 * (3 * 60 + 2)):   # 09-10 h night (import), 10-12 h sunny (export)
+        t = t0 + timedelta(seconds=10 * i)
+        prod = 0 if i < 6 * 60 else 4000
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500,{prod},0,0,{prod - 500}")
+    csv = write_csv(tmp_path / "monday.csv", HEADER, rows)
+    bdir = tmp_path / "broker"
+    bdir.mkdir()
+    broker = Broker(bdir).start()
+    ha = HomeAssistant(venv, tmp_path / "ha")
+    mqtt = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "gestor", "password": PASSWORD,
+            "publish_s": 10}
+    s = make_settings(tmp_path, meter={"path": str(csv)}, mqtt=mqtt)
+    clock = SimClock(t0)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    n = f"gestor_{SITE}_"
+    ids = {"import_wh": f"sensor.{n}grid_import", "export_wh": f"sensor.{n}grid_export"}
+    try:
+        ha.wait_up()
+        ha.onboard()
+        ha.add_mqtt(broker.port)
+        ha.post("/api/services/gestor_test_statistics/set_now", {"ts": clock.now().timestamp()})
+        mon.start_mqtt()
+        mgr.start()
+        _until(lambda: mgr.mqtt.link.connected and mon.mqtt.connected and mgr.mqtt.ready, "gestor connected")
+        steps: dict[str, dict[datetime, float]] = {k: {} for k in ids}
+        tariff: dict[datetime, str] = {}
+        before = dict(mgr.books.totals)
+        first = True
+        while clock.now() < t0 + timedelta(hours=3, minutes=1):
+            at = clock.now() + timedelta(seconds=10)      # the next managing cycle
+            ha.post("/api/services/gestor_test_statistics/set_now", {"ts": at.timestamp()})
+            run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], at)
+            totals = mgr.books.totals
+            hour = at.replace(minute=0, second=0, microsecond=0)
+            tariff[hour] = period_2_0td(hour, s.tz)
+            if first or totals != before:   # wait until Home Assistant has it, at this time
+                for k, eid in ids.items():
+                    if totals[k] != before[k]:
+                        steps[k][hour] = steps[k].get(hour, 0.0) + totals[k] - before[k]
+                ha.wait(lambda h: all(h.get(eid, {}).get("state") not in (None, "unknown", "unavailable")
+                                      and abs(float(h[eid]["state"]) - totals[k]) < 1e-3 for k, eid in ids.items()),
+                        30, "the counters' step")
+                before, first = dict(totals), False
+        hours = [t0 + timedelta(hours=h) for h in range(3)]
+        assert [tariff[h] for h in hours] == ["P2", "P1", "P1"]
+        ha.post("/api/services/gestor_test_statistics/compile_range",
+                {"start": t0.isoformat(), "end": (t0 + timedelta(hours=4)).isoformat()})
+        stats = ha.ws_call("recorder/statistics_during_period", start_time=t0.isoformat(),
+                           end_time=(t0 + timedelta(hours=4)).isoformat(), statistic_ids=list(ids.values()),
+                           period="hour", types=["change", "sum"])
+        books = {p.start: p for p in mgr.books.closed}
+        assert sorted(books) == hours
+        carry_wh = (4000 + sum(ld.power_w for ld in s.loads)) * 20 / 3600
+        for k, eid in ids.items():
+            ha_hours = {datetime.fromtimestamp(r["start"] / 1000, timezone.utc): r["change"] or 0.0
+                        for r in stats.get(eid, [])}
+            for h in hours:
+                book = books[h].import_wh if k == "import_wh" else books[h].export_wh
+                got = ha_hours.get(h, 0.0)
+                assert got == pytest.approx(steps[k].get(h, 0.0), abs=1e-2), (k, h, ha_hours, steps[k])
+                assert abs(got - book) <= carry_wh, (k, h, got, book)
+            assert sum(ha_hours.values()) > 400, (k, ha_hours)   # each counter moved
+        # hour by hour: 09-10 h (P2) imports what the house used, 10-11 h (P1) exports
+        assert books[hours[0]].import_wh > 400 and books[hours[1]].export_wh > 1000
+        print("\nHome Assistant's hours vs gestor's books (Wh): " + json.dumps(
+            {k: {h.isoformat(): [round(steps[k].get(h, 0.0), 3),
+                                 round(books[h].import_wh if k == "import_wh" else books[h].export_wh, 3)]
+                 for h in hours} for k in ids}))
+    finally:
+        mgr.stop()
         mon.close()
         ha.close()
         broker.stop()

@@ -130,6 +130,13 @@ def daemons(tmp_path, broker, csv, setpoints=None, **mqtt):
     return s, clock, mon, mgr
 
 
+def without_pool_pump(tmp_path, s, csv, broker):
+    """The settings ``s`` with pool_pump removed (on the same broker and meter)."""
+    loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
+    return make_settings(tmp_path, meter={"path": str(csv)}, loads=loads,
+                         mqtt={"enabled": True, "port": broker.port, "username": "gestor", "password": PASSWORD})
+
+
 def wait_for(pred, timeout_s: float = 10.0) -> bool:
     return _wait(pred, timeout_s)
 
@@ -293,10 +300,7 @@ def test_a_removed_load_loses_its_entities(tmp_path, broker):
     assert ha.wait(lambda m: m.get(topic))
     mgr.stop()
     mon.close()
-    loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
-    s2 = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads,
-                       mqtt={"enabled": True, "port": broker.port, "username": "gestor", "password": PASSWORD})
-    mgr2 = managing.Managing(s2, SimClock(T0), NullStore())
+    mgr2 = managing.Managing(without_pool_pump(tmp_path, s, csv, broker), SimClock(T0), NullStore())
     mgr2.start()
     try:
         assert ha.wait(lambda m: m.get(topic) == "")        # emptied: Home Assistant removes the entity
@@ -565,10 +569,7 @@ def test_a_load_removed_and_added_again_the_same_day_keeps_its_switches_today(tm
         mgr.stop()
         before = dict(mgr.books.switches_today)
         assert before["pool_pump"] > 0
-        loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
-        s2 = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads,
-                           mqtt={"enabled": True, "port": broker.port, "username": "gestor", "password": PASSWORD})
-        mgr = managing.Managing(s2, clock, NullStore())
+        mgr = managing.Managing(without_pool_pump(tmp_path, s, csv, broker), clock, NullStore())
         mgr.start()
         run(clock, mon, mgr, 1)
         assert "pool_pump" not in mgr.mqtt.state["loads"]
