@@ -31,6 +31,7 @@ from drivers.store.influx import NullStore
 from gestor.clock import SimClock
 from gestor.runtime.livestate import is_latched
 from gestor.sim.lockstep import run_lockstep
+from gestor.runtime.devicecontrols import DeviceControl, read_controls
 from gestor.runtime.overrides import read_overrides
 from tests.conftest import free_port, make_settings
 from tests.integration.test_mqtt import HA_PASSWORD, PASSWORD, Broker
@@ -303,7 +304,9 @@ def _value(state: dict, path: str):
 NUMBERS = {"sensor.{}period_balance": "balance_wh", "sensor.{}period_projection": "projected_wh",
            "sensor.{}last_period_balance": "last_period_wh", "sensor.{}grid_import": "totals.import_wh",
            "sensor.{}grid_export": "totals.export_wh", "sensor.{}production_energy": "totals.production_wh",
-           "sensor.{}consumption_energy": "totals.consumption_wh", "sensor.{}saved_today": "eur_saved_today",
+           "sensor.{}consumption_energy": "totals.consumption_wh",
+           "sensor.{}consumption_power": "consumption_w",   # the house's, without the battery
+           "sensor.{}saved_today": "eur_saved_today",
            "sensor.{}import_price": "import_eur_per_kwh", "sensor.{}surplus_price": "surplus_eur_per_kwh",
            "sensor.{}period_time_left": "remaining_s", "sensor.{}meter_age": "reading_age_s",
            "sensor.{}water_heater_energy": "loads.water_heater.energy_wh",
@@ -327,8 +330,7 @@ def _same(ha: dict[str, dict], st: dict, reading: dict) -> list[str]:
                 bad.append(f"{eid}: {got} != {want}")
         except (TypeError, ValueError):
             bad.append(f"{eid}: {got} != {want}")
-    for eid, want in ((f"sensor.{n}net_power", reading["net_w"]), (f"sensor.{n}production_power", reading["production_w"]),
-                      (f"sensor.{n}consumption_power", reading["consumption_w"])):
+    for eid, want in ((f"sensor.{n}net_power", reading["net_w"]), (f"sensor.{n}production_power", reading["production_w"])):
         got = ha.get(eid, {}).get("state")
         if got is None or got in ("unknown", "unavailable") or abs(float(got) - want) > 1e-3:
             bad.append(f"{eid}: {got} != {want}")
@@ -408,9 +410,27 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
         assert mgr.loads[0].on is False and mgr.loads[1].on is True
         ha.wait(lambda h: h[f"select.{n}water_heater_mode"]["state"] == "off"
                 and h[f"binary_sensor.{n}water_heater_on"]["state"] == "off", 30, "the load off")
-        # the button: the emergency stop, gestor's latch set and every load off
+        # the battery's controls through Home Assistant's services (issue 32 item 11)
+        ha.post("/api/services/select/select_option", {"entity_id": f"select.{n}battery_mode", "option": "discharge_only"})
+        ha.post("/api/services/number/set_value", {"entity_id": f"number.{n}battery_min_soc", "value": 30})
+        ha.post("/api/services/number/set_value", {"entity_id": f"number.{n}battery_target", "value": 200})
+        _until(lambda: read_controls(s.paths.state_dir).get("battery") == DeviceControl("discharge_only", 30.0, 200.0),
+               "the battery's controls from HA")
+        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(minutes=1))
+        bat = mgr.setpoints.devices[0]
+        assert bat.setpoint_w == 0.0 and "mode discharge_only, min SoC 30 %" in bat.reason   # sunny: it would charge
+        ha.wait(lambda h: h[f"select.{n}battery_mode"]["state"] == "discharge_only"
+                and float(h[f"number.{n}battery_min_soc"]["state"]) == 30
+                and float(h[f"number.{n}battery_target"]["state"]) == 200, 30, "the battery's controls")
+        ha.post("/api/services/select/select_option", {"entity_id": f"select.{n}battery_mode", "option": "charge_only"})
+        _until(lambda: read_controls(s.paths.state_dir)["battery"].mode == "charge_only", "charge only from HA")
+        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(minutes=1))
+        assert bat.setpoint_w > 0
+        # the button: the emergency stop, gestor's latch set and every load off, the battery idle
+        # whatever its mode
         ha.post("/api/services/button/press", {"entity_id": f"button.{n}stop"})
-        _until(lambda: is_latched(s.paths.state_dir) and not any(ld.on for ld in mgr.loads), "the stop from HA")
+        _until(lambda: is_latched(s.paths.state_dir) and not any(ld.on for ld in mgr.loads) and bat.idle,
+               "the stop from HA")
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(seconds=30))
         ha.wait(lambda h: h[f"binary_sensor.{n}stop_latch"]["state"] == "on"
                 and h[f"binary_sensor.{n}pool_pump_on"]["state"] == "off", 30, "the latch on")
