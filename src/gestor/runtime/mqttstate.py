@@ -250,8 +250,7 @@ class ManagingMqtt:
             self.state["consumption_w"] = None if len(known) < len(devices_w) \
                 else round(reading.consumption_w - sum(known), 1)
         if self.setpoints:
-            from gestor.runtime.devicecontrols import read_controls
-            controls = read_controls(self.s.paths.state_dir)
+            controls = self.setpoints.controls   # as managing read them this cycle
             dm = self.device_meters
             self.state["setpoints"] = {}
             for d in self.setpoints.devices:
