@@ -4,8 +4,9 @@
 Home Assistant's discovery configs (retained) after every (re)connection and empties those of
 removed loads, publishes the state (retained JSON on ``P/state``: W, Wh, EUR, EUR/kWh, each load's
 state, reason, switches today, energy and mode) every ``mqtt.publish_s`` and at once when a load,
-the latch or an override changes, and takes the commands (a load's mode, written as an override;
-the emergency stop). Its failure mode: a broker away or refusing us is logged by the link, the
+the latch, an override or the settled counters change, and takes the commands (a load's mode,
+written as an override; a setpoint device's mode, minimum state of charge and target, written to
+``device-controls.json``: :mod:`gestor.runtime.devicecontrols`; the emergency stop). Its failure mode: a broker away or refusing us is logged by the link, the
 state is dropped meanwhile (the next one replaces it) and control goes on; a bad command is
 logged and ignored. Nothing here raises into the cycle.
 """
