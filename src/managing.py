@@ -227,6 +227,15 @@ class Managing:
         """Each setpoint device's power as it last read back, W (+ taken; None: unknown)."""
         return {d.name: read_back_power_w(d.idle, d.setpoint_w, d.state) for d in self.setpoints.devices}
 
+    def _devices_published(self) -> dict[str, dict]:
+        """Each device's published state, its energy in/out from the power it read back (the
+        counters Home Assistant gets too)."""
+        out = self.setpoints.published()
+        for name, d in out.items():
+            d.update(taken_wh=round(self.device_meters.in_wh[name], 1),
+                     supplied_wh=round(self.device_meters.out_wh[name], 1))
+        return out
+
     def _count_devices(self, now: datetime) -> None:
         """The devices' energy counters up to ``now``, then holding their power as read back now."""
         self.device_meters.count(now.timestamp(), self.devices_power_w())
@@ -280,7 +289,7 @@ class Managing:
             "mqtt": None if self.mqtt is None else self.mqtt.status(),
             "overrides": {k: v.describe(self.s.tz) for k, v in self.overrides.items()},
             "loads": self.relays.published(snap.period_start_s, self.books.switches_today),
-            "setpoints": self.setpoints.published(),
+            "setpoints": self._devices_published(),
             "min_run": {k: [t.isoformat() for t in v] for k, v in self.core.min_run_plan(now.timestamp()).items()}}))
 
     def _read_overrides(self, now: datetime) -> None:

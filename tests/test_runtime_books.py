@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gestor.clock import SimClock
 from gestor.core.balance import PeriodSummary
@@ -121,6 +123,32 @@ def test_the_settled_counters_step_inside_their_period_and_carry_the_last_second
     # consumption without the devices: a battery that took 400 Wh is not the house's consumption
     books.close(_period(P22 + timedelta(hours=2), 0.0), devices_read_wh=400.0)
     assert books.booked["consumption_wh"] == 3 * 1500.0 - 400.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-3000, 3000), st.floats(-30, 30)), min_size=1, max_size=30))
+def test_the_settled_counters_only_increase_and_lag_the_books_by_at_most_one_remainder(tmp_path_factory, periods):
+    """Over generated periods (the balance at the step, and what the last seconds add): the
+    counters never go back, step once per period, and stay within the largest remainder of the
+    closed periods' books (nothing is lost or counted twice)."""
+    _, _, _, books = _books(tmp_path_factory.mktemp("b"))
+    prev = dict(books.totals)
+    worst = 0.0
+    for i, (at_step_wh, last_wh) in enumerate(periods):
+        start = P22 + timedelta(hours=i)
+        assert books.settle(_period(start, at_step_wh), 20.0, 10.0)
+        for k in ("import_wh", "export_wh"):
+            assert books.totals[k] >= prev[k]
+            # at most the books so far, this period's part and the largest remainder ahead
+            assert books.totals[k] <= books.booked[k] + abs(at_step_wh) + worst + 1e-6
+        prev = dict(books.totals)
+        books.close(_period(start, at_step_wh + last_wh))
+        worst = max(worst, abs(last_wh))
+        for k in ("import_wh", "export_wh"):
+            assert books.booked[k] - worst - 1e-6 <= books.totals[k] + abs(at_step_wh + last_wh)
+    books.settle(_period(P22 + timedelta(hours=len(periods)), 0.0), 20.0, 10.0)   # a quiet period's step
+    for k in ("import_wh", "export_wh"):
+        assert books.booked[k] - 1e-6 <= books.totals[k] <= books.booked[k] + 2 * worst + 1e-6
 
 
 def test_a_battery_that_paid_a_period_back_is_undone_in_what_it_would_have_cost_without_gestor(tmp_path):
