@@ -533,6 +533,15 @@ def test_home_assistants_hourly_statistics_book_each_hour_in_its_hour(tmp_path, 
         ha.onboard()
         ha.add_mqtt(broker.port)
         ha.post("/api/services/gestor_test_statistics/set_now", {"ts": clock.now().timestamp()})
+        # the Energy dashboard prices the grid counters with gestor's price sensors: its cost
+        # sensor prices each step at the price Home Assistant has when the step arrives
+        flow = {"entity_energy_price": None, "number_energy_price": None}
+        ha.ws_call("energy/save_prefs", energy_sources=[{
+            "type": "grid", "cost_adjustment_day": 0,
+            "flow_from": [{**flow, "stat_energy_from": ids["import_wh"], "stat_cost": None,
+                           "entity_energy_price": f"sensor.{n}import_price"}],
+            "flow_to": [{**flow, "stat_energy_to": ids["export_wh"], "stat_compensation": None,
+                         "entity_energy_price": f"sensor.{n}surplus_price"}]}])
         mon.start_mqtt()
         mgr.start()
         _until(lambda: mgr.mqtt.link.connected and mon.mqtt.connected and mgr.mqtt.ready, "gestor connected")
@@ -581,6 +590,12 @@ def test_home_assistants_hourly_statistics_book_each_hour_in_its_hour(tmp_path, 
             assert sum(ha_hours.values()) > 400, (k, ha_hours)   # each counter moved
         # hour by hour: 09-10 h (P2) imports what the house used, 10-11 h (P1) exports
         assert books[hours[0]].import_wh > 400 and books[hours[1]].export_wh > 1000
+        # and Home Assistant's cost of the import is the P2 hour's import at P2's price (it was
+        # priced at P1's, the next hour's, when the counter stepped after the hour)
+        p2_eur = s.tariff.import_p2_eur_per_kwh
+        cost = ha.wait(lambda h: h.get(f"sensor.{n}grid_import_cost", {}).get("state") not in (None, "unknown"),
+                       30, "the import's cost sensor")[f"sensor.{n}grid_import_cost"]
+        assert float(cost["state"]) == pytest.approx(steps["import_wh"][hours[0]] / 1000 * p2_eur, abs=1e-4), cost
         print("\nHome Assistant's hours vs gestor's books (Wh): " + json.dumps(
             {k: {h.isoformat(): [round(steps[k].get(h, 0.0), 3),
                                  round(books[h].import_wh if k == "import_wh" else books[h].export_wh, 3)]
