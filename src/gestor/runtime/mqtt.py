@@ -16,8 +16,10 @@ Topics, under ``mqtt.topic_prefix`` (``P``, default ``gestor/<site>``), every st
                                     ``latched``, ``last_period_wh``, ``eur_saved_today``,
                                     ``tariff_period``, ``import_eur_per_kwh``,
                                     ``surplus_eur_per_kwh``, ``totals: {import_wh, export_wh,
-                                    production_wh, consumption_wh}`` (Wh over the closed
-                                    periods, only increasing), ``loads: {NAME: {on, mode,
+                                    production_wh, consumption_wh}`` (Wh, settled: each
+                                    period's stepped at its last cycle >= 10 s before its
+                                    end, only increasing: :meth:`gestor.runtime.books.Books.settle`),
+                                    ``loads: {NAME: {on, mode,
                                     reason, switches_today, energy_wh}}``,
                                     ``consumption_w`` (the house's, W, without the devices),
                                     ``setpoints: {NAME: {setpoint_w, power_w, soc_pct,
