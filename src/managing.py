@@ -35,6 +35,8 @@ from gestor.core.policies import Snapshot, Wish, projected_wh
 from gestor.files import WriteGuard
 from gestor.runtime.books import Books
 from gestor.runtime.daemon import context, open_relays, run_loop
+from gestor.runtime.devicebooks import DeviceMeters, read_back_power_w
+from gestor.runtime.devicecontrols import read_controls
 from gestor.runtime.latch import Latch
 from gestor.runtime.livestate import publish_managing, read_live, reading_age
 from gestor.runtime.mqttstate import ManagingMqtt
@@ -72,6 +74,10 @@ class Managing:
         self.books = Books(settings, store, [ld.state for ld in self.loads], self.prices.prices_of)
         self.relays = Relays(settings, self.core, store, self.loads, self.books.count_switch)
         self.setpoints = Setpoints(settings, self.core, store, devices)  # after the loads, in the settings' order
+        # each device's energy in/out from the power it reads back (persisted), and the
+        # household's controls of each device (mode, min SoC, target; from MQTT)
+        self.device_meters = DeviceMeters(settings.paths.state_dir, [d.name for d in self.setpoints.devices],
+                                          self.core.bounds_s)
         self.latch = Latch(settings.paths.state_dir)
         self.statefile = StateFile(settings, clock)
         self.overrides: dict[str, Override] = {}
@@ -99,7 +105,7 @@ class Managing:
                                      self.stop_button_pressed)
         if self.s.mqtt.enabled:
             self.mqtt = ManagingMqtt(self.s, self.clock, self.core, self.loads, self.books, self.prices.prices_of,
-                                     self.emergency_stop, self.setpoints)
+                                     self.emergency_stop, self.setpoints, self.device_meters)
             self.mqtt.start()
 
     def stop_button_pressed(self) -> None:
@@ -128,6 +134,9 @@ class Managing:
         if self.mqtt is not None:
             self.mqtt.close()  # the loads as they are left
             self.mqtt = None
+        if self.setpoints:
+            self._count_devices(now)
+            self.device_meters.save(now.timestamp(), force=True)
         self._persist()
         now = self.clock.now()
         cur = self.balance.current  # the period it stopped in (none yet: the one now), never a zero-length one
@@ -184,8 +193,10 @@ class Managing:
                       COUNTERS_AGREE_WH)
         if closed and self.setpoints:
             self.setpoints.count(now)  # the devices' energy up to the period's end
+        self._count_devices(now)
         for p in closed:
-            self.books.close(p, self.setpoints.period_energy(p.start.timestamp()))
+            self.books.close(p, self.setpoints.period_energy(p.start.timestamp()),
+                             self.device_meters.close_period(p.start.timestamp()))
         snap = Snapshot(now.timestamp(), start.timestamp(), end.timestamp(), step.balance_wh, step.net_w, ())
         if new:  # the balance of the period the reading belongs to, stamped with the reading
             reading, cur = self.balance.last, self.balance.current
@@ -197,14 +208,39 @@ class Managing:
                                     reading.at)])
         final = self.relays.apply(step.changes, self.overrides, live, now, snap.remaining_s, end)
         if self.setpoints:
+            self.setpoints.controls = read_controls(self.s.paths.state_dir)
             self._drive_setpoints(now, age, latched, snap.remaining_s)
+            self._count_devices(now)
+            self.device_meters.save(now.timestamp(), force=bool(closed))
+        cur = self.balance.current
+        if cur is not None and cur.start == start:  # the settled counters step inside their period
+            self.books.settle(cur, snap.remaining_s, self.s.managing.interval_s,
+                              self.device_meters.period_wh(start.timestamp()))
         self.last_cycle_at, self.last_cycle_mono = now, self.clock.monotonic()
         self._publish(now, snap, start, end, latched)
         if self.mqtt is not None:
-            self.mqtt.publish(now, snap, latched, self._age, self.overrides)
+            self.mqtt.publish(now, snap, latched, self._age, self.overrides,
+                              self.devices_power_w() if self.setpoints else {})
         if self.statefile.due(now, bool(closed)):
             self._persist()
         return final
+
+    def devices_power_w(self) -> dict[str, float | None]:
+        """Each setpoint device's power as it last read back, W (+ taken; None: unknown)."""
+        return {d.name: read_back_power_w(d.idle, d.setpoint_w, d.state) for d in self.setpoints.devices}
+
+    def _devices_published(self) -> dict[str, dict]:
+        """Each device's published state, its energy in/out from the power it read back (the
+        counters Home Assistant gets too)."""
+        out = self.setpoints.published()
+        for name, d in out.items():
+            d.update(taken_wh=round(self.device_meters.in_wh[name], 1),
+                     supplied_wh=round(self.device_meters.out_wh[name], 1))
+        return out
+
+    def _count_devices(self, now: datetime) -> None:
+        """The devices' energy counters up to ``now``, then holding their power as read back now."""
+        self.device_meters.count(now.timestamp(), self.devices_power_w())
 
     def _drive_setpoints(self, now: datetime, age: float | None, latched: bool, remaining_s: float) -> None:
         """The setpoint devices after the loads: idle on a stale meter (as the loads go off) or
@@ -255,7 +291,7 @@ class Managing:
             "mqtt": None if self.mqtt is None else self.mqtt.status(),
             "overrides": {k: v.describe(self.s.tz) for k, v in self.overrides.items()},
             "loads": self.relays.published(snap.period_start_s, self.books.switches_today),
-            "setpoints": self.setpoints.published(),
+            "setpoints": self._devices_published(),
             "min_run": {k: [t.isoformat() for t in v] for k, v in self.core.min_run_plan(now.timestamp()).items()}}))
 
     def _read_overrides(self, now: datetime) -> None:

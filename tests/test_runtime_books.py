@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gestor.clock import SimClock
 from gestor.core.balance import PeriodSummary
@@ -77,7 +79,8 @@ def test_a_closed_period_lands_in_the_totals_and_is_priced_at_its_tariff_period(
     books.count_switch("water_heater", P22 + timedelta(minutes=35))
     books.close(_period(P22, 500.0))
 
-    assert books.totals == {"import_wh": 0.0, "export_wh": 500.0, "production_wh": 2000.0, "consumption_wh": 1500.0}
+    # the closed period's books (the published counters step at a period's last cycle: settle)
+    assert books.booked == {"import_wh": 0.0, "export_wh": 500.0, "production_wh": 2000.0, "consumption_wh": 1500.0}
     assert books.loads_wh == {"water_heater": 500.0, "pool_pump": 0.0}
     assert books.last_period_wh == 500.0 and books.last_period_end == P22 + timedelta(hours=1)
     assert books.switches_today == {"water_heater": 2, "pool_pump": 0}
@@ -92,9 +95,60 @@ def test_a_closed_period_lands_in_the_totals_and_is_priced_at_its_tariff_period(
     assert books.saved_today(P22 + timedelta(hours=1)) == pytest.approx(0.02)
 
     books.close(_period(P22 + timedelta(hours=1), -300.0))   # 23-24 h: 300 Wh imported
-    assert books.totals["import_wh"] == 300.0 and books.totals["export_wh"] == 500.0
-    assert books.totals["production_wh"] == 4000.0 and books.last_period_wh == -300.0
+    assert books.booked["import_wh"] == 300.0 and books.booked["export_wh"] == 500.0
+    assert books.booked["production_wh"] == 4000.0 and books.last_period_wh == -300.0
     assert books.saved_today(P22 + timedelta(hours=2, minutes=1)) == 0.0   # a new day: nothing saved yet
+
+
+def test_the_settled_counters_step_inside_their_period_and_carry_the_last_seconds(tmp_path):
+    """Issue 32 item 9: each period's import/export step at its last cycle at least 10 s before
+    its end (a cycle every 10 s: 20 s left), with the balance as it stands; what its last seconds
+    change goes with the next period's step; the counters never go back."""
+    s, states, store, books = _books(tmp_path)
+    first = _period(P22, 480.0)                      # 480 Wh banked 20 s before the end
+    assert not books.settle(first, 30.0, 10.0)       # 30 s left: not the last cycle yet
+    assert books.settle(first, 20.0, 10.0)           # the last cycle >= 10 s before the end
+    assert books.totals["export_wh"] == 480.0 and books.totals["import_wh"] == 0.0
+    assert books.totals["production_wh"] == 2000.0 and books.totals["consumption_wh"] == 1500.0
+    assert not books.settle(_period(P22, 490.0), 10.0, 10.0)   # once per period
+    books.close(_period(P22, 500.0))                 # it closes at 500 Wh: 20 Wh in its last seconds
+    assert books.totals["export_wh"] == 480.0         # not stepped after the hour
+    second = _period(P22 + timedelta(hours=1), -300.0)
+    assert books.settle(second, 15.0, 10.0)           # the next period's step carries the 20 Wh
+    assert books.totals["export_wh"] == 500.0 and books.totals["import_wh"] == 300.0
+    # a period that ends below what was stepped: the counter waits (never goes back)
+    books.close(_period(P22 + timedelta(hours=1), -200.0))
+    third = _period(P22 + timedelta(hours=2), 0.0)
+    assert books.settle(third, 20.0, 10.0) and books.totals["import_wh"] == 300.0
+    # consumption without the devices: a battery that took 400 Wh is not the house's consumption
+    books.close(_period(P22 + timedelta(hours=2), 0.0), devices_read_wh=400.0)
+    assert books.booked["consumption_wh"] == 3 * 1500.0 - 400.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-3000, 3000), st.floats(-30, 30)), min_size=1, max_size=30))
+def test_the_settled_counters_only_increase_and_lag_the_books_by_at_most_one_remainder(tmp_path_factory, periods):
+    """Over generated periods (the balance at the step, and what the last seconds add): the
+    counters never go back, step once per period, and stay within the largest remainder of the
+    closed periods' books (nothing is lost or counted twice)."""
+    _, _, _, books = _books(tmp_path_factory.mktemp("b"))
+    prev = dict(books.totals)
+    worst = 0.0
+    for i, (at_step_wh, last_wh) in enumerate(periods):
+        start = P22 + timedelta(hours=i)
+        assert books.settle(_period(start, at_step_wh), 20.0, 10.0)
+        for k in ("import_wh", "export_wh"):
+            assert books.totals[k] >= prev[k]
+            # at most the books so far, this period's part and the largest remainder ahead
+            assert books.totals[k] <= books.booked[k] + abs(at_step_wh) + worst + 1e-6
+        prev = dict(books.totals)
+        books.close(_period(start, at_step_wh + last_wh))
+        worst = max(worst, abs(last_wh))
+        for k in ("import_wh", "export_wh"):
+            assert books.booked[k] - worst - 1e-6 <= books.totals[k] + abs(at_step_wh + last_wh)
+    books.settle(_period(P22 + timedelta(hours=len(periods)), 0.0), 20.0, 10.0)   # a quiet period's step
+    for k in ("import_wh", "export_wh"):
+        assert books.booked[k] - 1e-6 <= books.totals[k] <= books.booked[k] + 2 * worst + 1e-6
 
 
 def test_a_battery_that_paid_a_period_back_is_undone_in_what_it_would_have_cost_without_gestor(tmp_path):

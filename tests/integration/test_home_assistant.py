@@ -31,6 +31,7 @@ from drivers.store.influx import NullStore
 from gestor.clock import SimClock
 from gestor.runtime.livestate import is_latched
 from gestor.sim.lockstep import run_lockstep
+from gestor.runtime.devicecontrols import DeviceControl, read_controls
 from gestor.runtime.overrides import read_overrides
 from tests.conftest import free_port, make_settings
 from tests.integration.test_mqtt import HA_PASSWORD, PASSWORD, Broker
@@ -123,7 +124,9 @@ class HomeAssistant:
             "api:\nonboarding:\nconfig:\nenergy:\nrecorder:\n  commit_interval: 1\n"
             "logger:\n  default: info\ngestor_test_statistics:\n")
         # the recorder compiles statistics every 5 minutes; this test's own integration compiles
-        # the current 5 minutes when asked (the Energy validation wants statistics to exist)
+        # the current 5 minutes when asked (the Energy validation wants statistics to exist), or
+        # the 5-minute slots of a span (compile_range), and stamps the states Home Assistant's
+        # core records with the test's clock once set (set_now: gestor's simulated time)
         comp = config_dir / "custom_components" / "gestor_test_statistics"
         comp.mkdir(parents=True)
         (comp / "manifest.json").write_text(json.dumps({
@@ -133,7 +136,23 @@ class HomeAssistant:
         (comp / "__init__.py").write_text(
             "from homeassistant.components.recorder import get_instance\n"
             "from homeassistant.components.recorder.tasks import StatisticsTask\n"
-            "from homeassistant.util import dt as dt_util\n\n"
+            "from homeassistant.util import dt as dt_util\n"
+            "from homeassistant import core as ha_core\n"
+            "from datetime import timedelta\n"
+            "import time as _time\n\n"
+            "# the test's clock for the states Home Assistant's core stamps (set_now): gestor runs on a\n"
+            "# simulated clock, and the recorder's statistics must see each state at gestor's time\n"
+            "FAKE = {'ts': None}\n\n"
+            "class _Time:\n"
+            "    def __getattr__(self, k):\n"
+            "        return getattr(_time, k)\n"
+            "    def time(self):\n"
+            "        return FAKE['ts'] if FAKE['ts'] is not None else _time.time()\n\n"
+            "class _Dt:\n"
+            "    def __getattr__(self, k):\n"
+            "        return getattr(dt_util, k)\n"
+            "    def utcnow(self):\n"
+            "        return dt_util.utc_from_timestamp(FAKE['ts']) if FAKE['ts'] is not None else dt_util.utcnow()\n\n"
             "async def async_setup(hass, config):\n"
             "    async def compile_now(call):\n"
             "        now = dt_util.utcnow()\n"
@@ -142,6 +161,19 @@ class HomeAssistant:
             "        rec.queue_task(StatisticsTask(start, False))\n"
             "        await rec.async_block_till_done()\n"
             "    hass.services.async_register('gestor_test_statistics', 'compile', compile_now)\n"
+            "    async def compile_range(call):\n"
+            "        rec = get_instance(hass)\n"
+            "        t = dt_util.parse_datetime(call.data['start'])\n"
+            "        end = dt_util.parse_datetime(call.data['end'])\n"
+            "        while t < end:\n"
+            "            rec.queue_task(StatisticsTask(t, False))\n"
+            "            t += timedelta(minutes=5)\n"
+            "        await rec.async_block_till_done()\n"
+            "    hass.services.async_register('gestor_test_statistics', 'compile_range', compile_range)\n"
+            "    async def set_now(call):\n"
+            "        FAKE['ts'] = float(call.data['ts'])\n"
+            "        ha_core.time, ha_core.dt_util = _Time(), _Dt()\n"
+            "    hass.services.async_register('gestor_test_statistics', 'set_now', set_now)\n"
             "    return True\n")
         self.log = config_dir / "home-assistant.log"
         self.out = open(config_dir / "stdout.txt", "w")
@@ -272,7 +304,9 @@ def _value(state: dict, path: str):
 NUMBERS = {"sensor.{}period_balance": "balance_wh", "sensor.{}period_projection": "projected_wh",
            "sensor.{}last_period_balance": "last_period_wh", "sensor.{}grid_import": "totals.import_wh",
            "sensor.{}grid_export": "totals.export_wh", "sensor.{}production_energy": "totals.production_wh",
-           "sensor.{}consumption_energy": "totals.consumption_wh", "sensor.{}saved_today": "eur_saved_today",
+           "sensor.{}consumption_energy": "totals.consumption_wh",
+           "sensor.{}consumption_power": "consumption_w",   # the house's, without the battery
+           "sensor.{}saved_today": "eur_saved_today",
            "sensor.{}import_price": "import_eur_per_kwh", "sensor.{}surplus_price": "surplus_eur_per_kwh",
            "sensor.{}period_time_left": "remaining_s", "sensor.{}meter_age": "reading_age_s",
            "sensor.{}water_heater_energy": "loads.water_heater.energy_wh",
@@ -296,8 +330,7 @@ def _same(ha: dict[str, dict], st: dict, reading: dict) -> list[str]:
                 bad.append(f"{eid}: {got} != {want}")
         except (TypeError, ValueError):
             bad.append(f"{eid}: {got} != {want}")
-    for eid, want in ((f"sensor.{n}net_power", reading["net_w"]), (f"sensor.{n}production_power", reading["production_w"]),
-                      (f"sensor.{n}consumption_power", reading["consumption_w"])):
+    for eid, want in ((f"sensor.{n}net_power", reading["net_w"]), (f"sensor.{n}production_power", reading["production_w"])):
         got = ha.get(eid, {}).get("state")
         if got is None or got in ("unknown", "unavailable") or abs(float(got) - want) > 1e-3:
             bad.append(f"{eid}: {got} != {want}")
@@ -349,7 +382,7 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
         for obj in ("period_balance", "period_projection", "last_period_balance"):
             assert a[f"sensor.{n}{obj}"]["device_class"] == "energy" and "state_class" not in a[f"sensor.{n}{obj}"]
         assert a[f"sensor.{n}net_power"]["friendly_name"] == "gestor test Net power (export +)"
-        assert a[f"binary_sensor.{n}water_heater_on"]["friendly_name"] == "gestor test Water heater"
+        assert a[f"binary_sensor.{n}water_heater_on"]["friendly_name"] == "gestor test Termo eléctrico"  # display_name
         assert a[f"sensor.{n}saved_today"]["unit_of_measurement"] == "EUR"
         assert states[f"sensor.{n}tariff_period"]["state"] in ("P1", "P2", "P3")
         # the battery (a device with a power setpoint): its setpoint, state of charge and energy in/out
@@ -377,9 +410,27 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
         assert mgr.loads[0].on is False and mgr.loads[1].on is True
         ha.wait(lambda h: h[f"select.{n}water_heater_mode"]["state"] == "off"
                 and h[f"binary_sensor.{n}water_heater_on"]["state"] == "off", 30, "the load off")
-        # the button: the emergency stop, gestor's latch set and every load off
+        # the battery's controls through Home Assistant's services (issue 32 item 11)
+        ha.post("/api/services/select/select_option", {"entity_id": f"select.{n}battery_mode", "option": "discharge_only"})
+        ha.post("/api/services/number/set_value", {"entity_id": f"number.{n}battery_min_soc", "value": 30})
+        ha.post("/api/services/number/set_value", {"entity_id": f"number.{n}battery_target", "value": 200})
+        _until(lambda: read_controls(s.paths.state_dir).get("battery") == DeviceControl("discharge_only", 30.0, 200.0),
+               "the battery's controls from HA")
+        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(minutes=1))
+        bat = mgr.setpoints.devices[0]
+        assert bat.setpoint_w == 0.0 and "mode discharge_only, min SoC 30 %" in bat.reason   # sunny: it would charge
+        ha.wait(lambda h: h[f"select.{n}battery_mode"]["state"] == "discharge_only"
+                and float(h[f"number.{n}battery_min_soc"]["state"]) == 30
+                and float(h[f"number.{n}battery_target"]["state"]) == 200, 30, "the battery's controls")
+        ha.post("/api/services/select/select_option", {"entity_id": f"select.{n}battery_mode", "option": "charge_only"})
+        _until(lambda: read_controls(s.paths.state_dir)["battery"].mode == "charge_only", "charge only from HA")
+        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(minutes=1))
+        assert bat.setpoint_w > 0
+        # the button: the emergency stop, gestor's latch set and every load off, the battery idle
+        # whatever its mode
         ha.post("/api/services/button/press", {"entity_id": f"button.{n}stop"})
-        _until(lambda: is_latched(s.paths.state_dir) and not any(ld.on for ld in mgr.loads), "the stop from HA")
+        _until(lambda: is_latched(s.paths.state_dir) and not any(ld.on for ld in mgr.loads) and bat.idle,
+               "the stop from HA")
         run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(seconds=30))
         ha.wait(lambda h: h[f"binary_sensor.{n}stop_latch"]["state"] == "on"
                 and h[f"binary_sensor.{n}pool_pump_on"]["state"] == "off", 30, "the latch on")
@@ -442,6 +493,115 @@ def test_home_assistant_sees_gestor_right(tmp_path, venv):
     finally:
         for m in mgrs:
             m.stop()
+        mon.close()
+        ha.close()
+        broker.stop()
+
+
+def test_home_assistants_hourly_statistics_book_each_hour_in_its_hour(tmp_path, venv):
+    """Issue 32 item 9, through Home Assistant's recorder: its hourly statistics of grid_import and
+    grid_export (``recorder/statistics_during_period``, the Energy dashboard's hours) equal, hour
+    by hour, gestor's settled steps of each period, and gestor's period books within what a
+    period's last 20 s can add (carried into the next hour's step), across a price change from
+    P2 to P1 (a Monday, 09:00 -> 10:00 in Madrid). Home Assistant stamps each state with gestor's
+    simulated time (the test's own integration, set_now) before each managing cycle."""
+    from datetime import datetime, timezone
+
+    from tests.conftest import write_csv
+    from tests.integration.test_safety import HEADER
+    from gestor.tariff.calendar import period_2_0td
+    t0 = datetime(2022, 6, 13, 7, 0, tzinfo=timezone.utc)     # Monday 09:00 in Madrid: P2, then P1 at 10:00
+    rows = []
+    for i in range(6 * (3 * 60 + 2)):   # 09-10 h night (import), 10-12 h sunny (export)
+        t = t0 + timedelta(seconds=10 * i)
+        prod = 0 if i < 6 * 60 else 4000
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500,{prod},0,0,{prod - 500}")
+    csv = write_csv(tmp_path / "monday.csv", HEADER, rows)
+    bdir = tmp_path / "broker"
+    bdir.mkdir()
+    broker = Broker(bdir).start()
+    ha = HomeAssistant(venv, tmp_path / "ha")
+    mqtt = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "gestor", "password": PASSWORD,
+            "publish_s": 10}
+    s = make_settings(tmp_path, meter={"path": str(csv)}, mqtt=mqtt)
+    clock = SimClock(t0)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    n = f"gestor_{SITE}_"
+    ids = {"import_wh": f"sensor.{n}grid_import", "export_wh": f"sensor.{n}grid_export"}
+    try:
+        ha.wait_up()
+        ha.onboard()
+        ha.add_mqtt(broker.port)
+        ha.post("/api/services/gestor_test_statistics/set_now", {"ts": clock.now().timestamp()})
+        # the Energy dashboard prices the grid counters with gestor's price sensors: its cost
+        # sensor prices each step at the price Home Assistant has when the step arrives
+        flow = {"entity_energy_price": None, "number_energy_price": None}
+        ha.ws_call("energy/save_prefs", energy_sources=[{
+            "type": "grid", "cost_adjustment_day": 0,
+            "flow_from": [{**flow, "stat_energy_from": ids["import_wh"], "stat_cost": None,
+                           "entity_energy_price": f"sensor.{n}import_price"}],
+            "flow_to": [{**flow, "stat_energy_to": ids["export_wh"], "stat_compensation": None,
+                         "entity_energy_price": f"sensor.{n}surplus_price"}]}])
+        mon.start_mqtt()
+        mgr.start()
+        _until(lambda: mgr.mqtt.link.connected and mon.mqtt.connected and mgr.mqtt.ready, "gestor connected")
+        steps: dict[str, dict[datetime, float]] = {k: {} for k in ids}
+        tariff: dict[datetime, str] = {}
+        before = dict(mgr.books.totals)
+        first, slot = True, t0 + timedelta(minutes=5)
+
+        def has_totals(h: dict) -> bool:
+            return all(h.get(eid, {}).get("state") not in (None, "unknown", "unavailable")
+                       and abs(float(h[eid]["state"]) - mgr.books.totals[k]) < 1e-3 for k, eid in ids.items())
+        while clock.now() < t0 + timedelta(hours=3, minutes=1):
+            at = clock.now() + timedelta(seconds=10)      # the next managing cycle
+            ha.post("/api/services/gestor_test_statistics/set_now", {"ts": at.timestamp()})
+            run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], at)
+            totals = mgr.books.totals
+            hour = at.replace(minute=0, second=0, microsecond=0)
+            tariff[hour] = period_2_0td(hour, s.tz)
+            if first or totals != before:   # wait until Home Assistant has it, at this time
+                for k, eid in ids.items():
+                    if totals[k] != before[k]:
+                        steps[k][hour] = steps[k].get(hour, 0.0) + totals[k] - before[k]
+                ha.wait(has_totals, 30, "the counters' step")
+                before, first = dict(totals), False
+            if at >= slot:   # the recorder compiles each 5 minutes once they are over, as it does live
+                ha.wait(has_totals, 30, "the counters")
+                ha.post("/api/services/gestor_test_statistics/compile_range",
+                        {"start": (slot - timedelta(minutes=5)).isoformat(), "end": slot.isoformat()})
+                slot += timedelta(minutes=5)
+        hours = [t0 + timedelta(hours=h) for h in range(3)]
+        assert [tariff[h] for h in hours] == ["P2", "P1", "P1"]
+        stats = ha.ws_call("recorder/statistics_during_period", start_time=t0.isoformat(),
+                           end_time=(t0 + timedelta(hours=4)).isoformat(), statistic_ids=list(ids.values()),
+                           period="hour", types=["change", "sum"])
+        books = {p.start: p for p in mgr.books.closed}
+        assert sorted(books) == hours
+        carry_wh = (4000 + sum(ld.power_w for ld in s.loads)) * 20 / 3600
+        for k, eid in ids.items():
+            ha_hours = {datetime.fromtimestamp(r["start"] / 1000, timezone.utc): r["change"] or 0.0
+                        for r in stats.get(eid, [])}
+            for h in hours:
+                book = books[h].import_wh if k == "import_wh" else books[h].export_wh
+                got = ha_hours.get(h, 0.0)
+                assert got == pytest.approx(steps[k].get(h, 0.0), abs=1e-2), (k, h, ha_hours, steps[k])
+                assert abs(got - book) <= carry_wh, (k, h, got, book)
+            assert sum(ha_hours.values()) > 400, (k, ha_hours)   # each counter moved
+        # hour by hour: 09-10 h (P2) imports what the house used, 10-11 h (P1) exports
+        assert books[hours[0]].import_wh > 400 and books[hours[1]].export_wh > 1000
+        # and Home Assistant's cost of the import is the P2 hour's import at P2's price (it was
+        # priced at P1's, the next hour's, when the counter stepped after the hour)
+        p2_eur = s.tariff.import_p2_eur_per_kwh
+        cost = ha.wait(lambda h: h.get(f"sensor.{n}grid_import_cost", {}).get("state") not in (None, "unknown"),
+                       30, "the import's cost sensor")[f"sensor.{n}grid_import_cost"]
+        assert float(cost["state"]) == pytest.approx(steps["import_wh"][hours[0]] / 1000 * p2_eur, abs=1e-4), cost
+        print("\nHome Assistant's hours vs gestor's books (Wh): " + json.dumps(
+            {k: {h.isoformat(): [round(steps[k].get(h, 0.0), 3),
+                                 round(books[h].import_wh if k == "import_wh" else books[h].export_wh, 3)]
+                 for h in hours} for k in ids}))
+    finally:
+        mgr.stop()
         mon.close()
         ha.close()
         broker.stop()

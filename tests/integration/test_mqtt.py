@@ -30,7 +30,7 @@ PASSWORD = "s3cret-gestor"
 # prefix too (its birth message on homeassistant/status, its clean-up when a device is deleted)
 ACL = ("user gestor\ntopic readwrite gestor/#\ntopic readwrite homeassistant/#\n\n"
        "user ha\ntopic read gestor/#\ntopic write gestor/+/load/+/mode/set\n"
-       "topic write gestor/+/stop/set\ntopic readwrite homeassistant/#\n")
+       "topic write gestor/+/stop/set\ntopic write gestor/+/setpoint/+/+/set\ntopic readwrite homeassistant/#\n")
 HA_PASSWORD = "s3cret-ha"
 
 
@@ -118,8 +118,8 @@ class HA:
         self.c.disconnect()
 
 
-def daemons(tmp_path, broker, csv, **mqtt):
-    s = make_settings(tmp_path, meter={"path": str(csv)},
+def daemons(tmp_path, broker, csv, setpoints=None, **mqtt):
+    s = make_settings(tmp_path, meter={"path": str(csv)}, setpoints=setpoints or [],
                       mqtt={"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": "gestor",
                             "password": PASSWORD, "publish_s": 10, **mqtt})
     clock = SimClock(T0)
@@ -128,6 +128,13 @@ def daemons(tmp_path, broker, csv, **mqtt):
     mgr.start()
     assert wait_for(lambda: mgr.mqtt.link.connected and mon.mqtt.connected), "gestor did not connect"
     return s, clock, mon, mgr
+
+
+def without_pool_pump(tmp_path, s, csv, broker):
+    """The settings ``s`` with pool_pump removed (on the same broker and meter)."""
+    loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
+    return make_settings(tmp_path, meter={"path": str(csv)}, loads=loads,
+                         mqtt={"enabled": True, "port": broker.port, "username": "gestor", "password": PASSWORD})
 
 
 def wait_for(pred, timeout_s: float = 10.0) -> bool:
@@ -149,7 +156,7 @@ def test_discovery_and_state_equal_managings_own(tmp_path, broker):
         cfgs = {t: json.loads(p) for t, p in ha.msgs.items() if t.startswith("homeassistant/") and p}
         want = {"net_power": ("power", "measurement", "W", "monitoring"),
                 "production_power": ("power", "measurement", "W", "monitoring"),
-                "consumption_power": ("power", "measurement", "W", "monitoring"),
+                "consumption_power": ("power", "measurement", "W", "managing"),   # the house's, without devices
                 "period_balance": ("energy", None, "Wh", "managing"),       # restarts each period: no sums
                 "period_projection": ("energy", None, "Wh", "managing"),
                 "last_period_balance": ("energy", None, "Wh", "managing"),
@@ -171,8 +178,8 @@ def test_discovery_and_state_equal_managings_own(tmp_path, broker):
         assert cfgs[node.format("sensor", "tariff_period")]["value_template"] == "{{ value_json.tariff_period }}"
         for obj in ("meter_age", "period_time_left", "water_heater_reason", "pool_pump_switches_today"):
             assert cfgs[node.format("sensor", obj)]["entity_category"] == "diagnostic", obj
-        assert cfgs[node.format("binary_sensor", "water_heater_on")]["name"] == "Water heater"
-        assert cfgs[node.format("select", "pool_pump_mode")]["name"] == "Pool pump mode"
+        assert cfgs[node.format("binary_sensor", "water_heater_on")]["name"] == "Termo eléctrico"   # its display_name
+        assert cfgs[node.format("select", "pool_pump_mode")]["name"] == "Depuradora mode"
         for ld in ("water_heater", "pool_pump"):
             assert cfgs[node.format("binary_sensor", f"{ld}_on")]["device_class"] == "power"
             sel = cfgs[node.format("select", f"{ld}_mode")]
@@ -189,9 +196,13 @@ def test_discovery_and_state_equal_managings_own(tmp_path, broker):
         assert st["last_period_wh"] == pytest.approx(mgr.books.closed[-1].balance_wh, abs=1e-3)
         p = mgr.books.closed[-1]     # one closed period, all surplus: the counters are that period's
         assert len(mgr.books.closed) == 1 and p.balance_wh > 0 and st["totals"]["import_wh"] == 0
-        assert st["totals"]["export_wh"] == pytest.approx(p.balance_wh, abs=1e-3)
-        assert st["totals"]["production_wh"] == pytest.approx(p.production_wh, abs=1e-3)
-        assert st["totals"]["consumption_wh"] == pytest.approx(p.consumption_wh, abs=1e-3)
+        # stepped 20 s before the period's end (issue 32 item 9): its last 20 s come with the next step
+        last_h = 20 / 3600
+        loads_w = sum(ld.state.cfg.power_w for ld in mgr.loads)
+        for key, w in (("export_wh", 3500), ("production_wh", 4000), ("consumption_wh", 500 + loads_w)):
+            book = getattr(p, "balance_wh" if key == "export_wh" else key)
+            assert 0 < book - st["totals"][key] <= w * last_h + 1e-3, key
+        assert st["consumption_w"] == mgr.balance.last.consumption_w   # no setpoint device: the meter's
         assert st["tariff_period"] in ("P1", "P2", "P3") and st["import_eur_per_kwh"] > st["surplus_eur_per_kwh"] > 0
         assert st["eur_saved_today"] == pytest.approx(mgr.books.eur_saved_today, abs=1e-4)
         for ld in mgr.loads:
@@ -289,10 +300,7 @@ def test_a_removed_load_loses_its_entities(tmp_path, broker):
     assert ha.wait(lambda m: m.get(topic))
     mgr.stop()
     mon.close()
-    loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
-    s2 = make_settings(tmp_path, meter={"path": str(csv)}, loads=loads,
-                       mqtt={"enabled": True, "port": broker.port, "username": "gestor", "password": PASSWORD})
-    mgr2 = managing.Managing(s2, SimClock(T0), NullStore())
+    mgr2 = managing.Managing(without_pool_pump(tmp_path, s, csv, broker), SimClock(T0), NullStore())
     mgr2.start()
     try:
         assert ha.wait(lambda m: m.get(topic) == "")        # emptied: Home Assistant removes the entity
@@ -392,3 +400,186 @@ def test_a_restart_changes_nothing_a_user_sees_and_ha_online_brings_discovery_ba
         mgr.stop()
         mon.close()
         ha.close()
+
+
+def test_the_settled_counters_step_inside_the_period_they_belong_to(tmp_path, broker):
+    """Issue 32 item 9: Home Assistant books a counter's step in the hour it receives it, so
+    grid_import/grid_export must step inside their own period: at its last cycle at least 10 s
+    before its end, with the balance as it stands; the last seconds' remainder goes with the next
+    period's step. Recorded off the broker: per hour (of the state's time), the counters' steps
+    equal gestor's period books within what the last 20 s can add, and never step after the hour."""
+    from datetime import datetime
+    rows = []
+    for i in range(6 * 60 * 3 + 6):   # 10-11 h sunny (export), 11-12 h night (import), 12-13 h sunny
+        t = T0 + timedelta(seconds=10 * i)
+        prod = 0 if 60 <= (10 * i) // 60 < 120 else 4000
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500,{prod},0,0,{prod - 500}")
+    csv = write_csv(tmp_path / "day.csv", HEADER, rows)
+    rec = Recorder(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    try:
+        run(clock, mon, mgr, 181)
+        assert wait_for(lambda: any(t.endswith("/state") and datetime.fromisoformat(p["at"]) >= T0 + timedelta(minutes=180)
+                                    for t, p in list(rec.got)))
+        states = [(datetime.fromisoformat(p["at"]), p["totals"]) for t, p in list(rec.got) if t.endswith("/state")]
+        books = {p.start: p for p in mgr.books.closed}
+        assert len(books) == 3
+        max_w = 4000 + sum(ld.state.cfg.power_w for ld in mgr.loads)
+        carry_wh = max_w * 20 / 3600           # the most a period's last 20 s can change
+        for key, sign in (("export_wh", 1), ("import_wh", -1)):
+            prev, per_hour = 0.0, {}
+            for at, totals in states:
+                assert totals[key] >= prev, (key, at)          # only increasing
+                if totals[key] > prev:
+                    start = at.replace(minute=0, second=0, microsecond=0)
+                    # inside its hour, at least 10 s before the end (never in the next hour's first minute)
+                    assert at <= start + timedelta(minutes=59, seconds=50), (key, at)
+                    per_hour[start] = per_hour.get(start, 0.0) + totals[key] - prev
+                prev = totals[key]
+            for start, p in books.items():
+                book = max(sign * p.balance_wh, 0.0)
+                assert abs(per_hour.get(start, 0.0) - book) <= carry_wh, (key, start, per_hour, book)
+            assert per_hour, key
+    finally:
+        mgr.stop()
+        mon.close()
+        rec.close()
+
+
+BATTERY = [{"name": "battery", "reserve_wh_per_h": 0,
+            "device": {"driver": "simulated", "kind": "battery", "capacity_wh": 10000, "soc_pct": 30,
+                       "max_charge_w": 2000, "max_discharge_w": 2000, "min_soc_pct": 10, "efficiency": 0.81}}]
+
+
+def _battery_wh(s) -> float:
+    """The simulated battery's stored energy, Wh, from its own state file (the device's books)."""
+    from drivers.setpoints.simulated import SIM_DIR
+    return json.loads((s.paths.run_dir / SIM_DIR / "battery.json").read_text())["energy_wh"]
+
+
+def test_consumption_is_the_house_and_a_battery_counts_what_it_read_back_across_restarts(tmp_path, broker):
+    """Issue 32 item 10: the consumption counter and power exclude the battery (the meter sees it
+    charging as consumption); the battery's energy in comes from the power it reads back (as its
+    own stored energy, through its efficiency), and a managing restart does not reset it."""
+    csv = sunny_csv(tmp_path / "sun.csv", 80)
+    rec = Recorder(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv, setpoints=BATTERY)
+    try:
+        stored0 = 0.30 * 10000                       # its state of charge at start
+        run(clock, mon, mgr, 62)
+        (p,) = mgr.books.closed
+        house_wh = 500 * p.covered_s / 3600 + sum(mgr.books.loads_wh.values())   # 500 W + the loads
+        assert mgr.setpoints.devices[0].setpoint_w > 1000                          # it charges
+        assert mgr.books.closed[-1] is p and mgr.mqtt.state["totals"]["consumption_wh"] == pytest.approx(house_wh, abs=15)
+        assert p.consumption_wh - house_wh > 1000      # the meter's consumption has the battery in it
+        st = mgr.mqtt.state
+        on_w = sum(ld.state.cfg.power_w for ld in mgr.loads if ld.on)
+        assert st["consumption_w"] == pytest.approx(500 + on_w, abs=60)   # the house (law's deadband 50 W)
+        states = [pl for t, pl in list(rec.got) if t.endswith("/state") and pl.get("consumption_w") is not None]
+        assert states and min(pl["consumption_w"] for pl in states) >= 450
+        taken = st["setpoints"]["battery"]["taken_wh"]
+        # the battery's own books: what it stored is what it took through its efficiency (sqrt(0.81))
+        assert taken * 0.9 == pytest.approx(_battery_wh(s) - stored0, abs=2000 * 20 / 3600)
+        assert st["setpoints"]["battery"]["supplied_wh"] == 0.0
+        mgr.stop()
+        mgr = managing.Managing(s, clock, NullStore())
+        mgr.start()
+        assert wait_for(lambda: mgr.mqtt.link.connected and mgr.mqtt.ready)
+        run(clock, mon, mgr, 0.5)
+        assert mgr.mqtt.state["setpoints"]["battery"]["taken_wh"] >= taken   # not reset by the restart
+        assert json.loads((s.paths.state_dir / "device-energy.json").read_text())["devices"]["battery"]["in_wh"] >= taken
+    finally:
+        mgr.stop()
+        mon.close()
+        rec.close()
+
+
+def test_home_assistant_steers_a_battery_and_the_latch_wins(tmp_path, broker, caplog):
+    """Issue 32 item 11: a battery's mode (auto, idle, charge only, discharge only), minimum
+    state of charge and period target from Home Assistant: validated like the loads' modes,
+    persisted, obeyed by the law; under the latch the battery stays idle whatever its mode."""
+    caplog.set_level(logging.INFO, "gestor")
+    csv = sunny_csv(tmp_path / "sun.csv", 20)
+    ha = HA(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv, setpoints=BATTERY)
+    bat = mgr.setpoints.devices[0]
+    try:
+        node = "homeassistant/{}/gestor_test/{}/config"
+        assert ha.wait(lambda m: m.get(node.format("number", "battery_min_soc")))
+        sel = json.loads(ha.get(node.format("select", "battery_mode")))
+        assert sel["options"] == ["auto", "idle", "charge_only", "discharge_only"]
+        assert sel["command_topic"] == "gestor/test/setpoint/battery/mode/set"
+        target = json.loads(ha.get(node.format("number", "battery_target")))
+        assert (target["min"], target["max"], target["unit_of_measurement"]) == (-10000, 10000, "Wh")
+        run(clock, mon, mgr, 2)
+        assert bat.setpoint_w > 0                       # sunny: auto charges
+        for topic, payload in (("battery/mode/set", "turbo"), ("battery/min_soc/set", "150"),
+                               ("battery/target/set", "nan"), ("nope/mode/set", "idle"),
+                               ("battery/colour/set", "red")):
+            ha.send(f"gestor/test/setpoint/{topic}", payload)
+        ha.send("gestor/test/setpoint/battery/mode/set", "discharge_only")
+        assert wait_for(lambda: "device control from MQTT: battery mode = discharge_only" in caplog.text)
+        for said in ("device battery: mode 'turbo' must be one of auto, idle, charge_only, discharge_only",
+                     "device battery: min_soc '150' must be a number from 0 to 100",
+                     "device battery: target 'nan' must be a number from -10000 to 10000",
+                     "no device named 'nope'", "device battery: no control 'colour'"):
+            assert said in caplog.text, said
+        run(clock, mon, mgr, 1)
+        assert bat.setpoint_w == 0.0 and "mode discharge_only" in bat.reason   # never takes
+        assert ha.wait(lambda m: json.loads(m["gestor/test/state"])["setpoints"]["battery"]["mode"] == "discharge_only")
+        ha.send("gestor/test/setpoint/battery/mode/set", "idle")
+        assert wait_for(lambda: "battery mode = idle" in caplog.text)
+        run(clock, mon, mgr, 0.5)
+        assert bat.idle and bat.setpoint_w == 0.0 and bat.reason.startswith("mode idle")
+        ha.send("gestor/test/setpoint/battery/target/set", "1500")   # keep 1.5 kWh exported each period
+        ha.send("gestor/test/setpoint/battery/min_soc/set", "25")
+        ha.send("gestor/test/setpoint/battery/mode/set", "charge_only")
+        assert wait_for(lambda: "battery mode = charge_only" in caplog.text)
+        run(clock, mon, mgr, 1)
+        assert bat.setpoint_w > 0 and "target +1500" in bat.reason and "min SoC 25 %" in bat.reason
+        # persisted: a managing restart keeps the controls
+        mgr.stop()
+        mgr = managing.Managing(s, clock, NullStore())
+        bat = mgr.setpoints.devices[0]
+        mgr.start()
+        assert wait_for(lambda: mgr.mqtt.link.connected and mgr.mqtt.ready)
+        run(clock, mon, mgr, 0.5)
+        st = mgr.mqtt.state["setpoints"]["battery"]
+        assert (st["mode"], st["min_soc_pct"], st["target_wh"]) == ("charge_only", 25.0, 1500.0)
+        assert bat.setpoint_w > 0
+        # the latch wins: idle whatever the mode, and a mode sent under it changes nothing
+        ha.send("gestor/test/stop/set", "STOP")
+        assert wait_for(lambda: is_latched(s.paths.state_dir) and bat.idle)
+        ha.send("gestor/test/setpoint/battery/mode/set", "auto")
+        assert wait_for(lambda: "battery mode = auto" in caplog.text)
+        run(clock, mon, mgr, 1)
+        assert bat.idle and bat.setpoint_w == 0.0 and "stop" in bat.reason and mgr.mqtt.state["latched"]
+    finally:
+        mgr.stop()
+        mon.close()
+        ha.close()
+
+
+def test_a_load_removed_and_added_again_the_same_day_keeps_its_switches_today(tmp_path, broker):
+    """Issue 32 item 12: today's switch count of a load survives its removal and return."""
+    csv = sunny_csv(tmp_path / "sun.csv", 20)
+    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    try:
+        run(clock, mon, mgr, 10)
+        mgr.stop()
+        before = dict(mgr.books.switches_today)
+        assert before["pool_pump"] > 0
+        mgr = managing.Managing(without_pool_pump(tmp_path, s, csv, broker), clock, NullStore())
+        mgr.start()
+        run(clock, mon, mgr, 1)
+        assert "pool_pump" not in mgr.mqtt.state["loads"]
+        mgr.stop()
+        mgr = managing.Managing(s, clock, NullStore())     # pool_pump is back, the same day
+        assert mgr.books.switches_today["pool_pump"] == before["pool_pump"]
+        mgr.start()
+        assert wait_for(lambda: mgr.mqtt.link.connected and mgr.mqtt.ready)
+        run(clock, mon, mgr, 0.5)
+        assert mgr.mqtt.state["loads"]["pool_pump"]["switches_today"] >= before["pool_pump"]
+    finally:
+        mgr.stop()
+        mon.close()

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from gestor.settings import Settings
 
 log = logging.getLogger("gestor.managing")
+# s before a settlement period's end by which its settled counters have stepped (issue 32 item 9):
+# Home Assistant books a counter's step in the hour it receives it, so the step must come inside
+# the period it belongs to, with a margin for the publish and the broker
+SETTLE_LEAD_S = 10.0
 PricesOf = Callable[[float, float], "tuple[float, float, str]"]
 
 
@@ -45,6 +49,10 @@ class Books:
         # Wh over the closed periods, only increasing (MQTT's Energy-dashboard counters; persisted)
         self.totals: dict[str, float | None] = {"import_wh": 0.0, "export_wh": 0.0,
                                                 "production_wh": None, "consumption_wh": None}
+        # the same counters over the closed periods exactly as they closed (totals step ahead of
+        # them at each period's last cycle: :meth:`settle`)
+        self.booked: dict[str, float | None] = dict(self.totals)
+        self.settled_start: datetime | None = None  # the period whose counters have stepped
         self.loads_wh: dict[str, float] = {ld.name: 0.0 for ld in settings.loads}
         self.last_period_end: datetime | None = None
         self.switches_today: dict[str, int] = {ld.name: 0 for ld in settings.loads}
@@ -58,8 +66,8 @@ class Books:
         """Count a confirmed switch of ``name`` in today's (local) switches; None: only roll the day."""
         local = now.astimezone(self.s.tz).date()
         if local != self._today:
-            self._today = local
-            self.switches_today = dict.fromkeys(self.switches_today, 0)
+            self._today = local   # a new day: the configured loads from 0 (a removed load's count goes)
+            self.switches_today = {ld.name: 0 for ld in self.s.loads}
         if name is not None:
             self.switches_today[name] = self.switches_today.get(name, 0) + 1
 
@@ -75,17 +83,49 @@ class Books:
         for kind, v in (("production", reading.production_w), ("consumption", reading.consumption_w)):
             if v is not None and self.totals.get(f"{kind}_wh") is None:
                 self.totals[f"{kind}_wh"] = 0.0
+            if v is not None and self.booked.get(f"{kind}_wh") is None:
+                self.booked[f"{kind}_wh"] = 0.0
 
     def meter_has(self) -> tuple[str, ...]:
         """What the meter gives beside net power, as far as seen (the counters are kept then)."""
         return tuple(k for k in ("production", "consumption") if self.totals.get(f"{k}_wh") is not None)
 
-    def close(self, p: PeriodSummary, devices: tuple[float, float] = (0.0, 0.0)) -> None:
+    @staticmethod
+    def settled_wh(p: PeriodSummary, devices_wh: float = 0.0) -> dict[str, float | None]:
+        """The Energy dashboard's counters' part of period ``p`` (running or closed), Wh: its net,
+        settled import and export (what the bill counts), its production, and its consumption
+        without the setpoint devices (``devices_wh``: their net Wh in it, + taken, from the power
+        they read back; a battery is not the house's consumption). None: the meter does not give it."""
+        return {"import_wh": max(-p.balance_wh, 0.0), "export_wh": max(p.balance_wh, 0.0),
+                "production_wh": None if p.production_wh is None else max(p.production_wh, 0.0),
+                "consumption_wh": None if p.consumption_wh is None else max(p.consumption_wh - devices_wh, 0.0)}
+
+    def settle(self, cur: PeriodSummary, remaining_s: float, interval_s: float, devices_wh: float = 0.0) -> bool:
+        """Step the settled counters (:attr:`totals`) for the running period ``cur`` at its last
+        cycle at least SETTLE_LEAD_S before its end (``remaining_s`` s left, a cycle every
+        ``interval_s`` s: the first cycle with ``remaining_s <= SETTLE_LEAD_S + interval_s``),
+        with its balance as it stands: each counter becomes max(itself, the closed periods' books
+        + this period so far). What the period's last seconds add (or take back) is carried into
+        the next period's step; the counters never go back. So Home Assistant, which books a step
+        in the hour it receives it, puts each period's energy in that period and prices it at
+        that period's price (issue 32 item 9). Returns True when it stepped."""
+        if cur.start == self.settled_start or remaining_s > SETTLE_LEAD_S + interval_s:
+            return False
+        self.settled_start = cur.start
+        for k, v in self.settled_wh(cur, devices_wh).items():
+            if v is not None:
+                self.totals[k] = max(self.totals[k] or 0.0, (self.booked.get(k) or 0.0) + v)
+        return True
+
+    def close(self, p: PeriodSummary, devices: tuple[float, float] = (0.0, 0.0), devices_read_wh: float = 0.0) -> None:
         """Book the closed period ``p`` (each load's on-time and switches in it are taken from its
         state), store its ``period`` point and log it. ``devices``: the setpoint devices' net Wh
         in it (+ taken) and the Wh taken by those that are not batteries
         (:meth:`gestor.runtime.setpoints.Setpoints.period_energy`), for what it would have cost
-        without gestor."""
+        without gestor; ``devices_read_wh``: their net Wh from the power they read back (taken
+        out of the consumption counter). The settled counters' books take the period as it
+        closed; the published :attr:`totals` stepped at its last cycle (:meth:`settle`) and take
+        the rest at the next period's step."""
         k = p.start.timestamp()
         per_load = {f"{ld.name}_wh": ld.cfg.power_w * ld.on_s.pop(k, 0.0) / 3600.0 for ld in self.loads}
         for ld in self.loads:
@@ -93,14 +133,10 @@ class Books:
         loads_wh = sum(per_load.values())
         self.closed.append(p)
         self.last_period_wh, self.last_period_end = p.balance_wh, p.end
-        # the Energy dashboard's counters: the net, settled import and export (what the bill
-        # counts), production, consumption and each load's energy; only ever increasing
-        t = self.totals
-        t["import_wh"] = (t["import_wh"] or 0.0) + max(-p.balance_wh, 0.0)
-        t["export_wh"] = (t["export_wh"] or 0.0) + max(p.balance_wh, 0.0)
-        for kind, v in (("production_wh", p.production_wh), ("consumption_wh", p.consumption_wh)):
+        # the Energy dashboard's counters as the period closed (published at the next step)
+        for k, v in self.settled_wh(p, devices_read_wh).items():
             if v is not None:
-                t[kind] = (t[kind] or 0.0) + max(v, 0.0)
+                self.booked[k] = (self.booked.get(k) or 0.0) + v
         for ld in self.loads:
             self.loads_wh[ld.name] = self.loads_wh.get(ld.name, 0.0) + per_load[f"{ld.name}_wh"]
         money = self.money(p, loads_wh, *devices)
@@ -137,7 +173,9 @@ class Books:
 
     def to_state(self) -> dict:
         """The books as ``managing.json`` holds them (:class:`gestor.runtime.statefiles.ManagingFile`)."""
-        return {"totals": {k: v for k, v in self.totals.items() if v is not None}, "loads_wh": self.loads_wh,
+        return {"totals": {k: v for k, v in self.totals.items() if v is not None},
+                "booked": {k: v for k, v in self.booked.items() if v is not None},
+                "settled_start": _iso(self.settled_start), "loads_wh": self.loads_wh,
                 "switches_today": self.switches_today, "switches_day": _iso(self._today),
                 "last_period_wh": self.last_period_wh, "last_period_end": _iso(self.last_period_end),
                 "eur_saved_today": self.eur_saved_today, "money_day": _iso(self._money_day)}
@@ -145,19 +183,23 @@ class Books:
     def restore(self, f: ManagingFile, now: datetime, period_start: datetime) -> None:
         """What a user sees back as it was: the Energy counters, today's switches and savings, the
         last period's balance (while it is still the last one: ``period_start`` is the current
-        period's start). Loads and counters the settings no longer have are dropped."""
+        period's start). Counters the settings no longer have are dropped; today's switches of a
+        load no longer configured are kept for the day (re-added the same day, it goes on counting)."""
         for k, v in f.totals.items():
             if k in self.totals:
                 self.totals[k] = float(v)
+        # the closed periods' books (files of earlier versions: the published counters were them)
+        for k, v in (f.booked if f.booked else f.totals).items():
+            if k in self.booked:
+                self.booked[k] = float(v)
+        self.settled_start = f.settled_start
         for name, v in f.loads_wh.items():
             if name in self.loads_wh:
                 self.loads_wh[name] = float(v)
         today = now.astimezone(self.s.tz).date()
         if f.switches_day == today:
             self._today = today
-            for name, n in f.switches_today.items():
-                if name in self.switches_today:
-                    self.switches_today[name] = n
+            self.switches_today.update(f.switches_today)
         if f.money_day == today and f.eur_saved_today is not None:
             self._money_day, self.eur_saved_today = today, float(f.eur_saved_today)
         if f.last_period_wh is not None and f.last_period_end is not None \

@@ -16,12 +16,22 @@ Topics, under ``mqtt.topic_prefix`` (``P``, default ``gestor/<site>``), every st
                                     ``latched``, ``last_period_wh``, ``eur_saved_today``,
                                     ``tariff_period``, ``import_eur_per_kwh``,
                                     ``surplus_eur_per_kwh``, ``totals: {import_wh, export_wh,
-                                    production_wh, consumption_wh}`` (Wh over the closed
-                                    periods, only increasing), ``loads: {NAME: {on, mode,
-                                    reason, switches_today, energy_wh}}``
+                                    production_wh, consumption_wh}`` (Wh, settled: each
+                                    period's stepped at its last cycle >= 10 s before its
+                                    end, only increasing: :meth:`gestor.runtime.books.Books.settle`),
+                                    ``loads: {NAME: {on, mode,
+                                    reason, switches_today, energy_wh}}``,
+                                    ``consumption_w`` (the house's, W, without the devices),
+                                    ``setpoints: {NAME: {setpoint_w, power_w, soc_pct,
+                                    taken_wh, supplied_wh, reason, mode, min_soc_pct,
+                                    target_wh}}``
 ``P/reading``                       monitoring's JSON: ``at``, ``net_w``, ``production_w``,
                                     ``consumption_w`` (W, to 0.1)
 ``P/load/NAME/mode/set``            in: ``auto`` | ``on`` | ``off``, as ``gestor override``
+``P/setpoint/NAME/mode/set``        in: a device's mode: ``auto`` | ``idle`` (a battery also
+                                    ``charge_only`` | ``discharge_only``)
+``P/setpoint/NAME/min_soc/set``     in: a battery's minimum state of charge, % (0..100)
+``P/setpoint/NAME/target/set``      in: a device's period target, Wh (-10000..10000)
 ``P/stop/set``                      in: ``STOP``, as ``stop-loads`` (sets the latch; releasing it
                                     is only ``stop-loads --release`` on the Pi)
 ``P/managing/sync``                 managing to itself after each connection: its discovery
@@ -43,6 +53,8 @@ import logging
 import threading
 from typing import Any, Callable
 
+from gestor.runtime.devicecontrols import BATTERY_MODES, TARGET_LIMIT_WH
+from gestor.runtime.devicecontrols import MODES as DEVICE_MODES
 from gestor.settings import MqttSettings
 
 log = logging.getLogger("gestor.mqtt")
@@ -71,11 +83,14 @@ def _in_load(name: str, expr: str, missing: str = "None") -> str:
     return f"{{{{ ({expr.format(f'value_json.loads[{q}]')}) if {q} in value_json.loads else {missing} }}}}"
 
 
-def discovery(s: MqttSettings, site: str, loads: list[str], meter: tuple[str, ...] = (),
+def discovery(s: MqttSettings, site: str, loads: list[tuple[str, str | None]], meter: tuple[str, ...] = (),
               sw_version: str | None = None, configuration_url: str | None = None,
               expire_after_s: int | None = None,
               setpoints: list[tuple[str, bool]] = ()) -> dict[str, dict[str, Any]]:
     """Topic → config payload of every entity managing announces (HA MQTT discovery schema).
+
+    ``loads``: (name, display name or None) of each load; its entities are named by its display
+    name ("Termo eléctrico"), else by :func:`label` of its name.
 
     ``setpoints``: (name, is a battery) of each device with a power setpoint: its setpoint (W,
     house side), its energy taken and supplied (Wh, only increasing, for the Energy dashboard's
@@ -107,11 +122,14 @@ def discovery(s: MqttSettings, site: str, loads: list[str], meter: tuple[str, ..
     diag = "diagnostic"
     # the reading, as monitoring publishes it (its own availability)
     for obj, name, key, kind in (("net_power", "Net power (export +)", "net_w", None),
-                                 ("production_power", "Production power", "production_w", "production"),
-                                 ("consumption_power", "Consumption power", "consumption_w", "consumption")):
+                                 ("production_power", "Production power", "production_w", "production")):
         if kind is None or kind in meter:
             add("sensor", obj, name, monitoring, state_topic=reading, value_template=f"{{{{ value_json.{key} }}}}",
                 device_class="power", state_class="measurement", unit_of_measurement="W")
+    if "consumption" in meter:  # the house's: the meter's without the setpoint devices (managing's state)
+        add("sensor", "consumption_power", "Consumption power", state_topic=f"{p}/state",
+            value_template="{{ value_json.consumption_w if value_json.consumption_w is defined else None }}",
+            device_class="power", state_class="measurement", unit_of_measurement="W")
     # the settlement period now: values that restart each period and may be negative, so no
     # cumulative state class (Home Assistant keeps no long-term sums of them)
     for obj, name, key in (("period_balance", "Period balance", "balance_wh"),
@@ -144,8 +162,8 @@ def discovery(s: MqttSettings, site: str, loads: list[str], meter: tuple[str, ..
     add("binary_sensor", "stop_latch", "Stop latch", state_topic=state, device_class="problem",
         value_template="{{ 'ON' if value_json.latched else 'OFF' }}")
     add("button", "stop", "Emergency stop", command_topic=f"{p}/stop/set", payload_press="STOP", icon="mdi:stop-circle")
-    for name in loads:
-        obj, shown = "".join(c if c.isalnum() else "_" for c in name), label(name)
+    for name, display_name in loads:
+        obj, shown = "".join(c if c.isalnum() else "_" for c in name), display_name or label(name)
         add("binary_sensor", f"{obj}_on", shown, state_topic=state, device_class="power",
             value_template=_in_load(name, "'ON' if {}.on else 'OFF'"))
         add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=_in_load(name, "{}.reason", "''"),
@@ -175,7 +193,16 @@ def discovery(s: MqttSettings, site: str, loads: list[str], meter: tuple[str, ..
             unit_of_measurement="Wh")
         add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=tpl("{}.reason", "''"),
             icon="mdi:comment-question-outline", entity_category=diag)
+        # the household's controls (gestor.runtime.devicecontrols): the latch wins over them
+        add("select", f"{obj}_mode", f"{shown} mode", state_topic=state, value_template=tpl("{}.mode"),
+            command_topic=f"{p}/setpoint/{name}/mode/set", options=list(BATTERY_MODES if battery else DEVICE_MODES))
+        add("number", f"{obj}_target", f"{shown} period target", state_topic=state, value_template=tpl("{}.target_wh"),
+            command_topic=f"{p}/setpoint/{name}/target/set", min=-TARGET_LIMIT_WH, max=TARGET_LIMIT_WH, step=10,
+            mode="box", unit_of_measurement="Wh", icon="mdi:target")
         if battery:
+            add("number", f"{obj}_min_soc", f"{shown} minimum state of charge", state_topic=state,
+                value_template=tpl("{}.min_soc_pct"), command_topic=f"{p}/setpoint/{name}/min_soc/set", min=0, max=100,
+                step=1, mode="slider", unit_of_measurement="%", icon="mdi:battery-arrow-down")
             add("sensor", f"{obj}_soc", f"{shown} state of charge", state_topic=state,
                 value_template=tpl("{}.soc_pct"), device_class="battery", state_class="measurement",
                 unit_of_measurement="%")

@@ -4,8 +4,9 @@
 Home Assistant's discovery configs (retained) after every (re)connection and empties those of
 removed loads, publishes the state (retained JSON on ``P/state``: W, Wh, EUR, EUR/kWh, each load's
 state, reason, switches today, energy and mode) every ``mqtt.publish_s`` and at once when a load,
-the latch or an override changes, and takes the commands (a load's mode, written as an override;
-the emergency stop). Its failure mode: a broker away or refusing us is logged by the link, the
+the latch, an override or the settled counters change, and takes the commands (a load's mode,
+written as an override; a setpoint device's mode, minimum state of charge and target, written to
+``device-controls.json``: :mod:`gestor.runtime.devicecontrols`; the emergency stop). Its failure mode: a broker away or refusing us is logged by the link, the
 state is dropped meanwhile (the next one replaces it) and control goes on; a bad command is
 logged and ignored. Nothing here raises into the cycle.
 """
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from gestor.clock import Clock
     from gestor.core.control import Core
     from gestor.runtime.books import Books
+    from gestor.runtime.devicebooks import DeviceMeters
     from gestor.runtime.relays import LoadRuntime
     from gestor.runtime.setpoints import Setpoints
     from gestor.settings import Settings
@@ -42,10 +44,12 @@ class ManagingMqtt:
 
     def __init__(self, settings: Settings, clock: Clock, core: Core, loads: Sequence[LoadRuntime], books: Books,
                  prices_of: Callable[[float, float], tuple[float, float, str]],
-                 emergency_stop: Callable[[str, str], None], setpoints: Setpoints | None = None) -> None:
+                 emergency_stop: Callable[[str, str], None], setpoints: Setpoints | None = None,
+                 device_meters: DeviceMeters | None = None) -> None:
         from gestor.runtime.mqtt import Link, node_id, prefix
         self.s, self.clock, self.core, self.loads, self.books = settings, clock, core, loads, books
         self.prices_of, self.emergency_stop, self.setpoints = prices_of, emergency_stop, setpoints
+        self.device_meters = device_meters
         self._at: float | None = None    # monotonic s of the last state published
         self._key: tuple | None = None   # loads' states and the latch then: a change publishes at once
         self.state: dict | None = None
@@ -54,7 +58,7 @@ class ManagingMqtt:
         self._announced: dict[str, dict] = {}
         self._announced_meter: tuple[str, ...] = ()
         p = prefix(settings.mqtt, settings.site)
-        subs = [f"{p}/load/+/mode/set", f"{p}/stop/set"]
+        subs = [f"{p}/load/+/mode/set", f"{p}/stop/set", f"{p}/setpoint/+/+/set"]
         if settings.mqtt.discovery:  # our node's retained configs: to empty those of removed loads;
             # our sync token after them; Home Assistant's birth message
             subs += [f"{settings.mqtt.discovery_prefix}/+/{node_id(settings.site)}/+/config", f"{p}/managing/sync",
@@ -119,7 +123,8 @@ class ManagingMqtt:
         meter = self.books.meter_has()
         expire = int(3 * max(self.s.mqtt.publish_s, self.s.monitoring.interval_s)) + 30
         devices = [(d.name, is_battery(d.cfg)) for d in self.setpoints.devices] if self.setpoints else []
-        self._announced = discovery(self.s.mqtt, self.s.site, [ld.name for ld in self.loads], meter,
+        shown = {ld.name: ld.display_name for ld in self.s.loads}
+        self._announced = discovery(self.s.mqtt, self.s.site, [(ld.name, shown.get(ld.name)) for ld in self.loads], meter,
                                     __version__, self._configuration_url(), expire, devices)
         self._announced_meter = meter
         for topic, cfg in self._announced.items():
@@ -154,8 +159,11 @@ class ManagingMqtt:
                 return
             self.emergency_stop("MQTT", "emergency stop from MQTT")
             return
+        if topic.startswith(f"{p}/setpoint/"):
+            self._device_command(topic, payload)
+            return
         name = topic[len(p) + len("/load/"):-len("/mode/set")] if topic.startswith(f"{p}/load/") else ""
-        if name not in self.books.switches_today:
+        if name not in {ld.name for ld in self.loads}:
             log.warning("MQTT %s: no load named %r: ignored", topic, name)
             return
         if payload not in MODES:
@@ -170,16 +178,42 @@ class ManagingMqtt:
         log.info("override from MQTT: %s %s (from managing's next cycle; the latch and a stale meter still win)",
                  name, "auto" if ov is None else ov.describe(self.s.tz))
 
+    def _device_command(self, topic: str, payload: str) -> None:
+        """``P/setpoint/NAME/KEY/set`` (paho's thread): a device's mode, min SoC or target,
+        checked (:func:`gestor.runtime.devicecontrols.check_control`; a bad one is logged and
+        ignored) and written to ``device-controls.json``, obeyed from managing's next cycle."""
+        from gestor.runtime.devicecontrols import check_control, set_control
+        rest = topic[len(self.link.prefix) + len("/setpoint/"):-len("/set")].rsplit("/", 1)
+        devices = {d.name: is_battery(d.cfg) for d in self.setpoints.devices} if self.setpoints else {}
+        if len(rest) != 2 or rest[0] not in devices:
+            log.warning("MQTT %s: no device named %r: ignored (devices: %s)", topic, rest[0][:64],
+                        ", ".join(devices) or "none")
+            return
+        name, key = rest
+        try:
+            value = check_control(name, devices[name], key, payload)
+            ctl = set_control(self.s.paths.state_dir, name, key, value, self.clock.now(), by="mqtt")
+        except ValueError as e:
+            log.warning("MQTT %s: %s: ignored", topic, e)
+            return
+        except OSError as e:
+            log.error("MQTT: control %s of device %s not written: %s", key, name, e)
+            return
+        log.info("device control from MQTT: %s %s = %s (%s; from managing's next cycle; the latch and a stale "
+                 "meter still idle it)", name, key, value, ctl.describe())
+
     def publish(self, now: datetime, snap: Snapshot, latched: bool, reading_age_s: float | None,
-                overrides: Mapping[str, Override]) -> None:
+                overrides: Mapping[str, Override], devices_w: Mapping[str, float | None] | None = None) -> None:
         """The state, retained: every mqtt.publish_s (half a cycle early counts: with equal
         intervals a strict wait would skip every other cycle), at once when a load, the latch or an
         override changes. (Called after managing's published state, which rolls the books'
-        switches_today over at midnight.)"""
+        switches_today over at midnight.) ``devices_w``: each setpoint device's power as it read
+        back, W (+ taken; None unknown): taken out of the house's consumption."""
         self.books.meter_seen(self.core.balance.last)
         if self.s.mqtt.discovery and self.ready and self.books.meter_has() != self._announced_meter:
             self._announce()
-        key = (tuple(ld.on for ld in self.loads), latched, tuple(sorted(overrides)))
+        # a step of the settled counters goes at once too (it belongs to the period it steps in)
+        key = (tuple(ld.on for ld in self.loads), latched, tuple(sorted(overrides)), tuple(self.books.totals.values()))
         mono = self.clock.monotonic()
         due = self.s.mqtt.publish_s - 0.5 * self.s.managing.interval_s
         if key == self._key and self._at is not None and mono - self._at < due:
@@ -209,11 +243,26 @@ class ManagingMqtt:
                                 "energy_wh": round(b.loads_wh.get(ld.name, 0.0), 3),
                                 "mode": ("on" if overrides[ld.name].on else "off") if ld.name in overrides
                                 else "auto"} for ld in self.loads}}
+        reading, devices_w = self.core.balance.last, devices_w or {}
+        if reading is not None and reading.consumption_w is not None:
+            # the house's consumption: the meter's, without the setpoint devices (a battery
+            # charging is not the house's consumption, nor discharging a negative one)
+            known = [w for w in devices_w.values() if w is not None]
+            self.state["consumption_w"] = None if len(known) < len(devices_w) \
+                else round(reading.consumption_w - sum(known), 1)
         if self.setpoints:
-            self.state["setpoints"] = {
-                d.name: {"setpoint_w": _round(d.setpoint_w, 1), "soc_pct": _round(d.state.soc_pct, 1)
-                         if d.state is not None and d.state.soc_pct is not None else None,
-                         "taken_wh": round(d.taken_wh, 1), "supplied_wh": round(d.supplied_wh, 1), "reason": d.reason}
-                for d in self.setpoints.devices}
+            controls = self.setpoints.controls   # as managing read them this cycle
+            dm = self.device_meters
+            self.state["setpoints"] = {}
+            for d in self.setpoints.devices:
+                c = controls.get(d.name)
+                self.state["setpoints"][d.name] = {
+                    "setpoint_w": _round(d.setpoint_w, 1), "power_w": _round(devices_w.get(d.name), 1),
+                    "soc_pct": _round(d.state.soc_pct, 1) if d.state is not None and d.state.soc_pct is not None else None,
+                    "taken_wh": round(dm.in_wh[d.name] if dm else d.taken_wh, 1),
+                    "supplied_wh": round(dm.out_wh[d.name] if dm else d.supplied_wh, 1), "reason": d.reason,
+                    "mode": c.mode if c else "auto",
+                    "min_soc_pct": c.min_soc_pct if c and c.min_soc_pct is not None else 0.0,
+                    "target_wh": c.target_wh if c and c.target_wh is not None else d.cfg.target_wh}
         if self.ready:
             self.link.publish(f"{self.link.prefix}/state", self.state)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
 from gestor.core.setpoint import Dwell, SetpointLaw, next_in_turn_w
+from gestor.runtime.devicecontrols import DeviceControl
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -96,6 +97,9 @@ class Setpoints:
         # it is not a battery (what the house would have bought anyway)]; taken by the books when
         # the period closes (:meth:`period_energy`), persisted with them (:meth:`to_state`)
         self._period_wh: dict[float, dict[str, list[float]]] = {}
+        # the household's controls per device (mode, min SoC, target), set by managing each cycle
+        # from gestor.runtime.devicecontrols; the latch and a stale meter win over them
+        self.controls: dict[str, DeviceControl] = {}
 
     def __bool__(self) -> bool:
         return bool(self.devices)
@@ -166,15 +170,22 @@ class Setpoints:
                              "checking the setpoint")
                 self._idle(d, "read back another setpoint: idle until it agrees", now, after_failure=True)
                 continue
+            ctl = self.controls.get(d.name, DeviceControl())
+            if ctl.mode == "idle":   # the household's mode: idle (its surplus goes to the next)
+                if not d.idle or d.setpoint_w != 0.0:
+                    self._idle(d, "mode idle (set by the household): idle until auto", now)
+                continue
+            lo, hi = ctl.narrow(lo, hi, st.soc_pct)
+            target_wh = d.cfg.target_wh if ctl.target_wh is None else ctl.target_wh
             present = st.setpoint_w
             now_s = now.timestamp()
-            new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi,
+            new = next_in_turn_w(d.law, balance_wh, target_wh, surplus_w, present, remaining_s, dt_s, lo, hi,
                                  d.dwell, now_s)
             changed = new != present or d.idle
             if changed or d.refresh:  # a device with a timeout of its own: written every cycle
-                reason = (f"period {balance_wh:+.0f} Wh banked (target {d.cfg.target_wh:+.0f}), "
+                reason = (f"period {balance_wh:+.0f} Wh banked (target {target_wh:+.0f}), "
                           f"surplus {surplus_w:+.0f} W left by the loads, {remaining_s:.0f} s left "
-                          f"(range {lo:+.0f}..{hi:+.0f} W)")
+                          f"(range {lo:+.0f}..{hi:+.0f} W{'' if ctl == DeviceControl() else '; ' + ctl.describe()})")
                 if d.dwell.wait_s > 0:
                     reason += (f"; no reversal for {d.dwell.wait_s:.0f} s more "
                                f"(min_reversal_s {d.cfg.min_reversal_s:g})")

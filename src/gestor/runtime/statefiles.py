@@ -7,6 +7,8 @@ types): a file of the wrong shape is never half-used.
 | ``state_dir/managing.json`` | managing, once a minute | :class:`ManagingFile` |
 | ``state_dir/monitoring.json`` | monitoring, once a minute | :class:`MonitoringFile` |
 | ``state_dir/overrides.json`` | ``gestor override`` | :class:`OverridesFile` |
+| ``state_dir/device-energy.json`` | managing, once a minute | :class:`DeviceEnergyFile` |
+| ``state_dir/device-controls.json`` | managing (MQTT commands) | :class:`DeviceControlsFile` |
 
 :func:`read_state` returns the validated model, or None when the file is missing; a damaged one
 is logged, moved aside (``NAME.bad``, so a person can look at it) and ignored. Every file is read
@@ -102,6 +104,8 @@ class ManagingFile(_State):
     # Wh over every closed period, only increasing (Home Assistant's Energy dashboard):
     # import_wh, export_wh (the net, settled figures), production_wh, consumption_wh
     totals: dict[str, Counter] = {}
+    booked: dict[str, Counter] = {}                # the same over the closed periods as they closed
+    settled_start: AwareDatetime | None = None     # the period whose counters stepped already
     loads_wh: dict[str, Counter] = {}              # each load's energy over the closed periods, Wh
     switches_today: dict[str, Annotated[StrictInt, Field(ge=0)]] = {}
     switches_day: date | None = None               # the local day switches_today counts
@@ -139,6 +143,29 @@ class OverridesFile(_State):
             if len(name) > 64:
                 raise ValueError("load name too long")
         return v
+
+
+class DeviceEnergyEntry(_State):
+    in_wh: Counter = 0.0     # Wh the device took, from the power it read back, only increasing
+    out_wh: Counter = 0.0    # Wh it supplied, likewise
+
+
+class DeviceEnergyFile(_State):
+    """``state_dir/device-energy.json`` (:mod:`gestor.runtime.devicebooks`)."""
+    devices: dict[str, DeviceEnergyEntry] = Field(default_factory=dict)
+
+
+class DeviceControlEntry(_State):
+    mode: StrictStr = "auto"
+    min_soc_pct: Annotated[Number, Field(ge=0, le=100)] | None = None
+    target_wh: Annotated[Number, Field(ge=-1e6, le=1e6)] | None = None
+    by: StrictStr = ""
+    set_at: AwareDatetime | None = None
+
+
+class DeviceControlsFile(_State):
+    """``state_dir/device-controls.json`` (:mod:`gestor.runtime.devicecontrols`)."""
+    entries: dict[str, DeviceControlEntry] = Field(default_factory=dict)
 
 
 M = TypeVar("M", bound=BaseModel)
