@@ -70,9 +70,11 @@ class Managing:
         if self.prices.book is not None:  # the daily minimum runs in the cheapest real-price slots
             self.core.import_price = self.prices.book.import_price
         self.books = Books(settings, store, [ld.state for ld in self.loads], self.prices.prices_of)
-        self.relays = Relays(settings, self.core, store, self.loads, self.books.count_switch)
-        self.setpoints = Setpoints(settings, self.core, store, devices)  # after the loads, in the settings' order
         self.latch = Latch(settings.paths.state_dir)
+        # the latch is read again after a relay reads off: a stop between this cycle's latch check
+        # and its relays' read-back is seen as the stop, not as an off outside gestor
+        self.relays = Relays(settings, self.core, store, self.loads, self.books.count_switch, self.latch.is_set)
+        self.setpoints = Setpoints(settings, self.core, store, devices)  # after the loads, in the settings' order
         self.statefile = StateFile(settings, clock)
         self.overrides: dict[str, Override] = {}
         self.button: StopButton | None = None
