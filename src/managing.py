@@ -14,7 +14,8 @@ Faults it rides through: a wall-clock step (the period's balance restarts, marke
 reading's age is measured on the monotonic clock too, so a step never makes a stale meter look
 fresh); a relay that answers slowly (every relay is commanded in parallel, each within its own
 deadline); a load switched off outside gestor (found at the next cycle, left off until the period
-ends, never switched back on silently); a damaged state file (moved aside); a full or read-only
+ends, never switched back on silently; under the latch, off for the stop); a relay that reads off
+while its load draws (an ERROR, off every cycle until its dead-man bound); a damaged state file (moved aside); a full or read-only
 disk (logged once, control goes on).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Safety under generated faults (issue 23): the real daemons' cycles (monitoring with the replay
 meter on a generated recording, managing with simulated relays that have device-side dead-man
 timers) on a simulated clock, with faults drawn by hypothesis: meter gaps, NaN and implausible
-samples, relays that do not answer, stay on or read off while welded, monitoring or managing
+samples, relays that do not answer, stay on, read off while welded or read off while drawing, monitoring or managing
 dying, wall-clock steps either way, the stop latch, and the readings' timing (the recording's
 samples 0-9 s off the daemons' ticks). After every 5 s tick the invariants are checked:
 
