@@ -250,7 +250,13 @@ def test_the_latch_and_a_clock_step_back_together(tmp_path):
     run_scenario(Scenario([6000.0] * 6, [150.0] * 6, clock_step=(4, -3600), latch_min=6), tmp_path)
 
 
-def test_a_relay_found_off_while_drawing_is_commanded_off_and_ends_by_its_timer(tmp_path):
+def test_a_relay_found_off_while_drawing_is_commanded_off_and_ends_by_its_timer(tmp_path, caplog):
     """Issue 32, item 1, in the generated suite's terms: the water heater's relay lies "off" a
-    minute after it goes on, under a big surplus; the pool pump is healthy."""
-    run_scenario(Scenario([6000.0] * 6, [150.0] * 6, relay_faults=("lies_off", "none")), tmp_path)
+    minute after it goes on, under a big surplus; the pool pump is healthy. Past the dead-man
+    bound (13:00:30) its relay is read back again and the policy decides again."""
+    with caplog.at_level(logging.INFO, "gestor"):
+        run_scenario(Scenario([6000.0] * 6, [150.0] * 6, relay_faults=("lies_off", "none")), tmp_path)
+    text = caplog.text
+    assert "load water_heater: LYING RELAY" in text
+    after = text.split("load water_heater: past its dead-man bound")
+    assert len(after) >= 2 and "load water_heater ON:" in after[1]

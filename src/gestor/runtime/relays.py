@@ -74,9 +74,7 @@ class LoadRuntime:
     retry_at: datetime | None = None  # next attempt after a failure (backoff)
     hold_off_until: datetime | None = None  # switched off outside gestor: left off until then
     hold_reason: str = ""
-    # after an off, commanded or found: (epoch s from which readings count, net W with the load
-    # drawing, epoch s from which another load's switch spoils the check)
-    off_check: OffCheck | None = None
+    off_check: OffCheck | None = None  # after an off, commanded or found: did the grid meter see it go?
     seen_on: tuple[float, float] | None = None  # the last time it read on: (epoch s, net W then)
     dead_man_at: datetime | None = None  # when its device's auto-off timer, as last sent, ends
     lying: str | None = None          # judged a lying relay: why (commanded off every cycle)
@@ -265,8 +263,10 @@ class Relays:
         timer never renewed, until its dead-man bound (the timer as last sent; at least
         ``period_end``) has passed. Never "switched off outside gestor"."""
         until = max(t for t in (period_end, ld.dead_man_at) if t is not None)
-        ld.lying = (f"LYING RELAY: {why}: commanded off every cycle, its auto-off timer never renewed, until its "
-                    f"dead-man bound {until.astimezone(self.s.tz):%H:%M:%S}; check the relay and its contactor")
+        bound = ("its dead-man bound" if ld.dead_man_at is not None and ld.dead_man_at >= period_end
+                 else "the period's end")
+        ld.lying = (f"LYING RELAY: {why}: commanded off every cycle, its auto-off timer never renewed, until "
+                    f"{bound} {until.astimezone(self.s.tz):%H:%M:%S}; check the relay and its contactor")
         ld.lying_until = until
         ld.on, ld.reason, ld.hold_off_until, ld.off_check, ld.retry_at = None, ld.lying, None, None, None
         self.core.note_state(now)
