@@ -57,7 +57,10 @@ def test_a_welded_contactor_that_reads_off_is_seen_by_the_grid_meter(tmp_path, c
     assert "reported off, but the meter did not see its 1000 W go (net power rose +0 W)" in caplog.text
     assert caplog.text.count("load water_heater OFF:") == 1  # the off
     assert caplog.text.count("load water_heater OFF again") >= 3  # and again, every cycle since
-    assert mgr.loads[0].on is None  # unknown, never believed off
+    # off for the policy (its off was commanded: a meter's noise must not change control), but
+    # never published as off: stop-loads cannot confirm it through managing
+    assert mgr.loads[0].on is False and mgr.loads[0].reason.startswith("LYING RELAY")
+    assert mgr.relays.published(0.0, {})["water_heater"]["on"] is None
 
 
 def test_a_relay_whose_load_really_goes_off_raises_no_alarm(tmp_path, caplog):

@@ -10,9 +10,11 @@ A load found off although gestor had it on (stop-loads, its own button or app) i
 left off until the period ends, unless the stop latch is set (then it is off for the stop, and
 the policy decides again on ``--release``). Every off, commanded or found, is then checked: a
 load reported off that keeps drawing (its relay's own meter shows it, or the grid meter does not
-see its power go) is a lying relay: logged at ERROR, commanded off every cycle with its
-device's auto-off timer never renewed, and held "unknown" (off for the policy) until its
-dead-man bound has passed (issue 32, item 1). Nothing here raises: a driver's bug is a failed
+see its power go) is a lying relay: logged at ERROR and commanded off every cycle, its device's
+auto-off timer never renewed, until its dead-man bound has passed (issue 32, item 1). One found
+off is held "unknown" meanwhile (it would be held off until the period's end anyway); one whose
+commanded off the grid meter doubts is not held: the policy may switch it on again (a meter's
+noise must not change control: the daemon decides as ``gestor simulate`` does). Nothing here raises: a driver's bug is a failed
 command.
 """
 from __future__ import annotations
@@ -79,6 +81,7 @@ class LoadRuntime:
     dead_man_at: datetime | None = None  # when its device's auto-off timer, as last sent, ends
     lying: str | None = None          # judged a lying relay: why (commanded off every cycle)
     lying_until: datetime | None = None  # ... until then: its dead-man bound, at least the period's end
+    lying_held: bool = False          # ... and held "unknown" meanwhile (found off, or its own meter says so)
 
     on = _of_state("on")
     since = _of_state("since")
@@ -134,7 +137,7 @@ class Relays:
                 log.warning("load %s: past its dead-man bound: its relay is commanded off and read back again "
                             "(it was judged lying: %s)", ld.name, ld.lying)
                 ld.lying = ld.lying_until = None
-        return {ld.name: ld.lying if ld.lying is not None
+        return {ld.name: ld.lying if ld.lying is not None and ld.lying_held
                 else "relay state unknown after an error: off until it confirms" if ld.on is None
                 else "held by a guard" for ld in self.loads
                 if ld.on is None or ld.name in overrides or ld.hold_off_until is not None}
@@ -170,6 +173,10 @@ class Relays:
         commands, checks, final = [], [], []
         for ld in self.loads:
             w = todo.get(ld.name)
+            if ld.lying is not None and not ld.lying_held and w is not None and w.on:
+                log.warning("load %s: switched on again by the policy although its last off was doubted (%s)",
+                            ld.name, ld.lying)
+                ld.lying = ld.lying_until = None  # its read-back of the "on" tells
             if ld.lying is not None:  # off again, every cycle, until its dead-man bound has passed
                 commands.append((ld, False, ld.lying, None))
                 final.append(Wish(ld.name, False, ld.lying))
@@ -198,8 +205,9 @@ class Relays:
         return final
 
     def published(self, period_start_s: float, switches_today: Mapping[str, int]) -> dict[str, dict]:
-        """Every load as ``gestor status`` and stop-loads read it (managing's published state)."""
-        return {ld.name: {"on": ld.on, "reason": ld.reason,
+        """Every load as ``gestor status`` and stop-loads read it (managing's published state); a
+        lying relay's load is unknown (``on`` None) there, held or not: never "confirmed off"."""
+        return {ld.name: {"on": None if ld.lying is not None else ld.on, "reason": ld.reason,
                           "since": ld.since.isoformat() if ld.since else None,
                           "switches_in_period": ld.switches.get(period_start_s, 0), "failures": ld.failures,
                           "switches_today": switches_today.get(ld.name, 0),
@@ -241,7 +249,7 @@ class Relays:
             rise_w = sum(r.net_w + dev_w(r.at.timestamp()) for r in after) / len(after) - chk.net_on_w
             if rise_w < 0.5 * ld.cfg.power_w:
                 self._judged_lying(ld, f"reported off, but the meter did not see its {ld.cfg.power_w:.0f} W go "
-                                       f"(net power rose {rise_w:+.0f} W)", now, period_end)
+                                       f"(net power rose {rise_w:+.0f} W)", now, period_end, held=chk.found)
             elif chk.found:
                 self._believed(ld, chk, now, f"the meter saw its {ld.cfg.power_w:.0f} W go (net power rose "
                                              f"{rise_w:+.0f} W)")
@@ -257,19 +265,23 @@ class Relays:
         self.store.write([point("decision", {**self.tags, "load": ld.name},
                                 {"on": False, "reason": ld.reason, "ok": True, "switched": 0}, now)])
 
-    def _judged_lying(self, ld: LoadRuntime, why: str, now: datetime, period_end: datetime) -> None:
+    def _judged_lying(self, ld: LoadRuntime, why: str, now: datetime, period_end: datetime,
+                      held: bool = True) -> None:
         """``ld``'s relay reads off while its load still draws (``why``): an ERROR line; the load
-        is unknown (held off for the policy) and commanded off every cycle, its device's auto-off
-        timer never renewed, until its dead-man bound (the timer as last sent; at least
-        ``period_end``) has passed. Never "switched off outside gestor"."""
+        is commanded off every cycle, its device's auto-off timer never renewed, until its
+        dead-man bound (the timer as last sent; at least ``period_end``) has passed; ``held``:
+        meanwhile it is unknown (held off for the policy), else it stays off for the policy,
+        which may switch it on again (that ends the doubt). Never "switched off outside gestor"."""
         until = max(t for t in (period_end, ld.dead_man_at) if t is not None)
         bound = ("its dead-man bound" if ld.dead_man_at is not None and ld.dead_man_at >= period_end
                  else "the period's end")
         ld.lying = (f"LYING RELAY: {why}: commanded off every cycle, its auto-off timer never renewed, until "
                     f"{bound} {until.astimezone(self.s.tz):%H:%M:%S}; check the relay and its contactor")
-        ld.lying_until = until
-        ld.on, ld.reason, ld.hold_off_until, ld.off_check, ld.retry_at = None, ld.lying, None, None, None
-        self.core.note_state(now)
+        ld.lying_until, ld.lying_held = until, held
+        ld.reason, ld.off_check, ld.retry_at = ld.lying, None, None
+        if held:
+            ld.on, ld.hold_off_until = None, None
+            self.core.note_state(now)
         log.error("load %s: %s", ld.name, ld.lying)
 
     @staticmethod
@@ -411,7 +423,7 @@ class Relays:
                 auto_off_s: float | None) -> bool:
         word = "ON" if on else "OFF"
         if ld.lying is not None and not on:  # a lying relay's off, again: its word is not taken
-            ld.on, ld.retry_at = None, None
+            ld.on, ld.retry_at = (None if ld.lying_held else False), None
             log.warning("load %s OFF again (%s): %s", ld.name, error or "reads off", ld.lying)
             self.store.write([point("decision", {**self.tags, "load": ld.name},
                                     {"on": False, "reason": ld.lying, "ok": False,
