@@ -20,9 +20,9 @@ is honest until it has been on for ``LIES_AFTER_S``, then reads off while its co
 "off" while drawing, issue 32: only the grid meter can tell, and only the timer ends it).
 
 State file (JSON): ``on`` (bool, as commanded), ``power_w`` (W), ``since_s`` (epoch s of the last
-change; ``since_mono_s`` the same on the monotonic clock), ``before`` (bool, the state before it), ``auto_off_at_s`` (epoch s the timer ends, or
-null; for the replay meter's look back) and ``auto_off_mono_s`` (the same on the monotonic clock:
-what the device itself goes by).
+change; ``since_mono_s`` the same on the monotonic clock), ``before`` (bool, the state before
+it), ``auto_off_at_s`` (epoch s the timer ends, or null; for the replay meter's look back) and
+``auto_off_mono_s`` (the same on the monotonic clock: what the device itself goes by).
 """
 from __future__ import annotations
 

@@ -6,16 +6,16 @@ back, and records the outcome: a log line with the reason, a ``decision`` point,
 core's timers. Its failure mode: a command not confirmed (an error, a read-back that disagrees, no
 answer by the deadline) leaves the load's state unknown (``on`` None: kept off by the guards) and
 retries with a backoff (``managing.interval_s`` doubling up to ``managing.relay_retry_max_s``).
-A load found off although gestor had it on (stop-loads, its own button or app) is
-left off until the period ends, unless the stop latch is set (then it is off for the stop, and
-the policy decides again on ``--release``). Every off, commanded or found, is then checked: a
-load reported off that keeps drawing (its relay's own meter shows it, or the grid meter does not
-see its power go) is a lying relay: logged at ERROR and commanded off every cycle, its device's
-auto-off timer never renewed, until its dead-man bound has passed (issue 32, item 1). One found
-off is held "unknown" meanwhile (it would be held off until the period's end anyway); one whose
-commanded off the grid meter doubts is not held: the policy may switch it on again (a meter's
-noise must not change control: the daemon decides as ``gestor simulate`` does). Nothing here raises: a driver's bug is a failed
-command.
+A load found off although gestor had it on (stop-loads, its own button or app) is left off until
+the period ends, unless the stop latch is set (then it is off for the stop, and the policy
+decides again on ``--release``). Every off, commanded or found, is then checked: a load reported
+off that keeps drawing (its relay's own meter shows it, or the grid meter does not see its power
+go) is a lying relay: logged at ERROR and commanded off every cycle, its device's auto-off timer
+never renewed, until its dead-man bound has passed (issue 32, item 1). One found off is held
+"unknown" meanwhile (it would be held off until the period's end anyway); one whose commanded
+off the grid meter doubts is not held: the policy may switch it on again (a meter's noise must
+not change control: the daemon decides as ``gestor simulate`` does). Nothing here raises: a
+driver's bug is a failed command.
 """
 from __future__ import annotations
 
@@ -162,8 +162,8 @@ class Relays:
         """Command the control core's ``changes`` (a load switched off outside gestor stays off
         until ``period_end``; a load backing off after a failure waits; none goes on once the
         stop latch is set), judge the offs against the grid meter (``live``: the published
-        readings) and command a lying relay off (every cycle, whatever the policy or an override
-        wants), check that the loads that stay on still are (renewing their device's auto-off
+        readings) and command a lying relay off (every cycle; one found off whatever the policy or
+        an override wants), check that the loads that stay on still are (renewing their device's auto-off
         timer: ``remaining_s`` of the period and three cycles), and store every load's ``load``
         point. Returns what every load was commanded to."""
         todo = {w.load: w for w in changes}
@@ -245,6 +245,8 @@ class Relays:
                     self._believed(ld, chk, now, "another load switched meanwhile: the meter cannot tell whether "
                                                  "its power went; its relay's off is believed")
                 continue
+            # the setpoint devices' power added back: a battery taking up what the load left is
+            # no sign of a load still drawing (0 without devices)
             dev_w = self.core.devices_w_at
             rise_w = sum(r.net_w + dev_w(r.at.timestamp()) for r in after) / len(after) - chk.net_on_w
             if rise_w < 0.5 * ld.cfg.power_w:
