@@ -14,7 +14,8 @@ Faults it rides through: a wall-clock step (the period's balance restarts, marke
 reading's age is measured on the monotonic clock too, so a step never makes a stale meter look
 fresh); a relay that answers slowly (every relay is commanded in parallel, each within its own
 deadline); a load switched off outside gestor (found at the next cycle, left off until the period
-ends, never switched back on silently); a damaged state file (moved aside); a full or read-only
+ends, never switched back on silently; under the latch, off for the stop); a relay that reads off
+while its load draws (an ERROR, off every cycle until its dead-man bound); a damaged state file (moved aside); a full or read-only
 disk (logged once, control goes on).
 """
 from __future__ import annotations
@@ -72,13 +73,15 @@ class Managing:
         if self.prices.book is not None:  # the daily minimum runs in the cheapest real-price slots
             self.core.import_price = self.prices.book.import_price
         self.books = Books(settings, store, [ld.state for ld in self.loads], self.prices.prices_of)
-        self.relays = Relays(settings, self.core, store, self.loads, self.books.count_switch)
+        self.latch = Latch(settings.paths.state_dir)
+        # the latch is read again after a relay reads off: a stop between this cycle's latch check
+        # and its relays' read-back is seen as the stop, not as an off outside gestor
+        self.relays = Relays(settings, self.core, store, self.loads, self.books.count_switch, self.latch.is_set)
         self.setpoints = Setpoints(settings, self.core, store, devices)  # after the loads, in the settings' order
         # each device's energy in/out from the power it reads back (persisted), and the
         # household's controls of each device (mode, min SoC, target; from MQTT)
         self.device_meters = DeviceMeters(settings.paths.state_dir, [d.name for d in self.setpoints.devices],
                                           self.core.bounds_s)
-        self.latch = Latch(settings.paths.state_dir)
         self.statefile = StateFile(settings, clock)
         self.overrides: dict[str, Override] = {}
         self.button: StopButton | None = None

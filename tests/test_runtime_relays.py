@@ -19,8 +19,9 @@ T0 = datetime(2026, 6, 10, 10, 20, tzinfo=timezone.utc)
 END = datetime(2026, 6, 10, 11, 0, tzinfo=timezone.utc)   # the period's end
 
 
-def _relays(tmp_path, **loads_relay):
-    """The example's two loads; ``loads_relay``: a load's relay section replaced."""
+def _relays(tmp_path, latched=lambda: False, **loads_relay):
+    """The example's two loads; ``loads_relay``: a load's relay section replaced; ``latched``:
+    the stop latch as the commander reads it."""
     raw_loads = [{"name": "water_heater", "power_w": 1000, "min_on_s": 0, "min_off_s": 0,
                   "relay": loads_relay.get("water_heater", {"driver": "simulated"})},
                  {"name": "pool_pump", "power_w": 700, "min_on_s": 0, "min_off_s": 0,
@@ -32,7 +33,7 @@ def _relays(tmp_path, **loads_relay):
     core = Core(s, [ld.state for ld in loads])
     counted: list[tuple[str, datetime]] = []
     store = Lines()
-    r = Relays(s, core, store, loads, lambda name, now: counted.append((name, now)))
+    r = Relays(s, core, store, loads, lambda name, now: counted.append((name, now)), latched)
     return s, clock, r, {ld.name: ld for ld in loads}, counted, store
 
 
@@ -89,4 +90,18 @@ def test_a_load_switched_off_outside_gestor_stays_off_until_the_period_ends(tmp_
     assert final[1].on is False and final[1].reason.startswith("switched off outside gestor")
     assert pump.relay.state() is False and r.held(clock.now(), {}) == {"pool_pump": "held by a guard"}
     assert r.held(END, {}) == {} and "pool_pump: back to auto" in caplog.text   # the period is over
+    r.close(wait=True)
+
+
+def test_no_load_goes_on_once_the_latch_is_set_even_within_the_cycle(tmp_path, caplog):
+    """Issue 32, item 5, the other side of the race: a stop sets the latch after managing's cycle
+    read it; the policy's "on" of that cycle is not sent."""
+    caplog.set_level(logging.INFO, "gestor")
+    latch = {"set": False}
+    s, clock, r, ld, counted, store = _relays(tmp_path, latched=lambda: latch["set"])
+    r.all_off("start", clock.now())
+    latch["set"] = True
+    final = r.apply([Wish("water_heater", True, "surplus")], {}, [], clock.now(), 2400.0, END)
+    assert final[0].on is False and final[0].reason.startswith("stop latch set")
+    assert ld["water_heater"].relay.state() is False and counted == []
     r.close(wait=True)

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qs, urlparse
 
 
@@ -306,8 +307,14 @@ class ShellyRelayDevice(DeviceServer):
         self.off_at: float | None = None  # monotonic deadline of the auto-off timer
         self.timers: list[float] = []     # every timer the client set, s
         self.stuck: bool = False          # the contact is welded: commands accepted, output stays
-        self.lies: bool = False           # reports output false (and 0 W) whatever the contact does
+        # "lies off": reports output false whatever the contact does; its meter (apower, Gen1's
+        # meters[].power) shows what the contact draws, or 0 W with lies_idle_w as well
+        self.lies: bool = False
+        self.lies_idle_w: bool = False
         self.clock = time.monotonic       # s, what the auto-off timer runs on
+        # called once (then cleared) before the next status read is answered: what happens in
+        # the house between a client's request and the device's answer (a stop, a button)
+        self.before_status: Callable[[], None] | None = None
 
     def _tick(self) -> None:
         if self.off_at is not None and self.clock() >= self.off_at and not self.stuck:
@@ -327,6 +334,10 @@ class ShellyRelayDevice(DeviceServer):
         self._tick()
         return self.output
 
+    def power_w(self) -> float:
+        """W its meter reports: the load's while the contact is on (0 W when it lies idle)."""
+        return self.load_w if self.output and not (self.lies and self.lies_idle_w) else 0.0
+
     def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
         self._tick()
         if self.generation == 2:
@@ -334,8 +345,11 @@ class ShellyRelayDevice(DeviceServer):
                 was = self._set(q.get("on") == "true", float(q["toggle_after"]) if "toggle_after" in q else None)
                 return 200, {"was_on": was}
             if path == "/rpc/Switch.GetStatus":
+                hook, self.before_status = self.before_status, None
+                if hook is not None:
+                    hook()
                 return 200, {"id": 0, "source": "http", "output": self.output and not self.lies,
-                             "apower": self.load_w if self.output else 0.0, "voltage": 230.0,
+                             "apower": self.power_w(), "voltage": 230.0,
                              "timer_started_at": 0, "timer_duration": 0}
         else:
             if path == "/relay/0":
@@ -345,5 +359,16 @@ class ShellyRelayDevice(DeviceServer):
                              "timer_remaining": 0, "source": "http"}
             if path == "/status":
                 return 200, {"relays": [{"ison": self.output}],
-                             "meters": [{"power": self.load_w if self.output else 0.0, "is_valid": True}]}
+                             "meters": [{"power": self.power_w(), "is_valid": True}]}
         return 404, {"code": 404, "message": f"No handler for {path}"}
+
+
+def house_meter(meter: ShellyPro3EM, relays: list[ShellyRelayDevice], consumption_w: float,
+                production_w: float) -> Callable[[], None]:
+    """A task for ``run_lockstep``: the grid meter ``meter`` shows the house, ``consumption_w``
+    plus the load of every relay in ``relays`` whose contact is on (whatever it answers), less
+    ``production_w`` (the Shelly's phase powers are import-positive; all on phase a)."""
+    def feed() -> None:
+        drawn = sum(d.load_w for d in relays if d.is_on())
+        meter.phases_w = [consumption_w + drawn - production_w, 0.0, 0.0]
+    return feed

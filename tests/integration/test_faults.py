@@ -23,7 +23,8 @@ from gestor.clock import SimClock
 from gestor.runtime.daemon import open_meter
 from gestor.sim.lockstep import run_lockstep
 from tests.conftest import free_port, make_settings, settings_file
-from tests.emulators.http_devices import Envoy, ShellyGen1EM, ShellyPro3EM, ShellyRelayDevice, self_signed_cert
+from tests.emulators.http_devices import (Envoy, ShellyGen1EM, ShellyPro3EM, ShellyRelayDevice, house_meter,
+                                          self_signed_cert)
 from tests.integration.test_safety import T0, sunny_csv
 
 UTC = timezone.utc
@@ -31,7 +32,8 @@ SIM = {"driver": "simulated"}
 
 
 def daemons(tmp_path, csv, **overrides):
-    overrides.setdefault("meter", {"path": str(csv)})
+    if "meter_section" not in overrides:  # csv: the replay meter's recording
+        overrides.setdefault("meter", {"path": str(csv)})
     s = make_settings(tmp_path, **overrides)
     clock = SimClock(T0)
     mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
@@ -111,13 +113,16 @@ def test_a_reading_dated_in_the_future_is_stale(tmp_path):
 
 # --- 2. managing never switches back on what was switched off outside it ----------------------
 def test_a_shelly_switched_off_outside_gestor_is_not_switched_back_on(tmp_path, caplog):
-    csv = sunny_csv(tmp_path / "sun.csv", 90)
-    devs = [ShellyRelayDevice(free_port()).start() for _ in range(2)]
+    devs = [ShellyRelayDevice(free_port(), load_w=w).start() for w in (1000.0, 700.0)]
+    meter = ShellyPro3EM(free_port()).start()  # the grid meter sees the loads go (issue 32: it is asked)
     try:
         loads = [{"name": n, "power_w": p, "relay": {"driver": "shelly", "host": f"127.0.0.1:{d.port}"}}
                  for n, p, d in (("water_heater", 1000, devs[0]), ("pool_pump", 700, devs[1]))]
-        s, clock, mon, mgr = daemons(tmp_path, csv, loads=loads)
-        tasks = [(5, mon.cycle), (10, mgr.cycle)]
+        s, clock, mon, mgr = daemons(tmp_path, None, loads=loads,
+                                     meter_section={"driver": "shelly_em", "host": f"127.0.0.1:{meter.port}"})
+        for d in devs:
+            d.clock = clock.monotonic
+        tasks = [(5, house_meter(meter, devs, 500.0, 4000.0)), (5, mon.cycle), (10, mgr.cycle)]
         run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
         assert devs[0].is_on() and devs[1].is_on()
         # stop-loads without its latch (or the Shelly's own button) switches the water heater off
@@ -144,6 +149,7 @@ def test_a_shelly_switched_off_outside_gestor_is_not_switched_back_on(tmp_path, 
     finally:
         for d in devs:
             d.stop()
+        meter.stop()
 
 
 def test_stop_loads_without_its_latch_is_a_failure(tmp_path, capsys):

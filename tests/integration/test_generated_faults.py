@@ -1,7 +1,7 @@
 """Safety under generated faults (issue 23): the real daemons' cycles (monitoring with the replay
 meter on a generated recording, managing with simulated relays that have device-side dead-man
 timers) on a simulated clock, with faults drawn by hypothesis: meter gaps, NaN and implausible
-samples, relays that do not answer, stay on or read off while welded, monitoring or managing
+samples, relays that do not answer, stay on, read off while welded or read off while drawing, monitoring or managing
 dying, wall-clock steps either way, the stop latch, and the readings' timing (the recording's
 samples 0-9 s off the daemons' ticks). After every 5 s tick the invariants are checked:
 
@@ -15,7 +15,13 @@ samples 0-9 s off the daemons' ticks). After every 5 s tick the invariants are c
 5. no reading is lost: with InfluxDB away, every reading monitoring took is in its on-disk spool,
    in order (the loss after a SIGKILL, at most ``store.flush_s`` + ``store.memory_max_s``, is a
    bound on real time: tests/integration/test_store.py, test_disk.py);
-6. no load is switched on more than its cap of switches per settlement period.
+6. no load is switched on more than its cap of switches per settlement period;
+7. a relay found off while drawing (``lies_off``: after a minute on it reads off, its contact
+   stays on and ignores "off"; issue 32): never on past its dead-man bound (the period's end of
+   the last managing cycle that believed it on, plus three cycles: its timer is never renewed once
+   it reads off), and, where the grid meter can judge (fresh readings, no clock step, the other
+   load not switching meanwhile), commanded off and logged at ERROR within LIE_FOUND_CYCLES
+   managing cycles of its lie.
 
 CI runs a fixed, derandomized budget (``GESTOR_FAULT_EXAMPLES``, 25 by default); run it longer
 with e.g. ``GESTOR_FAULT_EXAMPLES=2000 ./install.sh --test tests/integration/test_generated_faults.py``.
@@ -23,6 +29,8 @@ A failure hypothesis finds is shrunk; keep it below as an ordinary regression te
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -50,7 +58,10 @@ T0 = datetime(2022, 6, 11, 10, 40, tzinfo=UTC)   # 12:40 in Madrid: a period end
 RUN_MIN = 26
 TICK_S = 5.0
 EXAMPLES = int(os.environ.get("GESTOR_FAULT_EXAMPLES", "25"))
-RELAY_FAULTS = ("none", "none", "none", "no_answer", "stuck_on", "welded_reads_off")
+RELAY_FAULTS = ("none", "none", "none", "no_answer", "stuck_on", "welded_reads_off", "lies_off")
+# a lie is found at the next cycle, judged on the grid meter's next OFF_CHECK_READINGS readings
+# (10 s apart) and commanded off at once: four cycles, with a margin of two
+LIE_FOUND_CYCLES = 6
 
 
 @dataclass
@@ -114,6 +125,14 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
     ctx = DriverContext(clock, s.paths.run_dir, tmp)
     devices = {ld["name"]: SimulatedRelay(SimulatedRelaySettings(), ctx, ld["name"], ld["power_w"]) for ld in loads}
     healthy = {ld["name"] for ld in loads if ld["relay"]["fault"] == "none"}
+    # invariant 7: the lying relays as the house sees them (reads off, contact on) and managing's ERROR lines
+    liars = {ld["name"]: SimulatedRelay(SimulatedRelaySettings(fault="lies_off"), ctx, ld["name"], ld["power_w"])
+             for ld in loads if ld["relay"]["fault"] == "lies_off"}
+    errors = _Errors()
+    logging.getLogger("gestor.managing").addHandler(errors)
+    believed_until: dict[str, float] = {}     # monotonic: the dead-man bound of managing's last "on"
+    lie_from: dict[str, tuple[int, float]] = {}  # the lie's first tick, and its monotonic instant
+    switched_at: list[tuple[str, float]] = []  # (load, monotonic) of every switch managing made
     caps = {ld.name: LoadLimits.of(ld).max_switches_per_period for ld in s.loads}
     stale_s = s.managing.stale_after_s + s.managing.interval_s
     mgr_every = round(s.managing.interval_s / TICK_S)
@@ -140,6 +159,7 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
         alive = sc.managing_dies_min is None or minute < sc.managing_dies_min
         if alive and tick % mgr_every == 0:
             before = {ld.name: ld.on for ld in mgr.loads}
+            since_before = {ld.name: ld.since for ld in mgr.loads}
             mgr.cycle()  # invariant 4
             last_mgr_mono = mono
             start, end = period_bounds(clock.now(), s.billing.period_s, s.tz)
@@ -149,6 +169,10 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
                     key = (ld.name, start.timestamp())
                     ons[key] = ons.get(key, 0) + 1
                     assert ons[key] <= caps[ld.name], f"invariant 6: {ld.name} switched on {ons[key]} times in a period"
+                if ld.on:
+                    believed_until[ld.name] = dead_man_until
+                if since_before[ld.name] != ld.since:
+                    switched_at.append((ld.name, mono))
         physical = {n: d.state() for n, d in devices.items()}
         why = f"at {clock.now():%H:%M:%S} (minute {minute:.2f}) {sc}"
         if mono - last_reading_mono > stale_s and alive:
@@ -159,6 +183,19 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
             assert not any(ld.on for ld in mgr.loads), f"invariant 2: managing believes a load on under the latch {why}"
         if not alive and dead_man_until is not None and mono > dead_man_until:
             assert not any(physical[n] for n in healthy), f"invariant 3: a load outlived its dead-man timer {why}"
+        for n, liar in liars.items():
+            if physical[n] and n in believed_until:
+                assert mono <= believed_until[n], f"invariant 7: {n} on past its dead-man bound {why}"
+            if not physical[n] or liar.state():
+                lie_from.pop(n, None)
+                continue
+            t0_tick, t0_mono = lie_from.setdefault(n, (tick, mono))
+            if tick - t0_tick == LIE_FOUND_CYCLES * mgr_every and _judgeable(sc, t0_mono, mono, n, switched_at,
+                                                                              s.managing.interval_s, tick * TICK_S / 60):
+                commanded = json.loads((s.paths.run_dir / "sim-relays" / f"{n}.json").read_text()).get("commanded")
+                assert commanded is False, f"invariant 7: {n} reads off while drawing, never commanded off {why}"
+                assert any(f"load {n}: LYING RELAY" in m for m in errors.lines), f"invariant 7: no ERROR for {n} {why}"
+    logging.getLogger("gestor.managing").removeHandler(errors)
     if sc.managing_dies_min is None:
         mgr.stop()
     store.close(0.1)  # what is taken is in the spool already (InfluxDB away): no need to wait
@@ -166,6 +203,33 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
                for line in f.read_text().splitlines() if line.startswith("meter,")]
     want = [round(t.timestamp() * 1000) for t in taken]
     assert spooled == want, f"invariant 5: {len(want)} readings taken, {len(spooled)} spooled {sc}"
+
+
+class _Errors(logging.Handler):
+    """managing's ERROR lines, kept."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _judgeable(sc: Scenario, from_mono: float, to_mono: float, load: str, switched_at: list[tuple[str, float]],
+               interval_s: float, to_min: float) -> bool:
+    """Whether the grid meter could judge a lie from ``from_mono`` to ``to_mono`` (the minute
+    ``to_min``): readings fresh and no clock step around it, both daemons alive, and the other
+    load not switched from a cycle before it (the meter cannot tell two loads apart)."""
+    from_min = to_min - (to_mono - from_mono) / 60
+    lo, hi = from_min - 1, to_min + 1
+    if any(m <= hi and m + d >= lo for m, _, d in sc.meter_faults):
+        return False
+    if sc.clock_step is not None and lo <= sc.clock_step[0] <= hi:
+        return False
+    if any(dies is not None and dies <= hi for dies in (sc.monitoring_dies_min, sc.managing_dies_min)):
+        return False
+    return not any(n != load and from_mono - 2 * interval_s <= t <= to_mono for n, t in switched_at)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -184,3 +248,15 @@ def test_a_dead_managing_leaves_no_load_on_past_the_period(tmp_path):
 
 def test_the_latch_and_a_clock_step_back_together(tmp_path):
     run_scenario(Scenario([6000.0] * 6, [150.0] * 6, clock_step=(4, -3600), latch_min=6), tmp_path)
+
+
+def test_a_relay_found_off_while_drawing_is_commanded_off_and_ends_by_its_timer(tmp_path, caplog):
+    """Issue 32, item 1, in the generated suite's terms: the water heater's relay lies "off" a
+    minute after it goes on, under a big surplus; the pool pump is healthy. Past the dead-man
+    bound (13:00:30) its relay is read back again and the policy decides again."""
+    with caplog.at_level(logging.INFO, "gestor"):
+        run_scenario(Scenario([6000.0] * 6, [150.0] * 6, relay_faults=("lies_off", "none")), tmp_path)
+    text = caplog.text
+    assert "load water_heater: LYING RELAY" in text
+    after = text.split("load water_heater: past its dead-man bound")
+    assert len(after) >= 2 and "load water_heater ON:" in after[1]

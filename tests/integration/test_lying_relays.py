@@ -7,10 +7,16 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import pytest
+
+import managing
+import monitoring
+from drivers.store.influx import NullStore
+from gestor.clock import SimClock
 from gestor.sim.lockstep import run_lockstep
 from gestor.runtime.livestate import set_latch
-from tests.conftest import free_port
-from tests.emulators.http_devices import ShellyRelayDevice
+from tests.conftest import free_port, make_settings
+from tests.emulators.http_devices import ShellyPro3EM, ShellyRelayDevice, house_meter
 from tests.integration.test_faults import daemons
 from tests.integration.test_safety import T0, sunny_csv
 
@@ -38,7 +44,8 @@ def test_a_shelly_that_reads_off_while_its_meter_shows_the_load_is_not_believed(
 
 def test_a_welded_contactor_that_reads_off_is_seen_by_the_grid_meter(tmp_path, caplog):
     """A GPIO-style relay reads back its own coil: off. The replay meter still adds the load's
-    1000 W (it is on): within two readings managing says so loudly and commands it off again."""
+    1000 W (it is on): within two readings managing says so loudly and commands it off again,
+    every cycle (issue 32: not just once)."""
     loads = [{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated", "fault": "welded_reads_off"}}]
     s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 30), loads=loads)
     tasks = [(5, mon.cycle), (10, mgr.cycle)]
@@ -48,7 +55,12 @@ def test_a_welded_contactor_that_reads_off_is_seen_by_the_grid_meter(tmp_path, c
     with caplog.at_level(logging.INFO, "gestor"):
         run_lockstep(clock, tasks, T0 + timedelta(minutes=4))
     assert "reported off, but the meter did not see its 1000 W go (net power rose +0 W)" in caplog.text
-    assert caplog.text.count("load water_heater OFF:") == 2  # the off, and once more
+    assert caplog.text.count("load water_heater OFF:") == 1  # the off
+    assert caplog.text.count("load water_heater OFF again") >= 3  # and again, every cycle since
+    # off for the policy (its off was commanded: a meter's noise must not change control), but
+    # never published as off: stop-loads cannot confirm it through managing
+    assert mgr.loads[0].on is False and mgr.loads[0].reason.startswith("LYING RELAY")
+    assert mgr.relays.published(0.0, {})["water_heater"]["on"] is None
 
 
 def test_a_relay_whose_load_really_goes_off_raises_no_alarm(tmp_path, caplog):
@@ -80,3 +92,85 @@ def test_an_honest_shelly_whose_meter_lags_its_output_is_confirmed_off(tmp_path)
         assert not dev.is_on()
     finally:
         dev.stop()
+
+
+# --- issue 32, item 1: a relay found "off" while its load draws ----------------------------------
+def _shelly_house(tmp_path, dev: ShellyRelayDevice, meter: ShellyPro3EM):
+    """The daemons on a simulated clock with a Shelly Gen2 relay (its timer on that clock) and a
+    Shelly Pro 3EM grid meter that shows the house: 4000 W produced, 500 W consumed, plus the
+    load while the relay's contact is on, whatever the relay answers."""
+    loads = [{"name": "water_heater", "power_w": 1000,
+              "relay": {"driver": "shelly", "host": f"127.0.0.1:{dev.port}"}}]
+    s = make_settings(tmp_path, meter_section={"driver": "shelly_em", "host": f"127.0.0.1:{meter.port}"},
+                      loads=loads)
+    clock = SimClock(T0)
+    dev.clock = clock.monotonic
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    mgr.start()
+    return s, clock, mgr, [(5, house_meter(meter, [dev], 500.0, 4000.0)), (5, mon.cycle), (10, mgr.cycle)]
+
+
+@pytest.mark.parametrize("idle", [False, True], ids=["apower_1000", "apower_0"])
+def test_a_shelly_found_off_while_its_load_draws_is_commanded_off_every_cycle(tmp_path, caplog, idle):
+    """The campaign's set-up: a Shelly on, drawing 1000 W, starts answering ``output: false``
+    (its meter still showing 1000 W, or 0 W as well). Before: "found OFF ... switched off outside
+    gestor", no off sent, the load on until its own timer ended. Now: ERROR, off every cycle,
+    the auto-off timer never renewed, the load unknown (held off)."""
+    meter, dev = ShellyPro3EM(free_port()).start(), ShellyRelayDevice(free_port(), 2, load_w=1000.0).start()
+    try:
+        s, clock, mgr, tasks = _shelly_house(tmp_path, dev, meter)
+        run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
+        assert dev.is_on() and mgr.loads[0].on
+        dev.lies, dev.lies_idle_w = True, idle
+        n = len(dev.requests)
+        with caplog.at_level(logging.INFO, "gestor"):
+            run_lockstep(clock, tasks, T0 + timedelta(minutes=4))
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any(e.startswith("load water_heater: LYING RELAY: ") for e in errors), errors
+        sent = dev.requests[n:]
+        offs = [r for r in sent if "Switch.Set" in r and "on=false" in r]
+        assert len(offs) >= 4, sent           # within the minute's 6 cycles: off, and again
+        assert not any("on=true" in r for r in sent)  # its timer never renewed, never switched on
+        assert not dev.is_on()                # this relay obeys the off it is sent
+        assert "switched off outside gestor" not in caplog.text
+        assert mgr.loads[0].on is None and mgr.loads[0].reason.startswith("LYING RELAY")
+    finally:
+        dev.stop()
+        meter.stop()
+
+
+# --- issue 32, item 5: a stop while managing runs ---------------------------------------------
+def test_a_stop_between_the_latch_check_and_the_read_back_is_the_stop_not_an_off_outside_gestor(tmp_path, caplog):
+    """The web stop sets the latch and switches the relay off after managing's cycle read the
+    latch and before it reads the relay back (the emulator runs the stop just before answering
+    that read-back). Before: "switched off outside gestor ... left off until 13:00", and after
+    ``--release`` the load stayed off until the period ended. Now: off for the stop, and back on
+    soon after the release."""
+    import stop_loads
+    from drivers.relays.shelly import ShellyRelaySettings
+    from gestor.runtime.livestate import clear_latch
+    meter, dev = ShellyPro3EM(free_port()).start(), ShellyRelayDevice(free_port(), 2, load_w=1000.0).start()
+    try:
+        s, clock, mgr, tasks = _shelly_house(tmp_path, dev, meter)
+        run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
+        assert dev.is_on() and mgr.loads[0].on
+        target = stop_loads.Target("water_heater", ShellyRelaySettings(host=f"127.0.0.1:{dev.port}"), 1000.0)
+        stopped = []
+
+        def web_stop() -> None:  # what gestor web's stop does: the latch first, then every relay off
+            stop_loads.set_the_latch(s.paths.state_dir, "web")
+            stopped.extend(stop_loads.stop_all([target], stop_loads.Paths(s.paths.state_dir, s.paths.run_dir)))
+
+        dev.before_status = web_stop
+        with caplog.at_level(logging.INFO, "gestor"):
+            run_lockstep(clock, tasks, T0 + timedelta(minutes=5))
+            assert stopped and stopped[0].confirmed and not dev.is_on()
+            assert "found OFF under the stop latch" in caplog.text
+            assert "outside gestor" not in caplog.text and "LYING" not in caplog.text
+            assert mgr.loads[0].on is False and mgr.loads[0].hold_off_until is None
+            clear_latch(s.paths.state_dir)   # stop-loads --release
+            run_lockstep(clock, tasks, T0 + timedelta(minutes=6))
+        assert dev.is_on() and mgr.loads[0].on, "held off after the release"
+    finally:
+        dev.stop()
+        meter.stop()

@@ -14,12 +14,15 @@ its own seconds whatever the Pi's wall clock does) unless renewed
 ``fault`` simulates a broken device for drills and tests: ``no_answer`` makes every call raise
 RelayError; ``stuck_on`` accepts commands but stays on (and ignores its timer: welded contacts);
 ``welded_reads_off`` stays on likewise but reads back what was commanded (a relay module that
-reads its own coil, not the contactor behind it; only the grid meter can tell).
+reads its own coil, not the contactor behind it; only the grid meter can tell); ``lies_off``
+is honest until it has been on for ``LIES_AFTER_S``, then reads off while its contact stays on
+(its load drawing) and ignores "off" commands, its dead-man timer still running (a relay found
+"off" while drawing, issue 32: only the grid meter can tell, and only the timer ends it).
 
 State file (JSON): ``on`` (bool, as commanded), ``power_w`` (W), ``since_s`` (epoch s of the last
-change), ``before`` (bool, the state before it), ``auto_off_at_s`` (epoch s the timer ends, or
-null; for the replay meter's look back) and ``auto_off_mono_s`` (the same on the monotonic clock:
-what the device itself goes by).
+change; ``since_mono_s`` the same on the monotonic clock), ``before`` (bool, the state before
+it), ``auto_off_at_s`` (epoch s the timer ends, or null; for the replay meter's look back) and
+``auto_off_mono_s`` (the same on the monotonic clock: what the device itself goes by).
 """
 from __future__ import annotations
 
@@ -33,11 +36,12 @@ from gestor.files import atomic_write_text, read_small_text
 
 SIM_DIR = "sim-relays"
 STATE_MAX_BYTES = 4096
+LIES_AFTER_S = 60.0  # fault lies_off: on this long (monotonic s), it starts reading off
 
 
 class SimulatedRelaySettings(RelaySettings):
     driver: Literal["simulated"] = "simulated"
-    fault: Literal["none", "no_answer", "stuck_on", "welded_reads_off"] = "none"
+    fault: Literal["none", "no_answer", "stuck_on", "welded_reads_off", "lies_off"] = "none"
 
 
 def _expired(s: dict[str, Any], at_s: float) -> bool:
@@ -123,22 +127,31 @@ class SimulatedRelay:
         except RelayError:
             old = {}
         was = self._on_now(old)
+        timer = {"auto_off_at_s": now_s + auto_off_s if on and auto_off_s is not None else None,
+                 "auto_off_mono_s": self.clock.monotonic() + auto_off_s if on and auto_off_s is not None else None}
+        if not on and self._lying(old):  # its contact stays on, its timer still running
+            on, timer = True, {k: old.get(k) for k in timer}
         changed = bool(on) != was
         self.auto_off_s = auto_off_s if on else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps({
             "on": bool(on), "commanded": commanded, "power_w": self.power_w, "welded": welded,
             "since_s": now_s if changed else old.get("since_s", now_s),
-            "before": was if changed else bool(old.get("before", False)),
-            "auto_off_at_s": now_s + auto_off_s if on and auto_off_s is not None else None,
-            "auto_off_mono_s": self.clock.monotonic() + auto_off_s if on and auto_off_s is not None else None}))
+            "since_mono_s": self.clock.monotonic() if changed else old.get("since_mono_s", self.clock.monotonic()),
+            "before": was if changed else bool(old.get("before", False)), **timer}))
 
     def state(self) -> bool:
         self._check()
         s = self._read()
         if self.settings.fault == "welded_reads_off":
             return bool(s.get("commanded"))
-        return self._on_now(s)
+        return self._on_now(s) and not self._lying(s)
+
+    def _lying(self, s: dict[str, Any]) -> bool:
+        """Fault lies_off: on now, for LIES_AFTER_S or longer (then it reads off and stays on)."""
+        since = s.get("since_mono_s")
+        return (self.settings.fault == "lies_off" and self._on_now(s) and isinstance(since, (int, float))
+                and self.clock.monotonic() - since >= LIES_AFTER_S)
 
     def _on_now(self, s: dict[str, Any]) -> bool:
         """On now: commanded on and its timer (on the monotonic clock) not ended."""

@@ -34,8 +34,9 @@ class Latch:
                       "soon as it can; every load off", e)
 
     def is_set(self) -> bool:
-        """The latch now, without writing or logging anything."""
-        return is_latched(self.state_dir)
+        """The latch now (its file, or a stop held here until the file can be written), without
+        writing or logging anything."""
+        return self._pending is not None or is_latched(self.state_dir)
 
     def check(self) -> tuple[bool, bool]:
         """At each cycle: (latched, released since the last check). A pending latch is written
