@@ -1,0 +1,135 @@
+"""A house of any shape (issue 33): ``loads: []`` is valid when ``setpoints:`` has a device, and
+every program works with it. A battery alone and a modulating heater alone, through the real
+programs: ``gestor check``, the daemons' cycles on a SimClock, ``gestor status``, the real
+``stop-loads``, ``gestor simulate`` over a recording (the public CLI only)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import managing
+import monitoring
+import stop_loads
+from drivers.store.influx import NullStore
+from gestor.clock import SimClock
+from gestor.settings import SettingsError, load_settings, parse_settings
+from gestor.sim.lockstep import run_lockstep
+from tests.conftest import DATA, example_raw, settings_file
+
+REPO = Path(__file__).resolve().parents[2]
+UTC = timezone.utc
+START = datetime(2022, 6, 11, 7, 0, tzinfo=UTC)   # 09:00 in Madrid, a sunny June morning
+BATTERY = [{"name": "battery", "reserve_wh_per_h": 0, "deadband_w": 20,
+            "device": {"driver": "simulated", "kind": "battery", "capacity_wh": 5000, "soc_pct": 20,
+                       "min_soc_pct": 10, "max_charge_w": 2500, "max_discharge_w": 2500, "hold_s": 30}}]
+HEATER = [{"name": "heater", "device": {"driver": "simulated", "kind": "heater", "max_charge_w": 2000,
+                                        "hold_s": 30}}]   # reserve_wh_per_h: the heater's default, 300
+
+
+def house(tmp: Path, devices: list[dict]) -> Path:
+    """The shipped example with no on/off load and ``devices``, written to tmp/settings.yaml."""
+    return settings_file(tmp, meter_updates={"start": START.isoformat(), "loop": False},
+                         loads=[], setpoints=devices)
+
+
+def env(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", stop_loads.STATE_DIR_ENV: str(tmp / "state"),
+            "GESTOR_RUN_DIR": str(tmp / "run")}
+
+
+def run(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env(tmp), timeout=120)
+
+
+# --- settings -----------------------------------------------------------------------------------
+def test_loads_may_be_empty_when_a_setpoint_device_is_set():
+    raw = example_raw()
+    raw["loads"], raw["setpoints"] = [], BATTERY
+    s = parse_settings(raw, "settings.yaml")
+    assert s.loads == [] and [d.name for d in s.setpoints] == ["battery"]
+    raw.pop("loads")   # omitted is the same as empty
+    assert parse_settings(raw, "settings.yaml").loads == []
+
+
+@pytest.mark.parametrize("drop", ["empty", "omitted"])
+def test_neither_loads_nor_setpoints_names_both_keys(drop):
+    raw = example_raw()
+    if drop == "empty":
+        raw["loads"] = []
+    else:
+        raw.pop("loads")
+    with pytest.raises(SettingsError) as e:
+        parse_settings(raw, "settings.yaml")
+    assert len(e.value.errors) == 1
+    err = e.value.errors[0]
+    assert err.startswith("settings.yaml: setpoints: ") and "loads:" in err and "setpoints:" in err, err
+    assert "at least one on/off load" in err and "(got loads: [] and setpoints: [])" in err
+
+
+def test_gestor_check_accepts_a_battery_alone_and_refuses_an_empty_house(tmp_path):
+    f = house(tmp_path, BATTERY)
+    p = run(tmp_path, "-m", "gestor.cli", "check", "--config", str(f))
+    assert p.returncode == 0, p.stderr
+    assert "loads: []" in p.stdout and "name: battery" in p.stdout
+    (tmp_path / "empty").mkdir()
+    f2 = settings_file(tmp_path / "empty", loads=[])
+    p = run(tmp_path, "-m", "gestor.cli", "check", "--config", str(f2))
+    assert p.returncode == 2 and f"{f2}: setpoints: loads and setpoints are both empty" in p.stderr, p.stderr
+
+
+# --- the daemons' cycles, status, stop-loads ----------------------------------------------------
+def run_morning(f: Path, hours: float) -> tuple[managing.Managing, SimClock]:
+    s = load_settings(f)
+    clock = SimClock(START)
+    mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
+    mgr.start()
+    run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], START + timedelta(hours=hours))
+    return mgr, clock
+
+
+@pytest.mark.parametrize("devices", [BATTERY, HEATER], ids=["battery", "heater"])
+def test_managing_drives_a_house_with_a_setpoint_device_alone(tmp_path, devices):
+    """Three real hours with no on/off load: the device takes the surplus, each complete period
+    ends near zero (a battery: within 30 Wh; a heater, which keeps its reserve and cannot
+    supply: at or above zero, within 150 Wh), managing publishes no load and the device, and its
+    stop plan names the device. ``gestor status`` says there is no load."""
+    f = house(tmp_path, devices)
+    mgr, clock = run_morning(f, 3.0)
+    full = [p for p in mgr.books.closed if p.covered_s > 3000]
+    assert len(full) >= 2
+    dev = mgr.setpoints.devices[0]
+    assert dev.taken_wh > 1000, dev.taken_wh   # it took the morning's surplus
+    if devices is BATTERY:
+        assert all(abs(p.balance_wh) < 30 for p in full), [round(p.balance_wh) for p in full]
+    else:
+        assert all(-5 < p.balance_wh < 150 for p in full), [round(p.balance_wh) for p in full]
+    st = json.loads((tmp_path / "run" / "managing.json").read_text())
+    assert st["loads"] == {} and list(st["setpoints"]) == [devices[0]["name"]]
+    plan = json.loads((tmp_path / "state" / "stop-plan.json").read_text())
+    assert plan["loads"] == [] and [d["name"] for d in plan["setpoints"]] == [devices[0]["name"]]
+    p = run(tmp_path, "-m", "gestor.cli", "status", "--config", str(f))
+    assert p.returncode == 0, p.stderr
+    assert "loads       none (loads: [])" in p.stdout and f"setpoints   {devices[0]['name']}" in p.stdout, p.stdout
+    assert mgr.stop()   # idle on exit
+    name = devices[0]["name"]
+    assert json.loads((tmp_path / "run" / "sim-setpoints" / f"{name}.json").read_text())["setpoint_w"] == 0
+
+
+def test_stop_loads_idles_the_devices_and_says_there_were_no_loads(tmp_path):
+    f = house(tmp_path, BATTERY + [{**HEATER[0], "name": "heater"}])
+    mgr, clock = run_morning(f, 0.5)
+    assert mgr.setpoints.devices[0].state.setpoint_w > 100   # charging when the stop comes
+    p = run(tmp_path, str(REPO / "src" / "stop_loads.py"), "--config", str(f))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "battery" in p.stdout and "heater" in p.stdout and p.stdout.count("OK off") == 2, p.stdout
+    assert f"no on/off loads (loads: [] in {f}): its setpoint devices were idled" in p.stdout
+    for name in ("battery", "heater"):
+        state = json.loads((tmp_path / "run" / "sim-setpoints" / f"{name}.json").read_text())
+        assert state["setpoint_w"] == 0, state
+    assert (tmp_path / "state" / "stop.latch").exists()
