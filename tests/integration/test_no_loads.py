@@ -153,3 +153,22 @@ def test_gestor_simulate_runs_a_house_with_a_setpoint_device_alone(tmp_path, dev
     p = run(tmp_path, "-m", "gestor.cli", "simulate", "--config", str(f), *span)
     assert p.returncode == 0, p.stderr
     assert "policy steady_surplus, loads none, then devices " + name + " (simulated)" in p.stdout, p.stdout
+
+
+def test_the_readmes_heater_only_house_is_valid_settings():
+    """README "A house without on/off loads": its snippet, in the shipped example, is valid; its
+    "no hardware" line is the heater the managing test above drives."""
+    import re
+
+    import yaml
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("A house with a modulating heater only:"):]
+    snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", block, re.S)[1])
+    raw = example_raw()
+    raw.update(snippet)
+    s = parse_settings(raw, "settings.yaml")
+    assert s.loads == [] and s.setpoints[0].device.driver == "mypv_elwa" and s.setpoints[0].reserve_wh_per_h == 300
+    simulated = yaml.safe_load(re.search(r"# no hardware: (\{.*\})", block)[1])
+    raw["setpoints"][0]["device"] = simulated
+    assert parse_settings(raw, "settings.yaml").setpoints[0].device.kind == "heater"
+    assert simulated["max_charge_w"] == HEATER[0]["device"]["max_charge_w"]
