@@ -135,6 +135,13 @@ def test_stop_loads_idles_the_devices_and_says_there_were_no_loads(tmp_path):
     assert (tmp_path / "state" / "stop.latch").exists()
 
 
+def test_an_override_names_that_there_is_no_load(tmp_path):
+    f = house(tmp_path, BATTERY)
+    p = run(tmp_path, "-m", "gestor.cli", "override", "water_heater", "on", "--config", str(f))
+    assert p.returncode == 1, p.stdout + p.stderr   # gestor override's exit for a refused override
+    assert "no load named 'water_heater' (loads: none, loads: [] in the settings)" in p.stderr, p.stderr
+
+
 # --- gestor simulate (the public CLI) -----------------------------------------------------------
 @pytest.mark.parametrize("devices", [BATTERY, HEATER], ids=["battery", "heater"])
 def test_gestor_simulate_runs_a_house_with_a_setpoint_device_alone(tmp_path, devices):

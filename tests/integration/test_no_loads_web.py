@@ -47,6 +47,10 @@ def test_the_page_of_a_house_with_a_battery_alone(battery_site):
     from selenium.webdriver.support.ui import WebDriverWait
     site = battery_site
     assert site.s.loads == [] and site.mgr.setpoints.devices[0].taken_wh > 0
+    c = site.web.login()
+    r = c.post(f"{site.web.url}/api/load/water_heater", json={"mode": "on"}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"] == "no load named 'water_heater': the loads are []"
+    c.close()
     b = browser("en")
     wait = WebDriverWait(b, 20)
     try:

@@ -316,7 +316,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     @app.post("/api/load/<name>")
     def load_mode(name: str):
         if name not in {ld.name for ld in s.loads}:
-            names = ", ".join(ld.name for ld in s.loads)
+            names = ", ".join(ld.name for ld in s.loads) or "[]"
             return jsonify(error=_("no load named %(name)s: the loads are %(names)s", name=repr(name[:40]),
                                    names=names)), 400
         body = _body(("mode", "for"))
