@@ -4,20 +4,11 @@ week, month and year views from the real endpoints, no script error, no axe viol
 emergency stop idling the battery."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-import managing
-import monitoring
-from drivers.store.influx import InfluxStore
-from gestor.clock import SimClock
 from gestor.runtime.livestate import is_latched
-from gestor.settings import load_settings
-from gestor.web import auth
 from tests.integration.test_no_loads import BATTERY
-from tests.integration.test_web import (CHROMEDRIVER, CHROMIUM, MORNING, PASSWORD, START, Site, Web, wh,
-                                        write_settings)
+from tests.integration.test_web import CHROMEDRIVER, CHROMIUM, running_site, wh
 from tests.integration.test_web_page import axe_violations, browser, log_in, text_of
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="chromium and chromium-driver: ./install.sh --test")
@@ -25,21 +16,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="chromiu
 
 @pytest.fixture
 def battery_site(tmp_path, influxd):
-    db = f"t_web_{uuid.uuid4().hex[:8]}"
-    s = load_settings(write_settings(tmp_path, influxd, db, loads=[], setpoints=BATTERY))
-    clock = SimClock(START)
-    store = InfluxStore.from_settings(s.store).open()
-    mon, mgr = monitoring.Monitoring(s, clock, store), managing.Managing(s, clock, store)
-    mgr.start()
-    site = Site(s, clock, mon, mgr, store, Web(s, clock, auth.hasher().hash(PASSWORD)))
-    site.run((MORNING - START).total_seconds() / 60)
-    yield site
-    site.web.stop()
-    mgr.stop()
-    store.close()
-    c = influxd.client(db)
-    c.drop_database(db)
-    c.close()
+    yield from running_site(tmp_path, influxd, loads=[], setpoints=BATTERY)
 
 
 def test_the_page_of_a_house_with_a_battery_alone(battery_site):
