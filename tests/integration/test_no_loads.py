@@ -84,13 +84,13 @@ def test_gestor_check_accepts_a_battery_alone_and_refuses_an_empty_house(tmp_pat
 
 
 # --- the daemons' cycles, status, stop-loads ----------------------------------------------------
-def run_morning(f: Path, hours: float) -> tuple[managing.Managing, SimClock]:
+def run_morning(f: Path, hours: float) -> tuple[managing.Managing, SimClock, monitoring.Monitoring]:
     s = load_settings(f)
     clock = SimClock(START)
     mon, mgr = monitoring.Monitoring(s, clock, NullStore()), managing.Managing(s, clock, NullStore())
     mgr.start()
     run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], START + timedelta(hours=hours))
-    return mgr, clock
+    return mgr, clock, mon
 
 
 @pytest.mark.parametrize("devices", [BATTERY, HEATER], ids=["battery", "heater"])
@@ -100,7 +100,7 @@ def test_managing_drives_a_house_with_a_setpoint_device_alone(tmp_path, devices)
     supply: at or above zero, within 150 Wh), managing publishes no load and the device, and its
     stop plan names the device. ``gestor status`` says there is no load."""
     f = house(tmp_path, devices)
-    mgr, clock = run_morning(f, 3.0)
+    mgr, clock, mon = run_morning(f, 3.0)
     full = [p for p in mgr.books.closed if p.covered_s > 3000]
     assert len(full) >= 2
     dev = mgr.setpoints.devices[0]
@@ -123,7 +123,7 @@ def test_managing_drives_a_house_with_a_setpoint_device_alone(tmp_path, devices)
 
 def test_stop_loads_idles_the_devices_and_says_there_were_no_loads(tmp_path):
     f = house(tmp_path, BATTERY + [{**HEATER[0], "name": "heater"}])
-    mgr, clock = run_morning(f, 0.5)
+    mgr, clock, mon = run_morning(f, 0.5)
     assert mgr.setpoints.devices[0].state.setpoint_w > 100   # charging when the stop comes
     p = run(tmp_path, str(REPO / "src" / "stop_loads.py"), "--config", str(f))
     assert p.returncode == 0, p.stdout + p.stderr
@@ -133,6 +133,16 @@ def test_stop_loads_idles_the_devices_and_says_there_were_no_loads(tmp_path):
         state = json.loads((tmp_path / "run" / "sim-setpoints" / f"{name}.json").read_text())
         assert state["setpoint_w"] == 0, state
     assert (tmp_path / "state" / "stop.latch").exists()
+    # the settings file broken since managing started: its stop plan still names the devices
+    assert run(tmp_path, str(REPO / "src" / "stop_loads.py"), "--config", str(f), "--release").returncode == 0
+    run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], clock.now() + timedelta(minutes=3))
+    assert mgr.setpoints.devices[0].state.setpoint_w > 100   # charging again
+    f.write_text("loads: [\n")
+    p = run(tmp_path, str(REPO / "src" / "stop_loads.py"), "--config", str(f))
+    assert p.returncode == 1 and "switching off the loads of the stop plan" in p.stderr, p.stdout + p.stderr
+    assert p.stdout.count("OK off") == 2, p.stdout
+    for name in ("battery", "heater"):
+        assert json.loads((tmp_path / "run" / "sim-setpoints" / f"{name}.json").read_text())["setpoint_w"] == 0
 
 
 def test_an_override_names_that_there_is_no_load(tmp_path):
