@@ -776,6 +776,8 @@ def _stop(a) -> int:
         results = _through_managing(plan, results, a.timeout_s, deadline)
     latch = None if a.no_latch else "; ".join(line for line, _ in sorted(latched.values(), key=lambda x: x[1])) or "NOT SET"
     print_table(results, latch=latch)
+    if plan.targets and not plan.unusable and not unusable and all(t.setpoint for t in plan.targets):
+        print_out(f"no on/off loads (loads: [] in {a.config}): its setpoint devices were idled")
     for n in notes:
         print(n, file=sys.stderr)
     bad = [r for r in results if not r.confirmed]

@@ -380,8 +380,8 @@ class Settings(_Model):
     monitoring: MonitoringSettings = MonitoringSettings()
     managing: ManagingSettings = ManagingSettings()
     policy: PolicySettings = PolicySettings()
-    loads: list[LoadSettings] = Field(min_length=1, max_length=8)
-    setpoints: list[SetpointDeviceSettings] = Field([], max_length=4)  # devices whose power gestor sets
+    loads: list[LoadSettings] = Field([], max_length=8)  # may be empty when setpoints has a device
+    setpoints: list[SetpointDeviceSettings] = Field([], max_length=4, validate_default=True)  # devices whose power gestor sets
     store: StoreSettings = StoreSettings()
     tariff: TariffSettings = TariffSettings()
     mqtt: MqttSettings = MqttSettings()
@@ -417,6 +417,16 @@ class Settings(_Model):
         if dup:
             raise ValueError(f"names must be unique (got {', '.join(dup)} twice)")
         return loads
+
+    @field_validator("setpoints")
+    @classmethod
+    def _something_to_drive(cls, v: list[SetpointDeviceSettings], info: Any) -> list[SetpointDeviceSettings]:
+        """A house needs one thing to drive: an on/off load or a setpoint device (issue 33: a
+        battery alone, or a modulating heater alone, is a valid house)."""
+        if not v and "loads" in info.data and not info.data["loads"]:
+            raise ValueError("loads and setpoints are both empty: give at least one on/off load under "
+                             "loads: or one device under setpoints: (got loads: [] and setpoints: [])")
+        return v
 
     @model_validator(mode="after")
     def _names_across(self) -> "Settings":

@@ -99,8 +99,15 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path, influxd):
+    yield from running_site(tmp_path, influxd)
+
+
+def running_site(tmp_path, influxd, **changes):
+    """The daemons run from START to MORNING on the test InfluxDB, gestor web serving them (a
+    generator for a fixture: yields the Site, then stops it and drops its database); ``changes``:
+    top-level settings keys (write_settings)."""
     db = f"t_web_{uuid.uuid4().hex[:8]}"
-    s = load_settings(write_settings(tmp_path, influxd, db))
+    s = load_settings(write_settings(tmp_path, influxd, db, **changes))
     clock = SimClock(START)
     store = InfluxStore.from_settings(s.store).open()
     mon, mgr = monitoring.Monitoring(s, clock, store), managing.Managing(s, clock, store)

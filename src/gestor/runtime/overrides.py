@@ -81,7 +81,7 @@ def apply_override(settings, load: str, mode: str, for_text: str | None, now: da
     """
     names = [ld.name for ld in settings.loads]
     if load not in names:
-        raise ValueError(f"no load named {load!r} (loads: {', '.join(names)})")
+        raise ValueError(f"no load named {load!r} (loads: {', '.join(names) or 'none, loads: [] in the settings'})")
     if mode not in ("on", "off", "auto"):
         raise ValueError(f"mode {mode!r} must be on, off or auto")
     duration = parse_duration(for_text) if for_text else None

@@ -138,6 +138,8 @@ def render(d: dict[str, Any], s: Settings) -> str:
                      f"   [policy {mg['policy']}]{old}")
     else:
         lines.append("period      managing has published nothing (never ran here?)")
+    if not s.loads:  # a house of setpoint devices only (issue 33)
+        lines.append("loads       none (loads: []): the setpoint devices below are all gestor drives")
     first = True
     for name, ld in d["loads"].items():
         state = "?UNKNOWN" if ld["on"] is None else ("ON" if ld["on"] else "off")

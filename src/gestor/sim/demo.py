@@ -71,6 +71,11 @@ def demo_settings(args: argparse.Namespace, workdir: Path) -> tuple[Settings, Re
         s.setpoints = [SetpointDeviceSettings.model_validate({"name": "battery", "device": {"driver": "simulated"},
                                                               "reserve_wh_per_h": 0, "deadband_w": 20})]
         s.setpoints[0].device = dev  # type: ignore[assignment]
+    if getattr(args, "no_loads", False):  # a house of setpoint devices only (issue 33)
+        if not s.setpoints:
+            raise GestorError("demo --no-loads: no device left to drive: add --battery (or a simulated device "
+                              "under setpoints: in --config)")
+        s.loads = []
     s.site = "demo"
     s.store = StoreSettings(host=args.influx_host, port=args.influx_port, database=args.database)
     s.paths = PathsSettings(state_dir=workdir / "state", run_dir=workdir / "run")
@@ -138,7 +143,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     local0 = start.astimezone(s.tz)
     print(f"gestor demo: {data.path.name}, {args.days:g} day(s) from {local0:%Y-%m-%d %H:%M %Z}, "
           f"policy {s.policy.name}, loads "
-          + ", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads)
+          + (", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads) or "none")
           + "".join(f", {d.name} ({d.device.kind} {getattr(d.device, 'capacity_wh', 0) / 1000:g} kWh, "
                     f"{d.device.max_charge_w:.0f} W)" for d in s.setpoints)
           + f", InfluxDB {store.url} database {s.store.database}")
@@ -229,7 +234,7 @@ def print_report(periods: list[dict], baseline: dict[datetime, PeriodSummary], s
     print(f"{'extra import, kWh':<28}{tot['imp'] - tot['imp0']:>12.2f}", file=out)
     print(f"{'energy cost, EUR':<28}{tot['eur']:>12.2f}{tot['eur0']:>12.2f}   (saved {tot['eur0'] - tot['eur']:.2f}; "
           f"prices: {s.prices.source}; without gestor the loads run on the P3 price)", file=out)
-    print(f"{'switches':<28}{mgr.relays.switches_total:>12d}   ({', '.join(names)})", file=out)
+    print(f"{'switches':<28}{mgr.relays.switches_total:>12d}   ({', '.join(names) or 'no on/off load'})", file=out)
     for d in mgr.setpoints.devices:
         soc = f", state of charge {d.state.soc_pct:.0f} % at the end" if d.state and d.state.soc_pct is not None else ""
         print(f"{d.name + ' took / gave, kWh':<28}{d.taken_wh / 1000:>12.2f}{d.supplied_wh / 1000:>12.2f}   "

@@ -188,7 +188,7 @@ def print_devices(r: SimResult) -> None:
 
 def print_result(r: SimResult, s: Settings, data: Path, periods: bool, bench: SimResult | None = None) -> None:
     print(f"{data.name}: policy {s.policy.name}, loads "
-          + ", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads_by_priority())
+          + (", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads_by_priority()) or "none")
           + (", then devices " + ", ".join(f"{d.name} ({d.device.driver})" for d in s.setpoints) if s.setpoints else "")
           + f", settlement period {s.billing.period_s // 60} min, {s.timezone}")
     rows = [HEAD] + [_row(d, t) for d, t in r.days.items()] + [_row("total", r.totals)]

@@ -176,6 +176,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     def index():
         return render_template("index.html", site=site_name, site_id=s.site, poll_s=s.web.poll_s, csrf=generate_csrf(),
                                loads=[(ld.name, ld.display_name or ld.name) for ld in s.loads],
+                               devices=", ".join(d.name for d in s.setpoints),
                                timezone=s.timezone, period_s=s.billing.period_s)
 
     @app.get("/manifest.webmanifest")
@@ -315,7 +316,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     @app.post("/api/load/<name>")
     def load_mode(name: str):
         if name not in {ld.name for ld in s.loads}:
-            names = ", ".join(ld.name for ld in s.loads)
+            names = ", ".join(ld.name for ld in s.loads) or "[]"
             return jsonify(error=_("no load named %(name)s: the loads are %(names)s", name=repr(name[:40]),
                                    names=names)), 400
         body = _body(("mode", "for"))
