@@ -28,7 +28,7 @@ from drivers.relays import Relay
 from drivers.setpoints import SetpointDevice
 from drivers.store.influx import Store, point
 from gestor.clock import Clock
-from gestor.core.balance import COUNTERS_AGREE_WH, Balance
+from gestor.core.balance import Balance
 from gestor.core.control import Core, LoadState
 from gestor.core.guards import LoadLimits, Override
 from gestor.core.policies import Snapshot, Wish, projected_wh
@@ -177,9 +177,8 @@ class Managing:
         cur = self.balance.current
         if cur is not None and cur.counters_refused and self._counters_refused_logged != cur.start:
             self._counters_refused_logged = cur.start
-            log.error("the meter's energy counters disagree with its power readings by more than %.0f Wh: the "
-                      "period's balance is integrated from net power until it ends (a counter over-reading?)",
-                      COUNTERS_AGREE_WH)
+            log.error("the meter's energy counters disagree with its power readings: %s; the period's balance "
+                      "is integrated from net power until it ends (a counter creeping or stuck?)", cur.refused_why)
         if closed and self.setpoints:
             self.setpoints.count(now)  # the devices' energy up to the period's end
         for p in closed:
