@@ -61,3 +61,42 @@ class ShellyHouse:
         self.dev.phases_w = [self._import_w, 0.0, 0.0]
         if not self.counters_stuck:
             self.dev.total_act_wh, self.dev.total_act_ret_wh = self.import_wh, self.export_wh + self.phantom_wh
+
+
+class CountingMeter:
+    """Wraps a meter driver (the replay meter) into a meter with energy counters that count its
+    power (Wh with decimals, as a Shelly's, over the clock's monotonic time: a wall-clock step counts
+    nothing), with issue 32's faults: ``frozen`` (it answers its last reading again, stamped now: a
+    cached value), ``counters_stuck``, and ``creep_w`` (signed: + the export counter over-reads by
+    that many W, - the import counter). A failed read of the driver is passed on."""
+
+    def __init__(self, inner, clock: SimClock) -> None:
+        self.inner, self.clock = inner, clock
+        self.frozen = False
+        self.counters_stuck = False
+        self.creep_w = 0.0
+        self.import_wh, self.export_wh = 20_000.0, 5_000.0
+        self._shown = (self.import_wh, self.export_wh)
+        self._net_w: float | None = None
+        self._mono = clock.monotonic()
+        self._last = None
+
+    def read(self):
+        from dataclasses import replace
+        mono = self.clock.monotonic()
+        if self._net_w is not None:  # the power held since the last read (and the creep)
+            dt_h = (mono - self._mono) / 3600.0
+            self.import_wh += (max(-self._net_w, 0.0) + max(-self.creep_w, 0.0)) * dt_h
+            self.export_wh += (max(self._net_w, 0.0) + max(self.creep_w, 0.0)) * dt_h
+        self._mono = mono
+        if self.frozen and self._last is not None:
+            return replace(self._last, at=self.clock.now())
+        r = self.inner.read()
+        self._net_w = r.net_w
+        if not self.counters_stuck:
+            self._shown = (self.import_wh, self.export_wh)
+        self._last = replace(r, import_wh_total=self._shown[0], export_wh_total=self._shown[1])
+        return self._last
+
+    def close(self) -> None:
+        self.inner.close()
