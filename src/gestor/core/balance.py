@@ -285,8 +285,10 @@ class Balance:
                     break
             else:
                 break
-        if disagree and not self.current.counters_refused:
-            _refuse(self.current, disagree)
+        if disagree:  # every period the interval touched
+            for p in closed + [self.current]:
+                if not p.counters_refused:
+                    _refuse(p, disagree)
         self.current.samples += 1
         self._last, self.last_t, self.last_net_w = cur, t1, cur[1]
         return closed
