@@ -208,7 +208,7 @@ class Managing:
         under the latch, else the law on what the loads left."""
         stale = self.s.managing.stale_after_s
         if age is None or self.balance.current is None:
-            why = "no reading yet: idle until the meter answers"
+            why = "meter stale (no reading, or the meter frozen): idle until the meter answers"
         elif age > stale:
             why = f"meter stale ({age:.0f} s without a reading, limit {stale:g} s): idle"
         else:

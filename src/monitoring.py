@@ -3,10 +3,10 @@ InfluxDB (measurement ``meter``) and publishes it to the live state file for man
 
 A failed read stores nothing and publishes nothing (the live state goes stale, so managing switches
 the loads off); it never becomes a zero reading. A frozen meter (readings identical for longer than
-``meter.frozen_after_s``, or counters standing still while the power flows:
-:class:`drivers.meters.base.CheckedMeter`) is a failed read, logged once as an error, and its
-repeats are taken back from the live state, so the meter is stale for managing from the moment its
-values froze: loads off, devices idle, by the same rule as a silent meter.
+``meter.frozen_after_s``, or counters standing still that long while the power flows:
+:class:`drivers.meters.base.CheckedMeter`) is a failed read, logged once as an error, and the live
+state's readings are taken back (none vouches for the meter any more), so managing finds no fresh
+reading at its next cycle: loads off, devices idle, by the same rule as a silent meter.
 
 A wall-clock step back (NTP correcting a Pi without an RTC) is logged and readings go on being
 stored with the new time; the live state is restarted so managing never mixes the two clocks. A
@@ -87,11 +87,11 @@ class Monitoring:
             self.failures += 1
             self._failing += 1
             if isinstance(e, MeterFrozen):
-                withdrawn = self.live.withdraw_after(e.since)
+                self.live.clear()
                 if self._frozen_since != e.since:
                     self._frozen_since = e.since
-                    log.error("METER FROZEN: %s. Its readings since %s are taken back (%d): managing sees a stale "
-                              "meter, loads off and devices idle, until they change", e, e.since.isoformat(), withdrawn)
+                    log.error("METER FROZEN: %s (since %s). The live readings are taken back: managing sees a stale "
+                              "meter, loads off and devices idle, until they change", e, e.since.isoformat())
             elif self._failing == 1 or self._failing % REPEAT_LOG_EVERY == 0:
                 log.warning("meter read failed (%d in a row): %s", self._failing, e)
             msg = str(e)

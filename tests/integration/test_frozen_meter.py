@@ -92,7 +92,7 @@ def test_a_frozen_shelly_switches_the_loads_off_and_idles_the_battery_once_past_
     cached value. Nothing changes before the bound (a real meter can repeat itself for a while);
     past ``frozen_after_s`` + a monitoring and a managing cycle everything is off and idle,
     because the meter is stale (one rule); logged once. When the Shelly thaws, control resumes.
-    Counters off (the driver's default): with them, the stuck counters catch it sooner (below)."""
+    Counters off (the driver's default)."""
     site = Site(tmp_path, base_w=-4000.0, use_counters=False)
     try:
         bound_s = site.s.meter.frozen_s(site.s.monitoring.interval_s)
@@ -124,8 +124,9 @@ def test_a_frozen_shelly_switches_the_loads_off_and_idles_the_battery_once_past_
 
 
 def test_counters_standing_still_while_the_power_flows_make_the_meter_stale(tmp_path, caplog):
-    """The Shelly's power moves (1 W of noise on 300 W imported), its counters do not: once the power
-    says more than 3 x 1 Wh went through, the meter is stale: no load, the battery idle."""
+    """The Shelly's power moves (1 W of noise on 300 W imported), its counters do not: once they have
+    stood still for ``frozen_after_s`` while the power says more than 3 x 1 Wh went through, the
+    meter is stale: no load, the battery idle."""
     site = Site(tmp_path, base_w=300.0)
     try:
         site.run(3)
@@ -133,8 +134,8 @@ def test_counters_standing_still_while_the_power_flows_make_the_meter_stale(tmp_
         site.house.counters_stuck = True
         stuck_at = site.clock.now()
         late = []
-        # 3 Wh at 300 W is 36 s; then a monitoring and a managing cycle
-        bound_s = 3 * 1.0 * 3600 / 300.0 + site.s.monitoring.interval_s * 2 + site.s.managing.interval_s
+        # 60 s (3 Wh at 300 W take 36 s), from the reading before; then a monitoring and a managing cycle
+        bound_s = FROZEN_AFTER_S + site.s.monitoring.interval_s * 2 + site.s.managing.interval_s
 
         def check():
             if (site.clock.now() - stuck_at).total_seconds() > bound_s:
@@ -142,7 +143,7 @@ def test_counters_standing_still_while_the_power_flows_make_the_meter_stale(tmp_
         with caplog.at_level(logging.INFO, "gestor"):
             site.run(3, check)
         assert late and not any(late), "a load on or the battery discharging with stuck counters"
-        assert "setpoint battery IDLE: meter stale" in caplog.text
+        assert "setpoint battery IDLE: meter stale (no reading, or the meter frozen)" in caplog.text
         assert caplog.text.count("METER FROZEN: meter's counters stuck") == 1
     finally:
         site.close()

@@ -19,8 +19,8 @@ creep. After every 5 s tick the invariants are checked:
    in order (the loss after a SIGKILL, at most ``store.flush_s`` + ``store.memory_max_s``, is a
    bound on real time: tests/integration/test_store.py, test_disk.py);
 6. no load is switched on more than its cap of switches per settlement period;
-7. frozen meters: no healthy load on and the battery idle once the meter has been frozen (its
-   counters stuck) for longer than ``frozen_after_s`` (the stuck counters' own bound) plus a
+7. frozen meters: no healthy load on and the battery idle once the meter has been frozen (or its
+   counters stuck while more than 3 resolutions flowed) for longer than ``frozen_after_s`` plus a
    monitoring and a managing cycle;
 8. creeping counters: no settlement period's balance is further from the integrated net power than
    the counters' resolution-based tolerance (:func:`gestor.core.balance.agreement_wh`).
@@ -206,7 +206,8 @@ def run_scenario(sc: Scenario, tmp: Path) -> dict[str, int]:
         cycles_s = s.monitoring.interval_s + s.managing.interval_s
         if frozen_since is not None and alive and monitoring_alive(sc, minute) and (
                 (house.frozen and mono - frozen_since > FROZEN_AFTER_S + cycles_s)
-                or (house.counters_stuck and flow_wh > 3 * res_wh + MAX_NET_W * cycles_s / 3600.0)):
+                or (house.counters_stuck and mono - frozen_since > FROZEN_AFTER_S + cycles_s
+                    and flow_wh > 3 * res_wh + MAX_NET_W * cycles_s / 3600.0)):
             stats["frozen_checked"] += 1
             assert not any(physical[n] for n in healthy), f"invariant 7: a load on with a frozen meter {why}"
             assert not any(ld.on for ld in mgr.loads), f"invariant 7: managing believes a load on {why}"

@@ -120,10 +120,10 @@ class CheckedMeter:
     A frozen meter (issue 32: a Shelly or an inverter's dongle answering a cached value) is a failed
     read too, :class:`MeterFrozen`, until its readings move again: readings identical in every
     value (power and counters) for longer than ``frozen_after_s`` (by their own times), or counters
-    that stand still while the power says more than ``COUNTER_RESOLUTIONS`` x
+    that stand still that long while the power says more than ``COUNTER_RESOLUTIONS`` x
     ``counter_resolution_wh`` went through the connection (|net_w| integrated over the intervals
     whose two readings have the same sign: a meter's import plus export counters advance at least
-    that much)."""
+    that much; the time bound spares a meter that refreshes its counters only now and then)."""
 
     def __init__(self, meter: Meter, max_abs_power_w: float, counter_resolution_wh: float = COUNTER_SLACK_WH,
                  frozen_after_s: float = math.inf) -> None:
@@ -202,7 +202,7 @@ class CheckedMeter:
         if (prev[1] > 0) == (r.net_w > 0):  # no zero crossing: |net_w| is at least this (trapezoid)
             self._flow_wh += (abs(prev[1]) + abs(r.net_w)) / 2.0 * (r.at - prev[0]).total_seconds() / 3600.0
         limit_wh = COUNTER_RESOLUTIONS * self.counter_resolution_wh
-        if self._flow_wh > limit_wh:
+        if self._flow_wh > limit_wh and (r.at - c[2]).total_seconds() > self.frozen_after_s:
             raise MeterFrozen(f"meter's counters stuck: import_wh_total {imp:.1f} Wh and export_wh_total {exp:.1f} Wh "
                               f"unchanged for {(r.at - c[2]).total_seconds():.0f} s while its power put "
                               f"{self._flow_wh:.0f} Wh through the connection (more than {COUNTER_RESOLUTIONS:g} x "

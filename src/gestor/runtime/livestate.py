@@ -42,21 +42,9 @@ class LiveStateWriter:
         self._write()
 
     def clear(self) -> None:
-        """Forget the readings (after a wall-clock step: their times belong to the old clock)."""
+        """Forget the readings (after a wall-clock step: their times belong to the old clock; a
+        frozen meter: none vouches for it any more)."""
         self.readings.clear()
-
-    def withdraw_after(self, since: datetime) -> int:
-        """Take back the readings measured after ``since``: a frozen meter's repeats
-        (:class:`drivers.meters.base.MeterFrozen`), which were no new readings. The newest reading
-        left is then as old as the frozen values, so managing's one stale-meter rule (its age
-        against ``managing.stale_after_s``) switches the loads off and idles the devices. Returns
-        how many were taken back; the file is written by the next :meth:`publish` or
-        :meth:`error`."""
-        n = 0
-        while self.readings and datetime.fromisoformat(self.readings[-1]["at"]) > since:
-            self.readings.pop()
-            n += 1
-        return n
 
     def error(self, at: datetime, message: str) -> None:
         self.errors += 1
