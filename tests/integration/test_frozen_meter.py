@@ -44,10 +44,11 @@ class Site:
     """The daemons, the Shelly and the house behind it; ``physical``: the relays and the battery as
     they are (their state files on the same clock)."""
 
-    def __init__(self, tmp: Path, base_w: float, use_counters: bool = True, setpoints: bool = True, **over) -> None:
+    def __init__(self, tmp: Path, base_w: float, use_counters: bool = True, setpoints: bool = True,
+                 frozen_after_s: float | None = None, **over) -> None:
         self.dev = ShellyPro3EM(free_port()).start()
         self.s = make_settings(tmp, meter_section={"driver": "shelly_em", "host": f"127.0.0.1:{self.dev.port}",
-                                                   "use_counters": use_counters},
+                                                   "use_counters": use_counters, "frozen_after_s": frozen_after_s},
                                loads=LOADS, setpoints=[{"name": "battery", "device": BATTERY}] if setpoints else [], **over)
         self.clock = SimClock(T0)
         self.house = ShellyHouse(self.dev, self.clock, self.s.paths.run_dir, base_w)
@@ -119,6 +120,25 @@ def test_a_frozen_shelly_switches_the_loads_off_and_idles_the_battery_once_past_
             site.run(3)
         assert "meter readings move again" in caplog.text
         assert site.battery.state().setpoint_w > 0 and not any("meter stale" in ld.reason for ld in site.mgr.loads)
+    finally:
+        site.close()
+
+
+def test_a_bound_shorter_than_stale_after_s_is_kept(tmp_path):
+    """``frozen_after_s: 30`` with ``stale_after_s: 60``: everything off and idle 30 s (+ a cycle
+    each) after the values froze, not when the last good reading is 60 s old."""
+    site = Site(tmp_path, base_w=-4000.0, use_counters=False, frozen_after_s=30.0)
+    try:
+        site.run(3)
+        assert all(ld.on for ld in site.mgr.loads)
+        site.house.frozen = True
+        frozen_at, late = site.clock.now(), []
+
+        def check():
+            if (site.clock.now() - frozen_at).total_seconds() > 30 + 5 + 10:
+                late.append(site.anything_on())
+        site.run(1.5, check)
+        assert late and not any(late)
     finally:
         site.close()
 

@@ -261,3 +261,12 @@ def test_a_creeping_export_counter_across_a_period_end(tmp_path):
     """Issue 32 item 3: the export counter over-reads by 150 W from minute 10, across 13:00."""
     stats = run_scenario(Scenario([800.0] * 6, [900.0] * 6, creep=(10, 150.0)), tmp_path)
     assert stats["refused"] == 2  # the period it began in, and the next from its start
+
+
+def test_counters_stuck_while_a_sunny_spell_ends(tmp_path):
+    """Found at 120 examples (shrunk): both loads and the battery running off a sunny spell that
+    ended, then the counters stuck; the loads stayed on until the last good reading was
+    ``stale_after_s`` old. Now off once the counters have stood still for ``frozen_after_s``."""
+    stats = run_scenario(Scenario([0.0, 0.0, 6000.0, 0.0, 0.0, 0.0], [150.0, 2000.0, 150.0, 150.0, 150.0, 150.0],
+                                  meter_faults=[(17, "stuck", 3)]), tmp_path)
+    assert stats["frozen_checked"] > 0
