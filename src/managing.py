@@ -29,7 +29,7 @@ from drivers.relays import Relay
 from drivers.setpoints import SetpointDevice
 from drivers.store.influx import Store, point
 from gestor.clock import Clock
-from gestor.core.balance import COUNTERS_AGREE_WH, Balance, period_bounds
+from gestor.core.balance import Balance, period_bounds
 from gestor.core.control import Core, LoadState
 from gestor.core.guards import LoadLimits, Override
 from gestor.core.policies import Snapshot, Wish, projected_wh
@@ -191,9 +191,8 @@ class Managing:
         cur = self.balance.current
         if cur is not None and cur.counters_refused and self._counters_refused_logged != cur.start:
             self._counters_refused_logged = cur.start
-            log.error("the meter's energy counters disagree with its power readings by more than %.0f Wh: the "
-                      "period's balance is integrated from net power until it ends (a counter over-reading?)",
-                      COUNTERS_AGREE_WH)
+            log.error("the meter's energy counters disagree with its power readings: %s; the period's balance "
+                      "is integrated from net power until it ends (a counter creeping or stuck?)", cur.refused_why)
         if closed and self.setpoints:
             self.setpoints.count(now)  # the devices' energy up to the period's end
         self._count_devices(now)
@@ -250,7 +249,7 @@ class Managing:
         under the latch, else the law on what the loads left."""
         stale = self.s.managing.stale_after_s
         if age is None or self.balance.current is None:
-            why = "no reading yet: idle until the meter answers"
+            why = "meter stale (no reading, or the meter frozen): idle until the meter answers"
         elif age > stale:
             why = f"meter stale ({age:.0f} s without a reading, limit {stale:g} s): idle"
         else:

@@ -2,7 +2,11 @@
 InfluxDB (measurement ``meter``) and publishes it to the live state file for managing.
 
 A failed read stores nothing and publishes nothing (the live state goes stale, so managing switches
-the loads off); it never becomes a zero reading.
+the loads off); it never becomes a zero reading. A frozen meter (readings identical for longer than
+``meter.frozen_after_s``, or counters standing still that long while the power flows:
+:class:`drivers.meters.base.CheckedMeter`) is a failed read, logged once as an error, and the live
+state's readings are taken back (none vouches for the meter any more), so managing finds no fresh
+reading at its next cycle: loads off, devices idle, by the same rule as a silent meter.
 
 A wall-clock step back (NTP correcting a Pi without an RTC) is logged and readings go on being
 stored with the new time; the live state is restarted so managing never mixes the two clocks. A
@@ -14,7 +18,7 @@ import json
 import logging
 
 from drivers.meters import Meter, MeterError, Reading
-from drivers.meters.base import CheckedMeter
+from drivers.meters.base import CheckedMeter, MeterFrozen
 from drivers.store.influx import Store, point
 from gestor.clock import Clock
 from gestor.runtime.daemon import context, open_meter, run_loop
@@ -41,6 +45,7 @@ class Monitoring:
         self.reads = 0
         self.failures = 0
         self._failing = 0
+        self._frozen_since = None  # when the values of a frozen meter were first read (logged once)
         self.state_path = settings.paths.state_dir / STATE_FILE
         self._persisted_at = None
         self._last: Reading | None = None
@@ -81,12 +86,21 @@ class Monitoring:
         except MeterError as e:
             self.failures += 1
             self._failing += 1
-            if self._failing == 1 or self._failing % REPEAT_LOG_EVERY == 0:
+            if isinstance(e, MeterFrozen):
+                self.live.clear()
+                if self._frozen_since != e.since:
+                    self._frozen_since = e.since
+                    log.error("METER FROZEN: %s (since %s). The live readings are taken back: managing sees a stale "
+                              "meter, loads off and devices idle, until they change", e, e.since.isoformat())
+            elif self._failing == 1 or self._failing % REPEAT_LOG_EVERY == 0:
                 log.warning("meter read failed (%d in a row): %s", self._failing, e)
             msg = str(e)
             self._file_op(str(self.live.path), lambda: self.live.error(self.clock.now(), msg))
             return None
         if self._failing:
+            if self._frozen_since is not None:
+                log.warning("meter readings move again (frozen since %s)", self._frozen_since.isoformat())
+                self._frozen_since = None
             log.info("meter answering again after %d failed reads", self._failing)
             self._failing = 0
         mono = self.clock.monotonic()

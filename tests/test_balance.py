@@ -146,3 +146,70 @@ def test_state_round_trip_continues_the_same_balance():
     c.update(R(t + timedelta(seconds=20), 360.0, production_w=500.0, consumption_w=140.0))
     assert c.balance_wh == pytest.approx(2.0)
     assert c.current.production_wh == pytest.approx(500 * 20 / 3600)
+
+
+# --- issue 32, item 3: the counters' tolerance is their own resolution, and rates are compared --
+def _hour_importing_200_w_with_a_creeping_export_counter(resolution_wh):
+    """A whole hour (12:00-13:00 in Madrid) importing 200 W, read every 5 s; the import counter
+    right, the export counter creeping 210 Wh over the hour (within the old 200 Wh + 10 %: booked
+    +10 Wh; the issue's +20 Wh was 220 Wh, the slack's edge). Returns the closed period."""
+    t0 = datetime(2026, 1, 15, 11, 0, 0, tzinfo=UTC)
+    b = Balance(3600, MADRID, counter_resolution_wh=resolution_wh)
+    closed = []
+    for i in range(0, 720 + 2):
+        at = t0 + timedelta(seconds=5 * i)
+        closed += b.update(R(at, -200.0, import_wh_total=10_000.0 + 200.0 * 5 * i / 3600,
+                             export_wh_total=3_000.0 + 210.0 * 5 * i / 3600))
+    assert len(closed) == 1 and closed[0].complete
+    return closed[0]
+
+
+def test_an_hour_importing_200_w_with_a_creeping_export_counter_books_minus_200_wh():
+    """The issue's case: booked +10 Wh under the old tolerance; now about -200 Wh."""
+    p = _hour_importing_200_w_with_a_creeping_export_counter(1.0)
+    assert p.balance_wh == pytest.approx(-200.0, abs=1.0)
+    assert p.counters_refused and p.source == "integration"
+    assert "+10 W" in p.refused_why and "-200 W" in p.refused_why  # both rates, named
+
+
+def test_a_steady_disagreement_is_caught_within_minutes_late_in_a_busy_period():
+    """50 min importing 3 kW with counters right (a big share of exchanged energy), then 200 W
+    with the export counter creeping at 220 W: the window catches it within three minutes (the
+    period's totals, with 2 % of 2.5 kWh exchanged allowed, would not), and the
+    next period starts refused while the window still disagrees."""
+    t0 = datetime(2026, 1, 15, 11, 0, 0, tzinfo=UTC)
+    b = Balance(3600, MADRID, counter_resolution_wh=1.0)
+    imp, exp, caught = 10_000.0, 3_000.0, None
+    closed = []
+    for i in range(0, 800):
+        at = t0 + timedelta(seconds=5 * i)
+        late = i > 600
+        net = -200.0 if late else -3000.0
+        if i:
+            imp += -net * 5 / 3600
+            exp += 220.0 * 5 / 3600 if late else 0.0
+        closed += b.update(R(at, net, import_wh_total=imp, export_wh_total=exp))
+        if late and caught is None and b.current.counters_refused:
+            caught = (i - 600) * 5
+        if closed:
+            assert b.current.counters_refused  # the next period: refused from its first reading
+            break
+    assert caught is not None and caught <= 180, caught  # within three minutes
+    assert closed[0].balance_wh == pytest.approx(-(3000.0 * 50 + 200.0 * 10) / 60, abs=2.0)
+
+
+def test_counters_that_agree_within_their_resolution_are_kept():
+    """An EM24 (100 Wh counters) while importing 200 W: the counters step 100 Wh at a time and
+    are still the balance; a Shelly's (1 Wh) likewise, its power noisy around a steady mean."""
+    t0 = datetime(2026, 1, 15, 11, 0, 0, tzinfo=UTC)
+    for res in (100.0, 1.0):
+        b = Balance(3600, MADRID, counter_resolution_wh=res)
+        closed = []
+        for i in range(0, 722):
+            at = t0 + timedelta(seconds=5 * i)
+            true_imp = 200.0 * 5 * i / 3600
+            net = -200.0 + (150.0 if i % 2 else -150.0)  # a noisy power, the same mean
+            closed += b.update(R(at, net, import_wh_total=10_000.0 + res * (true_imp // res),
+                                 export_wh_total=3_000.0))
+        assert not closed[0].counters_refused and closed[0].source == "counters", closed[0].refused_why
+        assert closed[0].balance_wh == pytest.approx(-200.0, abs=res)

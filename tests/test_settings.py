@@ -153,6 +153,9 @@ UNSAFE = [
     (("loads", 0, "relay", "timeout_s"), float("inf"), "loads[0].relay.timeout_s: must be a finite number (got inf)"),
     (("loads", 0, "relay", "timeout_s"), 25, "loads[0].relay.timeout_s: must be <= 20 (got 25)"),
     (("managing", "stale_after_s"), 5, "managing.stale_after_s: must be > monitoring.interval_s (5 s) (got 5)"),
+    (("meter", "frozen_after_s"), 12, "meter.frozen_after_s: must be >= 3 x monitoring.interval_s (15 s) (got 12)"),
+    (("meter", "frozen_after_s"), 5, "meter.frozen_after_s: must be >= 10 (got 5)"),
+    (("meter", "frozen_after_s"), float("inf"), "meter.frozen_after_s: must be a finite number (got inf)"),
     (("loads", 1, "min_off_s"), float("-inf"), "loads[1].min_off_s: must be a finite number (got -inf)"),
 ]
 

@@ -673,6 +673,10 @@ def _cross_checks(name: str, s: Settings) -> list[str]:
     if s.managing.stale_after_s <= s.monitoring.interval_s:
         errors.append(f"{name}: managing.stale_after_s: must be > monitoring.interval_s "
                       f"({s.monitoring.interval_s:g} s) (got {s.managing.stale_after_s:g})")
+    frozen = getattr(s.meter, "frozen_after_s", None)  # several identical readings before a meter is frozen
+    if frozen is not None and frozen < 3 * s.monitoring.interval_s:
+        errors.append(f"{name}: meter.frozen_after_s: must be >= 3 x monitoring.interval_s "
+                      f"({3 * s.monitoring.interval_s:g} s) (got {frozen:g})")
     for i, ld in enumerate(s.loads):
         t = float(getattr(ld.relay, "timeout_s", 0.0))
         if s.managing.interval_s + 2 * t >= WATCHDOG_S:

@@ -72,13 +72,16 @@ def test_clock_step_back_monitoring_keeps_storing_and_control_resumes(tmp_path, 
         clock = SimClock(T0)
         store = InfluxStore.from_settings(s.store).open()
         mon, mgr = monitoring.Monitoring(s, clock, store), managing.Managing(s, clock, store)
+
+        def noise() -> None:  # a real meter's power moves by a watt now and then (else it is frozen)
+            dev.phases_w[2] = -2201.0 - dev.phases_w[2]
         mgr.start()
-        run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=5))
+        run_lockstep(clock, [(5, noise), (5, mon.cycle), (10, mgr.cycle)], T0 + timedelta(minutes=5))
         assert all(ld.on for ld in mgr.loads)
         with caplog.at_level(logging.WARNING, "gestor"):
             clock.step(-3600)
             start = clock.now()
-            run_lockstep(clock, [(5, mon.cycle), (10, mgr.cycle)], start + timedelta(minutes=5))
+            run_lockstep(clock, [(5, noise), (5, mon.cycle), (10, mgr.cycle)], start + timedelta(minutes=5))
         on_after = [ld.on for ld in mgr.loads]
         mgr.stop()
         assert store.flush(30)

@@ -3,11 +3,14 @@ meter on a generated recording, managing with simulated relays that have device-
 timers) on a simulated clock, with faults drawn by hypothesis: meter gaps, NaN and implausible
 samples, relays that do not answer, stay on, read off while welded or read off while drawing, monitoring or managing
 dying, wall-clock steps either way, the stop latch, and the readings' timing (the recording's
-samples 0-9 s off the daemons' ticks). After every 5 s tick the invariants are checked:
+samples 0-9 s off the daemons' ticks); and (issue 32) the meter as one with energy counters
+(:class:`tests.emulators.house.CountingMeter` around the replay meter, ``frozen_after_s: 60``, a
+simulated battery behind it) that freezes (a cached value), whose counters stick, or whose counters
+creep. After every 5 s tick the invariants are checked:
 
-1. no healthy load is on while the last reading is older than ``stale_after_s`` plus one
-   managing cycle (a load whose relay is broken is never believed on either: managing's view is
-   unknown or off);
+1. no healthy load is on (and the battery is idle) while the last reading is older than
+   ``stale_after_s`` plus one managing cycle (a load whose relay is broken is never believed on
+   either: managing's view is unknown or off);
 2. under the stop latch every healthy load is off within one managing cycle, and stays off;
 3. after managing dies, no healthy load stays on past its dead-man bound (the end of the
    settlement period of managing's last cycle, plus three cycles: what managing sends);
@@ -22,6 +25,11 @@ samples 0-9 s off the daemons' ticks). After every 5 s tick the invariants are c
    it reads off), and, where the grid meter can judge (fresh readings, no clock step, the other
    load not switching meanwhile), commanded off and logged at ERROR within LIE_FOUND_CYCLES
    managing cycles of its lie.
+8. frozen meters: no healthy load on and the battery idle once the meter has been frozen (or its
+   counters stuck while more than 3 resolutions flowed) for longer than ``frozen_after_s`` plus a
+   monitoring and a managing cycle;
+9. creeping counters: no settlement period's balance is further from the integrated net power than
+   the counters' resolution-based tolerance (:func:`gestor.core.balance.agreement_wh`).
 
 CI runs a fixed, derandomized budget (``GESTOR_FAULT_EXAMPLES``, 25 by default); run it longer
 with e.g. ``GESTOR_FAULT_EXAMPLES=2000 ./install.sh --test tests/integration/test_generated_faults.py``.
@@ -45,12 +53,14 @@ import monitoring
 from drivers import DriverContext
 from drivers.relays.simulated import SimulatedRelay, SimulatedRelaySettings
 from drivers.store.influx import NullStore, open_store
-from gestor.core.balance import period_bounds
+from gestor.core.balance import agreement_wh, period_bounds
 from gestor.clock import SimClock
 from gestor.core.guards import LoadLimits
 from gestor.runtime.livestate import set_latch
 from gestor.settings import StoreSettings
+from drivers.setpoints.simulated import SimulatedSetpoint, SimulatedSetpointSettings
 from tests.conftest import free_port, make_settings, write_csv
+from tests.emulators.house import CountingMeter
 from tests.integration.test_safety import HEADER
 
 UTC = timezone.utc
@@ -62,26 +72,32 @@ RELAY_FAULTS = ("none", "none", "none", "no_answer", "stuck_on", "welded_reads_o
 # a lie is found at the next cycle, judged on the grid meter's next OFF_CHECK_READINGS readings
 # (10 s apart) and commanded off at once: four cycles, with a margin of two
 LIE_FOUND_CYCLES = 6
+BATTERY = {"driver": "simulated", "kind": "battery", "capacity_wh": 5000, "soc_pct": 50, "max_charge_w": 2000,
+           "max_discharge_w": 2000, "min_soc_pct": 10, "max_soc_pct": 95, "hold_s": 30}
+FROZEN_AFTER_S = 60.0
+MAX_NET_W = 6000.0 + 2000.0 + 1700.0 + 2000.0 + 10.0   # the most |net_w| a scenario reaches, W
 
 
 @dataclass
 class Scenario:
     production_w: list[float]            # one level per 5-minute segment
     consumption_w: list[float]
-    meter_faults: list[tuple[int, str, int]] = field(default_factory=list)  # (minute, gap|nan|spike, minutes)
+    meter_faults: list[tuple[int, str, int]] = field(default_factory=list)  # (minute, gap|nan|spike|frozen|stuck, minutes)
     relay_faults: tuple[str, str] = ("none", "none")
     monitoring_dies_min: int | None = None
     managing_dies_min: int | None = None
     clock_step: tuple[int, int] | None = None   # (minute, seconds, either way)
     latch_min: int | None = None
     sample_offset_s: int = 0                    # the recording's samples this late on the 10 s grid
+    creep: tuple[int, float] | None = None      # (minute, W): a counter creeps from then on (+ export, - import)
 
 
 scenarios = st.builds(
     Scenario,
     production_w=st.lists(st.sampled_from([0.0, 800.0, 1500.0, 2500.0, 4000.0, 6000.0]), min_size=6, max_size=6),
     consumption_w=st.lists(st.sampled_from([150.0, 400.0, 900.0, 2000.0]), min_size=6, max_size=6),
-    meter_faults=st.lists(st.tuples(st.integers(0, RUN_MIN - 1), st.sampled_from(["gap", "nan", "spike"]),
+    meter_faults=st.lists(st.tuples(st.integers(0, RUN_MIN - 1),
+                                    st.sampled_from(["gap", "nan", "spike", "frozen", "stuck"]),
                                     st.integers(1, 4)), max_size=3),
     relay_faults=st.tuples(st.sampled_from(RELAY_FAULTS), st.sampled_from(RELAY_FAULTS)),
     monitoring_dies_min=st.none() | st.integers(1, RUN_MIN - 5),
@@ -89,6 +105,7 @@ scenarios = st.builds(
     clock_step=st.none() | st.tuples(st.integers(1, RUN_MIN - 2), st.sampled_from([-3600, -600, -30, 30, 600, 3600])),
     latch_min=st.none() | st.integers(1, RUN_MIN - 2),
     sample_offset_s=st.integers(0, 9),
+    creep=st.none() | st.tuples(st.integers(0, RUN_MIN - 2), st.sampled_from([20.0, 150.0, 1000.0, -150.0, -1000.0])),
 )
 
 
@@ -101,7 +118,8 @@ def recording(path: Path, sc: Scenario) -> Path:
         kinds = {k for m, k, d in sc.meter_faults if m <= minute < m + d}
         if "gap" in kinds:
             continue
-        prod, cons = sc.production_w[min(minute // 5, 5)], sc.consumption_w[min(minute // 5, 5)]
+        # a watt of noise: a real meter's readings are never identical for long (else: frozen)
+        prod, cons = sc.production_w[min(minute // 5, 5)], sc.consumption_w[min(minute // 5, 5)] + i % 2
         if "nan" in kinds:
             rows.append(f"{t:%Y-%m-%d %H:%M:%S}.000000,0,,0,0,,,0,0,")
         elif "spike" in kinds:
@@ -111,19 +129,29 @@ def recording(path: Path, sc: Scenario) -> Path:
     return write_csv(path, HEADER, rows)
 
 
-def run_scenario(sc: Scenario, tmp: Path) -> None:
+def run_scenario(sc: Scenario, tmp: Path) -> dict[str, int]:
+    """Run ``sc``, checking the invariants after every tick; returns how often invariant 8 was
+    checked (``frozen_checked``) and how many periods refused their counters (``refused``)."""
     loads = [{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated", "fault": sc.relay_faults[0]}},
              {"name": "pool_pump", "power_w": 700, "relay": {"driver": "simulated", "fault": sc.relay_faults[1]}}]
-    s = make_settings(tmp, meter={"path": str(recording(tmp / "rec.csv", sc))}, loads=loads)
+    s = make_settings(tmp, meter={"path": str(recording(tmp / "rec.csv", sc)), "frozen_after_s": FROZEN_AFTER_S},
+                      loads=loads, setpoints=[{"name": "battery", "device": BATTERY}])
     clock = SimClock(T0)
     # InfluxDB away (nothing listens on that port): every point goes to monitoring's spool at once
     store = open_store(StoreSettings(kind="influxdb1", host="127.0.0.1", port=free_port(), timeout_s=1.0),
                        tmp / "spool" / "monitoring")
     mon, mgr = monitoring.Monitoring(s, clock, store), managing.Managing(s, clock, NullStore())
+    house = mon.meter.meter = CountingMeter(mon.meter.meter, clock)  # between the driver and its checks
+    res_wh = s.meter.counter_resolution_wh
     taken: list[datetime] = []
     # the devices as they are, read on the same clock (what a person at the relay would see)
     ctx = DriverContext(clock, s.paths.run_dir, tmp)
     devices = {ld["name"]: SimulatedRelay(SimulatedRelaySettings(), ctx, ld["name"], ld["power_w"]) for ld in loads}
+    battery = SimulatedSetpoint(SimulatedSetpointSettings.model_validate(BATTERY), ctx, "battery")
+    frozen_since: float | None = None   # monotonic: the meter frozen (or its counters stuck) since
+    flow_wh = 0.0                       # stuck counters: |net_w| the power put through since
+    periods = []                        # managing's settlement periods, as it keeps them
+    stats = {"frozen_checked": 0, "refused": 0}
     healthy = {ld["name"] for ld in loads if ld["relay"]["fault"] == "none"}
     # invariant 7: the lying relays as the house sees them (reads off, contact on) and managing's ERROR lines
     liars = {ld["name"]: SimulatedRelay(SimulatedRelaySettings(fault="lies_off"), ctx, ld["name"], ld["power_w"])
@@ -151,7 +179,18 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
             set_latch(s.paths.state_dir, clock.now(), "generated fault suite")
             latched_mono = clock.monotonic()
         mono = clock.monotonic()
-        if sc.monitoring_dies_min is None or minute < sc.monitoring_dies_min:
+        if sc.creep is not None and abs(minute - sc.creep[0]) < 1e-9:
+            house.creep_w = sc.creep[1]
+        kinds = {k for m, k, d in sc.meter_faults if m <= minute < m + d}
+        if ("frozen" in kinds) != house.frozen or ("stuck" in kinds) != house.counters_stuck:
+            frozen_since, flow_wh = (mono if kinds & {"frozen", "stuck"} else None), 0.0
+        house.frozen, house.counters_stuck = "frozen" in kinds, "stuck" in kinds
+        if sc.clock_step is not None and abs(minute - sc.clock_step[0]) < 1e-9 and sc.clock_step[1] < 0 \
+                and frozen_since is not None:
+            frozen_since = mono  # the readings' times went back: the identical run starts again
+        if house.counters_stuck and house._net_w is not None:
+            flow_wh += abs(house._net_w) * TICK_S / 3600.0
+        if monitoring_alive(sc, minute):
             r = mon.cycle()  # invariant 4: raises nothing
             if r is not None:
                 last_reading_mono = mono - (clock.now() - r.at).total_seconds()
@@ -162,6 +201,15 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
             since_before = {ld.name: ld.since for ld in mgr.loads}
             mgr.cycle()  # invariant 4
             last_mgr_mono = mono
+            if not periods or mgr.balance.current is not periods[-1]:
+                periods.append(mgr.balance.current)
+            for p in periods[-2:]:  # invariant 9 (the running period, and the one that just closed)
+                if p is None:
+                    continue
+                allowed = agreement_wh(res_wh, p.sampling_var_wh2, p.exchanged_wh, MAX_NET_W)
+                assert p.counters_refused or abs(p.balance_wh - p.integrated_wh) <= allowed + 1e-6, \
+                    f"invariant 9: {p.balance_wh:.1f} Wh booked, {p.integrated_wh:.1f} Wh integrated {sc}"
+                assert not p.counters_refused or abs(p.balance_wh - p.integrated_wh) < 1e-6, f"invariant 9 {sc}"
             start, end = period_bounds(clock.now(), s.billing.period_s, s.tz)
             dead_man_until = mono + (end - clock.now()).total_seconds() + 3 * s.managing.interval_s
             for ld in mgr.loads:
@@ -178,6 +226,16 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
         if mono - last_reading_mono > stale_s and alive:
             assert not any(physical[n] for n in healthy), f"invariant 1: a load on with a stale meter {why}"
             assert not any(ld.on for ld in mgr.loads), f"invariant 1: managing believes a load on {why}"
+            assert battery.state().setpoint_w == 0.0, f"invariant 1: the battery not idle with a stale meter {why}"
+        cycles_s = s.monitoring.interval_s + s.managing.interval_s
+        if frozen_since is not None and alive and monitoring_alive(sc, minute) and (
+                (house.frozen and mono - frozen_since > FROZEN_AFTER_S + cycles_s)
+                or (house.counters_stuck and mono - frozen_since > FROZEN_AFTER_S + cycles_s
+                    and flow_wh > 3 * res_wh + MAX_NET_W * cycles_s / 3600.0)):
+            stats["frozen_checked"] += 1
+            assert not any(physical[n] for n in healthy), f"invariant 8: a load on with a frozen meter {why}"
+            assert not any(ld.on for ld in mgr.loads), f"invariant 8: managing believes a load on {why}"
+            assert battery.state().setpoint_w == 0.0, f"invariant 8: the battery not idle with a frozen meter {why}"
         if latched_mono is not None and alive and last_mgr_mono is not None and last_mgr_mono >= latched_mono:
             assert not any(physical[n] for n in healthy), f"invariant 2: a load on under the latch {why}"
             assert not any(ld.on for ld in mgr.loads), f"invariant 2: managing believes a load on under the latch {why}"
@@ -203,6 +261,12 @@ def run_scenario(sc: Scenario, tmp: Path) -> None:
                for line in f.read_text().splitlines() if line.startswith("meter,")]
     want = [round(t.timestamp() * 1000) for t in taken]
     assert spooled == want, f"invariant 5: {len(want)} readings taken, {len(spooled)} spooled {sc}"
+    stats["refused"] = sum(1 for p in periods if p is not None and p.counters_refused)
+    return stats
+
+
+def monitoring_alive(sc: Scenario, minute: float) -> bool:
+    return sc.monitoring_dies_min is None or minute < sc.monitoring_dies_min
 
 
 class _Errors(logging.Handler):
@@ -260,3 +324,25 @@ def test_a_relay_found_off_while_drawing_is_commanded_off_and_ends_by_its_timer(
     assert "load water_heater: LYING RELAY" in text
     after = text.split("load water_heater: past its dead-man bound")
     assert len(after) >= 2 and "load water_heater ON:" in after[1]
+
+
+def test_a_frozen_meter_under_a_big_surplus_leaves_nothing_on(tmp_path):
+    """Issue 32 item 2: both loads on and the battery charging, then the meter frozen 4 minutes."""
+    stats = run_scenario(Scenario([6000.0] * 6, [150.0] * 6, meter_faults=[(5, "frozen", 4), (12, "stuck", 4)]),
+                         tmp_path)
+    assert stats["frozen_checked"] > 20  # the invariant held over both faults, not vacuously
+
+
+def test_a_creeping_export_counter_across_a_period_end(tmp_path):
+    """Issue 32 item 3: the export counter over-reads by 150 W from minute 10, across 13:00."""
+    stats = run_scenario(Scenario([800.0] * 6, [900.0] * 6, creep=(10, 150.0)), tmp_path)
+    assert stats["refused"] == 2  # the period it began in, and the next from its start
+
+
+def test_counters_stuck_while_a_sunny_spell_ends(tmp_path):
+    """Found at 120 examples (shrunk): both loads and the battery running off a sunny spell that
+    ended, then the counters stuck; the loads stayed on until the last good reading was
+    ``stale_after_s`` old. Now off once the counters have stood still for ``frozen_after_s``."""
+    stats = run_scenario(Scenario([0.0, 0.0, 6000.0, 0.0, 0.0, 0.0], [150.0, 2000.0, 150.0, 150.0, 150.0, 150.0],
+                                  meter_faults=[(17, "stuck", 3)]), tmp_path)
+    assert stats["frozen_checked"] > 0

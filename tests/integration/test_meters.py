@@ -279,6 +279,28 @@ def test_bad_register_map_names_file_and_key(tmp_path):
                                        "registers": {"import_wh_total": {"address": 1}}})
 
 
+def test_each_meter_driver_declares_its_counters_resolution(tmp_path):
+    """Issue 32 item 3: the counters' tolerance is made of their own resolution, which each driver
+    declares (a register map in its YAML; an integer register's scale by default); a wrong one is
+    refused naming the map and the key."""
+    from gestor.settings import SettingsError
+    maps = REPO / "config" / "meters"
+    cases = [({"driver": "shelly_em", "host": "h"}, 1.0), ({"driver": "eastron", "host": "h"}, 10.0),
+             ({"driver": "modbus_map", "host": "h", "map": str(maps / "carlo_gavazzi_em24.yaml")}, 100.0),
+             ({"driver": "modbus_map", "host": "h", "map": str(maps / "huawei_dtsu666.yaml")}, 10.0),
+             ({"driver": "modbus_map", "host": "h", "registers": {
+                 "net_w": {"address": 0}, "import_wh_total": {"address": 2, "type": "uint32", "scale": 10}}}, 10.0),
+             ({"driver": "modbus_map", "host": "h", "registers": {
+                 "net_w": {"address": 0}, "import_wh_total": {"address": 2, "scale": 1000}}}, 100.0)]
+    for section, want in cases:
+        assert make_settings(tmp_path, meter_section=section).meter.counter_resolution_wh == want, section
+    bad = tmp_path / "mymeter.yaml"
+    bad.write_text("counter_resolution_wh: 0\nregisters:\n  net_w: {address: 12}\n")
+    with pytest.raises(SettingsError) as e:
+        make_settings(tmp_path, meter_section={"driver": "modbus_map", "host": "h", "map": str(bad)})
+    assert "mymeter.yaml" in str(e.value) and "counter_resolution_wh" in str(e.value)
+
+
 # --- Shelly ----------------------------------------------------------------------------------
 def test_shelly_pro3em_gen2_phases_netted(tmp_path, influxd, influx_db):
     dev = ShellyPro3EM(free_port()).start()
@@ -308,6 +330,7 @@ def test_shelly_faults_are_missing_readings_then_recovery(tmp_path, fault, caplo
 
         def serve(i: int) -> None:
             dev.phases_w = [100.0 * (i + 1), 0.0, 0.0]
+            dev.total_act_wh = 5000.0 + sum(100.0 * k * 10.0 / 3600.0 for k in range(1, i + 1))  # counts its power
             if i == 2:
                 if fault == "restart":
                     dev.stop()
@@ -321,7 +344,7 @@ def test_shelly_faults_are_missing_readings_then_recovery(tmp_path, fault, caplo
         with caplog.at_level(logging.WARNING, "gestor"):
             mon, got = run_monitoring(s, 6, serve)
         assert [r is None for r in got] == [False, False, True, True, False, False]
-        assert got[4].net_w == -500.0 and got[4].import_wh_total == 5000.0
+        assert got[4].net_w == -500.0 and got[4].import_wh_total == pytest.approx(5000.0 + 1000.0 * 10 / 3600)
         want = {"timeout": "no answer within 0.4 s", "500": "HTTP 500", "truncated": "not valid JSON",
                 "garbage": "not valid JSON", "restart": "connection refused"}[fault]
         assert want in caplog.text

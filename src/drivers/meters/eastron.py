@@ -38,6 +38,11 @@ class EastronSettings(MeterSettings, ModbusLink):
     model: Literal["sdm630", "sdm72", "sdm120", "sdm230"] = "sdm630"
     sign: Literal["import_positive", "export_positive"] = "import_positive"  # how the meter is mounted
 
+    @property
+    def counter_resolution_wh(self) -> float:
+        """10 Wh: the SDM's energy registers count 0.01 kWh (their display's resolution)."""
+        return 10.0
+
 
 class EastronMeter:
     """Reads an Eastron SDM meter. Raises MeterError (with the link and the reason) on any failure."""

@@ -55,6 +55,12 @@ class EnvoySettings(MeterSettings):
     tls_fingerprint: str | None = None            # SHA-256 of the Envoy's self-signed certificate: pinned
     timeout_s: float = Field(5.0, gt=0, le=20)
 
+    @property
+    def counter_resolution_wh(self) -> float:
+        """1 Wh (the Envoy's ``whLifetime`` counts Wh); this driver reads no counters: the balance
+        is integrated from its power."""
+        return 1.0
+
     @field_validator("tls_fingerprint")
     @classmethod
     def _fp(cls, v: str | None) -> str | None:

@@ -6,6 +6,7 @@ A map file (examples in ``config/meters/``)::
     name: Carlo Gavazzi EM24
     source: "EM24DIN communication protocol, v3, table 'Instantaneous variables'"
     max_block_registers: 80          # read neighbouring registers in one request, up to this many
+    counter_resolution_wh: 100       # the counters' smallest step, Wh (default: an integer register's scale)
     registers:
       net_w:           {address: 0x0028, function: input, type: int32, word_order: little, scale: 0.1, sign: -1}
       import_wh_total: {address: 0x0034, function: input, type: int32, word_order: little, scale: 100}
@@ -30,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from drivers import DriverContext
-from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
+from drivers.meters.base import COUNTER_SLACK_WH, MeterError, MeterSettings, Reading, register_meter
 from drivers.modbus import WIDTH, DataType, ModbusClient, ModbusIOError, ModbusLink, decode
 
 QUANTITIES = ("net_w", "production_w", "consumption_w", "import_wh_total", "export_wh_total")
@@ -52,7 +53,19 @@ class RegisterMap(BaseModel):
     name: str = "modbus meter"
     source: str | None = None                      # where the addresses come from
     max_block_registers: int = Field(80, ge=1, le=125)
+    # the counters' smallest step, Wh; default: one count of an integer counter register (its
+    # scale), else COUNTER_SLACK_WH (100 Wh: a float's step is not known from the map)
+    counter_resolution_wh: float | None = Field(None, gt=0, le=1000)
     registers: dict[Literal["net_w", "production_w", "consumption_w", "import_wh_total", "export_wh_total"], Register]
+
+    def resolution_wh(self) -> float:
+        """The counters' resolution, Wh (see ``counter_resolution_wh``)."""
+        if self.counter_resolution_wh is not None:
+            return self.counter_resolution_wh
+        counters = [r for q, r in self.registers.items() if q in ("import_wh_total", "export_wh_total")]
+        if counters and all(not r.type.startswith("float") for r in counters):
+            return max(r.scale for r in counters)
+        return COUNTER_SLACK_WH
 
     @model_validator(mode="after")
     def _net(self) -> "RegisterMap":
@@ -71,6 +84,12 @@ class ModbusMapSettings(MeterSettings, ModbusLink):
     registers: dict[str, Any] | None = None  # or the map's registers inline
     max_block_registers: int | None = Field(None, ge=1, le=125)
     resolved: RegisterMap | None = Field(None, exclude=True)
+
+    @property
+    def counter_resolution_wh(self) -> float:
+        """The map's (:meth:`RegisterMap.resolution_wh`): 100 Wh for the EM24's, 10 Wh for the
+        DTSU666's."""
+        return self.resolved.resolution_wh() if self.resolved is not None else COUNTER_SLACK_WH
 
     @model_validator(mode="after")
     def _load_map(self, info: ValidationInfo) -> "ModbusMapSettings":

@@ -64,6 +64,17 @@ class ReplaySettings(MeterSettings):
     same_time_of_day: bool = False               # without start: begin at the clock's UTC time of day
     loop: bool = False                           # start over at the end instead of failing
 
+    @property
+    def counter_resolution_wh(self) -> float:
+        """1 Wh: the recordings carry no counters (powers only), so it bounds nothing."""
+        return 1.0
+
+    def frozen_s(self, monitoring_interval_s: float) -> float:
+        """A recording plays what the meter said: frozen only with ``frozen_after_s`` set (no
+        real recording of shared/data holds a value longer than 20 s; made-up ones hold levels for
+        minutes on purpose)."""
+        return self.frozen_after_s if self.frozen_after_s is not None else math.inf
+
     @field_validator("timestamp_tz")
     @classmethod
     def _tz(cls, v: str) -> str:

@@ -41,6 +41,12 @@ class ShellyEmSettings(MeterSettings):
     use_counters: bool = False                 # report Shelly's energy counters (see module doc)
     sign: Literal["import_positive", "export_positive"] = "import_positive"  # clamps' orientation
 
+    @property
+    def counter_resolution_wh(self) -> float:
+        """1 Wh: Gen2 ``EMData`` ``total_act``/``total_act_ret`` and Gen1 ``total``/``total_returned``
+        are Wh with decimals (Shelly API docs)."""
+        return 1.0
+
 
 class ShellyEmMeter:
     """Reads a Shelly EM / 3EM / Pro 3EM. Raises MeterError with the URL and the reason."""

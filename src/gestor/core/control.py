@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
-from gestor.core.reading import Reading
+from gestor.core.reading import COUNTER_SLACK_WH, Reading
 from gestor.core.balance import Balance, PeriodSummary, Sample
 from gestor.core.devices import DeviceKind, OnOff
 from gestor.core.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
@@ -388,7 +388,10 @@ class Core(Controller):
                  policy: Callable[[Snapshot, PolicySettings], list[Wish]] | None = None) -> None:
         super().__init__(settings, loads, policy)
         self.max_power_w = float(getattr(settings.meter, "max_abs_power_w", math.inf))
-        self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s, self.max_power_w)
+        # the meter's counters step by this much, Wh (its driver declares it; the balance's tolerance)
+        self.counter_resolution_wh = float(getattr(settings.meter, "counter_resolution_wh", COUNTER_SLACK_WH))
+        self.balance = Balance(settings.billing.period_s, settings.tz, settings.billing.max_gap_s, self.max_power_w,
+                               self.counter_resolution_wh)
         # the readings of the last window_s, oldest first from index _head on (the ones before it
         # have left the window; dropped in bulk): epoch s, and W of surplus before the managed
         # loads then. Plain lists, not a deque of pairs: compiled, they are indexed natively.
@@ -489,7 +492,8 @@ class Core(Controller):
 
     def reset(self) -> None:
         """A fresh balance and history (after a wall-clock step)."""
-        self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s, self.max_power_w)
+        self.balance = Balance(self.s.billing.period_s, self.s.tz, self.s.billing.max_gap_s, self.max_power_w,
+                               self.counter_resolution_wh)
         self._recent_t.clear()
         self._recent_w.clear()
         self._head = 0

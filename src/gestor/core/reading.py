@@ -57,14 +57,20 @@ class Reading:
 
 
 # Counter steps: what the connection can carry in the time between two readings, times this, plus
-# COUNTER_SLACK_WH (a counter's resolution: 100 Wh for registers in tenths of a kWh, as the
-# Carlo Gavazzi EM24's; a quantised counter steps by up to one unit more than the energy).
+# the counter's resolution (a quantised counter steps by up to one unit more than the energy):
+# what its driver declares (MeterSettings.counter_resolution_wh), else COUNTER_SLACK_WH, 100 Wh,
+# the coarsest in use (registers in tenths of a kWh, as the Carlo Gavazzi EM24's).
 COUNTER_SLACK = 1.1
 COUNTER_SLACK_WH = 100.0
+# "A few resolutions": how many of a counter's resolution its readings may be off (its quantisation
+# at both ends of an interval, both counters) before it counts as disagreeing with the meter's power
+# (gestor.core.balance.agreement_wh) or as stuck while the power flows (drivers.meters.base).
+COUNTER_RESOLUTIONS = 3.0
 
 
-def max_counter_step_wh(max_abs_power_w: float, elapsed_s: float) -> float:
+def max_counter_step_wh(max_abs_power_w: float, elapsed_s: float, resolution_wh: float = COUNTER_SLACK_WH) -> float:
     """The largest plausible rise of an energy counter in ``elapsed_s`` (s) at a connection that
-    carries at most ``max_abs_power_w`` (W): ``max_abs_power_w x elapsed_s / 3600 x 1.1 + 100`` Wh.
-    A negative elapsed time (a clock step) allows only the slack."""
-    return max_abs_power_w * max(elapsed_s, 0.0) / 3600.0 * COUNTER_SLACK + COUNTER_SLACK_WH
+    carries at most ``max_abs_power_w`` (W), for a counter that steps by ``resolution_wh`` (Wh):
+    ``max_abs_power_w x elapsed_s / 3600 x 1.1 + resolution_wh`` Wh. A negative elapsed time (a
+    clock step) allows only the resolution."""
+    return max_abs_power_w * max(elapsed_s, 0.0) / 3600.0 * COUNTER_SLACK + resolution_wh

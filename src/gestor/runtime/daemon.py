@@ -67,7 +67,9 @@ def single_instance(settings: Settings, which: str) -> TextIO:
 
 def open_meter(settings: Settings, ctx: DriverContext) -> Meter:
     _, factory = METERS[settings.meter.driver]
-    return CheckedMeter(factory(settings.meter, ctx), settings.meter.max_abs_power_w)
+    m = settings.meter
+    return CheckedMeter(factory(m, ctx), m.max_abs_power_w, m.counter_resolution_wh,
+                        m.frozen_s(settings.monitoring.interval_s))
 
 
 def open_relays(settings: Settings, ctx: DriverContext) -> dict[str, Relay]:

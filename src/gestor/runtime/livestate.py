@@ -42,7 +42,8 @@ class LiveStateWriter:
         self._write()
 
     def clear(self) -> None:
-        """Forget the readings (after a wall-clock step: their times belong to the old clock)."""
+        """Forget the readings (after a wall-clock step: their times belong to the old clock; a
+        frozen meter: none vouches for it any more)."""
         self.readings.clear()
 
     def error(self, at: datetime, message: str) -> None:

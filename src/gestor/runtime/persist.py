@@ -88,7 +88,8 @@ class StateFile:
         if f is None:
             return
         try:
-            b = Balance.from_state(f.balance, self.s.tz, self.s.billing.max_gap_s, core.max_power_w)
+            b = Balance.from_state(f.balance, self.s.tz, self.s.billing.max_gap_s, core.max_power_w,
+                                   core.counter_resolution_wh)
         except Exception as e:  # noqa: BLE001 -- a balance of the wrong shape: start clean
             log.error("state file %s is damaged (balance: %s): ignored, the period starts clean", self.path, e)
             try:
