@@ -367,8 +367,13 @@ def house_meter(meter: ShellyPro3EM, relays: list[ShellyRelayDevice], consumptio
                 production_w: float) -> Callable[[], None]:
     """A task for ``run_lockstep``: the grid meter ``meter`` shows the house, ``consumption_w``
     plus the load of every relay in ``relays`` whose contact is on (whatever it answers), less
-    ``production_w`` (the Shelly's phase powers are import-positive; all on phase a)."""
+    ``production_w`` (the Shelly's phase powers are import-positive; all on phase a), with a watt
+    of noise (a real meter's power moves now and then; a constant one is a frozen meter)."""
+    ticks = [0]
+
     def feed() -> None:
+        ticks[0] += 1
         drawn = sum(d.load_w for d in relays if d.is_on())
-        meter.phases_w = [consumption_w + drawn - production_w, 0.0, 0.0]
+        noise_w = 0.5 if ticks[0] % 2 else -0.5
+        meter.phases_w = [consumption_w + drawn - production_w + noise_w, 0.0, 0.0]
     return feed
