@@ -8,7 +8,7 @@ Battery: 5 kWh, 2.5 kW both ways, 90 % round trip, SoC 10-100 %, starting at 50 
 per period (no reserve), a setpoint reaching it one cycle after the decision.
 
 * "room": a period in which the battery could have ended at 0 knowing the period's whole
-  imbalance (``gestor.sim.setpoint.had_room``): the period's surplus without it fits in what it
+  imbalance (``gestor.sim.models.had_room``): the period's surplus without it fits in what it
   may charge in the period and in the room above its SoC at the period's start, or its deficit in
   what it may discharge and in what is stored above 10 %. "within ±10 Wh": the share of those
   periods whose final balance is within 10 Wh of 0. The looser "not full / not empty" (the SoC at
@@ -45,7 +45,8 @@ from drivers.meters.replay import ReplayData  # noqa: E402
 from gestor.core.devices import Battery, EvCharger  # noqa: E402
 from gestor.settings import parse_settings  # noqa: E402
 from gestor.sim.lp import battery_lp, period_cost_eur  # noqa: E402
-from gestor.sim.setpoint import daily_sessions, had_room, simulate_battery, simulate_ev  # noqa: E402
+from gestor.sim.models import daily_sessions, had_room  # noqa: E402
+from gestor.sim.setpoint import simulate_battery, simulate_ev  # noqa: E402
 from gestor.sim.simulate import Prices, replay_settings_for, simulate  # noqa: E402
 
 BATTERY = Battery(2500.0, 2500.0, 5000.0, 10.0, 100.0, 0.9)

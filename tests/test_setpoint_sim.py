@@ -17,8 +17,8 @@ from drivers.meters.replay import ReplayData
 from gestor.core.devices import Battery, EvCharger, OnOff
 from gestor.core.setpoint import SetpointLaw
 from gestor.settings import parse_settings
-from gestor.sim.setpoint import (BatteryModel, EvModel, EvSession, daily_sessions, had_room, simulate_battery,
-                                 simulate_ev)
+from gestor.sim.models import BatteryModel, EvModel, EvSession, daily_sessions, had_room
+from gestor.sim.setpoint import simulate_battery, simulate_ev
 from gestor.sim.simulate import Prices, replay_settings_for
 from tests.conftest import DATA, EXAMPLE, example_raw
 

@@ -8,7 +8,7 @@ or before the first reading, and the devices' total reported to the core
 backoff: a simulated device always answers).
 
 A device's model comes from its settings (:func:`sim_devices`), reusing the models of
-:mod:`gestor.sim.setpoint`:
+:mod:`gestor.sim.models`:
 
 * driver ``simulated``: ``kind: battery`` a :class:`BatteryModel` (``max_charge_w``,
   ``max_discharge_w``, ``capacity_wh``, ``soc_pct`` at the start, ``min_soc_pct``,
@@ -40,8 +40,8 @@ from gestor.core.control import Core
 from gestor.core.devices import Battery, EvCharger, Modulating
 from gestor.core.setpoint import Dwell, SetpointLaw, next_in_turn_w
 from gestor.settings import SetpointDeviceSettings, Settings
-from gestor.sim.setpoint import _EPS_WH, BatteryModel, BatteryPeriod, DeviceModel, EvModel, EvSession, _device
-from gestor.sim.simulate import _Load
+from gestor.sim.books import SimLoad, device_book
+from gestor.sim.models import EPS_WH, BatteryModel, BatteryPeriod, DeviceModel, EvModel, EvSession
 
 EV_VOLTAGE_V = 230.0      # the simulated charger's phase voltage (drivers.setpoints.simulated)
 REAL_BATTERY_EFFICIENCY = 0.9
@@ -66,7 +66,7 @@ class SimDevice:
     model: DeviceModel
     law: SetpointLaw
     battery: Battery | None
-    load: _Load
+    load: SimLoad
     setpoint_w: float = 0.0
     idle: bool = False
     dwell: Dwell = field(default_factory=Dwell)  # its direction: no reversal sooner than min_reversal_s
@@ -86,8 +86,8 @@ class SimDevice:
         b = self.battery
         if b is not None:  # the whole range until a SoC limit, 0 on that side at it (its BMS's answer)
             assert isinstance(m, BatteryModel)
-            return (-b.max_discharge_w if m.stored_wh > b.min_wh + _EPS_WH else 0.0,
-                    b.max_charge_w if m.stored_wh < b.max_wh - _EPS_WH else 0.0)
+            return (-b.max_discharge_w if m.stored_wh > b.min_wh + EPS_WH else 0.0,
+                    b.max_charge_w if m.stored_wh < b.max_wh - EPS_WH else 0.0)
         r = m.range_w(t_s, math.inf) if m.active else None
         return (m.kind.min_w, m.kind.max_w) if r is None else r
 
@@ -151,7 +151,7 @@ def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
         law = SetpointLaw(kind.min_w, kind.max_w, cfg.reserve_wh_per_h, cfg.deadband_w,
                           cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s,
                           cfg.min_reversal_s)
-        out.append(SimDevice(cfg, model, law, battery, _device(cfg.name, kind)))
+        out.append(SimDevice(cfg, model, law, battery, device_book(cfg.name, kind)))
     return out
 
 
@@ -198,8 +198,8 @@ def drive(devs: Sequence[SimDevice], core: Core, now_s: float, stale: bool, rema
         b = d.battery
         if b is not None:  # d.range_w, inline (every cycle)
             stored = m.stored_wh  # type: ignore[attr-defined]
-            lo = -b.max_discharge_w if stored > b.min_wh + _EPS_WH else 0.0
-            hi = b.max_charge_w if stored < b.max_wh - _EPS_WH else 0.0
+            lo = -b.max_discharge_w if stored > b.min_wh + EPS_WH else 0.0
+            hi = b.max_charge_w if stored < b.max_wh - EPS_WH else 0.0
         else:
             lo, hi = d.range_w(now_s)
         if lo > hi:
