@@ -25,6 +25,7 @@ from gestor.core.control import LoadState
 from gestor.core.devices import DeviceKind
 from gestor.core.guards import LoadLimits
 from gestor.settings import LoadSettings, Settings
+from gestor.sim.inputs import Prices
 
 UTC = timezone.utc
 
@@ -103,6 +104,9 @@ class Totals:
     switches: int = 0
     cost_eur: float = 0.0
     cost_without_eur: float = 0.0
+    # EUR, the perfect-foresight benchmarks' measure (:func:`money_eur`): the money paid (no
+    # monthly cap) less what the energy the loads and the heaters and chargers took is worth
+    money_eur: float = 0.0
     load_wh: dict[str, float] = field(default_factory=dict)
     load_on_s: dict[str, float] = field(default_factory=dict)
     load_switches: dict[str, int] = field(default_factory=dict)
@@ -165,12 +169,11 @@ class SimLoad(LoadState):
         self.wh: dict[float, float] = {}      # period start epoch → Wh
 
 
-
 def device_book(name: str, kind: DeviceKind) -> SimLoad:
     """The simulated device as simulate's accounting reads a load (a :class:`SimLoad` of kind
     ``kind``, so the compiled accounting takes it): ``wh`` per period, ``on_s`` (s at a power other
     than 0), ``switches`` (setpoint changes commanded)."""
-    cfg = LoadSettings.model_validate({"name": name, "power_w": kind.max_w, "relay": {"driver": "simulated"}})
+    cfg = LoadSettings.model_validate({"name": name, "power_w": max(kind.options_w), "relay": {"driver": "simulated"}})
     ld = SimLoad(cfg, LoadLimits.of(cfg))
     ld.kind = kind
     return ld
@@ -260,6 +263,19 @@ def cost_eur(periods: Iterable[PeriodResult], tz: ZoneInfo, with_gestor: bool, p
     return sum(cost - min(comp, cost) for cost, comp in months.values())
 
 
+def money_eur(p: PeriodResult, value_eur_per_kwh: float) -> float:
+    """EUR of period ``p`` with gestor as the perfect-foresight benchmarks count it
+    (:mod:`gestor.sim.lp`'s objective; lower is better): its import × the import price less its
+    export × the surplus price, with no monthly cap on the compensation, less the energy the on/off
+    loads and the setpoint devices other than batteries (heaters, chargers) took, worth
+    ``value_eur_per_kwh`` (the P3 import price: what a night timer would pay for it, as
+    :func:`cost_eur` counts it without gestor). A battery's energy is not valued: it comes back."""
+    valued_wh = p.loads_wh
+    if isinstance(p, DevicePeriodResult):
+        valued_wh += sum([wh for name, wh in p.device_wh.items() if name not in p.charged_wh])
+    return (p.import_wh * p.import_price - p.export_wh * p.surplus_price - valued_wh * value_eur_per_kwh) / 1000.0
+
+
 def monthly(periods: Iterable[PeriodResult], tz: ZoneInfo) -> list[tuple[str, float, float, float]]:
     """Per calendar month (local): import cost, compensation earned, and compensation paid after the
     cap (it cannot exceed the month's import cost, RD 244/2019 art. 14.3), EUR, with gestor."""
@@ -285,6 +301,7 @@ def totals_of(periods: list[PeriodResult], loads: Sequence[LoadSettings], tz: Zo
         t.imported_without_wh += p.import_without_wh
         t.bound_wh += p.bound_wh
         t.switches += sum(p.switches.values())
+        t.money_eur += money_eur(p, p3)
         for ld in loads:
             t.load_wh[ld.name] = t.load_wh.get(ld.name, 0.0) + p.load_wh[ld.name]
             t.load_on_s[ld.name] = t.load_on_s.get(ld.name, 0.0) + p.load_on_s[ld.name]
@@ -297,6 +314,7 @@ def totals_of(periods: list[PeriodResult], loads: Sequence[LoadSettings], tz: Zo
             for name, wh in p.discharged_wh.items():
                 t.device_discharged_wh[name] = t.device_discharged_wh.get(name, 0.0) + wh
 
+    p3 = s.tariff.import_p3_eur_per_kwh
     total = Totals()
     days: dict[str, Totals] = {}
     by_day: dict[str, list[PeriodResult]] = {}
@@ -305,7 +323,6 @@ def totals_of(periods: list[PeriodResult], loads: Sequence[LoadSettings], tz: Zo
         add(total, p)
         add(days.setdefault(day, Totals()), p)
         by_day.setdefault(day, []).append(p)
-    p3 = s.tariff.import_p3_eur_per_kwh
     total.cost_eur, total.cost_without_eur = cost_eur(periods, tz, True), cost_eur(periods, tz, False, p3)
     for day, ps in by_day.items():  # a day's cost, capped as if it were its own month
         days[day].cost_eur, days[day].cost_without_eur = cost_eur(ps, tz, True), cost_eur(ps, tz, False, p3)

@@ -1,6 +1,5 @@
 """What a setpoint device does with the setpoints that reach it (issue 26): the models
-``gestor simulate`` plays (:mod:`gestor.sim.devices`) and the one-device replay
-(:mod:`gestor.sim.setpoint`) drive. :class:`DeviceModel` (a modulating heater: its power is its
+``gestor simulate`` plays (:mod:`gestor.sim.devices` drives them). :class:`DeviceModel` (a modulating heater: its power is its
 setpoint), :class:`BatteryModel` (a :class:`gestor.core.devices.Battery` whose BMS stops it at a
 SoC limit, integrated exactly between events), :class:`EvModel` (an EV charger and the cars that
 connect to it, :class:`EvSession`, e.g. from :func:`daily_sessions`).

@@ -524,8 +524,8 @@ def tune_main(args: argparse.Namespace) -> int:
     groups = sorted(set(fold_of.values()))
     period_s = s0.billing.period_s
     folds = cross_validate(results, cands, groups, lambda fi, d: fold_of[d], period_s)
-    rows = [["held out", "days", "now: captured % / sw/day / import Wh/day",
-             "tuned: captured % / sw/day / import Wh/day", "chosen on the other days"]]
+    rows = [["held out", "days", "now: EUR/day / captured % / sw/day / import Wh/day",
+             "tuned: EUR/day / captured % / sw/day / import Wh/day", "chosen on the other days"]]
     held_now, held_tuned = Sums(), Sums()
     for fo in folds:
         now = sums(results[0][0], period_s, lambda d, g=fo.held_out: fold_of[d] == g)
@@ -533,15 +533,25 @@ def tune_main(args: argparse.Namespace) -> int:
         held_now.merge(now)
         held_tuned.merge(t)
         rows.append([fo.held_out, str(sum(1 for d in days if fold_of[d] == fo.held_out)),
-                     f"{now.captured_pct:.1f} / {now.switches_per_day:.1f} / {now.import_wh_per_day:.0f}",
-                     f"{t.captured_pct:.1f} / {t.switches_per_day:.1f} / {t.import_wh_per_day:.0f}",
+                     f"{now.eur_per_day:.3f} / {now.captured_pct:.1f} / {now.switches_per_day:.1f} / "
+                     f"{now.import_wh_per_day:.0f}",
+                     f"{t.eur_per_day:.3f} / {t.captured_pct:.1f} / {t.switches_per_day:.1f} / {t.import_wh_per_day:.0f}",
                      ", ".join(f"{k} {v:g}" for k, v in fo.chosen.items())])
     table(rows)
     best = max(range(len(cands)), key=lambda c: (score(sums(results[c][0], period_s)), -c))
     print("\nheld-out days only: 'now' is your settings, 'tuned' the choice made without those days. "
-          "Goal: >= 99 % captured, <= 20 switches/day, <= 20 Wh/day of extra import.")
-    print(f"held-out score (captured % less the penalties over the goal; higher is better): "
-          f"tuned {score(held_tuned):.2f}, now {score(held_now):.2f}")
+          "Chosen by money: the fewest EUR a day (import less compensation, less the loads' and heaters' "
+          "energy at the P3 price), within <= 20 switches/day.")
+    print(f"held-out score (minus EUR/day, less 1 per switch/day over 20; higher is better): "
+          f"tuned {score(held_tuned):.3f}, now {score(held_now):.3f}")
+    from gestor.sim.money import versus_foresight
+    vs = []
+    for params in (current, cands[best]):
+        sc = make(params)
+        r = simulate(data, sc, Prices(sc), battery_capacity_wh=args.battery_capacity_wh)
+        vs.append(versus_foresight(data, sc, Prices(sc), r, battery_capacity_wh=args.battery_capacity_wh))
+    print(f"EUR over perfect foresight on the whole recording ({vs[0].plan}; foresight "
+          f"{vs[0].foresight_eur:.2f} EUR): now {vs[0].over_eur:+.3f}, chosen {vs[1].over_eur:+.3f}")
     print("\nchosen on every day (paste into settings.yaml):\n")
     if di is None:
         print("policy:")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from drivers.meters.replay import ReplayData
@@ -44,6 +44,7 @@ from gestor.sim import devices as sim_dev
 from gestor.sim.books import (DevicePeriodResult, PeriodResult, SimLoad, SimResult, Totals, Trace, account, day_bounds,
                               device_period_results, index_at, monthly, period_results, totals_of)
 from gestor.sim.inputs import Prices, replay_settings_for
+from gestor.sim.models import EvSession
 from gestor.tariff.calendar import national_holidays
 
 UTC = timezone.utc
@@ -68,7 +69,8 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
              end: datetime | None = None, trace: bool = False,
              progress: Callable[[float], None] | None = None, jobs: int = 1,
              warmup_s: float = WARMUP_S, policy: Callable | None = None,
-             battery_capacity_wh: float | None = None) -> SimResult:
+             battery_capacity_wh: float | None = None, ev_sessions: Mapping[str, Sequence[EvSession]] | None = None,
+             nowcast: Callable[[float, float, float], float | None] | None = None) -> SimResult:
     """Run ``s``'s policy, guards and loads over ``data`` exactly as the daemons would have run
     on it (see module docstring): monitoring reads the latest sample every
     ``monitoring.interval_s`` from the first sample on, managing runs the control core every
@@ -90,7 +92,9 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     midnight); ``battery_capacity_wh``: the capacity of a battery with a real driver (its
     settings do not say). The periods are then :class:`DevicePeriodResult`, the totals carry
     each device's Wh, and ``SimResult.devices``/``setpoint_log`` say what each did. Raises
-    ValueError (one line, naming the key) for a device it cannot simulate."""
+    ValueError (one line, naming the key) for a device it cannot simulate. ``ev_sessions``: per
+    EV charger's name, the cars that connect to it (:func:`gestor.sim.devices.sim_devices`);
+    ``nowcast``: the devices' expected surplus (:func:`gestor.sim.devices.drive`; not managing's)."""
     t_arr = data.t
     i0 = 0 if start is None else index_at(t_arr, start.timestamp())
     i1 = len(t_arr) if end is None else index_at(t_arr, end.timestamp())
@@ -99,7 +103,7 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     tick0_us = round(t_arr[i0] * 1e6)  # both daemons start at the first sample
     if s.setpoints:  # the devices' path: in one piece (a battery's charge carries over midnight)
         c = _run(data, s, prices, i0, i1, tick0_us, trace=trace, progress=progress, policy=policy,
-                 devices=True, battery_capacity_wh=battery_capacity_wh)
+                 devices=True, battery_capacity_wh=battery_capacity_wh, ev_sessions=ev_sessions, nowcast=nowcast)
         totals, days = totals_of(c.periods, s.loads_by_priority(), s.tz, s)
         return SimResult(c.periods, totals, days, c.trace,
                          [(datetime.fromtimestamp(t, UTC), n, on) for t, n, on in c.switches], parts=1,
@@ -245,7 +249,8 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
          keep: tuple[float, float] = (-math.inf, math.inf), checkpoints: Sequence[float] = (),
          trace: bool = False, progress: Callable[[float], None] | None = None,
          policy: Callable | None = None, devices: bool = False,
-         battery_capacity_wh: float | None = None) -> _Chunk:
+         battery_capacity_wh: float | None = None, ev_sessions: Mapping[str, Sequence[EvSession]] | None = None,
+         nowcast: Callable[[float, float, float], float | None] | None = None) -> _Chunk:
     """The daemons over samples ``i0:i1``, ticking on the grid that starts at ``tick0_us`` (epoch
     µs). Keeps the periods that start, and the switches made, within ``keep`` (epoch s); takes
     the state's :func:`_signature` at the first managing cycle at or after each checkpoint.
@@ -285,7 +290,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     devs = None                   # the setpoint devices (gestor.sim.devices.SimDevice), in order
     dev_log: list[tuple[float, str, float]] = []
     if devices:
-        devs = sim_dev.sim_devices(s, bounds, battery_capacity_wh)
+        devs = sim_dev.sim_devices(s, bounds, battery_capacity_wh, ev_sessions)
         dev_books = [d.load for d in devs]
         stale_s = s.managing.stale_after_s
         sim_dev.start(devs, core, tick0_us / 1e6, dev_log)  # managing.start: every device idle
@@ -320,7 +325,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             extra_w, any_on = sum(load_w), any(load_w)
         if devs is not None:  # the devices after the loads (managing._drive_setpoints)
             fresh = last_read_t is not None and bal.current is not None and T_ts - last_read_t <= stale_s
-            sim_dev.drive(devs, core, T_ts, not fresh, max(core.period_end_s - T_ts, 0.0), dt_s, dev_log)
+            sim_dev.drive(devs, core, T_ts, not fresh, max(core.period_end_s - T_ts, 0.0), dt_s, dev_log, nowcast)
         while todo_cp and T_ts >= todo_cp[0]:
             signatures[todo_cp.pop(0)] = _signature(core, loads, T_ts, horizon_s, pending, last_read_t, prev_t,
                                                     prev_load_w)
