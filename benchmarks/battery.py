@@ -43,11 +43,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
 
-import yaml  # noqa: E402
-
+from common import recordings, shipped_settings  # noqa: E402
 from drivers.meters.replay import ReplayData  # noqa: E402
 from gestor.core.devices import Battery, EvCharger  # noqa: E402
-from gestor.settings import parse_settings  # noqa: E402
 from gestor.sim.devices import one_device_house, simulated_device  # noqa: E402
 from gestor.sim.lp import period_cost_eur  # noqa: E402
 from gestor.sim.models import daily_sessions, had_room  # noqa: E402
@@ -136,11 +134,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-speed", action="store_true", help="leave out the year's speed measure")
     a = ap.parse_args()
-    example = ROOT / "config" / "settings.yaml"
-    s = parse_settings(yaml.safe_load(example.read_text()), str(example), example)
-    files = sorted((ROOT.parent / "shared" / "data").glob("*.csv"))
-    if not files:
-        files = sorted(Path("/tmp/shared/data").glob("*.csv"))
+    s = shipped_settings()
+    files = recordings()
     _WORK = (s, a)
     with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         rows = list(pool.map(_one, files))

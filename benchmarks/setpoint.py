@@ -22,12 +22,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
 
-import yaml  # noqa: E402
-
+from common import recordings, shipped_settings  # noqa: E402
 from drivers.meters.replay import ReplayData  # noqa: E402
-from gestor.settings import parse_settings  # noqa: E402
 from gestor.sim.devices import one_device_house  # noqa: E402
 from gestor.sim.money import versus_foresight  # noqa: E402
 from gestor.sim.simulate import Prices, SimResult, replay_settings_for, simulate  # noqa: E402
@@ -66,11 +64,8 @@ def main() -> None:
     ap.add_argument("--deadband", type=float, default=0.0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
-    example = ROOT / "config" / "settings.yaml"
-    s = parse_settings(yaml.safe_load(example.read_text()), str(example), example)
-    files = sorted((ROOT.parent / "shared" / "data").glob("*.csv"))
-    if not files:
-        files = sorted(Path("/tmp/shared/data").glob("*.csv"))
+    s = shipped_settings()
+    files = recordings()
     _WORK = (files, s, a)
     tasks = [(fi, r) for fi in range(len(files)) for r in [None, *RESERVES]]
     with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("fork")) as pool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
 from drivers.meters.replay import ReplayData
@@ -56,22 +56,14 @@ class Sums:
     over_eur: float = 0.0
 
     def add(self, t: Totals, period_s: int) -> "Sums":
-        self.captured_wh += t.captured_wh
-        self.bound_wh += t.bound_wh
-        self.extra_import_wh += t.extra_import_wh
-        self.switches += t.switches
+        for name in ("captured_wh", "bound_wh", "extra_import_wh", "switches", "money_eur"):
+            setattr(self, name, getattr(self, name) + getattr(t, name))
         self.days += t.periods * period_s / 86400
-        self.money_eur += t.money_eur
         return self
 
     def merge(self, o: "Sums") -> "Sums":
-        self.captured_wh += o.captured_wh
-        self.bound_wh += o.bound_wh
-        self.extra_import_wh += o.extra_import_wh
-        self.switches += o.switches
-        self.days += o.days
-        self.money_eur += o.money_eur
-        self.over_eur += o.over_eur
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(o, f.name))
         return self
 
     @property
