@@ -75,7 +75,7 @@ def test_gestor_tune_says_what_it_cannot_do(tmp_path, capsys):
 
 def test_gestor_tune_chooses_a_setpoint_devices_reserve_held_out_by_day(tmp_path, capsys):
     """With a setpoint device in the settings (and no --policy), gestor tune searches its
-    reserve_wh_per_h over 0..500, held out by day, and prints the choice with the held-out score
+    reserve_wh_per_h over 0..300, held out by day, and prints the choice with the held-out score
     as a setpoints: snippet. A modulating heater on sunny days with passing clouds."""
     start = datetime(2026, 6, 8, 0, 0, tzinfo=UTC)
 
@@ -96,7 +96,7 @@ def test_gestor_tune_chooses_a_setpoint_devices_reserve_held_out_by_day(tmp_path
     assert "EUR over perfect foresight" in out and "(modulating) by its LP" in out
     snippet = yaml.safe_load(out[out.index("setpoints:"):])
     (dev,) = snippet["setpoints"]
-    assert dev["name"] == "heater2" and dev["reserve_wh_per_h"] in (0, 100, 200, 300, 400, 500)
+    assert dev["name"] == "heater2" and dev["reserve_wh_per_h"] in (0, 50, 100, 150, 200, 300)
     # --device names a device that is not there: one line, exit 2
     assert main(["tune", str(csv), "--config", str(cfg), "--device", "nope"]) == 2
     assert "--device 'nope': not in setpoints (heater2)" in capsys.readouterr().err

@@ -107,15 +107,18 @@ def _ev_limits(periods: Sequence[PeriodResult], ev: EvCharger, sessions: Sequenc
 
 def versus_foresight(data: ReplayData, s: Settings, prices: Prices, r: SimResult, start: datetime | None = None,
                      end: datetime | None = None, ev_sessions: Mapping[str, Sequence[EvSession]] | None = None,
-                     battery_capacity_wh: float | None = None, jobs: int = 1) -> Versus:
+                     battery_capacity_wh: float | None = None, jobs: int = 1,
+                     loads_foresight: SimResult | None = None) -> Versus:
     """``r`` (``gestor simulate`` of ``s`` on ``data`` over [start, end)) against perfect
     foresight in the same house (module docstring: the loads by the DP, then each device by its
-    LP on what they leave). ``ev_sessions``, ``battery_capacity_wh``: as :func:`simulate`'s.
-    Raises ValueError as the simulator and the LPs do."""
+    LP on what they leave). ``ev_sessions``, ``battery_capacity_wh``: as :func:`simulate`'s;
+    ``loads_foresight``: the loads' DP run when the caller has it (:func:`foresight`'s result).
+    Raises ValueError as the simulator and the LPs do, ImportError without SciPy (the ``lp``
+    extra) when there is a device to plan."""
     p3 = s.tariff.import_p3_eur_per_kwh
     plan = []
     if s.loads:
-        fr, _ = foresight(data, s, prices, start, end, jobs=jobs)
+        fr = loads_foresight if loads_foresight is not None else foresight(data, s, prices, start, end, jobs=jobs)[0]
         periods: Sequence[PeriodResult] = fr.periods
         balance = [p.balance_wh for p in fr.periods]
         money, valued_wh = fr.totals.money_eur, fr.totals.loads_wh

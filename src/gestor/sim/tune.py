@@ -38,7 +38,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
                        "carry_wh": [0, 30]},
 }
 # A setpoint device's (``setpoints[i]``) candidates: the Wh kept banked per hour left in the period
-DEVICE_GRID: dict[str, list[Any]] = {"reserve_wh_per_h": [0, 100, 200, 300, 400, 500]}
+DEVICE_GRID: dict[str, list[Any]] = {"reserve_wh_per_h": [0, 50, 100, 150, 200, 300]}
 
 
 @dataclass
