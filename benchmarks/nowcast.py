@@ -16,14 +16,15 @@ are chosen on the other eight recordings by euros (``gestor.sim.tune.score``: th
 day, the heat worth the P3 price); the reserve law alone is chosen the same way. The heater runs
 in ``gestor simulate`` (a house with that one device; the nowcast is its ``nowcast`` hook).
 
-Measured before issue 33 (the per-device replay, a setpoint two cycles late, chosen by capture
-with 10 Wh/day of import allowed; not re-measured since; this machine, 2 jobs, ~6 min): leave-one-file-out the nowcast gives 97.2 % / 55 Wh a
-day on all nine against the reserve law's 97.2 % / 53: no gain. In-sample its frontier lies on
-the reserve law's (min, 1.0, 100: 98.9 / 83 against reserve 200: 99.1 / 80). It does what it is
-for: with no reserve, the extra import in the periods starting at 17:00-20:00 falls from 2139 to
-1274 Wh over the 43 days (-40 %); but two thirds of the extra import are at 09:00-10:00 and
-12:00-14:00 (clouds and the house's own consumption), which a clear-sky nowcast cannot see, and
-on the cloudy April files the model fitted from cloudy days costs capture (88.9-93.3 %).
+Measured through gestor simulate (issue 33; this machine, 2 jobs, ~6 min): leave-one-file-out
+the nowcast (chosen: min, index_low 1, reserve 100) costs -0.2409 EUR a day on all nine (98.9 %,
+88 Wh a day of extra import) against the reserve law's -0.2425 (reserve 100 on eight folds:
+99.6 %, 100 Wh a day): no gain in money either; in-sample at reserve 0 it cuts the extra import
+from 150 to 107 Wh a day for 0.7 points of capture. Before issue 33 (the per-device replay, a
+setpoint two cycles late, chosen by capture): 97.2 % / 55 Wh a day against 97.2 % / 53; with no
+reserve, the extra import in the periods starting at 17:00-20:00 fell by 40 %; two thirds of the
+extra import are at 09:00-10:00 and 12:00-14:00 (clouds and the house's own consumption), which a
+clear-sky nowcast cannot see.
 """
 from __future__ import annotations
 
@@ -94,6 +95,10 @@ def _one(task: tuple) -> tuple:
     return fi, key, Sums().add(r.totals, s.billing.period_s)
 
 
+def _cell(t: Sums) -> str:
+    return f"{t.eur_per_day:.4f} / {t.captured_pct:.1f} / {t.import_wh_per_day:.0f}"
+
+
 def _sum(parts) -> Sums:
     t = Sums()
     for p in parts:
@@ -130,8 +135,9 @@ def main() -> None:
           "house files; none: no nowcast that day):\n")
     for fi, _, src in fits:
         print(f"- {names[fi]}: " + ", ".join(f"{d[5:]} {h}" for d, h in sorted(src.items())))
-    print("\n| held-out file | reserve 0: captured % / import Wh/day | reserve law, chosen: reserve / captured % / "
-          "import Wh/day | nowcast, chosen: mode, index_low, reserve / captured % / import Wh/day |")
+    print("\nEach cell: EUR a day (the heat worth the P3 price) / captured % / extra import Wh/day.\n")
+    print("\n| held-out file | reserve 0 | reserve law, chosen: reserve / cell | "
+          "nowcast, chosen: mode, index_low, reserve / cell |")
     print("|---|---|---|---|")
     tot = {"zero": Sums(), "res": Sums(), "nc": Sums()}
     res_keys = [("reserve", r) for r in RESERVES]
@@ -144,12 +150,8 @@ def main() -> None:
         tot["zero"].merge(z)
         tot["res"].merge(r)
         tot["nc"].merge(c)
-        print(f"| {n} | {z.captured_pct:.1f} / {z.import_wh_per_day:.0f} | {best_r[1]} / {r.captured_pct:.1f} / "
-              f"{r.import_wh_per_day:.0f} | {best_n[1]}, {best_n[2]:g}, {best_n[3]} / {c.captured_pct:.1f} / "
-              f"{c.import_wh_per_day:.0f} |")
-    print(f"| all nine | {tot['zero'].captured_pct:.1f} / {tot['zero'].import_wh_per_day:.0f} | "
-          f"{tot['res'].captured_pct:.1f} / {tot['res'].import_wh_per_day:.0f} | "
-          f"{tot['nc'].captured_pct:.1f} / {tot['nc'].import_wh_per_day:.0f} |\n")
+        print(f"| {n} | {_cell(z)} | {best_r[1]} / {_cell(r)} | {best_n[1]}, {best_n[2]:g}, {best_n[3]} / {_cell(c)} |")
+    print(f"| all nine | {_cell(tot['zero'])} | {_cell(tot['res'])} | {_cell(tot['nc'])} |\n")
     print("Every setting on all nine (in-sample): captured % / extra import Wh/day\n")
     print("| reserve Wh/h | reserve law | " + " | ".join(f"nowcast {m}, index_low {q:g}" for m in MODES
                                                      for q in INDEX_LOWS) + " |")
