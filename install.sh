@@ -162,7 +162,7 @@ build_compiled() {
 
 # The tests that run a second time on the compiled core: everything the control core decides
 # (balance, policies, guards, the simulator, the daemon against the simulator, managing's faults).
-COMPILED_TESTS=(tests/test_reference_digests.py tests/test_control_seam.py tests/test_setpoint_core.py tests/test_simulate_devices.py tests/test_balance.py tests/test_policies.py tests/test_guards.py tests/test_simulate.py
+COMPILED_TESTS=(tests/test_reference_digests.py tests/test_control_seam.py tests/test_setpoint_core.py tests/test_setpoint_sim.py tests/test_simulate_devices.py tests/test_balance.py tests/test_policies.py tests/test_guards.py tests/test_simulate.py
                 tests/test_foresight.py tests/test_tune.py tests/integration/test_simulator_is_the_daemon.py
                 tests/integration/test_day.py tests/integration/test_faults.py tests/integration/test_safety.py
                 tests/integration/test_restart.py)

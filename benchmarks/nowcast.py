@@ -12,17 +12,19 @@ recording, on that recording's days before it only; on its first day (no past), 
 and, for the winter file (another site, alone), no model on the days with no clear past day: the
 law runs on the present surplus there. The nowcast's parameters (mode: min of nowcast and present
 surplus, or the nowcast alone; ``index_low``, the low quantile of the index ratio; the reserve)
-are chosen on the other eight recordings by the score of ``benchmarks/setpoint.py`` with the
-goal's 10 Wh a day: the captured %, less 0.1 % for every Wh a day of extra import over 10; the
-reserve law alone is chosen the same way.
+are chosen on the other eight recordings by euros (``gestor.sim.tune.score``: the fewest EUR a
+day, the heat worth the P3 price); the reserve law alone is chosen the same way. The heater runs
+in ``gestor simulate`` (a house with that one device; the nowcast is its ``nowcast`` hook).
 
-Measured (this machine, 2 jobs, ~6 min): leave-one-file-out the nowcast gives 97.2 % / 55 Wh a
-day on all nine against the reserve law's 97.2 % / 53: no gain. In-sample its frontier lies on
-the reserve law's (min, 1.0, 100: 98.9 / 83 against reserve 200: 99.1 / 80). It does what it is
-for: with no reserve, the extra import in the periods starting at 17:00-20:00 falls from 2139 to
-1274 Wh over the 43 days (-40 %); but two thirds of the extra import are at 09:00-10:00 and
-12:00-14:00 (clouds and the house's own consumption), which a clear-sky nowcast cannot see, and
-on the cloudy April files the model fitted from cloudy days costs capture (88.9-93.3 %).
+Measured through gestor simulate (issue 33; this machine, 2 jobs, ~6 min): leave-one-file-out
+the nowcast (chosen: min, index_low 1, reserve 100) costs -0.2409 EUR a day on all nine (98.9 %,
+88 Wh a day of extra import) against the reserve law's -0.2425 (reserve 100 on eight folds:
+99.6 %, 100 Wh a day): no gain in money either; in-sample at reserve 0 it cuts the extra import
+from 150 to 107 Wh a day for 0.7 points of capture. Before issue 33 (the per-device replay, a
+setpoint two cycles late, chosen by capture): 97.2 % / 55 Wh a day against 97.2 % / 53; with no
+reserve, the extra import in the periods starting at 17:00-20:00 fell by 40 %; two thirds of the
+extra import are at 09:00-10:00 and 12:00-14:00 (clouds and the house's own consumption), which a
+clear-sky nowcast cannot see.
 """
 from __future__ import annotations
 
@@ -31,17 +33,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
 
-import yaml  # noqa: E402
-
+from common import recordings, shipped_settings  # noqa: E402
 from drivers.meters.replay import ReplayData  # noqa: E402
-from gestor.settings import parse_settings  # noqa: E402
-from gestor.sim.setpoint import simulate_setpoint  # noqa: E402
-from gestor.sim.simulate import Prices, replay_settings_for  # noqa: E402
-from gestor.sim.tune import Sums  # noqa: E402
+from gestor.sim.devices import one_device_house  # noqa: E402
+from gestor.sim.simulate import Prices, replay_settings_for, simulate  # noqa: E402
+from gestor.sim.tune import Sums, score  # noqa: E402
 
-GOAL_IMPORT_WH_PER_DAY = 10.0
 RESERVES = [0, 50, 100, 200, 300, 400, 500]            # Wh per hour left: the reserve law alone
 NC_RESERVES = [0, 100, 200, 300]                       # with the nowcast
 INDEX_LOWS = [1.0, 0.9, 0.8]
@@ -55,10 +54,6 @@ def _load(fi: int) -> ReplayData:
     if fi not in _DATA:
         _DATA[fi] = ReplayData.load(replay_settings_for(files[fi]))
     return _DATA[fi]
-
-
-def score(t: Sums) -> float:
-    return t.captured_pct - 0.1 * max(0.0, t.import_wh_per_day - GOAL_IMPORT_WH_PER_DAY)
 
 
 def _fit(fi: int):
@@ -88,13 +83,20 @@ def _one(task: tuple) -> tuple:
     fi, key = task
     files, s, a, profiles = _WORK  # type: ignore[misc]
     data = _load(fi)
+    reserve = key[1] if key[0] == "reserve" else key[3]
+    h = one_device_house(s, "heater", {"kind": "heater", "max_charge_w": 2000.0}, reserve_wh_per_h=reserve,
+                         deadband_w=0.0)
     if key[0] == "reserve":
-        r = simulate_setpoint(data, s, Prices(s), 2000.0, key[1])
+        r = simulate(data, h, Prices(h))
     else:
-        _, mode, low, reserve = key
+        _, mode, low, _ = key
         now = nc.ReplayNowcast(data.t, data.production_w, profiles[fi], window_s=a.window, index_low=low, mode=mode)
-        r = simulate_setpoint(data, s, Prices(s), 2000.0, reserve, nowcast=now)
+        r = simulate(data, h, Prices(h), nowcast=now)
     return fi, key, Sums().add(r.totals, s.billing.period_s)
+
+
+def _cell(t: Sums) -> str:
+    return f"{t.eur_per_day:.4f} / {t.captured_pct:.1f} / {t.import_wh_per_day:.0f}"
 
 
 def _sum(parts) -> Sums:
@@ -113,11 +115,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--window", type=float, default=600.0, help="s of production the clear-sky index is taken over")
     a = ap.parse_args()
-    example = ROOT / "config" / "settings.yaml"
-    s = parse_settings(yaml.safe_load(example.read_text()), str(example), example)
-    files = sorted((ROOT.parent / "shared" / "data").glob("*.csv"))
-    if not files:
-        files = sorted(Path("/tmp/shared/data").glob("*.csv"))
+    s = shipped_settings()
+    files = recordings()
     ctx = multiprocessing.get_context("fork")
     _WORK = (files, s, a, None)
     with ProcessPoolExecutor(a.jobs, mp_context=ctx) as pool:
@@ -130,14 +129,15 @@ def main() -> None:
     with ProcessPoolExecutor(a.jobs, mp_context=ctx) as pool:
         res = {(fi, k): t for fi, k, t in pool.map(_one, tasks, chunksize=len(keys))}
     names = [f.name for f in files]
-    print(f"## one modulating heater 0..2000 W, delay 1 cycle; nowcast index over {a.window:.0f} s; "
-          f"parameters chosen leave-one-file-out (score: captured % - 0.1 x (import Wh/day - {GOAL_IMPORT_WH_PER_DAY:g}))\n")
+    print(f"## one modulating heater 0..2000 W through gestor simulate; nowcast index over {a.window:.0f} s; "
+          f"parameters chosen leave-one-file-out by euros (the fewest EUR/day)\n")
     print("Where each day's clear-sky model came from (past: the file's earlier days; fallback: the other "
           "house files; none: no nowcast that day):\n")
     for fi, _, src in fits:
         print(f"- {names[fi]}: " + ", ".join(f"{d[5:]} {h}" for d, h in sorted(src.items())))
-    print("\n| held-out file | reserve 0: captured % / import Wh/day | reserve law, chosen: reserve / captured % / "
-          "import Wh/day | nowcast, chosen: mode, index_low, reserve / captured % / import Wh/day |")
+    print("\nEach cell: EUR a day (the heat worth the P3 price) / captured % / extra import Wh/day.\n")
+    print("\n| held-out file | reserve 0 | reserve law, chosen: reserve / cell | "
+          "nowcast, chosen: mode, index_low, reserve / cell |")
     print("|---|---|---|---|")
     tot = {"zero": Sums(), "res": Sums(), "nc": Sums()}
     res_keys = [("reserve", r) for r in RESERVES]
@@ -150,12 +150,8 @@ def main() -> None:
         tot["zero"].merge(z)
         tot["res"].merge(r)
         tot["nc"].merge(c)
-        print(f"| {n} | {z.captured_pct:.1f} / {z.import_wh_per_day:.0f} | {best_r[1]} / {r.captured_pct:.1f} / "
-              f"{r.import_wh_per_day:.0f} | {best_n[1]}, {best_n[2]:g}, {best_n[3]} / {c.captured_pct:.1f} / "
-              f"{c.import_wh_per_day:.0f} |")
-    print(f"| all nine | {tot['zero'].captured_pct:.1f} / {tot['zero'].import_wh_per_day:.0f} | "
-          f"{tot['res'].captured_pct:.1f} / {tot['res'].import_wh_per_day:.0f} | "
-          f"{tot['nc'].captured_pct:.1f} / {tot['nc'].import_wh_per_day:.0f} |\n")
+        print(f"| {n} | {_cell(z)} | {best_r[1]} / {_cell(r)} | {best_n[1]}, {best_n[2]:g}, {best_n[3]} / {_cell(c)} |")
+    print(f"| all nine | {_cell(tot['zero'])} | {_cell(tot['res'])} | {_cell(tot['nc'])} |\n")
     print("Every setting on all nine (in-sample): captured % / extra import Wh/day\n")
     print("| reserve Wh/h | reserve law | " + " | ".join(f"nowcast {m}, index_low {q:g}" for m in MODES
                                                      for q in INDEX_LOWS) + " |")

@@ -1,8 +1,9 @@
 """Every policy on every recorded file: captured surplus (% of the bound), switches per day,
 extra import, cost, and the same for the perfect-foresight benchmark (the best any controller
 could do: zero extra import, fewest switches), with each policy's capture as % of the
-benchmark's and its switches as a multiple of the benchmark's. The table in the README and in
-the issue notes comes from here.
+benchmark's and its switches as a multiple of the benchmark's, and its EUR over the benchmark's
+(``Totals.money_eur``: import less compensation per period, no monthly cap, less the loads'
+energy at the P3 price; issue 33). The table in the README and in the issue notes comes from here.
 
     .venv/bin/python benchmarks/policies.py
     .venv/bin/python benchmarks/policies.py --cv [--loads 1000,700] [--jobs 2]
@@ -65,9 +66,9 @@ def cross_validation(loads_w: list[float], jobs: int) -> None:
     for t in shipped:
         tot.merge(t)
     print(f"| all nine | {tot.captured_pct:.1f} | {tot.switches_per_day:.1f} | {tot.import_wh_per_day:.0f} | |\n")
-    print("| held-out file | policy | chosen on the other files | captured % | switches/day | extra import Wh/day | "
-          "benchmark: captured % / switches/day / import Wh/day |")
-    print("|---|---|---|---|---|---|---|")
+    print("| held-out file | policy | chosen on the other files | EUR over perfect foresight | captured % | "
+          "switches/day | extra import Wh/day | benchmark: captured % / switches/day / import Wh/day |")
+    print("|---|---|---|---|---|---|---|---|")
     points = []
     summary = {}
     for policy in GRIDS:
@@ -80,9 +81,11 @@ def cross_validation(loads_w: list[float], jobs: int) -> None:
         total = Sums()
         for fo, b in zip(folds, bench):
             t = fo.test
+            t.over_eur = t.money_eur - b.money_eur
             total.merge(t)
             chosen = ", ".join(f"{k} {v:g}" for k, v in fo.chosen.items())
-            print(f"| {fo.held_out} | {policy} | {chosen} | {t.captured_pct:.1f} | {t.switches_per_day:.1f} | "
+            print(f"| {fo.held_out} | {policy} | {chosen} | {t.over_eur:.3f} | {t.captured_pct:.1f} | "
+                  f"{t.switches_per_day:.1f} | "
                   f"{t.import_wh_per_day:.0f} | {b.captured_pct:.1f} / {b.switches_per_day:.1f} / {b.import_wh_per_day:.0f} |")
         summary[policy] = total
         for ci, c in enumerate(cands):
@@ -95,11 +98,13 @@ def cross_validation(loads_w: list[float], jobs: int) -> None:
     for b in bench:
         ball.merge(b)
     print("\nAll folds together (each file scored with the parameters chosen without it):\n")
-    print("| policy | captured % | switches/day | extra import Wh/day |")
-    print("|---|---|---|---|")
+    print("| policy | EUR over perfect foresight (per day) | captured % | switches/day | extra import Wh/day |")
+    print("|---|---|---|---|---|")
     for policy, t in summary.items():
-        print(f"| {policy} | {t.captured_pct:.1f} | {t.switches_per_day:.1f} | {t.import_wh_per_day:.0f} |")
-    print(f"| perfect foresight | {ball.captured_pct:.1f} | {ball.switches_per_day:.1f} | {ball.import_wh_per_day:.0f} |")
+        print(f"| {policy} | {t.over_eur:.3f} ({t.over_eur / t.days:.4f}) | {t.captured_pct:.1f} | "
+              f"{t.switches_per_day:.1f} | {t.import_wh_per_day:.0f} |")
+    print(f"| perfect foresight | 0 | {ball.captured_pct:.1f} | {ball.switches_per_day:.1f} | "
+          f"{ball.import_wh_per_day:.0f} |")
     print("\nFrontier of every candidate on all nine files (in-sample): the points no other beats on both capture "
           "and switches, at each cap on extra import:\n")
     print("| extra import cap, Wh/day | switches/day | captured % | import Wh/day | policy and parameters |")
@@ -179,10 +184,10 @@ def main() -> None:
         return ideas([float(x) for x in a.loads.split(",")], a.jobs)
     example = ROOT / "config" / "settings.yaml"
     raw = yaml.safe_load(example.read_text())
-    print("| file | policy | captured % of bound | switches/day | extra import Wh | "
+    print("| file | policy | EUR over perfect foresight | captured % of bound | switches/day | extra import Wh | "
           "% of the benchmark's capture | switches × the benchmark's | exported kWh with / without | "
           "EUR with / without (saved) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for f in FILES:
         data = ReplayData.load(replay_settings_for(ROOT.parent / "shared" / "data" / f))
         rows = []
@@ -195,7 +200,8 @@ def main() -> None:
         for name, t in rows + [("perfect foresight", bench)]:
             v = versus(t, bench)
             days = t.periods / (24 * 3600 / s.billing.period_s)
-            print(f"| {f} | {name} | {t.captured_pct:.1f} | {t.switches / days:.1f} | {t.extra_import_wh:.0f} | "
+            print(f"| {f} | {name} | {t.money_eur - bench.money_eur:.3f} | {t.captured_pct:.1f} | "
+                  f"{t.switches / days:.1f} | {t.extra_import_wh:.0f} | "
                   f"{v['captured_pct_of_benchmark']:.1f} | {v['switches_x_benchmark']:.1f} | "
                   f"{t.exported_wh / 1000:.2f} / {t.exported_without_wh / 1000:.2f} | "
                   f"{t.cost_eur:.2f} / {t.cost_without_eur:.2f} ({t.cost_without_eur - t.cost_eur:.2f}) |")

@@ -8,7 +8,7 @@ from 50 %, target 0, reserve 0, deadband 50 W), for each ``min_reversal_s`` give
 Per recording: reversals per hour (a setpoint beyond the 50 W deadband of the other sign than
 the last one beyond it: :func:`gestor.core.setpoint.direction`), the share of the periods with
 room (the battery could have ended the period at 0 Wh knowing it, its imbalance being the
-period's balance with the loads and without the battery: :func:`gestor.sim.setpoint.had_room`)
+period's balance with the loads and without the battery: :func:`gestor.sim.models.had_room`)
 that ended within ±10 Wh, and EUR (simulate's cost with gestor, fixed 2.0TD prices). A run
 without ``min_reversal_s`` in the settings (older code) is labelled ``-``.
 """
@@ -29,7 +29,7 @@ import yaml  # noqa: E402
 from drivers.meters.replay import ReplayData  # noqa: E402
 from gestor.core.devices import Battery  # noqa: E402
 from gestor.settings import parse_settings  # noqa: E402
-from gestor.sim.setpoint import had_room  # noqa: E402
+from gestor.sim.models import had_room  # noqa: E402
 from gestor.sim.simulate import Prices, replay_settings_for, simulate  # noqa: E402
 
 DEADBAND_W = 50.0

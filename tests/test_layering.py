@@ -1,6 +1,8 @@
 """The house plan holds (src/gestor/__init__.py): every import in src/ (at the top of a module or
 inside a function, where the daemons import lazily) goes to the importer's own layer or below,
-and the control core stays pure: no I/O, no threads, no clock reads. Imports under
+no modules of one layer import one another in a circle (issue 33: a lazy import inside a
+function counts too: it only hides the circle), and the control core stays pure: no I/O, no
+threads, no clock reads. Imports under
 ``if TYPE_CHECKING:`` are types only (nothing is imported at run time) and are not counted.
 
 Read from the source with :mod:`ast`; each rule is also shown to catch a planted violation."""
@@ -133,6 +135,89 @@ def impure_core(src: Path = SRC) -> list[str]:
                 bad.append(f"{path.relative_to(src)}:{node.lineno}: the core reads a clock "
                            f"(.{node.func.attr}()): take the time from the caller")
     return bad
+
+
+def module_graph(src: Path = SRC) -> dict[str, set[str]]:
+    """Module → the modules of src/ it imports at run time (top level or inside a function)."""
+    mods = {module_name(p, src): p for p in sources(src)}
+    return {me: {target for target, _ in imports(path, src) if target in mods and target != me}
+            for me, path in mods.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph`` (module → modules it imports) among modules of one layer:
+    each strongly connected component of two or more modules, sorted (Tarjan's algorithm,
+    iterative). An edge between two layers is left to :func:`upward_imports`."""
+    same = {a: sorted(b for b in bs if b in graph and layer(a) == layer(b)) for a, bs in graph.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(same):
+        if root in index:
+            continue
+        work = [(root, iter(same[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(same[w])))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return sorted(out)
+
+
+def test_no_import_cycle_inside_a_layer() -> None:
+    cycles = import_cycles(module_graph())
+    assert not cycles, "import circles (break each along a seam: a module both can import): " + \
+        "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
+    """A copy of the tree where gestor.sim.models imports gestor.sim.simulate lazily (simulate
+    imports models through devices) fails the check, naming the circle."""
+    import shutil
+    src = tmp_path / "src"
+    shutil.copytree(SRC, src, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.so"))
+    target = src / "gestor" / "sim" / "models.py"
+    target.write_text(target.read_text() + "\n\ndef planted():\n    from gestor.sim.simulate import simulate\n")
+    cycles = import_cycles(module_graph(src))
+    assert any({"gestor.sim.models", "gestor.sim.simulate"} <= set(c) for c in cycles), cycles
+
+
+@pytest.mark.parametrize("graph, want", [
+    ({"gestor.sim.a": {"gestor.sim.b"}, "gestor.sim.b": {"gestor.sim.a"}}, [["gestor.sim.a", "gestor.sim.b"]]),
+    ({"gestor.runtime.a": {"gestor.runtime.b"}, "gestor.runtime.b": {"gestor.runtime.c"},
+      "gestor.runtime.c": {"gestor.runtime.a"}, "gestor.runtime.d": {"gestor.runtime.a"}},
+     [["gestor.runtime.a", "gestor.runtime.b", "gestor.runtime.c"]]),
+    ({"gestor.sim.a": {"gestor.sim.b"}, "gestor.sim.b": {"gestor.core.x"}, "gestor.core.x": set()}, []),
+    # across layers: an upward import, reported by upward_imports, not here
+    ({"drivers.x": {"gestor.settings"}, "gestor.settings": {"drivers.x"}}, []),
+])
+def test_the_cycle_check_on_synthetic_graphs(graph: dict[str, set[str]], want: list[list[str]]) -> None:
+    assert import_cycles(graph) == want
 
 
 def test_no_module_imports_a_layer_above_its_own() -> None:

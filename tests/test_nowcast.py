@@ -166,15 +166,20 @@ def test_the_nowcast_predicts_the_late_afternoon_better_than_the_present_surplus
 
 
 def test_the_hook_without_a_nowcast_is_the_law_alone():
-    """A nowcast that never has an answer (None) leaves the replay as it was, to the bit."""
+    """A nowcast that never has an answer (None) leaves gestor simulate's run as it was, to the bit."""
     import yaml
     from drivers.meters.replay import ReplayData
     from gestor.settings import parse_settings
-    from gestor.sim.setpoint import simulate_setpoint
-    from gestor.sim.simulate import Prices, replay_settings_for
+    from gestor.sim.devices import one_device_house
+    from gestor.sim.simulate import Prices, replay_settings_for, simulate
     s = parse_settings(yaml.safe_load(EXAMPLE.read_text()), str(EXAMPLE), EXAMPLE)
     d = ReplayData.load(replay_settings_for(DATA / "house-2022-06-11_13.csv"))
-    a = simulate_setpoint(d, s, Prices(s), 2000.0, 100.0)
-    b = simulate_setpoint(d, s, Prices(s), 2000.0, 100.0, nowcast=lambda now_s, end_s, surplus_w: None)
-    assert a.totals == b.totals
-    assert not math.isnan(a.totals.loads_wh)
+    h = one_device_house(s, "heater", {"kind": "heater", "max_charge_w": 2000.0}, reserve_wh_per_h=100.0,
+                         deadband_w=0.0)
+    a = simulate(d, h, Prices(h))
+    b = simulate(d, h, Prices(h), nowcast=lambda now_s, end_s, surplus_w: None)
+    assert a.totals == b.totals and a.setpoint_log == b.setpoint_log
+    assert not math.isnan(a.totals.device_wh["heater"]) and a.totals.device_wh["heater"] > 0
+    # and one that answers is heard: a nowcast of no surplus ahead holds the heater back
+    c = simulate(d, h, Prices(h), nowcast=lambda now_s, end_s, surplus_w: 0.0)
+    assert c.totals.device_wh["heater"] < a.totals.device_wh["heater"]

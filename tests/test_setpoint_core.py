@@ -1,5 +1,5 @@
 """The setpoint law (gestor/core/setpoint.py) on hand-computed numbers, the Modulating device kind,
-and a modulating heater replayed on a real day (gestor/sim/setpoint.py) against the on/off one."""
+and a modulating heater played by gestor simulate on a real day against the on/off loads."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,7 @@ from gestor.core.devices import Modulating, OnOff
 from gestor.core.guards import LoadLimits
 from gestor.core.setpoint import SetpointLaw, next_setpoint_w
 from gestor.settings import parse_settings
-from gestor.sim.setpoint import simulate_setpoint
+from gestor.sim.devices import one_device_house
 from gestor.sim.simulate import Prices, replay_settings_for, simulate
 from tests.conftest import DATA, EXAMPLE, example_raw
 
@@ -94,8 +94,9 @@ def test_a_modulating_heater_ends_most_periods_of_a_real_day_nearer_zero_than_th
     a = datetime.fromisoformat("2022-06-12T00:00:00+02:00")
     b = a + timedelta(days=1)
     onoff = simulate(data, s, Prices(s), a, b)
-    heater = simulate_setpoint(data, s, Prices(s), max_w=2000.0, reserve_wh_per_h=300.0, deadband_w=0.0,
-                               delay_cycles=1, start=a, end=b)
+    house = one_device_house(s, "heater", {"kind": "heater", "max_charge_w": 2000.0}, reserve_wh_per_h=300.0,
+                             deadband_w=0.0)
+    heater = simulate(data, house, Prices(house), a, b)
     assert len(heater.periods) == len(onoff.periods) == 24
     pairs = [(h, o) for h, o in zip(heater.periods, onoff.periods) if o.bound_wh > 0]
     assert len(pairs) >= 8  # a sunny June day: surplus in many hours
@@ -107,9 +108,10 @@ def test_a_modulating_heater_ends_most_periods_of_a_real_day_nearer_zero_than_th
     assert heater.totals.extra_import_wh <= onoff.totals.extra_import_wh
     # its energy is accounted as simulate accounts a load's: production - base - device = net
     for p in heater.periods:
-        assert p.balance_without_wh - p.load_wh["heater"] == pytest.approx(p.balance_wh, abs=1e-6)
+        assert p.balance_without_wh - p.device_wh["heater"] == pytest.approx(p.balance_wh, abs=1e-6)
     # without the reserve the device takes everything the bound allows
-    greedy = simulate_setpoint(data, s, Prices(s), 2000.0, 0.0, 0.0, start=a, end=b)
+    greedy_house = house.model_copy(update={"setpoints": [house.setpoints[0].model_copy(update={"reserve_wh_per_h": 0.0})]})
+    greedy = simulate(data, greedy_house, Prices(s), a, b)
     assert greedy.totals.captured_pct > heater.totals.captured_pct
 
 

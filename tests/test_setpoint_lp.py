@@ -1,5 +1,5 @@
 """The perfect-foresight LP (gestor/sim/lp.py): hand-computed three-period cases, and on a real
-recording a cost never above the causal battery's (gestor/sim/setpoint.py)."""
+recording a cost never above the causal battery's (gestor simulate)."""
 from __future__ import annotations
 
 import subprocess
@@ -13,8 +13,8 @@ from drivers.meters.replay import ReplayData  # noqa: E402
 from gestor.core.devices import Battery  # noqa: E402
 from gestor.settings import parse_settings  # noqa: E402
 from gestor.sim.lp import battery_lp, heater_lp, period_cost_eur  # noqa: E402
-from gestor.sim.setpoint import simulate_battery  # noqa: E402
-from gestor.sim.simulate import Prices, replay_settings_for  # noqa: E402
+from gestor.sim.devices import one_device_house, simulated_device  # noqa: E402
+from gestor.sim.simulate import Prices, replay_settings_for, simulate  # noqa: E402
 from tests.conftest import DATA, EXAMPLE, REPO, example_raw  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def test_bad_inputs_are_refused():
 
 
 def test_scipy_is_imported_only_when_an_lp_is_solved():
-    code = ("import sys; import gestor.sim.lp, gestor.sim.setpoint, gestor.sim.simulate; "
+    code = ("import sys; import gestor.sim.lp, gestor.sim.devices, gestor.sim.simulate; "
             "assert 'scipy' not in sys.modules, 'scipy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO / "src")})
 
@@ -70,13 +70,15 @@ def test_the_lp_never_costs_more_than_the_causal_battery_on_a_real_recording():
     s = parse_settings(example_raw(), "settings.yaml", EXAMPLE)
     data = ReplayData.load(replay_settings_for(DATA / "house-2022-05-08_12.csv"))
     bat = Battery(2500.0, 2500.0, 5000.0, 10.0, 100.0, 0.9)
-    sim = simulate_battery(data, s, Prices(s), bat, soc_start_pct=50.0)
+    house = one_device_house(s, "battery", simulated_device(bat, 50.0), reserve_wh_per_h=0, deadband_w=0,
+                             min_reversal_s=0)
+    sim = simulate(data, house, Prices(house))
     ps = sim.periods
     imp, sur = [p.import_price for p in ps], [p.surplus_price for p in ps]
     hours = [(p.end - p.start).total_seconds() / 3600.0 for p in ps]
     lp = battery_lp([p.balance_without_wh for p in ps], imp, sur, bat.capacity_wh,
                     [bat.max_charge_w * h for h in hours], [bat.max_discharge_w * h for h in hours], bat.efficiency,
-                    50.0, bat.min_soc_pct, bat.max_soc_pct, soc_end_min_pct=sim.battery.soc_end_pct)
+                    50.0, bat.min_soc_pct, bat.max_soc_pct, soc_end_min_pct=sim.devices[0].soc_end_pct)
     with_sim = period_cost_eur([p.balance_wh for p in ps], imp, sur)
     without = period_cost_eur([p.balance_without_wh for p in ps], imp, sur)
     assert lp.cost_eur <= with_sim <= without

@@ -1,7 +1,8 @@
-"""The battery and the EV charger (gestor/core/devices.py) and their replay (gestor/sim/setpoint.py):
+"""The battery and the EV charger (gestor/core/devices.py, their models in gestor/sim/models.py)
+played by ``gestor simulate`` in a house with that one device (gestor.sim.devices.one_device_house):
 hand-computed cases and real recordings, what a user would notice (a battery never leaves its SoC
 limits and loses what its efficiency says; it ends the periods it can at zero; a car is never
-charged below 6 A, between steps or while away; a command takes a cycle to arrive)."""
+charged below 6 A, between steps or while away; a command takes effect at the cycle that makes it)."""
 from __future__ import annotations
 
 import math
@@ -17,9 +18,9 @@ from drivers.meters.replay import ReplayData
 from gestor.core.devices import Battery, EvCharger, OnOff
 from gestor.core.setpoint import SetpointLaw
 from gestor.settings import parse_settings
-from gestor.sim.setpoint import (BatteryModel, EvModel, EvSession, daily_sessions, had_room, simulate_battery,
-                                 simulate_ev)
-from gestor.sim.simulate import Prices, replay_settings_for
+from gestor.sim.models import BatteryModel, EvModel, EvSession, daily_sessions, had_room
+from gestor.sim.devices import one_device_house, simulated_device
+from gestor.sim.simulate import Prices, replay_settings_for, simulate
 from tests.conftest import DATA, EXAMPLE, example_raw
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -30,12 +31,20 @@ def _settings():
     return parse_settings(example_raw(), "settings.yaml", EXAMPLE)
 
 
+def run(data, s, kind, name="battery", soc_pct=50.0, start=None, end=None, ev_sessions=None):
+    """``gestor simulate`` on ``data`` in the house of ``s`` with ``kind`` alone (no on/off load),
+    targeting 0 Wh per period with no reserve, deadband or reversal wait."""
+    h = one_device_house(s, name, simulated_device(kind, soc_pct), reserve_wh_per_h=0, deadband_w=0,
+                         min_reversal_s=0)
+    return simulate(data, h, Prices(h), start, end, ev_sessions=None if ev_sessions is None else {name: ev_sessions})
+
+
 @pytest.fixture(scope="module")
 def sunny():
     """A sunny June recording (three days) and the battery replayed on it."""
     s = _settings()
     data = ReplayData.load(replay_settings_for(DATA / "house-2022-06-11_13.csv"))
-    return s, data, simulate_battery(data, s, Prices(s), BAT, soc_start_pct=50.0)
+    return s, data, run(data, s, BAT)
 
 
 def _hourly(t: float) -> tuple[float, float]:
@@ -111,7 +120,7 @@ def test_a_battery_stops_at_the_instant_it_is_full_or_empty():
 
 def test_a_battery_never_leaves_its_soc_limits_and_conserves_energy_with_its_losses(sunny):
     s, data, r = sunny
-    b = r.battery
+    b = r.devices[0]
     assert BAT.min_soc_pct - 1e-9 <= b.soc_min_pct <= b.soc_max_pct <= BAT.max_soc_pct + 1e-9
     for bp in b.periods.values():
         assert BAT.min_soc_pct - 1e-9 <= bp.soc_end_pct <= BAT.max_soc_pct + 1e-9
@@ -123,14 +132,14 @@ def test_a_battery_never_leaves_its_soc_limits_and_conserves_energy_with_its_los
     assert sum(bp.charged_wh for bp in b.periods.values()) == pytest.approx(b.charged_wh)
     # the billed balance is the readings' trapezoid; the physical energy differs by sampling only
     for p in r.periods:
-        assert p.balance_without_wh - p.load_wh["battery"] == pytest.approx(p.balance_wh, abs=1e-6)
+        assert p.balance_without_wh - p.device_wh["battery"] == pytest.approx(p.balance_wh, abs=1e-6)
         bp = b.periods[p.start.timestamp()]
-        assert p.load_wh["battery"] == pytest.approx(bp.charged_wh - bp.discharged_wh, abs=15.0)
+        assert p.device_wh["battery"] == pytest.approx(bp.charged_wh - bp.discharged_wh, abs=15.0)
 
 
 def test_a_battery_ends_the_periods_it_has_room_for_near_zero_on_a_sunny_file(sunny):
     s, data, r = sunny
-    room = [p for p in r.periods if had_room(p, r.battery.periods[p.start.timestamp()], BAT)]
+    room = [p for p in r.periods if had_room(p, r.devices[0].periods[p.start.timestamp()], BAT)]
     assert len(room) >= 40 and len(r.periods) == 72
     near = [p for p in room if abs(p.balance_wh) <= 10.0]
     assert len(near) >= 0.9 * len(room)   # 48 of 48 here
@@ -139,18 +148,19 @@ def test_a_battery_ends_the_periods_it_has_room_for_near_zero_on_a_sunny_file(su
     assert r.totals.exported_wh > 0.5 * r.totals.exported_without_wh
 
 
-@pytest.mark.parametrize("delay", [1, 2])
-def test_a_command_reaches_the_battery_delay_cycles_later(sunny, delay):
+def test_a_command_reaches_the_battery_at_the_cycle_that_makes_it(sunny):
+    """As managing writes it to the simulated driver: every change of the battery's power but its
+    BMS stopping it (to 0 W) is a setpoint commanded at that instant, on a managing cycle."""
     s, data, _ = sunny
     a = datetime(2022, 6, 12, 8, tzinfo=MADRID)
-    r = simulate_battery(data, s, Prices(s), BAT, delay_cycles=delay, start=a, end=a + timedelta(hours=6))
-    dt = delay * s.managing.interval_s
-    decided = {round(t, 6): w for t, w in r.commands}
-    moved = [(t, w) for t, w in r.changes if w != 0.0]   # 0: also the BMS stopping it
+    r = run(data, s, BAT, start=a, end=a + timedelta(hours=6))
+    decided = {round(t.timestamp(), 6): w for t, _, w in r.setpoint_log}
+    moved = [(t, w) for t, w in r.devices[0].power_changes if w != 0.0]   # 0: also the BMS stopping it
     assert len(moved) > 20
+    t0 = next(x for x in data.t if x >= a.timestamp())  # the daemons start at the first sample
     for t, w in moved:
-        assert decided.get(round(t - dt, 6)) == w, (t, w)
-    assert r.changes[0][0] >= r.commands[0][0] + dt
+        assert decided.get(round(t, 6)) == w, (t, w)
+        assert (t - t0) % s.managing.interval_s == pytest.approx(0.0, abs=1e-6), t
 
 
 def _synthetic(surplus_w: list[float], t0: float = 1_654_000_000.0) -> ReplayData:
@@ -166,14 +176,13 @@ def _synthetic(surplus_w: list[float], t0: float = 1_654_000_000.0) -> ReplayDat
 
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(levels=st.lists(st.floats(-4000.0, 4000.0), min_size=2, max_size=8),
-       soc=st.floats(10.0, 100.0), small=st.booleans(), delay=st.integers(0, 3))
-def test_property_the_soc_stays_within_its_limits_for_any_surplus(levels, soc, small, delay):
+       soc=st.floats(10.0, 100.0), small=st.booleans())
+def test_property_the_soc_stays_within_its_limits_for_any_surplus(levels, soc, small):
     s = _settings()
     bat = Battery(3000.0, 2000.0, 300.0 if small else 5000.0, 20.0, 90.0, 0.85)
     soc = min(max(soc, 20.0), 90.0)
     surplus = [lv for lv in levels for _ in range(180)]   # half an hour at each level
-    r = simulate_battery(_synthetic(surplus), s, Prices(s), bat, soc_start_pct=soc, delay_cycles=delay)
-    b = r.battery
+    b = run(_synthetic(surplus), s, bat, soc_pct=soc).devices[0]
     assert 20.0 - 1e-9 <= b.soc_min_pct <= b.soc_max_pct <= 90.0 + 1e-9
     eta = math.sqrt(0.85)
     assert b.charged_wh * eta - b.discharged_wh / eta == pytest.approx(
@@ -197,31 +206,32 @@ def test_an_ev_never_charges_below_6_a_between_steps_or_while_disconnected(sunny
     first, last = date(2022, 6, 11), date(2022, 6, 13)
     sessions = daily_sessions(first, last, MADRID, wanted_wh=10_000.0,
                               weekday=(time(12), time(17)), weekend=(time(10), time(20)))
-    r = simulate_ev(data, s, Prices(s), ev, sessions)
-    assert r.ev.delivered_wh > 5000
-    powers = [w for _, w in r.changes]
+    r = run(data, s, ev, "ev", ev_sessions=sessions)
+    d = r.devices[0]
+    assert d.delivered_wh > 5000
+    powers = [w for _, w in d.power_changes]
     assert all(w == 0.0 or 1380.0 <= w <= 3680.0 for w in powers)
     assert all(w / 230.0 == int(w / 230.0) for w in powers)                 # whole amperes
-    assert all(w == 0.0 or w / 230.0 >= 6 for _, w in r.commands)          # nor is it ever told to
-    for t, w in r.changes:
+    assert all(w == 0.0 or w / 230.0 >= 6 for _, _, w in r.setpoint_log)  # nor is it ever told to
+    for t, w in d.power_changes:
         if w > 0:
-            assert any(x.arrive_s <= t < x.depart_s for x in r.ev.sessions), t
-    for x in r.ev.sessions:  # at every departure it is at 0
-        before = [w for t, w in r.changes if t <= x.depart_s]
+            assert any(x.arrive_s <= t < x.depart_s for x in d.sessions), t
+    for x in d.sessions:  # at every departure it is at 0
+        before = [w for t, w in d.power_changes if t <= x.depart_s]
         assert not before or before[-1] == 0.0
         assert x.delivered_wh <= x.wanted_wh + 1e-9
     # its energy is accounted as a load's: the balance with it is the balance without, less it
     for p in r.periods:
-        assert p.balance_without_wh - p.load_wh["ev"] == pytest.approx(p.balance_wh, abs=1e-6)
+        assert p.balance_without_wh - p.device_wh["ev"] == pytest.approx(p.balance_wh, abs=1e-6)
 
 
 def test_an_ev_stops_when_its_session_has_the_energy_it_wanted(sunny):
     s, data, _ = sunny
     a = datetime(2022, 6, 12, 11, tzinfo=MADRID).timestamp()
-    r = simulate_ev(data, s, Prices(s), EvCharger(), [EvSession(a, a + 6 * 3600, 700.0)])
-    x = r.ev.sessions[0]
+    d = run(data, s, EvCharger(), "ev", ev_sessions=[EvSession(a, a + 6 * 3600, 700.0)]).devices[0]
+    x = d.sessions[0]
     assert x.delivered_wh == pytest.approx(700.0)
-    last_on = max(t for t, w in r.changes if w > 0)
-    stop = min(t for t, w in r.changes if t > last_on)
+    last_on = max(t for t, w in d.power_changes if w > 0)
+    stop = min(t for t, w in d.power_changes if t > last_on)
     assert stop < a + 2 * 3600               # a sunny noon: 700 Wh well within two hours
-    assert all(w == 0.0 for t, w in r.changes if t >= stop)
+    assert all(w == 0.0 for t, w in d.power_changes if t >= stop)

@@ -15,22 +15,26 @@ from tests.test_simulate import house_csv
 UTC = timezone.utc
 
 
-def day(captured_wh, bound_wh, switches, import_wh):
+def day(captured_wh, bound_wh, switches, import_wh, money_eur=0.0):
     return Totals(periods=24, bound_wh=bound_wh, switches=switches, imported_wh=import_wh,
-                  exported_without_wh=captured_wh)  # captured = exported without - exported with (0)
+                  exported_without_wh=captured_wh, money_eur=money_eur)  # captured = exported without - with (0)
 
 
-def test_the_score_prefers_the_goal_then_capture():
-    ok = Sums().add(day(990, 1000, 20, 20), 3600)
-    many_switches = Sums().add(day(995, 1000, 40, 0), 3600)      # 99.5 % - 0.25 x 20
-    importing = Sums().add(day(1000, 1000, 10, 70), 3600)         # 100 % - 0.1 x 50
-    assert (ok.captured_pct, ok.switches_per_day, ok.import_wh_per_day) == (99.0, 20.0, 20.0)
-    assert score(ok) == 99.0 and score(many_switches) == pytest.approx(94.5) and score(importing) == pytest.approx(95.0)
+def test_the_score_is_euros_within_the_bound_on_switching():
+    """Issue 33: the fewest EUR a day wins, whatever its capture or import, unless it switches
+    more than 20 times a day: each switch a day over costs 1 EUR a day."""
+    ok = Sums().add(day(990, 1000, 20, 20, money_eur=0.50), 3600)
+    cheaper = Sums().add(day(900, 1000, 10, 70, money_eur=0.40), 3600)      # less capture, more import
+    many_switches = Sums().add(day(995, 1000, 40, 0, money_eur=0.10), 3600)  # 0.10 + 1 x 20
+    assert (ok.captured_pct, ok.switches_per_day, ok.import_wh_per_day, ok.eur_per_day) == (99.0, 20.0, 20.0, 0.5)
+    assert score(ok) == -0.5 and score(cheaper) == pytest.approx(-0.4)
+    assert score(many_switches) == pytest.approx(-20.1)
+    assert max([ok, cheaper, many_switches], key=score) is cheaper
 
 
 def test_a_fold_never_chooses_on_the_days_it_is_scored_on():
     # candidate 0 is best on days a and b, candidate 1 only on day c
-    good, bad = day(990, 1000, 10, 0), day(500, 1000, 10, 0)
+    good, bad = day(990, 1000, 10, 0, money_eur=0.2), day(500, 1000, 10, 0, money_eur=0.7)
     results = [[{"a": good, "b": good, "c": bad}], [{"a": bad, "b": bad, "c": good}]]
     folds = cross_validate(results, [{"k": 0}, {"k": 1}], ["a", "b", "c"], lambda fi, d: d, 3600)
     assert [f.chosen["k"] for f in folds] == [0, 0, 0]
@@ -71,7 +75,7 @@ def test_gestor_tune_says_what_it_cannot_do(tmp_path, capsys):
 
 def test_gestor_tune_chooses_a_setpoint_devices_reserve_held_out_by_day(tmp_path, capsys):
     """With a setpoint device in the settings (and no --policy), gestor tune searches its
-    reserve_wh_per_h over 0..500, held out by day, and prints the choice with the held-out score
+    reserve_wh_per_h over 0..300, held out by day, and prints the choice with the held-out score
     as a setpoints: snippet. A modulating heater on sunny days with passing clouds."""
     start = datetime(2026, 6, 8, 0, 0, tzinfo=UTC)
 
@@ -89,9 +93,10 @@ def test_gestor_tune_chooses_a_setpoint_devices_reserve_held_out_by_day(tmp_path
     out = cap.out
     assert "fold 1" in out and "fold 2" in out and "reserve_wh_per_h" in out
     assert "held-out score" in out and "tuned" in out
+    assert "EUR over perfect foresight" in out and "(modulating) by its LP" in out
     snippet = yaml.safe_load(out[out.index("setpoints:"):])
     (dev,) = snippet["setpoints"]
-    assert dev["name"] == "heater2" and dev["reserve_wh_per_h"] in (0, 100, 200, 300, 400, 500)
+    assert dev["name"] == "heater2" and dev["reserve_wh_per_h"] in (0, 50, 100, 150, 200, 300)
     # --device names a device that is not there: one line, exit 2
     assert main(["tune", str(csv), "--config", str(cfg), "--device", "nope"]) == 2
     assert "--device 'nope': not in setpoints (heater2)" in capsys.readouterr().err

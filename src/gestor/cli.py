@@ -247,7 +247,8 @@ def _main(argv: list[str], as_command: bool) -> int:
     from gestor.sim import report as simreport
     simreport.add_arguments(sm)
     tu = sub.add_parser("tune", help="choose a policy's parameters on your own recording (cross-validated by day)")
-    simreport.add_tune_arguments(tu)
+    from gestor.sim import tune_report
+    tune_report.add_tune_arguments(tu)
     pr = sub.add_parser("prices", help="real prices from ESIOS (PVPC 2.0TD and surplus): fetch, store, cache")
     pr.add_argument("action", choices=["fetch"])
     pr.add_argument("--day", help="local day YYYY-MM-DD (default: today, or tomorrow after 20:30)")
@@ -294,8 +295,8 @@ def _main(argv: list[str], as_command: bool) -> int:
         if args.command == "prices":
             return _prices(args)
         if args.command == "tune":
-            from gestor.sim import report as simreport
-            return simreport.tune_main(args)
+            from gestor.sim import tune_report
+            return tune_report.tune_main(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "virtual-meter":

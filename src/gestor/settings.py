@@ -164,7 +164,9 @@ class SetpointDeviceSettings(_Model):
     name: str
     device: SerializeAsAny[DriverSection]      # the driver's settings (drivers/setpoints/)
     target_wh: float = Field(0.0, ge=-MAX_WH, le=MAX_WH)  # the balance each settlement period should end at, Wh
-    reserve_wh_per_h: float = Field(300.0, ge=0, le=MAX_WH)  # Wh kept banked per hour left in the period
+    # Wh kept banked per hour left in the period; 150: chosen by euros against perfect foresight for a
+    # heater, leave-one-recording-out (benchmarks/setpoint.py, issue 33); a battery: 0
+    reserve_wh_per_h: float = Field(150.0, ge=0, le=MAX_WH)
     deadband_w: float = Field(50.0, ge=0, le=5000)        # a change smaller than this, W, is not commanded
     ramp_w_per_s: float | None = Field(None, gt=0, le=100_000)  # the largest change per second, W/s (None: none)
     min_remaining_s: float = Field(60.0, ge=10, le=900)   # the shortest time a balance is spread over, s

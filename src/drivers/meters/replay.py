@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,10 @@ from drivers.meters.base import MeterError, MeterSettings, Reading, check_plausi
 from drivers.relays.simulated import simulated_loads_power_w
 from drivers.setpoints.simulated import simulated_setpoints_power_w
 from gestor.clock import zone
+
+# the reader's protocol (drivers.meters.replay_reader): a batch's row count, or one of the markers
+HEADER = struct.Struct("=q")
+RESTART, FAILED, DONE = -1, -2, -3
 
 
 class ReplaySettings(MeterSettings):
@@ -157,8 +162,6 @@ def _columns(s: ReplaySettings, path: Path) -> list:
     """The file's time, production, consumption and net columns as ``array('d')`` (production
     None without its column), parsed by :mod:`drivers.meters.replay_reader` in a helper process
     (same python, same ``sys.path``) and streamed back; see :meth:`ReplayData.load`."""
-    from drivers.meters.replay_reader import DONE, FAILED, HEADER, RESTART
-
     out = [array("d"), array("d") if s.production_column else None, array("d"), array("d")]
     cols = [c for c in out if c is not None]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

@@ -24,17 +24,13 @@ Anything else (no ``DONE``) is a crash; its traceback is on stderr.
 from __future__ import annotations
 
 import csv
-import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from drivers.meters.base import MeterError
-from drivers.meters.replay import ReplaySettings
-
-HEADER = struct.Struct("=q")
-RESTART, FAILED, DONE = -1, -2, -3
+from drivers.meters.replay import DONE, FAILED, HEADER, RESTART, ReplaySettings
 
 
 @dataclass

@@ -8,13 +8,13 @@ negative, it gives power to the bus (a battery discharging).
 Today every configured device is :class:`OnOff`: a relay that gives a load its rated power or
 nothing (a water heater, a pool pump). :class:`Modulating` is a device whose power can be set
 anywhere in ``0..max_w`` (a modulating water heater on a power controller), driven by the setpoint
-law of :mod:`gestor.core.setpoint` (the simulator, :mod:`gestor.sim.setpoint`, plays it; managing
-does not yet). The policies, the guards and the loads' books still decide and count
+law of :mod:`gestor.core.setpoint` (``gestor simulate`` plays it, :mod:`gestor.sim.devices`; managing
+drives it as a setpoint device). The policies, the guards and the loads' books still decide and count
 on/off (``LoadState.on``, ``Wish.on``); a load's kind turns its state into power
 (``LoadState.taken_w``). :class:`Battery` is a range from ``-max_discharge_w`` to
 ``+max_charge_w`` that its state of charge narrows (:meth:`Battery.range_w`), :class:`EvCharger`
 a set of steps (0, or whole amperes ``min_a..max_a`` times its phases and voltage) while a car is
-connected; the simulator plays both (:mod:`gestor.sim.setpoint`). Pure, like the rest of the core.
+connected; the simulator plays both (:mod:`gestor.sim.models`). Pure, like the rest of the core.
 """
 from __future__ import annotations
 

@@ -34,8 +34,8 @@ exactly); and a change limited to ``ramp_w_per_s * dt_s`` (the device's or the g
 The issue's own measurement (an ideal 0-2000 W modulating heater, a one-cycle delay):
 without the reserve, 99.9-100 % of the bound captured but 77-92 Wh a day more imported; with the
 300 Wh-per-hour-left reserve, 97.4-97.9 % with 8-18 Wh a day. ``benchmarks/setpoint.py``
-measures it on the nine public recordings (:mod:`gestor.sim.setpoint`: the daemons' timing, a
-one-cycle delay): the same shape, with more import on the cloudy and winter files. Reserve 0:
+measured it on the nine public recordings (before issue 33 with the per-device replay: a
+one-cycle delay; now through ``gestor simulate``, README "Devices with a power setpoint"): the same shape, with more import on the cloudy and winter files. Reserve 0:
 99.8-100 % per file, 43-295 Wh a day (154 on all nine); the reserve chosen leave-one-file-out
 (400, 300 for the winter file): 96.7-97.6 %, 4-153 Wh a day (97.2 %, 53 Wh a day on all nine;
 the shipped on/off steady_surplus with 1000 + 700 W: 96.3 %, 75 Wh a day), and every period with
@@ -238,7 +238,7 @@ def next_setpoint_w(balance_wh: float, net_w: float, setpoint_w: float, remainin
 
 def next_in_turn_w(law: SetpointLaw, balance_wh: float, target_wh: float, surplus_w: float, present_w: float,
                    remaining_s: float, dt_s: float, lo_w: float, hi_w: float, dwell: Dwell | None = None,
-                   now_s: float = 0.0) -> float:
+                   now_s: float = 0.0, expected_surplus_w: float | None = None) -> float:
     """A device's new setpoint in its turn, W: managing's and the simulator's one rule for
     devices that share a house (:mod:`gestor.runtime.setpoints`, :mod:`gestor.sim.simulate`).
 
@@ -251,8 +251,12 @@ def next_in_turn_w(law: SetpointLaw, balance_wh: float, target_wh: float, surplu
 
     ``dwell``: the device's direction (:class:`Dwell`; None: no reversal rule): the range loses
     the reversal not yet allowed at epoch ``now_s`` (:meth:`SetpointLaw.reversal_range`); the
-    caller notes what the device then holds (:meth:`Dwell.note`)."""
+    caller notes what the device then holds (:meth:`Dwell.note`).
+
+    ``expected_surplus_w``: the surplus before the device expected over the rest of the period,
+    W (a nowcast; ``gestor simulate``'s research hook, managing gives none), in place of
+    ``surplus_w`` in the law's target (:meth:`SetpointLaw.target_w`); None: the present one."""
     if dwell is not None:
         lo_w, hi_w = law.reversal_range(dwell, now_s, balance_wh - target_wh, surplus_w, remaining_s, lo_w, hi_w)
     return law.next_w(balance_wh - target_wh, surplus_w - present_w, present_w, remaining_s, dt_s,
-                      lo_w=lo_w, hi_w=hi_w)
+                      lo_w=lo_w, hi_w=hi_w, expected_surplus_w=expected_surplus_w)

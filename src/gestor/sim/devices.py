@@ -8,7 +8,7 @@ or before the first reading, and the devices' total reported to the core
 backoff: a simulated device always answers).
 
 A device's model comes from its settings (:func:`sim_devices`), reusing the models of
-:mod:`gestor.sim.setpoint`:
+:mod:`gestor.sim.models`:
 
 * driver ``simulated``: ``kind: battery`` a :class:`BatteryModel` (``max_charge_w``,
   ``max_discharge_w``, ``capacity_wh``, ``soc_pct`` at the start, ``min_soc_pct``,
@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gestor.core.control import Core
 from gestor.core.devices import Battery, EvCharger, Modulating
 from gestor.core.setpoint import Dwell, SetpointLaw, next_in_turn_w
 from gestor.settings import SetpointDeviceSettings, Settings
-from gestor.sim.setpoint import _EPS_WH, BatteryModel, BatteryPeriod, DeviceModel, EvModel, EvSession, _device
-from gestor.sim.simulate import _Load
+from gestor.sim.books import SimLoad, device_book
+from gestor.sim.models import EPS_WH, BatteryModel, BatteryPeriod, DeviceModel, EvModel, EvSession
 
 EV_VOLTAGE_V = 230.0      # the simulated charger's phase voltage (drivers.setpoints.simulated)
 REAL_BATTERY_EFFICIENCY = 0.9
@@ -66,7 +66,7 @@ class SimDevice:
     model: DeviceModel
     law: SetpointLaw
     battery: Battery | None
-    load: _Load
+    load: SimLoad
     setpoint_w: float = 0.0
     idle: bool = False
     dwell: Dwell = field(default_factory=Dwell)  # its direction: no reversal sooner than min_reversal_s
@@ -86,8 +86,8 @@ class SimDevice:
         b = self.battery
         if b is not None:  # the whole range until a SoC limit, 0 on that side at it (its BMS's answer)
             assert isinstance(m, BatteryModel)
-            return (-b.max_discharge_w if m.stored_wh > b.min_wh + _EPS_WH else 0.0,
-                    b.max_charge_w if m.stored_wh < b.max_wh - _EPS_WH else 0.0)
+            return (-b.max_discharge_w if m.stored_wh > b.min_wh + EPS_WH else 0.0,
+                    b.max_charge_w if m.stored_wh < b.max_wh - EPS_WH else 0.0)
         r = m.range_w(t_s, math.inf) if m.active else None
         return (m.kind.min_w, m.kind.max_w) if r is None else r
 
@@ -101,12 +101,16 @@ def _fail(i: int, cfg: SetpointDeviceSettings, key: str, why: str) -> DeviceSimE
 
 
 def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
-                battery_capacity_wh: float | None = None) -> list[SimDevice]:
+                battery_capacity_wh: float | None = None,
+                ev_sessions: Mapping[str, Sequence[EvSession]] | None = None) -> list[SimDevice]:
     """The settings' setpoint devices as simulated ones, in order (module docstring).
 
     Args:
         s: the settings; bounds: the period around an epoch (:meth:`Core.bounds_s`).
         battery_capacity_wh: Wh of a battery with a real driver (its settings do not say).
+        ev_sessions: per EV charger's name, the cars that connect to it (:class:`EvSession`,
+            copied, e.g. from :func:`gestor.sim.models.daily_sessions`) in place of one car
+            connected for the whole run.
     Raises:
         DeviceSimError: (a ValueError) one line naming the key: a real battery without ``battery_capacity_wh``, a
             start SoC outside its limits, a driver gestor cannot simulate.
@@ -114,6 +118,8 @@ def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
     out = []
     for i, cfg in enumerate(s.setpoints):
         dev = cfg.device
+        cars = None if ev_sessions is None or cfg.name not in ev_sessions else \
+            [EvSession(x.arrive_s, x.depart_s, x.wanted_wh) for x in ev_sessions[cfg.name]]
         drv = dev.driver
         battery: Battery | None = None
         if drv == "simulated":
@@ -132,7 +138,8 @@ def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
                 model = DeviceModel(Modulating(dev.max_charge_w))
             else:
                 ev = EvCharger(6, dev.max_current_a, dev.phases, EV_VOLTAGE_V)
-                model = EvModel(ev, bounds, [EvSession(-math.inf, math.inf, math.inf)] if dev.connected else [])
+                model = EvModel(ev, bounds, cars if cars is not None else
+                                [EvSession(-math.inf, math.inf, math.inf)] if dev.connected else [])
         elif hasattr(dev, "max_soc_pct") and hasattr(dev, "max_charge_w"):  # a real battery
             if battery_capacity_wh is None:
                 raise _fail(i, cfg, "capacity_wh", "a real battery's settings do not give its capacity: "
@@ -142,7 +149,7 @@ def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
             model = BatteryModel(battery, bounds, min(max(REAL_BATTERY_SOC_PCT, dev.min_soc_pct), dev.max_soc_pct))
         elif hasattr(dev, "max_current_a"):  # a real EV charger
             ev = EvCharger(6, dev.max_current_a, dev.phases, getattr(dev, "voltage_v", EV_VOLTAGE_V))
-            model = EvModel(ev, bounds, [EvSession(-math.inf, math.inf, math.inf)])
+            model = EvModel(ev, bounds, cars if cars is not None else [EvSession(-math.inf, math.inf, math.inf)])
         elif hasattr(dev, "max_power_w") or hasattr(dev, "power_w"):  # a real heater
             model = DeviceModel(Modulating(float(getattr(dev, "max_power_w", None) or dev.power_w)))
         else:
@@ -151,7 +158,7 @@ def sim_devices(s: Settings, bounds: Callable[[float], tuple[float, float]],
         law = SetpointLaw(kind.min_w, kind.max_w, cfg.reserve_wh_per_h, cfg.deadband_w,
                           cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s,
                           cfg.min_reversal_s)
-        out.append(SimDevice(cfg, model, law, battery, _device(cfg.name, kind)))
+        out.append(SimDevice(cfg, model, law, battery, device_book(cfg.name, kind)))
     return out
 
 
@@ -169,13 +176,16 @@ def start(devs: Sequence[SimDevice], core: Core, now_s: float, log: list | None)
 
 
 def drive(devs: Sequence[SimDevice], core: Core, now_s: float, stale: bool, remaining_s: float, dt_s: float,
-          log: list | None) -> None:
+          log: list | None, nowcast: Callable[[float, float, float], float | None] | None = None) -> None:
     """One cycle of the devices after the loads, at epoch ``now_s`` (managing's
     :meth:`gestor.runtime.setpoints.Setpoints.apply`): ``stale`` (meter stale, or no period
     running) every device idle; else each, in order, gets ``next_in_turn_w`` on the core's
     balance and the surplus the loads and the devices before it left; ``remaining_s``: s left in
     the period, ``dt_s``: s since the last cycle. A change (or leaving idle) is appended to
-    ``log`` as (epoch s, name, W). Ends with :meth:`Core.note_devices`."""
+    ``log`` as (epoch s, name, W). Ends with :meth:`Core.note_devices`. ``nowcast(now_s,
+    period_end_s, surplus_w)``, when given (simulation only: managing has none), is asked in each
+    device's turn for the surplus before it expected over the rest of the period (W, or None: the
+    present one), :class:`gestor.sim.nowcast.ReplayNowcast`."""
     if stale:
         for d in devs:
             if not d.idle:
@@ -198,14 +208,15 @@ def drive(devs: Sequence[SimDevice], core: Core, now_s: float, stale: bool, rema
         b = d.battery
         if b is not None:  # d.range_w, inline (every cycle)
             stored = m.stored_wh  # type: ignore[attr-defined]
-            lo = -b.max_discharge_w if stored > b.min_wh + _EPS_WH else 0.0
-            hi = b.max_charge_w if stored < b.max_wh - _EPS_WH else 0.0
+            lo = -b.max_discharge_w if stored > b.min_wh + EPS_WH else 0.0
+            hi = b.max_charge_w if stored < b.max_wh - EPS_WH else 0.0
         else:
             lo, hi = d.range_w(now_s)
         if lo > hi:
             lo, hi = hi, lo
+        expected = None if nowcast is None else nowcast(now_s, now_s + remaining_s, surplus_w)
         new = next_in_turn_w(d.law, balance_wh, d.cfg.target_wh, surplus_w, present, remaining_s, dt_s, lo, hi,
-                             d.dwell, now_s)
+                             d.dwell, now_s, expected)
         m.apply(now_s, new if b is not None else m.command_w(new))  # written every cycle, as the simulated driver
         got = m.power_w
         d.dwell.note(got, now_s, d.law.deadband_w)
@@ -227,7 +238,9 @@ class DeviceSummary:
     reversals (charge <-> discharge beyond the deadband, over the whole run); for a
     battery, Wh charged and discharged and lost, and SoC % at the start, end, lowest and highest
     (its model's exact integration); ``periods``: per period start (epoch s) its
-    :class:`BatteryPeriod` (batteries)."""
+    :class:`BatteryPeriod` (batteries); for an EV charger, Wh delivered and wanted and its
+    ``sessions``; ``power_changes``: (epoch s, W) every change of its power (a setpoint taken, its
+    BMS stopping it, a car leaving or full)."""
 
     name: str
     kind: str
@@ -242,10 +255,14 @@ class DeviceSummary:
     soc_end_pct: float | None = None
     soc_min_pct: float | None = None
     soc_max_pct: float | None = None
+    delivered_wh: float | None = None      # an EV charger: Wh its cars took, and wanted
+    wanted_wh: float | None = None
     periods: dict[float, BatteryPeriod] = field(default_factory=dict, repr=False)
+    sessions: list[EvSession] = field(default_factory=list, repr=False)  # an EV charger's cars
+    power_changes: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (epoch s, W) each
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "periods"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("periods", "sessions", "power_changes")}
 
 
 def summaries(devs: Sequence[SimDevice], keep: tuple[float, float] = (-math.inf, math.inf)) -> list[DeviceSummary]:
@@ -263,5 +280,46 @@ def summaries(devs: Sequence[SimDevice], keep: tuple[float, float] = (-math.inf,
             sm.soc_start_pct, sm.soc_end_pct = st.soc_start_pct, st.soc_end_pct
             sm.soc_min_pct, sm.soc_max_pct = st.soc_min_pct, st.soc_max_pct
             sm.periods = dict(st.periods)
+        elif isinstance(d.model, EvModel):
+            ev = d.model.stats()
+            sm.delivered_wh, sm.wanted_wh, sm.sessions = ev.delivered_wh, ev.wanted_wh, ev.sessions
+        sm.power_changes = list(d.model.changes)
         out.append(sm)
     return out
+
+
+def one_device_house(s: Settings, name: str, device: Mapping[str, Any], **keys: Any) -> Settings:
+    """``s`` (its timing, periods, zone, tariff, meter bounds) as a house with no on/off load and
+    one simulated setpoint device: a benchmark's house, played by ``gestor simulate`` like any.
+
+    Args:
+        name: the device's name; device: its ``setpoints[0].device`` settings with driver
+            ``simulated`` (e.g. ``{"kind": "battery", "capacity_wh": 10000}``: drivers/setpoints/
+            simulated.py); keys: its other ``setpoints[0]`` settings (``reserve_wh_per_h``,
+            ``deadband_w``, ``min_reversal_s``...).
+    Raises:
+        ValueError: (pydantic's ValidationError) naming the key, the value and what is allowed.
+    """
+    from drivers.setpoints.simulated import SimulatedSetpointSettings
+    dev = SimulatedSetpointSettings.model_validate({**device, "driver": "simulated"})
+    cfg = SetpointDeviceSettings.model_validate({"name": name, "device": {"driver": "simulated"}, **keys})
+    cfg.device = dev
+    return s.model_copy(update={"loads": [], "setpoints": [cfg]})
+
+
+def simulated_device(kind: Battery | Modulating | EvCharger, soc_pct: float = REAL_BATTERY_SOC_PCT) -> dict[str, Any]:
+    """The ``setpoints[i].device`` settings (driver ``simulated``) of a device kind of
+    :mod:`gestor.core.devices`: a :class:`Battery` (starting at ``soc_pct`` %), a
+    :class:`Modulating` heater, an :class:`EvCharger` (6 A up, at the simulated charger's 230 V).
+    For :func:`one_device_house`. Raises ValueError for an EV charger whose ``min_a`` is not 6 or
+    whose voltage is not 230 V (the simulated charger's)."""
+    if isinstance(kind, Battery):
+        return {"kind": "battery", "max_charge_w": kind.max_charge_w, "max_discharge_w": kind.max_discharge_w,
+                "capacity_wh": kind.capacity_wh, "soc_pct": soc_pct, "min_soc_pct": kind.min_soc_pct,
+                "max_soc_pct": kind.max_soc_pct, "efficiency": kind.efficiency}
+    if isinstance(kind, Modulating):
+        return {"kind": "heater", "max_charge_w": kind.max_w}
+    if kind.min_a != 6 or kind.voltage_v != EV_VOLTAGE_V:
+        raise ValueError(f"EvCharger min_a {kind.min_a} A, voltage_v {kind.voltage_v:g} V: the simulated charger "
+                         f"starts at 6 A at {EV_VOLTAGE_V:g} V")
+    return {"kind": "ev_charger", "max_current_a": kind.max_a, "phases": kind.phases}

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Hashable, Sequence
+from typing import Hashable, Mapping, Sequence
 
 
 @dataclass
@@ -165,7 +165,7 @@ def battery_lp(surplus_wh: Sequence[float], import_eur_per_kwh: float | Sequence
 def heater_lp(surplus_wh: Sequence[float], import_eur_per_kwh: float | Sequence[float],
               surplus_eur_per_kwh: float | Sequence[float], max_wh: float | Sequence[float],
               value_eur_per_kwh: float, days: Sequence[Hashable] | None = None,
-              cap_wh_per_day: float | None = None) -> LpSchedule:
+              cap_wh_per_day: float | Mapping[Hashable, float] | None = None) -> LpSchedule:
     """A modulating heater's perfect-foresight schedule (module docstring's formulation).
 
     Args:
@@ -174,7 +174,8 @@ def heater_lp(surplus_wh: Sequence[float], import_eur_per_kwh: float | Sequence[
         max_wh: the most it takes in a period, Wh (its power × the period), per period or one.
         value_eur_per_kwh: what its heat is worth, EUR/kWh (>= 0).
         days, cap_wh_per_day: with both, the heat of the periods of one day (equal ``days``
-            labels, e.g. local dates) is at most ``cap_wh_per_day`` Wh.
+            labels, e.g. local dates) is at most ``cap_wh_per_day`` Wh, or, a mapping, at most
+            its value for that label (an EV's session: the Wh its car wants).
     Returns:
         :class:`LpSchedule` with ``heat_wh``; ``cost_eur`` the money paid (the heat's value left out).
     Raises:
@@ -208,7 +209,10 @@ def heater_lp(surplus_wh: Sequence[float], import_eur_per_kwh: float | Sequence[
         index: dict[Hashable, int] = {}
         r_ub = [index.setdefault(d, len(index)) for d in days]
         a_ub = coo_matrix(([1.0] * n, (r_ub, list(range(n)))), shape=(len(index), 3 * n)).tocsr()
-        b_ub = np.full(len(index), float(cap_wh_per_day))
+        if isinstance(cap_wh_per_day, Mapping):
+            b_ub = np.asarray([float(cap_wh_per_day[d]) for d in index])
+        else:
+            b_ub = np.full(len(index), float(cap_wh_per_day))
     cost = np.zeros(3 * n)
     cost[H:H + n] = -value_eur_per_kwh / 1000.0
     cost[I:I + n] = np.asarray(imp) / 1000.0

@@ -1,6 +1,6 @@
 """The nowcast on a recording (issue 26): the installation's clear-sky model fitted causally, day
 by day, from the recording's own past (:func:`causal_profile`), and the callable that
-:func:`gestor.sim.setpoint.simulate_setpoint` asks each cycle (:class:`ReplayNowcast`), which does
+``gestor simulate``'s devices ask each cycle (:class:`ReplayNowcast`, its ``nowcast`` hook), which does
 what managing will do with the profile file: the recent clear-sky index over the readings up to
 now, the clear-sky production over the rest of the period, :func:`gestor.core.nowcast.expected_surplus_w`.
 
@@ -72,7 +72,7 @@ def causal_profile(t_s: Sequence[float], params: dict[date, tuple[pvmodel.PVPara
 
 @dataclass
 class ReplayNowcast:
-    """The nowcast :func:`gestor.sim.setpoint.simulate_setpoint` calls as
+    """The nowcast :func:`gestor.sim.simulate.simulate` calls as
     ``nowcast(now_s, period_end_s, surplus_w)``: the surplus expected over the rest of the
     period, W, or None (no index: night, dawn, no model).
 

@@ -28,244 +28,29 @@ Model (issue 5, DESIGN.md section 6):
 """
 from __future__ import annotations
 
-import csv
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from drivers.meters.replay import ReplayData, ReplaySettings
+from drivers.meters.replay import ReplayData
 from gestor.core.balance import PeriodSummary, Sample
-from gestor.core.control import Core, LoadState
+from gestor.core.control import Core
 from gestor.core.foresight import Period, Plan, Scheduled, plan
 from gestor.core.guards import LoadLimits, min_run_deadline
-from gestor.settings import LoadSettings, Settings
-from gestor.tariff.calendar import national_holidays, period_2_0td
+from gestor.settings import Settings
+from gestor.sim import devices as sim_dev
+from gestor.sim.books import (DevicePeriodResult, PeriodResult, SimLoad, SimResult, Totals, Trace, account, day_bounds,
+                              device_period_results, index_at, monthly, period_results, totals_of)
+from gestor.sim.inputs import Prices, replay_settings_for
+from gestor.sim.models import EvSession
+from gestor.tariff.calendar import national_holidays
 
 UTC = timezone.utc
-
-
-def replay_settings_for(path: Path) -> ReplaySettings:
-    """Column mapping of a recorded CSV from its header: the ``house-*`` format (powerP, powerC,
-    powerL1, powerL2) or the ``winter-*`` one (powerP, powerLB import-positive); see
-    shared/data/README.md."""
-    try:
-        with open(path, newline="") as f:
-            header = [h.strip() for h in next(csv.reader(f), [])]
-    except OSError as e:
-        raise ValueError(f"{path}: {e.strerror or e}") from None
-    if "powerC" in header:
-        sub = [c for c in ("powerL1", "powerL2") if c in header]
-        return ReplaySettings(path=path, production_column="powerP", consumption_column="powerC",
-                              subtract_columns=sub, add_simulated_loads=False)
-    if "powerLB" in header:
-        return ReplaySettings(path=path, production_column="powerP", consumption_column=None,
-                              net_column="powerLB", net_sign="import_positive", add_simulated_loads=False)
-    raise ValueError(f"{path}: unknown format: expected powerP with powerC (house) or powerLB (winter); "
-                     f"columns are {', '.join(header)}")
-
-
-@dataclass
-class PeriodResult:
-    """One settlement period of a simulation. Energies Wh, on-times s, cost EUR."""
-
-    start: datetime
-    end: datetime
-    complete: bool
-    production_wh: float
-    base_wh: float
-    load_wh: dict[str, float]
-    load_on_s: dict[str, float]
-    switches: dict[str, int]
-    balance_wh: float            # with gestor
-    balance_without_wh: float
-    bound_wh: float
-    price_period: str
-    import_price: float
-    surplus_price: float
-
-    @property
-    def loads_wh(self) -> float:
-        return sum(self.load_wh.values())
-
-    @property
-    def export_wh(self) -> float:
-        return max(self.balance_wh, 0.0)
-
-    @property
-    def import_wh(self) -> float:
-        return max(-self.balance_wh, 0.0)
-
-    @property
-    def export_without_wh(self) -> float:
-        return max(self.balance_without_wh, 0.0)
-
-    @property
-    def import_without_wh(self) -> float:
-        return max(-self.balance_without_wh, 0.0)
-
-
-@dataclass
-class DevicePeriodResult(PeriodResult):
-    """A settlement period of a run with setpoint devices (``setpoints:``): :class:`PeriodResult`
-    (``balance_without_wh`` without the loads and the devices, ``base_wh`` without either, the
-    bound with the loads' and the devices' most) and, per device name, ``device_wh`` (Wh it took:
-    charge +, discharge -; the trapezoid of its power at the readings, as the balance), and per
-    battery ``charged_wh``/``discharged_wh`` (house side, its model's exact integration) and
-    ``soc_end_pct`` (% at the period's end)."""
-
-    device_wh: dict[str, float] = field(default_factory=dict)
-    charged_wh: dict[str, float] = field(default_factory=dict)
-    discharged_wh: dict[str, float] = field(default_factory=dict)
-    soc_end_pct: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def devices_wh(self) -> float:
-        return sum(self.device_wh.values())
-
-
-@dataclass
-class Totals:
-    periods: int = 0
-    incomplete: int = 0
-    production_wh: float = 0.0
-    base_wh: float = 0.0
-    loads_wh: float = 0.0
-    exported_wh: float = 0.0
-    imported_wh: float = 0.0
-    exported_without_wh: float = 0.0
-    imported_without_wh: float = 0.0
-    bound_wh: float = 0.0
-    switches: int = 0
-    cost_eur: float = 0.0
-    cost_without_eur: float = 0.0
-    load_wh: dict[str, float] = field(default_factory=dict)
-    load_on_s: dict[str, float] = field(default_factory=dict)
-    load_switches: dict[str, int] = field(default_factory=dict)
-    # setpoint devices, per name (empty without them, and then left out of as_dict): Wh taken
-    # (charge +, discharge -), and a battery's Wh charged and discharged (house side)
-    device_wh: dict[str, float] = field(default_factory=dict)
-    device_charged_wh: dict[str, float] = field(default_factory=dict)
-    device_discharged_wh: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def captured_wh(self) -> float:
-        return self.exported_without_wh - self.exported_wh
-
-    @property
-    def extra_import_wh(self) -> float:
-        return self.imported_wh - self.imported_without_wh
-
-    @property
-    def captured_pct(self) -> float:
-        return 100.0 * self.captured_wh / self.bound_wh if self.bound_wh > 0 else 100.0
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)
-             if not (f.name.startswith("device_") and not getattr(self, f.name))}
-        d.update(captured_wh=self.captured_wh, extra_import_wh=self.extra_import_wh,
-                 captured_pct=self.captured_pct)
-        return d
-
-
-@dataclass
-class Trace:
-    """Per-sample series for plots (epoch s, W, on states)."""
-
-    t: list[float] = field(default_factory=list)
-    production_w: list[float] = field(default_factory=list)
-    base_w: list[float] = field(default_factory=list)
-    on: dict[str, list[bool]] = field(default_factory=dict)
-
-
-@dataclass
-class SimResult:
-    periods: list[PeriodResult]
-    totals: Totals
-    days: dict[str, Totals]
-    trace: Trace | None = None
-    switches: list[tuple[datetime, str, bool]] = field(default_factory=list)  # (when, load, on)
-    parts: int = 1  # processes a split run used (1: in one piece)
-    # with setpoint devices: each one's gestor.sim.devices.DeviceSummary, and every setpoint
-    # commanded that changed it (or took it out of idle, or idled it): (when, device, W)
-    devices: list = field(default_factory=list)
-    setpoint_log: list[tuple[datetime, str, float]] = field(default_factory=list)
-
-
-class Prices:
-    """Import and surplus prices, EUR/kWh, per settlement period: 2.0TD P1/P2/P3 from settings, or
-    an hourly CSV (``time`` ISO 8601 with offset, ``import_eur_per_kwh``, optional
-    ``surplus_eur_per_kwh``) such as PVPC."""
-
-    def __init__(self, s: Settings, hourly_csv: Path | None = None) -> None:
-        self.tz = s.tz
-        self.t = s.tariff
-        self.hourly: dict[int, tuple[float, float | None]] = {}
-        self.slots: dict[str, list[tuple[float, float, float]]] = {}  # stored prices: kind → (start, end, EUR/kWh)
-        self.stored = 0
-        if hourly_csv is not None:
-            from gestor.tariff.prices import read_csv
-            for t, imp, sur in read_csv(hourly_csv, self.tz):
-                self.hourly[int(t) // 3600] = (imp, sur)
-
-    @classmethod
-    def from_influx(cls, s: Settings, start: float, end: float) -> "Prices":
-        """The prices stored in InfluxDB (measurement ``price``, by ``gestor prices fetch`` and
-        managing) for epoch [start, end); periods without them keep the 2.0TD prices. Raises
-        ValueError when the store is not InfluxDB 1.x or does not answer."""
-        from datetime import timezone as _tz
-
-        from drivers import secret
-        if s.store.kind not in ("influxdb1", "auto"):
-            raise ValueError(f"--prices influx reads InfluxDB 1.x (store.kind is {s.store.kind})")
-        from influxdb import InfluxDBClient
-        from influxdb.exceptions import InfluxDBClientError
-        c = InfluxDBClient(s.store.host, s.store.port, s.store.username, secret(s.store.password), s.store.database,
-                           timeout=s.store.timeout_s)
-        a = datetime.fromtimestamp(start, _tz.utc).isoformat()
-        b = datetime.fromtimestamp(end, _tz.utc).isoformat()
-        try:
-            rows = list(c.query(f"SELECT eur_per_kwh, \"kind\" FROM price WHERE time >= '{a}' AND time < '{b}' "
-                                f"ORDER BY time", epoch="s").get_points())
-        except (OSError, InfluxDBClientError, Exception) as e:  # noqa: BLE001 -- the requests stack's many errors
-            raise ValueError(f"--prices influx: InfluxDB at {s.store.host}:{s.store.port}: {e}") from None
-        finally:
-            c.close()
-        from gestor.tariff.prices import slots_of
-        out = cls(s)
-        for kind in ("import", "surplus"):
-            out.slots[kind] = slots_of([(float(r["time"]), float(r["eur_per_kwh"])) for r in rows if r.get("kind") == kind])
-        out.stored = len(rows)
-        return out
-
-    def _mean(self, kind: str, t0: float, t1: float) -> float | None:
-        from gestor.tariff.prices import mean_over
-        return mean_over(self.slots.get(kind, []), t0, t1)
-
-    def at(self, start: datetime, end: datetime | None = None) -> tuple[str, float, float]:
-        """(2.0TD period, import, surplus EUR/kWh) of the settlement period [start, end): stored
-        prices averaged over it when they cover it, else the hourly CSV's, else the fixed ones."""
-        p = period_2_0td(start, self.tz)
-        if self.slots and end is not None:
-            imp = self._mean("import", start.timestamp(), end.timestamp())
-            if imp is not None:
-                sur = self._mean("surplus", start.timestamp(), end.timestamp())
-                return p, imp, sur if sur is not None else self.t.surplus_eur_per_kwh
-        hp = self.hourly.get(int(start.timestamp()) // 3600)
-        if hp is not None:
-            return p, hp[0], hp[1] if hp[1] is not None else self.t.surplus_eur_per_kwh
-        return p, self.t.import_eur_per_kwh(p), self.t.surplus_eur_per_kwh
-
-
-class _Load(LoadState):
-    """A simulated load: the controller's state plus the energy it took per period."""
-
-    def __init__(self, cfg: LoadSettings, limits: LoadLimits) -> None:
-        super().__init__(cfg, limits)
-        self.wh: dict[float, float] = {}      # period start epoch → Wh
-
+# the results, the books and the inputs, for the callers that take them from here
+__all__ = ["DevicePeriodResult", "PeriodResult", "Prices", "SimResult", "Totals", "Trace", "day_bounds", "foresight",
+           "monthly", "replay_settings_for", "simulate"]
 
 WARMUP_S = 6 * 3600.0  # a split run starts each part this long before its local midnight
 
@@ -284,7 +69,8 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
              end: datetime | None = None, trace: bool = False,
              progress: Callable[[float], None] | None = None, jobs: int = 1,
              warmup_s: float = WARMUP_S, policy: Callable | None = None,
-             battery_capacity_wh: float | None = None) -> SimResult:
+             battery_capacity_wh: float | None = None, ev_sessions: Mapping[str, Sequence[EvSession]] | None = None,
+             nowcast: Callable[[float, float, float], float | None] | None = None) -> SimResult:
     """Run ``s``'s policy, guards and loads over ``data`` exactly as the daemons would have run
     on it (see module docstring): monitoring reads the latest sample every
     ``monitoring.interval_s`` from the first sample on, managing runs the control core every
@@ -306,17 +92,19 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     midnight); ``battery_capacity_wh``: the capacity of a battery with a real driver (its
     settings do not say). The periods are then :class:`DevicePeriodResult`, the totals carry
     each device's Wh, and ``SimResult.devices``/``setpoint_log`` say what each did. Raises
-    ValueError (one line, naming the key) for a device it cannot simulate."""
+    ValueError (one line, naming the key) for a device it cannot simulate. ``ev_sessions``: per
+    EV charger's name, the cars that connect to it (:func:`gestor.sim.devices.sim_devices`);
+    ``nowcast``: the devices' expected surplus (:func:`gestor.sim.devices.drive`; not managing's)."""
     t_arr = data.t
-    i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
-    i1 = len(t_arr) if end is None else _bisect(t_arr, end.timestamp())
+    i0 = 0 if start is None else index_at(t_arr, start.timestamp())
+    i1 = len(t_arr) if end is None else index_at(t_arr, end.timestamp())
     if i0 >= i1:
         return SimResult([], Totals(), {}, Trace() if trace else None, [])
     tick0_us = round(t_arr[i0] * 1e6)  # both daemons start at the first sample
     if s.setpoints:  # the devices' path: in one piece (a battery's charge carries over midnight)
         c = _run(data, s, prices, i0, i1, tick0_us, trace=trace, progress=progress, policy=policy,
-                 devices=True, battery_capacity_wh=battery_capacity_wh)
-        totals, days = _totals(c.periods, s.loads_by_priority(), s.tz, s)
+                 devices=True, battery_capacity_wh=battery_capacity_wh, ev_sessions=ev_sessions, nowcast=nowcast)
+        totals, days = totals_of(c.periods, s.loads_by_priority(), s.tz, s)
         return SimResult(c.periods, totals, days, c.trace,
                          [(datetime.fromtimestamp(t, UTC), n, on) for t, n, on in c.switches], parts=1,
                          devices=c.devices,
@@ -326,7 +114,7 @@ def simulate(data: ReplayData, s: Settings, prices: Prices, start: datetime | No
     if chunks is None:
         chunks = [_run(data, s, prices, i0, i1, tick0_us, trace=trace, progress=progress, policy=policy)]
     periods = [p for c in chunks for p in c.periods]
-    totals, days = _totals(periods, s.loads_by_priority(), s.tz, s)
+    totals, days = totals_of(periods, s.loads_by_priority(), s.tz, s)
     return SimResult(periods, totals, days, chunks[0].trace,
                      [(datetime.fromtimestamp(t, UTC), n, on) for c in chunks for t, n, on in c.switches],
                      parts=len(chunks))
@@ -353,7 +141,7 @@ def foresight(data: ReplayData, s: Settings, prices: Prices, start: datetime | N
                for p in base.periods]
     pl = plan(periods, [ld.power_w for ld in loads])
     t_arr = data.t
-    i0 = 0 if start is None else _bisect(t_arr, start.timestamp())
+    i0 = 0 if start is None else index_at(t_arr, start.timestamp())
     if i0 >= len(t_arr) or not periods:
         return base, pl
     sched = Scheduled(pl, [ld.name for ld in loads], round(t_arr[i0] * 1e6) / 1e6, s.managing.interval_s)
@@ -418,9 +206,9 @@ def _parallel(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, t
     edges = [-math.inf] + cuts + [math.inf]
     tasks = []
     for k in range(len(edges) - 1):
-        a = i0 if k == 0 else max(i0, _bisect(t_arr, _warm_from(edges[k] - warmup_s, s)))
+        a = i0 if k == 0 else max(i0, index_at(t_arr, _warm_from(edges[k] - warmup_s, s)))
         # run past the part's end far enough to reach the first cycle after its midnight
-        b = i1 if k == len(edges) - 2 else min(i1, _bisect(t_arr, edges[k + 1] + 120.0 + s.managing.interval_s))
+        b = i1 if k == len(edges) - 2 else min(i1, index_at(t_arr, edges[k + 1] + 120.0 + s.managing.interval_s))
         tasks.append((a, b, tick0_us, (edges[k], edges[k + 1]), [x for x in (edges[k], edges[k + 1]) if math.isfinite(x)]))
     _SPLIT = (data, s, prices, policy)
     # every part prices its periods with 2.0TD's holidays: imported once here (0.15 s, 19 MB),
@@ -439,7 +227,7 @@ def _parallel(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, t
     return chunks
 
 
-def _signature(core: Core, loads: list[_Load], now_s: float, horizon_s: float, pending: list, last_read_t,
+def _signature(core: Core, loads: list[SimLoad], now_s: float, horizon_s: float, pending: list, last_read_t,
                prev_t, prev_load_w: list[float]) -> tuple:
     """Everything the daemons' future depends on, after the cycle at ``now_s``. A switch time
     older than every min_on/min_off (``horizon_s``) no longer matters and reads as "old"."""
@@ -461,14 +249,15 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
          keep: tuple[float, float] = (-math.inf, math.inf), checkpoints: Sequence[float] = (),
          trace: bool = False, progress: Callable[[float], None] | None = None,
          policy: Callable | None = None, devices: bool = False,
-         battery_capacity_wh: float | None = None) -> _Chunk:
+         battery_capacity_wh: float | None = None, ev_sessions: Mapping[str, Sequence[EvSession]] | None = None,
+         nowcast: Callable[[float, float, float], float | None] | None = None) -> _Chunk:
     """The daemons over samples ``i0:i1``, ticking on the grid that starts at ``tick0_us`` (epoch
     µs). Keeps the periods that start, and the switches made, within ``keep`` (epoch s); takes
     the state's :func:`_signature` at the first managing cycle at or after each checkpoint.
     ``devices``: the settings' setpoint devices too (:mod:`gestor.sim.devices`; not in a split
     run: they have no signature), idle at the start, driven after the loads each cycle, their
     power in the readings taken after a command."""
-    loads = [_Load(ld, LoadLimits.of(ld)) for ld in s.loads_by_priority()]
+    loads = [SimLoad(ld, LoadLimits.of(ld)) for ld in s.loads_by_priority()]
     core = Core(s, loads, policy)
     bal = core.balance
     total_power_w = sum(max(ld.options_w) for ld in loads)  # the most the loads can take, W
@@ -501,8 +290,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     devs = None                   # the setpoint devices (gestor.sim.devices.SimDevice), in order
     dev_log: list[tuple[float, str, float]] = []
     if devices:
-        from gestor.sim import devices as sim_dev  # not at the top: it imports this module
-        devs = sim_dev.sim_devices(s, bounds, battery_capacity_wh)
+        devs = sim_dev.sim_devices(s, bounds, battery_capacity_wh, ev_sessions)
         dev_books = [d.load for d in devs]
         stale_s = s.managing.stale_after_s
         sim_dev.start(devs, core, tick0_us / 1e6, dev_log)  # managing.start: every device idle
@@ -537,7 +325,7 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             extra_w, any_on = sum(load_w), any(load_w)
         if devs is not None:  # the devices after the loads (managing._drive_setpoints)
             fresh = last_read_t is not None and bal.current is not None and T_ts - last_read_t <= stale_s
-            sim_dev.drive(devs, core, T_ts, not fresh, max(core.period_end_s - T_ts, 0.0), dt_s, dev_log)
+            sim_dev.drive(devs, core, T_ts, not fresh, max(core.period_end_s - T_ts, 0.0), dt_s, dev_log, nowcast)
         while todo_cp and T_ts >= todo_cp[0]:
             signatures[todo_cp.pop(0)] = _signature(core, loads, T_ts, horizon_s, pending, last_read_t, prev_t,
                                                     prev_load_w)
@@ -583,10 +371,10 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
         pending.append((ti, r_net, prod, r_cons, None, None))
         last_read_t = ti
         if (any_on or prev_any_on) and prev_t is not None and ti - prev_t <= max_gap:
-            _account(loads, prev_t, ti, prev_load_w, load_w, bounds)
+            account(loads, prev_t, ti, prev_load_w, load_w, bounds)
         if devs is not None:
             if prev_t is not None and ti - prev_t <= max_gap and (any(prev_dev_w) or any(dev_w)):
-                _account(dev_books, prev_t, ti, prev_dev_w, dev_w, bounds)
+                account(dev_books, prev_t, ti, prev_dev_w, dev_w, bounds)
                 k0 = bounds(prev_t)[0]
                 for book, w0, w1 in zip(dev_books, prev_dev_w, dev_w):
                     if w0 or w1:
@@ -612,149 +400,8 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
     closed = [p for p in closed if keep[0] <= p.start.timestamp() < keep[1]]
     if devs is not None:
         sums = sim_dev.summaries(devs, keep)
-        return _Chunk(_device_periods(closed, loads, devs, sums, total_power_w, prices), switch_log, tr, signatures,
+        return _Chunk(device_period_results(closed, loads, devs, sums, total_power_w, prices), switch_log, tr, signatures,
                       sums, dev_log)
-    return _Chunk(_periods(closed, loads, total_power_w, prices), switch_log, tr, signatures)
+    return _Chunk(period_results(closed, loads, total_power_w, prices), switch_log, tr, signatures)
 
 
-def _bisect(a: Sequence[float], x: float) -> int:
-    import bisect
-    return bisect.bisect_left(a, x)
-
-
-def _account(loads: list[_Load], t0: float, t1: float, w0: list[float], w1: list[float],
-             bounds: Callable[[float], tuple[float, float]]) -> None:
-    """Per-load trapezoid energy between two readings, split at period boundaries as
-    :class:`Balance` splits the net (``bounds(t)``: the period around epoch ``t``)."""
-    a = t0
-    while a < t1:
-        k, end = bounds(a)
-        e = min(end, t1)
-        for j, ld in enumerate(loads):
-            v0, v1 = w0[j], w1[j]
-            if v0 or v1:
-                va = v0 + (v1 - v0) * (a - t0) / (t1 - t0)
-                vb = v0 + (v1 - v0) * (e - t0) / (t1 - t0)
-                ld.wh[k] = ld.wh.get(k, 0.0) + (va + vb) / 2.0 * (e - a) / 3600.0
-        a = e
-
-
-def _periods(closed: list[PeriodSummary], loads: list[_Load], total_power_w: float,
-             prices: Prices) -> list[PeriodResult]:
-    """Per period: without gestor = with gestor plus the loads' energy (the same trapezoid of the
-    same samples, so the two integrate alike, gaps included)."""
-    out = []
-    for p in closed:
-        k = p.start.timestamp()
-        load_wh = {ld.name: ld.wh.get(k, 0.0) for ld in loads}
-        loads_wh = sum(load_wh.values())
-        without = p.balance_wh + loads_wh
-        bound = min(max(without, 0.0), total_power_w * p.period_s / 3600.0)
-        price_period, imp, sur = prices.at(p.start, p.end)
-        out.append(PeriodResult(
-            p.start, p.end, p.complete, p.production_wh or 0.0, (p.consumption_wh or 0.0) - loads_wh, load_wh,
-            {ld.name: ld.on_s.get(k, 0.0) for ld in loads}, {ld.name: ld.switches.get(k, 0) for ld in loads},
-            p.balance_wh, without, bound, price_period, imp, sur))
-    return out
-
-
-def _device_periods(closed: list[PeriodSummary], loads: list[_Load], devs: list, sums: list,
-                    total_power_w: float, prices: Prices) -> list[PeriodResult]:
-    """:func:`_periods` with setpoint devices (``devs``: gestor.sim.devices.SimDevice, ``sums``:
-    their DeviceSummary): without gestor = with gestor plus the loads' and the devices' energy;
-    the bound with the loads' and the devices' most power (a battery's charge)."""
-    out: list[PeriodResult] = []
-    most_w = total_power_w + sum(max(d.max_w, 0.0) for d in devs)
-    for p in closed:
-        k = p.start.timestamp()
-        load_wh = {ld.name: ld.wh.get(k, 0.0) for ld in loads}
-        device_wh = {d.name: d.load.wh.get(k, 0.0) for d in devs}
-        loads_wh = sum(load_wh.values())
-        devices_wh = sum(device_wh.values())
-        without = p.balance_wh + loads_wh + devices_wh
-        bound = min(max(without, 0.0), most_w * p.period_s / 3600.0)
-        price_period, imp, sur = prices.at(p.start, p.end)
-        bp = {sm.name: sm.periods[k] for sm in sums if k in sm.periods}
-        out.append(DevicePeriodResult(
-            p.start, p.end, p.complete, p.production_wh or 0.0, (p.consumption_wh or 0.0) - loads_wh - devices_wh,
-            load_wh, {ld.name: ld.on_s.get(k, 0.0) for ld in loads}, {ld.name: ld.switches.get(k, 0) for ld in loads},
-            p.balance_wh, without, bound, price_period, imp, sur, device_wh,
-            {n: b.charged_wh for n, b in bp.items()}, {n: b.discharged_wh for n, b in bp.items()},
-            {n: b.soc_end_pct for n, b in bp.items()}))
-    return out
-
-
-def _cost(periods: Iterable[PeriodResult], tz: ZoneInfo, with_gestor: bool, p3_price: float = 0.0) -> float:
-    """EUR: import cost minus surplus compensation capped per calendar month at that month's
-    import cost (RD 244/2019 art. 14.3). Without gestor the loads still need their energy: it is
-    bought from the grid at the P3 price (a night timer, the cheapest way without gestor)."""
-    months: dict[tuple[int, int], list[float]] = {}
-    for p in periods:
-        local = p.start.astimezone(tz)
-        m = months.setdefault((local.year, local.month), [0.0, 0.0])
-        imp = p.import_wh if with_gestor else p.import_without_wh
-        exp = p.export_wh if with_gestor else p.export_without_wh
-        m[0] += imp / 1000.0 * p.import_price
-        if not with_gestor:
-            m[0] += p.loads_wh / 1000.0 * p3_price
-        m[1] += exp / 1000.0 * p.surplus_price
-    return sum(cost - min(comp, cost) for cost, comp in months.values())
-
-
-def monthly(periods: Iterable[PeriodResult], tz: ZoneInfo) -> list[tuple[str, float, float, float]]:
-    """Per calendar month (local): import cost, compensation earned, and compensation paid after the
-    cap (it cannot exceed the month's import cost, RD 244/2019 art. 14.3), EUR, with gestor."""
-    months: dict[str, list[float]] = {}
-    for p in periods:
-        m = months.setdefault(p.start.astimezone(tz).strftime("%Y-%m"), [0.0, 0.0])
-        m[0] += p.import_wh / 1000.0 * p.import_price
-        m[1] += p.export_wh / 1000.0 * p.surplus_price
-    return [(k, c, comp, min(comp, c)) for k, (c, comp) in sorted(months.items())]
-
-
-def _totals(periods: list[PeriodResult], loads: Sequence[LoadSettings], tz: ZoneInfo,
-            s: Settings) -> tuple[Totals, dict[str, Totals]]:
-    def add(t: Totals, p: PeriodResult) -> None:
-        t.periods += 1
-        t.incomplete += 0 if p.complete else 1
-        t.production_wh += p.production_wh
-        t.base_wh += p.base_wh
-        t.loads_wh += p.loads_wh
-        t.exported_wh += p.export_wh
-        t.imported_wh += p.import_wh
-        t.exported_without_wh += p.export_without_wh
-        t.imported_without_wh += p.import_without_wh
-        t.bound_wh += p.bound_wh
-        t.switches += sum(p.switches.values())
-        for ld in loads:
-            t.load_wh[ld.name] = t.load_wh.get(ld.name, 0.0) + p.load_wh[ld.name]
-            t.load_on_s[ld.name] = t.load_on_s.get(ld.name, 0.0) + p.load_on_s[ld.name]
-            t.load_switches[ld.name] = t.load_switches.get(ld.name, 0) + p.switches[ld.name]
-        if isinstance(p, DevicePeriodResult):
-            for name, wh in p.device_wh.items():
-                t.device_wh[name] = t.device_wh.get(name, 0.0) + wh
-            for name, wh in p.charged_wh.items():
-                t.device_charged_wh[name] = t.device_charged_wh.get(name, 0.0) + wh
-            for name, wh in p.discharged_wh.items():
-                t.device_discharged_wh[name] = t.device_discharged_wh.get(name, 0.0) + wh
-
-    total = Totals()
-    days: dict[str, Totals] = {}
-    by_day: dict[str, list[PeriodResult]] = {}
-    for p in periods:
-        day = p.start.astimezone(tz).date().isoformat()
-        add(total, p)
-        add(days.setdefault(day, Totals()), p)
-        by_day.setdefault(day, []).append(p)
-    p3 = s.tariff.import_p3_eur_per_kwh
-    total.cost_eur, total.cost_without_eur = _cost(periods, tz, True), _cost(periods, tz, False, p3)
-    for day, ps in by_day.items():  # a day's cost, capped as if it were its own month
-        days[day].cost_eur, days[day].cost_without_eur = _cost(ps, tz, True), _cost(ps, tz, False, p3)
-    return total, days
-
-
-def day_bounds(day: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    d = datetime.fromisoformat(day)
-    a = datetime(d.year, d.month, d.day, tzinfo=tz)
-    b = a + timedelta(days=1)
-    return a.astimezone(UTC), datetime(b.year, b.month, b.day, tzinfo=tz).astimezone(UTC)
