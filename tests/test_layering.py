@@ -251,7 +251,7 @@ def test_every_package_says_what_it_holds_and_may_import() -> None:
     ("gestor/tariff/calendar.py", "import socket\n"),
     ("drivers/bad.py", "from gestor.sim import simulate\n"),
     ("gestor/runtime/bad.py", "from gestor.web import app\n"),
-    ("gestor/settings.py", "def f():\n    from gestor.tariff.prices import fetch\n"),
+    ("gestor/settings/checks.py", "def f():\n    from gestor.tariff.prices import fetch\n"),
 ])
 def test_the_checks_catch_a_planted_violation(tmp_path: Path, planted: str, finds: str) -> None:
     """The checks are not vacuous: a copy of the tree with one bad import (or clock read) fails."""
