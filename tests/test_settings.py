@@ -519,7 +519,7 @@ def test_a_secret_under_a_number_or_quoted_by_a_validator_is_never_shown(tmp_pat
 @pytest.mark.parametrize("which,hint", [("settings.yaml", "run it with sudo, or as a member of the gestor group"),
                                         ("secrets.yaml", "run it with sudo")])
 def test_permission_denied_says_run_it_with_sudo(tmp_path, monkeypatch, which, hint):
-    import gestor.settings as gs
+    import gestor.settings.reading as gs  # where the settings read their files
     real = gs.read_small_file
 
     def denied(path, *a, **k):

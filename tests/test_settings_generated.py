@@ -24,7 +24,8 @@ from pydantic import BaseModel
 
 import drivers.meters as meters
 import drivers.relays as relays
-from gestor.settings import DriverSection, Settings, SettingsError, _model, _numeric, load_settings, parse_settings
+from gestor.settings import (DriverSection, Settings, SettingsError, field_model, is_numeric_field, load_settings,
+                             parse_settings)
 from tests.conftest import DATA, EXAMPLE, REPO, example_raw
 
 GESTOR = [sys.executable, "-m", "gestor.cli"]
@@ -87,13 +88,13 @@ def numeric_fields(model: type[BaseModel], raw: dict, path: tuple[Any, ...] = ()
         key = f.alias or name
         if name == "source" and model is Settings:
             continue
-        if _numeric(f.annotation):
+        if is_numeric_field(f.annotation):
             out.append(Num(path + (key,), f.annotation, *_bounds(f)))
             continue
-        sub = _model(f.annotation)
+        sub = field_model(f.annotation)
         v = raw.get(key)
         if typing.get_origin(f.annotation) is list and isinstance(v, list):
-            sub = _model(typing.get_args(f.annotation)[0])
+            sub = field_model(typing.get_args(f.annotation)[0])
             for i, x in enumerate(v):
                 if sub is not None and isinstance(x, dict):
                     out += numeric_fields(sub, x, path + (key, i))

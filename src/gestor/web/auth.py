@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gestor.files import atomic_write_text, read_small_text
-from gestor.settings import SECRETS_FILE, SettingsError, Settings, _read_yaml
+from gestor.settings import SECRETS_FILE, SettingsError, Settings, read_yaml
 
 SECRET_NAME = "web_password_hash"
 MIN_PASSWORD_CHARS = 10
@@ -62,7 +62,7 @@ def password_hash(s: Settings) -> str:
         path = secrets_file(s)
         if path.exists():
             try:
-                data = _read_yaml(path, str(path))
+                data = read_yaml(path, str(path))
             except SettingsError as e:
                 raise NoPassword(f"{e.errors[0]}") from None
             if isinstance(data, dict) and isinstance(data.get(SECRET_NAME), str):
