@@ -273,8 +273,11 @@ def _main(argv: list[str], as_command: bool) -> int:
     d.add_argument("--battery", type=float, nargs="?", const=5.0, default=None, metavar="KWH",
                    help="add a simulated home battery of KWH kWh (default 5; charges and discharges at KWH/2 kW) "
                         "after the loads")
+    d.add_argument("--heater", type=float, nargs="?", const=2000.0, default=None, metavar="W",
+                   help="add a simulated modulating heater of W watts (default 2000; 0..W by setpoint) after the "
+                        "loads and the battery")
     d.add_argument("--no-loads", action="store_true",
-                   help="no on/off load (loads: []): the setpoint devices alone, e.g. with --battery")
+                   help="no on/off load (loads: []): the setpoint devices alone, e.g. with --battery or --heater")
     args = ap.parse_args(argv)
     try:
         if args.command in ("monitoring", "managing"):

@@ -34,4 +34,32 @@ def test_demo_with_a_battery_and_no_loads(influxd, influx_db):
 def test_demo_no_loads_without_a_device_is_a_clear_error(influxd, influx_db):
     p = subprocess.run(GESTOR + ["demo", "--days", "0.01", "--speed", "0", "--influx-port", str(influxd.port),
                                  "--database", influx_db, "--no-loads"], capture_output=True, text=True, timeout=120)
-    assert p.returncode != 0 and "demo --no-loads: no device left to drive: add --battery" in p.stderr, p.stderr
+    assert p.returncode != 0 and "demo --no-loads: no device left to drive: add --battery or --heater" in p.stderr, p.stderr
+
+
+def test_demo_with_a_heater_and_no_loads(influxd, influx_db):
+    """``--heater --no-loads``: a 2 kW modulating heater alone on the sunny June morning (02:00-14:00
+    CEST). It takes the surplus the loads would have (more than 1 kWh in each of 10:00-13:00, where
+    the house exports more than 1 kWh an hour without gestor), never below zero, and the night's
+    import is what it was: a heater cannot give energy back."""
+    p = subprocess.run(GESTOR + ["demo", "--days", "0.5", "--speed", "0", "--influx-port", str(influxd.port),
+                                 "--database", influx_db, "--heater", "--no-loads"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "loads none, heater (heater, 2000 W)" in out, out
+    hours = {int(m[1]): (float(m[2]), float(m[3])) for m in
+             re.finditer(r"^2022-06-11 (\d\d):00(?: \*)?\s+[\d.]+\s+-?[\d.]+\s+[\d.]+\s+([+-]\d+)\s+([+-]\d+)$",
+                         out, re.M)}
+    assert sorted(hours) == list(range(2, 14)), out
+    assert all(with_wh == without_wh for with_wh, without_wh in (hours[h] for h in range(2, 7))), out
+    sunny = [h for h in range(10, 14) if hours[h][1] > 1000]
+    assert sunny and all(hours[h][0] < hours[h][1] - 1000 for h in sunny), out
+    m = re.search(r"heater took / gave, kWh\s+([\d.]+)\s+([\d.]+)", out)
+    assert m and float(m[1]) > 3.0 and float(m[2]) == 0.0, out
+
+
+def test_demo_heater_power_must_be_positive(influxd, influx_db):
+    p = subprocess.run(GESTOR + ["demo", "--days", "0.01", "--speed", "0", "--influx-port", str(influxd.port),
+                                 "--database", influx_db, "--heater", "-5"], capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "demo --heater: the heater's power in W must be > 0" in p.stderr, p.stderr

@@ -71,10 +71,18 @@ def demo_settings(args: argparse.Namespace, workdir: Path) -> tuple[Settings, Re
         s.setpoints = [SetpointDeviceSettings.model_validate({"name": "battery", "device": {"driver": "simulated"},
                                                               "reserve_wh_per_h": 0, "deadband_w": 20})]
         s.setpoints[0].device = dev  # type: ignore[assignment]
+    if getattr(args, "heater", None):  # a simulated modulating heater, after the battery if any (README "Heaters")
+        from drivers.setpoints.simulated import SimulatedSetpointSettings
+        from gestor.settings import SetpointDeviceSettings
+        if not 0 < float(args.heater) <= 100000:
+            raise GestorError(f"demo --heater: the heater's power in W must be > 0 and <= 100000 (got {args.heater:g})")
+        heater = SetpointDeviceSettings.model_validate({"name": "heater", "device": {"driver": "simulated"}})
+        heater.device = SimulatedSetpointSettings(kind="heater", max_charge_w=float(args.heater))  # type: ignore[assignment]
+        s.setpoints = [*s.setpoints, heater]
     if getattr(args, "no_loads", False):  # a house of setpoint devices only (issue 33)
         if not s.setpoints:
-            raise GestorError("demo --no-loads: no device left to drive: add --battery (or a simulated device "
-                              "under setpoints: in --config)")
+            raise GestorError("demo --no-loads: no device left to drive: add --battery or --heater (or a simulated "
+                              "device under setpoints: in --config)")
         s.loads = []
     s.site = "demo"
     s.store = StoreSettings(host=args.influx_host, port=args.influx_port, database=args.database)
@@ -144,8 +152,9 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
     print(f"gestor demo: {data.path.name}, {args.days:g} day(s) from {local0:%Y-%m-%d %H:%M %Z}, "
           f"policy {s.policy.name}, loads "
           + (", ".join(f"{ld.name} {ld.power_w:.0f} W" for ld in s.loads) or "none")
-          + "".join(f", {d.name} ({d.device.kind} {getattr(d.device, 'capacity_wh', 0) / 1000:g} kWh, "
-                    f"{d.device.max_charge_w:.0f} W)" for d in s.setpoints)
+          + "".join(f", {d.name} ({d.device.kind}"
+                    + (f" {d.device.capacity_wh / 1000:g} kWh" if d.device.kind == "battery" else "")
+                    + f", {d.device.max_charge_w:.0f} W)" for d in s.setpoints)
           + f", InfluxDB {store.url} database {s.store.database}")
     mgr.start()
     run_lockstep(clock, [(s.monitoring.interval_s, mon.cycle), (s.managing.interval_s, mgr.cycle)],
