@@ -163,6 +163,11 @@ def test_times_with_an_offset_or_in_a_local_zone_are_read_as_utc(tmp_path):
     assert d.first == datetime(2022, 1, 11, 9, 0, tzinfo=timezone.utc)
 
 
+def test_an_unknown_timestamp_tz_is_refused_naming_the_key_and_the_value(tmp_path):
+    with pytest.raises(ValueError, match=r"timestamp_tz\n.*not a known timezone .*input_value='Europe/Madird'"):
+        ReplaySettings(path=tmp_path / "x.csv", timestamp_tz="Europe/Madird")
+
+
 def test_relative_path_is_resolved_from_the_settings_folder(tmp_path, house_csv):
     m, _, _ = meter(tmp_path, house_settings(Path("house.csv")))
     assert m.read().net_w == 800.0

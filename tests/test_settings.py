@@ -34,12 +34,20 @@ def test_negative_power_names_key_value_and_rule():
     assert errors_of(raw) == ["settings.yaml: loads[1].power_w: must be > 0 (got -700)"]
 
 
-def test_every_error_is_reported_at_once():
+def _errors_after(changes: dict[tuple, object]) -> list[str]:
+    """The errors of the example settings with each ``changes`` key path (keys and indexes) set to
+    its value."""
     raw = example_raw()
-    raw["loads"][0]["power_w"] = 0
-    raw["billing"]["period_s"] = 1800
-    raw["meter"]["speed"] = -1
-    errs = errors_of(raw)
+    for path, value in changes.items():
+        node = raw
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+    return errors_of(raw)
+
+
+def test_every_error_is_reported_at_once():
+    errs = _errors_after({("loads", 0, "power_w"): 0, ("billing", "period_s"): 1800, ("meter", "speed"): -1})
     assert "settings.yaml: loads[0].power_w: must be > 0 (got 0)" in errs
     assert "settings.yaml: billing.period_s: must be one of 3600 or 900 (got 1800)" in errs
     assert "settings.yaml: meter.speed: must be > 0 (got -1)" in errs
@@ -57,11 +65,7 @@ def test_unknown_driver_lists_the_allowed_ones():
 
 
 def test_unknown_keys_are_rejected_where_they_are():
-    raw = example_raw()
-    raw["loads"][0]["powr_w"] = 5
-    raw["meter"]["colums"] = "x"
-    raw["polcy"] = {}
-    errs = errors_of(raw)
+    errs = _errors_after({("loads", 0, "powr_w"): 5, ("meter", "colums"): "x", ("polcy",): {}})
     assert "settings.yaml: loads[0].powr_w: unknown key" in errs
     assert "settings.yaml: meter.colums: unknown key" in errs
     assert "settings.yaml: polcy: unknown key" in errs

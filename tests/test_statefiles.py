@@ -422,18 +422,24 @@ GEN = hsettings(max_examples=120, derandomize=True, deadline=None, database=None
                 suppress_health_check=[HealthCheck.too_slow])
 
 
+def _read_placed(case, name: str, read):
+    """``read(folder)`` of a fresh folder where the generated ``case`` (kind, data) stands at
+    ``name``, promptly (a FIFO unblocked afterwards): what it returned."""
+    kind, data = case
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d) / "dir"
+        _place(folder / name, kind, data)
+        try:
+            return promptly(lambda: read(folder))
+        finally:
+            if kind == "fifo":
+                unblock(folder / name)
+
+
 @GEN
 @given(_contents(_live))
 def test_generated_reading_json_never_raises_or_blocks(case):
-    kind, data = case
-    with tempfile.TemporaryDirectory() as d:
-        run = Path(d) / "run"
-        _place(run / "reading.json", kind, data)
-        try:
-            got = promptly(lambda: read_live(run))
-        finally:
-            if kind == "fifo":
-                unblock(run / "reading.json")
+    got = _read_placed(case, "reading.json", read_live)
     assert isinstance(got, list)
     for r, mono in got:
         assert r.at.utcoffset() is not None and abs(r.net_w) <= 1e6
@@ -443,15 +449,7 @@ def test_generated_reading_json_never_raises_or_blocks(case):
 @GEN
 @given(_contents(_override))
 def test_generated_overrides_json_never_raises_or_blocks(case):
-    kind, data = case
-    with tempfile.TemporaryDirectory() as d:
-        state = Path(d) / "state"
-        _place(state / "overrides.json", kind, data)
-        try:
-            got = promptly(lambda: read_overrides(state, NOW))
-        finally:
-            if kind == "fifo":
-                unblock(state / "overrides.json")
+    got = _read_placed(case, "overrides.json", lambda state: read_overrides(state, NOW))
     assert isinstance(got, dict) and all(isinstance(o.on, bool) for o in got.values())
 
 

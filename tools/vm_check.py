@@ -146,24 +146,29 @@ def web_stop(url: str, password: str) -> dict:
             return e.code, e.read().decode(errors="replace")
 
     out: dict = {}
-    code, html = call("GET", "/login")
-    out["get_login"] = code
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    if not m:
-        out["error"] = "no csrf_token in the login form"
+
+    def token(path: str, key: str, pattern: str, missing: str) -> str | None:
+        """GET ``path`` (its status in ``out[key]``) and the CSRF token ``pattern`` finds in it;
+        None, with ``missing`` in ``out["error"]``, where there is none."""
+        code, html = call("GET", path)
+        out[key] = code
+        m = re.search(pattern, html)
+        if not m:
+            out["error"] = missing
+        return m[1] if m else None
+
+    login_token = token("/login", "get_login", r'name="csrf_token" value="([^"]+)"', "no csrf_token in the login form")
+    if login_token is None:
         return out
-    code, _ = call("POST", "/login", urllib.parse.urlencode({"csrf_token": m[1], "password": password}).encode(),
+    code, _ = call("POST", "/login", urllib.parse.urlencode({"csrf_token": login_token, "password": password}).encode(),
                    {"Content-Type": "application/x-www-form-urlencoded"})
     out["post_login"] = code
-    code, html = call("GET", "/")
-    out["get_page"] = code
-    m = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    if not m:
-        out["error"] = "no csrf-token on the page (not logged in?)"
+    page_token = token("/", "get_page", r'name="csrf-token" content="([^"]+)"', "no csrf-token on the page (not logged in?)")
+    if page_token is None:
         return out
     t0 = time.monotonic()
     code, body = call("POST", "/api/stop", json.dumps({"confirm": "STOP"}).encode(),
-                      {"Content-Type": "application/json", "X-CSRFToken": m[1], "Referer": url + "/"})
+                      {"Content-Type": "application/json", "X-CSRFToken": page_token, "Referer": url + "/"})
     out["post_stop"] = code
     out["stop_s"] = round(time.monotonic() - t0, 2)
     out["stop_answer"] = body[:400]

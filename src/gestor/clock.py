@@ -26,6 +26,13 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError("not a known timezone (e.g. Europe/Madrid, Atlantic/Canary, UTC)") from None
 
 
+def zone_name(name: str) -> str:
+    """``name`` itself once :func:`zone` knows it: a settings validator
+    (``Annotated[str, AfterValidator(zone_name)]``). Raises ValueError as :func:`zone`."""
+    zone(name)
+    return name
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """Current time, aware, UTC."""

@@ -42,11 +42,11 @@ def test_a_shelly_that_reads_off_while_its_meter_shows_the_load_is_not_believed(
         dev.stop()
 
 
-def test_a_welded_contactor_that_reads_off_is_seen_by_the_grid_meter(tmp_path, caplog):
-    """A GPIO-style relay reads back its own coil: off. The replay meter still adds the load's
-    1000 W (it is on): within two readings managing says so loudly and commands it off again,
-    every cycle (issue 32: not just once)."""
-    loads = [{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated", "fault": "welded_reads_off"}}]
+def _latched_a_minute_after_the_sun(tmp_path, caplog, relay: dict):
+    """A 1000 W water heater on ``relay`` (the simulated driver) switched on by 3 sunny minutes of
+    the daemons, then the stop latch set and one more minute run with INFO logs captured: its
+    managing."""
+    loads = [{"name": "water_heater", "power_w": 1000, "relay": relay}]
     s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 30), loads=loads)
     tasks = [(5, mon.cycle), (10, mgr.cycle)]
     run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
@@ -54,6 +54,14 @@ def test_a_welded_contactor_that_reads_off_is_seen_by_the_grid_meter(tmp_path, c
     set_latch(s.paths.state_dir, clock.now(), "test")
     with caplog.at_level(logging.INFO, "gestor"):
         run_lockstep(clock, tasks, T0 + timedelta(minutes=4))
+    return mgr
+
+
+def test_a_welded_contactor_that_reads_off_is_seen_by_the_grid_meter(tmp_path, caplog):
+    """A GPIO-style relay reads back its own coil: off. The replay meter still adds the load's
+    1000 W (it is on): within two readings managing says so loudly and commands it off again,
+    every cycle (issue 32: not just once)."""
+    mgr = _latched_a_minute_after_the_sun(tmp_path, caplog, {"driver": "simulated", "fault": "welded_reads_off"})
     assert "reported off, but the meter did not see its 1000 W go (net power rose +0 W)" in caplog.text
     assert caplog.text.count("load water_heater OFF:") == 1  # the off
     assert caplog.text.count("load water_heater OFF again") >= 3  # and again, every cycle since
@@ -64,14 +72,7 @@ def test_a_welded_contactor_that_reads_off_is_seen_by_the_grid_meter(tmp_path, c
 
 
 def test_a_relay_whose_load_really_goes_off_raises_no_alarm(tmp_path, caplog):
-    loads = [{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated"}}]
-    s, clock, mon, mgr = daemons(tmp_path, sunny_csv(tmp_path / "sun.csv", 30), loads=loads)
-    tasks = [(5, mon.cycle), (10, mgr.cycle)]
-    run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
-    assert mgr.loads[0].on
-    set_latch(s.paths.state_dir, clock.now(), "test")
-    with caplog.at_level(logging.INFO, "gestor"):
-        run_lockstep(clock, tasks, T0 + timedelta(minutes=4))
+    mgr = _latched_a_minute_after_the_sun(tmp_path, caplog, {"driver": "simulated"})
     assert mgr.loads[0].on is False and "did not see" not in caplog.text
 
 

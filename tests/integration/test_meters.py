@@ -94,6 +94,19 @@ class EastronPlayer:
         self.served.append((f32(net), f32(self.imp_kwh) * 1000, f32(self.exp_kwh) * 1000))
 
 
+def with_an_outage(player, stop_at: int, restart_at: int, stop, restart):
+    """A ``serve(i)`` for :func:`run_monitoring`: ``player(i)`` (the readings served), and the
+    server stopped (``stop()``) after reading ``stop_at`` and started again (``restart()``) after
+    reading ``restart_at``."""
+    def serve(i: int) -> None:
+        player(i)
+        if i == stop_at:
+            stop()
+        if i == restart_at:
+            restart()
+    return serve
+
+
 @pytest.fixture
 def eastron_tcp():
     srv = RegisterServer(EASTRON_LAYOUT).start_tcp(free_port())
@@ -142,14 +155,7 @@ def test_rtu_device_gone_then_back_monitoring_recovers(tmp_path, caplog):
         rows = house_rows(12)
         s = make_settings(tmp_path, meter_section={"driver": "eastron", "transport": "rtu", "serial_port": srv.client_port,
                                            "timeout_s": 0.3, "retries": 0})
-        player = EastronPlayer(srv, rows)
-
-        def serve(i: int) -> None:
-            player(i)
-            if i == 4:
-                srv.stop_server()
-            if i == 8:
-                srv.start_rtu(tmp_path)
+        serve = with_an_outage(EastronPlayer(srv, rows), 4, 8, srv.stop_server, lambda: srv.start_rtu(tmp_path))
         with caplog.at_level(logging.INFO, "gestor"):
             mon, got = run_monitoring(s, len(rows), serve)
         assert [r is None for r in got] == [False] * 4 + [True] * 4 + [False] * 4
@@ -165,13 +171,7 @@ def test_tcp_meter_restart_and_wrong_device_id(tmp_path, eastron_tcp, caplog):
     port = eastron_tcp.address[1]
     s = make_settings(tmp_path, meter_section={"driver": "eastron", "host": "127.0.0.1", "port": port, "timeout_s": 0.5})
     player = EastronPlayer(eastron_tcp, rows)
-
-    def serve(i: int) -> None:
-        player(i)
-        if i == 3:
-            eastron_tcp.stop_server()
-        if i == 6:
-            eastron_tcp.start_tcp(port)
+    serve = with_an_outage(player, 3, 6, eastron_tcp.stop_server, lambda: eastron_tcp.start_tcp(port))
     mon, got = run_monitoring(s, len(rows), serve)
     assert [r is None for r in got] == [False] * 3 + [True] * 3 + [False] * 4
     # each restored reading is the served one, not a stale or zero value

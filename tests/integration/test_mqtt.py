@@ -130,6 +130,13 @@ def daemons(tmp_path, broker, csv, setpoints=None, **mqtt):
     return s, clock, mon, mgr
 
 
+def sunny_daemons(tmp_path, broker, minutes: int, setpoints=None, **mqtt):
+    """:func:`daemons` on a sunny recording (tests.integration.test_safety.sunny_csv) of
+    ``minutes`` minutes: (its csv, s, clock, mon, mgr)."""
+    csv = sunny_csv(tmp_path / "sun.csv", minutes)
+    return (csv, *daemons(tmp_path, broker, csv, setpoints, **mqtt))
+
+
 def without_pool_pump(tmp_path, s, csv, broker):
     """The settings ``s`` with pool_pump removed (on the same broker and meter)."""
     loads = [ld for ld in s.model_dump(mode="json")["loads"] if ld["name"] == "water_heater"]
@@ -146,9 +153,8 @@ def run(clock, mon, mgr, minutes: float) -> None:
 
 
 def test_discovery_and_state_equal_managings_own(tmp_path, broker):
-    csv = sunny_csv(tmp_path / "sun.csv", 70)
     ha = HA(broker.port)
-    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    _, s, clock, mon, mgr = sunny_daemons(tmp_path, broker, 70)
     try:
         run(clock, mon, mgr, 62)   # across a period boundary
         assert ha.wait(lambda m: "gestor/test/state" in m and "gestor/test/reading" in m)
@@ -273,8 +279,7 @@ def test_a_wrong_password_is_one_clear_line_and_control_goes_on(tmp_path, broker
 
 
 def test_a_broker_restart_brings_back_discovery_and_state_without_a_daemon_restart(tmp_path, broker):
-    csv = sunny_csv(tmp_path / "sun.csv", 30)
-    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    _, s, clock, mon, mgr = sunny_daemons(tmp_path, broker, 30)
     try:
         run(clock, mon, mgr, 2)
         broker.stop()
@@ -293,9 +298,8 @@ def test_a_broker_restart_brings_back_discovery_and_state_without_a_daemon_resta
 
 
 def test_a_removed_load_loses_its_entities(tmp_path, broker):
-    csv = sunny_csv(tmp_path / "sun.csv", 10)
     ha = HA(broker.port)
-    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    csv, s, clock, mon, mgr = sunny_daemons(tmp_path, broker, 10)
     topic = "homeassistant/select/gestor_test/pool_pump_mode/config"
     assert ha.wait(lambda m: m.get(topic))
     mgr.stop()
@@ -366,9 +370,8 @@ def test_every_publish_s_exactly_rounded_and_the_reason_after_a_release(tmp_path
 
 
 def test_a_restart_changes_nothing_a_user_sees_and_ha_online_brings_discovery_back(tmp_path, broker):
-    csv = sunny_csv(tmp_path / "sun.csv", 70)
     ha = HA(broker.port)
-    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    _, s, clock, mon, mgr = sunny_daemons(tmp_path, broker, 70)
     try:
         run(clock, mon, mgr, 62)
         before = json.loads(json.dumps(mgr.mqtt.state))
@@ -461,9 +464,8 @@ def test_consumption_is_the_house_and_a_battery_counts_what_it_read_back_across_
     """Issue 32 item 10: the consumption counter and power exclude the battery (the meter sees it
     charging as consumption); the battery's energy in comes from the power it reads back (as its
     own stored energy, through its efficiency), and a managing restart does not reset it."""
-    csv = sunny_csv(tmp_path / "sun.csv", 80)
     rec = Recorder(broker.port)
-    s, clock, mon, mgr = daemons(tmp_path, broker, csv, setpoints=BATTERY)
+    _, s, clock, mon, mgr = sunny_daemons(tmp_path, broker, 80, setpoints=BATTERY)
     try:
         stored0 = 0.30 * 10000                       # its state of charge at start
         run(clock, mon, mgr, 62)
@@ -499,9 +501,8 @@ def test_home_assistant_steers_a_battery_and_the_latch_wins(tmp_path, broker, ca
     state of charge and period target from Home Assistant: validated like the loads' modes,
     persisted, obeyed by the law; under the latch the battery stays idle whatever its mode."""
     caplog.set_level(logging.INFO, "gestor")
-    csv = sunny_csv(tmp_path / "sun.csv", 20)
     ha = HA(broker.port)
-    s, clock, mon, mgr = daemons(tmp_path, broker, csv, setpoints=BATTERY)
+    _, s, clock, mon, mgr = sunny_daemons(tmp_path, broker, 20, setpoints=BATTERY)
     bat = mgr.setpoints.devices[0]
     try:
         node = "homeassistant/{}/gestor_test/{}/config"
@@ -562,8 +563,7 @@ def test_home_assistant_steers_a_battery_and_the_latch_wins(tmp_path, broker, ca
 
 def test_a_load_removed_and_added_again_the_same_day_keeps_its_switches_today(tmp_path, broker):
     """Issue 32 item 12: today's switch count of a load survives its removal and return."""
-    csv = sunny_csv(tmp_path / "sun.csv", 20)
-    s, clock, mon, mgr = daemons(tmp_path, broker, csv)
+    csv, s, clock, mon, mgr = sunny_daemons(tmp_path, broker, 20)
     try:
         run(clock, mon, mgr, 10)
         mgr.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,8 +56,7 @@ def marstek(venus, **extra):
 
 # --- Victron ESS -----------------------------------------------------------------------------
 def test_victron_setpoint_reaches_the_vebus_with_its_sign_in_mode_3(gx):
-    bat = victron(gx)
-    try:
+    with closing(victron(gx)) as bat:
         assert bat.set_power_w(1200) == 1200.0
         assert gx.get(100, 2902) == 3                           # external control
         assert gx.get(227, 37, "int16") == 1200                 # L1 AC-in setpoint, W, + takes
@@ -69,13 +69,10 @@ def test_victron_setpoint_reaches_the_vebus_with_its_sign_in_mode_3(gx):
         assert (st.setpoint_w, st.power_w, st.soc_pct) == (-800.0, -790.0, 55.0)
         assert (st.min_w, st.max_w) == (-3000.0, 3000.0)
         assert gx.written(100, 2902) == [[3]]                   # the stored setting, once on the way in
-    finally:
-        bat.close()
 
 
 def test_victron_clamps_to_power_and_soc_limits(gx):
-    bat = victron(gx, max_charge_w=2000, max_discharge_w=1500, min_soc_pct=20, max_soc_pct=90)
-    try:
+    with closing(victron(gx, max_charge_w=2000, max_discharge_w=1500, min_soc_pct=20, max_soc_pct=90)) as bat:
         assert bat.set_power_w(5000) == 2000.0
         assert bat.set_power_w(-9000) == -1500.0
         gx.set(100, 843, 20)                                    # at min_soc: no discharge
@@ -86,26 +83,20 @@ def test_victron_clamps_to_power_and_soc_limits(gx):
         gx.set(100, 843, 93)                                    # above max_soc: no charge
         assert bat.set_power_w(700) == 0.0
         assert (bat.state().min_w, bat.state().max_w) == (-1500.0, 0.0)
-    finally:
-        bat.close()
 
 
 def test_victron_three_phases_split_the_setpoint(gx):
-    bat = victron(gx, phases=3, max_charge_w=2998)
-    try:
+    with closing(victron(gx, phases=3, max_charge_w=2998)) as bat:
         assert bat.set_power_w(1000) == 999.0                   # 333 W a phase, whole W
         assert [gx.get(227, a, "int16") for a in (37, 40, 41)] == [333, 333, 333]
         assert bat.state().setpoint_w == 999.0
         bat.set_power_w(-2400)
         assert [gx.get(227, a, "int16") for a in (37, 40, 41)] == [-800, -800, -800]
         assert bat.set_power_w(5000) == 2997.0                  # 999 a phase: never past max_charge_w
-    finally:
-        bat.close()
 
 
 def test_victron_idle_returns_to_ess_self_consumption(gx):
-    bat = victron(gx)
-    try:
+    with closing(victron(gx)) as bat:
         bat.set_power_w(1500)
         bat.set_power_w(1400)
         bat.idle()
@@ -117,23 +108,17 @@ def test_victron_idle_returns_to_ess_self_consumption(gx):
         writes = len(gx.writes)
         bat.idle()                                              # ESS already owns it: nothing written
         assert len(gx.writes) == writes
-    finally:
-        bat.close()
 
 
 def test_victron_idle_can_stay_in_external_control(gx):
-    bat = victron(gx, idle_hub4_mode=3)
-    try:
+    with closing(victron(gx, idle_hub4_mode=3)) as bat:
         bat.set_power_w(-1000)
         bat.idle()
         assert gx.get(100, 2902) == 3 and gx.get(227, 37, "int16") == 0
-    finally:
-        bat.close()
 
 
 def test_victron_mode_3_setpoint_reverts_unless_refreshed_within_hold_s(gx):
-    bat = victron(gx)
-    try:
+    with closing(victron(gx)) as bat:
         assert bat.hold_s == 60.0
         bat.set_power_w(1500, hold_s=bat.hold_s)
         gx.now_s = 59.0
@@ -144,30 +129,22 @@ def test_victron_mode_3_setpoint_reverts_unless_refreshed_within_hold_s(gx):
         gx.now_s = 119.0                                        # 60 s without a write
         assert bat.state().setpoint_w == 0.0
         assert gx.get(227, 37, "int16") == 0
-    finally:
-        bat.close()
 
 
 def test_victron_bad_answers_are_clear_errors(gx):
-    bat = victron(gx)
-    try:
+    with closing(victron(gx)) as bat:
         gx.set(100, 843, 250)                                   # a wrong register map or scale
         with pytest.raises(SetpointError, match=r"victron_ess \(battery\): system register 843: state of charge reads 250 %"):
             bat.set_power_w(100)
         with pytest.raises(SetpointError, match="not 0..100"):
             bat.state()
         assert gx.get(100, 2902) == 1                           # nothing written on a bad read
-    finally:
-        bat.close()
 
 
 def test_victron_wrong_vebus_unit_id_is_named(gx):
-    bat = victron(gx, vebus_unit_id=246, timeout_s=0.4)        # a CCGX's id on a Cerbo
-    try:
+    with closing(victron(gx, vebus_unit_id=246, timeout_s=0.4)) as bat:  # a CCGX's id on a Cerbo
         with pytest.raises(SetpointError, match="unit 246: write registers 37"):
             bat.set_power_w(100)
-    finally:
-        bat.close()
 
 
 def test_victron_gone_and_silent_devices_raise_within_the_timeout(gx):
@@ -181,18 +158,14 @@ def test_victron_gone_and_silent_devices_raise_within_the_timeout(gx):
     finally:
         bat.close()
     with silent_server() as port:
-        bat = open_device({"driver": "victron_ess", "host": "127.0.0.1", "port": port, "timeout_s": 0.4})
-        try:
+        with closing(open_device({"driver": "victron_ess", "host": "127.0.0.1", "port": port, "timeout_s": 0.4})) as bat:
             with pytest.raises(SetpointError, match="no answer within 0.1 s"):
                 bat.set_power_w(500)
-        finally:
-            bat.close()
 
 
 # --- Marstek Venus ---------------------------------------------------------------------------
 def test_marstek_forced_charge_and_discharge(venus):
-    bat = marstek(venus)
-    try:
+    with closing(marstek(venus)) as bat:
         assert bat.hold_s is None
         assert bat.set_power_w(1000) == 1000.0
         assert [(a, w) for _, a, w in venus.writes] == [(42000, [0x55AA]), (42020, [1000]), (42010, [1])]
@@ -205,13 +178,10 @@ def test_marstek_forced_charge_and_discharge(venus):
         assert venus.get(1, 42010) == 0 and venus.get(1, 42000) == 0x55AA  # held at 0 W, still ours
         assert venus.written(1, 42000) == [[0x55AA]]            # enabled once
         assert bat.state().setpoint_w == 0.0
-    finally:
-        bat.close()
 
 
 def test_marstek_clamps_to_its_range_and_soc(venus):
-    bat = marstek(venus, max_discharge_w=800, max_soc_pct=95)
-    try:
+    with closing(marstek(venus, max_discharge_w=800, max_soc_pct=95)) as bat:
         assert bat.set_power_w(4000) == 2500.0
         assert bat.set_power_w(-1200) == -800.0
         venus.set(1, 32104, 12)                                  # at min_soc (12 by default)
@@ -221,13 +191,10 @@ def test_marstek_clamps_to_its_range_and_soc(venus):
         venus.set(1, 32104, 95)
         assert bat.set_power_w(300) == 0.0
         assert (bat.state().min_w, bat.state().max_w) == (-800.0, 0.0)
-    finally:
-        bat.close()
 
 
 def test_marstek_idle_hands_control_back(venus):
-    bat = marstek(venus)
-    try:
+    with closing(marstek(venus)) as bat:
         bat.set_power_w(1500)
         n = len(venus.writes)
         bat.idle()
@@ -240,13 +207,10 @@ def test_marstek_idle_hands_control_back(venus):
         venus.set(1, 42010, 1)                                   # a stale force, control off: not ours
         venus.set(1, 42020, 900)
         assert bat.state().setpoint_w == 0.0
-    finally:
-        bat.close()
 
 
 def test_marstek_bad_answers_are_clear_errors(venus):
-    bat = marstek(venus)
-    try:
+    with closing(marstek(venus)) as bat:
         bat.set_power_w(500)
         venus.regs[1][42010] = 7
         with pytest.raises(SetpointError, match=r"marstek_venus \(battery\): register 42010 \(force mode\) reads 7"):
@@ -254,14 +218,9 @@ def test_marstek_bad_answers_are_clear_errors(venus):
         venus.set(1, 32104, 1000)
         with pytest.raises(SetpointError, match="register 32104: state of charge reads 1000 %"):
             bat.set_power_w(100)
-    finally:
-        bat.close()
-    bat = marstek(venus, device_id=2)                            # nobody at id 2 behind the gateway
-    try:
+    with closing(marstek(venus, device_id=2)) as bat:  # nobody at id 2 behind the gateway
         with pytest.raises(SetpointError, match="device 2: read holding registers 32104.*Modbus exception"):
             bat.state()
-    finally:
-        bat.close()
 
 
 def test_marstek_over_rtu(tmp_path):

@@ -20,41 +20,68 @@ from tests.conftest import DATA, make_settings
 UTC = timezone.utc
 
 
-@pytest.mark.parametrize("policy", ["time_to_consume", "steady_surplus"])
-def test_a_real_day_through_the_daemons_equals_gestor_simulate(tmp_path, influxd, influx_db, policy):
-    s = make_settings(tmp_path, influxd, influx_db, policy={"name": policy},
-                      meter={"path": str(DATA / "house-2022-05-08_12.csv"), "loop": False})
+def _a_day_of_the_daemons(s):
+    """The real monitoring and managing on settings ``s`` for one day of its replay meter's
+    recording from its first sample (simulated clock, lockstep): (data, start, until, managing,
+    store), the store still open."""
     data = ReplayData.load(s.meter)
     start = data.first
     until = start + timedelta(days=1)
-    # the daemons
     store = InfluxStore.from_settings(s.store).open()
     clock = SimClock(start)
     mon, mgr = monitoring.Monitoring(s, clock, store), managing.Managing(s, clock, store)
     mgr.start()
     run_lockstep(clock, [(s.monitoring.interval_s, mon.cycle), (s.managing.interval_s, mgr.cycle)], until)
-    assert store.flush(60)
-    store.close()
-    c = influxd.client(influx_db)
-    daemon_switches = [(datetime.fromtimestamp(p["time"] / 1000, UTC), p["load"], p["on"]) for p in c.query(
+    return data, start, until, mgr, store
+
+
+def _daemon_switches(c) -> list:
+    """The switches managing stored: (instant, load, on), in order."""
+    return [(datetime.fromtimestamp(p["time"] / 1000, UTC), p["load"], p["on"]) for p in c.query(
         "SELECT \"on\", \"load\" FROM decision WHERE switched = 1 ORDER BY time", epoch="ms").get_points()]
-    daemon_periods = {p["time"]: p["balance_wh"] for p in c.query(
+
+
+def _daemon_period_balances(c) -> dict:
+    """The closed periods' net balances managing stored, Wh, by start (epoch ms)."""
+    return {p["time"]: p["balance_wh"] for p in c.query(
         "SELECT balance_wh FROM period ORDER BY time", epoch="ms").get_points()}
-    c.close()
-    # the simulator, on the same recording
-    r = simulate(data, s, Prices(s), start, until)
-    last_decision = until - timedelta(seconds=60)
+
+
+def _sim_switches(r, before: datetime) -> list:
+    """The simulator's switches before ``before``: (instant to the ms, as InfluxDB keeps it, load, on)."""
+    ms = timedelta(milliseconds=1)
+    return [(datetime.fromtimestamp((t - EPOCH) // ms / 1000, UTC), name, on) for t, name, on in r.switches if t < before]
+
+
+def _assert_the_same_period_balances(daemon_periods: dict, r) -> None:
+    """At least 23 periods in common, each at the same balance to 1e-6 Wh."""
     ms = timedelta(milliseconds=1)  # InfluxDB keeps ms
-    sim_switches = [(datetime.fromtimestamp((t - EPOCH) // ms / 1000, UTC), name, on)
-                    for t, name, on in r.switches if t < last_decision]
-    daemon_switches = [x for x in daemon_switches if x[0] < last_decision]
-    assert len(sim_switches) > 20, "a day with few switches proves little"
-    assert daemon_switches == sim_switches
     sim_periods = {(p.start - EPOCH) // ms: p.balance_wh for p in r.periods}
     common = sorted(set(daemon_periods) & set(sim_periods))
     assert len(common) >= 23
     for k in common:
         assert daemon_periods[k] == pytest.approx(sim_periods[k], abs=1e-6), datetime.fromtimestamp(k / 1000, UTC)
+
+
+@pytest.mark.parametrize("policy", ["time_to_consume", "steady_surplus"])
+def test_a_real_day_through_the_daemons_equals_gestor_simulate(tmp_path, influxd, influx_db, policy):
+    s = make_settings(tmp_path, influxd, influx_db, policy={"name": policy},
+                      meter={"path": str(DATA / "house-2022-05-08_12.csv"), "loop": False})
+    data, start, until, mgr, store = _a_day_of_the_daemons(s)
+    assert store.flush(60)
+    store.close()
+    c = influxd.client(influx_db)
+    daemon_switches = _daemon_switches(c)
+    daemon_periods = _daemon_period_balances(c)
+    c.close()
+    # the simulator, on the same recording
+    r = simulate(data, s, Prices(s), start, until)
+    last_decision = until - timedelta(seconds=60)
+    sim_switches = _sim_switches(r, last_decision)
+    daemon_switches = [x for x in daemon_switches if x[0] < last_decision]
+    assert len(sim_switches) > 20, "a day with few switches proves little"
+    assert daemon_switches == sim_switches
+    _assert_the_same_period_balances(daemon_periods, r)
 
 
 # --- with a device whose power gestor sets (issue 26) -------------------------------------------
@@ -73,30 +100,20 @@ def test_a_real_day_with_a_battery_through_the_daemons_equals_gestor_simulate(tm
                       meter={"path": str(DATA / "house-2022-05-08_12.csv"), "loop": False},
                       loads=[{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated"}}],
                       setpoints=[{"name": "battery", "device": BATTERY, "reserve_wh_per_h": 100, "deadband_w": 20}])
-    data = ReplayData.load(s.meter)
-    start = data.first
-    until = start + timedelta(days=1)
-    store = InfluxStore.from_settings(s.store).open()
-    clock = SimClock(start)
-    mon, mgr = monitoring.Monitoring(s, clock, store), managing.Managing(s, clock, store)
-    mgr.start()
-    run_lockstep(clock, [(s.monitoring.interval_s, mon.cycle), (s.managing.interval_s, mgr.cycle)], until)
+    data, start, until, mgr, store = _a_day_of_the_daemons(s)
     assert mgr.stop()
     assert store.flush(60)
     store.close()
     c = influxd.client(influx_db)
-    daemon_switches = [(datetime.fromtimestamp(p["time"] / 1000, UTC), p["load"], p["on"]) for p in c.query(
-        "SELECT \"on\", \"load\" FROM decision WHERE switched = 1 ORDER BY time", epoch="ms").get_points()]
+    daemon_switches = _daemon_switches(c)
     daemon_setpoints = [(p["time"], p["device"], p["setpoint_w"]) for p in c.query(
         "SELECT setpoint_w, device FROM setpoint ORDER BY time", epoch="ms").get_points()]
-    daemon_periods = {p["time"]: p["balance_wh"] for p in c.query(
-        "SELECT balance_wh FROM period ORDER BY time", epoch="ms").get_points()}
+    daemon_periods = _daemon_period_balances(c)
     c.close()
     r = simulate(data, s, Prices(s), start, until)
     last_decision = until - timedelta(seconds=60)
     ms = timedelta(milliseconds=1)
-    sim_switches = [(datetime.fromtimestamp((t - EPOCH) // ms / 1000, UTC), name, on)
-                    for t, name, on in r.switches if t < last_decision]
+    sim_switches = _sim_switches(r, last_decision)
     assert daemon_switches[:-1] and [x for x in daemon_switches if x[0] < last_decision] == sim_switches
     # InfluxDB keeps one point per instant and tags: the start's idle and the first cycle's command
     # (both at the first sample's instant) are one point there, the later one
@@ -107,8 +124,4 @@ def test_a_real_day_with_a_battery_through_the_daemons_equals_gestor_simulate(tm
     assert daemon_setpoints == sim_setpoints
     soc = r.devices[0]
     assert 10 < soc.soc_min_pct and soc.soc_max_pct < 100   # no SoC limit reached (see the docstring)
-    sim_periods = {(p.start - EPOCH) // ms: p.balance_wh for p in r.periods}
-    common = sorted(set(daemon_periods) & set(sim_periods))
-    assert len(common) >= 23
-    for k in common:
-        assert daemon_periods[k] == pytest.approx(sim_periods[k], abs=1e-6), datetime.fromtimestamp(k / 1000, UTC)
+    _assert_the_same_period_balances(daemon_periods, r)

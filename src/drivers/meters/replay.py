@@ -38,15 +38,15 @@ from array import array
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Annotated, Iterator, Literal, Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from drivers import DriverContext
 from drivers.meters.base import MeterError, MeterSettings, Reading, check_plausible, register_meter
 from drivers.relays.simulated import simulated_loads_power_w
 from drivers.setpoints.simulated import simulated_setpoints_power_w
-from gestor.clock import zone
+from gestor.clock import zone_name
 
 # the reader's protocol (drivers.meters.replay_reader): a batch's row count, or one of the markers
 HEADER = struct.Struct("=q")
@@ -57,7 +57,7 @@ class ReplaySettings(MeterSettings):
     driver: Literal["replay"] = "replay"
     path: Path                                   # CSV file; relative to the settings file's folder
     timestamp_column: str = "timestamp"
-    timestamp_tz: str = "UTC"                    # zone of naive timestamps in the file
+    timestamp_tz: Annotated[str, AfterValidator(zone_name)] = "UTC"  # zone of naive timestamps in the file
     production_column: str | None = "powerP"     # W
     consumption_column: str | None = "powerC"    # W, house consumption
     net_column: str | None = None                # W at the grid connection, if recorded
@@ -79,12 +79,6 @@ class ReplaySettings(MeterSettings):
         real recording of shared/data holds a value longer than 20 s; made-up ones hold levels for
         minutes on purpose)."""
         return self.frozen_after_s if self.frozen_after_s is not None else math.inf
-
-    @field_validator("timestamp_tz")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        zone(v)
-        return v
 
     @model_validator(mode="after")
     def _columns(self) -> "ReplaySettings":

@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from drivers import Registry
+from drivers.commandsettings import CommandSettings
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -27,12 +26,8 @@ class Relay(Protocol):
     def close(self) -> None: ...
 
 
-class RelaySettings(BaseModel):
+class RelaySettings(CommandSettings):
     """Base of every relay driver's settings; ``driver`` selects the driver."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    driver: str
-    timeout_s: float = Field(3.0, gt=0, le=20)  # total time for one command or read-back, s
 
     def relay_key(self) -> tuple[Any, ...] | None:
         """What identifies the device output this relay switches (two loads on one output would

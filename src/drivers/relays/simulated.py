@@ -73,6 +73,21 @@ def read_state(path: Path) -> dict[str, Any]:
     return s
 
 
+def answer_or_raise(fault: str | None, error: type[Exception], what: str) -> None:
+    """Raise ``error`` naming ``what`` when the simulated device's ``fault`` is ``no_answer``
+    (a relay's or a setpoint device's: one place for both)."""
+    if fault == "no_answer":
+        raise error(f"{what}: no answer (fault=no_answer)")
+
+
+def read_state_or_raise(path: Path, error: type[Exception], what: str) -> dict[str, Any]:
+    """:func:`read_state`, an unreadable file raised as ``error`` naming ``what``, the path and why."""
+    try:
+        return read_state(path)
+    except (OSError, ValueError) as e:
+        raise error(f"{what}: unreadable state {path}: {e}") from e
+
+
 def total_power_w(folder: Path, power_w: Callable[[dict[str, Any]], float]) -> float:
     """The sum of ``power_w(state)`` over the state files in ``folder``, W (an unreadable one
     counts 0: the replay meter must not fail on a file being replaced)."""
@@ -106,14 +121,10 @@ class SimulatedRelay:
         self.auto_off_s: float | None = None
 
     def _check(self) -> None:
-        if self.settings.fault == "no_answer":
-            raise RelayError(f"simulated relay {self.load}: no answer (fault=no_answer)")
+        answer_or_raise(self.settings.fault, RelayError, f"simulated relay {self.load}")
 
     def _read(self) -> dict[str, Any]:
-        try:
-            return read_state(self.path)
-        except (OSError, ValueError) as e:
-            raise RelayError(f"simulated relay {self.load}: unreadable state {self.path}: {e}") from e
+        return read_state_or_raise(self.path, RelayError, f"simulated relay {self.load}")
 
     def set(self, on: bool, auto_off_s: float | None = None) -> None:
         self._check()

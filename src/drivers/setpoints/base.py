@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from drivers import Registry
+from drivers.commandsettings import CommandSettings
 
 if TYPE_CHECKING:
     from drivers import DriverContext
@@ -69,12 +68,8 @@ class SetpointDevice(Protocol):
     def close(self) -> None: ...
 
 
-class SetpointSettings(BaseModel):
+class SetpointSettings(CommandSettings):
     """Base of every setpoint driver's settings; ``driver`` selects the driver."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    driver: str
-    timeout_s: float = Field(3.0, gt=0, le=20)  # total time for one command or read-back, s
 
     def device_key(self) -> tuple[Any, ...] | None:
         """What identifies the device this section drives (two setpoint devices on one battery or

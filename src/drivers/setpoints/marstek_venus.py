@@ -44,7 +44,8 @@ from pydantic import Field
 from drivers import DriverContext
 from drivers.modbus import ModbusClient, ModbusIOError, ModbusLink, decode
 from drivers.setpoints._battery import BatteryLimits, checked_soc_pct
-from drivers.setpoints.base import SetpointError, SetpointSettings, SetpointState, register_setpoint
+from drivers.setpoints._modbus import ModbusSetpointSettings
+from drivers.setpoints.base import SetpointError, SetpointState, register_setpoint
 
 REG_SOC, REG_AC_POWER = 32104, 32202
 REG_CONTROL, REG_FORCE, REG_CHARGE_W, REG_DISCHARGE_W = 42000, 42010, 42020, 42021
@@ -53,19 +54,12 @@ STOP, CHARGE, DISCHARGE = 0, 1, 2
 REQUESTS = 5                      # Modbus requests in the longest command (state)
 
 
-class MarstekVenusSettings(BatteryLimits, SetpointSettings, ModbusLink):
+class MarstekVenusSettings(BatteryLimits, ModbusSetpointSettings):
     driver: Literal["marstek_venus"] = "marstek_venus"
     baudrate: int = Field(115200, gt=0)                  # rtu (the battery's default)
     max_charge_w: float = Field(2500.0, ge=0, le=2500)
     max_discharge_w: float = Field(2500.0, ge=0, le=2500)
     min_soc_pct: float = Field(12.0, ge=0, le=100)       # 12: the lowest discharge cutoff the battery offers
-
-    def device_key(self) -> tuple:
-        return self.link_key()
-
-    def device_label(self) -> str:
-        return f"marstek_venus at {self.describe()}"
-
 
 
 @register_setpoint("marstek_venus", MarstekVenusSettings)

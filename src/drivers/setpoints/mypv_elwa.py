@@ -28,24 +28,18 @@ from typing import Literal
 from pydantic import Field
 
 from drivers import DriverContext
-from drivers.modbus import ModbusClient, ModbusIOError, ModbusLink
-from drivers.setpoints.base import SetpointError, SetpointSettings, SetpointState, register_setpoint
+from drivers.modbus import ModbusClient, ModbusIOError
+from drivers.setpoints._modbus import ModbusSetpointSettings
+from drivers.setpoints.base import SetpointError, SetpointState, register_setpoint
 
 REG_POWER_W = 1000
 REG_TEMP1_DC = 1001    # 0.1 °C
 
 
-class MypvElwaSettings(SetpointSettings, ModbusLink):
+class MypvElwaSettings(ModbusSetpointSettings):
     driver: Literal["mypv_elwa"] = "mypv_elwa"
     max_power_w: int = Field(3000, gt=0, le=9000)       # rated power of the heater, W
     power_timeout_s: float = Field(ge=5, le=3600)       # the device's "Power timeout", s (its web page)
-
-    def device_key(self) -> tuple:
-        return self.link_key()
-
-    def device_label(self) -> str:
-        return f"mypv_elwa at {self.describe()}"
-
 
 
 @register_setpoint("mypv_elwa", MypvElwaSettings)

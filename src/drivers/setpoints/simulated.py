@@ -42,7 +42,7 @@ from pydantic import Field, model_validator
 
 from drivers import DriverContext
 from drivers.setpoints.base import SetpointError, SetpointSettings, SetpointState, register_setpoint
-from drivers.relays.simulated import read_state, total_power_w
+from drivers.relays.simulated import answer_or_raise, read_state_or_raise, total_power_w
 from gestor.files import atomic_write_text
 
 SIM_DIR = "sim-setpoints"
@@ -109,14 +109,10 @@ class SimulatedSetpoint:
         self.hold_s: float | None = s.hold_s
 
     def _check(self) -> None:
-        if self.s.fault == "no_answer":
-            raise SetpointError(f"simulated setpoint {self.name}: no answer (fault=no_answer)")
+        answer_or_raise(self.s.fault, SetpointError, f"simulated setpoint {self.name}")
 
     def _read(self) -> dict[str, Any]:
-        try:
-            return read_state(self.path)
-        except (OSError, ValueError) as e:
-            raise SetpointError(f"simulated setpoint {self.name}: unreadable state {self.path}: {e}") from e
+        return read_state_or_raise(self.path, SetpointError, f"simulated setpoint {self.name}")
 
     def _integrated(self, st: dict[str, Any]) -> dict[str, Any]:
         """``st`` brought to now: the timeout applied, a battery's energy integrated."""

@@ -85,6 +85,14 @@ COUNTERS_WINDOW_S = 300.0    # the rates are compared over the last this many se
 _SAMPLING_VAR = 1.0 / (12.0 * 3600.0 * 3600.0)  # (dW x ds)^2 -> Wh^2: a step anywhere in the interval
 
 
+def settled_wh(balance_wh: float) -> tuple[float, float]:
+    """``(export_wh, import_wh)`` a settlement period is billed for, Wh (both >= 0), from its net
+    balance ``balance_wh`` (Wh, + surplus): imports and exports net within the period, so it exports
+    its positive balance or imports minus its negative one, never both (RD 244/2019, net balance per
+    period; DESIGN.md section 1). The one place of that rule."""
+    return max(balance_wh, 0.0), max(-balance_wh, 0.0)
+
+
 def agreement_wh(resolution_wh: float, sampling_var_wh2: float, exchanged_wh: float, net_w: float) -> float:
     """How far (Wh) a meter's counters may differ from its integrated ``net_w`` and still be
     believed: ``COUNTER_RESOLUTIONS`` x ``resolution_wh`` (each counter's quantisation at both
@@ -131,13 +139,13 @@ class PeriodSummary:
 
     @property
     def export_wh(self) -> float:
-        """What this period exports for billing: its positive net balance, else 0."""
-        return max(self.balance_wh, 0.0)
+        """What this period exports for billing: its positive net balance, else 0 (:func:`settled_wh`)."""
+        return settled_wh(self.balance_wh)[0]
 
     @property
     def import_wh(self) -> float:
-        """What this period imports for billing: minus its negative net balance, else 0."""
-        return max(-self.balance_wh, 0.0)
+        """What this period imports for billing: minus its negative net balance, else 0 (:func:`settled_wh`)."""
+        return settled_wh(self.balance_wh)[1]
 
 
 def _lerp(t0: float, v0: float, t1: float, v1: float, t: float) -> float:

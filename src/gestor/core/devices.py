@@ -21,7 +21,26 @@ from __future__ import annotations
 import math
 
 
-class OnOff:
+class _OneValue:
+    """A device kind told by one number, its only slot (W): equal, hashed and shown by it
+    (``OnOff(1000.0)``). One place for :class:`OnOff` and :class:`Modulating`."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _value(self) -> float:
+        return getattr(self, self.__slots__[0])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _OneValue) and type(other) is type(self) and other._value() == self._value()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._value()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._value()!r})"
+
+
+class OnOff(_OneValue):
     """A device that takes its rated power ``power_w`` (W, > 0) when on and nothing when off:
     its options are exactly ``(0.0, power_w)``."""
 
@@ -41,17 +60,9 @@ class OnOff:
         reading has always counted it; the policies see such a load as on (``LoadState.view``)."""
         return self.power_w if on else 0.0
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OnOff) and other.power_w == self.power_w
-
-    def __hash__(self) -> int:
-        return hash(("OnOff", self.power_w))
-
-    def __repr__(self) -> str:
-        return f"OnOff({self.power_w!r})"
 
 
-class Modulating:
+class Modulating(_OneValue):
     """A device whose power can be set continuously from 0 to ``max_w`` (W, > 0): a modulating
     water heater on a power controller. Its options are the range's ends ``(0.0, max_w)``: every
     power between them can be taken too (:meth:`clamp_w`).
@@ -91,14 +102,6 @@ class Modulating:
             return self.max_w
         return self.clamp_w(float(state))
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Modulating) and other.max_w == self.max_w
-
-    def __hash__(self) -> int:
-        return hash(("Modulating", self.max_w))
-
-    def __repr__(self) -> str:
-        return f"Modulating({self.max_w!r})"
 
 
 class Battery:

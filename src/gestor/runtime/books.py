@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from drivers.store.influx import Store, point
-from gestor.core.balance import PeriodSummary
+from gestor.core.balance import PeriodSummary, settled_wh
 from gestor.core.control import LoadState
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ class Books:
         settled import and export (what the bill counts), its production, and its consumption
         without the setpoint devices (``devices_wh``: their net Wh in it, + taken, from the power
         they read back; a battery is not the house's consumption). None: the meter does not give it."""
-        return {"import_wh": max(-p.balance_wh, 0.0), "export_wh": max(p.balance_wh, 0.0),
+        export_wh, import_wh = settled_wh(p.balance_wh)
+        return {"import_wh": import_wh, "export_wh": export_wh,
                 "production_wh": None if p.production_wh is None else max(p.production_wh, 0.0),
                 "consumption_wh": None if p.consumption_wh is None else max(p.consumption_wh - devices_wh, 0.0)}
 

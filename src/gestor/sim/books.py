@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
-from gestor.core.balance import PeriodSummary
+from gestor.core.balance import PeriodSummary, settled_wh
 from gestor.core.control import LoadState
 from gestor.core.devices import DeviceKind
 from gestor.core.guards import LoadLimits
@@ -53,21 +53,18 @@ class PeriodResult:
     def loads_wh(self) -> float:
         return sum(self.load_wh.values())
 
+    def settled_wh(self, with_gestor: bool = True) -> tuple[float, float]:
+        """``(export_wh, import_wh)`` this period is billed for, Wh, with gestor (``balance_wh``)
+        or without it (``balance_without_wh``): :func:`gestor.core.balance.settled_wh`."""
+        return settled_wh(self.balance_wh if with_gestor else self.balance_without_wh)
+
     @property
     def export_wh(self) -> float:
-        return max(self.balance_wh, 0.0)
+        return self.settled_wh()[0]
 
     @property
     def import_wh(self) -> float:
-        return max(-self.balance_wh, 0.0)
-
-    @property
-    def export_without_wh(self) -> float:
-        return max(self.balance_without_wh, 0.0)
-
-    @property
-    def import_without_wh(self) -> float:
-        return max(-self.balance_without_wh, 0.0)
+        return self.settled_wh()[1]
 
 
 @dataclass
@@ -254,8 +251,7 @@ def cost_eur(periods: Iterable[PeriodResult], tz: ZoneInfo, with_gestor: bool, p
     for p in periods:
         local = p.start.astimezone(tz)
         m = months.setdefault((local.year, local.month), [0.0, 0.0])
-        imp = p.import_wh if with_gestor else p.import_without_wh
-        exp = p.export_wh if with_gestor else p.export_without_wh
+        exp, imp = p.settled_wh(with_gestor)
         m[0] += imp / 1000.0 * p.import_price
         if not with_gestor:
             m[0] += p.loads_wh / 1000.0 * p3_price
@@ -297,8 +293,9 @@ def totals_of(periods: list[PeriodResult], loads: Sequence[LoadSettings], tz: Zo
         t.loads_wh += p.loads_wh
         t.exported_wh += p.export_wh
         t.imported_wh += p.import_wh
-        t.exported_without_wh += p.export_without_wh
-        t.imported_without_wh += p.import_without_wh
+        exp_without_wh, imp_without_wh = p.settled_wh(with_gestor=False)
+        t.exported_without_wh += exp_without_wh
+        t.imported_without_wh += imp_without_wh
         t.bound_wh += p.bound_wh
         t.switches += sum(p.switches.values())
         t.money_eur += money_eur(p, p3)

@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from gestor.core.balance import settled_wh
 from gestor.settings import FETCHED_SOURCES, PricesSettings  # noqa: F401 -- FETCHED_SOURCES: re-exported
 from gestor.tariff.calendar import zone_timezones  # noqa: F401 -- re-exported
 
@@ -546,10 +547,11 @@ def period_money(balance_wh: float, loads_wh: float, import_eur_per_kwh: float, 
     """EUR of one settlement period, as ``gestor simulate`` prices it (before the monthly cap on
     compensation): the import it pays, the surplus it is compensated, and what the same period
     would have cost without gestor (its loads' energy bought at the night price instead)."""
-    imp = max(-balance_wh, 0.0) / 1000.0 * import_eur_per_kwh
-    sur = max(balance_wh, 0.0) / 1000.0 * surplus_eur_per_kwh
-    without = balance_wh + loads_wh
-    cost_without = (max(-without, 0.0) / 1000.0 * import_eur_per_kwh - max(without, 0.0) / 1000.0 * surplus_eur_per_kwh
+    export_wh, import_wh = settled_wh(balance_wh)
+    imp = import_wh / 1000.0 * import_eur_per_kwh
+    sur = export_wh / 1000.0 * surplus_eur_per_kwh
+    export_without_wh, import_without_wh = settled_wh(balance_wh + loads_wh)
+    cost_without = (import_without_wh / 1000.0 * import_eur_per_kwh - export_without_wh / 1000.0 * surplus_eur_per_kwh
                     + loads_wh / 1000.0 * night_eur_per_kwh)
     return {"import_eur": imp, "surplus_eur": sur, "cost_eur": imp - sur, "cost_without_eur": cost_without}
 
