@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from gestor.files import WriteGuard, atomic_write_text
 from gestor.runtime.statefiles import DeviceEnergyFile, read_state
@@ -36,6 +36,19 @@ def read_back_power_w(idle: bool, setpoint_w: float | None, state) -> float | No
         return None
     return float(state.power_w if state.power_w is not None else state.setpoint_w)
 
+
+
+def period_slices(t0_s: float, t1_s: float,
+                  bounds_s: Callable[[float], tuple[float, float]]) -> Iterator[tuple[float, float]]:
+    """The span from epoch ``t0_s`` to ``t1_s`` cut at the settlement periods' bounds
+    (``bounds_s(t)``: the (start, end) epoch s of the period holding ``t``): (period start, hours
+    of the span inside it) for each period it touches, in order. Empty when ``t1_s <= t0_s``."""
+    t0 = t0_s
+    while t0 < t1_s:
+        start, end = bounds_s(t0)
+        t1 = min(end, t1_s)
+        yield start, (t1 - t0) / 3600.0
+        t0 = t1
 
 class DeviceMeters:
     """The energy counters of the devices ``names``; ``bounds_s(t)``: the settlement period
@@ -61,11 +74,7 @@ class DeviceMeters:
         """Integrate the power held since the last count up to ``now_s`` (split at the periods'
         bounds), then hold ``powers`` (W read back now; None: unknown, not counted)."""
         if self._at is not None and now_s > self._at:
-            t0 = self._at
-            while t0 < now_s:
-                start, end = self.bounds_s(t0)
-                t1 = min(end, now_s)
-                h = (t1 - t0) / 3600.0
+            for start, h in period_slices(self._at, now_s, self.bounds_s):
                 for name, w in self._power.items():
                     if w is None:
                         continue
@@ -74,7 +83,6 @@ class DeviceMeters:
                     else:
                         self.out_wh[name] -= w * h
                     self._period[start] = self._period.get(start, 0.0) + w * h
-                t0 = t1
         self._at = now_s   # (a wall clock stepped back: counting goes on from the new time)
         self._power = {name: powers.get(name) for name in self.in_wh}
 

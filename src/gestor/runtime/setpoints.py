@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
 from gestor.core.setpoint import Dwell, SetpointLaw, next_in_turn_w
+from gestor.runtime.devicebooks import period_slices
 from gestor.runtime.devicecontrols import DeviceControl
 
 if TYPE_CHECKING:
@@ -212,11 +213,7 @@ class Setpoints:
         """Integrate each device's setpoint (as it held it since the last count) up to ``now``,
         split at the settlement periods' bounds."""
         if self._counted_at is not None and now > self._counted_at:
-            t0, t1 = self._counted_at.timestamp(), now.timestamp()
-            while t0 < t1:
-                start, end = self.core.bounds_s(t0)
-                b = min(end, t1)
-                h = (b - t0) / 3600.0
+            for start, h in period_slices(self._counted_at.timestamp(), now.timestamp(), self.core.bounds_s):
                 acc = self._period_wh.setdefault(start, {})
                 for d in self.devices:
                     w = d.setpoint_w or 0.0
@@ -229,7 +226,6 @@ class Setpoints:
                     else:
                         d.supplied_wh -= w * h
                         e[1] -= w * h
-                t0 = b
         self._counted_at = now
 
     def period_energy(self, start_s: float) -> tuple[float, float]:
