@@ -5,7 +5,7 @@ Units: W, EUR/kWh, epoch s."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from drivers.meters.replay import ReplaySettings
@@ -54,8 +54,6 @@ class Prices:
         """The prices stored in InfluxDB (measurement ``price``, by ``gestor prices fetch`` and
         managing) for epoch [start, end); periods without them keep the 2.0TD prices. Raises
         ValueError when the store is not InfluxDB 1.x or does not answer."""
-        from datetime import timezone as _tz
-
         from drivers import secret
         if s.store.kind not in ("influxdb1", "auto"):
             raise ValueError(f"--prices influx reads InfluxDB 1.x (store.kind is {s.store.kind})")
@@ -63,8 +61,8 @@ class Prices:
         from influxdb.exceptions import InfluxDBClientError
         c = InfluxDBClient(s.store.host, s.store.port, s.store.username, secret(s.store.password), s.store.database,
                            timeout=s.store.timeout_s)
-        a = datetime.fromtimestamp(start, _tz.utc).isoformat()
-        b = datetime.fromtimestamp(end, _tz.utc).isoformat()
+        a = datetime.fromtimestamp(start, timezone.utc).isoformat()
+        b = datetime.fromtimestamp(end, timezone.utc).isoformat()
         try:
             rows = list(c.query(f"SELECT eur_per_kwh, \"kind\" FROM price WHERE time >= '{a}' AND time < '{b}' "
                                 f"ORDER BY time", epoch="s").get_points())
