@@ -76,7 +76,8 @@ class Managing:
         self.latch = Latch(settings.paths.state_dir)
         # the latch is read again after a relay reads off: a stop between this cycle's latch check
         # and its relays' read-back is seen as the stop, not as an off outside gestor
-        self.relays = Relays(settings, self.core, store, self.loads, self.books.count_switch, self.latch.is_set)
+        self.relays = Relays(settings, self.core, store, self.loads, self.books.count_switch, self.latch.is_set,
+                             clock.monotonic)
         self.setpoints = Setpoints(settings, self.core, store, devices)  # after the loads, in the settings' order
         # each device's energy in/out from the power it reads back (persisted), and the
         # household's controls of each device (mode, min SoC, target; from MQTT)

@@ -349,10 +349,6 @@ def test_counters_stuck_while_a_sunny_spell_ends(tmp_path):
     assert stats["frozen_checked"] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="open (found by hypothesis in session 13, not fixed yet): once a relay judged "
-                   "lying is past its dead-man bound, the policy commands it on again; it reads off at once, the "
-                   "off that follows confirms and resets the backoff, so it is commanded on (a fresh device timer) "
-                   "every 20 s while managing believes it unknown: on past the bound of managing's last belief")
 def test_a_lying_relay_past_its_dead_man_bound_is_not_switched_on_again(tmp_path):
     """Shrunk by hypothesis: the pool pump's relay lies from a minute after it goes on; the wall
     clock steps forward 10 minutes at minute 13 (into the next period). Invariant 7 fails at

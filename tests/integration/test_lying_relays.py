@@ -175,3 +175,30 @@ def test_a_stop_between_the_latch_check_and_the_read_back_is_the_stop_not_an_off
     finally:
         dev.stop()
         meter.stop()
+
+
+def test_a_relay_still_lying_past_its_bound_is_switched_on_once_then_held_again(tmp_path, caplog):
+    """A welded Shelly (its timer cannot open the contact) that answers ``output: false`` and 0 W: judged
+    lying, held to its dead-man bound (the period's end + 30 s), then the policy may try it once
+    more. That "on" reads off: it is sent an off at once and judged lying again, held to the new
+    timer's bound, never commanded on every cycle (the session-13 finding: every 20 s, each "on"
+    a fresh timer)."""
+    meter, dev = ShellyPro3EM(free_port()).start(), ShellyRelayDevice(free_port(), 2, load_w=1000.0).start()
+    try:
+        s, clock, mgr, tasks = _shelly_house(tmp_path, dev, meter)
+        run_lockstep(clock, tasks, T0 + timedelta(minutes=3))
+        assert dev.is_on() and mgr.loads[0].on
+        dev.lies, dev.lies_idle_w, dev.stuck = True, True, True  # its meter shows 0 W as well
+        with caplog.at_level(logging.INFO, "gestor"):
+            run_lockstep(clock, tasks, T0 + timedelta(minutes=5))
+            assert mgr.loads[0].reason.startswith("LYING RELAY")
+            n = len(dev.requests)
+            run_lockstep(clock, tasks, T0 + timedelta(minutes=75))  # past 11:00:30, well into the next hour
+        ons = [r for r in dev.requests[n:] if "Switch.Set" in r and "on=true" in r]
+        assert len(ons) == 1, ons   # the one try after the bound, then held to the new one (12:00:30)
+        assert "and was judged lying before" in caplog.text
+        assert "commanded off again at once" in caplog.text
+        assert mgr.loads[0].on is None and mgr.loads[0].reason.startswith("LYING RELAY")
+    finally:
+        dev.stop()
+        meter.stop()

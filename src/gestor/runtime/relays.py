@@ -14,12 +14,17 @@ go) is a lying relay: logged at ERROR and commanded off every cycle, its device'
 never renewed, until its dead-man bound has passed (issue 32, item 1). One found off is held
 "unknown" meanwhile (it would be held off until the period's end anyway); one whose commanded
 off the grid meter doubts is not held: the policy may switch it on again (a meter's noise must
-not change control: the daemon decides as ``gestor simulate`` does). Nothing here raises: a
-driver's bug is a failed command.
+not change control: the daemon decides as ``gestor simulate`` does). The bound is kept on the
+monotonic clock too (a wall-clock step forward does not end it early: the device's timer does not
+jump). An "on" that reads off is followed at once by an off; if the relay was judged lying before
+(and no "on" has been read back since), it is judged lying again, held to the timer just sent:
+never commanded on every cycle, each "on" a fresh device timer. Nothing here raises: a driver's
+bug is a failed command.
 """
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -79,9 +84,13 @@ class LoadRuntime:
     off_check: OffCheck | None = None  # after an off, commanded or found: did the grid meter see it go?
     seen_on: tuple[float, float] | None = None  # the last time it read on: (epoch s, net W then)
     dead_man_at: datetime | None = None  # when its device's auto-off timer, as last sent, ends
+    dead_man_mono: float = 0.0        # ... on the monotonic clock (the device counts its timer so)
     lying: str | None = None          # judged a lying relay: why (commanded off every cycle)
     lying_until: datetime | None = None  # ... until then: its dead-man bound, at least the period's end
+    lying_until_mono: float = 0.0     # ... and as long on the monotonic clock (a wall-clock step forward
+                                      # must not end it early: the device's own timer does not jump)
     lying_held: bool = False          # ... and held "unknown" meanwhile (found off, or its own meter says so)
+    lied: str | None = None           # it was judged lying (why), and no "on" has been read back since
 
     on = _of_state("on")
     since = _of_state("since")
@@ -105,12 +114,15 @@ class Relays:
     since the start."""
 
     def __init__(self, settings: Settings, core: Core, store: Store, loads: list[LoadRuntime],
-                 on_switch: Callable[[str, datetime], None], latched: Callable[[], bool] = lambda: False) -> None:
+                 on_switch: Callable[[str, datetime], None], latched: Callable[[], bool] = lambda: False,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.s, self.core, self.store, self.loads = settings, core, store, loads
         self.tags = {"site": settings.site}
         self.on_switch = on_switch
         self.latched = latched
+        self.monotonic = monotonic  # the dead-man bounds of lying relays are kept on it (the wall clock may step)
         self.switches_total = 0
+        self._period_end: datetime | None = None  # the running settlement period's end (apply)
         # each load's relay fingerprint, published: stop-loads confirms "via managing" only for these
         self.relay_ids = {ld.name: relay_id_or_none(ld.cfg.relay) for ld in loads}
         # one worker per load: relays are commanded in parallel, so a slow one delays no other
@@ -133,7 +145,8 @@ class Relays:
             if ld.hold_off_until is not None and now >= ld.hold_off_until:
                 ld.hold_off_until = None
                 log.info("load %s: back to auto after being switched off outside gestor", ld.name)
-            if ld.lying is not None and ld.lying_until is not None and now >= ld.lying_until:
+            if ld.lying is not None and ld.lying_until is not None and now >= ld.lying_until \
+                    and self.monotonic() >= ld.lying_until_mono:
                 log.warning("load %s: past its dead-man bound: its relay is commanded off and read back again "
                             "(it was judged lying: %s)", ld.name, ld.lying)
                 ld.lying = ld.lying_until = None
@@ -167,6 +180,7 @@ class Relays:
         timer: ``remaining_s`` of the period and three cycles), and store every load's ``load``
         point. Returns what every load was commanded to."""
         todo = {w.load: w for w in changes}
+        self._period_end = period_end
         self._off_not_seen(live, now, period_end)
         verdicts = {w.load: w for w in self.core.verdicts or ()}
         auto_off_s = remaining_s + 3 * self.s.managing.interval_s
@@ -275,11 +289,14 @@ class Relays:
         meanwhile it is unknown (held off for the policy), else it stays off for the policy,
         which may switch it on again (that ends the doubt). Never "switched off outside gestor"."""
         until = max(t for t in (period_end, ld.dead_man_at) if t is not None)
+        mono = self.monotonic()
+        ld.lying_until_mono = max(mono + (period_end - now).total_seconds(),
+                                  ld.dead_man_mono if ld.dead_man_at is not None else mono)
         bound = ("its dead-man bound" if ld.dead_man_at is not None and ld.dead_man_at >= period_end
                  else "the period's end")
         ld.lying = (f"LYING RELAY: {why}: commanded off every cycle, its auto-off timer never renewed, until "
                     f"{bound} {until.astimezone(self.s.tz):%H:%M:%S}; check the relay and its contactor")
-        ld.lying_until, ld.lying_held = until, held
+        ld.lying_until, ld.lying_held, ld.lied = until, held, ld.lied or why
         ld.reason, ld.off_check, ld.retry_at = ld.lying, None, None
         if held:
             ld.on, ld.hold_off_until = None, None
@@ -314,6 +331,12 @@ class Relays:
             ld.relay.set(on, auto_off_s if on else None)
             got = ld.relay.state()
             if got != on:
+                if on:  # it may be on all the same (a relay that lies): off again at once, best effort
+                    try:
+                        ld.relay.set(False, None)
+                    except Exception:  # noqa: BLE001 -- the failure below is what is reported
+                        pass
+                    return "relay reads off after commanding on (commanded off again at once)"
                 return f"relay reads {'on' if got else 'off'} after commanding {'on' if on else 'off'}"
             drawn = None if on or ld.lying is not None else confirm_off_drawing_w(ld.relay, ld.cfg.power_w)
             if drawn is not None:
@@ -387,6 +410,7 @@ class Relays:
         timer_s = getattr(ld.relay, "auto_off_s", None)
         if getattr(ld.relay, "refresh_on_cycle", False) and isinstance(timer_s, (int, float)):
             ld.dead_man_at = now + timedelta(seconds=timer_s)
+            ld.dead_man_mono = self.monotonic() + timer_s
 
     def _found_off(self, ld: LoadRuntime, now: datetime, period_end: datetime, drawn: float | None) -> None:
         """``ld`` read off although gestor had it on. Its own meter still showing it drawing
@@ -446,6 +470,7 @@ class Relays:
                 log.info("load %s: relay confirmed again after %d failures", ld.name, ld.failures)
             ld.on, ld.reason, ld.failures, ld.retry_at = on, reason, 0, None
             if on:  # no reading shows it drawing yet: the net power it should make
+                ld.lied = None  # its read-back of the "on" tells
                 self._seen_on(ld, now, ld.cfg.power_w)
             timer = ""
             if on and auto_off_s is not None and getattr(ld.relay, "refresh_on_cycle", False):
@@ -454,6 +479,17 @@ class Relays:
         else:
             ld.on = None
             self._failed(ld, now, f"{word}: {error}", reason)
+            if on and ld.lied is not None and ld.lying is None:
+                # a relay judged lying before, that reads off after an "on" again: it may be on (the
+                # off sent at once may be as unheard as its read-back is false); not switched on
+                # again before its new dead-man bound (the timer just sent), at least the period's end
+                timer_s = auto_off_s if getattr(ld.relay, "refresh_on_cycle", False) else None
+                timer_s = timer_s if timer_s is not None else getattr(ld.relay, "auto_off_s", None)
+                if isinstance(timer_s, (int, float)):
+                    ld.dead_man_at = now + timedelta(seconds=timer_s)
+                    ld.dead_man_mono = self.monotonic() + timer_s
+                self._judged_lying(ld, f"reads off after commanding on, and was judged lying before ({ld.lied})",
+                                   now, self._period_end or now)
         self.store.write([point("decision", {**self.tags, "load": ld.name},
                                 {"on": on, "reason": reason, "ok": error is None, "error": error,
                                  "switched": int(switched)}, now)])
