@@ -69,7 +69,7 @@ INFLUX_REBOUND=""
 bind_influxdb() {
   local out
   if ! as_root test -f "$INFLUX_CONF"; then
-    say "WARNING: $INFLUX_CONF is missing: InfluxDB's HTTP API not bound to 127.0.0.1 (see the README, InfluxDB on the network)"
+    say "WARNING: $INFLUX_CONF is missing: InfluxDB's HTTP API not bound to 127.0.0.1 (see the documentation: Safety and wiring, InfluxDB on the network)"
     return 0
   fi
   local py=/usr/bin/python3
