@@ -9,6 +9,7 @@
 #                                        the InfluxDB database with its retention policy; --compile builds
 #                                        the control core with mypyc (gcc; gestor simulate ~2x faster)
 #   ./install.sh --build-compiled        the compiled core in .build/compiled/src (tests, benchmarks)
+#   ./install.sh --build-docs [DIR]      the documentation site (English and Spanish) into DIR (default site/)
 #   sudo ./install.sh --uninstall [--purge]  remove it; --purge also removes settings, state and history
 # Needs Debian 12 / Raspberry Pi OS 12 (bookworm) or newer: python3 >= 3.11, apt.
 set -euo pipefail
@@ -69,7 +70,7 @@ INFLUX_REBOUND=""
 bind_influxdb() {
   local out
   if ! as_root test -f "$INFLUX_CONF"; then
-    say "WARNING: $INFLUX_CONF is missing: InfluxDB's HTTP API not bound to 127.0.0.1 (see the README, InfluxDB on the network)"
+    say "WARNING: $INFLUX_CONF is missing: InfluxDB's HTTP API not bound to 127.0.0.1 (see the documentation: Safety and wiring, InfluxDB on the network)"
     return 0
   fi
   local py=/usr/bin/python3
@@ -237,6 +238,25 @@ cmd_test_compiled() {
   PYTHONPATH="$HERE/.build/compiled/src" GESTOR_EXPECT_COMPILED=1 "$VENV/bin/python" -m pytest -q "$@"
 }
 
+# build_docs DIR: the documentation site, English and Spanish (mkdocs.yml, mkdocs.es.yml), built into
+# DIR/en and DIR/es (gestor web serves DIR at /docs/) by MkDocs in a throwaway venv, exactly as
+# requirements-docs.lock pins it (hashes). Not fatal: without the registry the page works, its
+# Help link answers 404 until the next run.
+build_docs() {
+  local out=$1 tmp
+  tmp=$(mktemp -d)
+  say "documentation: building the site into $out"
+  if python3 -m venv "$tmp/venv" \
+     && "$tmp/venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements-docs.lock" \
+     && (cd "$HERE" && NO_MKDOCS_2_WARNING=1 "$tmp/venv/bin/mkdocs" build -q -f mkdocs.yml -d "$tmp/site/en" \
+         && NO_MKDOCS_2_WARNING=1 "$tmp/venv/bin/mkdocs" build -q -f mkdocs.es.yml -d "$tmp/site/es"); then
+    rm -rf "$out" && mkdir -p "$(dirname "$out")" && cp -r "$tmp/site" "$out" && chmod -R a+rX "$out"
+  else
+    say "WARNING: the documentation site was not built (above); the page's Help link answers 404 until it is"
+  fi
+  rm -rf "$tmp"
+}
+
 PREFIX=/opt/gestor
 UNITS=(gestor-monitoring.service gestor-managing.service)
 WEB_UNIT=gestor-web.service
@@ -283,6 +303,7 @@ cmd_install() {
   fi
   rm -rf "$srccopy"
   cp "$HERE/README.md" "$PREFIX/README.md"
+  build_docs "$PREFIX/site"    # served by gestor web at /docs/ (gestor.web.docs: the venv's folder's site/)
   ln -sf "$PREFIX/venv/bin/gestor" /usr/local/bin/gestor
   ln -sf "$PREFIX/venv/bin/stop-loads" /usr/local/bin/stop-loads
   mkdir -p /etc/gestor/meters /var/lib/gestor
@@ -502,10 +523,11 @@ case "${1:-}" in
   --demo) shift; cmd_demo "$@" ;;
   --test) shift; cmd_test "$@" ;;
   --test-compiled) shift; cmd_test_compiled "$@" ;;
+  --build-docs) check_python; build_docs "$(realpath -m "${2:-$HERE/site}")" ;;
   --build-compiled) check_python; make_venv "$VENV" "[test]"; build_compiled; say "built: GESTOR_SRC=$HERE/.build/compiled/src" ;;
   ""|--install) cmd_install ;;
   --compile) cmd_install --compile ;;
   --uninstall) shift; cmd_uninstall "${1:-}" ;;
-  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown option $1 (use --demo, --test, or no option for the system install)" ;;
 esac

@@ -123,6 +123,17 @@ def test_the_compile_lock_pins_what_the_compiled_core_is_built_with():
     assert {"mypy-extensions", "typing-extensions", "setuptools", "wheel"} <= set(pinned)
 
 
+def test_the_docs_lock_pins_the_site_builder_the_tests_build_with():
+    """sudo ./install.sh builds the documentation site from requirements-docs.lock with
+    --require-hashes: mkdocs-material as requirements-docs.in asks, the version the docs extra put
+    in this venv (tests/test_docs_site.py builds with it), every dependency pinned with its hashes."""
+    from importlib.metadata import version
+    pinned = _pins_with_hashes((REPO / "requirements-docs.lock").read_text())
+    wanted = re.search(r"^mkdocs-material==(\S+)$", (REPO / "requirements-docs.in").read_text(), re.M)[1]
+    assert pinned.get("mkdocs-material") == wanted == version("mkdocs-material")
+    assert {"mkdocs", "pymdown-extensions", "markdown", "jinja2", "pyyaml"} <= set(pinned)
+
+
 def test_the_lock_pins_every_dependency_with_hashes():
     lock = (REPO / "requirements.lock").read_text()
     pinned = _pins_with_hashes(lock)

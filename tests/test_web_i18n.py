@@ -32,7 +32,7 @@ def test_the_template_holds_every_word_of_the_sources(tmp_path):
         fresh = {m.id for m in read_po(f) if m.id}
     with open(T / "messages.pot", "rb") as f:
         kept = {m.id for m in read_po(f) if m.id}
-    assert fresh - kept == set(), "new words: run pybabel extract and update (README 'The web page')"
+    assert fresh - kept == set(), "new words: run pybabel extract and update (docs/site/en/web.md, 'Translating')"
     for lang in LANGS:
         ids = {m.id for m in catalog(lang) if m.id}  # (obsolete ones are kept apart: catalog.obsolete)
         assert fresh - ids == set(), f"{lang}: not in the catalog (pybabel update)"

@@ -168,7 +168,7 @@ def _db_init(args: argparse.Namespace) -> int:
         kind = "influxdb2" if server_version(settings.store.url).lstrip("v").startswith("2") else "influxdb1"
     if kind == "influxdb2":
         print("InfluxDB 2.x: create the bucket with its retention and the summary task yourself "
-              "(README, 'InfluxDB 2.x'); nothing done")
+              "(documentation: InfluxDB, 'InfluxDB 2.x'); nothing done")
         return 0
     for q in init_database(settings.store, settings.billing.period_s):
         print(q)

@@ -172,13 +172,13 @@ def test_gestor_simulate_runs_a_house_with_a_setpoint_device_alone(tmp_path, dev
     assert "policy steady_surplus, loads none, then devices " + name + " (simulated)" in p.stdout, p.stdout
 
 
-def test_the_readmes_heater_only_house_is_valid_settings():
-    """README "A house without on/off loads": its snippet, in the shipped example, is valid; its
+def test_the_docs_heater_only_house_is_valid_settings():
+    """The documentation's "A house without on/off loads" (docs/site/en/devices/index.md): its snippet, in the shipped example, is valid; its
     "no hardware" line is the heater the managing test above drives."""
     import re
 
     import yaml
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs/site/en/devices/index.md").read_text()
     block = text[text.index("A house with a modulating heater only:"):]
     snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", block, re.S)[1])
     raw = example_raw()

@@ -7,7 +7,7 @@ the line's level back from the pin factory.
 
 Which way it fails: when the process dies, the kernel releases the line and it floats or falls
 back to its pull (input); wire the load on the relay's normally-open (NO) contact and use a board
-whose input is off when undriven, so a dead Pi leaves the load off. See README "Wiring and safety".
+whose input is off when undriven, so a dead Pi leaves the load off. See docs/site/en/safety.md, "GPIO relays".
 
 Tests and machines without GPIO use gpiozero's MockFactory (``GPIOZERO_PIN_FACTORY=mock``).
 """

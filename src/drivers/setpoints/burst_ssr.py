@@ -12,7 +12,7 @@ device is opened: the frequency read back must be the one asked for.
 No device-side timeout: the line stays as driven while the process lives. gestor's idle on exit
 and ``stop-loads`` (systemd ExecStopPost) are the guard; when the process dies the kernel
 releases the line, so wire the SSR's input with a pull-down (off when undriven), as for the gpio
-relay (README "Wiring and safety"). No power read-back: ``state()`` gives the duty the line is
+relay (docs/site/en/safety.md). No power read-back: ``state()`` gives the duty the line is
 driven with. Idle: the line off (duty 0).
 
 Tests and machines without GPIO use gpiozero's MockFactory with ``MockPWMPin``.

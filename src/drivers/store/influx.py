@@ -4,7 +4,7 @@ InfluxDB 1.x is written through its HTTP ``/write`` endpoint with ``requests`` (
 Pi OS ship server 1.6.7, which has no ``/api/v2`` endpoints, so ``influxdb-client`` cannot write to
 it); answers are read up to 64 kB, so a misbehaving server cannot exhaust the Pi's memory. Points
 are built as line protocol by :func:`point`. Measurements and fields: DESIGN.md section 7 and
-README. ``influxdb-client`` (and numpy with it) is imported only for ``store.kind: influxdb2``.
+docs/site/en/influxdb.md. ``influxdb-client`` (and numpy with it) is imported only for ``store.kind: influxdb2``.
 
 InfluxDB 2.x is written through ``influxdb-client`` (``store.kind: influxdb2``: url, org, bucket,
 token); ``store.kind: auto`` asks ``/ping`` for ``X-Influxdb-Version`` and picks the API.

@@ -201,7 +201,7 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
       when the steady surplus ``med`` still covers every load on and the period ends no lower
       than ``-carry_wh``: a small deficit now instead of an off and an on again a minute later.
 
-    Measured with ``gestor simulate`` on the three recorded files (README, benchmarks/policies.py).
+    Measured with ``gestor simulate`` on the three recorded files (docs/site/en/simulator.md, benchmarks/policies.py).
     """
     balance_wh, net_w, loads = s.balance_wh, s.net_w, s.loads
     loads_on_w = 0.0

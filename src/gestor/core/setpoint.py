@@ -35,7 +35,7 @@ The issue's own measurement (an ideal 0-2000 W modulating heater, a one-cycle de
 without the reserve, 99.9-100 % of the bound captured but 77-92 Wh a day more imported; with the
 300 Wh-per-hour-left reserve, 97.4-97.9 % with 8-18 Wh a day. ``benchmarks/setpoint.py``
 measured it on the nine public recordings (before issue 33 with the per-device replay: a
-one-cycle delay; now through ``gestor simulate``, README "Devices with a power setpoint"): the same shape, with more import on the cloudy and winter files. Reserve 0:
+one-cycle delay; now through ``gestor simulate``, docs/site/en/devices/index.md): the same shape, with more import on the cloudy and winter files. Reserve 0:
 99.8-100 % per file, 43-295 Wh a day (154 on all nine); the reserve chosen leave-one-file-out
 (400, 300 for the winter file): 96.7-97.6 %, 4-153 Wh a day (97.2 %, 53 Wh a day on all nine;
 the shipped on/off steady_surplus with 1000 + 700 W: 96.3 %, 75 Wh a day), and every period with
@@ -57,7 +57,7 @@ Reversals per hour are thus at most ``3600 / min_reversal_s`` but for those the 
 demands. Measured (tests/test_setpoint_core.py): a surplus flipping +-1500 W around a mean of
 -1000..+1000 W every 10 s cycle, 359 reversals in the hour by the law alone, 5-8 with the rule
 (most in the period's last minute, which the end demands), every period ending within 10 Wh
-either way; ``benchmarks/reversals.py`` on the nine recordings (README).
+either way; ``benchmarks/reversals.py`` on the nine recordings (docs/site/en/devices/index.md).
 """
 from __future__ import annotations
 

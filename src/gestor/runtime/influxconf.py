@@ -3,7 +3,7 @@
 to 127.0.0.1 (Debian's package listens on every interface, without authentication).
 
 A ``bind-address`` the user set in the ``[http]`` section (uncommented) is left as it is: that is
-how it is opened on purpose (README, "InfluxDB on the network"). The RPC service
+how it is opened on purpose (docs/site/en/safety.md, "InfluxDB on the network"). The RPC service
 (``bind-address`` at the top) is loopback already by default in 1.x.
 """
 from __future__ import annotations

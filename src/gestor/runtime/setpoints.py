@@ -4,7 +4,7 @@ heater; issue 26): each cycle after the on/off loads, the setpoint law of
 the setpoint changes (or each cycle, to renew a device-side timeout), a log line and a
 ``setpoint`` point with the reason.
 
-Safety (README "Devices with a power setpoint"): every device is sent to its idle (0 W, a
+Safety (docs/site/en/devices/index.md): every device is sent to its idle (0 W, a
 battery's own self-consumption mode, a charger paused) at start, on exit, on a stale meter, under
 the stop latch, and when it fails; ``stop-loads`` idles them too (:mod:`stop_loads`). A device
 that does not answer, refuses, or reads back another setpoint than it was given is reported

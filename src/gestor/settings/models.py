@@ -151,8 +151,8 @@ class LoadSettings(_Model):
 
 class SetpointDeviceSettings(_Model):
     """A device whose power gestor sets (a battery, an EV charger, a modulating heater), driven by
-    the setpoint law of :mod:`gestor.core.setpoint` after the on/off loads (README "Devices with a
-    power setpoint")."""
+    the setpoint law of :mod:`gestor.core.setpoint` after the on/off loads
+    (docs/site/en/devices/index.md)."""
 
     name: str
     device: SerializeAsAny[DriverSection]      # the driver's settings (drivers/setpoints/)
@@ -164,7 +164,7 @@ class SetpointDeviceSettings(_Model):
     ramp_w_per_s: float | None = Field(None, gt=0, le=100_000)  # the largest change per second, W/s (None: none)
     min_remaining_s: float = Field(60.0, ge=10, le=900)   # the shortest time a balance is spread over, s
     # s a device keeps one direction (charge/discharge) before reversing, unless the period's end
-    # demands it (0: no such rule; README "Devices with a power setpoint", issue 32)
+    # demands it (0: no such rule; docs/site/en/devices/index.md, issue 32)
     min_reversal_s: float = Field(60.0, ge=0, le=900)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _device_name(v)))

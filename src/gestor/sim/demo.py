@@ -62,7 +62,7 @@ def demo_settings(args: argparse.Namespace, workdir: Path) -> tuple[Settings, Re
         if d.device.driver != "simulated":
             print(f"demo: setpoint device {d.name} ({d.device.driver}) left out: the demo drives no hardware")
     s.setpoints = [d for d in s.setpoints if d.device.driver == "simulated"]
-    if getattr(args, "battery", None):  # a simulated home battery after the loads (README "Batteries")
+    if getattr(args, "battery", None):  # a simulated home battery after the loads (docs/site/en/devices/batteries.md)
         from drivers.setpoints.simulated import SimulatedSetpointSettings
         from gestor.settings import SetpointDeviceSettings
         kwh = float(args.battery)
@@ -71,7 +71,7 @@ def demo_settings(args: argparse.Namespace, workdir: Path) -> tuple[Settings, Re
         s.setpoints = [SetpointDeviceSettings.model_validate({"name": "battery", "device": {"driver": "simulated"},
                                                               "reserve_wh_per_h": 0, "deadband_w": 20})]
         s.setpoints[0].device = dev  # type: ignore[assignment]
-    if getattr(args, "heater", None):  # a simulated modulating heater, after the battery if any (README "Heaters")
+    if getattr(args, "heater", None):  # a simulated modulating heater, after the battery if any (docs/site/en/devices/heaters.md)
         from drivers.setpoints.simulated import SimulatedSetpointSettings
         from gestor.settings import SetpointDeviceSettings
         if not 0 < float(args.heater) <= 100000:

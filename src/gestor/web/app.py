@@ -15,6 +15,7 @@ pages redirect to ``/login``; every POST needs the session's CSRF token, in the 
 | GET /day.csv?date=YYYY-MM-DD | that day's periods as CSV |
 | POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}`` (``for`` <= 7 days): :func:`~gestor.runtime.overrides.apply_override` |
 | POST /api/stop | JSON ``{"confirm": "STOP"}``: :func:`stop_loads.emergency_stop` |
+| GET /docs/... | the documentation site, public (:mod:`gestor.web.docs`) |
 
 A session ends at logout or ``web.session_hours`` after its login (:class:`gestor.web.auth.Sessions`).
 Every input that is not understood is a 4xx with a sentence (JSON ``error``), never a 500; the
@@ -43,7 +44,7 @@ from werkzeug.exceptions import HTTPException
 from gestor.runtime.livestate import is_latched
 from gestor.runtime.overrides import apply_override, parse_duration
 from gestor.settings import Settings
-from gestor.web import auth, i18n
+from gestor.web import auth, docs, i18n
 from gestor.web.data import History, HistoryError, StorePing, live, periods_csv
 
 log = logging.getLogger("gestor.web")
@@ -53,10 +54,11 @@ MAX_OVERRIDE = timedelta(days=7)       # the longest "for" of a command (the pag
 
 
 def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, https: bool = False,
-               stop: Callable[[str], Any] | None = None) -> Flask:
+               stop: Callable[[str], Any] | None = None, docs_dir: Path = docs.DEFAULT_DIR) -> Flask:
     """The application. ``clock``: ``now()`` gives an aware datetime (injected: tests run the
     page on the daemons' simulated clock). ``stop(by)``: the emergency stop (default: the
-    settings file's loads through :func:`stop_loads.emergency_stop`)."""
+    settings file's loads through :func:`stop_loads.emergency_stop`). ``docs_dir``: the built
+    documentation site served at ``/docs/`` (:mod:`gestor.web.docs`)."""
     app = Flask("gestor.web", root_path=str(Path(__file__).parent))
     app.config.update(
         SECRET_KEY=secret_key,
@@ -90,13 +92,14 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
 
     @app.before_request
     def _guard():
-        if request.endpoint in ("login", "static", "manifest", "favicon") or logged_in():
+        if request.endpoint in ("login", "static", "manifest", "favicon", *docs.ENDPOINTS) or logged_in():
             return None
         if request.path == "/" and request.method == "GET":
             return redirect(url_for("login"))
         log.warning("web: refused %s %s from %s: no session", request.method, request.path, client())
         return jsonify(error=_("not logged in")), 401
 
+    docs.register(app, docs_dir)
     csrf = CSRFProtect(app)  # after the session check: a request without a session is refused as such (401)
 
     @app.after_request

@@ -1,6 +1,6 @@
 """The page's languages: Spanish, Catalan and English, with Flask-Babel and gettext catalogs
 (``translations/{es,ca}/LC_MESSAGES/messages.po``, compiled to ``.mo`` and committed beside them;
-README "The web page" says how a translator updates them with ``pybabel``).
+docs/site/en/web.md, "Languages", says how a translator updates them with ``pybabel``).
 
 The language of a request: ``?lang=es|ca|en`` (the switch on the page, also on the login page;
 kept a year in the ``gestor_lang`` cookie), else the cookie, else the browser's
