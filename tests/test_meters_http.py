@@ -23,6 +23,19 @@ def meter_for(tmp_path, section: dict):
     return open_meter(s, DriverContext(SimClock(T0), tmp_path, tmp_path))
 
 
+def read_fails(tmp_path, section: dict, message: str) -> str:
+    """One read of a meter opened on ``section`` raises MeterError matching ``message``, a
+    one-line sentence; returns it."""
+    m = meter_for(tmp_path, section)
+    try:
+        with pytest.raises(MeterError, match=message) as e:
+            m.read()
+    finally:
+        m.close()
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
 @pytest.fixture
 def fronius():
     dev = FroniusDatamanager(free_port()).start()
@@ -75,22 +88,13 @@ def test_fronius_production_off_by_default_and_meter_id(tmp_path, fronius):
         assert fronius.requests == ["/solar_api/v1/GetMeterRealtimeData.cgi?Scope=Device&DeviceId=2"]
     finally:
         m.close()
-    m = meter_for(tmp_path, fronius_section(fronius))  # DeviceId 0 is not there: Status Code 12
-    try:
-        with pytest.raises(MeterError, match=r"Status Code 12 \(Device not available\).*DeviceId 0"):
-            m.read()
-    finally:
-        m.close()
+    # DeviceId 0 is not there: Status Code 12
+    read_fails(tmp_path, fronius_section(fronius), r"Status Code 12 \(Device not available\).*DeviceId 0")
 
 
 def test_fronius_meter_in_the_consumption_path_is_refused(tmp_path, fronius):
     fronius.use("noon").meter["Body"]["Data"]["Meter_Location_Current"] = 1
-    m = meter_for(tmp_path, fronius_section(fronius))
-    try:
-        with pytest.raises(MeterError, match=r"Meter_Location_Current 1 .*not at the grid connection"):
-            m.read()
-    finally:
-        m.close()
+    read_fails(tmp_path, fronius_section(fronius), r"Meter_Location_Current 1 .*not at the grid connection")
 
 
 def big_json() -> bytes:
@@ -116,43 +120,44 @@ FRONIUS_FAULTS = [
 ]
 
 
+def fault_then_recovery(m, dev, fault, raw, message: str, prefix: str, recover):
+    """Read ``m`` (noon: positive), then with ``dev`` faulty (``fault``/``raw_body``): a one-line
+    MeterError matching ``message`` that starts with ``prefix``; then ``recover()``'s reading."""
+    try:
+        assert m.read().net_w > 0
+        dev.fault, dev.raw_body = fault, raw
+        with pytest.raises(MeterError, match=message) as e:
+            m.read()
+        assert "\n" not in str(e.value) and str(e.value).startswith(prefix)
+        dev.fault, dev.raw_body = None, None
+        return recover()
+    finally:
+        m.close()
+
+
 @pytest.mark.parametrize("fault,raw,message", FRONIUS_FAULTS, ids=[f[0] or f[2][:12] for f in FRONIUS_FAULTS])
 def test_fronius_faults_are_sentences_then_recovery(tmp_path, fronius, fault, raw, message):
     fronius.use("noon")
     fronius.delay_s, fronius.drip_s = 2.0, 0.2
     m = meter_for(tmp_path, fronius_section(fronius, timeout_s=0.5))
-    try:
-        assert m.read().net_w > 0
-        fronius.fault, fronius.raw_body = fault, raw
-        with pytest.raises(MeterError, match=message) as e:
-            m.read()
-        assert "\n" not in str(e.value) and str(e.value).startswith("fronius 127.0.0.1: ")
-        fronius.fault, fronius.raw_body = None, None
+
+    def recover():
         fronius.set_net(3000.0, 15305334, 35635070)
         m.clock.set(T0 + timedelta(seconds=20))
-        assert m.read().net_w == 3000.0  # the kept session serves the next read
-    finally:
-        m.close()
+        return m.read()
+    # the kept session serves the next read
+    assert fault_then_recovery(m, fronius, fault, raw, message, "fronius 127.0.0.1: ", recover).net_w == 3000.0
 
 
 def test_fronius_busy_status_code(tmp_path, fronius):
     """A Datamanager that cannot reach its meter in time answers HTTP 200 with Status Code 8."""
     fronius.meter = fronius_answer("status_8_lnrequesttimeout.json")
-    m = meter_for(tmp_path, fronius_section(fronius))
-    try:
-        with pytest.raises(MeterError, match=r"Status Code 8 \(Transfer timeout\.\): no meter data"):
-            m.read()
-    finally:
-        m.close()
+    read_fails(tmp_path, fronius_section(fronius), r"Status Code 8 \(Transfer timeout\.\): no meter data")
 
 
 def test_fronius_unreachable(tmp_path):
-    m = meter_for(tmp_path, {"driver": "fronius", "host": "127.0.0.1", "port": free_port(), "timeout_s": 1.0})
-    try:
-        with pytest.raises(MeterError, match=r"connection refused or host unreachable"):
-            m.read()
-    finally:
-        m.close()
+    read_fails(tmp_path, {"driver": "fronius", "host": "127.0.0.1", "port": free_port(), "timeout_s": 1.0},
+               r"connection refused or host unreachable")
 
 
 # --- Wibeee ----------------------------------------------------------------------------------
@@ -202,16 +207,8 @@ def test_wibeee_faults_are_sentences_then_recovery(tmp_path, wibeee, fault, raw,
     wibeee.use("export")
     wibeee.delay_s = 2.0
     m = meter_for(tmp_path, wibeee_section(wibeee, timeout_s=0.5))
-    try:
-        assert m.read().net_w > 0
-        wibeee.fault, wibeee.raw_body = fault, raw
-        with pytest.raises(MeterError, match=message) as e:
-            m.read()
-        assert "\n" not in str(e.value) and str(e.value).startswith("wibeee 127.0.0.1: ")
-        wibeee.fault, wibeee.raw_body = None, None
-        assert m.read().net_w == pytest.approx(1850.20)
-    finally:
-        m.close()
+    r = fault_then_recovery(m, wibeee, fault, raw, message, "wibeee 127.0.0.1: ", m.read)
+    assert r.net_w == pytest.approx(1850.20)
 
 
 # --- settings --------------------------------------------------------------------------------
