@@ -215,6 +215,7 @@ def test_wibeee_faults_are_sentences_then_recovery(tmp_path, wibeee, fault, raw,
 @pytest.mark.parametrize("section,key", [
     ({"driver": "wibeee", "host": "192.168.1.40", "phases": 2}, "phases"),
     ({"driver": "wibeee", "host": "my wibeee"}, "host"),
+    ({"driver": "fronius", "host": "192.168.1.30:80"}, "host"),  # the port is its own key
     ({"driver": "fronius", "host": "192.168.1.30", "meter_id": -1}, "meter_id"),
     ({"driver": "fronius", "host": "192.168.1.30", "timeout_s": 0}, "timeout_s"),
     ({"driver": "fronius", "host": "192.168.1.30", "unit_id": 1}, "unit_id"),

@@ -15,25 +15,39 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import socket
 import ssl
 import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 from urllib.parse import urlsplit
 
 import requests
+from pydantic import AfterValidator
 from requests.adapters import HTTPAdapter
 
 MAX_BODY_BYTES = 1 << 20      # a device's JSON answer is a few kB; anything past 1 MB is refused
 MAX_LINE_BYTES = 64 << 10     # one line of a server-sent stream
-HOST_PATTERN = r"^[A-Za-z0-9._\-:\[\]]+$"  # a device's ``host`` setting: an IP address (v4, [v6]) or a name
+
 
 
 class HttpError(Exception):
     """A request to a device failed; the message names the URL and the reason."""
+
+
+def check_host(host: str) -> str:
+    """A device's ``host`` setting: an IPv4 address, a name, or an IPv6 address in brackets, with
+    no port and no scheme (the port is a key of its own). Raises ValueError saying what is allowed."""
+    if not (1 <= len(host) <= 253 and re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-]+", host)):
+        raise ValueError(f"{host[:60]!r} is not an IP address or a host name (allowed: 192.168.1.30, "
+                         "inverter.local, [fe80::1]; no http://, no :port: the port is its own key)")
+    return host
+
+
+DeviceHost = Annotated[str, AfterValidator(check_host)]
 
 
 def normalise_fingerprint(fp: str) -> str:

@@ -29,13 +29,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from drivers import DriverContext, aio
-from drivers.http import HOST_PATTERN, HttpError, number
+from drivers.http import DeviceHost, HttpError, number
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
 
 
 class FroniusSettings(MeterSettings):
     driver: Literal["fronius"] = "fronius"
-    host: str = Field(min_length=1, max_length=253, pattern=HOST_PATTERN)  # the inverter / Datamanager
+    host: DeviceHost  # the inverter / Datamanager
     port: int = Field(80, ge=1, le=65535)       # the Solar API's HTTP port
     meter_id: int = Field(0, ge=0, le=65535)    # DeviceId of the Smart Meter (the primary meter is 0)
     timeout_s: float = Field(3.0, gt=0, le=20)  # the whole read (both requests), s
@@ -103,7 +103,9 @@ class FroniusMeter:
             cause = type(e.__context__).__name__
             why = ("the connection dropped before a complete answer" if "Disconnected" in cause or "Payload" in cause
                    else "connection refused or host unreachable" if "Connector" in cause
-                   else "no answer in time" if "Timeout" in cause else f"connection failed ({cause})")
+                   # the session's own deadline, the same as aio.run's: one message whichever fires first
+                   else f"no complete answer within {self.s.timeout_s:g} s" if "Timeout" in cause
+                   else f"connection failed ({cause})")
             raise MeterError(f"{where}: {self.meter_url}: {why}") from None
         except (ValueError, TypeError, KeyError) as e:  # NaN literals and other malformed JSON pyfronius passed
             raise MeterError(f"{where}: malformed answer ({type(e).__name__}: {str(e)[:120]})") from None

@@ -35,13 +35,13 @@ from typing import Literal
 from pydantic import Field
 
 from drivers import DriverContext
-from drivers.http import HOST_PATTERN, Device, HttpError
+from drivers.http import DeviceHost, Device, HttpError
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
 
 
 class WibeeeSettings(MeterSettings):
     driver: Literal["wibeee"] = "wibeee"
-    host: str = Field(min_length=1, max_length=253, pattern=HOST_PATTERN)  # the Wibeee's IP address or name
+    host: DeviceHost  # the Wibeee's IP address or name
     port: int = Field(80, ge=1, le=65535)       # its HTTP port
     timeout_s: float = Field(3.0, gt=0, le=20)  # the whole read, s
     phases: Literal[1, 3] = 1                    # 1: fase1 is the grid; 3: fase1-3 netted
