@@ -78,7 +78,11 @@ class FroniusMeter:
 
     def _run(self) -> tuple[dict, dict | None]:
         """The two answers as pyfronius converts them; every failure a MeterError sentence."""
-        import pyfronius
+        try:
+            import pyfronius
+        except ImportError:
+            raise MeterError("fronius: the pyfronius library is not installed: install gestor's 'fronius' extra "
+                             "(install.sh does when the settings name driver: fronius)") from None
         from drivers.aio_http import BodyTooLarge, HttpStatusError
         where = f"fronius {self.s.host}"
         try:
