@@ -14,24 +14,40 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import socket
 import ssl
 import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 from urllib.parse import urlsplit
 
 import requests
+from pydantic import AfterValidator
 from requests.adapters import HTTPAdapter
 
 MAX_BODY_BYTES = 1 << 20      # a device's JSON answer is a few kB; anything past 1 MB is refused
 MAX_LINE_BYTES = 64 << 10     # one line of a server-sent stream
 
 
+
 class HttpError(Exception):
     """A request to a device failed; the message names the URL and the reason."""
+
+
+def check_host(host: str) -> str:
+    """A device's ``host`` setting: an IPv4 address, a name, or an IPv6 address in brackets, with
+    no port and no scheme (the port is a key of its own). Raises ValueError saying what is allowed."""
+    if not (1 <= len(host) <= 253 and re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-]+", host)):
+        raise ValueError(f"{host[:60]!r} is not an IP address or a host name (allowed: 192.168.1.30, "
+                         "inverter.local, [fe80::1]; no http://, no :port: the port is its own key)")
+    return host
+
+
+DeviceHost = Annotated[str, AfterValidator(check_host)]
 
 
 def normalise_fingerprint(fp: str) -> str:
@@ -99,6 +115,8 @@ def _decode(body: bytes, encoding: str, url: str) -> bytes:
 def _check_status(r: requests.Response, url: str) -> None:
     if r.status_code == 401:
         raise HttpError(f"{url}: HTTP 401, authentication failed (check username/password/token)")
+    if r.status_code == 503:
+        raise HttpError(f"{url}: HTTP 503 {r.reason}, the device is busy (try again)")
     if not r.ok:
         raise HttpError(f"{url}: HTTP {r.status_code} {r.reason}")
 
@@ -141,11 +159,24 @@ class Device:
                 body over MAX_BODY_BYTES, a TLS failure, or a body that is not complete JSON (a
                 device restarting mid-answer sends truncated bodies).
         """
+        return self._within(self._request_json, method, url, timeout_s, body)
+
+    def get_bytes(self, url: str, timeout_s: float) -> bytes:
+        """GET ``url`` and return its body (at most MAX_BODY_BYTES, decompressed), all within
+        ``timeout_s``: for devices that answer XML or text (Wibeee's ``status.xml``).
+
+        Raises:
+            HttpError: as :meth:`request_json`, except that the body is not parsed.
+        """
+        return self._within(self._request_bytes, "GET", url, timeout_s, None)
+
+    def _within(self, fn: Any, method: str, url: str, timeout_s: float, body: Any) -> Any:
+        """``fn(method, url, timeout_s, body)`` in a worker thread, waited for at most ``timeout_s``."""
         with self._lock:
             self._busy = [f for f in self._busy if not f.done()]
             if len(self._busy) >= 2:
                 raise HttpError(f"{url}: previous requests still hanging (device answering too slowly)")
-            fut = self._pool.submit(self._request_json, method, url, timeout_s, body)
+            fut = self._pool.submit(fn, method, url, timeout_s, body)
             self._busy.append(fut)
         try:
             return fut.result(timeout=timeout_s)
@@ -153,6 +184,13 @@ class Device:
             raise HttpError(f"{url}: no answer within {timeout_s:g} s (in all)") from None
 
     def _request_json(self, method: str, url: str, timeout_s: float, body: Any) -> Any:
+        body = self._request_bytes(method, url, timeout_s, body)
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise HttpError(f"{url}: answer is not valid JSON ({e}); {len(body)} bytes") from None
+
+    def _request_bytes(self, method: str, url: str, timeout_s: float, body: Any) -> bytes:
         try:
             with self.session.request(method, url, json=body, timeout=timeout_s, stream=True) as r:
                 _check_status(r, url)
@@ -167,16 +205,16 @@ class Device:
         except requests.Timeout:
             raise HttpError(f"{url}: no answer within {timeout_s:g} s") from None
         except requests.ConnectionError as e:
-            reason = "connection refused" if "refused" in str(e).lower() else "unreachable"
+            text = str(e).lower()
+            reason = ("connection refused" if "refused" in text else
+                      "connection dropped before a complete answer" if "aborted" in text or "disconnected" in text
+                      else "unreachable")
             raise HttpError(f"{url}: {reason}") from None
         except requests.RequestException as e:
             raise HttpError(f"{url}: {type(e).__name__}: {str(e)[:200]}") from None
         except Exception as e:  # urllib3 protocol errors while reading the body
             raise HttpError(f"{url}: {type(e).__name__} while reading the answer") from None
-        try:
-            return json.loads(body)
-        except ValueError as e:
-            raise HttpError(f"{url}: answer is not valid JSON ({e}); {len(body)} bytes") from None
+        return body
 
     def _tls_message(self, url: str, e: Exception) -> str:
         if self.tls_fingerprint:
@@ -236,6 +274,6 @@ def number(obj: Any, *path: str | int, where: str) -> float:
             cur = cur[p]
         except (KeyError, IndexError, TypeError):
             raise HttpError(f"{where}: answer lacks {'.'.join(str(x) for x in path)}") from None
-    if isinstance(cur, bool) or not isinstance(cur, (int, float)):
+    if isinstance(cur, bool) or not isinstance(cur, (int, float)) or not math.isfinite(cur):
         raise HttpError(f"{where}: {'.'.join(str(x) for x in path)} is {str(cur)[:40]!r}, not a number")
     return float(cur)

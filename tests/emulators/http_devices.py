@@ -1,6 +1,7 @@
 """Device emulators on loopback HTTP: Shelly Gen1 and Gen2 (meters and relays) and an Enphase
 Envoy-S Metered, answering with the JSON shapes of their public API docs. Faults are injected by
-setting ``fault``: "timeout" (answers after ``delay_s``), "500", "truncated" (half a body),
+setting ``fault``: "timeout" (answers after ``delay_s``), "500", "503" (busy), "drop" (the
+connection closed without an answer), "truncated" (half a body),
 "garbage", "drip" (the body one byte every ``drip_s``: never a socket timeout); ``raw_body``
 (+ ``raw_headers``) replaces the answer with any bytes (malformed JSON, a gzip bomb);
 :meth:`stop`/:meth:`start` emulate a reboot on the same port; ``tls=(certfile, keyfile)`` serves
@@ -50,6 +51,8 @@ class DeviceServer:
         self.raw_body: bytes | None = None
         self.raw_headers: dict[str, str] = {}
         self.tls: tuple[str, str] | None = None
+        self.content_type = "application/json"
+        self.accepted = 0                 # connections accepted (a client keeping one alive: 1)
 
     # subclasses: route(path, query) -> (status, body_dict) or (status, str)
     def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
@@ -97,6 +100,7 @@ class DeviceServer:
             def setup(self) -> None:
                 super().setup()
                 dev._conns.add(self.connection)
+                dev.accepted += 1
 
             def finish(self) -> None:
                 dev._conns.discard(self.connection)
@@ -139,6 +143,14 @@ class DeviceServer:
                 if fault == "500":
                     self._send(500, b'{"error": "internal"}')
                     return
+                if fault == "503":
+                    self._send(503, b"<html><body>503 Service Unavailable</body></html>")
+                    return
+                if fault == "drop":
+                    import socket
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if dev.stream(self, u.path):
                     return
                 status, answer = dev.request(method, u.path, {k: v[-1] for k, v in parse_qs(u.query).items()}, body)
@@ -154,7 +166,7 @@ class DeviceServer:
             def _send(self, status: int, data: bytes, drip: bool = False) -> None:
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", dev.content_type)
                     self.send_header("Content-Length", str(len(data)))
                     for k, v in dev.raw_headers.items():
                         self.send_header(k, v)
