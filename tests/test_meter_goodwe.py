@@ -4,7 +4,7 @@ SOURCE.md there): the library itself is the client. Each test checks the sign: e
 positive ``net_w``."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -142,3 +142,36 @@ def test_settings_name_the_bad_key_value_and_what_is_allowed(tmp_path):
         make_settings(tmp_path, meter_section={"driver": "goodwe", "host": "h", "timeout_s": 0})
     s = make_settings(tmp_path, meter_section={"driver": "goodwe", "host": "192.168.1.50"})
     assert (s.meter.port, s.meter.family, s.meter.timeout_s) == (8899, None, 1.0)
+
+
+def test_monitoring_stores_the_goodwe_meters_readings_in_influxdb(tmp_path, influxd, influx_db):
+    """Integration: house rows (2022-06-11 from row 3050: export, then import) played into the
+    GW20K-ET's recorded meter answer, one monitoring cycle each; InfluxDB holds what was served."""
+    from tests.integration.test_meters import T0 as M0, house_rows, run_monitoring, stored
+
+    emu = GoodweUdp("ET")
+    try:
+        rows, meter = house_rows(30, start=3050), recorded("GW20K-ET_meter_data")
+        s = make_settings(tmp_path, influxd, influx_db, meter_section={
+            "driver": "goodwe", "host": emu.host, "family": "ET", "timeout_s": 0.5})
+        served, imp, exp = [], 1_234_560.0, 2_345_670.0
+
+        def serve(i: int) -> None:
+            nonlocal imp, exp
+            w = round(rows[i]["net_w"])
+            if i:
+                e = (served[-1][0] + w) / 2 * 10 / 3600
+                imp, exp = imp + max(-e, 0.0), exp + max(e, 0.0)
+            emu.modbus[(0x8CA0, 0x7D)] = et_meter(meter, w, import_wh=imp, export_wh=exp)
+            served.append((w, round(imp / 10) * 10.0, round(exp / 10) * 10.0))   # 0.01 kWh on the wire
+
+        mon, got = run_monitoring(s, len(rows), serve)
+        assert mon.failures == 0 and all(r is not None for r in got)
+        pts = stored(influxd, influx_db)
+    finally:
+        emu.close()
+    assert len(pts) == len(rows)
+    for i, (p, (w, i_wh, e_wh)) in enumerate(zip(pts, served)):
+        assert p["time"] == int((M0 + timedelta(seconds=10 * i)).timestamp() * 1000)
+        assert (p["net_w"], p["import_wh_total"], p["export_wh_total"]) == (w, i_wh, e_wh)
+    assert min(w for w, _, _ in served) < 0 < max(w for w, _, _ in served)   # both signs: a flip would show

@@ -15,11 +15,12 @@ from contextlib import contextmanager
 import pytest
 
 from tests import netns
-from tests.conftest import REPO
+from gestor.settings import SettingsError
+from tests.conftest import REPO, make_settings
 from tests.emulators.speedwire import datagram, net, recorded
 from tests.integration.test_meters import house_rows
 
-pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2 for a private test LAN")
+needs_lan = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2 for a private test LAN")
 
 SERIAL = 3014930442                  # the recorded Home Manager's serial
 T0 = 1_718_964_000.0                 # 2024-06-21 10:00 UTC
@@ -80,6 +81,7 @@ def house(tmp_path, meter: dict, influx: bool = False):
             h.close()
 
 
+@needs_lan
 def test_recorded_then_a_real_noon_and_night_read_with_export_positive(tmp_path):
     base = recorded()
     with house(tmp_path, {"driver": "sma_em", "timeout_s": 5}) as h:
@@ -101,6 +103,7 @@ def test_recorded_then_a_real_noon_and_night_read_with_export_positive(tmp_path)
         assert newest["net_w"] == pytest.approx(1200.0), newest
 
 
+@needs_lan
 def test_silence_a_dropped_datagram_and_a_repeat_are_failed_reads_then_it_reads_again(tmp_path):
     base = recorded()
     with house(tmp_path, {"driver": "sma_em", "timeout_s": 1}) as h:
@@ -117,6 +120,7 @@ def test_silence_a_dropped_datagram_and_a_repeat_are_failed_reads_then_it_reads_
         assert h.read_after(T0 + 40, net(base, -80.0, 1000.0, 2000.0, timestamp_ms=30))["net_w"] == pytest.approx(-80.0)
 
 
+@needs_lan
 def test_garbage_and_another_meter_are_failed_reads_with_a_sentence(tmp_path):
     base = recorded()
     with house(tmp_path, {"driver": "sma_em", "serial": SERIAL, "timeout_s": 1}) as h:
@@ -138,6 +142,7 @@ def test_garbage_and_another_meter_are_failed_reads_with_a_sentence(tmp_path):
         assert both["net_w"] == pytest.approx(750.0), both
 
 
+@needs_lan
 def test_monitoring_stores_the_meters_readings_in_influxdb(tmp_path):
     """Integration: house rows (2022-06-11 from row 3050: export, then import) sent as datagrams, one monitoring cycle each,
     InfluxDB (inside the Pi's namespace) holds what was sent."""
@@ -159,3 +164,14 @@ def test_monitoring_stores_the_meters_readings_in_influxdb(tmp_path):
         assert p["net_w"] == pytest.approx(w, abs=1e-6)
         assert (p["import_wh_total"], p["export_wh_total"]) == pytest.approx((i_wh, e_wh), abs=1e-6)
     assert min(w for w, _, _ in sent) < 0 < max(w for w, _, _ in sent)   # both signs: a flip would show
+
+
+def test_settings_name_the_bad_key_value_and_what_is_allowed(tmp_path):
+    for section, says in (({"interface": "eth0"}, "meter.interface: input is not a valid IPv4 address (got 'eth0')"),
+                          ({"serial": 0}, "meter.serial: must be >= 1 (got 0)"),
+                          ({"timeout_s": 60}, "meter.timeout_s: must be <= 30 (got 60)")):
+        with pytest.raises(SettingsError) as e:
+            make_settings(tmp_path, meter_section={"driver": "sma_em", **section})
+        assert says in str(e.value)
+    s = make_settings(tmp_path, meter_section={"driver": "sma_em"})
+    assert (s.meter.serial, s.meter.interface, s.meter.timeout_s) == (None, None, 3.0)
