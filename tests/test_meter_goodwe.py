@@ -14,7 +14,7 @@ from drivers.meters.base import METERS, MeterError
 from gestor.clock import SimClock
 from gestor.settings import SettingsError
 from tests.conftest import make_settings
-from tests.emulators.goodwe_udp import GoodweUdp, es_running, et_meter, recorded
+from tests.emulators.goodwe_udp import GoodweTcp, GoodweUdp, es_running, et_meter, patch_rtu, recorded
 
 T0 = datetime(2024, 6, 21, 12, 0, tzinfo=timezone.utc)
 
@@ -59,6 +59,19 @@ def test_et_a_real_noon_and_a_real_night(emulator):
     assert (night.import_wh_total, night.export_wh_total) == (1_235_020.0, 2_351_230.0)
 
 
+def test_et_over_modbus_tcp():
+    """Any port but 8899 is the library's Modbus TCP: the same recorded registers, reframed."""
+    emu = GoodweTcp("ET")
+    try:
+        model, factory = METERS["goodwe"]
+        s = model(host="127.0.0.1", port=emu.port, family="ET", timeout_s=0.5, retries=1)
+        m = factory(s, DriverContext(SimClock(T0), Path("/nonexistent"), Path("/nonexistent")))
+        r = m.read()
+        assert (r.net_w, r.import_wh_total, r.export_wh_total) == (1556.0, 150.0, 35550.0)
+    finally:
+        emu.close()
+
+
 @pytest.mark.parametrize("emulator", ["ES"], indirect=True)
 def test_es_recorded_then_noon_and_night_signed_by_grid_in_out(emulator):
     m = open_meter(emulator, family="ES")
@@ -90,6 +103,17 @@ def test_a_dt_without_a_meter_is_a_failed_read_never_a_zero(emulator):
         with pytest.raises(MeterError, match=r"GW8K-DT, DT family\): the inverter reports no grid meter "
                                              r"\(meter_active_power missing"):
             m.read()
+
+
+@pytest.mark.parametrize("emulator", ["ET"], indirect=True)
+def test_an_et_that_cannot_reach_its_meter_is_a_failed_read(emulator):
+    """``meter_comm_status`` (36004) 0: the inverter has lost its meter; the powers it then answers
+    are zeros (the GEH10-1U-10 recording in the library's tests shows exactly that), not a reading."""
+    m = open_meter(emulator, family="ET")
+    meter = et_meter(recorded("GW20K-ET_meter_data"), 0, import_wh=150.0, export_wh=35550.0)
+    emulator.modbus[(0x8CA0, 0x7D)] = patch_rtu(meter, 36000, {36004: (0).to_bytes(2, "big")})
+    with pytest.raises(MeterError, match=r"cannot reach its grid meter \(meter_comm_status = 0\)"):
+        m.read()
 
 
 @pytest.mark.parametrize("emulator", ["ET"], indirect=True)

@@ -10,6 +10,10 @@ Two request families (goodwe 0.4.10, ``goodwe/protocol.py``):
 * AA55 (ES/EM/BP): ``AA 55 C0 7F payload sum``; the answer ``AA 55 7F C0 type len data sum`` (a
   plain 16-bit byte sum, big-endian). No recording: no answer.
 
+:class:`GoodweTcp` serves the same recorded register data over Modbus TCP (the library's transport
+for any port but 8899): each answer's data bytes reframed with the MBAP header (goodwe 0.4.10
+``modbus.py`` ``validate_modbus_tcp_response``); no TCP answer of these inverters was recorded.
+
 The library speaks UDP only to port 8899 (any other port is Modbus TCP), so each emulator binds
 8899 on its own loopback address (127.88.x.y): tests run in parallel without a clash.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import socketserver
 import threading
 from pathlib import Path
 
@@ -180,3 +185,38 @@ class GoodweUdp:
         self._stop = True
         self.thread.join(2)
         self.sock.close()
+
+
+class GoodweTcp:
+    """The recorded Modbus answers of ``family`` over Modbus TCP on 127.0.0.1 (a free port): a read
+    gets ``tid 0000 len unit 03 n data`` with the recording's data bytes; an unrecorded read the
+    exception ILLEGAL DATA ADDRESS (``unit 83 02``)."""
+
+    def __init__(self, family: str) -> None:
+        self.modbus, _ = family_answers(family)
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.settimeout(5)
+                while True:
+                    try:
+                        req = self.request.recv(260)
+                    except OSError:
+                        return
+                    if len(req) < 12:
+                        return
+                    unit, first, count = req[6], int.from_bytes(req[8:10], "big"), int.from_bytes(req[10:12], "big")
+                    rtu = outer.modbus.get((first, count))
+                    pdu = bytes([unit, 0x03]) + rtu[4:-2] if rtu else bytes([unit, 0x83, 0x02])
+                    self.request.sendall(req[0:2] + b"\0\0" + len(pdu).to_bytes(2, "big") + pdu)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="goodwe-tcp", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
