@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from drivers import DriverContext, aio
-from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
+from drivers.meters.base import MeterError, MeterSettings, Reading, import_extra, register_meter
 
 # goodwe 0.4.10 __init__.py ET_FAMILY + ES_FAMILY + DT_FAMILY
 FAMILIES = ("ET", "EH", "BT", "BH", "ES", "EM", "BP", "DT", "MS", "NS", "XS")
@@ -94,9 +94,7 @@ class GoodweMeter:
         self.inverter: Any = None
         self.where = f"goodwe {s.host}:{s.port}"
 
-    async def _read(self) -> tuple[str, dict[str, Any]]:
-        import goodwe
-
+    async def _read(self, goodwe: Any) -> tuple[str, dict[str, Any]]:
         if self.inverter is None:
             # goodwe.connect's timeout is typed int but used as a float (asyncio call_later)
             self.inverter = await goodwe.connect(self.s.host, self.s.port, self.s.family,
@@ -105,13 +103,12 @@ class GoodweMeter:
         return kind, await self.inverter.read_runtime_data()
 
     def read(self) -> Reading:
-        from goodwe import InverterError
-
+        goodwe = import_extra("goodwe", "goodwe", "goodwe")
         try:
-            kind, data = aio.run(self._read(), self.s.read_bound_s)
+            kind, data = aio.run(self._read(goodwe), self.s.read_bound_s)
         except TimeoutError:
             raise MeterError(f"{self.where}: no complete answer within {self.s.read_bound_s:g} s") from None
-        except InverterError as e:
+        except goodwe.InverterError as e:
             raise MeterError(f"{self.where}: {_sentence(e)}") from None
         except OSError as e:
             raise MeterError(f"{self.where}: {e.strerror or e}") from None

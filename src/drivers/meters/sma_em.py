@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from drivers import DriverContext, aio
-from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
+from drivers.meters.base import MeterError, MeterSettings, Reading, import_extra, register_meter
 
 GROUP, PORT = "239.12.255.254", 9522
 # Largest datagram accepted, bytes: an EM / HM 2.0 datagram is 600-1000 bytes (the recording in
@@ -73,9 +73,8 @@ def check_datagram(p: bytes) -> str | None:
 def factors() -> dict[str, float]:
     """The divisors of :data:`CHANNELS`' raw values, from the library (``pysmaplus/definitions_em.py``
     ``obis2sensor``): power raw / 10 = W, counters raw / 3,600,000 = kWh."""
-    from pysmaplus.definitions_em import obis2sensor
-
-    by_key = {s.key: s.factor for s in obis2sensor}
+    definitions = import_extra("pysmaplus.definitions_em", "sma", "sma_em")
+    by_key = {s.key: s.factor for s in definitions.obis2sensor}
     return {k: float(by_key[c]) for k, c in CHANNELS.items()}
 
 
@@ -131,11 +130,10 @@ class SmaEmMeter:
         """Bind the socket (port 9522, SO_REUSEADDR: other listeners on the Pi keep theirs; the group
         joined on ``interface``, else on the default route's) and hand it to the library's listener
         on the drivers' loop (once; again after a failure)."""
-        from pysmaplus.device_em import SMAspeedwireEM
-
+        device_em = import_extra("pysmaplus.device_em", "sma", "sma_em")
         owner = self
 
-        class Listener(SMAspeedwireEM):
+        class Listener(device_em.SMAspeedwireEM):  # type: ignore[name-defined,misc]
             def datagram_received(self, p: bytes, addr: tuple[str, int]) -> dict[str, Any]:
                 return owner.received(p, addr, super().datagram_received)
 
