@@ -123,7 +123,7 @@ def test_silence_a_dropped_datagram_and_a_repeat_are_failed_reads_then_it_reads_
 @needs_lan
 def test_garbage_and_another_meter_are_failed_reads_with_a_sentence(tmp_path):
     base = recorded()
-    with house(tmp_path, {"driver": "sma_em", "serial": SERIAL, "timeout_s": 1}) as h:
+    with house(tmp_path, {"driver": "sma_em", "serial": SERIAL, "interface": "192.168.77.2", "timeout_s": 1}) as h:
         good = net(base, 900.0, 1000.0, 2000.0, timestamp_ms=100)
         cut = h.read_after(T0, good[:300])
         assert cut["error"].endswith("refused a datagram: truncated (300 bytes, its header says 604), from 192.168.77.10")
@@ -140,6 +140,14 @@ def test_garbage_and_another_meter_are_failed_reads_with_a_sentence(tmp_path):
         both = h.read_after(T0 + 40, net(base, 750.0, 1000.0, 2000.0, timestamp_ms=300),
                             net(base, 900.0, 1.0, 2.0, timestamp_ms=301, serial=1234567))
         assert both["net_w"] == pytest.approx(750.0), both
+
+
+@needs_lan
+def test_an_interface_the_pi_does_not_have_is_a_failed_read_naming_it(tmp_path):
+    with house(tmp_path, {"driver": "sma_em", "interface": "192.168.77.99", "timeout_s": 1}) as h:
+        r = h.read_after(T0, recorded())
+        assert r["error"].startswith("sma_em 239.12.255.254:9522: cannot listen to the multicast group on "
+                                     "interface 192.168.77.99: "), r
 
 
 @needs_lan
