@@ -6,6 +6,8 @@ and obeys one command per stdin line, answering one JSON line on stdout:
 
 * ``at EPOCH_S``: set the clock (before the emulator sends what the next read gets: a datagram's
   arrival is stamped by this clock) (``{"at": EPOCH_S}``);
+* ``wait N``: wait (10 s at most) until the meter driver has handled N datagrams in all
+  (``sma_em``'s ``datagrams``): a read then sees every datagram sent before (``{"datagrams": n}``);
 * ``read``: one read of the meter driver: ``{"net_w": ..., "import_wh_total": ...,
   "export_wh_total": ...}`` or ``{"error": "sentence"}``;
 * ``cycle``: the same through one monitoring cycle (``{"error": ...}``: a failed cycle);
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +53,11 @@ def main(argv: list[str]) -> int:
             if cmd == "at":
                 clock.set(datetime.fromtimestamp(float(arg), timezone.utc))
                 out = {"at": float(arg)}
+            elif cmd == "wait":
+                bound = time.monotonic() + 10.0
+                while getattr(mon.meter, "datagrams", 0) < int(arg) and time.monotonic() < bound:
+                    time.sleep(0.005)
+                out = {"datagrams": getattr(mon.meter, "datagrams", 0)}
             elif cmd in ("read", "cycle"):
                 try:
                     r = mon.meter.read() if cmd == "read" else mon.cycle()

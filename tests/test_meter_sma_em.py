@@ -37,6 +37,7 @@ class House:
         argv = [sys.executable, "-m", "tests.meter_host", str(work), json.dumps(meter)] + (["--influx"] if influx else [])
         self.mon = self.pi.popen(argv, **kw)
         assert self._line(self.mon) == {"ready": True}
+        self.sent = 0
 
     @staticmethod
     def _line(p: subprocess.Popen, bound_s: float = 120.0) -> dict:
@@ -49,17 +50,21 @@ class House:
         self.emu.stdin.write(p.hex() + "\n")
         self.emu.stdin.flush()
         assert self._line(self.emu)["line"].startswith("sent")
+        self.sent += 1
 
     def ask(self, cmd: str) -> dict:
         self.mon.stdin.write(cmd + "\n")
         self.mon.stdin.flush()
         return self._line(self.mon)
 
-    def read_after(self, at: float, *datagrams: bytes, cmd: str = "read") -> dict:
-        """Set the Pi's clock to ``at``, send ``datagrams``, then one ``cmd`` (read / cycle)."""
+    def read_after(self, at: float, *datagrams: bytes, cmd: str = "read", wait: bool = True) -> dict:
+        """Set the Pi's clock to ``at``, send ``datagrams``, wait until the driver has handled all
+        sent so far (``wait``), then one ``cmd`` (read / cycle)."""
         self.ask(f"at {at}")
         for p in datagrams:
             self.send(p)
+        if wait:
+            self.ask(f"wait {self.sent}")
         return self.ask(cmd)
 
     def close(self) -> None:
@@ -101,6 +106,11 @@ def test_recorded_then_a_real_noon_and_night_read_with_export_positive(tmp_path)
         newest = h.read_after(T0 + 30, net(base, 100.0, imp + 1.0, exp + 7.0, timestamp_ms=3000),
                               net(base, 1200.0, imp + 1.0, exp + 8.0, timestamp_ms=4000))
         assert newest["net_w"] == pytest.approx(1200.0), newest
+        # no ``serial`` set and two meters sending: which is the grid's? a failed read, never a mix
+        two = h.read_after(T0 + 40, net(base, 100.0, imp + 1.0, exp + 8.0, timestamp_ms=5000),
+                           net(base, -900.0, 5.0, 6.0, timestamp_ms=5001, serial=1234567))
+        assert two["error"] == ("sma_em 239.12.255.254:9522: several energy meters send (serials 1234567, "
+                                "3014930442): set meter.serial to the one on the grid connection"), two
 
 
 @needs_lan
@@ -115,6 +125,7 @@ def test_silence_a_dropped_datagram_and_a_repeat_are_failed_reads_then_it_reads_
         # a datagram that arrived, then nothing for longer than timeout_s: stale, not read
         h.ask(f"at {T0 + 30}")
         h.send(net(base, 600.0, 1000.0, 2000.0, timestamp_ms=20))
+        h.ask(f"wait {h.sent}")
         h.ask(f"at {T0 + 32}")
         assert "no usable" in h.ask("read")["error"]
         assert h.read_after(T0 + 40, net(base, -80.0, 1000.0, 2000.0, timestamp_ms=30))["net_w"] == pytest.approx(-80.0)
@@ -145,7 +156,7 @@ def test_garbage_and_another_meter_are_failed_reads_with_a_sentence(tmp_path):
 @needs_lan
 def test_an_interface_the_pi_does_not_have_is_a_failed_read_naming_it(tmp_path):
     with house(tmp_path, {"driver": "sma_em", "interface": "192.168.77.99", "timeout_s": 1}) as h:
-        r = h.read_after(T0, recorded())
+        r = h.read_after(T0, recorded(), wait=False)
         assert r["error"].startswith("sma_em 239.12.255.254:9522: cannot listen to the multicast group on "
                                      "interface 192.168.77.99: "), r
 

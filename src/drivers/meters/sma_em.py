@@ -90,6 +90,8 @@ class SmaEmMeter:
         self._latest: tuple[dict[str, float], datetime] | None = None
         self._unread = False
         self._others: set[int] = set()       # serials heard that are not ours, since the last read
+        self._heard: set[int] = set()        # serials read since the last read (no ``serial`` set)
+        self.datagrams = 0                   # datagrams handled so far, any (for tests and live checks)
         self._refused: str | None = None     # the last refused datagram and why, since the last read
         self.where = f"sma_em {GROUP}:{PORT}" + (f" serial {s.serial}" if s.serial else "")
         try:
@@ -99,6 +101,15 @@ class SmaEmMeter:
 
     # -- on the drivers' loop: the library's listener calls this for every datagram
     def received(self, p: bytes, addr: tuple[str, int], decode) -> dict[str, Any]:
+        """Check, decode (``decode``: the library's ``datagram_received``) and keep one datagram;
+        counted in :attr:`datagrams` once handled."""
+        try:
+            return self._received(p, addr, decode)
+        finally:
+            with self._cond:
+                self.datagrams += 1
+
+    def _received(self, p: bytes, addr: tuple[str, int], decode) -> dict[str, Any]:
         why = check_datagram(p)
         if why is None and int.from_bytes(p[16:18], "big") != PROTOCOL_EM:
             return {}                         # another SMA device's speedwire (inverters: 0x6065)
@@ -121,6 +132,7 @@ class SmaEmMeter:
             if missing:
                 self._refused = f"lacks channels {', '.join(missing)}, from {addr[0]} serial {data.get('serial')}"
                 return {}
+            self._heard.add(int(data.get("serial") or 0))
             self._latest = ({k: float(data[c]) for k, c in CHANNELS.items()}, self.clock.now())
             self._unread = True
             self._cond.notify_all()
@@ -168,16 +180,19 @@ class SmaEmMeter:
             if not self._fresh():
                 self._unread = False
                 self._cond.wait_for(self._fresh, self.s.timeout_s)
-            if not self._fresh():
-                msg = self._silence()
-                self._others.clear()
-                self._refused = None
-                raise MeterError(msg)
-            assert self._latest is not None
-            v, _ = self._latest
+            several = sorted(self._heard) if self.s.serial is None and len(self._heard) > 1 else None
+            fresh, latest = self._fresh(), self._latest
+            msg = self._silence() if not fresh else None
             self._unread = False
             self._others.clear()
+            self._heard.clear()
             self._refused = None
+        if several:   # two meters' datagrams would be mixed: which one is the grid's?
+            raise MeterError(f"{self.where}: several energy meters send (serials {', '.join(map(str, several))}): "
+                             "set meter.serial to the one on the grid connection")
+        if msg is not None or latest is None:
+            raise MeterError(msg or self._silence())
+        v, _ = latest
         f = factors()
         net_w = v["supply_w"] / f["supply_w"] - v["consume_w"] / f["consume_w"]
         return Reading(at=self.clock.now(), net_w=net_w, import_wh_total=v["import_wh"] / f["import_wh"] * 1000.0,
