@@ -213,3 +213,17 @@ class CheckedMeter:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.meter, name)
+
+
+def import_extra(module: str, extra: str, driver: str) -> Any:
+    """Import the optional library ``module`` of meter ``driver`` (installed by the extra
+    ``extra``), or raise MeterError saying how to install it: a driver whose library is missing
+    fails every read with that sentence (the daemon keeps running; managing sees a stale meter)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MeterError(f"driver {driver} needs the Python library {module!r}, which is not installed "
+                         f"({e.msg}): install the extra, pip install 'gestor[{extra}]' (install.sh does "
+                         f"when the settings name driver: {driver})") from None
