@@ -24,12 +24,14 @@ never a zero.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from drivers import DriverContext, extras
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
+from drivers.modbus import EXCEPTION_CODES
 
 METER_MODELS = (201, 202, 203, 204, 211, 212, 213, 214)
 SCAN_UNITS = (1, 240, 126, 71, 2)   # without unit_id: tried once, at the first connection
@@ -147,8 +149,11 @@ class SunSpecMeter:
 
 
 def _reason(e: BaseException) -> str:
-    """One line from pysunspec2's exception (its scan error has line breaks)."""
+    """One line from pysunspec2's exception (its scan error has line breaks), with the meaning of a
+    Modbus exception code it quotes ("Modbus exception 6" -> device busy)."""
     text = " ".join(str(e).split())[:200]
+    text = re.sub(r"Modbus exception:? (\d+)",
+                  lambda m: f"{m.group(0)} ({EXCEPTION_CODES.get(int(m.group(1)), 'unknown')})", text)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
