@@ -76,8 +76,8 @@ class HuaweiMeter:
         self.s = s
         self.clock = ctx.clock
         self._client: Any = None   # huawei_solar.AsyncHuaweiSolar, lives on drivers.aio's loop
-        quiet_library_log("huawei_solar")
-        quiet_library_log("pymodbus")
+        for name in ("huawei_solar", "pymodbus", "backoff"):   # the library, its client, its retries
+            quiet_library_log(name)
 
     async def _read(self) -> list[Any]:
         from huawei_solar import AsyncHuaweiSolar
