@@ -211,3 +211,33 @@ def test_extras_cli_names_the_extra_of_a_driver(capsys):
     assert extras.main(["--driver", "sma_em"]) == 0 and capsys.readouterr().out == "sma\n"
     assert extras.main(["--driver", "eastron"]) == 0 and capsys.readouterr().out == ""
     assert extras.main(["--nonsense"]) == 2
+
+
+def test_the_daemons_start_without_any_extra_installed(tmp_path):
+    """With every extra's module unimportable, the daemons' modules and the drivers' modules import;
+    only a settings that names such a driver fails, with the sentence that says what to install."""
+    import subprocess
+    code = f"""
+import sys
+BLOCKED = {sorted(e.module for e in extras.EXTRAS.values())!r}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import monitoring, managing, stop_loads, gestor.cli
+import drivers.meters.huawei, drivers.meters.sunspec
+from gestor.settings import SettingsError
+from tests.conftest import make_settings
+from pathlib import Path
+make_settings(Path({str(tmp_path)!r}))                     # the replay meter: no extra
+try:
+    make_settings(Path({str(tmp_path)!r}), meter_section={{"driver": "sunspec", "host": "h"}})
+except SettingsError as e:
+    print(e)
+assert not [m for m in sys.modules if m.split('.')[0] in BLOCKED]
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "driver sunspec needs the package pysunspec2" in p.stdout
+    assert "sudo ./install.sh --extra sunspec" in p.stdout
