@@ -73,6 +73,26 @@ def test_huawei_noon_exports_positive_and_night_imports(ctx, huawei_srv):
         m.close()
 
 
+def test_huawei_inverter_port_with_unit_0_and_a_wrong_unit(ctx):
+    """The inverter's own port (6607 on older firmware) answers unit 0; a wrong unit_id never answers."""
+    srv = DumpServer(huawei_words(load("huawei", "noon")), device_id=0).start_tcp(free_port())
+    try:
+        m = huawei(ctx, srv.address[1], unit_id=0)
+        assert m.read().net_w == 1101.0
+        m.close()
+    finally:
+        srv.close()
+    srv = DumpServer(huawei_words(load("huawei", "noon")), device_id=1).start_tcp(free_port())
+    try:
+        m = huawei(ctx, srv.address[1], unit_id=3, timeout_s=1)
+        with pytest.raises(MeterError) as e:
+            m.read()
+        assert "unit 3: no answer within" in one_sentence(e) and "a wrong unit_id" in str(e.value)
+        m.close()
+    finally:
+        srv.close()
+
+
 def test_huawei_busy_once_is_retried_by_the_library(ctx, huawei_srv):
     """The SDongle's "device busy": huawei-solar backs off and asks again (its own means)."""
     m = huawei(ctx, huawei_srv.address[1], timeout_s=10)

@@ -94,14 +94,15 @@ class HuaweiMeter:
         except TimeoutError:
             self.close()
             raise MeterError(f"{self.s.describe()}: no answer within {bound_s:g} s (not reachable, the port "
-                             "refused, busy past its retries, or the SDongle serving another client: it "
-                             "takes one at a time)") from None
+                             "refused, a wrong unit_id, busy past its retries, or the SDongle serving "
+                             "another client: it takes one at a time)") from None
         except ReadException as e:
             self.close()
             code = e.modbus_exception_code
             why = f"Modbus exception {code} ({EXCEPTION_CODES.get(code, 'unknown')})" if code else str(e)[:160]
             hint = ": wrong unit_id?" if code in (2, 10, 11) else ""
-            raise MeterError(f"{self.s.describe()}: the power meter's registers could not be read: {why}{hint}") from None
+            raise MeterError(f"{self.s.describe()}: the power meter's registers could not be read: "
+                             f"{why}{hint}") from None
         except HuaweiSolarException as e:
             self.close()
             raise MeterError(f"{self.s.describe()}: {type(e).__name__} {str(e)[:160]}".rstrip()) from None
@@ -111,7 +112,8 @@ class HuaweiMeter:
         at = self.clock.now()
         if status is None or int(status) != 1:
             raise MeterError(f"{self.s.describe()}: the power meter is offline (meter_status, register 37100, "
-                             f"reads {status if status is None else int(status)}; 1 is normal): is the DTSU666 wired to the inverter's RS-485?")
+                             f"reads {status if status is None else int(status)}; 1 is normal): is the DTSU666 "
+                             "wired to the inverter's RS-485?")
         for name, v in zip(REGISTER_NAMES[1:], (power_w, export_kwh, import_kwh)):
             if v is None or not math.isfinite(float(v)):
                 raise MeterError(f"{self.s.describe()}: {name} reads 'not available' (0x7FFFFFFF): no power "
