@@ -49,6 +49,16 @@ def sunspec(ctx, port: int, **kw) -> SunSpecMeter:
     return SunSpecMeter(SunSpecSettings(host="127.0.0.1", port=port, **{"timeout_s": 0.5, **kw}), ctx)
 
 
+def read_fails(m) -> str:  # noqa: ANN001
+    """Read ``m`` once, which must fail with a one-sentence MeterError; close it; the sentence."""
+    try:
+        with pytest.raises(MeterError) as e:
+            m.read()
+        return one_sentence(e)
+    finally:
+        m.close()
+
+
 def one_sentence(e: pytest.ExceptionInfo) -> str:
     text = str(e.value)
     assert text and "\n" not in text
@@ -137,13 +147,7 @@ def test_huawei_dropped_connection_is_a_meter_error(ctx):
 ])
 def test_huawei_garbage_is_a_meter_error_never_a_zero(ctx, huawei_srv, fixture, says):
     huawei_srv.load(huawei_words(load("huawei", fixture)))
-    m = huawei(ctx, huawei_srv.address[1])
-    try:
-        with pytest.raises(MeterError) as e:
-            m.read()
-        assert says in one_sentence(e)
-    finally:
-        m.close()
+    assert says in read_fails(huawei(ctx, huawei_srv.address[1]))
 
 
 def test_huawei_settings_defaults_and_errors(tmp_path):
@@ -205,13 +209,7 @@ def test_sunspec_busy_and_dropped_connection_are_meter_errors(ctx, sunspec_srv):
 ])
 def test_sunspec_garbage_is_a_meter_error_never_a_zero(ctx, sunspec_srv, fixture, says):
     sunspec_srv.load(sunspec_words(load("sunspec", fixture)))
-    m = sunspec(ctx, sunspec_srv.address[1], unit_id=240)
-    try:
-        with pytest.raises(MeterError) as e:
-            m.read()
-        assert says in one_sentence(e)
-    finally:
-        m.close()
+    assert says in read_fails(sunspec(ctx, sunspec_srv.address[1], unit_id=240))
 
 
 # --- the extras ---------------------------------------------------------------------------------
