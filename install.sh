@@ -546,6 +546,6 @@ case "${1:-}" in
   --compile) cmd_install --compile ;;
   --uninstall) shift; cmd_uninstall "${1:-}" ;;
   --extra) shift; cmd_extra "${1:-}" ;;
-  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown option $1 (use --demo, --test, --extra NAME, or no option for the system install)" ;;
 esac
