@@ -15,9 +15,12 @@ Points (pysunspec2 ``sunspec2/models/json/model_203.json``, the SunSpec meter mo
 Real Power" (W, scaled by ``W_SF``), ``TotWhImp`` "Total Real Energy Imported" and ``TotWhExp``
 "Total Real Energy Exported" (Wh, acc32, scaled by ``TotWh_SF``); pysunspec2 applies the scale
 factors (``cvalue``). Sign: the SunSpec meter models count ``W`` positive when the meter imports
-(power delivered from the grid into the site: SunSpec Alliance "Meter Model" specification; the
-model JSON's description gives no sign), as Fronius' "Datamanager Modbus TCP & RTU" document
-states for its Smart Meter; so ``net_w = -W`` (DESIGN.md section 2). A point that reads "not
+(power delivered from the grid into the site). The model JSON states no sign for ``W`` ("Total
+Real Power"), but its reactive-energy points place it: ``TotVArhImpQ1`` / ``TotVArhExpQ4`` are
+quadrants 1 and 4 of the four-quadrant metering convention (IEC 62053-23), the quadrants where
+active power is imported, i.e. ``W`` > 0; Fronius' "Datamanager Modbus TCP & RTU" register map
+says the same of its Smart Meter (positive: consumption from the grid). So ``net_w = -W``
+(DESIGN.md section 2). A point that reads "not
 implemented" (0x8000 for int16, 0 for acc32 ... : pysunspec2 makes it None) is a failed read,
 never a zero.
 """
