@@ -179,6 +179,22 @@ def test_sunspec_discovers_the_meter_once_noon_exports_positive_night_imports(ct
         m.close()
 
 
+class SlowLan(SimClock):
+    """Each look at the monotonic clock finds 20 s gone: as if every unit took that long."""
+
+    def monotonic(self) -> float:
+        self.advance(20.0)
+        return super().monotonic()
+
+
+def test_sunspec_discovery_gives_up_after_its_budget_and_says_set_unit_id(tmp_path, sunspec_srv):
+    m = SunSpecMeter(SunSpecSettings(host="127.0.0.1", port=sunspec_srv.address[1], timeout_s=0.5),
+                     DriverContext(SlowLan(T0), tmp_path, tmp_path))
+    text = read_fails(m)
+    assert "unit 1:" in text                                      # the first unit was tried (20 s < 25 s)
+    assert "units 240, 126, 71, 2 not tried: discovery took more than 25 s (set meter.unit_id)" in text
+
+
 def test_sunspec_busy_and_dropped_connection_are_meter_errors(ctx, sunspec_srv):
     m = sunspec(ctx, sunspec_srv.address[1], unit_id=240)
     try:

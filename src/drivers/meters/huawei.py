@@ -52,7 +52,7 @@ class HuaweiSettings(MeterSettings):
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(502, gt=0, lt=65536)
     unit_id: int = Field(1, ge=0, le=247)
-    timeout_s: float = Field(5.0, gt=0, le=30)
+    timeout_s: float = Field(5.0, gt=0, le=20)
 
     @property
     def counter_resolution_wh(self) -> float:

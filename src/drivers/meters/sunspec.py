@@ -38,6 +38,7 @@ from drivers.modbus import EXCEPTION_CODES
 
 METER_MODELS = (201, 202, 203, 204, 211, 212, 213, 214)
 SCAN_UNITS = (1, 240, 126, 71, 2)   # without unit_id: tried once, at the first connection
+DISCOVERY_BUDGET_S = 25.0            # no further unit tried after this: a cycle fits the 60 s watchdog
 
 
 class SunSpecSettings(MeterSettings):
@@ -49,7 +50,7 @@ class SunSpecSettings(MeterSettings):
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(502, gt=0, lt=65536)
     unit_id: int | None = Field(None, ge=1, le=247)
-    timeout_s: float = Field(2.0, gt=0, le=30)
+    timeout_s: float = Field(2.0, gt=0, le=10)
     counter_resolution: float = Field(1.0, gt=0, le=1000)  # Wh per count after TotWh_SF (1 Wh unless known)
 
     @property
@@ -78,39 +79,39 @@ class SunSpecMeter:
         self._model: Any = None             # its meter model
         self._connected = False
 
-    def _open(self, unit: int) -> Any:
-        from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
-        d = SunSpecModbusClientDeviceTCP(slave_id=unit, ipaddr=self.s.host, ipport=self.s.port,
-                                         timeout=self.s.timeout_s)
-        d.connect()
-        return d
-
     def _discover(self) -> None:
         """Connect, find the 'SunS' marker and the first meter model: on ``unit_id``, or on the
-        first of SCAN_UNITS that has one. Raises MeterError saying what each unit answered."""
-        from sunspec2.modbus.client import SunSpecModbusClientError
+        first of SCAN_UNITS that has one. A unit is first asked for the marker at 40000 (one
+        request: a silent unit costs one ``timeout_s``); pysunspec2's scan then walks the models
+        (from 40000, or from 0 and 50000 when 40000 is not the marker). Units are no longer tried
+        once DISCOVERY_BUDGET_S have passed (by the daemon's clock). Raises MeterError saying what
+        each unit answered."""
+        from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
         units = (self.unit,) if self.unit is not None else SCAN_UNITS
         why: list[str] = []
+        start = self.clock.monotonic()
         for unit in units:
-            d = None
+            if self.clock.monotonic() - start > DISCOVERY_BUDGET_S:
+                why.append(f"units {', '.join(map(str, units[units.index(unit):]))} not tried: discovery "
+                           f"took more than {DISCOVERY_BUDGET_S:g} s (set meter.unit_id)")
+                break
+            d = SunSpecModbusClientDeviceTCP(slave_id=unit, ipaddr=self.s.host, ipport=self.s.port,
+                                             timeout=self.s.timeout_s)
             try:
-                d = self._open(unit)
+                d.connect()
+                marker = d.read(40000, 2)
+                d.base_addr_list = [40000] if marker[:4] == b"SunS" else [0, 50000]
                 d.scan(connect=False, full_model_read=False)
                 found = [m for mid in METER_MODELS for m in d.models.get(mid, [])]
-                if not found:
-                    ids = sorted(k for k in d.models if isinstance(k, int))
-                    why.append(f"unit {unit}: SunSpec models {ids}, no meter model (201-204, 211-214)")
-                    d.disconnect()
-                    continue
-                self._device, self._model, self.unit = d, min(found, key=lambda m: m.model_addr), unit
-                self._connected = True
-                return
-            except (SunSpecModbusClientError, OSError) as e:
+                if found:
+                    self._device, self._model, self.unit = d, min(found, key=lambda m: m.model_addr), unit
+                    self._connected = True
+                    return
+                ids = sorted(k for k in d.models if isinstance(k, int))
+                why.append(f"unit {unit}: SunSpec models {ids}, no meter model (201-204, 211-214)")
+            except Exception as e:  # pysunspec2 raises its own SunSpecModbusClient* and ModbusClient* errors
                 why.append(f"unit {unit}: {_reason(e)}")
-            except Exception as e:  # pysunspec2's Modbus layer raises its own ModbusClient* errors
-                why.append(f"unit {unit}: {_reason(e)}")
-            if d is not None:
-                d.disconnect()
+            d.disconnect()
         raise MeterError(f"sunspec {self.s.host}:{self.s.port}: no SunSpec meter found ({'; '.join(why)})")
 
     def read(self) -> Reading:
