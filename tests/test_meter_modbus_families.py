@@ -179,6 +179,21 @@ def test_sunspec_discovers_the_meter_once_noon_exports_positive_night_imports(ct
         m.close()
 
 
+def test_sunspec_coarse_counters_are_named_once(ctx, sunspec_srv, caplog):
+    """A meter counting kWh (TotWh_SF 3) with counter_step_wh left at 1 Wh: one warning saying what to set."""
+    fx = load("sunspec", "noon")
+    fx["models"][1].update({"TotWh_SF": 3, "TotWhImp": 1873, "TotWhExp": 3524})
+    sunspec_srv.load(sunspec_words(fx))
+    m = sunspec(ctx, sunspec_srv.address[1], unit_id=240)
+    try:
+        with caplog.at_level("WARNING", "gestor"):
+            assert m.read().import_wh_total == 1873000.0
+            m.read()
+        assert caplog.text.count("count 1000 Wh steps (TotWh_SF 3): set meter.counter_step_wh: 1000") == 1
+    finally:
+        m.close()
+
+
 class SlowLan(SimClock):
     """Each look at the monotonic clock finds 20 s gone: as if every unit took that long."""
 

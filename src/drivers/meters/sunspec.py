@@ -26,6 +26,7 @@ never a zero.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from drivers import DriverContext, extras
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
 from drivers.modbus import EXCEPTION_CODES
 
+log = logging.getLogger("gestor.sunspec")
 METER_MODELS = (201, 202, 203, 204, 211, 212, 213, 214)
 SCAN_UNITS = (1, 240, 126, 71, 2)   # without unit_id: tried once, at the first connection
 DISCOVERY_BUDGET_S = 25.0            # no further unit tried after this: a cycle fits the 60 s watchdog
@@ -51,12 +53,13 @@ class SunSpecSettings(MeterSettings):
     port: int = Field(502, gt=0, lt=65536)
     unit_id: int | None = Field(None, ge=1, le=247)
     timeout_s: float = Field(2.0, gt=0, le=10)
-    counter_resolution: float = Field(1.0, gt=0, le=1000)  # Wh per count after TotWh_SF (1 Wh unless known)
+    counter_step_wh: float = Field(1.0, gt=0, le=1000)  # the counters' step, Wh: 10^TotWh_SF (0 on most: 1 Wh)
 
     @property
     def counter_resolution_wh(self) -> float:
-        """The meter's energy counters' step, Wh: ``TotWh_SF`` is usually 0 (1 Wh counts)."""
-        return self.counter_resolution
+        """The meter's energy counters' step, Wh (``counter_step_wh``): ``TotWh_SF`` is 0 on most
+        meters (1 Wh counts); a read that finds a coarser one logs a warning saying what to set."""
+        return self.counter_step_wh
 
     @model_validator(mode="after")
     def _library(self) -> "SunSpecSettings":
@@ -78,6 +81,7 @@ class SunSpecMeter:
         self._device: Any = None            # sunspec2 SunSpecModbusClientDeviceTCP, connected
         self._model: Any = None             # its meter model
         self._connected = False
+        self._warned_step = False           # the counter-step warning, given once
 
     def _discover(self) -> None:
         """Connect, find the 'SunS' marker and the first meter model: on ``unit_id``, or on the
@@ -131,6 +135,7 @@ class SunSpecMeter:
                 raise MeterError(f"{self.s.describe(self.unit)}: model {model_id} is gone from its address "
                                  f"(reads model id {found}); discovering again at the next read")
             values = {name: pts[name].cvalue for name in ("W", "TotWhImp", "TotWhExp")}
+            self._check_step(pts.get("TotWh_SF"))
         except MeterError:
             self.close()
             raise
@@ -144,6 +149,18 @@ class SunSpecMeter:
                              "'not implemented' (0x8000 or its type's like): no meter value")
         return Reading(at=at, net_w=-float(values["W"]), import_wh_total=float(values["TotWhImp"]),
                        export_wh_total=float(values["TotWhExp"]))
+
+    def _check_step(self, sf_point: Any) -> None:
+        """Warn once when the counters count coarser steps (10^TotWh_SF Wh) than ``counter_step_wh``:
+        the frozen-counter check would then see counters stand still while power flows."""
+        sf = None if sf_point is None else sf_point.value
+        if sf is None or self._warned_step:
+            return
+        step_wh = 10.0 ** int(sf)
+        if step_wh > self.s.counter_step_wh:
+            self._warned_step = True
+            log.warning("%s: the energy counters count %g Wh steps (TotWh_SF %d): set meter.counter_step_wh: %g",
+                        self.s.describe(self.unit), step_wh, int(sf), step_wh)
 
     def close(self) -> None:
         """Close the connection (the discovered unit and model are kept: the next read reconnects)."""
