@@ -290,3 +290,10 @@ assert not [m for m in sys.modules if m.split('.')[0] in BLOCKED]
     assert p.returncode == 0, p.stderr
     assert "driver sunspec needs the package pysunspec2" in p.stdout
     assert "sudo ./install.sh --extra sunspec" in p.stdout
+
+
+def test_a_refused_port_is_a_meter_error_for_both(ctx):
+    port = free_port()                       # nothing listens there
+    assert "no answer within 2.5 s" in read_fails(huawei(ctx, port, timeout_s=1))
+    text = read_fails(sunspec(ctx, port, unit_id=240))
+    assert "no SunSpec meter found (unit 240: ModbusClientError: Connection error:" in text and "refused" in text
