@@ -11,6 +11,10 @@
 #   ./install.sh --build-compiled        the compiled core in .build/compiled/src (tests, benchmarks)
 #   ./install.sh --build-docs [DIR]      the documentation site (English and Spanish) into DIR (default site/)
 #   sudo ./install.sh --uninstall [--purge]  remove it; --purge also removes settings, state and history
+#   sudo ./install.sh --extra NAME       add an optional extra to the system install (a meter family's
+#                                        library: huawei, sunspec, goodwe, sma, fronius, wibeee; setup),
+#                                        as requirements/NAME.lock pins it (hashes); the system install
+#                                        adds the one its settings' meter.driver needs by itself
 # Needs Debian 12 / Raspberry Pi OS 12 (bookworm) or newer: python3 >= 3.11, apt.
 set -euo pipefail
 
@@ -126,6 +130,38 @@ make_venv() {
   "$dir/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
   "$dir/bin/pip" install -q --disable-pip-version-check -e "$HERE$extras"
   echo "$want" > "$stamp"
+}
+
+# install_extra VENV NAME: the optional extra NAME (a meter family's library, or setup's zeroconf),
+# exactly as requirements/NAME.lock pins it, each file checked against its hash.
+install_extra() {
+  local venv=$1 name=$2
+  case "$name" in ""|*[!a-z0-9_]*) die "--extra needs a name (allowed: $(extra_names))";; esac
+  [ -f "$HERE/requirements/$name.lock" ] || die "unknown extra '$name' (allowed: $(extra_names))"
+  say "installing the extra $name (requirements/$name.lock)"
+  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$HERE/requirements/$name.lock"
+}
+
+extra_names() { (cd "$HERE/requirements" && ls -- *.lock 2>/dev/null | sed 's/\.lock$//' | tr '\n' ' ' | sed 's/ $//'); }
+
+# settings_extra VENV FILE: the extra that FILE's meter.driver needs (drivers/extras.py, the one map),
+# or nothing (a driver of the base install, or settings that do not parse: gestor check says why).
+settings_extra() {
+  "$1/bin/python" - "$2" <<'PY' 2>/dev/null || true
+import sys
+from drivers.extras import extra_for
+from gestor.settings import read_raw
+raw = read_raw(sys.argv[1], secrets_optional=True)
+meter = raw.get("meter") if isinstance(raw, dict) else None
+extra = extra_for(str(meter.get("driver"))) if isinstance(meter, dict) else None
+print(extra.name if extra else "")
+PY
+}
+
+cmd_extra() {
+  [ "$(id -u)" -eq 0 ] || die "installing an extra needs root: sudo ./install.sh --extra ${1:-NAME}"
+  [ -x "$PREFIX/venv/bin/pip" ] || die "gestor is not installed in $PREFIX: run sudo ./install.sh first"
+  install_extra "$PREFIX/venv" "${1:-}"
 }
 
 # compiler_ready VENV: what building the compiled core needs: gcc, the headers of VENV's python, and
@@ -330,6 +366,9 @@ cmd_install() {
   chown gestor:root /etc/gestor/secrets.yaml && chmod 600 /etc/gestor/secrets.yaml
   cp "$HERE/config/settings.yaml" "$PREFIX/settings.example.yaml"
   cp -n "$HERE"/config/meters/*.yaml /etc/gestor/meters/   # register maps; edited ones are kept
+  # the meter family's library, when the settings name a driver that needs one (drivers/extras.py)
+  local extra; extra=$(settings_extra "$PREFIX/venv" /etc/gestor/settings.yaml)
+  [ -z "$extra" ] || install_extra "$PREFIX/venv" "$extra"
   "$PREFIX/venv/bin/gestor" check --config /etc/gestor/settings.yaml >/dev/null
   install -m 644 "${UNITS[@]/#/$HERE/daemons/}" "$HERE/daemons/$WEB_UNIT" /etc/systemd/system/
   # InfluxDB was bound to 127.0.0.1 at the start (need_influxdb)
@@ -528,6 +567,7 @@ case "${1:-}" in
   ""|--install) cmd_install ;;
   --compile) cmd_install --compile ;;
   --uninstall) shift; cmd_uninstall "${1:-}" ;;
-  -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown option $1 (use --demo, --test, or no option for the system install)" ;;
+  --extra) shift; cmd_extra "${1:-}" ;;
+  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown option $1 (use --demo, --test, --extra NAME, or no option for the system install)" ;;
 esac

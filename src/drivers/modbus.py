@@ -22,7 +22,6 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 log = logging.getLogger("gestor.modbus")
 # pymodbus logs every retry and frame itself; our errors say the same in one line. Its own log
 # comes back with log_level DEBUG.
-_pymodbus_log = logging.getLogger("pymodbus")
 EXCEPTION_CODES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                    4: "device failure", 6: "device busy", 10: "gateway path unavailable",
                    11: "gateway target did not respond"}
@@ -32,6 +31,13 @@ _DT = {"int16": ModbusTcpClient.DATATYPE.INT16, "uint16": ModbusTcpClient.DATATY
        "int32": ModbusTcpClient.DATATYPE.INT32, "uint32": ModbusTcpClient.DATATYPE.UINT32,
        "float32": ModbusTcpClient.DATATYPE.FLOAT32}
 WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}  # registers per value
+
+
+def quiet_library_log(name: str) -> None:
+    """Silence a library's own log (``pymodbus``, ``huawei_solar``: they log every retry, some with
+    a traceback) unless gestor's log is at DEBUG: our MeterError says the same in one line."""
+    logging.getLogger(name).setLevel(logging.DEBUG if logging.getLogger("gestor").isEnabledFor(logging.DEBUG)
+                                     else logging.CRITICAL)
 
 
 class ModbusIOError(Exception):
@@ -87,8 +93,7 @@ class ModbusClient:
 
     def __init__(self, link: ModbusLink) -> None:
         self.link = link
-        _pymodbus_log.setLevel(logging.DEBUG if logging.getLogger("gestor").isEnabledFor(logging.DEBUG)
-                               else logging.CRITICAL)
+        quiet_library_log("pymodbus")
         if link.transport == "tcp":
             self._client: ModbusTcpClient | ModbusSerialClient = ModbusTcpClient(
                 link.host, port=link.port, timeout=link.timeout_s, retries=link.retries,
