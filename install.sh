@@ -12,7 +12,7 @@
 #   ./install.sh --build-docs [DIR]      the documentation site (English and Spanish) into DIR (default site/)
 #   sudo ./install.sh --uninstall [--purge]  remove it; --purge also removes settings, state and history
 #   sudo ./install.sh --extra NAME       add an optional extra to the system install (a meter family's
-#                                        library: huawei, sunspec, goodwe, sma, fronius, wibeee; setup),
+#                                        library: huawei, sunspec, goodwe, sma, fronius; setup),
 #                                        as requirements/NAME.lock pins it (hashes); the system install
 #                                        adds the one its settings' meter.driver needs by itself
 # Needs Debian 12 / Raspberry Pi OS 12 (bookworm) or newer: python3 >= 3.11, apt.

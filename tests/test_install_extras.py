@@ -43,7 +43,7 @@ def test_settings_that_do_not_parse_name_no_extra(tmp_path):
 def test_an_unknown_extra_is_refused_with_the_allowed_names(tmp_path, name):
     p = install_sh(tmp_path, 'install_extra "$1" "$2"', str(VENV), name)
     assert p.returncode != 0
-    assert "allowed: fronius goodwe huawei setup sma sunspec wibeee" in p.stderr
+    assert "allowed: fronius goodwe huawei setup sma sunspec" in p.stderr
 
 
 def test_an_extra_installs_from_its_lock_with_hashes(tmp_path):

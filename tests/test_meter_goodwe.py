@@ -200,14 +200,3 @@ def test_monitoring_stores_the_goodwe_meters_readings_in_influxdb(tmp_path, infl
         assert p["time"] == int((M0 + timedelta(seconds=10 * i)).timestamp() * 1000)
         assert (p["net_w"], p["import_wh_total"], p["export_wh_total"]) == (w, i_wh, e_wh)
     assert min(w for w, _, _ in served) < 0 < max(w for w, _, _ in served)   # both signs: a flip would show
-
-
-def test_without_the_library_every_read_fails_with_how_to_install_it(monkeypatch):
-    """The extra not installed (the import of ``goodwe`` blocked): a failed read naming the extra,
-    not a crash of the daemon. The module imports without it (the daemons start without extras)."""
-    monkeypatch.setitem(sys.modules, "goodwe", None)
-    model, factory = METERS["goodwe"]
-    m = factory(model(host="192.0.2.1"), DriverContext(SimClock(T0), Path("/nonexistent"), Path("/nonexistent")))
-    with pytest.raises(MeterError, match=r"driver goodwe needs the Python library 'goodwe', which is not "
-                                         r"installed .*pip install 'gestor\[goodwe\]'"):
-        m.read()

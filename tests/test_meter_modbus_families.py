@@ -246,11 +246,17 @@ def test_sunspec_garbage_is_a_meter_error_never_a_zero(ctx, sunspec_srv, fixture
 # --- the extras ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("driver, package, module", [("huawei", "huawei-solar", "huawei_solar"),
-                                                     ("sunspec", "pysunspec2", "sunspec2")])
+                                                     ("sunspec", "pysunspec2", "sunspec2"),
+                                                     ("goodwe", "goodwe", "goodwe"),
+                                                     ("sma_em", "pysma-plus", "pysmaplus"),
+                                                     ("fronius", "PyFronius", "pyfronius")])
 def test_a_driver_whose_library_is_missing_is_a_settings_error(tmp_path, monkeypatch, driver, package, module):
+    """Every driver on an optional library (one rule, drivers.extras.require, in each settings model):
+    a settings error before anything starts, naming the package and the command."""
     monkeypatch.setitem(sys.modules, module, None)     # as if the extra were not installed
+    section = {"driver": driver} if driver == "sma_em" else {"driver": driver, "host": "127.0.0.1"}
     with pytest.raises(SettingsError) as e:
-        make_settings(tmp_path, meter_section={"driver": driver, "host": "127.0.0.1"})
+        make_settings(tmp_path, meter_section=section)
     text = str(e.value)
     assert f"driver {driver} needs the package {package}" in text
     assert f"sudo ./install.sh --extra {extras.DRIVER_EXTRA[driver]}" in text

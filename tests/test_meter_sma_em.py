@@ -194,21 +194,3 @@ def test_settings_name_the_bad_key_value_and_what_is_allowed(tmp_path):
         assert says in str(e.value)
     s = make_settings(tmp_path, meter_section={"driver": "sma_em"})
     assert (s.meter.serial, s.meter.interface, s.meter.timeout_s) == (None, None, 3.0)
-
-
-def test_without_the_library_every_read_fails_with_how_to_install_it(monkeypatch, tmp_path):
-    """The extra not installed (pysma-plus's import blocked): the driver opens (binding is retried
-    by each read) and every read fails naming the extra."""
-    import sys
-
-    from drivers import DriverContext
-    from drivers.meters.base import METERS, MeterError
-    from gestor.clock import SimClock
-    from datetime import datetime, timezone
-
-    monkeypatch.setitem(sys.modules, "pysmaplus.device_em", None)
-    model, factory = METERS["sma_em"]
-    m = factory(model(), DriverContext(SimClock(datetime(2024, 6, 21, tzinfo=timezone.utc)), tmp_path, tmp_path))
-    with pytest.raises(MeterError, match=r"driver sma_em needs the Python library 'pysmaplus.device_em', which "
-                                         r"is not installed .*pip install 'gestor\[sma\]'"):
-        m.read()

@@ -167,15 +167,6 @@ def test_fronius_busy_status_code(tmp_path, fronius):
     read_fails(tmp_path, fronius_section(fronius), r"Status Code 8 \(Transfer timeout\.\): no meter data")
 
 
-def test_fronius_without_pyfronius_is_a_sentence(tmp_path, monkeypatch):
-    """The daemons start without the extras; a fronius meter without its library fails each read
-    with what to install (the import blocked, as on a Pi where the extra was not installed)."""
-    import sys
-    monkeypatch.setitem(sys.modules, "pyfronius", None)
-    read_fails(tmp_path, {"driver": "fronius", "host": "127.0.0.1", "port": free_port()},
-               r"pyfronius library is not installed: install gestor's 'fronius' extra")
-
-
 def test_fronius_unreachable(tmp_path):
     read_fails(tmp_path, {"driver": "fronius", "host": "127.0.0.1", "port": free_port(), "timeout_s": 1.0},
                r"connection refused or host unreachable")

@@ -28,14 +28,13 @@ EXTRAS: dict[str, Extra] = {e.name: e for e in (
     Extra("goodwe", "goodwe", "goodwe"),
     Extra("sma", "pysma-plus", "pysmaplus"),
     Extra("fronius", "PyFronius", "pyfronius"),
-    Extra("wibeee", "pywibeee", "pywibeee"),
     Extra("setup", "zeroconf", "zeroconf"),
 )}
 
 # meter driver (settings ``meter.driver``) -> extra; drivers not named here need no extra
 DRIVER_EXTRA: dict[str, str] = {
     "huawei": "huawei", "sunspec": "sunspec", "goodwe": "goodwe", "sma_em": "sma",
-    "fronius": "fronius", "wibeee": "wibeee",
+    "fronius": "fronius",
 }
 
 INSTALL_HINT = "sudo ./install.sh --extra {extra}"

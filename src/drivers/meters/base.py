@@ -224,6 +224,6 @@ def import_extra(module: str, extra: str, driver: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as e:
+        from drivers.extras import INSTALL_HINT
         raise MeterError(f"driver {driver} needs the Python library {module!r}, which is not installed "
-                         f"({e.msg}): install the extra, pip install 'gestor[{extra}]' (install.sh does "
-                         f"when the settings name driver: {driver})") from None
+                         f"({e.msg}): run {INSTALL_HINT.format(extra=extra)} in gestor's source folder") from None

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from drivers import DriverContext, aio
 from drivers.http import DeviceHost, HttpError, number
-from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
+from drivers import extras
+from drivers.meters.base import MeterError, MeterSettings, Reading, import_extra, register_meter
 
 
 class FroniusSettings(MeterSettings):
@@ -45,6 +46,11 @@ class FroniusSettings(MeterSettings):
     def counter_resolution_wh(self) -> float:
         """1 Wh: ``EnergyReal_WAC_Sum_Consumed`` / ``_Produced`` are whole Wh (Solar API V1)."""
         return 1.0
+
+    @model_validator(mode="after")
+    def _library(self) -> "FroniusSettings":
+        extras.require("fronius")  # a missing optional library is a settings error, before anything starts
+        return self
 
 
 class FroniusMeter:
@@ -78,11 +84,7 @@ class FroniusMeter:
 
     def _run(self) -> tuple[dict, dict | None]:
         """The two answers as pyfronius converts them; every failure a MeterError sentence."""
-        try:
-            import pyfronius
-        except ImportError:
-            raise MeterError("fronius: the pyfronius library is not installed: install gestor's 'fronius' extra "
-                             "(install.sh does when the settings name driver: fronius)") from None
+        pyfronius = import_extra("pyfronius", "fronius", "fronius")
         from drivers.aio_http import BodyTooLarge, HttpStatusError
         where = f"fronius {self.s.host}"
         try:
