@@ -41,6 +41,12 @@ METERS = [None,  # the example's replay meter
           {"driver": "shelly_em", "host": "192.0.2.1"},
           {"driver": "eastron", "host": "192.0.2.1"},
           {"driver": "envoy", "host": "192.0.2.1"},
+          {"driver": "huawei", "host": "192.0.2.1"},
+          {"driver": "sunspec", "host": "192.0.2.1", "unit_id": 240},
+          {"driver": "goodwe", "host": "192.0.2.1"},
+          {"driver": "sma_em"},
+          {"driver": "fronius", "host": "192.0.2.1"},
+          {"driver": "wibeee", "host": "192.0.2.1"},
           {"driver": "modbus_map", "host": "192.0.2.1", "map": str(REPO / "config" / "meters" / "huawei_dtsu666.yaml")}]
 RELAYS = [None, {"driver": "shelly", "host": "192.0.2.1"}, {"driver": "modbus_coil", "host": "192.0.2.1", "coil": 0},
           {"driver": "gpio", "pin": 17}]
