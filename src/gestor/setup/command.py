@@ -77,7 +77,7 @@ def find(args: argparse.Namespace, say: Callable[[str], None]) -> list[Found]:
             return [f for n in networks for f in modbus.scan(n)]
         steps.append(("Modbus TCP 502/6607 (SunSpec, Huawei)", scan))
     if "goodwe" in chosen:
-        steps.append(("GoodWe UDP search", udp.goodwe))
+        steps.append(("GoodWe UDP search", lambda: udp.goodwe(nets or local_networks())))
     if "sma" in chosen:
         steps.append(("SMA speedwire multicast", udp.sma))
     for what, step in steps:
