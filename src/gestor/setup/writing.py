@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import re
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +46,8 @@ _Dumper.add_representer(SecretRef, lambda d, v: d.represent_scalar("!secret", st
 def settings_text(data: dict[str, Any], path: Path, when: datetime) -> str:
     """The settings file's text: a header and ``data`` in the order given."""
     body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    # a tagged scalar comes out quoted (!secret 'name'); a plain name reads as the docs write it
+    body = re.sub(r"!secret '([A-Za-z0-9_]+)'", r"!secret \1", body)
     return HEADER.format(when=when.isoformat(timespec="seconds"), path=path) + body
 
 
