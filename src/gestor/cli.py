@@ -69,7 +69,7 @@ def _fmt(v: float | None, unit: str) -> str:
 def _meter_test(args: argparse.Namespace) -> int:
     """Read the configured meter ``--count`` times and print each reading with units."""
     from drivers import DriverContext
-    from gestor.runtime.daemon import open_meter
+    from gestor.runtime.daemon import open_meter, read_times
     settings = load_settings(args.config)
     clock = WallClock()
     interval = args.interval if args.interval is not None else settings.monitoring.interval_s
@@ -80,13 +80,9 @@ def _meter_test(args: argparse.Namespace) -> int:
           f"{'import total':>16}  {'export total':>16}")
     ok = 0
     try:
-        for i in range(args.count):
-            if i:
-                clock.sleep(interval)
-            try:
-                r = meter.read()
-            except MeterError as e:
-                print(f"{i + 1:>2}  {clock.now().astimezone(settings.tz):%H:%M:%S}  FAILED: {e}")
+        for i, r in enumerate(read_times(meter, clock, args.count, interval)):
+            if isinstance(r, MeterError):
+                print(f"{i + 1:>2}  {clock.now().astimezone(settings.tz):%H:%M:%S}  FAILED: {r}")
                 continue
             ok += 1
             print(f"{i + 1:>2}  {r.at.astimezone(settings.tz):%H:%M:%S}  {_fmt(r.net_w, 'W'):>12}  "

@@ -88,14 +88,24 @@ def parse_count(most: int) -> Callable[[Any], int]:
     return parse
 
 
-def parse_power_w(v: Any) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"must be the load's power in W, a number > 0 and <= 50000 (got {str(v)[:40]!r})") from None
-    if not 0 < x <= 50_000:
-        raise ValueError(f"must be the load's power in W, a number > 0 and <= 50000 (got {x:g})")
-    return x
+def parse_number(what: str, lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], float]:
+    """A parser of a number within [``lo``, ``hi``] (``lo_open``: above ``lo``), its error
+    naming ``what`` it is and the range."""
+    allowed = f"{what}, a number {'>' if lo_open else '>='} {lo:g} and <= {hi:g}"
+
+    def parse(v: Any) -> float:
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be {allowed} (got {str(v)[:40]!r})") from None
+        if not (lo < x if lo_open else lo <= x) or not x <= hi:
+            raise ValueError(f"must be {allowed} (got {x:g})")
+        return x
+    return parse
+
+
+parse_power_w = parse_number("the load's power in W", 0, 50_000, lo_open=True)
+parse_price = parse_number("a price in EUR/kWh", 0, 10)
 
 
 def parse_name(v: Any) -> str:
@@ -110,16 +120,6 @@ def parse_tariff(v: Any) -> str:
     if s not in ("pvpc", "fixed"):
         raise ValueError(f"must be pvpc or fixed (got {s[:40]!r})")
     return s
-
-
-def parse_price(v: Any) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"must be a price in EUR/kWh, 0 to 10 (got {str(v)[:40]!r})") from None
-    if not 0 <= x <= 10:
-        raise ValueError(f"must be a price in EUR/kWh, 0 to 10 (got {x:g})")
-    return x
 
 
 class Asker:

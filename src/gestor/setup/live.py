@@ -17,6 +17,7 @@ from drivers.meters.base import METERS, CheckedMeter, Reading
 from drivers.relays import RelayError
 from drivers.relays.base import RELAYS
 from gestor.clock import Clock
+from gestor.runtime.daemon import read_times
 from gestor.setup.answers import SetupError
 
 SIGNS = ("import_positive", "export_positive")
@@ -59,13 +60,9 @@ def read_meter(section: dict[str, Any], clock: Clock, seconds: float, interval_s
     n = max(1, math.floor(seconds / interval_s) + 1) if interval_s > 0 else 1
     good: list[Reading] = []
     try:
-        for i in range(n):
-            if i:
-                clock.sleep(interval_s)
-            try:
-                r = meter.read()
-            except MeterError as e:
-                say(f"  read {i + 1}: FAILED: {e}")
+        for i, r in enumerate(read_times(meter, clock, n, interval_s)):
+            if isinstance(r, MeterError):
+                say(f"  read {i + 1}: FAILED: {r}")
                 continue
             good.append(r)
             say(f"  read {i + 1}: {in_words(r.net_w)} (net {r.net_w:+.0f} W, export-positive)")
