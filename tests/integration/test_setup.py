@@ -147,3 +147,35 @@ def test_nothing_found_is_a_sentence_and_exit_code_3_and_nothing_written(tmp_pat
     assert "gestor setup: no meter was found on this machine's networks" in out.stderr
     assert "meters found: 0" in out.stdout
     assert not settings.exists()
+
+
+def test_interactive_questions_reask_bad_answers_and_a_no_to_the_sign_flips_it(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    typed = ["",            # which meter [1]
+             "n",           # is the house exporting 1.2 kW now? no: the clamps are the other way round
+             "",            # how many loads [1]
+             "Termo", "termo",   # a name with a capital is asked again
+             "", "",        # which relay [1], which channel [0]
+             "abc", "1500",  # a power that is not a number is asked again
+             "y",           # did termo switch on?
+             "fixed", "0.25", "", "", "",   # tariff, P1 (the rest their defaults)
+             "y"]           # write it?
+    with netns.Lan() as lan:
+        pi = lan.host("pi", PI)
+        em, relay = lan.host("em", "192.168.77.10"), lan.host("relay", "192.168.77.11")
+        start(em, "shelly-pro3em", "--phases-w=-400,-300,-500")
+        start(relay, "shelly-plus1")
+        out = pi.run([sys.executable, "-m", "gestor.cli", "setup", "--settings", str(settings), "--no-restart",
+                      "--find", "mdns", "--check-seconds", "0", "--mdns-seconds", "3"],
+                     cwd=ROOT, env=ENV, timeout=180, input="\n".join(typed) + "\n")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "which meter is the grid meter (1-1) [1]: " in out.stdout
+    assert "must be lowercase letters, digits and '_', starting with a letter, at most 32 (got 'Termo'); try again" in out.stdout
+    assert "must be the load's power in W, a number > 0 and <= 50000 (got 'abc'); try again" in out.stdout
+    assert "sign set to export_positive: the house is importing 1.2 kW" in out.stdout
+    written = yaml.safe_load(settings.read_text())
+    assert written["meter"]["sign"] == "export_positive"
+    assert written["loads"][0]["name"] == "termo" and written["loads"][0]["power_w"] == 1500.0
+    assert written["prices"] == {"source": "fixed"}
+    assert written["tariff"] == {"import_p1_eur_per_kwh": 0.25, "import_p2_eur_per_kwh": 0.15,
+                                 "import_p3_eur_per_kwh": 0.10, "surplus_eur_per_kwh": 0.06}

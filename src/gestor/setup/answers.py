@@ -133,9 +133,11 @@ class Asker:
         self.answers, self.yes, self.ask, self.say = answers, yes, ask, say
 
     def value(self, key: str, prompt: str, default: T | None, parse: Callable[[Any], T],
-              given: dict[str, Any] | None = None, where: str | None = None) -> T:
+              given: dict[str, Any] | None = None, where: str | None = None, show: str | None = None) -> T:
         """The answer to ``key`` (``given``: the mapping it is looked up in, default the answers
-        file; ``where``: its name in errors). Raises SetupError for a bad or missing one in a file."""
+        file; ``where``: its name in errors; ``show``: the default as the user types it, when
+        that differs from ``default``, e.g. "1" for the first of a list). Raises SetupError for a
+        bad or missing one in a file."""
         source = self.answers if given is None else given
         if source is not None:
             if key not in source:
@@ -147,7 +149,8 @@ class Asker:
             except ValueError as e:
                 raise SetupError(f"answers: {where or key}: {e}", 2) from None
         while True:
-            shown = "" if default is None else f" [{default if not isinstance(default, bool) else ('Y/n' if default else 'y/N')}]"
+            hint = show if show is not None else ("Y/n" if default else "y/N") if isinstance(default, bool) else default
+            shown = "" if default is None else f" [{hint}]"
             typed = self.ask(f"{prompt}{shown}: ").strip()
             if not typed and default is not None:
                 return default

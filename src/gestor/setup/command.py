@@ -107,7 +107,7 @@ def _choose_meter(meters: list[Found], ask: Asker) -> Found:
         if isinstance(v, str) and v.strip() in drivers:
             return drivers.index(v.strip())
         return parse_choice(len(meters))(v)
-    return meters[ask.value("meter", f"which meter is the grid meter (1-{len(meters)})", 0, parse)]
+    return meters[ask.value("meter", f"which meter is the grid meter (1-{len(meters)})", 0, parse, show="1")]
 
 
 def _password(ask: Asker, secrets: dict[str, str]) -> str:
@@ -141,7 +141,7 @@ def _loads(relays: list[Found], ask: Asker) -> list[dict[str, Any]]:
         name = ask.value("name", f"load {i + 1}: its name (e.g. water_heater)", None if g is not None else f"load{i + 1}",
                          parse_name, g, f"{where}.name")
         r = relays[ask.value("relay", f"{name}: which relay (1-{len(relays)})", 0, parse_choice(len(relays)), g,
-                             f"{where}.relay")]
+                             f"{where}.relay", show="1")]
         channel = ask.value("channel", f"{name}: which channel of {r.label} (0-{r.channels - 1})", 0,
                             parse_count(r.channels - 1), g, f"{where}.channel")
         power_w = ask.value("power_w", f"{name}: its power in W", None, parse_power_w, g, f"{where}.power_w")
