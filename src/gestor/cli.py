@@ -287,7 +287,7 @@ def _main(argv: list[str], as_command: bool) -> int:
     d.add_argument("--no-loads", action="store_true",
                    help="no on/off load (loads: []): the setpoint devices alone, e.g. with --battery or --heater")
     su = sub.add_parser("setup", help="find the meter and relays on the LAN, check them live, write the settings")
-    from gestor.setup.command import add_arguments as setup_arguments
+    from gestor.setup.options import add_arguments as setup_arguments
     setup_arguments(su, DEFAULT_CONFIG)
     args = ap.parse_args(argv)
     try:

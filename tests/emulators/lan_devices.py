@@ -11,6 +11,9 @@ KIND:
   ``/shelly`` from shelly_plus1_shelly.json, announced the same way;
 - ``sunspec``: a pymodbus 3.16 server on 502, unit 1, with the SunSpec marker ``SunS`` at 40000, a
   common model (1) naming Fronius, and the end marker (SunSpec Information Model Specification);
+- ``huawei``: the same on 6607 (a SUN2000's own port), the model name "SUN2000-5KTL-L1" at 30000 and
+  a serial at 30015, strings of 15 and 10 registers (huawei-solar 2.5.0 ``registers.py``
+  ``MODEL_NAME``, ``SERIAL_NUMBER``);
 - ``goodwe``: UDP 48899 answering "WIFIKIT-214028-READ" with the recorded answer
   (tests/data/setup/goodwe_search_answer.txt), its own address in the first field;
 - ``sma``: sends the recorded Home Manager 2.0 datagram (sma_shm2_packet.json) to
@@ -71,17 +74,18 @@ def shelly(kind: str, ip: str, phases_w: list[float]) -> None:
     announce(ip, info["id"], info)
 
 
-def sunspec(ip: str) -> None:
+def text_registers(s: str, regs: int) -> list[int]:
+    """``s`` as ``regs`` Modbus registers, two ASCII bytes each, NUL-padded (SunSpec and Huawei strings)."""
+    raw = s.encode().ljust(regs * 2, b"\0")
+    return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+
+
+def modbus_server(ip: str, port: int, address: int, regs: list[int]) -> None:
+    """A pymodbus 3.16 TCP server on ``ip:port``, unit 1, holding ``regs`` from ``address``
+    (anything else an illegal address, as on the devices)."""
     from pymodbus.server import ModbusTcpServer
     from pymodbus.simulator import DataType, SimData, SimDevice
-
-    def text(s: str, regs: int) -> list[int]:
-        raw = s.encode().ljust(regs * 2, b"\0")
-        return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
-    common = [1, 66] + text("Fronius", 16) + text("Smart Meter 63A", 16) + text("", 8) + text("1.0", 8) \
-        + text("12345678", 16) + [1, 0x8000]
-    regs = [0x5375, 0x6E53] + common + [0xFFFF, 0]
-    holding = [SimData(40000, values=regs, datatype=DataType.REGISTERS)]
+    holding = [SimData(address, values=regs, datatype=DataType.REGISTERS)]
     bits = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
     device = SimDevice(1, simdata=(bits, list(bits), holding, list(holding)))
 
@@ -90,16 +94,27 @@ def sunspec(ip: str) -> None:
         asyncio.set_event_loop(loop)
 
         async def serve() -> None:
-            await ModbusTcpServer(device, address=(ip, 502)).serve_forever()
+            await ModbusTcpServer(device, address=(ip, port)).serve_forever()
         loop.run_until_complete(serve())
     threading.Thread(target=main, daemon=True).start()
     for _ in range(100):
         try:
-            socket.create_connection((ip, 502), 0.2).close()
+            socket.create_connection((ip, port), 0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("the SunSpec server did not listen on 502")
+    raise RuntimeError(f"the Modbus server did not listen on {port}")
+
+
+def sunspec(ip: str) -> None:
+    t = text_registers
+    common = [1, 66] + t("Fronius", 16) + t("Smart Meter 63A", 16) + t("", 8) + t("1.0", 8) + t("12345678", 16) \
+        + [1, 0x8000]
+    modbus_server(ip, 502, 40000, [0x5375, 0x6E53] + common + [0xFFFF, 0])
+
+
+def huawei(ip: str) -> None:
+    modbus_server(ip, 6607, 30000, text_registers("SUN2000-5KTL-L1", 15) + text_registers("HV2150012345", 10))
 
 
 def goodwe(ip: str) -> None:
@@ -133,14 +148,14 @@ def sma(ip: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["shelly-pro3em", "shelly-plus1", "sunspec", "goodwe", "sma"])
+    ap.add_argument("kind", choices=["shelly-pro3em", "shelly-plus1", "sunspec", "huawei", "goodwe", "sma"])
     ap.add_argument("--ip", required=True)
     ap.add_argument("--phases-w", default="-400,-300,-500")
     a = ap.parse_args()
     if a.kind.startswith("shelly"):
         shelly(a.kind, a.ip, [float(x) for x in a.phases_w.split(",")])
     else:
-        {"sunspec": sunspec, "goodwe": goodwe, "sma": sma}[a.kind](a.ip)
+        {"sunspec": sunspec, "huawei": huawei, "goodwe": goodwe, "sma": sma}[a.kind](a.ip)
     print("ready", flush=True)
     threading.Event().wait()
 

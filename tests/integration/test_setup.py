@@ -7,7 +7,8 @@ gestor setup run on the "pi" host, as a household would run ``sudo gestor setup`
   the settings from an answers file (nobody edits YAML, the old file kept as a dated copy),
   ``gestor check`` passes, and monitoring on the pi host gets readings into an InfluxDB running
   inside the pi's namespace;
-- the other families: a SunSpec Modbus responder (marker at 40000), a GoodWe kit answering the
+- the other families: a SunSpec Modbus responder (marker at 40000), a Huawei SUN2000 on 6607
+  (its model name at 30000), a GoodWe kit answering the
   goodwe library's broadcast search, an SMA Home Manager 2.0 on the multicast: each found, each
   proposing its section by the fixed driver names and keys;
 - nothing on the LAN: a clear sentence, exit code 3, nothing written.
@@ -115,7 +116,7 @@ def test_the_shelly_pro3em_house_setup_to_readings_in_influxdb(tmp_path: Path) -
         assert all(1195 <= p["net_w"] <= 1205 for p in points), points   # export-positive: +1.2 kW
 
 
-def test_sunspec_goodwe_and_sma_are_found_and_propose_their_sections(tmp_path: Path) -> None:
+def test_sunspec_huawei_goodwe_and_sma_are_found_and_propose_their_sections(tmp_path: Path) -> None:
     settings = tmp_path / "settings.yaml"
     answers = tmp_path / "answers.yaml"
     answers.write_text(yaml.safe_dump({"meter": "sunspec", "tariff": "pvpc"}))
@@ -123,6 +124,7 @@ def test_sunspec_goodwe_and_sma_are_found_and_propose_their_sections(tmp_path: P
         pi = lan.host("pi", PI)
         ss, gw, sma = lan.host("sunspec", "192.168.77.12"), lan.host("goodwe", "192.168.77.13"), lan.host("sma", "192.168.77.14")
         start(ss, "sunspec")
+        start(lan.host("huawei", "192.168.77.15"), "huawei")
         start(gw, "goodwe")
         start(sma, "sma")
         out = gestor(pi, *setup_argv(settings, answers, "--find", "modbus,goodwe,sma"))
@@ -130,6 +132,8 @@ def test_sunspec_goodwe_and_sma_are_found_and_propose_their_sections(tmp_path: P
     assert "proposes: {driver: sunspec, host: 192.168.77.12, port: 502, unit_id: 1}" in text, text + out.stderr
     assert "proposes: {driver: goodwe, host: 192.168.77.13, port: 8899}" in text, text + out.stderr
     assert "proposes: {driver: sma_em, serial: 3014930442}" in text, text + out.stderr
+    assert "proposes: {driver: huawei, host: 192.168.77.15, port: 6607, unit_id: 1}" in text, text + out.stderr
+    assert "Huawei SUN2000-5KTL-L1 at 192.168.77.15:6607 unit 1" in text
     assert "GoodWe Solar-WiFi223W0252 at 192.168.77.13" in text
     if out.returncode != 0:   # the sunspec driver is written on another branch: until it lands, setup says so
         assert "meter driver 'sunspec' is not in this gestor version" in out.stderr, out.stderr

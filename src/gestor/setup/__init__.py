@@ -7,7 +7,8 @@ settings section by the fixed driver names and keys), :mod:`.shelly` (a Shelly's
 (Modbus TCP on 502/6607: SunSpec marker, Huawei model name), :mod:`.udp` (GoodWe's UDP search,
 SMA's speedwire multicast), :mod:`.answers` (the questions, interactive or ``--answers``),
 :mod:`.live` (reading the meter, flipping the relays), :mod:`.writing` (the YAML, its diff, the
-copy of the old file, validation, the extra, the units) and :mod:`.command` (the steps in order).
+copy of the old file, validation, the extra, the units) and :mod:`.command` (the steps in order);
+:mod:`.options` holds the command-line options alone (the ``gestor`` parser imports only it).
 
 Layer 7 (a program, like :mod:`gestor.cli`). The optional libraries (zeroconf, goodwe,
 pysma-plus) are imported inside the finder that needs them, so the daemons never load them.

@@ -30,23 +30,9 @@ from gestor.setup.answers import (MAX_LOADS, Asker, SetupError, parse_choice, pa
                                   parse_price, parse_tariff, read_answers)
 from gestor.setup.found import Found, dedupe, local_networks, parse_network
 from gestor.setup.live import flipped_sign, in_words, read_meter, switch_relay
+from gestor.setup.options import FINDERS
 
-FINDERS = ("mdns", "modbus", "goodwe", "sma")
 SECRET_NAME = "shelly_password"
-
-
-def add_arguments(p: argparse.ArgumentParser, default_settings: str) -> None:
-    """``gestor setup``'s options."""
-    p.add_argument("--settings", default=default_settings, help=f"settings file to write (default {default_settings})")
-    p.add_argument("--answers", type=Path, help="answers file (YAML; docs/site/en/setup.md): no questions asked")
-    p.add_argument("--yes", action="store_true", help="every confirmation is yes (scripts, tests)")
-    p.add_argument("--network", action="append", default=[],
-                   help="network to scan, e.g. 192.168.1.0/24 (default: this machine's /24s)")
-    p.add_argument("--find", default=",".join(FINDERS), help=f"finders to run, comma-separated (default {','.join(FINDERS)})")
-    p.add_argument("--check-seconds", type=float, default=30.0, help="seconds the meter is read (default 30)")
-    p.add_argument("--check-interval", type=float, default=5.0, help="seconds between its reads (default 5)")
-    p.add_argument("--mdns-seconds", type=float, default=4.0, help="seconds of mDNS browsing (default 4)")
-    p.add_argument("--no-restart", action="store_true", help="do not restart the units")
 
 
 def _finders(text: str) -> list[str]:

@@ -58,7 +58,7 @@ def browse(seconds: float, log: Callable[[str], None] = print) -> list[Found]:
         for service_type, name in todo:
             info = zc.get_service_info(service_type, name, timeout=RESOLVE_MS)
             addrs = info.parsed_addresses(IPVersion.V4Only) if info else []
-            if addrs and (service_type, addrs[0]) not in hosts:
+            if addrs and all(h != addrs[0] for _, h in hosts):   # a Shelly announces itself twice
                 hosts.append((service_type, addrs[0]))
     finally:
         zc.close()
