@@ -7,6 +7,7 @@ KIND:
   answering ``/shelly`` with tests/data/setup/shelly_pro3em_shelly.json, its phases
   ``--phases-w A,B,C`` (import-positive, W; a watt of noise added each read), announced over mDNS
   as ``_shelly._tcp`` and ``_http._tcp`` (TXT gen/app/ver, Shelly Gen2 API docs "mDNS");
+  ``--password PW``: digest auth (user admin) on everything but ``/shelly``, which says auth_en;
 - ``shelly-plus1``: the Shelly relay emulator (http_devices.ShellyRelayDevice, Gen2) on port 80,
   ``/shelly`` from shelly_plus1_shelly.json, announced the same way;
 - ``sunspec``: a pymodbus 3.16 server on 502, unit 1, with the SunSpec marker ``SunS`` at 40000, a
@@ -51,13 +52,17 @@ def announce(ip: str, name: str, info: dict) -> object:
     return zc
 
 
-def shelly(kind: str, ip: str, phases_w: list[float]) -> None:
+def shelly(kind: str, ip: str, phases_w: list[float], password: str | None = None) -> None:
     from tests.emulators.http_devices import ShellyPro3EM, ShellyRelayDevice
     info = fixture("shelly_pro3em_shelly.json" if kind == "shelly-pro3em" else "shelly_plus1_shelly.json")
+    info["auth_en"] = password is not None
     base = ShellyPro3EM if kind == "shelly-pro3em" else ShellyRelayDevice
 
     class Device(base):  # type: ignore[valid-type,misc]
         reads = 0
+
+        def _authorized(self, h: object) -> bool:   # /shelly answers without a password (Gen2 API docs)
+            return str(getattr(h, "path", "")).startswith("/shelly") or super()._authorized(h)
 
         def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
             if path in ("/shelly", "/rpc/Shelly.GetDeviceInfo"):
@@ -70,6 +75,8 @@ def shelly(kind: str, ip: str, phases_w: list[float]) -> None:
 
     dev = Device(80)
     dev.bind = ip
+    if password is not None:
+        dev.auth = ("digest", "admin", password)   # Gen2: HTTP digest, user admin
     dev.start()
     announce(ip, info["id"], info)
 
@@ -151,9 +158,10 @@ def main() -> None:
     ap.add_argument("kind", choices=["shelly-pro3em", "shelly-plus1", "sunspec", "huawei", "goodwe", "sma"])
     ap.add_argument("--ip", required=True)
     ap.add_argument("--phases-w", default="-400,-300,-500")
+    ap.add_argument("--password", default=None, help="a Shelly's password (digest auth, auth_en true)")
     a = ap.parse_args()
     if a.kind.startswith("shelly"):
-        shelly(a.kind, a.ip, [float(x) for x in a.phases_w.split(",")])
+        shelly(a.kind, a.ip, [float(x) for x in a.phases_w.split(",")], a.password)
     else:
         {"sunspec": sunspec, "huawei": huawei, "goodwe": goodwe, "sma": sma}[a.kind](a.ip)
     print("ready", flush=True)

@@ -183,3 +183,27 @@ def test_interactive_questions_reask_bad_answers_and_a_no_to_the_sign_flips_it(t
     assert written["prices"] == {"source": "fixed"}
     assert written["tariff"] == {"import_p1_eur_per_kwh": 0.25, "import_p2_eur_per_kwh": 0.15,
                                  "import_p3_eur_per_kwh": 0.10, "surplus_eur_per_kwh": 0.06}
+
+
+def test_a_shelly_with_a_password_gets_it_from_secrets_yaml(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({"shelly_password": "pw-of-the-3em", "tariff": "pvpc",
+                                       "loads": [{"name": "water_heater", "relay": 1, "power_w": 1500}]}))
+    with netns.Lan() as lan:
+        pi = lan.host("pi", PI)
+        em, relay = lan.host("em", "192.168.77.10"), lan.host("relay", "192.168.77.11")
+        start(em, "shelly-pro3em", "--password", "pw-of-the-3em")
+        start(relay, "shelly-plus1", "--password", "pw-of-the-3em")
+        out = gestor(pi, *setup_argv(settings, answers, "--find", "mdns", "--check-seconds", "0"))
+        assert out.returncode == 0, out.stdout + out.stderr
+    assert "note: it asks for a password: answer shelly_password" in out.stdout
+    assert "exporting 1.2 kW" in out.stdout and "water_heater: on and off, confirmed" in out.stdout
+    text = settings.read_text()
+    assert text.count("password: !secret shelly_password") == 2 and "pw-of-the-3em" not in text
+    secrets = tmp_path / "secrets.yaml"
+    assert yaml.safe_load(secrets.read_text()) == {"shelly_password": "pw-of-the-3em"}
+    assert oct(secrets.stat().st_mode & 0o777) == "0o600"
+    check = subprocess.run([sys.executable, "-m", "gestor.cli", "check", "--config", str(settings)], cwd=ROOT, env=ENV,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and "written in clear" not in check.stderr, check.stderr
