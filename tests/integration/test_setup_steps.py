@@ -66,7 +66,8 @@ def test_a_shellys_own_answer_tells_a_meter_from_relays() -> None:
     assert classify("h", {"type": "SHEM-3"}).section["generation"] == 1                       # Gen1 3EM
     assert classify("h", {"gen": 2, "app": "PlusHT"}) is None                                 # a thermometer
     assert classify("h", "<html>") is None
-    assert classify("h", {**fixture("shelly_pro3em_shelly.json"), "auth_en": True}).notes
+    assert classify("h", {**fixture("shelly_pro3em_shelly.json"), "auth_en": True}).needs_password
+    assert not meter.needs_password
 
 
 def test_the_recorded_goodwe_search_answer_proposes_its_host() -> None:
@@ -173,7 +174,8 @@ def test_the_units_are_restarted_only_where_systemd_runs(tmp_path: Path) -> None
         returncode = 0
     assert writing.restart_units(said.append, tmp_path / "systemd",
                                  lambda argv, **kw: ran.append(argv) or Done()) is True
-    assert ran == [["systemctl", "restart", "gestor-monitoring.service", "gestor-managing.service"]]
+    assert ran == [["systemctl", "restart", "gestor-monitoring.service", "gestor-managing.service"],
+                   ["systemctl", "try-restart", "gestor-web.service", "gestor-virtual-meter.service"]]
 
 
 def test_a_missing_extra_is_named_with_its_install_command() -> None:

@@ -162,7 +162,7 @@ def _paths(ask: Asker) -> dict[str, Any] | None:
 def _with_secret(section: dict[str, Any], found: Found, ask: Asker, secrets: dict[str, str]) -> tuple[dict, dict]:
     """(the section as written, the section used live): a Shelly asking a password gets
     ``password: !secret shelly_password`` written and the password itself used live."""
-    if not any("password" in n for n in found.notes):
+    if not found.needs_password:
         return section, section
     pw = _password(ask, secrets)
     return {**section, "password": SecretRef(SECRET_NAME)}, {**section, "password": pw}

@@ -27,6 +27,7 @@ class Found:
     channels: int = 1
     extra: str | None = None   # the optional extra its driver needs (pyproject), None: none
     notes: tuple[str, ...] = field(default_factory=tuple)
+    needs_password: bool = False   # the device has a password set (a Shelly's auth_en)
 
     @property
     def key(self) -> tuple[Any, ...]:

@@ -32,24 +32,25 @@ def classify(host: str, info: Any) -> Found | None:
     if not isinstance(info, dict):
         return None
     gen = info.get("gen")
-    notes = ("it asks for a password: answer shelly_password",) if info.get("auth_en") or info.get("auth") else ()
+    locked = bool(info.get("auth_en") or info.get("auth"))
+    notes = ("it asks for a password: answer shelly_password",) if locked else ()
     if isinstance(gen, int) and gen >= 2:
         app, model = str(info.get("app", ""))[:40], str(info.get("model", ""))[:40]
         label = f"Shelly {app} ({model}) at {host}"
         if app in GEN2_METERS:
-            return Found("meter", {"driver": "shelly_em", "host": host, "generation": 2}, label, "mdns", notes=notes)
+            return Found("meter", {"driver": "shelly_em", "host": host, "generation": 2}, label, "mdns", notes=notes, needs_password=locked)
         if app in GEN2_RELAYS:
             return Found("relay", {"driver": "shelly", "host": host, "generation": 2}, label, "mdns",
-                         channels=GEN2_RELAYS[app], notes=notes)
+                         channels=GEN2_RELAYS[app], notes=notes, needs_password=locked)
         return None
     kind = GEN1.get(str(info.get("type", ""))[:40])
     if kind is None:
         return None
     label = f"Shelly {info.get('type')} at {host}"
     if kind[0] == "meter":
-        return Found("meter", {"driver": "shelly_em", "host": host, "generation": 1}, label, "mdns", notes=notes)
+        return Found("meter", {"driver": "shelly_em", "host": host, "generation": 1}, label, "mdns", notes=notes, needs_password=locked)
     return Found("relay", {"driver": "shelly", "host": host, "generation": 1}, label, "mdns",
-                 channels=kind[1], notes=notes)
+                 channels=kind[1], notes=notes, needs_password=locked)
 
 
 def identify(host: str, timeout_s: float = TIMEOUT_S) -> Found | None:

@@ -27,6 +27,7 @@ from gestor.setup.answers import SetupError
 
 REPO = Path(__file__).resolve().parents[3]
 UNITS = ("gestor-monitoring.service", "gestor-managing.service")
+ALSO_UNITS = ("gestor-web.service", "gestor-virtual-meter.service")   # read the settings too
 # the module each optional extra brings (pyproject.toml [project.optional-dependencies])
 EXTRA_MODULES = {"huawei": "huawei_solar", "sunspec": "sunspec2", "goodwe": "goodwe", "sma": "pysmaplus",
                  "fronius": "pyfronius", "wibeee": "pywibeee", "setup": "zeroconf"}
@@ -149,13 +150,15 @@ def install_extra(extra: str, say: Callable[[str], None], run: Callable[..., Any
 def restart_units(say: Callable[[str], None], systemd_dir: Path = Path("/run/systemd/system"),
                   run: Callable[..., Any] = subprocess.run) -> bool:
     """Restart monitoring and managing with systemctl when systemd runs this machine (its
-    ``/run/systemd/system``, sd_booted(3)); otherwise say so. True when restarted."""
+    ``/run/systemd/system``, sd_booted(3)), and the page and the virtual meter where they run
+    (``try-restart``: a unit that is not running stays so); otherwise say so. True when restarted."""
     if not systemd_dir.is_dir():
         say("systemd is not running here: start monitoring and managing yourself "
             f"(gestor monitoring / gestor managing), or restart {' and '.join(UNITS)} where they run")
         return False
-    done = run(["systemctl", "restart", *UNITS], check=False, timeout=60)
-    if getattr(done, "returncode", 1) != 0:
-        raise SetupError(f"systemctl restart {' '.join(UNITS)} failed: see journalctl -u gestor-monitoring")
-    say(f"restarted {' and '.join(UNITS)}")
+    for verb, units in (("restart", UNITS), ("try-restart", ALSO_UNITS)):
+        done = run(["systemctl", verb, *units], check=False, timeout=60)
+        if getattr(done, "returncode", 1) != 0:
+            raise SetupError(f"systemctl {verb} {' '.join(units)} failed: see journalctl -u {units[0]}")
+    say(f"restarted {' and '.join(UNITS)} (and {' and '.join(ALSO_UNITS)} where they run)")
     return True
