@@ -192,7 +192,6 @@ def run_setup(args: argparse.Namespace, clock: Clock | None = None, ask_fn: Call
     ask = Asker(answers, args.yes, ask_fn, say)
     path = Path(args.settings)
     old_text, old = writing.read_old(path)
-    run_dir = Path(tempfile.mkdtemp(prefix="gestor-setup-run-"))  # the drivers' run dir during the check
     found = find(args, say)
     _describe(found, say)
     meters = [f for f in found if f.role == "meter"]
@@ -202,6 +201,15 @@ def run_setup(args: argparse.Namespace, clock: Clock | None = None, ask_fn: Call
                          "this network (Modbus TCP enabled on an inverter), or write meter: by hand "
                          "(docs/site/en/setup.md)", 3)
     chosen = _choose_meter(meters, ask)
+    if writing.extra_missing(chosen.extra):   # its driver's library, before the driver reads it
+        writing.install_extra(chosen.extra, say)
+    with tempfile.TemporaryDirectory(prefix="gestor-setup-run-") as run_dir:   # the drivers' run dir meanwhile
+        return _check_ask_write(args, ask, clock, say, path, old_text, old, found, chosen, Path(run_dir))
+
+
+def _check_ask_write(args: argparse.Namespace, ask: Asker, clock: Clock, say: Callable[[str], None], path: Path,
+                     old_text: str, old: dict[str, Any], found: list[Found], chosen: Found, run_dir: Path) -> int:
+    """Steps 2 to 4 once the meter is chosen (see the module doc)."""
     secrets: dict[str, str] = {}
     meter, meter_live = _with_secret(chosen.section, chosen, ask, secrets)
     say(f"\nchecking the meter ({chosen.label}) for {args.check_seconds:g} s:")
@@ -248,9 +256,6 @@ def run_setup(args: argparse.Namespace, clock: Clock | None = None, ask_fn: Call
     copy = writing.write(path, text, secrets_text, clock.now())
     say(f"written: {path}" + (f" (the old one kept as {copy})" if copy else "")
         + (f" and {path.parent / 'secrets.yaml'}" if secrets_text else ""))
-    extras = {f.extra for f in [chosen] if f.extra}
-    for extra in sorted(e for e in extras if writing.extra_missing(e)):
-        writing.install_extra(extra, say)
     if args.no_restart:
         say("--no-restart: the units were not restarted")
     else:

@@ -55,8 +55,11 @@ def read_meter(section: dict[str, Any], clock: Clock, seconds: float, interval_s
     read), printing each reading in words; returns the good ones. A failed read is printed as
     such (never a zero). Raises SetupError when the driver is unknown or its section invalid."""
     s, factory = _model(METERS, "meter", section)
-    meter = CheckedMeter(factory(s, DriverContext(clock, run_dir, config_dir)), s.max_abs_power_w,
-                         s.counter_resolution_wh)
+    try:
+        meter = CheckedMeter(factory(s, DriverContext(clock, run_dir, config_dir)), s.max_abs_power_w,
+                             s.counter_resolution_wh)
+    except ImportError as e:   # the driver's optional library (install_extra said how to get it)
+        raise SetupError(f"the {s.driver} driver needs its library ({e}): install it and run gestor setup again") from None
     n = max(1, math.floor(seconds / interval_s) + 1) if interval_s > 0 else 1
     good: list[Reading] = []
     try:

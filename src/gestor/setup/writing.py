@@ -133,7 +133,7 @@ def extra_missing(extra: str | None) -> bool:
 
 def install_extra(extra: str, say: Callable[[str], None], run: Callable[..., Any] = subprocess.run) -> None:
     """Install the extra with ``install.sh --extra NAME`` where this install.sh has that
-    option, else say the command to run."""
+    option, else say the command to run (the driver then fails to open with that sentence)."""
     script = REPO / "install.sh"
     has_option = script.exists() and "--extra" in script.read_text(encoding="utf-8", errors="replace")
     if not has_option:
@@ -144,7 +144,7 @@ def install_extra(extra: str, say: Callable[[str], None], run: Callable[..., Any
     done = run([str(script), "--extra", extra], check=False)
     if getattr(done, "returncode", 1) != 0:
         raise SetupError(f"{script} --extra {extra} failed (exit {getattr(done, 'returncode', '?')}): "
-                         "the settings are written; install the extra and restart the units")
+                         "nothing was written; install the extra and run gestor setup again")
 
 
 def restart_units(say: Callable[[str], None], systemd_dir: Path = Path("/run/systemd/system"),
