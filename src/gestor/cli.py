@@ -1,5 +1,5 @@
 """``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, tune, status, demo, web,
-virtual-meter.
+virtual-meter, setup.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -69,7 +69,7 @@ def _fmt(v: float | None, unit: str) -> str:
 def _meter_test(args: argparse.Namespace) -> int:
     """Read the configured meter ``--count`` times and print each reading with units."""
     from drivers import DriverContext
-    from gestor.runtime.daemon import open_meter
+    from gestor.runtime.daemon import open_meter, read_times
     settings = load_settings(args.config)
     clock = WallClock()
     interval = args.interval if args.interval is not None else settings.monitoring.interval_s
@@ -80,13 +80,9 @@ def _meter_test(args: argparse.Namespace) -> int:
           f"{'import total':>16}  {'export total':>16}")
     ok = 0
     try:
-        for i in range(args.count):
-            if i:
-                clock.sleep(interval)
-            try:
-                r = meter.read()
-            except MeterError as e:
-                print(f"{i + 1:>2}  {clock.now().astimezone(settings.tz):%H:%M:%S}  FAILED: {e}")
+        for i, r in enumerate(read_times(meter, clock, args.count, interval)):
+            if isinstance(r, MeterError):
+                print(f"{i + 1:>2}  {clock.now().astimezone(settings.tz):%H:%M:%S}  FAILED: {r}")
                 continue
             ok += 1
             print(f"{i + 1:>2}  {r.at.astimezone(settings.tz):%H:%M:%S}  {_fmt(r.net_w, 'W'):>12}  "
@@ -205,6 +201,18 @@ def _virtual_meter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup(args: argparse.Namespace) -> int:
+    """``gestor setup`` (:mod:`gestor.setup.command`); its errors are one sentence, with their own
+    exit code (2 a bad answer or invalid settings, 3 nothing found)."""
+    from gestor.setup.answers import SetupError
+    from gestor.setup.command import run_setup
+    try:
+        return run_setup(args)
+    except SetupError as e:
+        print(f"gestor setup: {e}", file=sys.stderr)
+        return e.code
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gestor.sim.demo import run_demo
     return run_demo(args)
@@ -278,8 +286,13 @@ def _main(argv: list[str], as_command: bool) -> int:
                         "loads and the battery")
     d.add_argument("--no-loads", action="store_true",
                    help="no on/off load (loads: []): the setpoint devices alone, e.g. with --battery or --heater")
+    su = sub.add_parser("setup", help="find the meter and relays on the LAN, check them live, write the settings")
+    from gestor.setup.options import add_arguments as setup_arguments
+    setup_arguments(su, DEFAULT_CONFIG)
     args = ap.parse_args(argv)
     try:
+        if args.command == "setup":
+            return _setup(args)
         if args.command in ("monitoring", "managing"):
             return _daemon(args, args.command)
         if args.command == "check":

@@ -53,6 +53,7 @@ class DeviceServer:
         self.tls: tuple[str, str] | None = None
         self.content_type = "application/json"
         self.accepted = 0                 # connections accepted (a client keeping one alive: 1)
+        self.bind = "127.0.0.1"   # the address served on (a test LAN's host: its own, tests/netns.py)
 
     # subclasses: route(path, query) -> (status, body_dict) or (status, str)
     def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
@@ -184,7 +185,7 @@ class DeviceServer:
                     pass
 
         ThreadingHTTPServer.allow_reuse_address = True
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd = ThreadingHTTPServer((self.bind, self.port), Handler)
         self._httpd.daemon_threads = True
         if self.tls:
             import ssl

@@ -10,12 +10,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 import sdnotify
 
 from drivers import DriverContext
-from drivers.meters import METERS, Meter
+from drivers.meters import METERS, Meter, MeterError, Reading
 from drivers.meters.base import CheckedMeter
 from drivers.relays import RELAYS, Relay
 from gestor.clock import Clock
@@ -70,6 +70,19 @@ def open_meter(settings: Settings, ctx: DriverContext) -> Meter:
     m = settings.meter
     return CheckedMeter(factory(m, ctx), m.max_abs_power_w, m.counter_resolution_wh,
                         m.frozen_s(settings.monitoring.interval_s))
+
+
+def read_times(meter: Meter, clock: Clock, count: int, interval_s: float) -> Iterator[Reading | MeterError]:
+    """Read ``meter`` ``count`` times, ``interval_s`` apart on ``clock``: each reading, or the
+    MeterError of a failed read (never a zero in its place). ``gestor meter-test`` and
+    ``gestor setup``'s live check print them."""
+    for i in range(count):
+        if i:
+            clock.sleep(interval_s)
+        try:
+            yield meter.read()
+        except MeterError as e:
+            yield e
 
 
 def open_relays(settings: Settings, ctx: DriverContext) -> dict[str, Relay]:

@@ -184,19 +184,22 @@ def read_raw(path: Path | str, secrets_optional: bool = False) -> Any:
     return _resolve_secrets(raw, str(path), path, secrets_optional)
 
 
-def load_settings(path: Path | str, secrets_optional: bool = False) -> Settings:
+def load_settings(path: Path | str, secrets_optional: bool = False, as_path: Path | str | None = None) -> Settings:
     """Read and validate a settings file.
 
     ``!secret NAME`` values come from ``secrets.yaml`` beside it (root-only on an installed system);
     ``secrets_optional`` lets commands that need no secret (``gestor status``) work without them.
+    ``as_path``: validate ``path`` as if it were there (its name in errors, relative paths from
+    its folder): ``gestor setup`` checks a candidate file before it replaces the real one.
 
     Raises:
         SettingsError: the file is missing, not YAML, or not valid; one line per problem.
     """
     path = Path(path)
-    s = parse_settings(read_raw(path, secrets_optional), str(path), path.resolve())
+    shown = Path(as_path) if as_path is not None else path
+    s = parse_settings(read_raw(path, secrets_optional), str(shown), shown.resolve())
     if not secrets_optional:
-        errors = check_files(s, str(path))
+        errors = check_files(s, str(shown))
         if errors:
             raise SettingsError(errors)
     return s
