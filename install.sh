@@ -369,6 +369,11 @@ cmd_install() {
   # the meter family's library, when the settings name a driver that needs one (drivers/extras.py)
   local extra; extra=$(settings_extra "$PREFIX/venv" /etc/gestor/settings.yaml)
   [ -z "$extra" ] || install_extra "$PREFIX/venv" "$extra"
+  # gestor setup's discovery (zeroconf; imported by gestor setup only), and what it needs to add a
+  # meter family's extra later: this script and the locks, kept in $PREFIX (install.sh --extra there)
+  install_extra "$PREFIX/venv" setup
+  mkdir -p "$PREFIX/requirements"
+  cp "$HERE"/requirements/*.lock "$PREFIX/requirements/" && cp "$HERE/install.sh" "$PREFIX/install.sh"
   "$PREFIX/venv/bin/gestor" check --config /etc/gestor/settings.yaml >/dev/null
   install -m 644 "${UNITS[@]/#/$HERE/daemons/}" "$HERE/daemons/$WEB_UNIT" /etc/systemd/system/
   # InfluxDB was bound to 127.0.0.1 at the start (need_influxdb)

@@ -8,6 +8,7 @@ same validation as ``gestor check``: a failure writes nothing; secrets to secret
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -181,6 +182,13 @@ def test_the_units_are_restarted_only_where_systemd_runs(tmp_path: Path) -> None
 def test_a_missing_extra_is_named_with_its_install_command() -> None:
     said: list[str] = []
     assert writing.extra_missing("goodwe") is False      # the test venv has every extra
-    assert writing.extra_missing("nosuchextra") is True
-    writing.install_extra("sunspec", said.append, run=lambda *a, **k: pytest.fail("install.sh has no --extra"))
-    assert "pip install 'gestor[sunspec]'" in said[0]
+    assert writing.extra_missing("nosuchextra") is True and writing.extra_missing(None) is False
+    assert writing.install_script() == writing.REPO / "install.sh"   # the checkout's, which has --extra
+    ran: list[list[str]] = []
+    writing.install_extra("sunspec", said.append, writing.install_script(),
+                          run=lambda argv, **k: ran.append(argv) or subprocess.CompletedProcess(argv, 0))
+    assert ran == [[str(writing.REPO / "install.sh"), "--extra", "sunspec"]]
+    writing.install_extra("sunspec", said.append, None, run=lambda *a, **k: pytest.fail("nothing to run"))
+    assert "sudo ./install.sh --extra sunspec" in said[-1]
+
+

@@ -202,7 +202,7 @@ def run_setup(args: argparse.Namespace, clock: Clock | None = None, ask_fn: Call
                          "(docs/site/en/setup.md)", 3)
     chosen = _choose_meter(meters, ask)
     if writing.extra_missing(chosen.extra):   # its driver's library, before the driver reads it
-        writing.install_extra(chosen.extra, say)
+        writing.install_extra(chosen.extra, say, writing.install_script())
     with tempfile.TemporaryDirectory(prefix="gestor-setup-run-") as run_dir:   # the drivers' run dir meanwhile
         return _check_ask_write(args, ask, clock, say, path, old_text, old, found, chosen, Path(run_dir))
 

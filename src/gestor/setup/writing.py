@@ -9,7 +9,6 @@ root (:func:`gestor.files.atomic_write_text`), as install.sh leaves them.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -22,15 +21,14 @@ from typing import Any
 import yaml
 
 from gestor.files import atomic_write_text
+from drivers.extras import EXTRAS, INSTALL_HINT, missing
 from gestor.settings import SECRETS_FILE, SecretRef, SettingsError, load_settings, read_yaml
 from gestor.setup.answers import SetupError
 
 REPO = Path(__file__).resolve().parents[3]
 UNITS = ("gestor-monitoring.service", "gestor-managing.service")
 ALSO_UNITS = ("gestor-web.service", "gestor-virtual-meter.service")   # read the settings too
-# the module each optional extra brings (pyproject.toml [project.optional-dependencies])
-EXTRA_MODULES = {"huawei": "huawei_solar", "sunspec": "sunspec2", "goodwe": "goodwe", "sma": "pysmaplus",
-                 "fronius": "pyfronius", "wibeee": "pywibeee", "setup": "zeroconf"}
+SYSTEM_INSTALL_SH = Path("/opt/gestor/install.sh")   # kept there by sudo ./install.sh
 HEADER = ("# gestor settings, written by `gestor setup` on {when}. Check them with\n"
           "#   gestor check --config {path}\n"
           "# Units are in the key names (_w watts, _wh watt-hours, _s seconds); net power is\n"
@@ -127,18 +125,30 @@ def write(path: Path, text: str, new_secrets: str | None, when: datetime) -> Pat
 
 
 def extra_missing(extra: str | None) -> bool:
-    """True when the optional extra ``extra`` is named and its library is not importable."""
-    return extra is not None and importlib.util.find_spec(EXTRA_MODULES.get(extra, extra)) is None
+    """True when the optional extra ``extra`` is named and its library is not importable
+    (:mod:`drivers.extras`, the one map of the extras)."""
+    if extra is None:
+        return False
+    known = EXTRAS.get(extra)
+    return missing(known) if known is not None else True
 
 
-def install_extra(extra: str, say: Callable[[str], None], run: Callable[..., Any] = subprocess.run) -> None:
-    """Install the extra with ``install.sh --extra NAME`` where this install.sh has that
-    option, else say the command to run (the driver then fails to open with that sentence)."""
-    script = REPO / "install.sh"
-    has_option = script.exists() and "--extra" in script.read_text(encoding="utf-8", errors="replace")
-    if not has_option:
-        say(f"the {extra} driver needs its library: install it with  pip install 'gestor[{extra}]'  "
-            "into gestor's venv (this install.sh has no --extra yet)")
+def install_script() -> Path | None:
+    """The install.sh that can add an extra: the source tree's (a checkout: src/ beside it), else
+    the system install's copy (``sudo ./install.sh`` keeps it in /opt/gestor with the locks)."""
+    for script in (REPO / "install.sh", SYSTEM_INSTALL_SH):
+        if script.exists() and "--extra" in script.read_text(encoding="utf-8", errors="replace"):
+            return script
+    return None
+
+
+def install_extra(extra: str, say: Callable[[str], None], script: Path | None,
+                  run: Callable[..., Any] = subprocess.run) -> None:
+    """Install the extra with ``script --extra NAME`` (``script``: :func:`install_script`'s
+    answer), or with no such script say the command to run (the driver's settings then fail with
+    that sentence)."""
+    if script is None:
+        say(f"the {extra} driver needs its library: {INSTALL_HINT.format(extra=extra)} in gestor's source folder")
         return
     say(f"installing the {extra} extra: {script} --extra {extra}")
     done = run([str(script), "--extra", extra], check=False)
