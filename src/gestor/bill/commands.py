@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from gestor.bill import distributor as dist
@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser, default_config: str) -> None:
     im.add_argument("file", help="the CSV the holder downloaded")
     fe = sub.add_parser("fetch", help="fetch the last days of the distributor's curve from Datadis into InfluxDB")
     fe.add_argument("--days", type=int, default=None, help="days back (default distributor.days_back)")
+    fe.add_argument("--until", help="the last local day to fetch, YYYY-MM-DD (default yesterday)")
     rc = sub.add_parser("reconcile", help="gestor's settled hours against the distributor's, hour by hour")
     rc.add_argument("--month", required=True, help="local month YYYY-MM")
     rc.add_argument("--csv", help="the distributor's CSV (default: the distributor measurement in InfluxDB)")
@@ -83,11 +84,17 @@ def run(args: argparse.Namespace, settings: Any, recording: Callable[[], tuple[l
             print("gestor bill fetch: no distributor: block with source datadis in the settings: nothing to fetch")
             return 0
         from gestor.bill.distributor_datadis import Datadis
-        today = (now or datetime.now(timezone.utc)).astimezone(tz).date()
+        try:
+            last = date.fromisoformat(args.until) if args.until else \
+                (now or datetime.now(timezone.utc)).astimezone(tz).date() - timedelta(days=1)
+        except ValueError:
+            raise BillError(f"--until {args.until!r}: expected YYYY-MM-DD") from None
         days = args.days or settings.distributor.days_back
+        if not 1 <= days <= 400:
+            raise BillError(f"--days {days}: expected 1..400")
         client = Datadis(settings.distributor)
         try:
-            hours = client.hours(today - timedelta(days=days), today - timedelta(days=1), tz)
+            hours = client.hours(last - timedelta(days=days - 1), last, tz)
         finally:
             client.close()
         where = _store(settings, dist.points(hours, settings.site), dist.MEASUREMENT)
