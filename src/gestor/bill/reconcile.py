@@ -261,8 +261,10 @@ def report(r: Reconciliation, tz: ZoneInfo, hours: bool = True) -> str:
     out.append("calibration ratio (distributor / gestor, net balance, least squares): "
                + ("-" if ratio is None else f"{ratio:.4f}"))
     if r.offset_s is not None:
-        out.append(f"meter clock offset: {r.offset_s:+.0f} s ({'ahead' if r.offset_s >= 0 else 'behind'} of the "
-                   f"distributor's hours; searched +-{SHIFT_SPAN_S // 60} min)")
+        off = round(r.offset_s)
+        how = "ahead of" if off > 0 else "behind" if off < 0 else "on"
+        out.append(f"meter clock offset: {off:+d} s (the meter's clock is {how} the distributor's hours; "
+                   f"searched +-{SHIFT_SPAN_S // 60} min in 1-min steps, refined)")
     alerts = r.alerts
     out.append("ALERT: " + "; ".join(alerts) if alerts else
                f"agreement: within {r.max_difference_pct:g} % (+{ROUNDING_WH:g} Wh an hour) on import and surplus")
