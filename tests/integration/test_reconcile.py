@@ -50,7 +50,7 @@ def test_distributor_files_reconcile_with_gestors_books_to_the_meter_resolution(
 
 
 @pytest.mark.parametrize("name", ["datadis-2022-10.csv", "datadis-2022-03.csv"])
-@pytest.mark.parametrize("minutes", [1, 3, 10, -3])
+@pytest.mark.parametrize("minutes", [1, 3, 10, -3, 4.25])
 def test_a_meter_clock_offset_is_found_within_a_minute(name: str, minutes: int) -> None:
     """The meter's clock ``minutes`` ahead: its readings are stamped that much late."""
     curve = read_curve(FIX / name, TZ, CUPS)
