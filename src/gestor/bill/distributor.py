@@ -317,23 +317,28 @@ def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
-def from_influx(s, start: datetime, end: datetime) -> list[HourRecord]:
-    """The ``distributor`` hours stored for ``s.distributor.cups`` (or any CUPS without one) in
-    [start, end), real preferred. InfluxDB 1.x (as :meth:`gestor.sim.inputs.Prices.from_influx`).
-    Raises DistributorError when the store does not answer."""
+def query_store(st, q: str, params: dict[str, str], epoch: str = "s") -> list[dict]:
+    """The rows of InfluxQL ``q`` (``$name`` bound from ``params``) on the store ``st``
+    (StoreSettings, InfluxDB 1.x), times as epoch ``epoch`` units. The one reader of the bill's
+    measurements. Raises DistributorError (a ValueError) when the store does not answer."""
     from drivers import secret
     from influxdb import InfluxDBClient
-    st = s.store
     c = InfluxDBClient(host=st.host, port=st.port, username=st.username, password=secret(st.password),
-                       database=st.database, timeout=st.timeout_s)
-    q = (f"SELECT import_wh, surplus_wh, \"method\", cups FROM {MEASUREMENT} WHERE site = $site "
-         f"AND time >= {int(start.timestamp())}s AND time < {int(end.timestamp())}s")
+                       database=st.database, timeout=max(st.timeout_s, 30.0))
     try:
-        rows = list(c.query(q, bind_params={"site": s.site}, epoch="s").get_points())
+        return list(c.query(q, bind_params=params, epoch=epoch).get_points())
     except Exception as e:  # noqa: BLE001 (requests and influxdb errors alike: the store did not answer)
         raise DistributorError(f"InfluxDB at {st.host}:{st.port}: {type(e).__name__}: {e}") from None
     finally:
         c.close()
+
+
+def from_influx(s, start: datetime, end: datetime) -> list[HourRecord]:
+    """The ``distributor`` hours stored for ``s.distributor.cups`` (or any CUPS without one) in
+    [start, end), real preferred. Raises DistributorError when the store does not answer."""
+    rows = query_store(s.store, f"SELECT import_wh, surplus_wh, \"method\", cups FROM {MEASUREMENT} WHERE site = $site "
+                                f"AND time >= {int(start.timestamp())}s AND time < {int(end.timestamp())}s",
+                       {"site": s.site})
     want = s.distributor.cups if getattr(s, "distributor", None) else None
     out = [HourRecord(datetime.fromtimestamp(r["time"], timezone.utc), float(r["import_wh"]),
                       None if r.get("surplus_wh") is None else float(r["surplus_wh"]), r.get("method") == ESTIMATED,

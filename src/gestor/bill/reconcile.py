@@ -28,11 +28,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Sequence
 from zoneinfo import ZoneInfo
 
-from gestor.bill.distributor import HourRecord
+from gestor.bill.distributor import HourRecord, query_store
 from gestor.core.balance import Balance, settled_wh
 
 log = logging.getLogger("gestor.bill")
@@ -188,24 +188,12 @@ def gestor_from_influx(s, start: datetime, end: datetime) -> list[GestorHour]:
     """gestor's settled hours in [start, end) from the ``period`` measurement (InfluxDB 1.x): the
     periods of each hour summed (quarter-hours: four), whole when each of them was. Raises
     ValueError when the store does not answer."""
-    from drivers import secret
-    from influxdb import InfluxDBClient
-    st = s.store
-    c = InfluxDBClient(host=st.host, port=st.port, username=st.username, password=secret(st.password),
-                       database=st.database, timeout=st.timeout_s)
-    q = (f"SELECT balance_wh, complete FROM period WHERE site = $site AND time >= {int(start.timestamp())}s "
-         f"AND time < {int(end.timestamp())}s")
-    try:
-        rows = list(c.query(q, bind_params={"site": s.site}, epoch="s").get_points())
-    except Exception as e:  # noqa: BLE001 (requests and influxdb errors alike: the store did not answer)
-        raise ValueError(f"InfluxDB at {st.host}:{st.port}: {type(e).__name__}: {e}") from None
-    finally:
-        c.close()
+    rows = query_store(s.store, f"SELECT balance_wh, complete FROM period WHERE site = $site AND time >= "
+                                f"{int(start.timestamp())}s AND time < {int(end.timestamp())}s", {"site": s.site})
     per: dict[int, list[tuple[float, bool]]] = {}
     for r in rows:
-        if r.get("balance_wh") is None:
-            continue
-        per.setdefault(int(r["time"]) // 3600 * 3600, []).append((float(r["balance_wh"]), bool(r.get("complete"))))
+        if r.get("balance_wh") is not None:
+            per.setdefault(int(r["time"]) // 3600 * 3600, []).append((float(r["balance_wh"]), bool(r.get("complete"))))
     n = 3600 // s.billing.period_s
     return [GestorHour(datetime.fromtimestamp(k, timezone.utc), sum(b for b, _ in v),
                        len(v) == n and all(c for _, c in v)) for k, v in sorted(per.items())]
@@ -214,30 +202,18 @@ def gestor_from_influx(s, start: datetime, end: datetime) -> list[GestorHour]:
 def readings_from_influx(s, start: datetime, end: datetime) -> tuple[list[float], list[float]]:
     """The meter's ``net_w`` readings in [start, end) (epoch s, W), a day per query (a month of
     10 s readings is 270 000 points). Raises ValueError when the store does not answer."""
-    from datetime import timedelta
-
-    from drivers import secret
-    from influxdb import InfluxDBClient
-    st = s.store
-    c = InfluxDBClient(host=st.host, port=st.port, username=st.username, password=secret(st.password),
-                       database=st.database, timeout=max(st.timeout_s, 30.0))
     t_s: list[float] = []
     w: list[float] = []
     a = start
-    try:
-        while a < end:
-            b = min(a + timedelta(days=1), end)
-            q = (f"SELECT net_w FROM meter WHERE site = $site AND time >= {int(a.timestamp() * 1000)}ms "
-                 f"AND time < {int(b.timestamp() * 1000)}ms")
-            for r in c.query(q, bind_params={"site": s.site}, epoch="ms").get_points():
-                if r.get("net_w") is not None:
-                    t_s.append(r["time"] / 1000.0)
-                    w.append(float(r["net_w"]))
-            a = b
-    except Exception as e:  # noqa: BLE001 (requests and influxdb errors alike: the store did not answer)
-        raise ValueError(f"InfluxDB at {st.host}:{st.port}: {type(e).__name__}: {e}") from None
-    finally:
-        c.close()
+    while a < end:
+        b = min(a + timedelta(days=1), end)
+        for r in query_store(s.store, f"SELECT net_w FROM meter WHERE site = $site AND time >= "
+                                      f"{int(a.timestamp() * 1000)}ms AND time < {int(b.timestamp() * 1000)}ms",
+                             {"site": s.site}, epoch="ms"):
+            if r.get("net_w") is not None:
+                t_s.append(r["time"] / 1000.0)
+                w.append(float(r["net_w"]))
+        a = b
     return t_s, w
 
 

@@ -89,44 +89,42 @@ def clock_label(start: datetime) -> int:
     return start.astimezone(TZ).hour + 1
 
 
+def rows(days):
+    """Each hour of ``days``: (day, k 1..N, UTC start, import Wh, export Wh, estimated)."""
+    for i, (day, hours) in enumerate(days):
+        for k, (s, bal) in enumerate(hours, 1):
+            exp, imp = settled_wh(bal)
+            yield day, k, s, imp, exp, estimated(i, k)
+
+
 def write_datadis(days, path: Path) -> None:
     lines = ["CUPS;Fecha;Hora;Consumo_kWh;Metodo_obtencion;Energia_vertida_kWh;Energia_generada_kWh;"
              "Energia_autoconsumida_kWh"]
-    for i, (day, hours) in enumerate(days):
-        for k, (_, bal) in enumerate(hours, 1):
-            exp, imp = settled_wh(bal)
-            lines.append(f"{CUPS};{day:%d/%m/%Y};{k};{kwh(imp)};{'E' if estimated(i, k) else 'R'};{kwh(exp)};;")
+    lines += [f"{CUPS};{day:%d/%m/%Y};{k};{kwh(imp)};{'E' if est else 'R'};{kwh(exp)};;"
+              for day, k, _, imp, exp, est in rows(days)]
     path.write_text("\n".join(lines) + "\n")
 
 
 def write_edistribucion(days, path: Path) -> None:
     lines = ["CUPS;Fecha;Hora;AE_kWh;AS_KWh;AE_AUTOCONS_kWh;REAL/ESTIMADO"]
-    for i, (day, hours) in enumerate(days):
-        for k, (_, bal) in enumerate(hours, 1):
-            exp, imp = settled_wh(bal)
-            lines.append(f"{CUPS[:20]};{day:%d/%m/%Y};{k};{kwh(imp)};{kwh(exp)};;{'E' if estimated(i, k) else 'R'}")
+    lines += [f"{CUPS[:20]};{day:%d/%m/%Y};{k};{kwh(imp)};{kwh(exp)};;{'E' if est else 'R'}"
+              for day, k, _, imp, exp, est in rows(days)]
     path.write_text("\n".join(lines) + "\n")
 
 
 def write_ide(days, path: Path) -> None:
+    """i-DE: no method column (every row real), the summer flag of the hour's start."""
     lines = ["CUPS;FECHA-HORA;INV / VER;CONSUMO Wh;GENERACION Wh"]
-    for day, hours in days:
-        for s, bal in hours:
-            exp, imp = settled_wh(bal)
-            summer = 1 if s.astimezone(TZ).dst() else 0
-            lines.append(f"{CUPS};{day:%Y/%m/%d} {clock_label(s):02d}:00;{summer};{round(imp)};{round(exp)}")
+    lines += [f"{CUPS};{day:%Y/%m/%d} {clock_label(s):02d}:00;{1 if s.astimezone(TZ).dst() else 0};{round(imp)};"
+              f"{round(exp)}" for day, _, s, imp, exp, _ in rows(days)]
     path.write_text("\n".join(lines) + "\n")
 
 
 def write_api(days, path: Path) -> None:
-    items = []
-    for i, (day, hours) in enumerate(days):
-        for k, (s, bal) in enumerate(hours, 1):
-            exp, imp = settled_wh(bal)
-            items.append({"cups": CUPS, "date": f"{day:%Y/%m/%d}", "time": f"{clock_label(s):02d}:00",
-                          "consumptionKWh": round(imp / 1000, 3), "obtainMethod": "Estimada" if estimated(i, k) else "Real",
-                          "surplusEnergyKWh": round(exp / 1000, 3), "generationEnergyKWh": None,
-                          "selfConsumptionEnergyKWh": None})
+    items = [{"cups": CUPS, "date": f"{day:%Y/%m/%d}", "time": f"{clock_label(s):02d}:00",
+              "consumptionKWh": round(imp / 1000, 3), "obtainMethod": "Estimada" if est else "Real",
+              "surplusEnergyKWh": round(exp / 1000, 3), "generationEnergyKWh": None, "selfConsumptionEnergyKWh": None}
+             for day, _, s, imp, exp, est in rows(days)]
     path.write_text(json.dumps(items, indent=0) + "\n")
 
 
