@@ -248,3 +248,11 @@ def test_api_fixture_is_the_documented_shape() -> None:
     assert set(items[0]) == {"cups", "date", "time", "consumptionKWh", "obtainMethod", "surplusEnergyKWh",
                              "generationEnergyKWh", "selfConsumptionEnergyKWh"}
     assert {i["obtainMethod"] for i in items} == {"Real", "Estimada"}
+
+
+def test_the_datadis_login_in_clear_is_flagged(tmp_path: Path) -> None:
+    """The holder's NIF and password belong in secrets.yaml: gestor check warns for both."""
+    from gestor.settings import clear_text_secrets
+    from tests.conftest import settings_file
+    f = settings_file(tmp_path, distributor={"cups": CUPS, "nif": "12345678Z", "password": "secreto"})
+    assert {"distributor.nif", "distributor.password"} <= set(clear_text_secrets(f))
