@@ -189,9 +189,15 @@ def test_datadis_api_gives_the_same_hours_as_the_csv(datadis: DatadisEmulator) -
     assert [(h.start, h.import_wh, h.surplus_wh, h.estimated) for h in hours] == \
         [(h.start, h.import_wh, h.surplus_wh, h.estimated) for h in want]
     paths = [p for p, _ in datadis.requests]
-    assert paths == ["/nikola-auth/tokens/login", "/api-private/api/get-supplies", "/api-private/api/get-consumption-data"]
-    q = datadis.requests[2][1]
-    assert (q["startDate"], q["endDate"], q["measurementType"], q["distributorCode"]) == ("2022/03", "2022/04", "0", "2")
+    assert paths == ["/nikola-auth/tokens/login", "/api-private/api/get-supplies"] + \
+        ["/api-private/api/get-consumption-data"] * 2   # a month a request: each answer stays small
+    assert [(q["startDate"], q["endDate"], q["measurementType"], q["distributorCode"], q["pointType"])
+            for _, q in datadis.requests[2:]] == [("2022/03", "2022/03", "0", "2", "5"), ("2022/04", "2022/04", "0", "2", "5")]
+
+
+def test_months_of_a_span() -> None:
+    from gestor.bill.distributor_datadis import months
+    assert months(datetime(2022, 11, 30).date(), datetime(2023, 2, 1).date()) == ["2022/11", "2022/12", "2023/01", "2023/02"]
 
 
 def test_datadis_leaves_out_a_last_day_still_coming_in(datadis: DatadisEmulator) -> None:

@@ -177,3 +177,16 @@ def test_fetch_without_a_distributor_block_does_nothing(tmp_path: Path, capsys) 
     cfg = settings_file(tmp_path)
     assert main(["bill", "fetch", "--config", str(cfg)]) == 0
     assert "nothing to fetch" in capsys.readouterr().out
+
+
+def test_estimated_hours_count_in_the_differences_not_in_the_ratio_or_the_offset() -> None:
+    """A distributor's estimate is no measurement: a wild one moves the month's difference, not
+    the calibration ratio nor the clock offset."""
+    from dataclasses import replace
+    curve = read_curve(FIX / "datadis-2022-10.csv", TZ, CUPS)
+    wild = [replace(h, import_wh=h.import_wh + 5000.0) if h.estimated else h for h in curve]
+    t, w = readings("house-2022-06-11_13.csv", extra_s=180.0)
+    gestor = resettle(*readings("house-2022-06-11_13.csv"), TZ)
+    assert compare(gestor, wild).total("import_diff_wh") == pytest.approx(15000.0, abs=2)
+    assert compare(gestor, wild).ratio == pytest.approx(compare(gestor, curve).ratio, abs=1e-12)
+    assert abs(find_offset(t, w, wild, TZ)[0] - 180) < 60

@@ -38,8 +38,15 @@ CONSUMPTION = "/api-private/api/get-consumption-data"
 MAX_TOKEN_BYTES = 16 * 1024   # a JWT is about 1 kB
 
 
-def _months(first: date, last: date) -> tuple[str, str]:
-    return f"{first.year:04d}/{first.month:02d}", f"{last.year:04d}/{last.month:02d}"
+def months(first: date, last: date) -> list[str]:
+    """The months ``first``..``last`` touch, as Datadis writes them (``YYYY/MM``): one request
+    each, so an answer stays about 150 kB (744 hours), well within the 1 MB bound of
+    :class:`drivers.http.Device`."""
+    out, y, m = [], first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        out.append(f"{y:04d}/{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
 
 
 class Datadis:
@@ -111,15 +118,16 @@ class Datadis:
         """The hours of the local days ``first``..``last`` that Datadis has (whole days only: a
         last day still incomplete is left out; a hole inside is an error)."""
         sup = self.supply(self.s.cups)
-        start, end = _months(first, last)
-        params = {"cups": self.s.cups, "distributorCode": str(sup["distributorCode"]), "startDate": start,
-                  "endDate": end, "measurementType": "0", "pointType": str(sup["pointType"])}
-        if self.s.authorized_nif:
-            params["authorizedNif"] = self.s.authorized_nif
-        ans = self._get(CONSUMPTION, params)
-        if not isinstance(ans, list):
-            raise DistributorError(f"Datadis {CONSUMPTION}: expected a list of hours, got {type(ans).__name__}")
-        rows = parse_consumption(ans)
+        rows: list[RawRow] = []
+        for month in months(first, last):
+            params = {"cups": self.s.cups, "distributorCode": str(sup["distributorCode"]), "startDate": month,
+                      "endDate": month, "measurementType": "0", "pointType": str(sup["pointType"])}
+            if self.s.authorized_nif:
+                params["authorizedNif"] = self.s.authorized_nif
+            ans = self._get(CONSUMPTION, params)
+            if not isinstance(ans, list):
+                raise DistributorError(f"Datadis {CONSUMPTION}: expected a list of hours, got {type(ans).__name__}")
+            rows += parse_consumption(ans, len(rows))
         rows = [r for r in rows if first <= r.day <= last]
         if rows:  # the last day may still be coming in
             lastday = rows[-1].day
@@ -129,11 +137,11 @@ class Datadis:
         return assemble(rows, tz, f"Datadis {CONSUMPTION}", self.s.cups) if rows else []
 
 
-def parse_consumption(ans: list) -> list[RawRow]:
-    """Datadis' get-consumption-data answer → rows (``line``: the item's position, 1-based).
-    Raises DistributorError naming the item and the field."""
+def parse_consumption(ans: list, before: int = 0) -> list[RawRow]:
+    """Datadis' get-consumption-data answer → rows (``line``: the item's position, 1-based, after
+    ``before`` items of earlier answers). Raises DistributorError naming the item and the field."""
     out = []
-    for i, item in enumerate(ans, 1):
+    for i, item in enumerate(ans, before + 1):
         where = f"Datadis {CONSUMPTION} item {i}"
         if not isinstance(item, dict):
             raise DistributorError(f"{where}: expected an object, got {type(item).__name__}")

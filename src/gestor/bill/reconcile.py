@@ -12,7 +12,7 @@
   the parabola through the best step and its two neighbours. A meter whose clock runs ``d``
   seconds ahead stamps its readings ``d`` late, so its hours match the distributor's when shifted
   by ``d``: the offset is how far the meter's clock is ahead (+) or behind (-).
-* **a calibration ratio**: the factor ``k`` minimising sum over the whole hours of
+* **a calibration ratio**: the factor ``k`` minimising sum over the whole, measured hours of
   ``(distributor_h - k x gestor_h)^2`` on the net balances (least squares through zero):
   ``k = sum(d x g) / sum(g^2)``. 1.03: gestor reads 3 % less net than the distributor bills.
 * **an alert** when the month's import or surplus differs from the distributor's by more than
@@ -92,9 +92,11 @@ class Reconciliation:
 
     @property
     def ratio(self) -> float | None:
-        """Least-squares calibration ratio of the net balances (None with no energy)."""
-        g = [h.gestor_surplus_wh - h.gestor_import_wh for h in self.hours]
-        d = [h.dist_surplus_wh - h.dist_import_wh for h in self.hours]
+        """Least-squares calibration ratio of the net balances over the hours the distributor
+        measured (its estimated ones are no measurement); None with no energy."""
+        real = [h for h in self.hours if not h.estimated]
+        g = [h.gestor_surplus_wh - h.gestor_import_wh for h in real]
+        d = [h.dist_surplus_wh - h.dist_import_wh for h in real]
         gg = sum(x * x for x in g)
         return None if gg <= 0 else sum(a * b for a, b in zip(d, g)) / gg
 
@@ -162,8 +164,9 @@ def find_offset(t_s: Sequence[float], net_w: Sequence[float], dist: Sequence[Hou
                 max_gap_s: float = 120.0, span_s: int = SHIFT_SPAN_S, step_s: int = SHIFT_STEP_S
                 ) -> tuple[float, list[tuple[float, float]]]:
     """The meter clock's offset, s (+ ahead), and the RMS difference (Wh) of the hourly net
-    balances at each step. Raises ValueError when no hour is whole at every shift."""
-    d = {h.start: h.balance_wh for h in dist}
+    balances at each step, over the hours the distributor measured (not its estimated ones).
+    Raises ValueError when no such hour is whole at every shift."""
+    d = {h.start: h.balance_wh for h in dist if not h.estimated}
     shifts = list(range(-span_s, span_s + 1, step_s))
     runs = [{h.start: h for h in resettle(t_s, net_w, tz, max_gap_s, s)} for s in shifts]
     common = set(d)
