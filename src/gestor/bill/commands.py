@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import logging
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Callable
 
 from gestor.bill import distributor as dist
 from gestor.bill import reconcile as rec
+
+if TYPE_CHECKING:
+    from gestor.settings import Settings
 
 log = logging.getLogger("gestor.bill")
 
@@ -42,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser, default_config: str) -> None:
         q.add_argument("--config", default=default_config, help=f"settings file (default {default_config})")
 
 
-def _store(settings: Any, lines: list[str], what: str) -> str:
+def _store(settings: Settings, lines: list[str], what: str) -> str:
     """Write ``lines`` to the settings' store; a phrase saying where they went."""
     if settings.store.kind == "none" or not lines:
         return "not stored (store.kind: none)" if lines else "nothing to store"
@@ -59,7 +63,7 @@ def _store(settings: Any, lines: list[str], what: str) -> str:
     return f"stored in InfluxDB (measurement {what})"
 
 
-def _summary(hours: list[dist.HourRecord], tz: Any) -> str:
+def _summary(hours: list[dist.HourRecord], tz: ZoneInfo) -> str:
     if not hours:
         return "no hours"
     a, b = hours[0].start.astimezone(tz), hours[-1].start.astimezone(tz)
@@ -68,7 +72,7 @@ def _summary(hours: list[dist.HourRecord], tz: Any) -> str:
             f"{sum(h.import_wh for h in hours) / 1000:.3f} kWh, surplus {sum(h.surplus_wh or 0 for h in hours) / 1000:.3f} kWh")
 
 
-def run(args: argparse.Namespace, settings: Any, recording: Callable[[], tuple[list[float], list[float]]] | None = None,
+def run(args: argparse.Namespace, settings: Settings, recording: Callable[[], tuple[list[float], list[float]]] | None = None,
         now: datetime | None = None) -> int:
     """Run ``gestor bill <args.bill_command>`` on ``settings``; ``recording``: loads the
     ``--recording`` readings (epoch s, export-positive W); ``now``: the wall clock's time (fetch)."""
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace, settings: Any, recording: Callable[[], tuple[l
     raise BillError("say what: gestor bill import FILE | fetch | reconcile --month YYYY-MM")
 
 
-def _reconcile(args: argparse.Namespace, settings: Any, recording: Callable | None) -> int:
+def _reconcile(args: argparse.Namespace, settings: Settings, recording: Callable | None) -> int:
     tz = settings.tz
     try:
         start, end = dist.month_bounds(args.month, tz)

@@ -36,11 +36,14 @@ import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from gestor.core.balance import periods_of_day
 from gestor.files import read_small_file
+
+if TYPE_CHECKING:
+    from gestor.settings import Settings, StoreSettings
 
 MAX_CURVE_BYTES = 16 * 1024 * 1024   # a file's bound: years of hourly rows (a year is about 0.6 MB)
 MEASUREMENT = "distributor"
@@ -317,7 +320,7 @@ def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
-def query_store(st, q: str, params: dict[str, str], epoch: str = "s") -> list[dict]:
+def query_store(st: StoreSettings, q: str, params: dict[str, str], epoch: str = "s") -> list[dict]:
     """The rows of InfluxQL ``q`` (``$name`` bound from ``params``) on the store ``st``
     (StoreSettings, InfluxDB 1.x), times as epoch ``epoch`` units. The one reader of the bill's
     measurements. Raises DistributorError (a ValueError) when the store does not answer."""
@@ -333,13 +336,13 @@ def query_store(st, q: str, params: dict[str, str], epoch: str = "s") -> list[di
         c.close()
 
 
-def from_influx(s, start: datetime, end: datetime) -> list[HourRecord]:
+def from_influx(s: Settings, start: datetime, end: datetime) -> list[HourRecord]:
     """The ``distributor`` hours stored for ``s.distributor.cups`` (or any CUPS without one) in
     [start, end), real preferred. Raises DistributorError when the store does not answer."""
     rows = query_store(s.store, f"SELECT import_wh, surplus_wh, \"method\", cups FROM {MEASUREMENT} WHERE site = $site "
                                 f"AND time >= {int(start.timestamp())}s AND time < {int(end.timestamp())}s",
                        {"site": s.site})
-    want = s.distributor.cups if getattr(s, "distributor", None) else None
+    want = s.distributor.cups if s.distributor else None
     out = [HourRecord(datetime.fromtimestamp(r["time"], timezone.utc), float(r["import_wh"]),
                       None if r.get("surplus_wh") is None else float(r["surplus_wh"]), r.get("method") == ESTIMATED,
                       r.get("cups") or "") for r in rows if r.get("import_wh") is not None]

@@ -25,12 +25,15 @@ day the distributor has not finished publishing is left for the next fetch.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gestor.bill.distributor import (DistributorError, HourRecord, RawRow, assemble, day_of, hour_label,
                                      method_of, number)
 from gestor.core.balance import periods_of_day
+
+if TYPE_CHECKING:
+    from gestor.settings.distributor import DistributorSettings
 
 LOGIN = "/nikola-auth/tokens/login"
 SUPPLIES = "/api-private/api/get-supplies"
@@ -55,7 +58,7 @@ class Datadis:
     Raises DistributorError (a sentence naming the request) on a refused login, an unknown CUPS,
     an answer of another shape, no answer within ``s.timeout_s``."""
 
-    def __init__(self, s: Any) -> None:
+    def __init__(self, s: DistributorSettings) -> None:
         from drivers import secret
         from drivers.http import Device
         self.s = s

@@ -29,11 +29,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 from zoneinfo import ZoneInfo
 
 from gestor.bill.distributor import HourRecord, query_store
 from gestor.core.balance import Balance, settled_wh
+
+if TYPE_CHECKING:
+    from gestor.settings import Settings
 
 log = logging.getLogger("gestor.bill")
 ROUNDING_WH = 0.5          # a file's kWh with 3 decimals: each hour is within half a Wh
@@ -187,7 +190,7 @@ def find_offset(t_s: Sequence[float], net_w: Sequence[float], dist: Sequence[Hou
     return best, scores
 
 
-def gestor_from_influx(s, start: datetime, end: datetime) -> list[GestorHour]:
+def gestor_from_influx(s: Settings, start: datetime, end: datetime) -> list[GestorHour]:
     """gestor's settled hours in [start, end) from the ``period`` measurement (InfluxDB 1.x): the
     periods of each hour summed (quarter-hours: four), whole when each of them was. Raises
     ValueError when the store does not answer."""
@@ -202,7 +205,7 @@ def gestor_from_influx(s, start: datetime, end: datetime) -> list[GestorHour]:
                        len(v) == n and all(c for _, c in v)) for k, v in sorted(per.items())]
 
 
-def readings_from_influx(s, start: datetime, end: datetime) -> tuple[list[float], list[float]]:
+def readings_from_influx(s: Settings, start: datetime, end: datetime) -> tuple[list[float], list[float]]:
     """The meter's ``net_w`` readings in [start, end) (epoch s, W), a day per query (a month of
     10 s readings is 270 000 points). Raises ValueError when the store does not answer."""
     t_s: list[float] = []
