@@ -190,3 +190,15 @@ def test_estimated_hours_count_in_the_differences_not_in_the_ratio_or_the_offset
     assert compare(gestor, wild).total("import_diff_wh") == pytest.approx(15000.0, abs=2)
     assert compare(gestor, wild).ratio == pytest.approx(compare(gestor, curve).ratio, abs=1e-12)
     assert abs(find_offset(t, w, wild, TZ)[0] - 180) < 60
+
+
+def test_fetch_with_a_refused_login_exits_1_with_a_sentence(tmp_path: Path, capsys) -> None:
+    emu = DatadisEmulator()
+    try:
+        cfg = settings_file(tmp_path, distributor={"cups": CUPS, "nif": emu.nif, "password": "wrong",
+                                                   "datadis_url": emu.url, "timeout_s": 5})
+        assert main(["bill", "fetch", "--until", "2022-04-01", "--config", str(cfg)]) == 1
+    finally:
+        emu.close()
+    assert "gestor bill: error: Datadis refused the login (HTTP 401): check distributor.nif and distributor.password" \
+        in capsys.readouterr().err

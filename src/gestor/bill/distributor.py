@@ -14,8 +14,10 @@ The kinds of file (the header tells them apart; ``;``-separated, decimal commas)
   (AE: imported, AS: exported), ``R``/``E``. Source: a public parser's tests of the Spanish
   consumption files (code index, "e-distribución format with exports and estimated readings").
 * **i-DE** (Iberdrola): ``CUPS;FECHA-HORA;INV / VER;CONSUMO Wh;GENERACION Wh``, Wh, ``FECHA-HORA``
-  ``Y/m/d HH:00`` hour-ending (``24:00`` ends the day), ``INV / VER`` the summer/winter flag
-  (same source, "i-DE format (FECHA-HORA with hour ending, Wh)"); no method column: real.
+  ``Y/m/d HH:00`` hour-ending (``24:00`` ends the day), ``INV / VER`` a winter/summer flag
+  (same source, "i-DE format (FECHA-HORA with hour ending, Wh)"); no method column: real. The
+  flag is not relied on: that source's own example writes 0 on a July day, so its meaning is not
+  settled; the rows' order tells the two 03:00 of the autumn day apart.
 
 Hours are hour-ending. A day has 23, 24 or 25 hours in Europe/Madrid (DST, BOE: the summer time
 directive 2000/84/EC as Real Decreto 236/2002). Two notations are accepted for a day's hours, the
