@@ -202,3 +202,9 @@ def test_fetch_with_a_refused_login_exits_1_with_a_sentence(tmp_path: Path, caps
         emu.close()
     assert "gestor bill: error: Datadis refused the login (HTTP 401): check distributor.nif and distributor.password" \
         in capsys.readouterr().err
+
+
+def test_reconcile_without_a_store_needs_both_files(tmp_path: Path, capsys) -> None:
+    cfg = settings_file(tmp_path, distributor={"cups": CUPS, "source": "csv"})
+    assert main(["bill", "reconcile", "--month", "2022-10", "--csv", str(FIX / "ide-2022-10.csv"), "--config", str(cfg)]) == 1
+    assert "store.kind is none: the hours are read from InfluxDB 1.x only; give --csv FILE" in capsys.readouterr().err

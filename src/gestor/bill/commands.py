@@ -116,6 +116,9 @@ def _reconcile(args: argparse.Namespace, settings: Settings, recording: Callable
     except ValueError as e:
         raise BillError(f"--month: {e}") from None
     cups = settings.distributor.cups if settings.distributor else None
+    if (not args.csv or recording is None) and settings.store.kind not in ("influxdb1", "auto"):
+        raise BillError(f"store.kind is {settings.store.kind}: the hours are read from InfluxDB 1.x only; give "
+                        "--csv FILE (the distributor's) and --recording FILE (gestor's readings)")
     if args.csv:
         curve = dist.read_curve(args.csv, tz, cups)
     else:
