@@ -262,3 +262,40 @@ def test_the_datadis_login_in_clear_is_flagged(tmp_path: Path) -> None:
     from tests.conftest import settings_file
     f = settings_file(tmp_path, distributor={"cups": CUPS, "nif": "12345678Z", "password": "secreto"})
     assert {"distributor.nif", "distributor.password"} <= set(clear_text_secrets(f))
+
+
+def test_datadis_login_answer_dripping_forever_is_cut_at_the_deadline() -> None:
+    """A server that sends a byte now and then (each within the socket timeout) cannot hold the
+    login: the answer must be whole within distributor.timeout_s."""
+    import socket
+    import threading
+    import time
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n")
+        try:
+            while not stop.is_set():
+                conn.sendall(b"x")
+                time.sleep(0.1)
+        except OSError:
+            pass
+        conn.close()
+    th = threading.Thread(target=drip, daemon=True)
+    th.start()
+    s = DistributorSettings(cups=CUPS, nif="x", password="y", datadis_url=f"http://127.0.0.1:{srv.getsockname()[1]}",
+                            timeout_s=1)
+    c = Datadis(s)
+    try:
+        with pytest.raises(DistributorError, match=r"Datadis login at .*: no whole answer within 1 s"):
+            c.login()
+    finally:
+        stop.set()
+        c.close()
+        th.join(5)
+        srv.close()

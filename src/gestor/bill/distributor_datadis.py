@@ -71,13 +71,23 @@ class Datadis:
         self.dev.close()
 
     def login(self) -> str:
+        import time
+
         import requests
         url = self.url + LOGIN
+        deadline = time.monotonic() + self.s.timeout_s   # in all: a server dripping bytes cannot hold it
+        body = b""
         try:
             with self.dev.session.post(url, data={"username": self._nif, "password": self._password},
                                        timeout=self.s.timeout_s, stream=True) as r:
-                body = r.raw.read(MAX_TOKEN_BYTES + 1, decode_content=True)
                 status = r.status_code
+                while len(body) <= MAX_TOKEN_BYTES:
+                    chunk = r.raw.read1(1024)  # what has arrived: no wait for a full chunk
+                    if not chunk:
+                        break
+                    body += chunk
+                    if time.monotonic() > deadline:
+                        raise DistributorError(f"Datadis login at {url}: no whole answer within {self.s.timeout_s:g} s")
         except requests.RequestException as e:
             raise DistributorError(f"Datadis login at {url}: {type(e).__name__} (unreachable or no answer "
                                    f"within {self.s.timeout_s:g} s)") from None
