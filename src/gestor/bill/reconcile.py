@@ -228,11 +228,12 @@ def report(r: Reconciliation, tz: ZoneInfo, hours: bool = True) -> str:
     then the month's totals, the ratio, the offset and the alerts."""
     out = []
     if hours:
-        out.append("hour (local)          gestor imp/sur Wh   distributor imp/sur Wh   diff imp/sur Wh")
+        out.append("hour (local)            gestor import/surplus Wh   distributor import/surplus Wh   difference Wh")
         for h in r.hours:
-            out.append(f"{h.start.astimezone(tz):%Y-%m-%d %H:%M %Z}  {h.gestor_import_wh:7.0f} {h.gestor_surplus_wh:7.0f}"
-                       f"   {h.dist_import_wh:9.0f} {h.dist_surplus_wh:9.0f}{' E' if h.estimated else '  '}"
-                       f"    {h.import_diff_wh:+7.0f} {h.surplus_diff_wh:+7.0f}")
+            t = h.start.astimezone(tz)
+            out.append(f"{t:%Y-%m-%d %H:%M} {t.tzname() or '':<5}  {h.gestor_import_wh:9.1f} {h.gestor_surplus_wh:9.1f}"
+                       f"      {h.dist_import_wh:9.1f} {h.dist_surplus_wh:9.1f}{' E' if h.estimated else '  '}"
+                       f"        {h.import_diff_wh:+6.1f} {h.surplus_diff_wh:+6.1f}")
     out.append(f"hours compared: {len(r.hours)} ({r.estimated} estimated by the distributor); "
                f"gestor only: {r.only_gestor}; distributor only or not whole in gestor: {r.only_distributor}")
     for name, g, d in (("import", "gestor_import_wh", "dist_import_wh"), ("surplus", "gestor_surplus_wh", "dist_surplus_wh")):
