@@ -22,7 +22,7 @@ LAYERS = [
     ("drivers", 2),
     ("gestor.settings", 3),
     ("gestor.tariff", 4), ("gestor.forecast", 4),
-    ("gestor.runtime", 5),
+    ("gestor.runtime", 5), ("gestor.bill", 5),
     ("gestor.sim", 6), ("gestor.web", 6), ("gestor.setup", 6), ("gestor.cli", 6), ("managing", 6), ("monitoring", 6), ("stop_loads", 6),
 ]
 LAYER_NAMES = {0: "foundation", 1: "core", 2: "drivers", 3: "settings", 4: "tariff", 5: "runtime", 6: "programs"}

@@ -12,12 +12,12 @@ from tests.conftest import REPO
 UNITS = ["gestor-monitoring.service", "gestor-managing.service", "gestor-web.service"]
 
 
-def units_pointing_at_this_venv(tmp_path: Path) -> list[Path]:
+def units_pointing_at_this_venv(tmp_path: Path, names: list[str] = UNITS) -> list[Path]:
     """Copies of the units whose /opt/gestor/venv/bin/ paths point at the running venv, so that
     verify can check the executables exist."""
     bindir = str(Path(sys.executable).parent) + "/"
     out = []
-    for name in UNITS:
+    for name in names:
         f = tmp_path / name
         f.write_text((REPO / "daemons" / name).read_text().replace("/opt/gestor/venv/bin/", bindir))
         out.append(f)
@@ -108,3 +108,17 @@ def test_web_unit_does_not_loop_without_a_password_and_keeps_the_spool_read_only
     ro = " ".join(s["ReadOnlyPaths"]).split()
     assert "-/run/gestor" in ro and "-/var/lib/gestor/spool" in ro and "-/var/lib/gestor/prices" in ro
     assert s["IPAddressDeny"] == ["any"]  # LAN and this machine only
+
+
+def test_bill_fetch_runs_once_a_day_hardened(tmp_path):
+    """gestor bill fetch (issue 35): a oneshot under a daily timer, hardened as the daemons; both
+    units verify cleanly."""
+    files = units_pointing_at_this_venv(tmp_path, ["gestor-bill-fetch.service", "gestor-bill-fetch.timer"])
+    p = subprocess.run(["systemd-analyze", "verify", *map(str, files)], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    s = _service("gestor-bill-fetch.service")
+    assert s["Type"] == ["oneshot"] and s["User"] == ["gestor"] and s["ExecStart"][0].endswith(
+        "gestor bill fetch --config /etc/gestor/settings.yaml")
+    assert s["ProtectSystem"] == ["strict"] and s["NoNewPrivileges"] == ["yes"]
+    timer = (REPO / "daemons" / "gestor-bill-fetch.timer").read_text()
+    assert "OnCalendar=*-*-* 07:30" in timer and "Persistent=true" in timer

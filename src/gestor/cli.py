@@ -1,5 +1,5 @@
 """``gestor <command>``: monitoring, managing, stop-loads, check, meter-test, override, db-init, simulate, tune, status, demo, web,
-virtual-meter, setup.
+virtual-meter, setup, bill.
 
 Exit codes: 0 fine, 1 a runtime/startup error (one line naming the file, key or address),
 2 invalid settings (one line per problem).
@@ -218,6 +218,25 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _bill(args: argparse.Namespace) -> int:
+    """``gestor bill import|fetch|reconcile``: the distributor's curve (gestor.bill.commands)."""
+    from gestor.bill import commands
+    from gestor.bill.distributor import DistributorError
+    settings = load_settings(args.config)
+    setup_logging(settings.log_level)
+    recording = None
+    if getattr(args, "recording", None):
+        def recording() -> tuple[list[float], list[float]]:  # the readings at the connection, loads included
+            from drivers.meters.replay import ReplayData
+            from gestor.sim.inputs import replay_settings_for
+            d = ReplayData.load(replay_settings_for(Path(args.recording)).model_copy(update={"subtract_columns": []}))
+            return list(d.t), list(d.net_w)
+    try:
+        return commands.run(args, settings, recording)
+    except (commands.BillError, DistributorError) as e:
+        raise GestorError(str(e)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``gestor`` command; a reader of its output that goes away (``gestor check | head -1``)
     ends it quietly (:func:`gestor.console.quiet_on_broken_pipe`)."""
@@ -289,10 +308,15 @@ def _main(argv: list[str], as_command: bool) -> int:
     su = sub.add_parser("setup", help="find the meter and relays on the LAN, check them live, write the settings")
     from gestor.setup.options import add_arguments as setup_arguments
     setup_arguments(su, DEFAULT_CONFIG)
+    bi = sub.add_parser("bill", help="the distributor's curve: import, fetch (Datadis), reconcile with gestor's hours")
+    from gestor.bill.commands import add_arguments as add_bill_arguments
+    add_bill_arguments(bi, DEFAULT_CONFIG)
     args = ap.parse_args(argv)
     try:
         if args.command == "setup":
             return _setup(args)
+        if args.command == "bill":
+            return _bill(args)
         if args.command in ("monitoring", "managing"):
             return _daemon(args, args.command)
         if args.command == "check":

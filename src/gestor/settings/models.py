@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, fi
 from drivers import DEVICE_NAME
 from gestor.core.guards import parse_window  # the windows' format is the guards'
 from gestor.clock import zone
+from gestor.settings.distributor import DistributorSettings
 
 
 class SettingsError(Exception):
@@ -383,6 +384,7 @@ class Settings(_Model):
     prices: PricesSettings = PricesSettings()
     web: WebSettings = WebSettings()
     virtual_meter: VirtualMeterSettings = VirtualMeterSettings()
+    distributor: DistributorSettings | None = None  # the distributor's curve (issue 35); None: not fetched
     paths: PathsSettings = PathsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     source: Path | None = Field(None, exclude=True)  # the file these came from

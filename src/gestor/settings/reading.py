@@ -227,7 +227,7 @@ def check_files(s: Settings, name: str) -> list[str]:
     return errors
 
 
-SECRET_KEYS = ("password", "token", "esios_token", "password_hash")
+SECRET_KEYS = ("password", "token", "esios_token", "password_hash", "nif")
 
 
 def clear_text_secrets(path: Path | str) -> list[str]:
