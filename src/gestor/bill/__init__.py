@@ -1,1 +1,1 @@
-"""The bill: the distributor's hourly curve and its reconciliation with gestor's books, and the month priced as the retailer bills it (issue 35)."""
+"""The bill side of gestor (issue 35): the distributor's hourly curve (:mod:`.distributor`, :mod:`.distributor_datadis`), its reconciliation with gestor's settled periods (:mod:`.reconcile`) and the retailer's bill; layer 5 (beside the runtime): it may import the tariff, the settings, the drivers (the store), the core and the foundation, never the simulator, the web page or the programs."""

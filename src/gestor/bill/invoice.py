@@ -223,16 +223,23 @@ def bill(hours: Iterable[Hour], c: Contract, first: date, last: date, battery_eu
                 b_in, used, cents(balance - used), tuple(lines))
 
 
-def bills_by_month(hours: Sequence[Hour], c: Contract, tz: ZoneInfo, battery_eur: float = 0.0) -> list[Bill]:
+def bills_by_month(hours: Sequence[Hour], c: Contract, tz: ZoneInfo, battery_eur: float = 0.0,
+                   whole_months: bool = True) -> list[Bill]:
     """One bill per calendar month (local ``tz``) that ``hours`` touch, in order, the virtual
-    battery's balance carried from each to the next. Raises ValueError as :func:`bill`."""
+    battery's balance carried from each to the next. ``whole_months`` False: each bill covers
+    only the local days its hours touch (a partial billing period, as at a contract's start or
+    end: the fixed terms by those days). Raises ValueError as :func:`bill`."""
     months: dict[tuple[int, int], list[Hour]] = {}
+    days: dict[tuple[int, int], list[date]] = {}
     for h in hours:
         t = h.start.astimezone(tz)
         months.setdefault((t.year, t.month), []).append(h)
+        days.setdefault((t.year, t.month), []).append(t.date())
     out = []
     for (y, m), hs in sorted(months.items()):
-        b = bill(hs, c, date(y, m, 1), date(y, m, calendar.monthrange(y, m)[1]), battery_eur)
+        first, last = ((date(y, m, 1), date(y, m, calendar.monthrange(y, m)[1])) if whole_months
+                       else (min(days[(y, m)]), max(days[(y, m)])))
+        b = bill(hs, c, first, last, battery_eur)
         battery_eur = b.battery_after_eur
         out.append(b)
     return out
