@@ -249,6 +249,9 @@ def _main(argv: list[str], as_command: bool) -> int:
     tu = sub.add_parser("tune", help="choose a policy's parameters on your own recording (cross-validated by day)")
     from gestor.sim import tune_report
     tune_report.add_tune_arguments(tu)
+    bi = sub.add_parser("bill", help="the month's bill as the retailer computes it, with and without gestor")
+    from gestor.sim import bill_report
+    bill_report.add_arguments(bi)
     pr = sub.add_parser("prices", help="real prices from ESIOS (PVPC 2.0TD and surplus): fetch, store, cache")
     pr.add_argument("action", choices=["fetch"])
     pr.add_argument("--day", help="local day YYYY-MM-DD (default: today, or tomorrow after 20:30)")
@@ -295,6 +298,8 @@ def _main(argv: list[str], as_command: bool) -> int:
         if args.command == "simulate":
             from gestor.sim import report as simreport
             return simreport.main(args)
+        if args.command == "bill":
+            return bill_report.main(args)
         if args.command == "prices":
             return _prices(args)
         if args.command == "tune":

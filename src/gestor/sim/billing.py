@@ -104,12 +104,16 @@ def table_rows(months: Sequence[MonthBills]) -> list[list[str]]:
     return rows
 
 
+def bill_dict(b: Bill | None) -> dict | None:
+    """One bill as JSON-ready data (dates as ISO text, with its ``total_eur``)."""
+    if b is None:
+        return None
+    d = asdict(b)
+    d.update(first_day=b.first_day.isoformat(), last_day=b.last_day.isoformat(), total_eur=b.total_eur)
+    return d
+
+
 def billing_dict(m: MonthBills) -> dict:
-    """``m`` as JSON-ready data (dates as ISO text; each bill with its ``total_eur``)."""
-    def one(b: Bill | None) -> dict | None:
-        if b is None:
-            return None
-        d = asdict(b)
-        d.update(first_day=b.first_day.isoformat(), last_day=b.last_day.isoformat(), total_eur=b.total_eur)
-        return d
-    return {"month": m.month, "with_gestor": one(m.with_gestor), "without": one(m.without), "foresight": one(m.foresight)}
+    """``m`` as JSON-ready data (:func:`bill_dict` for each bill)."""
+    return {"month": m.month, "with_gestor": bill_dict(m.with_gestor), "without": bill_dict(m.without),
+            "foresight": bill_dict(m.foresight)}
