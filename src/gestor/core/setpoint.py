@@ -260,3 +260,43 @@ def next_in_turn_w(law: SetpointLaw, balance_wh: float, target_wh: float, surplu
         lo_w, hi_w = law.reversal_range(dwell, now_s, balance_wh - target_wh, surplus_w, remaining_s, lo_w, hi_w)
     return law.next_w(balance_wh - target_wh, surplus_w - present_w, present_w, remaining_s, dt_s,
                       lo_w=lo_w, hi_w=hi_w, expected_surplus_w=expected_surplus_w)
+
+
+def surplus_value_eur_per_kwh(surplus_eur_per_kwh: float, month_energy_eur: float, month_compensation_eur: float,
+                              virtual_battery: bool = False) -> float:
+    """What one more kWh exported is worth now, EUR/kWh (issue 35): the surplus price while the
+    month's compensation is below its energy term, 0 once it has reached it (simplified
+    compensation is capped at the billing period's energy term, RD 244/2019 art. 14.3), unless a
+    virtual battery keeps the excess (then always the surplus price). The month so far stands for
+    the month: later imports may lift the cap again, and then this says so at once. A month with
+    no compensation yet is below the cap."""
+    if virtual_battery or month_compensation_eur <= 0.0 or month_compensation_eur < month_energy_eur:
+        return surplus_eur_per_kwh
+    return 0.0
+
+
+def reserve_scale(import_eur_per_kwh: float, heat_eur_per_kwh: float, surplus_before_eur_per_kwh: float,
+                  surplus_now_eur_per_kwh: float) -> float:
+    """The factor on a heater's tuned reserve when the surplus's worth changes (issue 35), >= 0.
+
+    The reserve trades two errors: taking a Wh the period then lacks costs the import price less
+    the heat's worth (``import - heat``: bought, though the heat is had), leaving a Wh exported
+    costs the heat's worth less the surplus's (``heat - surplus``). The best reserve leaves the
+    chance of taking too much at the critical ratio ``q = (heat - surplus) / (import - surplus)``
+    (the newsvendor's); with an exponential tail of the surplus still to come, the reserve is
+    proportional to ``ln(1/q)``. So the tuned reserve (at ``surplus_before``) is scaled by
+    ``ln(q_now) / ln(q_before)``. At the cap (``surplus_now`` 0) ``q = heat / import``: no reserve in
+    a P3 hour when the heat is worth the P3 price (q = 1), about 0.58 of it in a P1 hour at 0.22 and
+    a surplus price of 0.06 EUR/kWh. 1 when the surplus is worth no less than when tuned, or the
+    tuned reserve has no such reading (the heat worth no more than the surplus, or the import no
+    more than the heat)."""
+    def q(s: float) -> float | None:
+        return (heat_eur_per_kwh - s) / (import_eur_per_kwh - s) if import_eur_per_kwh > s else None
+    if surplus_now_eur_per_kwh >= surplus_before_eur_per_kwh:
+        return 1.0
+    qb, qn = q(surplus_before_eur_per_kwh), q(surplus_now_eur_per_kwh)
+    if qn is not None and qn >= 1.0:
+        return 0.0
+    if qb is None or qn is None or not 0.0 < qb < 1.0 or qn <= 0.0:
+        return 1.0
+    return math.log(qn) / math.log(qb)
