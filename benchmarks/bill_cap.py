@@ -47,7 +47,18 @@ def bill_eur(periods, h, heat_wh: float, heat_ref_wh: float) -> tuple[float, boo
     if heat_ref_wh > heat_wh:
         hs.append(Hour(periods[0].start, heat_ref_wh - heat_wh, 0.0, p3_eur_per_kwh(h), 0.0))
     bills = bills_by_month(hs, contract_of(h), h.tz, 0.0, whole_months=False)
-    return sum(b.total_eur for b in bills), any(b.capped for b in bills)
+    return sum(b.total_eur for b in bills), any(b.capped for b in bills), capped_eur(hs, h.tz)
+
+
+def capped_eur(hs: list, tz) -> float:
+    """The energy term less the capped compensation, EUR before taxes and unrounded, per month
+    summed: the part of the bill the control changes, without the cents' rounding."""
+    months: dict[str, list[float]] = {}
+    for x in hs:
+        m = months.setdefault(x.start.astimezone(tz).strftime("%Y-%m"), [0.0, 0.0])
+        m[0] += x.import_wh / 1000 * x.import_eur_per_kwh
+        m[1] += x.surplus_wh / 1000 * x.surplus_eur_per_kwh
+    return sum(e - min(c, e) for e, c in months.values())
 
 
 HEATER_W = float(sys.argv[1]) if len(sys.argv) > 1 else 1000.0
@@ -58,7 +69,8 @@ def main() -> None:
     grid = DEVICE_GRID["reserve_wh_per_h"]
     default = s.setpoints[0].reserve_wh_per_h if s.setpoints else 150.0
     print(f"heater {HEATER_W:g} W, reserve grid {grid}, default {default:g} Wh/h")
-    print("recording                   best by money  best by bill  bill EUR at each  capped  bill off/on steer  diff")
+    print("recording: reserve best by money (no cap) / by the capped energy term; bill EUR at each reserve; any month "
+          "capped; bill and capped energy term (EUR) with steer_by_cap off/on; heat kWh off/on")
     tot = [0.0, 0.0]
     changed = 0
     for f in sorted(DATA.glob("*.csv")):
@@ -70,16 +82,19 @@ def main() -> None:
         ref = max([x[3] for x in runs.values()] + [steered[3]])
         bills = {g: bill_eur(x[0], x[1], x[3], ref) for g, x in runs.items()}
         by_money = min(grid, key=lambda g: runs[g][2])
-        by_bill = min(grid, key=lambda g: (bills[g][0], runs[g][2]))
-        changed += by_money != by_bill
-        off, on = bills[default][0], bill_eur(steered[0], steered[1], steered[3], ref)[0]
-        tot[0] += off
-        tot[1] += on
-        print(f"{f.name:<27} {by_money:>13g}  {by_bill:>12g}  "
+        best = min(bills[g][2] for g in grid)
+        ties = [g for g in grid if bills[g][2] <= best + 1e-9]    # a capped month: every reserve nets 0
+        by_bill = "any" if len(ties) == len(grid) else "/".join(f"{g:g}" for g in ties)
+        changed += by_money not in ties
+        off, on = bills[default], bill_eur(steered[0], steered[1], steered[3], ref)
+        tot[0] += off[2]
+        tot[1] += on[2]
+        print(f"{f.name:<27} {by_money:>13g}  {by_bill:>12}  "
               f"{' '.join(f'{bills[g][0]:.2f}' for g in grid)}  {'yes' if any(b[1] for b in bills.values()) else 'no':>6}  "
-              f"{off:.2f}/{on:.2f}  {on - off:+.2f}  heat {runs[default][3] / 1000:.2f}/{steered[3] / 1000:.2f} kWh")
-    print(f"choice changed by the cap on {changed} recordings; steering by the cap: {tot[0]:.2f} -> {tot[1]:.2f} EUR "
-          f"({tot[1] - tot[0]:+.2f})")
+              f"{off[0]:.2f}/{on[0]:.2f}  {off[2]:.3f}/{on[2]:.3f} ({on[2] - off[2]:+.3f})  "
+              f"heat {runs[default][3] / 1000:.2f}/{steered[3] / 1000:.2f} kWh")
+    print(f"the cap picks another reserve (the uncapped choice not among its best) on {changed} recordings; steering by the cap: capped energy term "
+          f"{tot[0]:.3f} -> {tot[1]:.3f} EUR ({tot[1] - tot[0]:+.3f}) before taxes")
 
 
 if __name__ == "__main__":

@@ -125,3 +125,41 @@ def test_a_real_day_with_a_battery_through_the_daemons_equals_gestor_simulate(tm
     soc = r.devices[0]
     assert 10 < soc.soc_min_pct and soc.soc_max_pct < 100   # no SoC limit reached (see the docstring)
     _assert_the_same_period_balances(daemon_periods, r)
+
+
+def test_a_sunny_day_steering_a_heater_by_the_cap_through_the_daemons_equals_gestor_simulate(tmp_path, influxd,
+                                                                                              influx_db):
+    """Steering by the cap (issue 35, ``bill.steer_by_cap``): a 1000 W heater alone on a sunny day
+    (11 June 2022), whose month passes the compensation cap in the morning. managing books the
+    month so far (gestor.runtime.books, MonthCap) and scales the heater's reserve per period
+    (gestor.runtime.setpoints.Setpoints.steer) as ``gestor simulate`` does (gestor.sim.capsteer):
+    the same setpoint commands and the same period balances; and steering changed them."""
+    heater = {"driver": "simulated", "kind": "heater", "max_charge_w": 1000}
+    s = make_settings(tmp_path, influxd, influx_db, meter={"path": str(DATA / "house-2022-06-11_13.csv"), "loop": False},
+                      loads=[], setpoints=[{"name": "heater", "device": heater, "reserve_wh_per_h": 150}],
+                      bill={"steer_by_cap": True})
+    data, start, until, mgr, store = _a_day_of_the_daemons(s)
+    assert mgr.books.cap.month == "2022-06" and mgr.books.cap.compensation_eur > mgr.books.cap.energy_eur > 0
+    assert mgr.setpoints.devices[0].law.reserve_wh_per_h < 150     # at the cap: a smaller reserve
+    assert mgr.stop()
+    assert store.flush(60)
+    store.close()
+    c = influxd.client(influx_db)
+    daemon_setpoints = [(p["time"], p["device"], p["setpoint_w"]) for p in c.query(
+        "SELECT setpoint_w, device FROM setpoint ORDER BY time", epoch="ms").get_points()]
+    daemon_periods = _daemon_period_balances(c)
+    c.close()
+    r = simulate(data, s, Prices(s), start, until)
+    last_decision = until - timedelta(seconds=60)
+    ms = timedelta(milliseconds=1)
+
+    def setpoints(run) -> list:
+        last_at = {((t - EPOCH) // ms, name): w for t, name, w in run.setpoint_log if t < last_decision}
+        return [(k, name, w) for (k, name), w in last_at.items()]
+    sim_setpoints = setpoints(r)
+    assert len(sim_setpoints) > 100, "a day with few commands proves little"
+    assert [x for x in daemon_setpoints if x[0] < (last_decision - EPOCH) // ms] == sim_setpoints
+    _assert_the_same_period_balances(daemon_periods, r)
+    off = simulate(data, s.model_copy(update={"bill": s.bill.model_copy(update={"steer_by_cap": False})}),
+                   Prices(s), start, until)
+    assert setpoints(off) != sim_setpoints

@@ -62,7 +62,7 @@ either way; ``benchmarks/reversals.py`` on the nine recordings (README).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -300,3 +300,35 @@ def reserve_scale(import_eur_per_kwh: float, heat_eur_per_kwh: float, surplus_be
     if qb is None or qn is None or not 0.0 < qb < 1.0 or qn <= 0.0:
         return 1.0
     return math.log(qn) / math.log(qb)
+
+
+@dataclass
+class MonthCap:
+    """The month so far against the compensation cap (issue 35), EUR before taxes at the bill's
+    prices: managing's books and ``gestor simulate`` book each closed period into it
+    (:meth:`book`), and a heater's or charger's law for the running period comes from it
+    (:meth:`law`). ``month``: the local month booked ("YYYY-MM"; a new one starts at 0)."""
+
+    month: str = ""
+    energy_eur: float = 0.0
+    compensation_eur: float = 0.0
+
+    def start(self, month: str) -> None:
+        """Start ``month`` at 0 unless it is the one booked."""
+        if month != self.month:
+            self.month, self.energy_eur, self.compensation_eur = month, 0.0, 0.0
+
+    def book(self, month: str, import_wh: float, export_wh: float, import_eur_per_kwh: float,
+             surplus_eur_per_kwh: float) -> None:
+        """Add a closed period of ``month``: its settled Wh at its prices."""
+        self.start(month)
+        self.energy_eur += import_wh / 1000.0 * import_eur_per_kwh
+        self.compensation_eur += export_wh / 1000.0 * surplus_eur_per_kwh
+
+    def law(self, base: SetpointLaw, import_eur_per_kwh: float, heat_eur_per_kwh: float,
+            surplus_eur_per_kwh: float, virtual_battery: bool = False) -> SetpointLaw:
+        """``base`` with its reserve scaled for a period at these prices (:func:`reserve_scale` on
+        :func:`surplus_value_eur_per_kwh` of the month so far)."""
+        now = surplus_value_eur_per_kwh(surplus_eur_per_kwh, self.energy_eur, self.compensation_eur, virtual_battery)
+        scale = reserve_scale(import_eur_per_kwh, heat_eur_per_kwh, surplus_eur_per_kwh, now)
+        return base if scale == 1.0 else replace(base, reserve_wh_per_h=base.reserve_wh_per_h * scale)

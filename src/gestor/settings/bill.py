@@ -36,6 +36,20 @@ class BillSettings(BaseModel):
     virtual_battery_start_eur: float = Field(0.0, ge=0, le=100000)
     steer_by_cap: bool = False
 
+    def prices(self, period: str, import_eur_per_kwh: float, surplus_eur_per_kwh: float) -> tuple[float, float]:
+        """(import, surplus) EUR/kWh of a settlement period in 2.0TD ``period`` ("P1".."P3") for the
+        bill: the contract's fixed prices where set, else the ones given (gestor's own)."""
+        if self.energy_p1_eur_per_kwh is not None:
+            import_eur_per_kwh = {"P1": self.energy_p1_eur_per_kwh, "P2": self.energy_p2_eur_per_kwh,
+                                  "P3": self.energy_p3_eur_per_kwh}[period] or 0.0
+        if self.surplus_eur_per_kwh is not None:
+            surplus_eur_per_kwh = self.surplus_eur_per_kwh
+        return import_eur_per_kwh, surplus_eur_per_kwh
+
+    def night_eur_per_kwh(self, tariff_p3_eur_per_kwh: float) -> float:
+        """The P3 price the bill buys energy at without gestor (the contract's, else ``tariff:``'s)."""
+        return self.energy_p3_eur_per_kwh if self.energy_p3_eur_per_kwh is not None else tariff_p3_eur_per_kwh
+
     @model_validator(mode="after")
     def _together(self) -> "BillSettings":
         for keys in (("power_p1_eur_per_kw_year", "power_p2_eur_per_kw_year"),

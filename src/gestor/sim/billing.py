@@ -31,21 +31,14 @@ def contract_of(s: Settings) -> Contract:
 
 
 def prices_at(s: Settings, start: datetime, import_eur_per_kwh: float, surplus_eur_per_kwh: float) -> tuple[float, float]:
-    """(import, surplus) EUR/kWh of the period starting at ``start`` for the bill: the contract's
-    fixed prices where ``bill:`` sets them, else the ones given (the period's own)."""
-    b = s.bill
-    if b.energy_p1_eur_per_kwh is not None:
-        p = period_2_0td(start, s.tz)
-        import_eur_per_kwh = {"P1": b.energy_p1_eur_per_kwh, "P2": b.energy_p2_eur_per_kwh,
-                              "P3": b.energy_p3_eur_per_kwh}[p] or 0.0
-    if b.surplus_eur_per_kwh is not None:
-        surplus_eur_per_kwh = b.surplus_eur_per_kwh
-    return import_eur_per_kwh, surplus_eur_per_kwh
+    """(import, surplus) EUR/kWh of the period starting at ``start`` for the bill:
+    :meth:`gestor.settings.bill.BillSettings.prices` on its 2.0TD period."""
+    return s.bill.prices(period_2_0td(start, s.tz), import_eur_per_kwh, surplus_eur_per_kwh)
 
 
 def p3_eur_per_kwh(s: Settings) -> float:
     """The night price the loads' energy is bought at without gestor, EUR/kWh."""
-    return s.bill.energy_p3_eur_per_kwh if s.bill.energy_p3_eur_per_kwh is not None else s.tariff.import_p3_eur_per_kwh
+    return s.bill.night_eur_per_kwh(s.tariff.import_p3_eur_per_kwh)
 
 
 def hours(periods: Sequence[PeriodResult], s: Settings, with_gestor: bool = True,
