@@ -78,3 +78,24 @@ def test_cap_steer_scales_a_heaters_reserve_not_a_batterys():
     assert devs[0].law.reserve_wh_per_h == pytest.approx(150 * 0.5688, abs=0.02) and devs[1].law.reserve_wh_per_h == 100
     steer.apply(devs, period(0, 1, 7))                                 # July: a new month, below the cap
     assert devs[0].law.reserve_wh_per_h == 150
+
+
+def test_managings_books_keep_the_month_against_the_cap_across_a_restart(tmp_path):
+    """gestor.runtime.books: each closed period is booked into the month so far at the bill's
+    prices (here the example's fixed ones: 22-23 h P2 0.15, surplus 0.06); managing.json keeps it;
+    a restart in the same month brings it back, one in the next month starts at 0."""
+    from datetime import timedelta
+    from gestor.runtime.statefiles import ManagingFile
+    from tests.test_runtime_books import P22, _books, _period
+    s, states, store, books = _books(tmp_path)
+    books.close(_period(P22, 500.0))                         # 0.5 kWh exported at 0.06 = 0.03 EUR
+    books.close(_period(P22 + timedelta(hours=1), -300.0))   # 0.3 kWh imported at 0.15 = 0.045 EUR
+    assert (books.cap.month, books.cap.energy_eur, books.cap.compensation_eur) == \
+        ("2026-06", pytest.approx(0.045), pytest.approx(0.03))
+    f = ManagingFile.model_validate({"balance": {}, **books.to_state()})
+    _, _, _, again = _books(tmp_path)
+    again.restore(f, P22 + timedelta(hours=3), P22 + timedelta(hours=3))
+    assert (again.cap.energy_eur, again.cap.compensation_eur) == (pytest.approx(0.045), pytest.approx(0.03))
+    _, _, _, july = _books(tmp_path)
+    july.restore(f, datetime(2026, 7, 1, 9, tzinfo=P22.tzinfo), datetime(2026, 7, 1, 9, tzinfo=P22.tzinfo))
+    assert (july.cap.month, july.cap.energy_eur) == ("", 0.0)
