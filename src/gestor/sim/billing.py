@@ -19,7 +19,7 @@ from typing import Sequence
 from gestor.bill.invoice import Bill, Contract, Hour, bills_by_month
 from gestor.core.balance import settled_wh
 from gestor.settings import Settings
-from gestor.sim.books import PeriodResult, valued_wh
+from gestor.sim.books import PeriodResult, SimResult, valued_wh
 from gestor.tariff.calendar import period_2_0td
 
 
@@ -82,6 +82,17 @@ def month_bills(periods: Sequence[PeriodResult], s: Settings, foresight_periods:
         fb = bills_by_month(hours(foresight_periods, s, balance_wh=foresight_balance_wh), c, tz, start, whole_months)
         fo = list(fb) if len(fb) == len(w) else fo
     return [MonthBills(a.first_day.strftime("%Y-%m"), a, b, f) for a, b, f in zip(w, wo, fo)]
+
+
+def bills_of(r: SimResult, s: Settings, versus: object = None) -> list[MonthBills]:
+    """``gestor simulate --bill``: each month's bills of run ``r`` (:func:`month_bills`), the
+    benchmark's from ``versus`` (a :class:`gestor.sim.money.Versus`; none when it is anything
+    else, e.g. the message that SciPy is missing). Raises ValueError as :func:`month_bills`."""
+    # Versus is not imported: gestor.sim.money imports the simulator, which imports this module
+    periods = getattr(versus, "periods", ())
+    if not periods:
+        return month_bills(r.periods, s)
+    return month_bills(r.periods, s, periods, getattr(versus, "balance_wh", ()))
 
 
 def table_rows(months: Sequence[MonthBills]) -> list[list[str]]:

@@ -441,8 +441,11 @@ def main(args: argparse.Namespace) -> int:
                                       loads_foresight=bench)
     except ImportError:
         money = "the devices' plan needs SciPy (pip install gestor[lp])"
-    bills = _bills(r, s, money) if args.bill else None
-    from gestor.sim.billing import billing_dict
+    from gestor.sim.billing import billing_dict, bills_of
+    try:
+        bills = bills_of(r, s, money) if args.bill else None
+    except ValueError as e:
+        raise MeterError(f"--bill: {e}") from None
     if args.json:
         print(json.dumps({"data": str(args.data), "policy": s.policy.model_dump(), "totals": r.totals.as_dict(),
                           **({"bills": [billing_dict(m) for m in bills]} if bills is not None else {}),
@@ -471,18 +474,6 @@ def main(args: argparse.Namespace) -> int:
         for p in plot_days(r, s, args.plot, pl):
             print(f"wrote {p}", file=sys.stderr)
     return 0
-
-
-def _bills(r: SimResult, s: Settings, money: Any) -> list:
-    """``--bill``: each month's bills (:func:`gestor.sim.billing.month_bills`), the benchmark's from
-    ``money`` (a :class:`gestor.sim.money.Versus`; none when it is a message)."""
-    from gestor.sim.billing import month_bills
-    try:
-        if isinstance(money, str) or money is None:
-            return month_bills(r.periods, s)
-        return month_bills(r.periods, s, money.periods, money.balance_wh)
-    except ValueError as e:
-        raise MeterError(f"--bill: {e}") from None
 
 
 def print_bills(bills: list) -> None:
