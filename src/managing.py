@@ -256,6 +256,13 @@ class Managing:
         else:
             why = None
         dt_s = (now - self.last_cycle_at).total_seconds() if self.last_cycle_at is not None else float("inf")
+        cur = self.balance.current
+        if self.s.bill.steer_by_cap and cur is not None:  # issue 35: the reserve by what surplus is worth now
+            self.books.cap.start(cur.start.astimezone(self.s.tz).strftime("%Y-%m"))
+            imp, sur, _ = self.prices.prices_of(cur.start.timestamp(), cur.end.timestamp())
+            from gestor.tariff.calendar import period_2_0td
+            self.setpoints.steer(self.books.cap, cur.start.timestamp(),
+                                 *self.s.bill.prices(period_2_0td(cur.start, self.s.tz), imp, sur))
         self.setpoints.apply(now, stale_reason=why, latched=latched, remaining_s=remaining_s, dt_s=dt_s)
 
     def _persist(self) -> None:

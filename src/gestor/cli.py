@@ -276,6 +276,12 @@ def _main(argv: list[str], as_command: bool) -> int:
     tu = sub.add_parser("tune", help="choose a policy's parameters on your own recording (cross-validated by day)")
     from gestor.sim import tune_report
     tune_report.add_tune_arguments(tu)
+    bi = sub.add_parser("bill", help="the month's bill as the retailer computes it (--month), and the distributor's "
+                                     "curve: import, fetch (Datadis), reconcile with gestor's hours")
+    from gestor.bill.commands import add_arguments as add_bill_arguments
+    from gestor.sim import bill_report
+    bill_report.add_arguments(bi)
+    add_bill_arguments(bi, DEFAULT_CONFIG)
     pr = sub.add_parser("prices", help="real prices from ESIOS (PVPC 2.0TD and surplus): fetch, store, cache")
     pr.add_argument("action", choices=["fetch"])
     pr.add_argument("--day", help="local day YYYY-MM-DD (default: today, or tomorrow after 20:30)")
@@ -308,14 +314,11 @@ def _main(argv: list[str], as_command: bool) -> int:
     su = sub.add_parser("setup", help="find the meter and relays on the LAN, check them live, write the settings")
     from gestor.setup.options import add_arguments as setup_arguments
     setup_arguments(su, DEFAULT_CONFIG)
-    bi = sub.add_parser("bill", help="the distributor's curve: import, fetch (Datadis), reconcile with gestor's hours")
-    from gestor.bill.commands import add_arguments as add_bill_arguments
-    add_bill_arguments(bi, DEFAULT_CONFIG)
     args = ap.parse_args(argv)
     try:
         if args.command == "setup":
             return _setup(args)
-        if args.command == "bill":
+        if args.command == "bill" and args.bill_command is not None:
             return _bill(args)
         if args.command in ("monitoring", "managing"):
             return _daemon(args, args.command)
@@ -332,6 +335,12 @@ def _main(argv: list[str], as_command: bool) -> int:
         if args.command == "simulate":
             from gestor.sim import report as simreport
             return simreport.main(args)
+        if args.command == "bill":
+            if args.month is None:
+                print("gestor bill: say which month (--month YYYY-MM), or import, fetch or reconcile "
+                      "(gestor bill -h)", file=sys.stderr)
+                return 2
+            return bill_report.main(args)
         if args.command == "prices":
             return _prices(args)
         if args.command == "tune":

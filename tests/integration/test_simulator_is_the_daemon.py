@@ -41,6 +41,21 @@ def _daemon_switches(c) -> list:
         "SELECT \"on\", \"load\" FROM decision WHERE switched = 1 ORDER BY time", epoch="ms").get_points()]
 
 
+def _daemon_setpoints(c) -> list:
+    """The setpoints managing stored: (epoch ms, device, W), in order."""
+    return [(p["time"], p["device"], p["setpoint_w"]) for p in c.query(
+        "SELECT setpoint_w, device FROM setpoint ORDER BY time", epoch="ms").get_points()]
+
+
+def _sim_setpoints(r, before: datetime) -> list:
+    """The simulator's setpoint commands before ``before``: (epoch ms, device, W), the last one per
+    instant and device (InfluxDB keeps one point per instant and tags: the start's idle and the
+    first cycle's command, both at the first sample's instant, are one point there, the later one)."""
+    ms = timedelta(milliseconds=1)
+    last_at = {((t - EPOCH) // ms, name): w for t, name, w in r.setpoint_log if t < before}
+    return [(k, name, w) for (k, name), w in last_at.items()]
+
+
 def _daemon_period_balances(c) -> dict:
     """The closed periods' net balances managing stored, Wh, by start (epoch ms)."""
     return {p["time"]: p["balance_wh"] for p in c.query(
@@ -84,6 +99,20 @@ def test_a_real_day_through_the_daemons_equals_gestor_simulate(tmp_path, influxd
     _assert_the_same_period_balances(daemon_periods, r)
 
 
+def _a_day_with_devices(s, influxd, influx_db):
+    """:func:`_a_day_of_the_daemons` with setpoint devices, managing stopped, then what it stored
+    and the simulator's run of the same day: (managing, the daemon's switches, setpoints and
+    period balances, the simulator's result, the last decision's instant)."""
+    data, start, until, mgr, store = _a_day_of_the_daemons(s)
+    assert mgr.stop()
+    assert store.flush(60)
+    store.close()
+    c = influxd.client(influx_db)
+    stored = _daemon_switches(c), _daemon_setpoints(c), _daemon_period_balances(c)
+    c.close()
+    return (mgr, *stored, simulate(data, s, Prices(s), start, until), until - timedelta(seconds=60))
+
+
 # --- with a device whose power gestor sets (issue 26) -------------------------------------------
 BATTERY = {"driver": "simulated", "kind": "battery", "capacity_wh": 100_000, "soc_pct": 50, "max_charge_w": 2500,
            "max_discharge_w": 2500, "min_soc_pct": 10, "max_soc_pct": 100, "efficiency": 0.9}
@@ -100,28 +129,38 @@ def test_a_real_day_with_a_battery_through_the_daemons_equals_gestor_simulate(tm
                       meter={"path": str(DATA / "house-2022-05-08_12.csv"), "loop": False},
                       loads=[{"name": "water_heater", "power_w": 1000, "relay": {"driver": "simulated"}}],
                       setpoints=[{"name": "battery", "device": BATTERY, "reserve_wh_per_h": 100, "deadband_w": 20}])
-    data, start, until, mgr, store = _a_day_of_the_daemons(s)
-    assert mgr.stop()
-    assert store.flush(60)
-    store.close()
-    c = influxd.client(influx_db)
-    daemon_switches = _daemon_switches(c)
-    daemon_setpoints = [(p["time"], p["device"], p["setpoint_w"]) for p in c.query(
-        "SELECT setpoint_w, device FROM setpoint ORDER BY time", epoch="ms").get_points()]
-    daemon_periods = _daemon_period_balances(c)
-    c.close()
-    r = simulate(data, s, Prices(s), start, until)
-    last_decision = until - timedelta(seconds=60)
+    _, daemon_switches, daemon_setpoints, daemon_periods, r, last_decision = _a_day_with_devices(s, influxd, influx_db)
     ms = timedelta(milliseconds=1)
     sim_switches = _sim_switches(r, last_decision)
     assert daemon_switches[:-1] and [x for x in daemon_switches if x[0] < last_decision] == sim_switches
-    # InfluxDB keeps one point per instant and tags: the start's idle and the first cycle's command
-    # (both at the first sample's instant) are one point there, the later one
-    last_at = {((t - EPOCH) // ms, name): w for t, name, w in r.setpoint_log if t < last_decision}
-    sim_setpoints = [(k, name, w) for (k, name), w in last_at.items()]
+    sim_setpoints = _sim_setpoints(r, last_decision)
     daemon_setpoints = [x for x in daemon_setpoints if x[0] < (last_decision - EPOCH) // ms]
     assert len(sim_setpoints) > 100, "a day with few commands proves little"
     assert daemon_setpoints == sim_setpoints
     soc = r.devices[0]
     assert 10 < soc.soc_min_pct and soc.soc_max_pct < 100   # no SoC limit reached (see the docstring)
     _assert_the_same_period_balances(daemon_periods, r)
+
+
+def test_a_sunny_day_steering_a_heater_by_the_cap_through_the_daemons_equals_gestor_simulate(tmp_path, influxd,
+                                                                                              influx_db):
+    """Steering by the cap (issue 35, ``bill.steer_by_cap``): a 1000 W heater alone on a sunny day
+    (11 June 2022), whose month passes the compensation cap in the morning. managing books the
+    month so far (gestor.runtime.books, MonthCap) and scales the heater's reserve per period
+    (gestor.runtime.setpoints.Setpoints.steer) as ``gestor simulate`` does (gestor.sim.capsteer):
+    the same setpoint commands and the same period balances; and steering changed them."""
+    heater = {"driver": "simulated", "kind": "heater", "max_charge_w": 1000}
+    s = make_settings(tmp_path, influxd, influx_db, meter={"path": str(DATA / "house-2022-06-11_13.csv"), "loop": False},
+                      loads=[], setpoints=[{"name": "heater", "device": heater, "reserve_wh_per_h": 150}],
+                      bill={"steer_by_cap": True})
+    mgr, _, daemon_setpoints, daemon_periods, r, last_decision = _a_day_with_devices(s, influxd, influx_db)
+    assert mgr.books.cap.month == "2022-06" and mgr.books.cap.compensation_eur > mgr.books.cap.energy_eur > 0
+    assert mgr.setpoints.devices[0].law.reserve_wh_per_h < 150     # at the cap: a smaller reserve
+    ms = timedelta(milliseconds=1)
+    sim_setpoints = _sim_setpoints(r, last_decision)
+    assert len(sim_setpoints) > 100, "a day with few commands proves little"
+    assert [x for x in daemon_setpoints if x[0] < (last_decision - EPOCH) // ms] == sim_setpoints
+    _assert_the_same_period_balances(daemon_periods, r)
+    s_off = s.model_copy(update={"bill": s.bill.model_copy(update={"steer_by_cap": False})})
+    off = simulate(ReplayData.load(s.meter), s_off, Prices(s), None, last_decision + timedelta(seconds=60))
+    assert _sim_setpoints(off, last_decision) != sim_setpoints

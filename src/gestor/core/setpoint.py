@@ -62,7 +62,7 @@ either way; ``benchmarks/reversals.py`` on the nine recordings (docs/site/en/dev
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -260,3 +260,75 @@ def next_in_turn_w(law: SetpointLaw, balance_wh: float, target_wh: float, surplu
         lo_w, hi_w = law.reversal_range(dwell, now_s, balance_wh - target_wh, surplus_w, remaining_s, lo_w, hi_w)
     return law.next_w(balance_wh - target_wh, surplus_w - present_w, present_w, remaining_s, dt_s,
                       lo_w=lo_w, hi_w=hi_w, expected_surplus_w=expected_surplus_w)
+
+
+def surplus_value_eur_per_kwh(surplus_eur_per_kwh: float, month_energy_eur: float, month_compensation_eur: float,
+                              virtual_battery: bool = False) -> float:
+    """What one more kWh exported is worth now, EUR/kWh (issue 35): the surplus price while the
+    month's compensation is below its energy term, 0 once it has reached it (simplified
+    compensation is capped at the billing period's energy term, RD 244/2019 art. 14.3), unless a
+    virtual battery keeps the excess (then always the surplus price). The month so far stands for
+    the month: later imports may lift the cap again, and then this says so at once. A month with
+    no compensation yet is below the cap."""
+    if virtual_battery or month_compensation_eur <= 0.0 or month_compensation_eur < month_energy_eur:
+        return surplus_eur_per_kwh
+    return 0.0
+
+
+def reserve_scale(import_eur_per_kwh: float, heat_eur_per_kwh: float, surplus_before_eur_per_kwh: float,
+                  surplus_now_eur_per_kwh: float) -> float:
+    """The factor on a heater's tuned reserve when the surplus's worth changes (issue 35), >= 0.
+
+    The reserve trades two errors: taking a Wh the period then lacks costs the import price less
+    the heat's worth (``import - heat``: bought, though the heat is had), leaving a Wh exported
+    costs the heat's worth less the surplus's (``heat - surplus``). The best reserve leaves the
+    chance of taking too much at the critical ratio ``q = (heat - surplus) / (import - surplus)``
+    (the newsvendor's); with an exponential tail of the surplus still to come, the reserve is
+    proportional to ``ln(1/q)``. So the tuned reserve (at ``surplus_before``) is scaled by
+    ``ln(q_now) / ln(q_before)``. At the cap (``surplus_now`` 0) ``q = heat / import``: no reserve in
+    a P3 hour when the heat is worth the P3 price (q = 1), about 0.58 of it in a P1 hour at 0.22 and
+    a surplus price of 0.06 EUR/kWh. 1 when the surplus is worth no less than when tuned, or the
+    tuned reserve has no such reading (the heat worth no more than the surplus, or the import no
+    more than the heat)."""
+    def q(s: float) -> float | None:
+        return (heat_eur_per_kwh - s) / (import_eur_per_kwh - s) if import_eur_per_kwh > s else None
+    if surplus_now_eur_per_kwh >= surplus_before_eur_per_kwh:
+        return 1.0
+    qb, qn = q(surplus_before_eur_per_kwh), q(surplus_now_eur_per_kwh)
+    if qn is not None and qn >= 1.0:
+        return 0.0
+    if qb is None or qn is None or not 0.0 < qb < 1.0 or qn <= 0.0:
+        return 1.0
+    return math.log(qn) / math.log(qb)
+
+
+@dataclass
+class MonthCap:
+    """The month so far against the compensation cap (issue 35), EUR before taxes at the bill's
+    prices: managing's books and ``gestor simulate`` book each closed period into it
+    (:meth:`book`), and a heater's or charger's law for the running period comes from it
+    (:meth:`law`). ``month``: the local month booked ("YYYY-MM"; a new one starts at 0)."""
+
+    month: str = ""
+    energy_eur: float = 0.0
+    compensation_eur: float = 0.0
+
+    def start(self, month: str) -> None:
+        """Start ``month`` at 0 unless it is the one booked."""
+        if month != self.month:
+            self.month, self.energy_eur, self.compensation_eur = month, 0.0, 0.0
+
+    def book(self, month: str, import_wh: float, export_wh: float, import_eur_per_kwh: float,
+             surplus_eur_per_kwh: float) -> None:
+        """Add a closed period of ``month``: its settled Wh at its prices."""
+        self.start(month)
+        self.energy_eur += import_wh / 1000.0 * import_eur_per_kwh
+        self.compensation_eur += export_wh / 1000.0 * surplus_eur_per_kwh
+
+    def law(self, base: SetpointLaw, import_eur_per_kwh: float, heat_eur_per_kwh: float,
+            surplus_eur_per_kwh: float, virtual_battery: bool = False) -> SetpointLaw:
+        """``base`` with its reserve scaled for a period at these prices (:func:`reserve_scale` on
+        :func:`surplus_value_eur_per_kwh` of the month so far)."""
+        now = surplus_value_eur_per_kwh(surplus_eur_per_kwh, self.energy_eur, self.compensation_eur, virtual_battery)
+        scale = reserve_scale(import_eur_per_kwh, heat_eur_per_kwh, surplus_eur_per_kwh, now)
+        return base if scale == 1.0 else replace(base, reserve_wh_per_h=base.reserve_wh_per_h * scale)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from drivers.store.influx import Store, point
 from gestor.core.balance import PeriodSummary, settled_wh
 from gestor.core.control import LoadState
+from gestor.core.setpoint import MonthCap
 
 if TYPE_CHECKING:
     from drivers.meters.base import Reading
@@ -61,6 +62,7 @@ class Books:
         self.eur_saved_today = 0.0       # EUR, the closed periods of the local day (cost without - with gestor)
         self._money_day: date | None = None
         self.closed: deque[PeriodSummary] = deque(maxlen=96)  # recent closed periods (bounded: runs for years)
+        self.cap = MonthCap()  # the month so far against the compensation cap, at the bill's prices (issue 35)
 
     def count_switch(self, name: str | None, now: datetime) -> None:
         """Count a confirmed switch of ``name`` in today's (local) switches; None: only roll the day."""
@@ -141,6 +143,7 @@ class Books:
         for ld in self.loads:
             self.loads_wh[ld.name] = self.loads_wh.get(ld.name, 0.0) + per_load[f"{ld.name}_wh"]
         money = self.money(p, loads_wh, *devices)
+        self.book_cap(p, money["import_eur_per_kwh"], money["surplus_eur_per_kwh"])
         extra = {"devices_wh": devices[0]} if self.s.setpoints else {}
         self.store.write([point("period", {**self.tags, "period_s": str(self.s.billing.period_s)}, {
             "balance_wh": p.balance_wh, "export_wh": p.export_wh, "import_wh": p.import_wh,
@@ -150,6 +153,14 @@ class Books:
         local = p.start.astimezone(self.s.tz)
         log.info("period %s closed: balance %+.0f Wh, loads %.0f Wh%s", local.strftime("%Y-%m-%d %H:%M %Z"),
                  p.balance_wh, loads_wh, "" if p.complete else f" (incomplete: {p.covered_s:.0f} s covered)")
+
+    def book_cap(self, p: PeriodSummary, import_eur_per_kwh: float, surplus_eur_per_kwh: float) -> None:
+        """Book closed period ``p`` into the month so far (:attr:`cap`) at the bill's prices
+        (:meth:`gestor.settings.bill.BillSettings.prices`)."""
+        from gestor.tariff.calendar import period_2_0td
+        imp, sur = self.s.bill.prices(period_2_0td(p.start, self.s.tz), import_eur_per_kwh, surplus_eur_per_kwh)
+        exp_wh, imp_wh = settled_wh(p.balance_wh)
+        self.cap.book(p.start.astimezone(self.s.tz).strftime("%Y-%m"), imp_wh, exp_wh, imp, sur)
 
     def money(self, p: PeriodSummary, loads_wh: float, devices_wh: float = 0.0, devices_need_wh: float = 0.0) -> dict:
         """The period's EUR (gestor.tariff.prices.period_money) at its real prices when the cache has
@@ -179,7 +190,9 @@ class Books:
                 "settled_start": _iso(self.settled_start), "loads_wh": self.loads_wh,
                 "switches_today": self.switches_today, "switches_day": _iso(self._today),
                 "last_period_wh": self.last_period_wh, "last_period_end": _iso(self.last_period_end),
-                "eur_saved_today": self.eur_saved_today, "money_day": _iso(self._money_day)}
+                "eur_saved_today": self.eur_saved_today, "money_day": _iso(self._money_day),
+                "month_cap": {"month": self.cap.month, "energy_eur": self.cap.energy_eur,
+                              "compensation_eur": self.cap.compensation_eur}}
 
     def restore(self, f: ManagingFile, now: datetime, period_start: datetime) -> None:
         """What a user sees back as it was: the Energy counters, today's switches and savings, the
@@ -203,6 +216,8 @@ class Books:
             self.switches_today.update(f.switches_today)
         if f.money_day == today and f.eur_saved_today is not None:
             self._money_day, self.eur_saved_today = today, float(f.eur_saved_today)
+        if f.month_cap is not None and f.month_cap.month == now.astimezone(self.s.tz).strftime("%Y-%m"):
+            self.cap = MonthCap(f.month_cap.month, float(f.month_cap.energy_eur), float(f.month_cap.compensation_eur))
         if f.last_period_wh is not None and f.last_period_end is not None \
                 and f.last_period_end == period_start:
             self.last_period_wh, self.last_period_end = float(f.last_period_wh), f.last_period_end

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
-from gestor.core.setpoint import Dwell, SetpointLaw, next_in_turn_w
+from gestor.core.setpoint import Dwell, MonthCap, SetpointLaw, next_in_turn_w
 from gestor.runtime.devicebooks import period_slices
 from gestor.runtime.devicecontrols import DeviceControl
 
@@ -81,6 +81,7 @@ class SetpointRuntime:
                                cfg.ramp_w_per_s if cfg.ramp_w_per_s is not None else math.inf, cfg.min_remaining_s,
                                cfg.min_reversal_s)
         self.dwell = Dwell()  # its last direction and since when: no reversal sooner than min_reversal_s
+        self.base_law = self.law  # the law as set; steering by the cap scales its reserve per period
 
 
 class Setpoints:
@@ -92,6 +93,7 @@ class Setpoints:
     def __init__(self, settings: Settings, core: Core, store: Store, devices: dict[str, SetpointDevice]) -> None:
         self.s, self.core, self.store = settings, core, store
         self.devices = [SetpointRuntime(c, devices[c.name]) for c in settings.setpoints]
+        self._steered_s: float | None = None  # the period whose laws steer() set
         self.tags = {"site": settings.site}
         self._counted_at: datetime | None = None  # the devices' energy is integrated up to here
         # per settlement period (start, epoch s) and device: [Wh taken, Wh supplied, Wh taken if
@@ -208,6 +210,25 @@ class Setpoints:
                 d.dwell.note(new, now_s, d.law.deadband_w)
             surplus_w -= new  # the next device shares what this one leaves
         self._note(now)
+
+    def steer(self, cap: MonthCap, period_start_s: float, import_eur_per_kwh: float, surplus_eur_per_kwh: float) -> None:
+        """Steering by the cap (``bill.steer_by_cap``, issue 35): each heater's and charger's law for
+        the period starting at ``period_start_s`` from the month so far (:meth:`MonthCap.law`, the
+        bill's prices); batteries keep theirs. Once per period; logged when a reserve changes."""
+        if period_start_s == self._steered_s:
+            return
+        self._steered_s = period_start_s
+        b = self.s.bill
+        heat = b.night_eur_per_kwh(self.s.tariff.import_p3_eur_per_kwh)
+        for d in self.devices:
+            if is_battery(d.cfg):
+                continue
+            law = cap.law(d.base_law, import_eur_per_kwh, heat, surplus_eur_per_kwh, b.virtual_battery)
+            if law.reserve_wh_per_h != d.law.reserve_wh_per_h:
+                log.info("setpoint %s reserve %.0f Wh/h (tuned %.0f): the month's compensation %.2f EUR against its "
+                         "energy term %.2f EUR (steer_by_cap)", d.name, law.reserve_wh_per_h,
+                         d.base_law.reserve_wh_per_h, cap.compensation_eur, cap.energy_eur)
+            d.law = law
 
     def count(self, now: datetime) -> None:
         """Integrate each device's setpoint (as it held it since the last count) up to ``now``,

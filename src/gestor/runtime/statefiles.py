@@ -93,6 +93,13 @@ class LoadStateModel(_State):
     since: AwareDatetime | None = None
 
 
+class MonthCapModel(_State):
+    """The month so far against the compensation cap (gestor.core.setpoint.MonthCap), EUR."""
+    month: Annotated[StrictStr, Field(pattern=r"^(\d{4}-\d{2})?$")] = ""
+    energy_eur: Annotated[Number, Field(ge=-1e6, le=1e6)] = 0.0
+    compensation_eur: Annotated[Number, Field(ge=-1e6, le=1e6)] = 0.0
+
+
 class ManagingFile(_State):
     """``managing.json``: the period being integrated, and what a user sees that must survive a
     restart (every field after ``loads`` is optional: files of earlier versions still load)."""
@@ -117,6 +124,7 @@ class ManagingFile(_State):
     # need_wh]} (gestor.runtime.setpoints.Setpoints.to_state): the period's devices_wh and its
     # cost without gestor survive a restart, as the loads' on_s
     device_wh: dict[str, dict[str, Annotated[list[Counter], Field(min_length=3, max_length=3)]]] = {}
+    month_cap: MonthCapModel | None = None         # the month so far against the compensation cap (issue 35)
 
 
 class OverrideEntry(_State):

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, field_validator, model_validator
 
 from drivers import DEVICE_NAME
+from gestor.settings.bill import BillSettings
 from gestor.core.guards import parse_window  # the windows' format is the guards'
 from gestor.clock import zone
 from gestor.settings.distributor import DistributorSettings
@@ -380,6 +381,7 @@ class Settings(_Model):
     setpoints: list[SetpointDeviceSettings] = Field([], max_length=4, validate_default=True)  # devices whose power gestor sets
     store: StoreSettings = StoreSettings()
     tariff: TariffSettings = TariffSettings()
+    bill: BillSettings = BillSettings()  # the retailer's contract for the monthly bill (issue 35)
     mqtt: MqttSettings = MqttSettings()
     prices: PricesSettings = PricesSettings()
     web: WebSettings = WebSettings()

@@ -266,10 +266,16 @@ def money_eur(p: PeriodResult, value_eur_per_kwh: float) -> float:
     loads and the setpoint devices other than batteries (heaters, chargers) took, worth
     ``value_eur_per_kwh`` (the P3 import price: what a night timer would pay for it, as
     :func:`cost_eur` counts it without gestor). A battery's energy is not valued: it comes back."""
-    valued_wh = p.loads_wh
+    return (p.import_wh * p.import_price - p.export_wh * p.surplus_price - valued_wh(p) * value_eur_per_kwh) / 1000.0
+
+
+def valued_wh(p: PeriodResult) -> float:
+    """Wh of period ``p`` that the household would have bought anyway without gestor (a night
+    timer): what the on/off loads and the setpoint devices other than batteries took."""
+    wh = p.loads_wh
     if isinstance(p, DevicePeriodResult):
-        valued_wh += sum([wh for name, wh in p.device_wh.items() if name not in p.charged_wh])
-    return (p.import_wh * p.import_price - p.export_wh * p.surplus_price - valued_wh * value_eur_per_kwh) / 1000.0
+        wh += sum([v for name, v in p.device_wh.items() if name not in p.charged_wh])
+    return wh
 
 
 def monthly(periods: Iterable[PeriodResult], tz: ZoneInfo) -> list[tuple[str, float, float, float]]:

@@ -50,6 +50,8 @@ class Versus:
     money_eur: float
     foresight_eur: float
     plan: str
+    periods: Sequence[PeriodResult] = ()        # the benchmark's periods (their starts and prices)
+    balance_wh: Sequence[float] = ()            # the benchmark's net balance per period, Wh (export +)
 
     @property
     def over_eur(self) -> float:
@@ -136,4 +138,4 @@ def versus_foresight(data: ReplayData, s: Settings, prices: Prices, r: SimResult
             money = paid - p3 * valued_wh / 1000.0
             plan.append(f"{'then ' if plan else ''}{d.name} ({type(m.kind).__name__.lower()}) by its LP"
                         f"{' on what the ones before leave' if plan else ''}")
-    return Versus(r.totals.money_eur, money, ", ".join(plan) or "nothing to plan")
+    return Versus(r.totals.money_eur, money, ", ".join(plan) or "nothing to plan", periods, list(balance))

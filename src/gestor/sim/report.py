@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--battery-capacity-wh", type=float, default=None, metavar="WH",
                    help="usable capacity of a battery in setpoints: with a real driver (victron_ess, "
                         "marstek_venus), whose settings do not say it")
+    p.add_argument("--bill", action="store_true",
+                   help="also each month's bill as the retailer computes it (settings' bill: section): with and "
+                        "without gestor and against perfect foresight, over the days the recording covers")
 
 
 def _set(raw: dict, key: str, value: Any) -> None:
@@ -438,8 +441,14 @@ def main(args: argparse.Namespace) -> int:
                                       loads_foresight=bench)
     except ImportError:
         money = "the devices' plan needs SciPy (pip install gestor[lp])"
+    from gestor.sim.billing import billing_dict, bills_of
+    try:
+        bills = bills_of(r, s, money) if args.bill else None
+    except ValueError as e:
+        raise MeterError(f"--bill: {e}") from None
     if args.json:
         print(json.dumps({"data": str(args.data), "policy": s.policy.model_dump(), "totals": r.totals.as_dict(),
+                          **({"bills": [billing_dict(m) for m in bills]} if bills is not None else {}),
                           "days": {d: t.as_dict() for d, t in r.days.items()},
                           "perfect_foresight": {"totals": bench.totals.as_dict(), "planned_switches": pl.switches,
                                                 "days": {d: t.as_dict() for d, t in bench.days.items()}},
@@ -452,6 +461,8 @@ def main(args: argparse.Namespace) -> int:
                           "periods": period_rows(r, s, bench)}, indent=1, default=str))
     else:
         print_result(r, s, args.data, args.periods, bench, money)
+        if bills is not None:
+            print_bills(bills)
     if args.csv:
         rows = period_rows(r, s, bench)
         with open(args.csv, "w", newline="") as f:
@@ -463,6 +474,15 @@ def main(args: argparse.Namespace) -> int:
         for p in plot_days(r, s, args.plot, pl):
             print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+def print_bills(bills: list) -> None:
+    """The ``--bill`` table, then each month's bill with gestor line by line."""
+    from gestor.sim.billing import table_rows
+    print("\nBills (the days the recording covers; fixed terms and the cap over them; taxes included):")
+    table(table_rows(bills))
+    for m in bills:
+        print(m.with_gestor.text())
 
 
 # --- gestor tune ------------------------------------------------------------------------------

@@ -294,6 +294,10 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
         dev_books = [d.load for d in devs]
         stale_s = s.managing.stale_after_s
         sim_dev.start(devs, core, tick0_us / 1e6, dev_log)  # managing.start: every device idle
+    steer = None
+    if devs and s.bill.steer_by_cap:  # issue 35: the reserve by what surplus is worth this month
+        from gestor.sim.capsteer import CapSteer
+        steer = CapSteer(s, prices, devs)
     prev_dev_w: list[float] = [0.0] * len(devs or ())
     prev_T_us: int | None = None
 
@@ -314,6 +318,8 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
         done, todo = core.step_s(T_ts, new, reading_age_s=T_ts - last_read_t if last_read_t is not None else None)
         if done:
             closed.extend(done)
+            if steer is not None:
+                steer.closed(done)
         if todo:
             k = core.period_start_s
             for w in todo:  # a simulated relay always confirms
@@ -325,6 +331,8 @@ def _run(data: ReplayData, s: Settings, prices: Prices, i0: int, i1: int, tick0_
             extra_w, any_on = sum(load_w), any(load_w)
         if devs is not None:  # the devices after the loads (managing._drive_setpoints)
             fresh = last_read_t is not None and bal.current is not None and T_ts - last_read_t <= stale_s
+            if steer is not None and bal.current is not None:
+                steer.apply(devs, bal.current)
             sim_dev.drive(devs, core, T_ts, not fresh, max(core.period_end_s - T_ts, 0.0), dt_s, dev_log, nowcast)
         while todo_cp and T_ts >= todo_cp[0]:
             signatures[todo_cp.pop(0)] = _signature(core, loads, T_ts, horizon_s, pending, last_read_t, prev_t,
