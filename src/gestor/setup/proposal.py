@@ -24,6 +24,7 @@ and the result written to a fresh name (O_EXCL|O_NOFOLLOW) then renamed over ``r
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -58,7 +59,8 @@ HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,252}(:\d{1,5})?")
 
 
 def _refuse(where: str, value: Any, allowed: str) -> SetupError:
-    return SetupError(f"proposal: {where}: {str(value)[:60]!r} is not allowed (allowed: {allowed}); nothing was written", 2)
+    shown = repr(value[:60]) if isinstance(value, str) else str(value)[:60]
+    return SetupError(f"proposal: {where}: {shown} is not allowed (allowed: {allowed}); nothing was written", 2)
 
 
 def _section(where: str, raw: Any, drivers: tuple[str, ...], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -156,6 +158,8 @@ def _take(dfd: int, name: str) -> bytes:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            os.unlink(name, dir_fd=dfd)   # a link planted: removed (the link only), never followed
         raise SetupError(f"proposal {name}: cannot open it ({e.strerror}): a regular file, not a link, is needed") from None
     try:
         st = os.fstat(fd)

@@ -82,9 +82,7 @@ def create_blueprint(s: Settings, clock: Any) -> Blueprint:
 
     @bp.get("/setup")
     def page():
-        from gestor.web.i18n import lang
-        return render_template("setup.html", csrf=generate_csrf(), finders=FINDERS, max_loads=MAX_LOADS,
-                               settings_path=str(settings_path), lang_code=lang())
+        return render_template("setup.html", csrf=generate_csrf(), finders=FINDERS, settings_path=str(settings_path))
 
     @bp.post("/setup/api/find")
     def find():
