@@ -61,3 +61,17 @@ def test_install_sh_installs_and_enables_the_path_unit():
     assert '"${SETUP_UNITS[@]/#/$HERE/daemons/}" /etc/systemd/system/' in text
     assert "systemctl enable --now gestor-setup-apply.path" in text
     assert "disable --now gestor-setup-apply.path" in text
+
+
+def test_the_apply_unit_is_root_with_three_capabilities_and_an_exposure_below_4(tmp_path, capsys):
+    s = _service("gestor-setup-apply.service")
+    assert s["CapabilityBoundingSet"][0].split() == ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"]
+    assert s["NoNewPrivileges"] == ["yes"] and s["SystemCallFilter"] == ["@system-service"]   # @chown kept
+    (f,) = units_pointing_at_this_venv(tmp_path, ["gestor-setup-apply.service"])
+    p = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(f)],
+                       capture_output=True, text=True)
+    line = [x for x in p.stdout.splitlines() if "Overall exposure level" in x]
+    score = float(line[0].split("level for")[1].split(":")[1].split()[0])
+    with capsys.disabled():
+        print(f"\n{f.name}: systemd-analyze security exposure {score}")
+    assert score < 4.0
