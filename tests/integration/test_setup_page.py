@@ -28,10 +28,11 @@ from tests.integration.test_web import CHROMEDRIVER, CHROMIUM, PASSWORD, Web, wr
 T0 = datetime(2026, 6, 11, 12, 0, tzinfo=timezone.utc)
 
 
-def _answers_shelly(base: type, fixture_name: str) -> type:
+def _answers_shelly(base: type, fixture_name: str, **changes: object) -> type:
     """``base`` (an emulator of tests/emulators/http_devices.py) answering ``/shelly`` with the
-    recorded device info of tests/data/setup (its source in the file), as lan_devices does."""
-    info = fixture(fixture_name)
+    recorded device info of tests/data/setup (its source in the file, ``changes`` applied), as
+    lan_devices does."""
+    info = {**fixture(fixture_name), **changes}
 
     class Device(base):  # type: ignore[valid-type,misc]
         def route(self, path: str, q: dict[str, str]) -> tuple[int, object]:
@@ -134,6 +135,22 @@ def test_the_steps_on_emulated_devices_and_the_proposal_applied_as_root_would(pa
     assert s.paths.state_dir == Path(old["paths"]["state_dir"]) and s.tariff.import_p1_eur_per_kwh == 0.2
     res = c.get(f"{web.url}/setup/api/result", timeout=10).json()
     assert res["ok"] is True and res["message"] == f"written: {f} (the old one kept as {copy})"
+
+
+def test_a_device_that_asks_a_password_is_left_to_the_command_line(page):
+    web, _f, _clock, _meter, relay = page
+    locked = _answers_shelly(ShellyPro3EM, "shelly_pro3em_shelly.json", auth_en=True)(free_port()).start()
+    try:
+        c = web.login()
+        d = _find(c, web, locked, relay)
+        assert d["meters"][0]["needs_password"] is True
+        r = c.post(f"{web.url}/setup/api/propose", json={"meter": 0, "tariff": "pvpc", "apply": True, "loads": [
+            {"name": "water_heater", "relay": 0, "channel": 0, "power_w": 1500}]}, timeout=20)
+        assert r.status_code == 400 and r.json()["error"] == ("a device asks for a password: run sudo gestor setup "
+                                                              "on the Pi for it")
+        assert c.get(f"{web.url}/setup/api/result", timeout=10).json() == {}    # no proposal written
+    finally:
+        locked.stop()
 
 
 def _apply(tmp_path: Path, f: Path, text: str) -> tuple[int, dict]:

@@ -29,6 +29,7 @@ from flask_wtf.csrf import generate_csrf
 
 from gestor.settings import Settings
 from gestor.setup import proposal as prop
+from gestor.setup import writing
 from gestor.setup.answers import MAX_LOADS, SetupError
 from gestor.setup.found import MAX_FOUND, Found, dedupe, local_networks, parse_network
 from gestor.setup.live import flipped_sign, read_meter, switch_relay
@@ -197,7 +198,6 @@ def create_blueprint(s: Settings, clock: Any) -> Blueprint:
                        [p["meter"].get("host")] + [ld["relay"].get("host") for ld in p["loads"]]):
                     raise ValueError(_("a device asks for a password: run sudo gestor setup on the Pi for it"))
                 old_text, text = prop.new_settings(p, settings_path, clock.now())
-                from gestor.setup import writing
                 diff = writing.diff(old_text, text, settings_path)
                 writing.validate(settings_path, text, None)
             except (ValueError, SetupError) as e:
