@@ -297,6 +297,7 @@ PREFIX=/opt/gestor
 UNITS=(gestor-monitoring.service gestor-managing.service)
 WEB_UNIT=gestor-web.service
 BILL_UNITS=(gestor-bill-fetch.service gestor-bill-fetch.timer)   # the distributor's curve, daily (docs: distributor)
+SETUP_UNITS=(gestor-setup-apply.path gestor-setup-apply.service)   # the page's setup, applied as root (docs: setup)
 systemd_running() { [ -d /run/systemd/system ]; }
 # the settings fetch the distributor's curve from Datadis (a distributor: block with source datadis)
 wants_bill_fetch() {
@@ -383,7 +384,7 @@ cmd_install() {
   cp "$HERE"/requirements/*.lock "$PREFIX/requirements/" && cp "$HERE/install.sh" "$PREFIX/install.sh"
   "$PREFIX/venv/bin/gestor" check --config /etc/gestor/settings.yaml >/dev/null
   install -m 644 "${UNITS[@]/#/$HERE/daemons/}" "$HERE/daemons/$WEB_UNIT" "${BILL_UNITS[@]/#/$HERE/daemons/}" \
-    /etc/systemd/system/
+    "${SETUP_UNITS[@]/#/$HERE/daemons/}" /etc/systemd/system/
   # InfluxDB was bound to 127.0.0.1 at the start (need_influxdb)
   if systemd_running; then
     systemctl daemon-reload
@@ -409,6 +410,8 @@ cmd_install() {
   if systemd_running; then
     # restart, not just start: on an upgrade (or --compile) the running daemons hold the old code
     systemctl enable "${UNITS[@]}" "$WEB_UNIT"
+    # gestor setup from the page: the page writes a proposal, this path unit applies it as root
+    systemctl enable --now gestor-setup-apply.path
     if wants_bill_fetch; then
       systemctl enable --now gestor-bill-fetch.timer && say "distributor: gestor bill fetch runs daily (gestor-bill-fetch.timer)"
     else
@@ -551,11 +554,12 @@ cmd_uninstall() {
   [ "$(id -u)" -eq 0 ] || die "uninstall needs root: sudo ./install.sh --uninstall"
   if systemd_running; then
     # managing's ExecStopPost switches every load off as it stops
-    systemctl disable --now gestor-bill-fetch.timer "$WEB_UNIT" "${UNITS[@]}" 2>/dev/null || true
+    systemctl disable --now gestor-setup-apply.path gestor-bill-fetch.timer "$WEB_UNIT" "${UNITS[@]}" 2>/dev/null || true
   elif [ -x /usr/local/bin/stop-loads ]; then
     /usr/local/bin/stop-loads --no-latch --config /etc/gestor/settings.yaml || true
   fi
-  rm -f "${UNITS[@]/#//etc/systemd/system/}" "/etc/systemd/system/$WEB_UNIT" "${BILL_UNITS[@]/#//etc/systemd/system/}"
+  rm -f "${UNITS[@]/#//etc/systemd/system/}" "/etc/systemd/system/$WEB_UNIT" "${BILL_UNITS[@]/#//etc/systemd/system/}" \
+    "${SETUP_UNITS[@]/#//etc/systemd/system/}"
   systemd_running && systemctl daemon-reload
   rm -f /usr/local/bin/gestor /usr/local/bin/stop-loads
   if [ "$purge" = "--purge" ]; then

@@ -207,6 +207,11 @@ def _setup(args: argparse.Namespace) -> int:
     from gestor.setup.answers import SetupError
     from gestor.setup.command import run_setup
     try:
+        if args.apply_proposal is not None:
+            from gestor.clock import WallClock
+            from gestor.setup.proposal import apply_proposal
+            return apply_proposal(args.apply_proposal, Path(args.settings), WallClock(), print,
+                                  restart=not args.no_restart)
         return run_setup(args)
     except SetupError as e:
         print(f"gestor setup: {e}", file=sys.stderr)

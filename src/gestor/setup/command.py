@@ -139,15 +139,24 @@ def _tariff(ask: Asker) -> dict[str, Any]:
     kind = ask.value("tariff", "tariff: pvpc (regulated PVPC, prices from REE) or fixed (your retailer's prices)",
                      "pvpc", parse_tariff)
     if kind == "pvpc":
-        return {"prices": {"source": "pvpc_public"}}
+        return tariff_sections(kind)
     given = ask.answers.get("prices", {}) if ask.answers is not None else None
     if given is not None and not isinstance(given, dict):
         raise SetupError(f"answers: prices: must be a mapping p1, p2, p3, surplus in EUR/kWh (got {str(given)[:60]!r})", 2)
     p = {k: ask.value(k, f"price {k} in EUR/kWh", d, parse_price, given, f"prices.{k}")
          for k, d in (("p1", 0.22), ("p2", 0.15), ("p3", 0.10), ("surplus", 0.06))}
+    return tariff_sections("fixed", p["p1"], p["p2"], p["p3"], p["surplus"])
+
+
+def tariff_sections(kind: str, p1: float | None = None, p2: float | None = None, p3: float | None = None,
+                    surplus: float | None = None) -> dict[str, Any]:
+    """The settings' ``prices`` (and, with ``fixed``, ``tariff``) for the tariff answered:
+    ``pvpc`` (REE's public file) or ``fixed`` with the import prices p1-p3 and the surplus, EUR/kWh."""
+    if kind == "pvpc":
+        return {"prices": {"source": "pvpc_public"}}
     return {"prices": {"source": "fixed"},
-            "tariff": {"import_p1_eur_per_kwh": p["p1"], "import_p2_eur_per_kwh": p["p2"],
-                       "import_p3_eur_per_kwh": p["p3"], "surplus_eur_per_kwh": p["surplus"]}}
+            "tariff": {"import_p1_eur_per_kwh": p1, "import_p2_eur_per_kwh": p2,
+                       "import_p3_eur_per_kwh": p3, "surplus_eur_per_kwh": surplus}}
 
 
 def _paths(ask: Asker) -> dict[str, Any] | None:

@@ -38,3 +38,6 @@ def add_arguments(p: argparse.ArgumentParser, default_settings: str) -> None:
     p.add_argument("--mdns-seconds", type=seconds("--mdns-seconds", 0.5, 60), default=4.0,
                    help="seconds of mDNS browsing (default 4)")
     p.add_argument("--no-restart", action="store_true", help="do not restart the units")
+    p.add_argument("--apply-proposal", type=Path, metavar="FILE",
+                   help="apply the settings the web page proposed in FILE (root, by gestor-setup-apply.service): "
+                        "checked again, written, the units restarted, result.json beside FILE")

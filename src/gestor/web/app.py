@@ -101,6 +101,8 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
 
     docs.register(app, docs_dir)
     csrf = CSRFProtect(app)  # after the session check: a request without a session is refused as such (401)
+    from gestor.web import setup_page
+    setup_page.register(app, s, clock)   # gestor setup's steps at /setup (owner only, CSRF as here)
 
     @app.after_request
     def _headers(resp: Response) -> Response:
