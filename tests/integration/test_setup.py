@@ -39,9 +39,9 @@ ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
 PI = "192.168.77.2"
 
 
-def start(host: netns.Host, kind: str, *extra: str) -> subprocess.Popen:
-    """Start the emulator ``kind`` on ``host`` and wait (at most 30 s) for its "ready"."""
-    p = host.popen([sys.executable, "-m", "tests.emulators.lan_devices", kind, "--ip", host.ip, *extra],
+def start(host: netns.Host, kind: str, *extra: str, module: str = "tests.emulators.lan_devices") -> subprocess.Popen:
+    """Start the emulator ``kind`` of ``module`` on ``host`` and wait (at most 30 s) for its "ready"."""
+    p = host.popen([sys.executable, "-m", module, kind, "--ip", host.ip, *extra],
                    cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready, _, _ = select.select([p.stdout], [], [], 30)
     line = p.stdout.readline() if ready else ""
@@ -59,6 +59,31 @@ def gestor(host: netns.Host, *args: str, timeout: float = 180) -> subprocess.Com
 def setup_argv(settings: Path, answers: Path, *extra: str) -> list[str]:
     return ["setup", "--settings", str(settings), "--answers", str(answers), "--yes", "--no-restart",
             "--check-seconds", "2", "--check-interval", "1", "--mdns-seconds", "3", *extra]
+
+
+def monitoring_points(pi: netns.Host, settings: Path, tmp_path: Path) -> list[dict]:
+    """Start an InfluxDB inside the pi (the settings' default store, 127.0.0.1:8086) and
+    monitoring on ``settings`` there; return the ``meter`` points (``net_w``) once some are
+    stored (the wait bounded at 90 s: a bound, not an assertion on time). Asserts some came."""
+    influx = start_influxd(tmp_path, port=8086, host=pi)
+    mon = pi.popen([sys.executable, "-m", "gestor.cli", "monitoring", "--config", str(settings)], cwd=ROOT, env=ENV,
+                   stdout=subprocess.DEVNULL, stderr=open(tmp_path / "monitoring.log", "w"))
+    try:
+        query = ("from influxdb import InfluxDBClient; import json; c = InfluxDBClient('127.0.0.1', 8086, "
+                 "database='gestor', timeout=5); print(json.dumps(list(c.query("
+                 "'SELECT net_w FROM meter').get_points())))")
+        points: list = []
+        deadline = time.monotonic() + 90
+        while not points and time.monotonic() < deadline and mon.poll() is None:
+            time.sleep(2)
+            r = pi.run([sys.executable, "-c", query], timeout=30)
+            points = json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else []
+    finally:
+        mon.terminate()
+        mon.wait(20)
+        influx.stop()
+    assert points, (tmp_path / "monitoring.log").read_text()[-3000:]
+    return points
 
 
 def test_the_shelly_pro3em_house_setup_to_readings_in_influxdb(tmp_path: Path) -> None:
@@ -95,24 +120,7 @@ def test_the_shelly_pro3em_house_setup_to_readings_in_influxdb(tmp_path: Path) -
         assert len(copies) == 1 and "old_load" in copies[0].read_text()
         check = gestor(pi, "check", "--config", str(old))
         assert check.returncode == 0, check.stderr
-        influx = start_influxd(tmp_path, port=8086, host=pi)   # inside the pi: the settings' default store
-        mon = pi.popen([sys.executable, "-m", "gestor.cli", "monitoring", "--config", str(old)], cwd=ROOT, env=ENV,
-                       stdout=subprocess.DEVNULL, stderr=open(tmp_path / "monitoring.log", "w"))
-        try:
-            query = ("from influxdb import InfluxDBClient; import json; c = InfluxDBClient('127.0.0.1', 8086, "
-                     "database='gestor', timeout=5); print(json.dumps(list(c.query("
-                     "'SELECT net_w FROM meter').get_points())))")
-            points: list = []
-            deadline = time.monotonic() + 90   # a bound on the wait, not an assertion on time
-            while not points and time.monotonic() < deadline and mon.poll() is None:
-                time.sleep(2)
-                r = pi.run([sys.executable, "-c", query], timeout=30)
-                points = json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else []
-        finally:
-            mon.terminate()
-            mon.wait(20)
-            influx.stop()
-        assert points, (tmp_path / "monitoring.log").read_text()[-3000:]
+        points = monitoring_points(pi, old, tmp_path)
         assert all(1195 <= p["net_w"] <= 1205 for p in points), points   # export-positive: +1.2 kW
 
 
