@@ -1,8 +1,9 @@
 """Four households from a fresh settings directory to readings in InfluxDB, each in its own
 private LAN (tests/netns.py), as the Shelly Pro 3EM house of tests/integration/test_setup.py:
 ``gestor setup --answers ... --yes`` on the "pi" host with every finder running, nobody editing
-YAML (a Shelly Plus 1 switches the water heater: settings need a load), ``gestor check`` passing, and monitoring on the pi writing the meter's readings into an
-InfluxDB inside the pi's namespace, export-positive (each emulator serves a noon: net_w > 0).
+YAML (a Shelly Plus 1 switches the water heater: settings need a load), ``gestor check``
+passing, and monitoring on the pi writing the meter's readings into an InfluxDB inside the pi's
+namespace, export-positive (each emulator serves a noon: net_w > 0).
 
 - Huawei SUN2000 with a DTSU666, Modbus TCP 502 behind the SDongle → ``driver: huawei``;
 - Fronius Symo with a Smart Meter: the Solar API on HTTP 80 and Modbus TCP (SunSpec, the meter at

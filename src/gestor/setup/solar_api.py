@@ -32,8 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from drivers.http import Device, HttpError
-from gestor.setup.found import MAX_FOUND, Found
+from gestor.setup.found import MAX_FOUND, Found, json_answer
 from gestor.setup.modbus import open_ports
 
 PORT = 80
@@ -59,13 +58,7 @@ def parse_api_version(host: str, answer: Any) -> Found | None:
 
 def identify(host: str, timeout_s: float = TIMEOUT_S) -> Found | None:
     """Ask ``http://HOST/solar_api/GetAPIVersion.cgi``; None when it does not answer a Solar API v1."""
-    dev = Device()
-    try:
-        return parse_api_version(host, dev.get_json(f"http://{host}{PATH}", timeout_s))
-    except HttpError:
-        return None
-    finally:
-        dev.close()
+    return parse_api_version(host, json_answer(f"http://{host}{PATH}", timeout_s))
 
 
 def scan(network: ipaddress.IPv4Network, connect_timeout_s: float = 0.5, parallel: int = 64,
