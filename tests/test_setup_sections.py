@@ -57,3 +57,22 @@ def test_the_finders_propose_every_meter_family_and_no_serial_the_sma_driver_ref
     assert drivers == {"shelly_em", "envoy", "fronius", "sunspec", "huawei", "goodwe", "sma_em"}
     serials = [f.section["serial"] for f in proposals() if f.section["driver"] == "sma_em"]
     assert serials == [1, 3014930442, 0xFFFFFFFF]   # 4294967296, 999999999999, 0 proposed nothing
+
+
+def test_the_fronius_finder_proposes_only_a_solar_api_v1_answer() -> None:
+    recorded = {"APIVersion": 1, "BaseURL": "/solar_api/v1/", "CompatibilityRange": "1.6-3"}   # a Symo's
+    assert solar_api.parse_api_version(HOST, recorded).section == {"driver": "fronius", "host": HOST}
+    for other in ({**recorded, "APIVersion": 0}, {**recorded, "BaseURL": "/solar_api/"}, {"gen": 2, "app": "Pro3EM"},
+                  ["APIVersion", 1], None, "<html>404</html>"):
+        assert solar_api.parse_api_version(HOST, other) is None, other
+
+
+def test_the_sunspec_chain_is_walked_to_its_end_model_and_a_meter_unit_is_told_apart() -> None:
+    # Fronius' Smart Meter at unit 240: model 1 (L 65) then 203 (L 105) then the end (Datamanager Modbus map)
+    regs = {40002: [1, 65], 40069: [203, 105], 40176: [0xFFFF, 0]}
+    assert modbus.sunspec_models(lambda a, n: regs.get(a), 40000) == [1, 203]
+    assert modbus.sunspec_models(lambda a, n: None, 40000) == []          # a failed read ends the walk
+    loop = modbus.sunspec_models(lambda a, n: [1, 0], 40000)   # a chain that never ends is cut
+    assert len(loop) == modbus.MAX_MODELS
+    assert not modbus.sunspec_found(HOST, 502, 240, 40000, [1, 203]).notes
+    assert modbus.sunspec_found(HOST, 502, 1, 40000, [1, 103, 120]).notes   # an inverter: no meter model
