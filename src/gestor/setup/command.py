@@ -1,7 +1,9 @@
 """``gestor setup``: the steps in order (docs/site/en/setup.md).
 
-1. find: mDNS (Shelly, Envoy), the Fronius Solar API on HTTP 80, Modbus TCP 502/6607 on the local /24 (SunSpec, Huawei), GoodWe's
-   UDP search, SMA's multicast; each finder bounded, a missing library skips it with a sentence;
+1. find: mDNS (Shelly, Envoy), the Fronius Solar API on HTTP 80, Modbus TCP 502/6607 on the local
+   /24 (SunSpec, Huawei), GoodWe's UDP search, SMA's multicast; each finder bounded, a missing
+   library skips it with a sentence; a Fronius found by both the Solar API and SunSpec is listed
+   with ``driver: fronius`` first (:func:`gestor.setup.solar_api.prefer_solar_api`);
 2. check: the chosen meter read for ``--check-seconds``, its power and sign in words, the sign
    confirmed (or ``sign`` flipped where the driver has it); each chosen relay on then off, each
    confirmed;
