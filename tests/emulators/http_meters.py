@@ -24,8 +24,8 @@ def fronius_answer(name: str) -> dict:
 
 
 class FroniusDatamanager(DeviceServer):
-    """Solar API v1: ``GetMeterRealtimeData.cgi?Scope=Device&DeviceId=<meter_id>`` and
-    ``GetPowerFlowRealtimeData.fcgi``; any other path is the 404 HTML page a Datamanager sends."""
+    """Solar API v1: ``GetMeterRealtimeData.cgi?Scope=Device&DeviceId=<meter_id>``,
+    ``GetPowerFlowRealtimeData.fcgi`` and ``/solar_api/GetAPIVersion.cgi``; any other path is the 404 HTML page a Datamanager sends."""
 
     def __init__(self, port: int, meter_id: int = 0) -> None:
         super().__init__(port)
@@ -64,6 +64,8 @@ class FroniusDatamanager(DeviceServer):
             return 200, self.meter
         if path == "/solar_api/v1/GetPowerFlowRealtimeData.fcgi":
             return 200, self.flow
+        if path == "/solar_api/GetAPIVersion.cgi":
+            return 200, fronius_answer("api_version.json")
         return 404, "<html><head><title>404 Not Found</title></head><body>Not Found</body></html>"
 
 

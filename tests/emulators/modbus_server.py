@@ -129,10 +129,11 @@ class RegisterServer:
         ready.wait(10)
         time.sleep(0.2)
 
-    def start_tcp(self, port: int) -> "RegisterServer":
-        self.address = ("127.0.0.1", port)
+    def start_tcp(self, port: int, host: str = "127.0.0.1") -> "RegisterServer":
+        """Serve Modbus TCP on ``host:port`` (a test LAN's host gives its own address)."""
+        self.address = (host, port)
         self._run(lambda: ModbusTcpServer(self._device(), address=self.address))
-        _wait_port(port)
+        _wait_port(port, host)
         return self
 
     def start_rtu(self, tmp: Path) -> "RegisterServer":
@@ -205,11 +206,11 @@ def _cast(v: float, dtype: str) -> float | int:
     return float(v) if dtype == "float32" else int(round(v))
 
 
-def _wait_port(port: int) -> None:
+def _wait_port(port: int, host: str = "127.0.0.1") -> None:
     import socket
     for _ in range(100):
         try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            socket.create_connection((host, port), 0.2).close()
             return
         except OSError:
             time.sleep(0.05)

@@ -1,7 +1,9 @@
 """``gestor setup``: the steps in order (docs/site/en/setup.md).
 
-1. find: mDNS (Shelly, Envoy), Modbus TCP 502/6607 on the local /24 (SunSpec, Huawei), GoodWe's
-   UDP search, SMA's multicast; each finder bounded, a missing library skips it with a sentence;
+1. find: mDNS (Shelly, Envoy), the Fronius Solar API on HTTP 80, Modbus TCP 502/6607 on the local
+   /24 (SunSpec, Huawei), GoodWe's UDP search, SMA's multicast; each finder bounded, a missing
+   library skips it with a sentence; a Fronius found by both the Solar API and SunSpec is listed
+   with ``driver: fronius`` first (:func:`gestor.setup.solar_api.prefer_solar_api`);
 2. check: the chosen meter read for ``--check-seconds``, its power and sign in words, the sign
    confirmed (or ``sign`` flipped where the driver has it); each chosen relay on then off, each
    confirmed;
@@ -45,7 +47,7 @@ def _finders(text: str) -> list[str]:
 
 def find(args: argparse.Namespace, say: Callable[[str], None]) -> list[Found]:
     """Run the chosen finders; a missing library skips its finder with a sentence."""
-    from gestor.setup import mdns, modbus, udp
+    from gestor.setup import mdns, modbus, solar_api, udp
     try:
         nets = [parse_network(n) for n in args.network]
     except ValueError as e:
@@ -55,6 +57,10 @@ def find(args: argparse.Namespace, say: Callable[[str], None]) -> list[Found]:
     steps: list[tuple[str, Callable[[], list[Found]]]] = []
     if "mdns" in chosen:
         steps.append(("mDNS (Shelly, Enphase)", lambda: mdns.browse(args.mdns_seconds, say)))
+    if "fronius" in chosen:
+        def solar() -> list[Found]:
+            return [f for n in (nets or local_networks()) for f in solar_api.scan(n)]
+        steps.append(("Fronius Solar API on HTTP 80", solar))
     if "modbus" in chosen:
         def scan() -> list[Found]:
             networks = nets or local_networks()
@@ -72,7 +78,7 @@ def find(args: argparse.Namespace, say: Callable[[str], None]) -> list[Found]:
             found += step()
         except ImportError as e:
             say(f"  skipped: {e}")
-    return dedupe(found)
+    return solar_api.prefer_solar_api(dedupe(found))
 
 
 def _describe(found: list[Found], say: Callable[[str], None]) -> None:

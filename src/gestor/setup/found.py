@@ -47,6 +47,20 @@ def dedupe(found: list[Found]) -> list[Found]:
     return out
 
 
+def json_answer(url: str, timeout_s: float) -> Any:
+    """The JSON a device answers to ``GET url`` (at most drivers.http.MAX_BODY_BYTES, within
+    ``timeout_s``, no password), or None when it does not answer JSON: what a finder asks a
+    device to tell what it is."""
+    from drivers.http import Device, HttpError
+    dev = Device()
+    try:
+        return dev.get_json(url, timeout_s)
+    except HttpError:
+        return None
+    finally:
+        dev.close()
+
+
 def parse_network(text: str) -> ipaddress.IPv4Network:
     """``--network`` (e.g. ``192.168.1.0/24``): an IPv4 network of at most 1024 addresses (a
     home LAN; a scan of more is refused). Raises ValueError naming the value and what is allowed."""

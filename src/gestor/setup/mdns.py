@@ -30,6 +30,12 @@ def wanted(service_type: str, name: str) -> bool:
     return service_type in SERVICE_TYPES
 
 
+def envoy_found(host: str) -> Found:
+    """What an Enphase Envoy announcing itself at ``host`` proposes (``driver: envoy``)."""
+    return Found("meter", {"driver": "envoy", "host": host}, f"Enphase Envoy at {host}", "mdns",
+                 notes=("firmware 7+ needs a token: see docs/site/en/setup.md",))
+
+
 def browse(seconds: float, log: Callable[[str], None] = print) -> list[Found]:
     """Browse for ``seconds`` and return what was found. Raises ImportError (with the command to
     install it) when zeroconf is missing."""
@@ -65,8 +71,7 @@ def browse(seconds: float, log: Callable[[str], None] = print) -> list[Found]:
     out: list[Found] = []
     for service_type, host in hosts:
         if service_type == "_enphase-envoy._tcp.local.":
-            out.append(Found("meter", {"driver": "envoy", "host": host}, f"Enphase Envoy at {host}", "mdns",
-                             notes=("firmware 7+ needs a token: see docs/site/en/setup.md",)))
+            out.append(envoy_found(host))
             continue
         f = identify(host)
         if f is None:

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-FINDERS = ("mdns", "modbus", "goodwe", "sma")
+FINDERS = ("mdns", "fronius", "modbus", "goodwe", "sma")
 
 
 def seconds(option: str, lo: float, hi: float) -> Callable[[str], float]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers.http import Device, HttpError
-from gestor.setup.found import Found
+from gestor.setup.found import Found, json_answer
 
 # Gen2+ ``app`` → switch channels (Shelly Gen2 API docs, "Devices")
 GEN2_RELAYS = {"Plus1": 1, "Plus1PM": 1, "Plus2PM": 2, "PlusPlugS": 1, "PlusPlugIT": 1, "PlusPlugUK": 1,
@@ -57,10 +56,4 @@ def identify(host: str, timeout_s: float = TIMEOUT_S) -> Found | None:
     """Ask the Shelly at ``host`` (``http://HOST/shelly``, no password needed on any generation;
     the answer at most drivers.http.MAX_BODY_BYTES, within ``timeout_s``) what it is. None when
     it does not answer or is not a device gestor knows."""
-    dev = Device()
-    try:
-        return classify(host, dev.get_json(f"http://{host}/shelly", timeout_s))
-    except HttpError:
-        return None
-    finally:
-        dev.close()
+    return classify(host, json_answer(f"http://{host}/shelly", timeout_s))

@@ -22,6 +22,7 @@ from drivers import aio
 from gestor.setup.found import MAX_FOUND, Found
 
 MAX_ANSWER_BYTES = 256
+SMA_SERIAL_MAX = 0xFFFFFFFF
 
 
 def parse_goodwe_answer(answer: bytes) -> Found | None:
@@ -108,9 +109,15 @@ def sma(timeout_s: float = 6.0) -> list[Found]:
         serials = aio.run(listen(), timeout_s)
     except TimeoutError:
         return []
-    out = []
-    for serial in serials[:MAX_FOUND]:
-        if serial.isdigit() and len(serial) <= 12:
-            out.append(Found("meter", {"driver": "sma_em", "serial": int(serial)},
-                             f"SMA Energy Meter / Home Manager, serial {serial}", "sma_multicast", extra="sma"))
-    return out
+    return [f for f in map(sma_found, serials[:MAX_FOUND]) if f is not None]
+
+
+def sma_found(serial: str) -> Found | None:
+    """What an SMA Energy Meter / Home Manager heard with ``serial`` proposes (``driver: sma_em``
+    with its serial), or None when the serial is not one a datagram can carry: 1 to 0xFFFFFFFF
+    (four bytes at offset 20 of the header, SMA "EMETER-Protokoll-TI-en-10"; the sma_em settings'
+    own range)."""
+    if not (serial.isdigit() and len(serial) <= 10 and 1 <= int(serial) <= SMA_SERIAL_MAX):
+        return None
+    return Found("meter", {"driver": "sma_em", "serial": int(serial)},
+                 f"SMA Energy Meter / Home Manager, serial {serial}", "sma_multicast", extra="sma")
