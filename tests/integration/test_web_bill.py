@@ -7,6 +7,7 @@ as the other data views, and axe-core in Chromium."""
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -51,20 +52,31 @@ def june(s) -> None:
                       "ratio": 1.0204, "offset_s": 62.0, "alert": True}, datetime(2025, 6, 1, tzinfo=MAD))])
 
 
-@pytest.fixture(scope="module")
-def bill_site(tmp_path_factory, influxd):
-    """gestor web (its clock in July 2025) over a database holding June; yields (web, settings)."""
+@contextmanager
+def serving(tmp, influxd, extra: list[str] = ()):
+    """gestor web (its clock in July 2025) over a new database holding June and ``extra`` points;
+    yields (web, settings), then stops it and drops the database."""
     from tests.integration.test_web import Web
     from tests.integration.test_web_ranges import site_settings
     db = f"t_bill_{uuid.uuid4().hex[:8]}"
-    s = site_settings(tmp_path_factory.mktemp("billpage"), influxd, db)
+    s = site_settings(tmp, influxd, db)
     june(s)
+    if extra:
+        _write(s, extra)
     web = Web(s, SimClock(NOW), auth.hasher().hash(PASSWORD))
-    yield web, s
-    web.stop()
-    c = influxd.client(db)
-    c.drop_database(db)
-    c.close()
+    try:
+        yield web, s
+    finally:
+        web.stop()
+        c = influxd.client(db)
+        c.drop_database(db)
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def bill_site(tmp_path_factory, influxd):
+    with serving(tmp_path_factory.mktemp("billpage"), influxd) as site:
+        yield site
 
 
 def test_the_months_bills_hours_and_reconcile_point_as_json(bill_site):
@@ -114,23 +126,12 @@ def test_the_page_in_spanish_catalan_and_english_with_the_alert_banner(bill_site
 def test_no_banner_once_the_newest_reconcile_point_agrees(tmp_path, influxd):
     """The banner follows the newest ``reconcile`` point: July's, written later, agrees."""
     from drivers.store.influx import point
-    from tests.integration.test_web import Web
-    from tests.integration.test_web_ranges import site_settings
-    db = f"t_bill_{uuid.uuid4().hex[:8]}"
-    s = site_settings(tmp_path, influxd, db)
-    june(s)
-    _write(s, [point("reconcile", {"site": s.site, "cups": CUPS, "month": "2025-07"},
-                     {"hours": 200.0, "ratio": 1.001, "offset_s": 3.0, "alert": False}, datetime(2025, 7, 1, tzinfo=MAD))])
-    web = Web(s, SimClock(NOW), auth.hasher().hash(PASSWORD))
-    try:
+    july = point("reconcile", {"site": "test", "cups": CUPS, "month": "2025-07"},
+                 {"hours": 200.0, "ratio": 1.001, "offset_s": 3.0, "alert": False}, datetime(2025, 7, 1, tzinfo=MAD))
+    with serving(tmp_path, influxd, [july]) as (web, s):
         html = web.login().get(f"{web.url}/bill", params={"month": "2025-06", "lang": "en"}, timeout=30).text
         assert 'id="reconcile-alert"' not in html
         assert "+62 s" in html  # June's own offset still shown in its month
-    finally:
-        web.stop()
-        c = influxd.client(db)
-        c.drop_database(db)
-        c.close()
 
 
 def test_the_session_as_the_other_views_and_a_bad_month_is_a_sentence(bill_site):
