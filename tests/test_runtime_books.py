@@ -242,3 +242,21 @@ def test_a_damaged_state_file_is_moved_aside(tmp_path, caplog):
     StateFile(s, SimClock(P22)).restore(core, [LoadRuntime(st, None) for st in states], books)
     assert not path.exists() and path.with_name("managing.json.bad").exists()
     assert "is damaged" in caplog.text and books.totals["import_wh"] == 0.0
+
+
+def test_the_month_so_far_for_home_assistant_is_the_cap_of_this_month_only(tmp_path):
+    """books.month_bill (the MQTT state's ``month_bill``): the energy term less the compensation
+    capped at it (RD 244/2019 art. 14.3); a month not yet booked is zeros, not last month's."""
+    from gestor.core.setpoint import MonthCap
+    mad = ZoneInfo("Europe/Madrid")
+    s, states, store, books = _books(tmp_path)
+    june = datetime(2025, 6, 30, 23, 30, tzinfo=mad)
+    assert books.month_bill(june) == {"month": "2025-06", "energy_eur": 0.0, "compensation_eur": 0.0,
+                                      "energy_after_compensation_eur": 0.0, "capped": False}
+    books.cap = MonthCap("2025-06", 3.0, 1.25)
+    assert books.month_bill(june) == {"month": "2025-06", "energy_eur": 3.0, "compensation_eur": 1.25,
+                                      "energy_after_compensation_eur": 1.75, "capped": False}
+    books.cap = MonthCap("2025-06", 3.0, 4.5)     # a sunny month past the cap: the surplus beyond it is worth 0
+    assert books.month_bill(june)["energy_after_compensation_eur"] == 0.0 and books.month_bill(june)["capped"]
+    july = june + timedelta(hours=1)              # 00:30 on 1 July in Madrid (22:30 UTC on 30 June)
+    assert books.month_bill(july)["month"] == "2025-07" and books.month_bill(july)["energy_eur"] == 0.0

@@ -156,4 +156,22 @@ def _reconcile(args: argparse.Namespace, settings: Settings, recording: Callable
         log.warning("distributor %s %s: %s", cups or curve[0].cups, args.month, a)
     if r.hours:
         print(_store(settings, [r.point(settings.site, cups or curve[0].cups, args.month, start)], rec.MEASUREMENT))
+        if settings.mqtt.enabled:
+            print(_publish(settings, r, args.month))
     return 0
+
+
+def _publish(settings: Settings, r: rec.Reconciliation, month: str) -> str:
+    """The month's reconciliation to Home Assistant (the ``Reconciliation alert`` entity managing
+    announces), retained on ``<mqtt.topic_prefix>/reconcile``; a phrase saying where it went."""
+    from gestor.runtime.mqtt import prefix, publish_once
+    alerts = r.alerts
+    why = publish_once(settings.mqtt, settings.site, "bill", "reconcile", {
+        "month": month, "alert": bool(alerts), "alerts": alerts, "hours": len(r.hours),
+        "import_diff_wh": round(r.total("import_diff_wh"), 1), "surplus_diff_wh": round(r.total("surplus_diff_wh"), 1),
+        "ratio": None if r.ratio is None else round(r.ratio, 5),
+        "offset_s": None if r.offset_s is None else round(r.offset_s, 1)})
+    if why:
+        log.warning("gestor bill reconcile: not published to MQTT: %s", why)
+        return f"not published to MQTT: {why}"
+    return f"published to MQTT ({prefix(settings.mqtt, settings.site)}/reconcile, retained)"

@@ -162,6 +162,18 @@ class Books:
         exp_wh, imp_wh = settled_wh(p.balance_wh)
         self.cap.book(p.start.astimezone(self.s.tz).strftime("%Y-%m"), imp_wh, exp_wh, imp, sur)
 
+    def month_bill(self, now: datetime) -> dict:
+        """The month so far as the bill counts it (:attr:`cap`, its closed periods at the bill's
+        prices), EUR before the fixed terms and taxes: ``energy_eur`` (the energy term),
+        ``compensation_eur`` (the surplus's value, capped at the energy term: RD 244/2019 art.
+        14.3), ``energy_after_compensation_eur`` (their difference, >= 0) and ``capped``. Zeros
+        at the start of a month before its first closed period."""
+        month = now.astimezone(self.s.tz).strftime("%Y-%m")
+        energy, comp = (self.cap.energy_eur, self.cap.compensation_eur) if self.cap.month == month else (0.0, 0.0)
+        paid = min(comp, energy)
+        return {"month": month, "energy_eur": round(energy, 4), "compensation_eur": round(paid, 4),
+                "energy_after_compensation_eur": round(energy - paid, 4), "capped": comp > energy}
+
     def money(self, p: PeriodSummary, loads_wh: float, devices_wh: float = 0.0, devices_need_wh: float = 0.0) -> dict:
         """The period's EUR (gestor.tariff.prices.period_money) at its real prices when the cache has
         them, else at the fixed 2.0TD ones; today's savings add up in ``eur_saved_today``.

@@ -34,6 +34,12 @@ Topics, under ``mqtt.topic_prefix`` (``P``, default ``gestor/<site>``), every st
 ``P/setpoint/NAME/target/set``      in: a device's period target, Wh (-10000..10000)
 ``P/stop/set``                      in: ``STOP``, as ``stop-loads`` (sets the latch; releasing it
                                     is only ``stop-loads --release`` on the Pi)
+``P/reconcile``                     ``gestor bill reconcile``'s last month (issue 35), retained:
+                                    ``month``, ``alert`` (bool), ``import_diff_wh``,
+                                    ``surplus_diff_wh`` (Wh, distributor minus gestor),
+                                    ``ratio``, ``offset_s`` (s, + the meter's clock ahead),
+                                    ``hours``, ``alerts`` (sentences); :func:`publish_once`
+``P/bill/availability``             ``online`` while ``gestor bill reconcile`` publishes, then ``offline``
 ``P/managing/sync``                 managing to itself after each connection: its discovery
                                     configs were read back (stale ones emptied) before any state
 ``<discovery_prefix>/status``       in: Home Assistant's birth message; ``online`` makes managing
@@ -161,6 +167,15 @@ def discovery(s: MqttSettings, site: str, loads: list[tuple[str, str | None]], m
             suggested_display_precision=4)
     add("binary_sensor", "stop_latch", "Stop latch", state_topic=state, device_class="problem",
         value_template="{{ 'ON' if value_json.latched else 'OFF' }}")
+    # the bill (issue 35): the month so far against the cap (managing's books), and the last
+    # reconciliation with the distributor (gestor bill reconcile, retained: no availability of its own)
+    add("sensor", "month_energy_eur", "Month's energy term after compensation", state_topic=state,
+        value_template="{{ value_json.month_bill.energy_after_compensation_eur if value_json.month_bill is defined "
+                       "else None }}", device_class="monetary", unit_of_measurement="EUR", icon="mdi:receipt-text-outline",
+        suggested_display_precision=2)
+    add("binary_sensor", "reconcile_alert", "Reconciliation alert", {}, state_topic=f"{p}/reconcile",
+        device_class="problem", value_template="{{ 'ON' if value_json.alert else 'OFF' }}",
+        json_attributes_topic=f"{p}/reconcile", icon="mdi:scale-unbalanced")
     add("button", "stop", "Emergency stop", command_topic=f"{p}/stop/set", payload_press="STOP", icon="mdi:stop-circle")
     for name, display_name in loads:
         obj, shown = "".join(c if c.isalnum() else "_" for c in name), display_name or label(name)
@@ -207,6 +222,26 @@ def discovery(s: MqttSettings, site: str, loads: list[tuple[str, str | None]], m
                 value_template=tpl("{}.soc_pct"), device_class="battery", state_class="measurement",
                 unit_of_measurement="%")
     return out
+
+
+def publish_once(s: MqttSettings, site: str, daemon: str, obj: str, payload: dict[str, Any],
+                 timeout_s: float = 10.0) -> str | None:
+    """Publish ``payload`` (JSON) retained on ``P/<obj>`` from a one-shot command (``daemon``
+    names its availability topic, ``online`` while it publishes), waiting at most ``timeout_s``
+    for the connection and again for the broker's acknowledgement (QoS 1). Returns None when
+    published, else one sentence saying why not (the command goes on: MQTT is never required)."""
+    connected = threading.Event()
+    link = Link(s, site, daemon, on_connected=connected.set).start()
+    try:
+        if not connected.wait(timeout_s):
+            return (f"MQTT broker {s.host}:{s.port} did not take the connection within {timeout_s:g} s"
+                    f" ({link.error or 'no answer'})")
+        info = link.client.publish(f"{link.prefix}/{obj}", json.dumps(payload, separators=(",", ":")), qos=1, retain=True)
+        info.wait_for_publish(timeout_s)
+        return None if info.is_published() else \
+            f"MQTT broker {s.host}:{s.port} did not acknowledge {link.prefix}/{obj} within {timeout_s:g} s"
+    finally:
+        link.close()
 
 
 class Link:

@@ -239,6 +239,7 @@ class ManagingMqtt:
             "tariff_period": period_2_0td(now, self.s.tz),
             "import_eur_per_kwh": _round(imp, 6), "surplus_eur_per_kwh": _round(sur, 6),
             "totals": {k: _round(v, 3) for k, v in b.totals.items()},
+            "month_bill": b.month_bill(now),
             "loads": {ld.name: {"on": ld.on, "reason": reason(ld), "switches_today": b.switches_today[ld.name],
                                 "energy_wh": round(b.loads_wh.get(ld.name, 0.0), 3),
                                 "mode": ("on" if overrides[ld.name].on else "off") if ld.name in overrides

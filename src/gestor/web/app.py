@@ -16,6 +16,7 @@ pages redirect to ``/login``; every POST needs the session's CSRF token, in the 
 | POST /api/load/NAME | JSON ``{"mode": "auto"/"on"/"off", "for": "2h"}`` (``for`` <= 7 days): :func:`~gestor.runtime.overrides.apply_override` |
 | POST /api/stop | JSON ``{"confirm": "STOP"}``: :func:`stop_loads.emergency_stop` |
 | GET /docs/... | the documentation site, public (:mod:`gestor.web.docs`) |
+| GET /bill?month=YYYY-MM, /api/bill?month=YYYY-MM | the month's bill and reconciliation (:mod:`gestor.web.bill_page`) |
 
 A session ends at logout or ``web.session_hours`` after its login (:class:`gestor.web.auth.Sessions`).
 Every input that is not understood is a 4xx with a sentence (JSON ``error``), never a 500; the
@@ -94,7 +95,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     def _guard():
         if request.endpoint in ("login", "static", "manifest", "favicon", *docs.ENDPOINTS) or logged_in():
             return None
-        if request.path == "/" and request.method == "GET":
+        if request.path in ("/", "/bill") and request.method == "GET":
             return redirect(url_for("login"))
         log.warning("web: refused %s %s from %s: no session", request.method, request.path, client())
         return jsonify(error=_("not logged in")), 401
@@ -372,6 +373,9 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         error = (_("not confirmed off: %(loads)s", loads="; ".join(bad)) if bad
                  else _("stop latch %(latch)s", latch=outcome.latch))
         return jsonify(ok=False, latch=outcome.latch, loads=rows, error=error), 502
+
+    from gestor.web.bill_page import blueprint as bill_blueprint  # the bill's month view (issue 35)
+    app.register_blueprint(bill_blueprint(s, clock, history, site_name))
 
     app.extensions["gestor"] = {"csrf": csrf, "guard": guard, "sessions": sessions, "history": history}
     return app
