@@ -86,10 +86,14 @@ def test_the_years_and_months_charts_units_zero_months_stacking_comparison_and_a
             t = api.get(f"{web.url}/api/range", params={"view": "month", "date": day}, timeout=30).json()["totals"]
             assert t["periods"] > 0
             assert f"{grouped(t['consumption_wh'] / 1000, 'es')} kWh" in line, line
-            assert f"{grouped(t['import_wh'] / 1000, 'es')} kWh" in line, line
             assert euros(t["cost_eur"], "es") in line and euros(t["saved_eur"], "es") in line, line
-        assert lines[0].startswith("Este mes (Junio de 2025)") and lines[1].startswith("Mes anterior (Mayo de 2025)")
-        assert lines[2].startswith("Un año antes (Junio de 2024)") and lines[2].count("–") == 4, lines[2]
+        assert lines[0].startswith("Junio de 2025") and lines[1].startswith("Mayo de 2025")
+        assert lines[2].startswith("Junio de 2024") and lines[2].count("–") == 3, lines[2]
+        # the comparison within the 360 px phone too
+        assert js(b, "document.getElementById('compare').getBoundingClientRect().right "
+                     "<= document.getElementById('history').getBoundingClientRect().right")
+        assert all(js(b, f"(() => {{ const c = document.querySelectorAll('#compare td')[{i}]; "
+                         "return c.scrollWidth <= c.clientWidth; })()") for i in range(9))
         assert js(b, "gestorCharts['range-money'].scales.y.min") == 0
         assert axe_violations(b) == [], "month"
     finally:
