@@ -241,6 +241,43 @@ def test_a_normal_request_is_answered_while_50_slow_clients_are_held_open(served
           f"{took_same:.3f} s from theirs (the slow ones are closed {IDLE_TIMEOUT_S:.0f} s after their last byte)")
 
 
+def test_an_https_request_is_answered_while_50_tls_handshakes_stall(tmp_path):
+    """With HTTPS, 50 clients open a connection and stall their TLS handshake (half of them after
+    the first bytes of a ClientHello, the others send nothing). Before issue 37 cheroot's accepting
+    thread did each handshake, waiting up to 3 s on each: a normal request waited behind all of
+    them (minutes). Here it is answered while all 50 are still open."""
+    import yaml
+    from tests.integration.test_web import PASSWORD as PW, START as T0, Web as InProcess
+    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    f = write_settings(tmp_path)
+    raw = yaml.safe_load(f.read_text())
+    raw["web"].update(tls_cert_file=str(cert), tls_key_file=str(key))
+    f.write_text(yaml.safe_dump(raw))
+    s = load_settings(f)
+    web = InProcess(s, SimClock(T0), cheap_hash(PW))
+    host, port = s.web.listen.split(":")
+    slow = []
+    try:
+        for i in range(50):
+            c = socket.create_connection((host, int(port)), timeout=5)
+            slow.append(c)
+            if i % 2:
+                c.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's first bytes
+        t0 = time.monotonic()
+        r = requests.get(f"https://{s.web.listen}/login", timeout=60, verify=str(cert))
+        took = time.monotonic() - t0
+        assert r.status_code == 200
+        assert select.select(slow, [], [], 0)[0] == []  # none answered or closed to make room
+    finally:
+        for c in slow:
+            c.close()
+        web.stop()
+    print(f"an HTTPS request beside 50 stalled TLS handshakes: {took:.3f} s")
+
+
 def test_the_owners_login_gets_in_during_a_password_flood_from_100_addresses(served):
     """100 addresses post wrong passwords without pause (real argon2id, 64 MiB a check). Once each
     has had an answer, the owner logs in, five times from new addresses: a first attempt goes before theirs in

@@ -21,9 +21,13 @@
   about 6), and all addresses together :data:`MAX_CONNECTIONS` (below the usual 1024 open files).
 * What cheroot reads after that (a chunked body, a body over the bound) still gets only what is
   left of the request's deadline in each read; past it the client gets a 408.
-* With HTTPS the TLS handshake (done by cheroot's accepting thread) has
-  :data:`HANDSHAKE_TIMEOUT_S` in all (Python's ``ssl`` gives the whole handshake one deadline);
-  the reads above are then of the TLS socket (``SSLWantReadError`` is "nothing yet").
+* With HTTPS the TLS handshake is not done by cheroot's accepting thread (there one slow
+  handshake held every new connection up to its time-out, so 50 clients stalling their handshakes
+  stalled the page for minutes): :func:`ssl_adapter` wraps the socket without the handshake, and
+  :meth:`Connection.gather` advances it without waiting, like the request's bytes, within the
+  same :data:`READ_DEADLINE_S` from the accept (past it the connection is closed: no 408 can be
+  sent before a handshake). The reads are then of the TLS socket (``SSLWantReadError`` is
+  "nothing yet").
 
 Why cheroot, kept (issue 37's evaluation): waitress has no TLS; gunicorn's gthread worker also
 reads a new connection's request in a pool thread, blocking, and gunicorn with gevent or an ASGI
@@ -46,7 +50,6 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 16 * 1024
 READ_DEADLINE_S = 3.0
 IDLE_TIMEOUT_S = 10.0
-HANDSHAKE_TIMEOUT_S = 3.0
 THREADS = 8
 MAX_CONNECTIONS_PER_ADDRESS = 64
 MAX_CONNECTIONS = 768
@@ -136,15 +139,26 @@ class Connection(chs.HTTPConnection):
         super().__init__(server, sock, files)
         self.started: float | None = time.monotonic()  # the first byte of the request gathered
         self.counted: str | None = None
+        self.shaken = not isinstance(sock, ssl.SSLSocket)  # the TLS handshake done (or none)
 
     def gather(self) -> str:
         """Take what the socket holds now, without waiting: "whole" (the request is gathered, or
         too big to gather: cheroot reads and answers it), "more" (wait for more bytes in the
-        selector) or "closed" (the client closed the connection)."""
+        selector), "handshake" (the TLS handshake waits for the client) or "closed" (the client
+        closed the connection, or its TLS handshake failed)."""
         raw = self.rfile.raw
         sock = self.socket
         sock.settimeout(0.0)
         try:
+            if not self.shaken:
+                try:
+                    sock.do_handshake()
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    return "handshake"
+                except OSError:  # ssl.SSLError too: plain HTTP on the HTTPS port, a dropped client
+                    return "closed"
+                self.shaken = True
+                self.ssl_env = self.server.ssl_adapter.get_environ(sock)
             while len(raw.pending) <= MAX_HEADER_BYTES + MAX_BODY_BYTES:
                 try:
                     chunk = sock.recv(4096)
@@ -172,6 +186,8 @@ class Connection(chs.HTTPConnection):
             state = self.gather()
             if state == "closed":
                 return False
+            if state == "handshake":  # within the request's deadline from the accept, else closed
+                return time.monotonic() - self.started <= READ_DEADLINE_S
             if state == "more":
                 if self.started is None or time.monotonic() - self.started <= READ_DEADLINE_S:
                     return True  # back to the selector: no thread waits for this client
@@ -218,11 +234,13 @@ def bound(server) -> None:
 
 
 def ssl_adapter(cert: str, key: str):
-    """cheroot's builtin TLS adapter with the handshake bounded by :data:`HANDSHAKE_TIMEOUT_S`."""
+    """cheroot's builtin TLS adapter, wrapping without the handshake: :meth:`Connection.gather`
+    does it without a thread waiting (see the module). The WSGI environment's TLS entries
+    (cipher, protocol) are set once it is done."""
     from cheroot.ssl.builtin import BuiltinSSLAdapter
 
     class Adapter(BuiltinSSLAdapter):
         def wrap(self, sock):
-            sock.settimeout(HANDSHAKE_TIMEOUT_S)  # cheroot sets its own timeout again after the wrap
-            return super().wrap(sock)
+            s = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+            return s, {"wsgi.url_scheme": "https", "HTTPS": "on"}
     return Adapter(cert, key)
