@@ -246,17 +246,8 @@ def test_an_https_request_is_answered_while_50_tls_handshakes_stall(tmp_path):
     the first bytes of a ClientHello, the others send nothing). Before issue 37 cheroot's accepting
     thread did each handshake, waiting up to 3 s on each: a normal request waited behind all of
     them (minutes). Here it is answered while all 50 are still open."""
-    import yaml
-    from tests.integration.test_web import PASSWORD as PW, START as T0, Web as InProcess
-    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    f = write_settings(tmp_path)
-    raw = yaml.safe_load(f.read_text())
-    raw["web"].update(tls_cert_file=str(cert), tls_key_file=str(key))
-    f.write_text(yaml.safe_dump(raw))
-    s = load_settings(f)
+    from tests.integration.test_web import PASSWORD as PW, START as T0, Web as InProcess, tls_settings
+    s, cert = tls_settings(tmp_path)
     web = InProcess(s, SimClock(T0), cheap_hash(PW))
     host, port = s.web.listen.split(":")
     slow = []
