@@ -446,3 +446,38 @@ def test_every_bad_input_is_a_4xx_with_a_sentence(web):
     assert answer.startswith(b"HTTP/1.1 414")
     answer = raw_request(port, b"GET /login HTTP/1.1\r\nHost: \x01bad host\r\n\r\n")
     assert not answer.startswith(b"HTTP/1.1 5"), answer[:100]
+
+
+def test_the_hash_queue_serves_the_fewest_attempts_first_and_pushes_out_the_worst():
+    """auth.HashQueue on its own, ordered by events, not by time: with the hasher held and 2
+    places, a better-ranked arrival pushes out the worst waiter (503 at once), a worse one than
+    every waiter is refused at once, and the waiters are served by rank, not by arrival."""
+    q = auth.HashQueue(running=1, waiting=2, queue_s=3600)
+    q.enter(0)  # the hasher is busy
+    order: list[str] = []
+
+    def waiter(rank: int, name: str) -> None:
+        try:
+            q.enter(rank)
+        except auth.Busy:
+            order.append(f"{name} refused")
+            return
+        order.append(name)
+        q.leave()
+
+    def until(cond) -> None:
+        for _ in range(10000):
+            if cond():
+                return
+            time.sleep(0.001)
+        raise AssertionError("never happened")
+    threads = []
+    for rank, name, then in ((5, "A", lambda: len(q) == 1), (3, "B", lambda: len(q) == 2),
+                             (0, "C", lambda: "A refused" in order), (9, "D", lambda: "D refused" in order)):
+        threads.append(threading.Thread(target=waiter, args=(rank, name)))
+        threads[-1].start()
+        until(then)
+    q.leave()
+    for th in threads:
+        th.join(60)
+    assert order == ["A refused", "D refused", "C", "B"]

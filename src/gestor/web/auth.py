@@ -255,6 +255,11 @@ class HashQueue:
                     raise Busy()
                 self._cond.wait(left)
 
+    def __len__(self) -> int:
+        """How many wait now."""
+        with self._cond:
+            return len(self._queue)
+
     def leave(self) -> None:
         with self._cond:
             self._held -= 1
