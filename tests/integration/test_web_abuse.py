@@ -442,6 +442,10 @@ def test_every_bad_input_is_a_4xx_with_a_sentence(web):
         assert answer.startswith(b"HTTP/1.1 " + code), (cl, answer[:100])
     answer = raw_request(port, b"GET /login HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 413")
+    # too long headers with a body still to come: refused at once, not waited for (issue 37)
+    answer = raw_request(port, b"POST /login HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000
+                         + b"\r\nContent-Length: 10\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
     answer = raw_request(port, b"GET /login?" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 414")
     answer = raw_request(port, b"GET /login HTTP/1.1\r\nHost: \x01bad host\r\n\r\n")

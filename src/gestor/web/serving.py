@@ -173,6 +173,8 @@ class Connection(chs.HTTPConnection):
                 raw.pending += chunk
         finally:
             sock.settimeout(self.server.timeout)
+        if len(raw.pending) > MAX_HEADER_BYTES + MAX_BODY_BYTES:
+            return "whole"  # more than any request cheroot takes: it reads and refuses it (413, 414)
         return "whole" if request_is_whole(raw.pending) else "more"
 
     def communicate(self) -> bool:
@@ -216,7 +218,7 @@ def request_is_whole(data: bytes | bytearray) -> bool:
     more than cheroot's bounds (:data:`MAX_HEADER_BYTES`, :data:`MAX_BODY_BYTES`) take, so that
     cheroot answers 413/414, and for a length cheroot itself refuses (chunked, over the bound)."""
     end = _HEAD_END.search(data)
-    if end is None:
+    if end is None or end.start() > MAX_HEADER_BYTES:
         return len(data) > MAX_HEADER_BYTES
     m = _CONTENT_LENGTH.search(data, 0, end.start() + 2)
     if m is None:
