@@ -409,7 +409,9 @@ def test_the_page_in_chromium_shows_managings_numbers_live_and_its_buttons_work(
         b.quit()
 
 
-def test_https_with_the_configured_certificate_and_a_secure_cookie(tmp_path):
+def tls_settings(tmp_path):
+    """Settings serving HTTPS with a self-signed certificate for 127.0.0.1 (openssl); returns
+    (settings, the certificate's path)."""
     cert, key = tmp_path / "web.crt", tmp_path / "web.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
@@ -418,7 +420,11 @@ def test_https_with_the_configured_certificate_and_a_secure_cookie(tmp_path):
     raw = yaml.safe_load(f.read_text())
     raw["web"].update(tls_cert_file=str(cert), tls_key_file=str(key))
     f.write_text(yaml.safe_dump(raw))
-    s = load_settings(f)
+    return load_settings(f), cert
+
+
+def test_https_with_the_configured_certificate_and_a_secure_cookie(tmp_path):
+    s, cert = tls_settings(tmp_path)
     web = Web(s, SimClock(START), auth.hasher().hash(PASSWORD))
     url = f"https://{s.web.listen}"
     try:

@@ -13,14 +13,21 @@
   then worth nothing. At most :data:`MAX_SESSIONS` are kept (a new login drops the oldest).
 * Failed logins are counted per client address before the password is checked
   (:class:`LoginGuard`: :data:`LOGIN_LIMITS`, a moving window of the ``limits`` library that
-  Flask-Limiter is built on; a right password clears its address), and at most
-  :data:`HASHES_AT_ONCE` argon2 check runs at a time (64 MiB each): a login waits
-  :data:`HASH_QUEUE_S` for it, then is refused with 503. There is no limit over all addresses:
-  one address's failures never lock out another.
+  Flask-Limiter is built on; a right password clears its address); an address with no attempt
+  left is refused (429) before any hashing. At most :data:`HASHES_AT_ONCE` argon2 check runs at a
+  time (64 MiB each), and at most :data:`HASH_WAITING` logins wait for it, the address with the
+  fewest attempts in the last hour first (:data:`TRIES`, counted whatever their answer; then the
+  earliest): a better-placed login takes the place of the
+  worst waiting one, which is refused with 503 at once, as is a login that would be worst in a
+  full queue, or one that waited :data:`HASH_QUEUE_S`. So a password flood from many addresses
+  holds at most ``HASHES_AT_ONCE + HASH_WAITING`` of the server's threads, and the owner's first
+  attempt waits for the check being run, not behind the flood (issue 37: 4-12 s
+  before). There is no limit over all addresses: one address's failures never lock out another.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -40,6 +47,8 @@ MAX_PASSWORD_CHARS = 1024
 MAX_SESSIONS = 32
 LOGIN_LIMITS = "5 per minute;20 per hour"  # failures per client address
 HASHES_AT_ONCE = 1
+HASH_WAITING = 3
+TRIES = "1000000 per hour"  # attempts per address that reached the hasher (a fixed window): the place in its queue
 HASH_QUEUE_S = 2.0
 
 
@@ -153,14 +162,24 @@ class LoginGuard:
     """Who may have a password checked now (see the module): :meth:`wait_s` before anything,
     then :meth:`check` (counts the attempt, then checks, one argon2 at a time)."""
 
-    def __init__(self, limits: str = LOGIN_LIMITS, hashes: int = HASHES_AT_ONCE, queue_s: float = HASH_QUEUE_S):
+    def __init__(self, limits: str = LOGIN_LIMITS, hashes: int = HASHES_AT_ONCE, queue_s: float = HASH_QUEUE_S,
+                 waiting: int = HASH_WAITING):
         from limits import parse_many
         from limits.storage import MemoryStorage
-        from limits.strategies import MovingWindowRateLimiter
+        from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
         self.limits = parse_many(limits)
-        self._rl = MovingWindowRateLimiter(MemoryStorage())
-        self._hashing = threading.BoundedSemaphore(hashes)
+        storage = MemoryStorage()
+        self._rl = MovingWindowRateLimiter(storage)
+        self._counter = FixedWindowRateLimiter(storage)  # a count per address, not a list of times
+        self._hashing = HashQueue(hashes, waiting, queue_s)
         self.queue_s = queue_s
+        self._tries = parse_many(TRIES)[0]
+
+    def tries(self, addr: str) -> int:
+        """Count one attempt of ``addr`` and return how many it made in :data:`TRIES`'s window
+        before this one (its place in the hash queue: fewer goes first)."""
+        self._counter.hit(self._tries, addr)
+        return self._tries.amount - self._counter.get_window_stats(self._tries, addr).remaining - 1
 
     def wait_s(self, addr: str) -> int:
         """Seconds until ``addr`` may try again (0: now); the real wait, for the page and
@@ -176,15 +195,14 @@ class LoginGuard:
         """Count one attempt of ``addr``, then check ``password``: True (its count is cleared),
         False (wrong), or None: not checked, ``addr`` has no attempt left (:meth:`wait_s`).
         Raises :class:`Busy` when other checks kept the hasher for ``queue_s``."""
-        if not self._hashing.acquire(timeout=self.queue_s):
-            raise Busy()
+        self._hashing.enter(self.tries(addr))
         try:
             # counted before the check: parallel attempts cannot pass the limit
             if not all(self._rl.hit(limit, addr) for limit in self.limits):
                 return None
             ok = len(password) <= MAX_PASSWORD_CHARS and check_password(hash_, password)
         finally:
-            self._hashing.release()
+            self._hashing.leave()
         if ok:
             for limit in self.limits:
                 self._rl.clear(limit, addr)
@@ -193,6 +211,59 @@ class LoginGuard:
 
 class Busy(Exception):
     """Another password check holds the hasher (argon2 takes 64 MiB a check)."""
+
+
+class HashQueue:
+    """At most ``running`` holders at a time, and at most ``waiting`` waiters, served by their
+    ``rank`` (lower first; then by arrival): see the module. :meth:`enter` raises :class:`Busy`
+    when refused (a full queue of better-ranked waiters, pushed out by a better one, or
+    ``queue_s`` seconds of waiting); each :meth:`enter` that returns is paired with :meth:`leave`."""
+
+    def __init__(self, running: int, waiting: int, queue_s: float) -> None:
+        self.running, self.waiting, self.queue_s = running, waiting, queue_s
+        self._cond = threading.Condition()
+        self._held = 0
+        self._queue: list[list] = []  # [(rank, arrival), pushed out?]
+        self._arrivals = itertools.count()
+
+    def enter(self, rank: int) -> None:
+        with self._cond:
+            if self._held < self.running and not self._queue:
+                self._held += 1
+                return
+            me = [(rank, next(self._arrivals)), False]
+            if len(self._queue) >= self.waiting:
+                worst = max(self._queue, key=lambda w: w[0])
+                if worst[0] < me[0] or self.waiting == 0:
+                    raise Busy()
+                worst[1] = True
+                self._queue.remove(worst)
+                self._cond.notify_all()
+            self._queue.append(me)
+            end = time.monotonic() + self.queue_s
+            while True:
+                if me[1]:
+                    raise Busy()
+                if self._held < self.running and min(self._queue, key=lambda w: w[0]) is me:
+                    self._queue.remove(me)
+                    self._held += 1
+                    return
+                left = end - time.monotonic()
+                if left <= 0:
+                    self._queue.remove(me)
+                    self._cond.notify_all()
+                    raise Busy()
+                self._cond.wait(left)
+
+    def __len__(self) -> int:
+        """How many wait now."""
+        with self._cond:
+            return len(self._queue)
+
+    def leave(self) -> None:
+        with self._cond:
+            self._held -= 1
+            self._cond.notify_all()
 
 
 class Sessions:

@@ -58,6 +58,8 @@
     if (!r.ok) { const e = new Error(data.error || `HTTP ${r.status}`); e.status = r.status; throw e; }
     return data;
   }
+  // for flow.js and compare.js (the live energy flow, the comparison with earlier periods)
+  window.gestorPage = { t, num, kwh, eur, watts, cap, none, api, dtf, loadName };
   const post = (path, payload) => api(path, {
     method: "POST", body: JSON.stringify(payload),
     headers: { "Content-Type": "application/json", "X-CSRFToken": CSRF },
@@ -73,6 +75,15 @@
   function axis(extra) {  // the theme's colours (dark mode too)
     return Object.assign({ stroke: css("--fg"), grid: { stroke: css("--grid") }, ticks: { stroke: css("--grid") } }, extra || {});
   }
+  // a value axis with its unit as its label ("kWh", "€"): every chart says what it counts
+  const valueAxis = (unit, extra) => axis(Object.assign({ size: 60, label: unit, labelSize: 20, labelFont: "bold 12px system-ui" }, extra || {}));
+  // bars are measured from 0: the scale always holds 0, so a bar's height is its value (issue 37:
+  // the year's euro bars started at 5 €, and "with gestor" looked like 13 % of "without", not 22 %)
+  const fromZero = (u, min, max) => {
+    const lo = Math.min(0, none(min) ? 0 : min), hi = Math.max(0, none(max) ? 0 : max);
+    const pad = (hi - lo) * 0.05 || 1;
+    return [lo < 0 ? lo - pad : 0, hi > 0 ? hi + pad : (lo < 0 ? 0 : 1)];
+  };
   const timeAxis = () => axis({ values: (u, vals) => vals.map((v) => timeFmt.format(new Date(v * 1e3))) });
   let resizing = 0;
   function resize() {
@@ -116,7 +127,7 @@
       width: w, height: 220, tzDate: tzDate,
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true, range: (u, min, max) => min === null || max === null ? [0, PERIOD_S] : [min - PERIOD_S / 2, max + PERIOD_S / 2] } },
-      axes: [Object.assign(timeAxis(), { incrs: [3600, 7200, 10800, 21600] }), axis({ size: 55 })],
+      axes: [Object.assign(timeAxis(), { incrs: [3600, 7200, 10800, 21600] }), valueAxis("Wh")],
       series: [{ label: t("time"), value: (u, v) => none(v) ? "–" : `${timeFmt.format(new Date((v - PERIOD_S / 2) * 1e3))}` },
         { label: t("with_gestor"), fill: css("--with"), stroke: css("--with"), paths: bars(1), points: { show: false }, value: whValue },
         { label: t("without_gestor"), fill: css("--without"), stroke: css("--without"), paths: bars(-1), points: { show: false }, value: whValue }],
@@ -127,7 +138,7 @@
     const wv = (u, v) => none(v) ? "–" : watts(v);
     chart(id, "power", (w) => ({
       width: w, height: 220, tzDate: tzDate,
-      scales: { x: { time: true } }, axes: [timeAxis(), axis({ size: 60 })],
+      scales: { x: { time: true } }, axes: [timeAxis(), valueAxis("W")],
       series: [{ label: t("time"), value: (u, v) => none(v) ? "–" : timeFmt.format(new Date(v * 1e3)) },
         { label: `${t("net")} W`, stroke: css("--net"), width: 1.5, value: wv },
         { label: `${t("production")} W`, stroke: "#f0a500", value: wv }, { label: `${t("consumption")} W`, stroke: css("--bad"), value: wv }],
@@ -190,6 +201,7 @@
     if (d.today.periods.length) barsChart("today-chart", d.today.periods);
     $("#updated").textContent = t("updated", { time: secFmt.format(new Date(d.at)) });
     body.dataset.at = d.at;
+    document.dispatchEvent(new CustomEvent("gestor:status", { detail: d }));
   }
 
   let first = true;
@@ -320,7 +332,7 @@
       const tr = document.createElement("tr");
       const th = document.createElement("th"); th.scope = "row"; th.textContent = loadName(name);
       const e = document.createElement("td"); e.textContent = kwh(v.energy_wh);
-      const h = document.createElement("td"); h.textContent = dur(v.on_s);
+      const h = document.createElement("td"); h.textContent = duration(v.on_s).replace(/(\d) /g, "$1\u00a0");
       tr.append(th, e, h); tbody.appendChild(tr);
     }
     $("#range-loads").hidden = Object.keys(loads).length === 0;
@@ -336,23 +348,35 @@
       : r.view === "year" ? (v) => cap(monthShort.format(new Date((v - half) * 1e3)))
       : r.view === "week" ? (v) => weekdayShort.format(new Date((v - half) * 1e3))
       : (v) => dayShort.format(new Date((v - half) * 1e3));
-    const xAxis = axis({ values: (u, vals) => vals.map((v) => label(v + half)), space: r.view === "month" ? 55 : 35 });
+    // one tick per bucket (a month, a day), at its middle: one label per month, never "Ene Ene
+    // Feb"; on a narrow chart every n-th bucket is labelled, the others have a tick and no label
+    const xAxis = axis({ splits: () => x, space: 1,
+      values: (u, vals) => {
+        const every = Math.max(1, Math.ceil(x.length * (r.view === "month" ? 48 : 34) / Math.max(1, u.bbox.width / devicePixelRatio)));
+        return vals.map((v, i) => i % every === 0 ? label(v) : "");
+      } });
     const xScale = { time: true, range: (u, min, max) => min === null ? [0, 1] : [min - half, max + half] };
-    const neg = (v) => none(v) ? null : -v;
-    const kv = (u, v) => none(v) ? "–" : kwh(Math.abs(v), 1);
+    // consumption, drawn positive and stacked by where it came from: own solar (the hour's
+    // consumption less its net import: what production, or a battery it charged, covered) below,
+    // the grid (the settlement period's net import) on top; production as a line. The history
+    // keeps no battery flows apart (devices_wh is every setpoint device together): no battery layer.
+    const grid = bs.map((b) => none(b.import_wh) ? null : b.import_wh);
+    const own = bs.map((b) => none(b.consumption_wh) ? null : Math.max(b.consumption_wh - (b.import_wh || 0), 0));
+    const total = bs.map((b, i) => none(own[i]) ? grid[i] : own[i] + (grid[i] || 0));
+    const at = (arr) => (u, v, si, i) => none(i) || none(arr[i]) ? "–" : kwh(arr[i], 1);
     chart("history-bars", `energy-${r.view}`, (w) => ({
       width: w, height: 240, tzDate: tzDate, cursor: { drag: { x: false, y: false } },
-      scales: { x: xScale }, axes: [xAxis, axis({ size: 60, values: (u, vals) => vals.map((v) => num(v / 1000, 0)) })],
+      scales: { x: xScale, y: { range: fromZero } },
+      axes: [xAxis, valueAxis("kWh", { values: (u, vals) => vals.map((v) => num(v / 1000, 0)) })],
       series: [{ label: t(`x_${r.view}`), value: (u, v) => none(v) ? "–" : label(v) },
-        { label: t("exported"), fill: css("--ok"), stroke: css("--ok"), paths: bars(0, 0.6), points: { show: false }, value: kv },
-        { label: t("imported"), fill: css("--bad"), stroke: css("--bad"), paths: bars(0, 0.6), points: { show: false }, value: kv },
-        { label: t("production"), stroke: "#f0a500", width: 2, value: kv },
-        { label: t("consumption"), stroke: css("--net"), width: 2, value: kv }],
-    }), [x, bs.map((b) => b.export_wh), bs.map((b) => neg(b.import_wh)), bs.map((b) => b.production_wh),
-      bs.map((b) => neg(b.consumption_wh))]);
+        { label: t("from_grid"), fill: css("--bad"), stroke: css("--bad"), paths: bars(0, 0.7), points: { show: false }, value: at(grid) },
+        { label: t("own_solar"), fill: css("--ok"), stroke: css("--ok"), paths: bars(0, 0.7), points: { show: false }, value: at(own) },
+        { label: t("production"), stroke: "#f0a500", width: 2, value: (u, v) => none(v) ? "–" : kwh(v, 1) }],
+    }), [x, total, own, bs.map((b) => b.production_wh)]);
     chart("range-money", `money-${r.view}`, (w) => ({
       width: w, height: 200, tzDate: tzDate, cursor: { drag: { x: false, y: false } },
-      scales: { x: xScale }, axes: [xAxis, axis({ size: 60, values: (u, vals) => vals.map((v) => eur(v)) })],
+      scales: { x: xScale, y: { range: fromZero } },
+      axes: [xAxis, valueAxis("€", { values: (u, vals) => vals.map((v) => eur(v)) })],
       series: [{ label: t(`x_${r.view}`), value: (u, v) => none(v) ? "–" : label(v) },
         { label: t("cost_with"), fill: css("--with"), stroke: css("--with"), paths: bars(1), points: { show: false }, value: (u, v) => eur(v) },
         { label: t("cost_without"), fill: css("--without"), stroke: css("--without"), paths: bars(-1), points: { show: false }, value: (u, v) => eur(v) }],
@@ -393,6 +417,7 @@
         $("#history-csv").href = `/api/range.csv?view=${view}&date=${encodeURIComponent(day)}&lang=${LANG}`;
         if (view === "day") { drop("range-money"); await showDay(day); }
         else { drop("history-power"); rangeCharts(r); }
+        document.dispatchEvent(new CustomEvent("gestor:range", { detail: { view: view, day: day, range: r } }));
         showDecisions();
         return;
       } catch (e) {
@@ -423,13 +448,39 @@
     const x = slots.map((h) => Date.parse(h.start) / 1000);
     const pv = (u, v) => none(v) ? "–" : `${num(v, 4)} €/kWh`;
     const dayHour = dtf({ weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-    chart("prices-chart", "prices", (w) => ({
-      width: w, height: 200, tzDate: tzDate, cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } }, axes: [timeAxis(), axis({ size: 60, values: (u, vals) => vals.map((v) => num(v, 2)) })],
+    const dayName = dtf({ weekday: "short", day: "numeric" });
+    // each tick its hour; the first tick of each day also its day ("00:00" over "lun 8")
+    const priceTicks = (u, vals) => {
+      let last = null;
+      return vals.map((v) => {
+        const d = dayName.format(new Date(v * 1e3)), h = timeFmt.format(new Date(v * 1e3));
+        const said = d !== last ? `${h}\n${cap(d)}` : h;
+        last = d;
+        return said;
+      });
+    };
+    // "now": a line at the Pi's time of the last live state (not the phone's clock)
+    const now = Date.parse(body.dataset.at || "") / 1000;
+    const drawNow = (u) => {
+      if (!(now >= u.scales.x.min && now <= u.scales.x.max)) return;
+      const cx = u.valToPos(now, "x", true), ctx = u.ctx, top = u.bbox.top;
+      ctx.save();
+      ctx.strokeStyle = css("--fg"); ctx.lineWidth = 2 * devicePixelRatio; ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+      ctx.beginPath(); ctx.moveTo(cx, top); ctx.lineTo(cx, top + u.bbox.height); ctx.stroke();
+      ctx.fillStyle = css("--fg"); ctx.font = `bold ${12 * devicePixelRatio}px system-ui`; ctx.textBaseline = "top";
+      ctx.fillText(t("now"), cx + 4 * devicePixelRatio, top + 2 * devicePixelRatio);
+      ctx.restore();
+    };
+    const pc = chart("prices-chart", "prices", (w) => ({
+      width: w, height: 220, tzDate: tzDate, cursor: { drag: { x: false, y: false } }, hooks: { draw: [drawNow] },
+      scales: { x: { time: true } },
+      axes: [axis({ values: priceTicks, size: 50, space: 45, incrs: [3600, 7200, 10800, 21600, 43200] }),
+        valueAxis("€/kWh", { values: (u, vals) => vals.map((v) => num(v, 2)) })],
       series: [{ label: t("time"), value: (u, v) => none(v) ? "–" : dayHour.format(new Date(v * 1e3)) },
         { label: t("price_import"), stroke: css("--bad"), width: 2, paths: uPlot.paths.stepped({ align: 1 }), value: pv },
         { label: t("price_surplus"), stroke: css("--ok"), width: 2, paths: uPlot.paths.stepped({ align: 1 }), value: pv }],
     }), [x, slots.map((h) => h.import_eur_per_kwh), slots.map((h) => h.surplus_eur_per_kwh)]);
+    pc.gestorNow = now;
     const ul = $("#prices-min-run");
     ul.textContent = "";
     for (const [name, starts] of Object.entries(p.min_run || {})) {
