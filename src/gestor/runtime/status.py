@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gestor.core.reasons import say
 from gestor.files import read_small_text
 from gestor.runtime.livestate import READING_FILE, is_latched, latch_path, pid_alive, read_managing
 from gestor.runtime.overrides import read_overrides
@@ -56,8 +57,7 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
         out["setpoints"] = sp if isinstance(sp, dict) else {}
         if not out["managing"]["running"] and not mg.get("stopped"):
             # killed (or never wrote its exit): what it published last is not what the relays do now
-            out["loads"] = {n: {**ld, "on": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is not running "
-                                f"and did not say it switched it off; run stop-loads if in doubt"}
+            out["loads"] = {n: {**ld, "on": None, "reason": say("managing_down", {"pid": str(mg.get('pid'))})}
                             for n, ld in out["loads"].items() if isinstance(ld, dict)}
             out["setpoints"] = {n: {**d, "setpoint_w": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is "
                                     f"not running; a device with a timeout of its own goes idle by itself, run "
