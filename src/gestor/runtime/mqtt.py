@@ -166,7 +166,7 @@ def discovery(s: MqttSettings, site: str, loads: list[tuple[str, str | None]], m
         obj, shown = "".join(c if c.isalnum() else "_" for c in name), display_name or label(name)
         add("binary_sensor", f"{obj}_on", shown, state_topic=state, device_class="power",
             value_template=_in_load(name, "'ON' if {}.on else 'OFF'"))
-        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=_in_load(name, "{}.reason", "''"),
+        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=_in_load(name, "{}.reason_text", "''"),
             icon="mdi:comment-question-outline", entity_category=diag)
         add("sensor", f"{obj}_switches_today", f"{shown} switches today", state_topic=state,
             value_template=_in_load(name, "{}.switches_today"), state_class="total_increasing",
@@ -191,7 +191,7 @@ def discovery(s: MqttSettings, site: str, loads: list[tuple[str, str | None]], m
         add("sensor", f"{obj}_energy_out", f"{shown} energy out", state_topic=state,
             value_template=tpl("{}.supplied_wh"), device_class="energy", state_class="total_increasing",
             unit_of_measurement="Wh")
-        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=tpl("{}.reason", "''"),
+        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=tpl("{}.reason_text", "''"),
             icon="mdi:comment-question-outline", entity_category=diag)
         # the household's controls (gestor.runtime.devicecontrols): the latch wins over them
         add("select", f"{obj}_mode", f"{shown} mode", state_topic=state, value_template=tpl("{}.mode"),

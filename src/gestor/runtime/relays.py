@@ -37,7 +37,7 @@ from drivers.store.influx import Store, point
 from gestor.core.control import Core, LoadState
 from gestor.core.guards import Override
 from gestor.core.policies import Wish
-from gestor.core.reasons import HELD, say
+from gestor.core.reasons import HELD, as_data, say
 from gestor.runtime.stopplan import relay_id_or_none
 
 if TYPE_CHECKING:
@@ -223,6 +223,7 @@ class Relays:
         """Every load as ``gestor status`` and stop-loads read it (managing's published state); a
         lying relay's load is unknown (``on`` None) there, held or not: never "confirmed off"."""
         return {ld.name: {"on": None if ld.lying is not None else ld.on, "reason": ld.reason,
+                          "reason_data": as_data(ld.reason),
                           "since": ld.since.isoformat() if ld.since else None,
                           "switches_in_period": ld.switches.get(period_start_s, 0), "failures": ld.failures,
                           "switches_today": switches_today.get(ld.name, 0),
