@@ -42,7 +42,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
 
 from gestor.runtime.livestate import is_latched
-from gestor.runtime.overrides import apply_override, parse_duration
+from gestor.runtime.overrides import apply_override, parse_duration, read_overrides
 from gestor.settings import Settings
 from gestor.web import auth, docs, i18n
 from gestor.web.data import History, HistoryError, StorePing, live, periods_csv
@@ -179,6 +179,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     def index():
         return render_template("index.html", site=site_name, site_id=s.site, poll_s=s.web.poll_s, csrf=generate_csrf(),
                                loads=[(ld.name, ld.display_name or ld.name) for ld in s.loads],
+                               genders={ld.name: ld.display_gender for ld in s.loads},
                                devices=", ".join(d.name for d in s.setpoints),
                                timezone=s.timezone, period_s=s.billing.period_s)
 
@@ -205,8 +206,10 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         d = live(s, now, history, store)
         d["banners"] = i18n.banners(d, s, now, store)  # in the request's language
         names = {ld.name: ld.display_name or ld.name for ld in s.loads}
+        genders = {ld.name: ld.display_gender for ld in s.loads}
         for ld in d["loads"]:
             ld["display_name"] = names.get(ld["name"], ld["name"])
+            i18n.reason_fields(ld, genders.get(ld["name"], "m"))  # reason_text, reason_data, override_text
         d["site_display_name"] = site_name
         return jsonify(d)
 
@@ -310,11 +313,15 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         load = request.args.get("load") or None
         names = [ld.name for ld in s.loads]
         if load is not None and load not in names:
-            return jsonify(error=f"no load named {load[:40]!r}: the loads are {', '.join(names)}"), 400
+            return jsonify(error=_("no load named %(name)s: the loads are %(names)s", name=repr(load[:40]),
+                                   names=", ".join(names))), 400
         try:
-            return jsonify(ranges.decisions_of(history, d, clock.now().astimezone(s.tz).date(), load))
+            rows = ranges.decisions_of(history, d, clock.now().astimezone(s.tz).date(), load)
         except HistoryError as e:
             return jsonify(error=str(e)), 503
+        genders = {ld.name: ld.display_gender for ld in s.loads}
+        # copies of the cached rows, with the reason in the request's language
+        return jsonify([i18n.reason_fields(dict(row), genders.get(row.get("load"), "m")) for row in rows])
 
     @app.post("/api/load/<name>")
     def load_mode(name: str):
@@ -346,8 +353,11 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
             return jsonify(error=_("cannot write the override under %(dir)s: %(why)s", dir=s.paths.state_dir,
                                    why=e.strerror or e)), 500
         log.warning("override from the web page (%s): %s", client(), text)
+        load = next(ld for ld in s.loads if ld.name == name)
+        text = i18n.override_sentence(load.display_name or name, load.display_gender, read_overrides(
+            s.paths.state_dir, clock.now(), move_aside=False).get(name), s.tz)
         if is_latched(s.paths.state_dir):
-            text += ". " + _("The stop latch is set: the load stays off until it is released on the Pi")
+            text += " " + _("The stop latch is set: the load stays off until it is released on the Pi")
         return jsonify(ok=True, message=text)
 
     @app.post("/api/stop")
@@ -362,14 +372,15 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         for r in outcome.results:
             if not r.confirmed:
                 log.error("EMERGENCY STOP from the web page: load %s NOT CONFIRMED OFF: %s", r.load, r.error)
+        latch_text = i18n.latch_sentence(outcome.latch)
         if outcome.ok:
-            return jsonify(ok=True, latch=outcome.latch, loads=rows)
+            return jsonify(ok=True, latch=outcome.latch, latch_text=latch_text, loads=rows)
         # done, but not every load confirmed off (or no latch): the table says which; not a 2xx, so
         # that the page (which reads a 2xx as "Stopped") shows the error line instead
         bad = [f"{r.load} ({r.error or 'unknown state'})" for r in outcome.results if not r.confirmed]
         error = (_("not confirmed off: %(loads)s", loads="; ".join(bad)) if bad
                  else _("stop latch %(latch)s", latch=outcome.latch))
-        return jsonify(ok=False, latch=outcome.latch, loads=rows, error=error), 502
+        return jsonify(ok=False, latch=outcome.latch, latch_text=latch_text, loads=rows, error=error), 502
 
     app.extensions["gestor"] = {"csrf": csrf, "guard": guard, "sessions": sessions, "history": history}
     return app
