@@ -217,6 +217,18 @@ def test_history_of_a_day_and_its_csv(site):
     assert c.get(f"{site.web.url}/api/day?date=2022-06-12", timeout=10).json()["periods"] == []
     r = c.get(f"{site.web.url}/api/day?date=yesterday", timeout=10)
     assert r.status_code == 400 and "YYYY-MM-DD" in r.json()["error"]
+    # in Spanish and Catalan (issue 37; ?lang= is kept in a cookie: last): the headers in words, booleans as words, decimal commas
+    es = c.get(f"{site.web.url}/day.csv?date=2022-06-11&lang=es", timeout=10)
+    assert es.headers["Content-Language"] == "es" and es.text.startswith("\ufeff")
+    rows = [line.split(";") for line in es.text.lstrip("\ufeff").splitlines()]
+    assert rows[0][:4] == ["Inicio del periodo (hora local)", "Inicio del periodo (UTC)", "Balance (Wh)", "Sin gestor (Wh)"]
+    complete = rows[0].index("Completo")
+    assert {r[complete] for r in rows[1:]} <= {"sí", "no"} and "True" not in es.text and "False" not in es.text
+    assert float(rows[-5][2].replace(",", ".")) == pytest.approx(d["periods"][-5]["balance_wh"], abs=1e-3)
+    assert "." not in rows[-5][2]
+    assert c.get(f"{site.web.url}/day.csv?date=2022-06-11&lang=ca", timeout=10).text.lstrip("\ufeff").startswith(
+        "Inici del període (hora local);")
+    assert c.get(f"{site.web.url}/day.csv?date=2022-06-11&lang=fr", timeout=10).status_code == 400
 
 
 def test_a_command_switches_the_load_through_the_guards_and_not_under_the_latch(site, caplog):

@@ -116,7 +116,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     @app.errorhandler(CSRFError)
     def _csrf(e: CSRFError):
         log.warning("web: refused %s %s from %s: %s", request.method, request.path, client(), e.description)
-        return jsonify(error=_("forged or expired request: %(why)s", why=e.description)), 400
+        return jsonify(error=_("forged or expired request: %(why)s", why=i18n.csrf_words(e.description))), 400
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):  # 404, 405, 413, a body that is not a form...: a sentence, as JSON
@@ -254,11 +254,17 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         if not isinstance(d, date):
             return d
         try:
-            text = periods_csv(history.periods(d, clock.now().astimezone(s.tz).date()), s)
+            lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
+        except ValueError as e:
+            return jsonify(error=str(e)), 400
+        try:
+            text = periods_csv(history.periods(d, clock.now().astimezone(s.tz).date()), s, lang,
+                               lambda m: ranges.header_text(m, lang))
         except HistoryError as e:
             return Response(f"{e}\n", 503, mimetype="text/plain")
         return Response(text, mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="gestor-{s.site}-{d}.csv"'})
+                        headers={"Content-Disposition": f'attachment; filename="gestor-{s.site}-{d}.csv"',
+                                 "Content-Language": lang})
 
     # -- issue 27's data: periods beyond a day, prices, decisions (gestor.web.ranges) ---------
     from gestor.web import ranges

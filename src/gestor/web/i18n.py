@@ -167,3 +167,18 @@ def latch_sentence(latch: str | None) -> str:
     if latch is None:
         return _("not set (as asked)")
     return _("NOT SET: %(detail)s", detail=latch)
+
+
+def csrf_words(description: str | None) -> str:
+    """Flask-WTF's reason for refusing a form (flask_wtf/csrf.py 1.x: ``validate_csrf`` and
+    ``protect``) in the request's language; another text as it is."""
+    known = {
+        "The CSRF token is missing.": _("the form's token is missing (reload the page)"),
+        "The CSRF session token is missing.": _("the session's token is missing (log in again)"),
+        "The CSRF token has expired.": _("the form's token has expired (reload the page)"),
+        "The CSRF token is invalid.": _("the form's token is not valid (reload the page)"),
+        "The CSRF tokens do not match.": _("the form's token does not match the session (reload the page)"),
+        "The referrer header is missing.": _("the browser sent no Referer header"),
+        "The referrer does not match the host.": _("the request came from another site"),
+    }
+    return known.get(description or "", description or "")
