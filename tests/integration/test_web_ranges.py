@@ -321,7 +321,8 @@ def test_decisions_newest_first_filtered_and_bounded(year_site):
     assert d[0]["reason"] == "reason 2099" and d[-1]["reason"] == "reason 100"
     assert [x["at"] for x in d] == sorted((x["at"] for x in d), reverse=True)
     first = d[-1]
-    assert set(first) == {"at", "load", "on", "reason", "ok", "error"}
+    assert set(first) == {"at", "load", "on", "reason", "ok", "error", "reason_text", "reason_data"}
+    assert first["reason_text"] == "reason 100" and first["reason_data"] is None  # no code: as it is
     bad = next(x for x in d if x["reason"] == "reason 2093")  # 2093 = 7 x 299: failed
     assert bad["ok"] is False and bad["error"] == "relay did not answer"
     good = next(x for x in d if x["reason"] == "reason 2098")
