@@ -157,3 +157,14 @@ def test_gestor_status_in_spanish(tmp_path):
     assert bad.returncode == 2 and "invalid choice: 'fr'" in bad.stderr
     assert json.loads(subprocess.run([sys.executable, "-m", "gestor.cli", "status", "--config", str(cfg), "--json"],
                                      capture_output=True, text=True, env=env, timeout=60).stdout)["site"] == "casa"
+
+
+def test_display_gender_is_m_or_f(tmp_path):
+    from gestor.settings import SettingsError, load_settings
+    from tests.conftest import example_raw
+    raw = example_raw()
+    raw["loads"][1]["display_gender"] = "x"
+    with pytest.raises(SettingsError, match=r"loads\[1\]\.display_gender: must be one of 'm' or 'f' \(got 'x'\)"):
+        load_settings(settings_file(tmp_path, loads=raw["loads"]), secrets_optional=True)
+    s = load_settings(settings_file(tmp_path), secrets_optional=True)
+    assert [ld.display_gender for ld in s.loads] == ["m", "f"] and s.mqtt.language == "en"
