@@ -406,11 +406,11 @@ def test_the_page_in_chromium_shows_managings_numbers_live_and_its_buttons_work(
         Select(b.find_element(By.CSS_SELECTOR, "#load-pool_pump .mode")).select_by_value("on")
         Select(b.find_element(By.CSS_SELECTOR, "#load-pool_pump .for")).select_by_value("30m")
         b.find_element(By.CSS_SELECTOR, "#load-pool_pump .apply").click()
-        wait.until(lambda _: "manual override on until 2022-06-11 11:55" in text("#command-result"))
+        wait.until(lambda _: "switched on by hand until 2022-06-11 11:55" in text("#command-result"))
         site.run(1)
         assert site.mgr.loads[1].name == "pool_pump" and site.mgr.loads[1].on is True
         wait.until(lambda _: text("#load-pool_pump .state") == "ON" and
-                   "manual override on" in text("#load-pool_pump .reason"))
+                   "switched on by hand" in text("#load-pool_pump .reason"))
         # the emergency stop, confirmed in the dialog
         b.find_element(By.ID, "stop-button").click()
         b.switch_to.alert.accept()

@@ -246,7 +246,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         try:
             return jsonify(date=d.isoformat(), periods=history.periods(d, today), curves=history.curves(d, today))
         except HistoryError as e:
-            return jsonify(error=str(e)), 503
+            return jsonify(error=i18n.history_sentence(str(e))), 503
 
     @app.get("/day.csv")
     def day_csv():
@@ -255,8 +255,9 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
             return d
         try:
             lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
-        except ValueError as e:
-            return jsonify(error=str(e)), 400
+        except ValueError:
+            return jsonify(error=_("lang %(value)s must be one of %(allowed)s", value=repr(request.args["lang"][:10]),
+                                   allowed=", ".join(i18n.LANGS))), 400
         try:
             text = periods_csv(history.periods(d, clock.now().astimezone(s.tz).date()), s, lang,
                                lambda m: ranges.header_text(m, lang))
@@ -273,7 +274,8 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         """(view, day, None) of the request, or (None, None, the 400 answer)."""
         view = request.args.get("view", "")
         if view not in ranges.VIEWS:
-            return None, None, (jsonify(error=f"view {view[:20]!r} must be one of {', '.join(ranges.VIEWS)}"), 400)
+            return None, None, (jsonify(error=_("view %(value)s must be one of %(allowed)s", value=repr(view[:20]),
+                                                allowed=", ".join(ranges.VIEWS))), 400)
         d = _day()
         return (view, d, None) if isinstance(d, date) else (None, None, d)
 
@@ -285,7 +287,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         try:
             return jsonify(ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date()))
         except HistoryError as e:
-            return jsonify(error=str(e)), 503
+            return jsonify(error=i18n.history_sentence(str(e))), 503
 
     @app.get("/api/range.csv")
     def range_csv():
@@ -294,12 +296,13 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
             return bad
         try:
             lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
-        except ValueError as e:
-            return jsonify(error=str(e)), 400
+        except ValueError:
+            return jsonify(error=_("lang %(value)s must be one of %(allowed)s", value=repr(request.args["lang"][:10]),
+                                   allowed=", ".join(i18n.LANGS))), 400
         try:
             body = ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date())
         except HistoryError as e:
-            return jsonify(error=str(e)), 503
+            return jsonify(error=i18n.history_sentence(str(e))), 503
         return Response(ranges.range_csv(body, s, lang), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{ranges.csv_name(view, d)}"',
                                  "Content-Language": lang})
@@ -324,7 +327,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         try:
             rows = ranges.decisions_of(history, d, clock.now().astimezone(s.tz).date(), load)
         except HistoryError as e:
-            return jsonify(error=str(e)), 503
+            return jsonify(error=i18n.history_sentence(str(e))), 503
         genders = {ld.name: ld.display_gender for ld in s.loads}
         # copies of the cached rows, with the reason in the request's language
         return jsonify([i18n.reason_fields(dict(row), genders.get(row.get("load"), "m")) for row in rows])
@@ -339,6 +342,10 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         mode, for_text = (body or {}).get("mode"), (body or {}).get("for") or None
         if body is None or not isinstance(mode, str) or not (for_text is None or isinstance(for_text, str)):
             return jsonify(error=_('send JSON {"mode": "auto"|"on"|"off", "for": "2h"} (for: optional)')), 400
+        if mode not in ("on", "off", "auto"):
+            return jsonify(error=_("mode %(value)s must be on, off or auto", value=repr(mode[:20]))), 400
+        if mode == "auto" and for_text:
+            return jsonify(error=_("a duration goes with on or off, not auto")), 400
         if for_text is not None:
             try:
                 if len(for_text) > 20:

@@ -182,3 +182,9 @@ def csrf_words(description: str | None) -> str:
         "The referrer does not match the host.": _("the request came from another site"),
     }
     return known.get(description or "", description or "")
+
+
+def history_sentence(error: str) -> str:
+    """The history's failure (:class:`gestor.web.data.HistoryError`: InfluxDB's own words) as a
+    sentence in the request's language, the technical part kept."""
+    return _("The history is not available now: %(error)s", error=error[:300])
