@@ -55,6 +55,7 @@ JOURNAL: dict[str, str] = {
     "start": "start: every load off until the policy decides",
     "exit": "exit: every load off",
     "stop_button": "stop button pressed",
+    "stop_mqtt": "emergency stop from MQTT",
     "latch_off": "stop latch set: every load off until 'stop-loads --release'",
     "latch_found_off": "stop latch set: found off (switched off by the stop); off until 'stop-loads --release'",
     "latch_released": "the stop latch is released: the policy decides",

@@ -133,6 +133,7 @@ SENTENCES: dict[str, Sentence] = {
     "start": lambda x: x.t.gettext("gestor started: every load off until the policy decides"),
     "exit": lambda x: x.t.gettext("gestor stopped: every load off"),
     "stop_button": lambda x: x.t.gettext("the stop button was pressed"),
+    "stop_mqtt": lambda x: x.t.gettext("emergency stop from Home Assistant (MQTT)"),
     "latch_off": lambda x: x.t.gettext("the stop latch is set: every load off until sudo stop-loads --release"),
     "latch_found_off": lambda x: x.g(x.t.pgettext("masculine", "found off under the stop latch: off until sudo stop-loads --release"),
           x.t.pgettext("feminine", "found off under the stop latch: off until sudo stop-loads --release")),

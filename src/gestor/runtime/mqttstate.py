@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from gestor.core.guards import Override
 from gestor.core.policies import Snapshot, projected_wh
-from gestor.core.reasons import as_data
+from gestor.core.reasons import as_data, say
 from gestor.i18n.reasons import render_text
 from gestor.runtime.setpoints import is_battery
 
@@ -168,7 +168,7 @@ class ManagingMqtt:
             if payload != "STOP":
                 log.warning("MQTT %s: payload %r ignored (expected STOP)", topic, payload[:40])
                 return
-            self.emergency_stop("MQTT", "emergency stop from MQTT")
+            self.emergency_stop("MQTT", say("stop_mqtt"))
             return
         if topic.startswith(f"{p}/setpoint/"):
             self._device_command(topic, payload)

@@ -92,7 +92,20 @@ def latch_words(detail: str, now: datetime, tz) -> str:
         return f" ({detail[:120]})" if detail else ""
     when = f"{at:%H:%M}" if at.date() == now.astimezone(tz).date() else f"{at:%Y-%m-%d %H:%M}"
     text = " " + _("at %(when)s", when=when)
-    return text + (" " + _("by %(who)s", who=by) if by else "")
+    return text + (" " + _("by %(who)s", who=origin_words(by)) if by else "")
+
+
+def origin_words(by: str) -> str:
+    """Who set the stop latch, in the request's language: the origins gestor writes (the web
+    page's ``web page from ADDRESS``, managing's ``stop button on GPIO N`` and ``MQTT``);
+    another (stop-loads' user and host) as it is."""
+    if by.startswith("web page from "):
+        return _("the web page from %(address)s", address=by[len("web page from "):])
+    if by.startswith("stop button on GPIO "):
+        return _("the stop button (GPIO %(pin)s)", pin=by[len("stop button on GPIO "):])
+    if by == "MQTT":
+        return _("Home Assistant (MQTT)")
+    return by
 
 
 def banners(d: dict, s, now: datetime, store_ping: dict) -> list[str]:
