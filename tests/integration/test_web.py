@@ -269,7 +269,7 @@ def test_a_command_switches_the_load_through_the_guards_and_not_under_the_latch(
     st = c.get(f"{url}/api/status", timeout=10).json()
     assert st["latch"]["set"] and st["banners"][0].startswith("STOP LATCH SET")
     # a sentence with the local time, not the latch file's JSON
-    assert re.fullmatch(r"STOP LATCH SET at (\d{4}-\d\d-\d\d )?\d\d:\d\d by web page from 127\.0\.0\.1: every load "
+    assert re.fullmatch(r"STOP LATCH SET at (\d{4}-\d\d-\d\d )?\d\d:\d\d by the web page from 127\.0\.0\.1: every load "
                         r"is kept off\. Release it on the Pi: sudo stop-loads --release", st["banners"][0]), st["banners"][0]
 
 
