@@ -342,7 +342,7 @@ def test_the_page_in_chromium_shows_managings_numbers_live_and_its_buttons_work(
         opts.add_argument(a)
     b = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     wait = WebDriverWait(b, 20)
-    text = lambda sel: b.find_element(By.CSS_SELECTOR, sel).text  # noqa: E731
+    text = lambda sel: b.find_element(By.CSS_SELECTOR, sel).text.replace("\u00a0", " ")  # noqa: E731 (no-break spaces: as spaces)
     try:
         b.set_window_size(390, 844)
         b.get(f"{site.web.url}/")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Any
 
@@ -151,12 +152,15 @@ def http_sentence(code: int | None, name: str, description: str | None) -> str:
     return known.get(code or 0, f"{name}: {description}")
 
 
+UNIT = re.compile(r"(\d) (W|Wh|kWh|h)\b")  # a number and its unit: a no-break space between them, as the page's
+
+
 def reason_fields(row: dict, gender: str = "m") -> dict:
     """``row`` (a load of ``/api/status`` or a decision) with ``reason_text`` (its ``reason`` in
     the request's language), ``reason_data`` (code and parameters, None for a text of no code)
     and, for a load with an override, ``override_text``; returned for convenience."""
     reason = row.get("reason") or ""
-    row["reason_text"] = render_text(reason, lang(), gender)
+    row["reason_text"] = UNIT.sub("\\1\u00a0\\2", render_text(reason, lang(), gender))  # "1.250 W" never parts
     row["reason_data"] = as_data(reason)
     if row.get("override"):
         row["override_text"] = render_text(row["override"], lang(), gender)

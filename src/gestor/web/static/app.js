@@ -472,7 +472,7 @@
       tbody.appendChild(tr);
       const li = document.createElement("li");
       const head = document.createElement("div"); head.className = "decision-head";
-      for (const [cls, text] of [["time", cells[0]], ["load", cells[1]], [r.on ? "change on" : "change", cells[2]]]) {
+      for (const [cls, text] of [["time", cells[0]], ["decision-load", cells[1]], [r.on ? "change on" : "change", cells[2]]]) {
         const span = document.createElement("span"); span.className = cls; span.textContent = text; head.appendChild(span);
       }
       const p = document.createElement("p"); p.className = r.ok === false ? "why neg" : "why"; p.textContent = cells[3];
