@@ -20,10 +20,15 @@ Topics, under ``mqtt.topic_prefix`` (``P``, default ``gestor/<site>``), every st
                                     period's stepped at its last cycle >= 10 s before its
                                     end, only increasing: :meth:`gestor.runtime.books.Books.settle`),
                                     ``loads: {NAME: {on, mode,
-                                    reason, switches_today, energy_wh}}``,
+                                    reason, reason_text, reason_data, switches_today,
+                                    energy_wh}}`` (``reason``: the journal's English;
+                                    ``reason_text``: in ``mqtt.language``, what the reason
+                                    sensor shows; ``reason_data``: its code and numbers,
+                                    :mod:`gestor.core.reasons`),
                                     ``consumption_w`` (the house's, W, without the devices),
                                     ``setpoints: {NAME: {setpoint_w, power_w, soc_pct,
-                                    taken_wh, supplied_wh, reason, mode, min_soc_pct,
+                                    taken_wh, supplied_wh, reason, reason_text, reason_data,
+                                    mode, min_soc_pct,
                                     target_wh}}``
 ``P/reading``                       monitoring's JSON: ``at``, ``net_w``, ``production_w``,
                                     ``consumption_w`` (W, to 0.1)
