@@ -33,6 +33,7 @@ from gestor.core.balance import Balance, period_bounds
 from gestor.core.control import Core, LoadState
 from gestor.core.guards import LoadLimits, Override
 from gestor.core.policies import Snapshot, Wish, projected_wh
+from gestor.core.reasons import say
 from gestor.files import WriteGuard
 from gestor.runtime.books import Books
 from gestor.runtime.daemon import context, open_relays, run_loop
@@ -101,9 +102,9 @@ class Managing:
     def start(self) -> None:
         """Every load off before the first decision; the stop button armed if configured."""
         save_plan(self.s)  # the stop plan: what stop-loads switches off if the settings file breaks
-        self.relays.command_all([(ld, False, "start: every load off until the policy decides", None)
+        self.relays.command_all([(ld, False, say("start"), None)
                                  for ld in self.loads], self.clock.now())
-        self.setpoints.all_idle("start: idle until the law decides", self.clock.now())
+        self.setpoints.all_idle(say("start_idle"), self.clock.now())
         if self.s.managing.stop_button_pin is not None:
             self.button = StopButton(self.s.managing.stop_button_pin, self.s.managing.stop_button_pull_up,
                                      self.stop_button_pressed)
@@ -114,7 +115,7 @@ class Managing:
 
     def stop_button_pressed(self) -> None:
         """The emergency-stop button: set the latch and switch every load off now."""
-        self.emergency_stop(f"stop button on GPIO {self.s.managing.stop_button_pin}", "stop button pressed")
+        self.emergency_stop(f"stop button on GPIO {self.s.managing.stop_button_pin}", say("stop_button"))
 
     def emergency_stop(self, origin: str, reason: str) -> None:
         """What ``stop-loads`` does, from inside managing (the stop button, MQTT): set the stop
@@ -126,12 +127,12 @@ class Managing:
             self.relays.all_off(reason, now)
             self.setpoints.all_idle(reason, now)
 
-    def stop(self, reason: str = "exit: every load off") -> bool:
+    def stop(self, reason: str = say("exit")) -> bool:
         """Every load off; True when every relay confirmed."""
         now = self.clock.now()
         with self._lock:
             ok = self.relays.all_off(reason, now)
-            ok = self.setpoints.all_idle(reason.replace("every load off", "every device idle"), now) and ok
+            ok = self.setpoints.all_idle(say("exit_idle") if reason == say("exit") else reason, now) and ok
         if self.button is not None:
             self.button.close()
             self.button = None
@@ -250,9 +251,9 @@ class Managing:
         under the latch, else the law on what the loads left."""
         stale = self.s.managing.stale_after_s
         if age is None or self.balance.current is None:
-            why = "meter stale (no reading, or the meter frozen): idle until the meter answers"
+            why = say("stale_idle_none")
         elif age > stale:
-            why = f"meter stale ({age:.0f} s without a reading, limit {stale:g} s): idle"
+            why = say("stale_idle", {"age_s": age, "stale_after_s": stale})
         else:
             why = None
         dt_s = (now - self.last_cycle_at).total_seconds() if self.last_cycle_at is not None else float("inf")
@@ -312,7 +313,7 @@ class Managing:
                 continue
             if new.get(name) != self.overrides.get(name):
                 log.info("load %s: %s", name, new[name].describe(self.s.tz) if name in new
-                         else "manual override ended: back to auto")
+                         else say("override_ended"))
         self.overrides = {k: v for k, v in new.items() if k in names}
 
 

@@ -21,7 +21,7 @@ LAYERS = [
     ("gestor.core", 1), ("gestor.tariff.calendar", 1),
     ("drivers", 2),
     ("gestor.settings", 3),
-    ("gestor.tariff", 4), ("gestor.forecast", 4),
+    ("gestor.tariff", 4), ("gestor.forecast", 4), ("gestor.i18n", 4),
     ("gestor.runtime", 5), ("gestor.bill", 5),
     ("gestor.sim", 6), ("gestor.web", 6), ("gestor.setup", 6), ("gestor.cli", 6), ("managing", 6), ("monitoring", 6), ("stop_loads", 6),
 ]

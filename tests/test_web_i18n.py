@@ -56,8 +56,8 @@ def test_the_committed_mo_is_the_po_compiled(lang):
     def key(v):
         return tuple(v) if isinstance(v, (list, tuple)) else v
     with open(T / lang / "LC_MESSAGES" / "messages.mo", "rb") as f:
-        mo = {key(m.id): key(m.string) for m in read_mo(f) if m.id}
-    po = {key(m.id): key(m.string) for m in catalog(lang) if m.id}
+        mo = {(m.context, key(m.id)): key(m.string) for m in read_mo(f) if m.id}
+    po = {(m.context, key(m.id)): key(m.string) for m in catalog(lang) if m.id}
     assert mo == po, "run: pybabel compile -d src/gestor/web/translations"
 
 

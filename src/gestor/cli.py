@@ -15,6 +15,7 @@ from drivers.meters import MeterError
 from drivers.relays import RelayError
 from drivers.store.influx import StoreError, open_store
 from gestor.clock import Clock, WallClock
+from gestor.i18n import LANGS
 from gestor.runtime.daemon import GestorError, setup_logging
 from gestor.settings import SettingsError, dump_settings, load_settings
 
@@ -174,10 +175,11 @@ def _db_init(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import json as _json
 
+    from gestor.i18n import from_environment
     from gestor.runtime.status import collect, render
     settings = load_settings(args.config, secrets_optional=True)  # status needs no secret
     d = collect(settings, WallClock().now())
-    print(_json.dumps(d, indent=1, default=str) if args.json else render(d, settings))
+    print(_json.dumps(d, indent=1, default=str) if args.json else render(d, settings, args.lang or from_environment()))
     return 0
 
 
@@ -268,6 +270,8 @@ def _main(argv: list[str], as_command: bool) -> int:
         p.add_argument("--config", default=DEFAULT_CONFIG, help=f"settings file (default {DEFAULT_CONFIG})")
         if name == "status":
             p.add_argument("--json", action="store_true", help="machine-readable")
+            p.add_argument("--lang", choices=LANGS, help="the reasons' language (default: the locale, LANG / "
+                                                         "LC_MESSAGES; English for another)")
         if name in ("check", "meter-test"):
             if name == "check":
                 p.add_argument("--read", action="store_true", help="then read the meter (as meter-test)")

@@ -339,7 +339,7 @@ def _same(ha: dict[str, dict], st: dict, reading: dict) -> list[str]:
     for name, ld in st["loads"].items():
         texts[f"binary_sensor.{n}{name}_on"] = "on" if ld["on"] else "off"
         texts[f"select.{n}{name}_mode"] = ld["mode"]
-        texts[f"sensor.{n}{name}_reason"] = ld["reason"][:255]
+        texts[f"sensor.{n}{name}_reason"] = ld["reason_text"][:255]
     for eid, want in texts.items():
         if ha.get(eid, {}).get("state") != want:
             bad.append(f"{eid}: {ha.get(eid, {}).get('state')!r} != {want!r}")

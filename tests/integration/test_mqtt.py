@@ -20,6 +20,7 @@ from drivers.store.influx import NullStore
 from gestor.clock import SimClock
 from gestor.runtime.livestate import is_latched
 from gestor.sim.lockstep import run_lockstep
+from gestor.settings import SettingsError
 from tests.conftest import free_port, make_settings, write_csv
 from tests.integration.test_safety import HEADER, T0, _wait, sunny_csv
 
@@ -583,3 +584,29 @@ def test_a_load_removed_and_added_again_the_same_day_keeps_its_switches_today(tm
     finally:
         mgr.stop()
         mon.close()
+
+
+def test_the_reason_in_the_language_of_mqtt_language_beside_its_code(tmp_path, broker):
+    """Issue 37: Home Assistant's reason sensor reads ``reason_text``, in ``mqtt.language`` (ca
+    here); ``reason`` keeps the journal's English and ``reason_data`` the code and numbers."""
+    night = write_csv(tmp_path / "night.csv", HEADER, [
+        f"{T0 + timedelta(seconds=10 * i):%Y-%m-%d %H:%M:%S}.000000,0,,0,0,500.123,0,0,0,-500.123" for i in range(6 * 20)])
+    rec = Recorder(broker.port)
+    s, clock, mon, mgr = daemons(tmp_path, broker, night, language="ca")
+    try:
+        run(clock, mon, mgr, 2)
+        assert wait_for(lambda: any(t.endswith("/state") for t, _ in rec.got))
+        st = [p for t, p in rec.got if t.endswith("/state")][-1]["loads"]
+        assert st["water_heater"]["reason"] == "start: every load off until the policy decides"
+        assert st["water_heater"]["reason_data"] == {"code": "start"}
+        assert st["water_heater"]["reason_text"] == \
+            "gestor s'ha iniciat: totes les càrregues apagades fins que decideixi la política"
+        mgr.emergency_stop("MQTT", "emergency stop from MQTT")
+        run(clock, mon, mgr, 1)
+        pump = mgr.mqtt.state["loads"]["pool_pump"]
+        assert pump["reason_data"] == {"code": "latch"} and pump["reason_text"].startswith("el bloqueig d'aturada")
+    finally:
+        mgr.stop()
+        mon.close()
+    with pytest.raises(SettingsError, match=r"mqtt\.language: must be one of 'es', 'ca' or 'en' \(got 'fr'\)"):
+        make_settings(tmp_path, mqtt={"language": "fr"})

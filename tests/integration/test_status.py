@@ -41,8 +41,8 @@ def test_status_running_then_stopped(tmp_path, influxd, influx_db, capsys):
         (tmp_path / "status-sample.txt").write_text(out)
         assert "monitoring: running" in out and "managing: running" in out
         assert "net +" in out and "(exporting)" in out and "production 4,000 W" in out
-        assert "water_heater   ON" in out and "why: steady surplus" in out  # the shipped policy's reason
-        assert "stop latch  not set" in out and "pool_pump: manual override on until" in out
+        assert "water_heater   ON" in out and "why: a steady surplus of " in out  # the shipped policy's reason, in words
+        assert "stop latch  not set" in out and "pool_pump: switched on by hand until" in out
         assert f"InfluxDB http://127.0.0.1:{influxd.port} reachable (version 1." in out
         assert main(["status", "--json", "--config", str(f)]) == 0
         d = json.loads(capsys.readouterr().out)

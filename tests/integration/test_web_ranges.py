@@ -285,7 +285,7 @@ def test_the_csv_in_spanish_and_english_reads_back_to_the_same_numbers(year_site
     head, body = table[0], table[1:]
     assert head[:7] == ["Inicio", "Inicio (ISO 8601)", "Producción (Wh)", "Consumo (Wh)", "Importación neta (Wh)",
                         "Exportación neta (Wh)", "Excedente aprovechado (Wh)"]
-    assert "water_heater (horas encendido)" in head and head[-1] == "Completo"
+    assert "Termo eléctrico (horas encendido)" in head and head[-1] == "Completo"
     assert len(body) == 30 and body[0][0] == "2025-06-01" and body[0][1] == "2025-06-01T00:00:00+02:00"
     es = lambda v: float(v.replace(",", "."))  # noqa: E731
     assert "," in body[0][4] and "." not in body[0][4]
@@ -293,7 +293,7 @@ def test_the_csv_in_spanish_and_english_reads_back_to_the_same_numbers(year_site
         assert es(row[head.index("Importación neta (Wh)")]) == pytest.approx(bk["import_wh"], abs=1e-3)
         assert es(row[head.index("Excedente aprovechado (Wh)")]) == pytest.approx(bk["captured_wh"], abs=1e-3)
         assert es(row[head.index("Ahorro (EUR)")]) == pytest.approx(bk["saved_eur"], abs=1e-4)
-        assert es(row[head.index("water_heater (horas encendido)")]) == pytest.approx(
+        assert es(row[head.index("Termo eléctrico (horas encendido)")]) == pytest.approx(
             bk["loads"]["water_heater"]["on_s"] / 3600, abs=1e-4)
     assert sum(es(r_[head.index("Exportación neta (Wh)")]) for r_ in body) == pytest.approx(
         d["totals"]["export_wh"], abs=0.05)
@@ -321,7 +321,8 @@ def test_decisions_newest_first_filtered_and_bounded(year_site):
     assert d[0]["reason"] == "reason 2099" and d[-1]["reason"] == "reason 100"
     assert [x["at"] for x in d] == sorted((x["at"] for x in d), reverse=True)
     first = d[-1]
-    assert set(first) == {"at", "load", "on", "reason", "ok", "error"}
+    assert set(first) == {"at", "load", "on", "reason", "ok", "error", "reason_text", "reason_data"}
+    assert first["reason_text"] == "reason 100" and first["reason_data"] is None  # no code: as it is
     bad = next(x for x in d if x["reason"] == "reason 2093")  # 2093 = 7 x 299: failed
     assert bad["ok"] is False and bad["error"] == "relay did not answer"
     good = next(x for x in d if x["reason"] == "reason 2098")

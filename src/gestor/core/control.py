@@ -20,6 +20,7 @@ from gestor.core.devices import DeviceKind, OnOff
 from gestor.core.guards import (GuardState, LoadLimits, Override, apply_guards, in_windows_min, min_run_ahead,
                            min_run_deadline, min_run_reason, min_run_slots)
 from gestor.core.policies import POLICIES, LoadView, Snapshot, Wish, changes
+from gestor.core.reasons import HELD
 if TYPE_CHECKING:  # the settings' types only: the core imports nothing above it
     from gestor.settings import LoadSettings, PolicySettings, Settings
 from gestor.tariff.calendar import period_2_0td
@@ -213,7 +214,7 @@ class Controller:
             m = self.local_minute(now_s)
             for ld in self._windowed:
                 if (held is None or ld.name not in held) and not in_windows_min(m, ld.limits.windows):
-                    held = {**(held or {}), ld.name: "held by a guard"}
+                    held = {**(held or {}), ld.name: HELD}
         snap = Snapshot(now_s, period_start_s, period_end_s, balance_wh, net_w, views, recent_surplus_w)
         want = self._policy(snap, self._p) if not held else changes(snap, self._p, held, self._policy)
         min_run = self.min_run(now_s, period_start_s) if self._min_run else None

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from gestor.core.balance import period_bounds
 from gestor.core.policies import LoadView, Wish
+from gestor.core.reasons import say
 if TYPE_CHECKING:  # the settings' types only: the core imports nothing above it
     from gestor.settings import LoadSettings
 
@@ -53,8 +54,10 @@ class Override:
     by: str = ""
 
     def describe(self, tz: ZoneInfo) -> str:
-        until = f" until {self.until.astimezone(tz):%Y-%m-%d %H:%M}" if self.until else " (until 'auto')"
-        return f"manual override {'on' if self.on else 'off'}{until}"
+        state = "on" if self.on else "off"
+        if self.until is None:
+            return say(f"override_{state}")
+        return say(f"override_{state}_until", {"until": f"{self.until.astimezone(tz):%Y-%m-%d %H:%M}"})
 
 
 # Switching is bounded whatever the settings say and the policy concludes (issue 23: a reading
@@ -132,13 +135,14 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
         ld = by_name[w.load]
         lim = limits.get(w.load, NO_LIMITS)
         if g.latched:
-            out.append(Wish(w.load, False, "stop latch set (stop-loads; release with stop-loads --release)"))
+            out.append(Wish(w.load, False, say("latch")))
             continue
         if stale:
-            age = ("no reading" if g.reading_age_s is None else
-                   f"last reading dated {-g.reading_age_s:.0f} s in the future (clock step?)" if g.reading_age_s < 0
-                   else f"last reading {g.reading_age_s:.0f} s old")
-            out.append(Wish(w.load, False, f"meter stale: {age} > stale_after {g.stale_after_s:.0f} s"))
+            out.append(Wish(w.load, False, say("stale_none", {"stale_after_s": g.stale_after_s})
+                            if g.reading_age_s is None else
+                            say("stale_future", {"ahead_s": -g.reading_age_s, "stale_after_s": g.stale_after_s})
+                            if g.reading_age_s < 0 else
+                            say("stale_old", {"age_s": g.reading_age_s, "stale_after_s": g.stale_after_s})))
             continue
         ov = g.overrides.get(w.load)
         if ov is not None:
@@ -148,14 +152,13 @@ def apply_guards(wishes: list[Wish], loads: tuple[LoadView, ...], limits: dict[s
             out.append(_min_on_off(Wish(w.load, True, ov.describe(g.tz)), ld, lim, now_s))
             continue
         if not in_windows(g.now, g.tz, lim.windows):
-            out.append(Wish(w.load, False, f"outside its windows {lim.windows_text}"))
+            out.append(Wish(w.load, False, say("windows", {"windows": lim.windows_text})))
             continue
         if not w.on and w.load in g.min_run:
             w = Wish(w.load, True, g.min_run[w.load])
         n = g.switches_in_period.get(w.load, 0)
         if w.on and not ld.on and lim.max_switches_per_period is not None and n >= lim.max_switches_per_period:
-            out.append(Wish(w.load, False, f"max_switches_per_period {lim.max_switches_per_period} reached: "
-                                           f"stays off until the period ends"))
+            out.append(Wish(w.load, False, say("max_switches", {"max_switches": lim.max_switches_per_period})))
             continue
         out.append(_min_on_off(w, ld, lim, now_s))
     return out
@@ -165,9 +168,9 @@ def _min_on_off(w: Wish, ld: LoadView, lim: LoadLimits, now_s: float) -> Wish:
     if w.on != ld.on and ld.since_s is not None:
         held_s = now_s - ld.since_s
         if ld.on and held_s < lim.min_on_s:
-            return Wish(w.load, True, f"min_on {lim.min_on_s:.0f} s not reached (on {held_s:.0f} s)")
+            return Wish(w.load, True, say("min_on_hold", {"min_on_s": lim.min_on_s, "held_s": held_s}))
         if not ld.on and held_s < lim.min_off_s:
-            return Wish(w.load, False, f"min_off {lim.min_off_s:.0f} s not reached (off {held_s:.0f} s)")
+            return Wish(w.load, False, say("min_off_hold", {"min_off_s": lim.min_off_s, "held_s": held_s}))
     return w
 
 
@@ -279,6 +282,5 @@ def min_run_reason(now: datetime | None, tz: ZoneInfo, period_s: int, need_s: fl
     before_s, cur = ahead
     if before_s >= left_s:  # the periods ranked before now already cover what is left
         return None
-    return (f"daily minimum: {done_s / 3600:.2f} h of {need_s / 3600:.2f} h run, {left_s / 3600:.2f} h "
-            f"({power_w * left_s / 3600:.0f} Wh) still needed by {by}; now ({cur}) is among the cheapest "
-            f"periods left")
+    return say("min_run", {"done_h": done_s / 3600, "need_h": need_s / 3600, "left_h": left_s / 3600,
+                           "left_wh": power_w * left_s / 3600, "by": by, "price": cur})

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from gestor.core.reasons import say
+
 if TYPE_CHECKING:  # the settings' types only: the core imports nothing above it
     from gestor.settings import PolicySettings
 
@@ -136,13 +138,12 @@ def time_to_consume(s: Snapshot, p: PolicySettings) -> list[Wish]:
         proj = projected_wh(s, p.projection)
         run_s = proj / nxt.power_w * 3600.0
         if proj >= p.on_min_wh and run_s >= rem * p.time_factor:
-            return [Wish(nxt.name, True, f"projected {proj:+.0f} Wh covers {nxt.power_w:.0f} W for "
-                                         f"{rem:.0f} s left (time_to_consume, {p.projection})")]
+            return [Wish(nxt.name, True, say("ttc_on", {"projected_wh": proj, "load_w": nxt.power_w,
+                                                         "remaining_s": rem, "projection": p.projection}))]
     if last_on is not None:
         if_off = balance_wh + (net_w + last_on.power_w) * rem / 3600.0
         if if_off <= p.end_at_wh:
-            return [Wish(last_on.name, False, f"without it the period would end at {if_off:+.0f} Wh <= "
-                                              f"end_at {p.end_at_wh:+.0f} Wh (time_to_consume)")]
+            return [Wish(last_on.name, False, say("ttc_off", {"end_wh": if_off, "end_at_wh": p.end_at_wh}))]
     return []
 
 
@@ -152,11 +153,11 @@ def hysteresis(s: Snapshot, p: PolicySettings) -> list[Wish]:
         if ld.on_above_wh is None or ld.off_below_wh is None:
             continue
         if not ld.on and s.balance_wh >= ld.on_above_wh:
-            out.append(Wish(ld.name, True, f"balance {s.balance_wh:+.0f} Wh >= on_above "
-                                           f"{ld.on_above_wh:+.0f} Wh (hysteresis)"))
+            out.append(Wish(ld.name, True, say("hysteresis_on", {"balance_wh": s.balance_wh,
+                                                                 "on_above_wh": ld.on_above_wh})))
         elif ld.on and s.balance_wh <= ld.off_below_wh:
-            out.append(Wish(ld.name, False, f"balance {s.balance_wh:+.0f} Wh <= off_below "
-                                            f"{ld.off_below_wh:+.0f} Wh (hysteresis)"))
+            out.append(Wish(ld.name, False, say("hysteresis_off", {"balance_wh": s.balance_wh,
+                                                                   "off_below_wh": ld.off_below_wh})))
     return out
 
 
@@ -168,14 +169,13 @@ def min_on_time(s: Snapshot, p: PolicySettings) -> list[Wish]:
         if ld.on:
             ran_s = s.now_s - ld.since_s if ld.since_s is not None else p.min_on_s
             if ran_s >= p.min_on_s and budget_wh < need_wh:
-                out.append(Wish(ld.name, False,
-                                f"ran {ran_s:.0f} s >= min_on {p.min_on_s:.0f} s and balance "
-                                f"{budget_wh:+.0f} Wh < {need_wh:.0f} Wh for another run (min_on_time)"))
+                out.append(Wish(ld.name, False, say("min_on_time_off", {
+                    "ran_s": ran_s, "min_on_s": p.min_on_s, "balance_wh": budget_wh, "need_wh": need_wh})))
             continue
         if budget_wh >= need_wh:
-            out.append(Wish(ld.name, True,
-                            f"balance {budget_wh:+.0f} Wh runs {ld.power_w:.0f} W for "
-                            f"{budget_wh / ld.power_w * 3600:.0f} s >= min_on {p.min_on_s:.0f} s (min_on_time)"))
+            out.append(Wish(ld.name, True, say("min_on_time_on", {
+                "balance_wh": budget_wh, "load_w": ld.power_w, "run_s": budget_wh / ld.power_w * 3600,
+                "min_on_s": p.min_on_s})))
             budget_wh -= need_wh
     return out
 
@@ -219,8 +219,8 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
         end_on = balance_wh + (med - loads_on_w - nxt.power_w) * rem / 3600.0
         proj = balance_wh + (med - loads_on_w) * rem / 3600.0
         if end_on >= p.margin_wh and proj >= p.on_min_wh:
-            return [Wish(nxt.name, True, f"steady surplus {med:.0f} W runs {nxt.power_w:.0f} W to the "
-                                         f"period's end at {end_on:+.0f} Wh (steady_surplus)")]
+            return [Wish(nxt.name, True, say("steady_on", {"surplus_w": med, "load_w": nxt.power_w,
+                                                           "end_wh": end_on}))]
     if last_on is not None:
         mad = _median_distance(recent, med)  # only needed here
         rate = med - p.doubt * mad
@@ -229,9 +229,8 @@ def steady_surplus(s: Snapshot, p: PolicySettings) -> list[Wish]:
             if p.carry_wh > 0 and rem <= 60.0 and med >= loads_on_w \
                     and balance_wh + (med - loads_on_w) * rem / 3600.0 >= -p.carry_wh:
                 return []  # carried into the next period
-            return [Wish(last_on.name, False,
-                         f"steady surplus {med:.0f} W (doubtful {rate:.0f} W): even without it the "
-                         f"period would end at {end_off:+.0f} Wh (steady_surplus)")]
+            return [Wish(last_on.name, False, say("steady_off", {"surplus_w": med, "doubtful_w": rate,
+                                                                 "end_wh": end_off}))]
     return []
 
 

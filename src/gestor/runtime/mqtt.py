@@ -20,10 +20,15 @@ Topics, under ``mqtt.topic_prefix`` (``P``, default ``gestor/<site>``), every st
                                     period's stepped at its last cycle >= 10 s before its
                                     end, only increasing: :meth:`gestor.runtime.books.Books.settle`),
                                     ``loads: {NAME: {on, mode,
-                                    reason, switches_today, energy_wh}}``,
+                                    reason, reason_text, reason_data, switches_today,
+                                    energy_wh}}`` (``reason``: the journal's English;
+                                    ``reason_text``: in ``mqtt.language``, what the reason
+                                    sensor shows; ``reason_data``: its code and numbers,
+                                    :mod:`gestor.core.reasons`),
                                     ``consumption_w`` (the house's, W, without the devices),
                                     ``setpoints: {NAME: {setpoint_w, power_w, soc_pct,
-                                    taken_wh, supplied_wh, reason, mode, min_soc_pct,
+                                    taken_wh, supplied_wh, reason, reason_text, reason_data,
+                                    mode, min_soc_pct,
                                     target_wh}}``
 ``P/reading``                       monitoring's JSON: ``at``, ``net_w``, ``production_w``,
                                     ``consumption_w`` (W, to 0.1)
@@ -181,7 +186,7 @@ def discovery(s: MqttSettings, site: str, loads: list[tuple[str, str | None]], m
         obj, shown = "".join(c if c.isalnum() else "_" for c in name), display_name or label(name)
         add("binary_sensor", f"{obj}_on", shown, state_topic=state, device_class="power",
             value_template=_in_load(name, "'ON' if {}.on else 'OFF'"))
-        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=_in_load(name, "{}.reason", "''"),
+        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=_in_load(name, "{}.reason_text", "''"),
             icon="mdi:comment-question-outline", entity_category=diag)
         add("sensor", f"{obj}_switches_today", f"{shown} switches today", state_topic=state,
             value_template=_in_load(name, "{}.switches_today"), state_class="total_increasing",
@@ -206,7 +211,7 @@ def discovery(s: MqttSettings, site: str, loads: list[tuple[str, str | None]], m
         add("sensor", f"{obj}_energy_out", f"{shown} energy out", state_topic=state,
             value_template=tpl("{}.supplied_wh"), device_class="energy", state_class="total_increasing",
             unit_of_measurement="Wh")
-        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=tpl("{}.reason", "''"),
+        add("sensor", f"{obj}_reason", f"{shown} reason", state_topic=state, value_template=tpl("{}.reason_text", "''"),
             icon="mdi:comment-question-outline", entity_category=diag)
         # the household's controls (gestor.runtime.devicecontrols): the latch wins over them
         add("select", f"{obj}_mode", f"{shown} mode", state_topic=state, value_template=tpl("{}.mode"),

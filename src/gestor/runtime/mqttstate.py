@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from gestor.core.guards import Override
 from gestor.core.policies import Snapshot, projected_wh
+from gestor.core.reasons import as_data, say
+from gestor.i18n.reasons import render_text
 from gestor.runtime.setpoints import is_battery
 
 if TYPE_CHECKING:
@@ -75,11 +77,20 @@ class ManagingMqtt:
         return {"connected": self.link.connected, "error": self.link.error,
                 "broker": f"{self.s.mqtt.host}:{self.s.mqtt.port}"}
 
+    def _reason(self, text: str, gender: str = "m") -> dict:
+        """A reason as Home Assistant gets it: ``reason``, the English text managing logged (as
+        before: automations may match it), ``reason_text``, the sentence in ``mqtt.language``
+        (:func:`gestor.i18n.reasons.render_text`; what the reason sensor shows) and
+        ``reason_data``, its code and parameters (:func:`gestor.core.reasons.as_data`; None for
+        a text of no code)."""
+        return {"reason": text, "reason_text": render_text(text, self.s.mqtt.language, gender),
+                "reason_data": as_data(text)}
+
     def close(self) -> None:
         """The loads as they are left published, then disconnected."""
         if self.state is not None:
             for ld in self.loads:
-                self.state["loads"][ld.name].update(on=ld.on, reason=ld.reason)
+                self.state["loads"][ld.name].update(on=ld.on, **self._reason(ld.reason, ld.cfg.display_gender))
             self.link.publish(f"{self.link.prefix}/state", self.state)
         self.link.close()
 
@@ -157,7 +168,7 @@ class ManagingMqtt:
             if payload != "STOP":
                 log.warning("MQTT %s: payload %r ignored (expected STOP)", topic, payload[:40])
                 return
-            self.emergency_stop("MQTT", "emergency stop from MQTT")
+            self.emergency_stop("MQTT", say("stop_mqtt"))
             return
         if topic.startswith(f"{p}/setpoint/"):
             self._device_command(topic, payload)
@@ -240,7 +251,8 @@ class ManagingMqtt:
             "import_eur_per_kwh": _round(imp, 6), "surplus_eur_per_kwh": _round(sur, 6),
             "totals": {k: _round(v, 3) for k, v in b.totals.items()},
             "month_bill": b.month_bill(now),
-            "loads": {ld.name: {"on": ld.on, "reason": reason(ld), "switches_today": b.switches_today[ld.name],
+            "loads": {ld.name: {"on": ld.on, **self._reason(reason(ld), ld.cfg.display_gender),
+                                "switches_today": b.switches_today[ld.name],
                                 "energy_wh": round(b.loads_wh.get(ld.name, 0.0), 3),
                                 "mode": ("on" if overrides[ld.name].on else "off") if ld.name in overrides
                                 else "auto"} for ld in self.loads}}
@@ -261,7 +273,7 @@ class ManagingMqtt:
                     "setpoint_w": _round(d.setpoint_w, 1), "power_w": _round(devices_w.get(d.name), 1),
                     "soc_pct": _round(d.state.soc_pct, 1) if d.state is not None and d.state.soc_pct is not None else None,
                     "taken_wh": round(dm.in_wh[d.name] if dm else d.taken_wh, 1),
-                    "supplied_wh": round(dm.out_wh[d.name] if dm else d.supplied_wh, 1), "reason": d.reason,
+                    "supplied_wh": round(dm.out_wh[d.name] if dm else d.supplied_wh, 1), **self._reason(d.reason),
                     "mode": c.mode if c else "auto",
                     "min_soc_pct": c.min_soc_pct if c and c.min_soc_pct is not None else 0.0,
                     "target_wh": c.target_wh if c and c.target_wh is not None else d.cfg.target_wh}

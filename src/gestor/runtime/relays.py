@@ -37,6 +37,7 @@ from drivers.store.influx import Store, point
 from gestor.core.control import Core, LoadState
 from gestor.core.guards import Override
 from gestor.core.policies import Wish
+from gestor.core.reasons import HELD, as_data, say
 from gestor.runtime.stopplan import relay_id_or_none
 
 if TYPE_CHECKING:
@@ -151,15 +152,15 @@ class Relays:
                             "(it was judged lying: %s)", ld.name, ld.lying)
                 ld.lying = ld.lying_until = None
         return {ld.name: ld.lying if ld.lying is not None and ld.lying_held
-                else "relay state unknown after an error: off until it confirms" if ld.on is None
-                else "held by a guard" for ld in self.loads
+                else say("relay_unknown") if ld.on is None
+                else HELD for ld in self.loads
                 if ld.on is None or ld.name in overrides or ld.hold_off_until is not None}
 
     def latch_released(self) -> None:
         """A load that stays off no longer stays off for the stop."""
         for ld in self.loads:
             if ld.on is False:
-                ld.reason = "the stop latch is released: the policy decides"
+                ld.reason = say("latch_released")
 
     def clock_stepped_back(self, now: datetime) -> None:
         """The wall clock went back: the loads' timers restart from ``now``; the off checks (on
@@ -198,14 +199,14 @@ class Relays:
             # a load switched off outside gestor stays off until the period ends (a manual
             # override, a later decision of the household, still wins)
             if w is not None and ld.hold_off_until is not None and ld.name not in overrides \
-                    and (w.on or w.reason == "held by a guard"):
+                    and (w.on or w.reason == HELD):
                 w = Wish(ld.name, False, ld.hold_reason)
             if w is not None and (ld.on is None or w.on != ld.on):
                 if ld.retry_at is not None and now < ld.retry_at:
                     final.append(Wish(ld.name, False, ld.reason))
                     continue  # backing off after a failed command; the load stays "unknown"
                 if w.on and self.latched():  # a stop since this cycle read the latch: nothing goes on
-                    final.append(Wish(ld.name, False, "stop latch set: every load off until 'stop-loads --release'"))
+                    final.append(Wish(ld.name, False, say("latch_off")))
                     continue
                 commands.append((ld, w.on, w.reason, auto_off_s))
                 final.append(w)
@@ -222,6 +223,7 @@ class Relays:
         """Every load as ``gestor status`` and stop-loads read it (managing's published state); a
         lying relay's load is unknown (``on`` None) there, held or not: never "confirmed off"."""
         return {ld.name: {"on": None if ld.lying is not None else ld.on, "reason": ld.reason,
+                          "reason_data": as_data(ld.reason),
                           "since": ld.since.isoformat() if ld.since else None,
                           "switches_in_period": ld.switches.get(period_start_s, 0), "failures": ld.failures,
                           "switches_today": switches_today.get(ld.name, 0),
@@ -424,16 +426,15 @@ class Relays:
         ld.on, ld.since = False, now
         self.core.note_state(now)
         at, until = f"{now.astimezone(self.s.tz):%H:%M:%S}", f"{period_end.astimezone(self.s.tz):%H:%M}"
-        outside = (f"switched off outside gestor at {at} (stop-loads, its own button or app): left off until {until}")
+        outside = say("off_outside", {"at": at, "until": until})
         check = ld.seen_on is not None  # the grid meter can tell whether its power goes after now
         if latched:
-            ld.reason = "stop latch set: found off (switched off by the stop); off until 'stop-loads --release'"
+            ld.reason = say("latch_found_off")
             log.warning("load %s found OFF under the stop latch: %s", ld.name, ld.reason)
         else:
             ld.hold_off_until = period_end
             if check:  # not yet "outside gestor": it may be a relay that lies
-                ld.hold_reason = (f"found off at {at} (its own button or app, or a relay that lies): left off until "
-                                  f"{until}; the grid meter is to see its {ld.cfg.power_w:.0f} W go")
+                ld.hold_reason = say("found_off", {"at": at, "until": until, "load_w": ld.cfg.power_w})
                 log.warning("load %s found OFF although gestor had it on: %s", ld.name, ld.hold_reason)
             else:
                 ld.hold_reason = outside

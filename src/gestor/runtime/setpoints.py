@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
+from gestor.core.reasons import say
 from gestor.core.setpoint import Dwell, MonthCap, SetpointLaw, next_in_turn_w
 from gestor.runtime.devicebooks import period_slices
 from gestor.runtime.devicecontrols import DeviceControl
@@ -145,7 +146,7 @@ class Setpoints:
         ``remaining_s``: s left in the period; ``dt_s``: s since the last cycle (the ramp)."""
         self.count(now)
         if latched or stale_reason is not None:
-            why = "stop latch set: idle until stop-loads --release" if latched else stale_reason
+            why = say("latch_idle") if latched else stale_reason
             for d in self.devices:
                 if not d.idle:  # tried every cycle until it confirms (no backoff for safety)
                     self._idle(d, why or "", now)
@@ -161,7 +162,7 @@ class Setpoints:
                 st = d.device.state()
             except Exception as e:  # noqa: BLE001
                 self._failed(d, now, f"read back: {e}", "reading its state")
-                self._idle(d, "failed: idle until it answers", now, after_failure=True)
+                self._idle(d, say("device_failed"), now, after_failure=True)
                 continue
             d.state = st
             lo, hi = min(st.min_w, st.max_w), max(st.min_w, st.max_w)
@@ -171,12 +172,12 @@ class Setpoints:
             if expected is not None and abs(st.setpoint_w - expected) > READBACK_TOLERANCE_W:
                 self._failed(d, now, f"reads back {st.setpoint_w:+.0f} W, commanded {d.setpoint_w:+.0f} W",
                              "checking the setpoint")
-                self._idle(d, "read back another setpoint: idle until it agrees", now, after_failure=True)
+                self._idle(d, say("device_disagrees"), now, after_failure=True)
                 continue
             ctl = self.controls.get(d.name, DeviceControl())
             if ctl.mode == "idle":   # the household's mode: idle (its surplus goes to the next)
                 if not d.idle or d.setpoint_w != 0.0:
-                    self._idle(d, "mode idle (set by the household): idle until auto", now)
+                    self._idle(d, say("device_mode_idle"), now)
                 continue
             lo, hi = ctl.narrow(lo, hi, st.soc_pct)
             target_wh = d.cfg.target_wh if ctl.target_wh is None else ctl.target_wh
@@ -196,7 +197,7 @@ class Setpoints:
                     got = d.device.set_power_w(new, d.hold_s)
                 except Exception as e:  # noqa: BLE001
                     self._failed(d, now, str(e), reason)
-                    self._idle(d, "failed: idle until it answers", now, after_failure=True)
+                    self._idle(d, say("device_failed"), now, after_failure=True)
                     continue
                 if d.dwell.note(got, now_s, d.law.deadband_w):
                     reason = "reversal: " + reason

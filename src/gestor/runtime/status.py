@@ -8,7 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gestor.core.reasons import say
 from gestor.files import read_small_text
+from gestor.i18n import DEFAULT
+from gestor.i18n.reasons import render_text
 from gestor.runtime.livestate import READING_FILE, is_latched, latch_path, pid_alive, read_managing
 from gestor.runtime.overrides import read_overrides
 from gestor.settings import Settings
@@ -56,8 +59,7 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
         out["setpoints"] = sp if isinstance(sp, dict) else {}
         if not out["managing"]["running"] and not mg.get("stopped"):
             # killed (or never wrote its exit): what it published last is not what the relays do now
-            out["loads"] = {n: {**ld, "on": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is not running "
-                                f"and did not say it switched it off; run stop-loads if in doubt"}
+            out["loads"] = {n: {**ld, "on": None, "reason": say("managing_down", {"pid": str(mg.get('pid'))})}
                             for n, ld in out["loads"].items() if isinstance(ld, dict)}
             out["setpoints"] = {n: {**d, "setpoint_w": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is "
                                     f"not running; a device with a timeout of its own goes idle by itself, run "
@@ -103,8 +105,12 @@ def _dur(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def render(d: dict[str, Any], s: Settings) -> str:
+def render(d: dict[str, Any], s: Settings, lang: str = DEFAULT) -> str:
+    """The screen of ``gestor status``; the reasons ("why:") and the overrides in ``lang`` (es,
+    ca, en: :func:`gestor.i18n.reasons.render_text`, with each load's ``display_gender``); a
+    reason of no known code as managing wrote it."""
     tz = s.tz
+    genders = {ld.name: ld.display_gender for ld in s.loads}
 
     def local(iso: str | None, fmt: str = "%H:%M") -> str:
         return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt) if iso else "?"
@@ -148,7 +154,7 @@ def render(d: dict[str, Any], s: Settings) -> str:
         fails = f"  RELAY FAILED {ld['failures']}x" if ld.get("failures") else ""
         lines.append(f"{'loads' if first else '':12s}{name:14s} {state:8s} {since}, switches this period: "
                      f"{ld['switches_in_period']}{extra}{fails}")
-        lines.append(f"{'':12s}{'':14s} why: {ld['reason']}")
+        lines.append(f"{'':12s}{'':14s} why: {render_text(ld['reason'], lang, genders.get(name, 'm'))}")
         first = False
     first = True
     for name, dv in d.get("setpoints", {}).items():
@@ -160,7 +166,7 @@ def render(d: dict[str, Any], s: Settings) -> str:
                and dv.get("max_w") is not None else "")
         fails = f"  DEVICE FAILED {dv['failures']}x" if dv.get("failures") else ""
         lines.append(f"{'setpoints' if first else '':12s}{name:14s} {state}{soc}{car}{rng}{fails}")
-        lines.append(f"{'':12s}{'':14s} why: {dv.get('reason', '')}")
+        lines.append(f"{'':12s}{'':14s} why: {render_text(dv.get('reason', ''), lang)}")
         first = False
     if mg.get("eur_saved_today") is not None:
         lines.append(f"money       EUR {mg['eur_saved_today']:.2f} saved today so far (closed periods, against the same "
@@ -168,7 +174,8 @@ def render(d: dict[str, Any], s: Settings) -> str:
     latch = d["stop_latch"]
     lines.append(f"stop latch  {'SET: ' + latch['detail'] + ' (stop-loads --release)' if latch['set'] else 'not set'}")
     ov = d["overrides"]
-    lines.append("overrides   " + ("; ".join(f"{k}: {v}" for k, v in ov.items()) if ov else "none"))
+    lines.append("overrides   " + ("; ".join(f"{k}: {render_text(v, lang, genders.get(k, 'm'))}" for k, v in ov.items())
+                                   if ov else "none"))
     sp = d["spool_bytes"]
     spool = ", ".join(f"{k} {v / 1000:.1f} kB" for k, v in sp.items() if v) or "empty"
     st = d["store"]

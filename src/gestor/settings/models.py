@@ -131,6 +131,7 @@ class LoadSettings(_Model):
     min_run_s: float = Field(0.0, ge=0, le=86400)  # daily minimum run time, s (0 = none)
     min_run_by: str = "21:00"                  # ... reached by this local hour (HH:00) each day
     display_name: str | None = None            # what the web page calls it ("Termo eléctrico"); None: the name
+    display_gender: Literal["m", "f"] = "m"    # its name's grammatical gender: "Termo eléctrico apagado", "Bomba apagada"
 
     @field_validator("windows")
     @classmethod
@@ -220,6 +221,7 @@ class MqttSettings(_Model):
     discovery: bool = True                      # Home Assistant MQTT discovery
     discovery_prefix: str = "homeassistant"
     publish_s: float = Field(10.0, ge=1, le=3600)  # state at most this often (and at once when a load or the latch changes)
+    language: Literal["es", "ca", "en"] = "en"  # the reasons Home Assistant shows (the journal stays English)
 
     @field_validator("topic_prefix", "discovery_prefix")
     @classmethod

@@ -43,7 +43,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
 
 from gestor.runtime.livestate import is_latched
-from gestor.runtime.overrides import apply_override, parse_duration
+from gestor.runtime.overrides import apply_override, parse_duration, read_overrides
 from gestor.settings import Settings
 from gestor.web import auth, docs, i18n
 from gestor.web.data import History, HistoryError, StorePing, live, periods_csv
@@ -119,7 +119,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     @app.errorhandler(CSRFError)
     def _csrf(e: CSRFError):
         log.warning("web: refused %s %s from %s: %s", request.method, request.path, client(), e.description)
-        return jsonify(error=_("forged or expired request: %(why)s", why=e.description)), 400
+        return jsonify(error=_("forged or expired request: %(why)s", why=i18n.csrf_words(e.description))), 400
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):  # 404, 405, 413, a body that is not a form...: a sentence, as JSON
@@ -182,6 +182,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
     def index():
         return render_template("index.html", site=site_name, site_id=s.site, poll_s=s.web.poll_s, csrf=generate_csrf(),
                                loads=[(ld.name, ld.display_name or ld.name) for ld in s.loads],
+                               genders={ld.name: ld.display_gender for ld in s.loads},
                                devices=", ".join(d.name for d in s.setpoints),
                                timezone=s.timezone, period_s=s.billing.period_s)
 
@@ -208,8 +209,10 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         d = live(s, now, history, store)
         d["banners"] = i18n.banners(d, s, now, store)  # in the request's language
         names = {ld.name: ld.display_name or ld.name for ld in s.loads}
+        genders = {ld.name: ld.display_gender for ld in s.loads}
         for ld in d["loads"]:
             ld["display_name"] = names.get(ld["name"], ld["name"])
+            i18n.reason_fields(ld, genders.get(ld["name"], "m"))  # reason_text, reason_data, override_text
         d["site_display_name"] = site_name
         return jsonify(d)
 
@@ -246,7 +249,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         try:
             return jsonify(date=d.isoformat(), periods=history.periods(d, today), curves=history.curves(d, today))
         except HistoryError as e:
-            return jsonify(error=str(e)), 503
+            return jsonify(error=i18n.history_sentence(str(e))), 503
 
     @app.get("/day.csv")
     def day_csv():
@@ -254,11 +257,18 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         if not isinstance(d, date):
             return d
         try:
-            text = periods_csv(history.periods(d, clock.now().astimezone(s.tz).date()), s)
+            lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
+        except ValueError:
+            return jsonify(error=_("lang %(value)s must be one of %(allowed)s", value=repr(request.args["lang"][:10]),
+                                   allowed=", ".join(i18n.LANGS))), 400
+        try:
+            text = periods_csv(history.periods(d, clock.now().astimezone(s.tz).date()), s, lang,
+                               lambda m: ranges.header_text(m, lang))
         except HistoryError as e:
             return Response(f"{e}\n", 503, mimetype="text/plain")
         return Response(text, mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="gestor-{s.site}-{d}.csv"'})
+                        headers={"Content-Disposition": f'attachment; filename="gestor-{s.site}-{d}.csv"',
+                                 "Content-Language": lang})
 
     # -- issue 27's data: periods beyond a day, prices, decisions (gestor.web.ranges) ---------
     from gestor.web import ranges
@@ -267,7 +277,8 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         """(view, day, None) of the request, or (None, None, the 400 answer)."""
         view = request.args.get("view", "")
         if view not in ranges.VIEWS:
-            return None, None, (jsonify(error=f"view {view[:20]!r} must be one of {', '.join(ranges.VIEWS)}"), 400)
+            return None, None, (jsonify(error=_("view %(value)s must be one of %(allowed)s", value=repr(view[:20]),
+                                                allowed=", ".join(ranges.VIEWS))), 400)
         d = _day()
         return (view, d, None) if isinstance(d, date) else (None, None, d)
 
@@ -279,7 +290,7 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         try:
             return jsonify(ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date()))
         except HistoryError as e:
-            return jsonify(error=str(e)), 503
+            return jsonify(error=i18n.history_sentence(str(e))), 503
 
     @app.get("/api/range.csv")
     def range_csv():
@@ -288,12 +299,13 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
             return bad
         try:
             lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
-        except ValueError as e:
-            return jsonify(error=str(e)), 400
+        except ValueError:
+            return jsonify(error=_("lang %(value)s must be one of %(allowed)s", value=repr(request.args["lang"][:10]),
+                                   allowed=", ".join(i18n.LANGS))), 400
         try:
             body = ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date())
         except HistoryError as e:
-            return jsonify(error=str(e)), 503
+            return jsonify(error=i18n.history_sentence(str(e))), 503
         return Response(ranges.range_csv(body, s, lang), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{ranges.csv_name(view, d)}"',
                                  "Content-Language": lang})
@@ -313,11 +325,15 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         load = request.args.get("load") or None
         names = [ld.name for ld in s.loads]
         if load is not None and load not in names:
-            return jsonify(error=f"no load named {load[:40]!r}: the loads are {', '.join(names)}"), 400
+            return jsonify(error=_("no load named %(name)s: the loads are %(names)s", name=repr(load[:40]),
+                                   names=", ".join(names))), 400
         try:
-            return jsonify(ranges.decisions_of(history, d, clock.now().astimezone(s.tz).date(), load))
+            rows = ranges.decisions_of(history, d, clock.now().astimezone(s.tz).date(), load)
         except HistoryError as e:
-            return jsonify(error=str(e)), 503
+            return jsonify(error=i18n.history_sentence(str(e))), 503
+        genders = {ld.name: ld.display_gender for ld in s.loads}
+        # copies of the cached rows, with the reason in the request's language
+        return jsonify([i18n.reason_fields(dict(row), genders.get(row.get("load"), "m")) for row in rows])
 
     @app.post("/api/load/<name>")
     def load_mode(name: str):
@@ -329,6 +345,10 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         mode, for_text = (body or {}).get("mode"), (body or {}).get("for") or None
         if body is None or not isinstance(mode, str) or not (for_text is None or isinstance(for_text, str)):
             return jsonify(error=_('send JSON {"mode": "auto"|"on"|"off", "for": "2h"} (for: optional)')), 400
+        if mode not in ("on", "off", "auto"):
+            return jsonify(error=_("mode %(value)s must be on, off or auto", value=repr(mode[:20]))), 400
+        if mode == "auto" and for_text:
+            return jsonify(error=_("a duration goes with on or off, not auto")), 400
         if for_text is not None:
             try:
                 if len(for_text) > 20:
@@ -349,8 +369,11 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
             return jsonify(error=_("cannot write the override under %(dir)s: %(why)s", dir=s.paths.state_dir,
                                    why=e.strerror or e)), 500
         log.warning("override from the web page (%s): %s", client(), text)
+        load = next(ld for ld in s.loads if ld.name == name)
+        text = i18n.override_sentence(load.display_name or name, load.display_gender, read_overrides(
+            s.paths.state_dir, clock.now(), move_aside=False).get(name), s.tz)
         if is_latched(s.paths.state_dir):
-            text += ". " + _("The stop latch is set: the load stays off until it is released on the Pi")
+            text += " " + _("The stop latch is set: the load stays off until it is released on the Pi")
         return jsonify(ok=True, message=text)
 
     @app.post("/api/stop")
@@ -365,14 +388,15 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         for r in outcome.results:
             if not r.confirmed:
                 log.error("EMERGENCY STOP from the web page: load %s NOT CONFIRMED OFF: %s", r.load, r.error)
+        latch_text = i18n.latch_sentence(outcome.latch)
         if outcome.ok:
-            return jsonify(ok=True, latch=outcome.latch, loads=rows)
+            return jsonify(ok=True, latch=outcome.latch, latch_text=latch_text, loads=rows)
         # done, but not every load confirmed off (or no latch): the table says which; not a 2xx, so
         # that the page (which reads a 2xx as "Stopped") shows the error line instead
         bad = [f"{r.load} ({r.error or 'unknown state'})" for r in outcome.results if not r.confirmed]
         error = (_("not confirmed off: %(loads)s", loads="; ".join(bad)) if bad
                  else _("stop latch %(latch)s", latch=outcome.latch))
-        return jsonify(ok=False, latch=outcome.latch, loads=rows, error=error), 502
+        return jsonify(ok=False, latch=outcome.latch, latch_text=latch_text, loads=rows, error=error), 502
 
     from gestor.web.bill_page import blueprint as bill_blueprint  # the bill's month view (issue 35)
     app.register_blueprint(bill_blueprint(s, clock, history, site_name))

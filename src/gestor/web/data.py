@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from drivers.store.influx import FOREVER_RP
 from gestor.runtime.overrides import read_overrides
@@ -142,16 +142,38 @@ class History:
                 "consumption_w": [r.get("consumption_w") for r in rows]}
 
 
-def periods_csv(periods: list[dict], s: Settings) -> str:
-    """The day's periods as CSV: local and UTC start, then the stored fields (Wh, EUR)."""
+# the day CSV's columns in words (es/ca: translated by the caller; en keeps the field names)
+DAY_HEADERS = ("Period start (local)", "Period start (UTC)", "Balance (Wh)", "Without gestor (Wh)", "Import (Wh)",
+               "Export (Wh)", "Production (Wh)", "Consumption (Wh)", "Loads (Wh)", "Complete", "Covered (s)",
+               "Cost with gestor (EUR)", "Cost without gestor (EUR)")
+
+
+def periods_csv(periods: list[dict], s: Settings, lang: str = "en",
+                words: Callable[[str], str] | None = None) -> str:
+    """The day's periods as CSV: local and UTC start, then the stored fields (Wh, EUR). English:
+    the field names as headers, ``,`` and ``.`` (as before: scripts read it). es/ca: the headers
+    in words (``words``: :data:`DAY_HEADERS` and "yes"/"no" in the language), ``;``, a decimal
+    comma, booleans as words, and a BOM (a Spanish spreadsheet opens it right)."""
+    local = lang in ("es", "ca") and words is not None
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["period_start_local", "period_start_utc", "balance_wh", "without_gestor_wh", *PERIOD_FIELDS[1:]])
+    w = csv.writer(out, delimiter=";" if local else ",", lineterminator="\n")
+
+    def cell(v: Any) -> Any:
+        if not local or v is None:
+            return v
+        if isinstance(v, bool):
+            return words("yes") if v else words("no")
+        if isinstance(v, (int, float)):
+            return f"{v:.4f}".rstrip("0").rstrip(".").replace(".", ",") if isinstance(v, float) else str(v)
+        return v
+
+    w.writerow([words(h) for h in DAY_HEADERS] if local and words else
+               ["period_start_local", "period_start_utc", "balance_wh", "without_gestor_wh", *PERIOD_FIELDS[1:]])
     for p in periods:
         start = datetime.fromisoformat(p["start"])
-        w.writerow([start.astimezone(s.tz).isoformat(), start.strftime("%Y-%m-%dT%H:%M:%SZ"), p["balance_wh"],
-                    p["without_wh"], *(p.get(k) for k in PERIOD_FIELDS[1:])])
-    return out.getvalue()
+        w.writerow([start.astimezone(s.tz).isoformat(), start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    *(cell(v) for v in (p["balance_wh"], p["without_wh"], *(p.get(k) for k in PERIOD_FIELDS[1:])))])
+    return ("\ufeff" if local else "") + out.getvalue()
 
 
 def live(s: Settings, now: datetime, history: History, store_ping: dict) -> dict[str, Any]:

@@ -8,18 +8,25 @@ kept a year in the ``gestor_lang`` cookie), else the cookie, else the browser's
 request's language; the page's script gets its strings from the template (``I18N`` block) and
 formats numbers, dates and euros with the browser's ``Intl`` in :data:`BROWSER_LOCALES`.
 
-Words that come from the daemons (a load's reason, a decision's reason, an override's text) stay
-as managing wrote them (English): they are the journal's words too.
+Words that come from the daemons (a load's reason, a decision's reason, an override's text) are
+managing's English journal texts; :func:`reason_fields` adds each one's sentence in the request's
+language (:mod:`gestor.i18n.reasons`: the reason codes of :mod:`gestor.core.reasons`, with the
+load's ``display_gender``), and the text stays beside it for the journal.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, request
 from flask_babel import Babel, get_locale, gettext as _, ngettext
+
+from gestor.core.guards import Override
+from gestor.core.reasons import as_data
+from gestor.i18n.reasons import render_text
 
 LANGS = ("es", "ca", "en")                           # the catalogs (English is the source)
 BROWSER_LOCALES = {"es": "es-ES", "ca": "ca-ES", "en": "en-GB"}  # Intl's locale per language
@@ -86,7 +93,20 @@ def latch_words(detail: str, now: datetime, tz) -> str:
         return f" ({detail[:120]})" if detail else ""
     when = f"{at:%H:%M}" if at.date() == now.astimezone(tz).date() else f"{at:%Y-%m-%d %H:%M}"
     text = " " + _("at %(when)s", when=when)
-    return text + (" " + _("by %(who)s", who=by) if by else "")
+    return text + (" " + _("by %(who)s", who=origin_words(by)) if by else "")
+
+
+def origin_words(by: str) -> str:
+    """Who set the stop latch, in the request's language: the origins gestor writes (the web
+    page's ``web page from ADDRESS``, managing's ``stop button on GPIO N`` and ``MQTT``);
+    another (stop-loads' user and host) as it is."""
+    if by.startswith("web page from "):
+        return _("the web page from %(address)s", address=by[len("web page from "):])
+    if by.startswith("stop button on GPIO "):
+        return _("the stop button (GPIO %(pin)s)", pin=by[len("stop button on GPIO "):])
+    if by == "MQTT":
+        return _("Home Assistant (MQTT)")
+    return by
 
 
 def banners(d: dict, s, now: datetime, store_ping: dict) -> list[str]:
@@ -107,7 +127,10 @@ def banners(d: dict, s, now: datetime, store_ping: dict) -> list[str]:
         out.append(_("The meter is stale: last reading %(age)s s ago; loads are kept off",
                      age=f"{m['age_s']:.0f}" if m.get("age_s") is not None else "?"))
     if s.store.kind != "none" and not store_ping.get("reachable", True):
-        out.append(_("InfluxDB is unreachable: %(error)s (readings wait in the spool)", error=store_ping.get("error")))
+        error = str(store_ping.get("error") or "?")
+        technical = error.split(" unreachable: ", 1)[1] if " unreachable: " in error else error  # the OS's words
+        out.append(_("InfluxDB at %(url)s does not answer (%(error)s): the readings wait in the spool",
+                     url=store_ping.get("url") or s.store.url, error=technical[:200]))
     names = {ld.name: ld.display_name or ld.name for ld in s.loads}
     for ld in d.get("loads") or []:
         if ld.get("failures"):
@@ -127,3 +150,58 @@ def http_sentence(code: int | None, name: str, description: str | None) -> str:
         429: _("Too many requests: wait a moment and try again."),
     }
     return known.get(code or 0, f"{name}: {description}")
+
+
+UNIT = re.compile(r"(\d) (W|Wh|kWh|h)\b")  # a number and its unit: a no-break space between them, as the page's
+
+
+def reason_fields(row: dict, gender: str = "m") -> dict:
+    """``row`` (a load of ``/api/status`` or a decision) with ``reason_text`` (its ``reason`` in
+    the request's language), ``reason_data`` (code and parameters, None for a text of no code)
+    and, for a load with an override, ``override_text``; returned for convenience."""
+    reason = row.get("reason") or ""
+    row["reason_text"] = UNIT.sub("\\1\u00a0\\2", render_text(reason, lang(), gender))  # "1.250 W" never parts
+    row["reason_data"] = as_data(reason)
+    if row.get("override"):
+        row["override_text"] = render_text(row["override"], lang(), gender)
+    return row
+
+
+def override_sentence(shown: str, gender: str, ov: Override | None, tz) -> str:
+    """What the page says after a mode is applied, in the request's language: the load, then its
+    override (:meth:`gestor.core.guards.Override.describe`, rendered) or back to auto."""
+    if ov is None:
+        return _("%(load)s: back to auto (the policy decides) from managing's next cycle", load=shown)
+    return _("%(load)s: %(what)s, from managing's next cycle (the stop latch and a stale meter still switch it "
+             "off)", load=shown, what=render_text(ov.describe(tz), lang(), gender))
+
+
+def latch_sentence(latch: str | None) -> str:
+    """The stop's latch (:func:`gestor.runtime.stopping`'s ``"SET (path): ..."``, ``"NOT SET"`` or
+    None) in the request's language."""
+    if latch and latch.startswith("SET"):
+        return _("set: managing keeps every load off until sudo stop-loads --release")
+    if latch is None:
+        return _("not set (as asked)")
+    return _("NOT SET: %(detail)s", detail=latch)
+
+
+def csrf_words(description: str | None) -> str:
+    """Flask-WTF's reason for refusing a form (flask_wtf/csrf.py 1.x: ``validate_csrf`` and
+    ``protect``) in the request's language; another text as it is."""
+    known = {
+        "The CSRF token is missing.": _("the form's token is missing (reload the page)"),
+        "The CSRF session token is missing.": _("the session's token is missing (log in again)"),
+        "The CSRF token has expired.": _("the form's token has expired (reload the page)"),
+        "The CSRF token is invalid.": _("the form's token is not valid (reload the page)"),
+        "The CSRF tokens do not match.": _("the form's token does not match the session (reload the page)"),
+        "The referrer header is missing.": _("the browser sent no Referer header"),
+        "The referrer does not match the host.": _("the request came from another site"),
+    }
+    return known.get(description or "", description or "")
+
+
+def history_sentence(error: str) -> str:
+    """The history's failure (:class:`gestor.web.data.HistoryError`: InfluxDB's own words) as a
+    sentence in the request's language, the technical part kept."""
+    return _("The history is not available now: %(error)s", error=error[:300])

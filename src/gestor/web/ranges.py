@@ -335,6 +335,14 @@ HEADERS = {  # English header (the gettext msgid) -> Spanish, Catalan
     "Cost without gestor (EUR)": ("Coste sin gestor (EUR)", "Cost sense gestor (EUR)"),
     "Saved (EUR)": ("Ahorro (EUR)", "Estalvi (EUR)"),
     "Complete": ("Completo", "Complet"),
+    "Period start (local)": ("Inicio del periodo (hora local)", "Inici del període (hora local)"),
+    "Period start (UTC)": ("Inicio del periodo (UTC)", "Inici del període (UTC)"),
+    "Balance (Wh)": ("Balance (Wh)", "Balanç (Wh)"),
+    "Without gestor (Wh)": ("Sin gestor (Wh)", "Sense gestor (Wh)"),
+    "Import (Wh)": ("Importación (Wh)", "Importació (Wh)"),
+    "Export (Wh)": ("Exportación (Wh)", "Exportació (Wh)"),
+    "Loads (Wh)": ("Cargas (Wh)", "Càrregues (Wh)"),
+    "Covered (s)": ("Cubierto (s)", "Cobert (s)"),
     "yes": ("sí", "sí"),
     "no": ("no", "no"),
 }
@@ -390,8 +398,9 @@ def range_csv(body: dict[str, Any], s: Settings, lang: str) -> bytes:
     hd = lambda m: header_text(m, lang)  # noqa: E731
     head = [hd("Start"), hd("Start (ISO 8601)"), hd("Production (Wh)"), hd("Consumption (Wh)"), hd("Net import (Wh)"),
             hd("Net export (Wh)"), hd("Surplus captured (Wh)")]
+    shown = {ld.name: ld.display_name or ld.name for ld in s.loads}  # the names the household gave them
     for name in loads:
-        head += [hd("{load} (Wh)").replace("{load}", name), hd("{load} (hours on)").replace("{load}", name)]
+        head += [hd("{load} (Wh)").replace("{load}", shown[name]), hd("{load} (hours on)").replace("{load}", shown[name])]
     head += [hd("Devices (Wh)"), hd("Self-consumption (%)"), hd("Self-sufficiency (%)"), hd("Cost with gestor (EUR)"),
              hd("Cost without gestor (EUR)"), hd("Saved (EUR)"), hd("Complete")]
     out = io.StringIO()

@@ -27,7 +27,7 @@
     { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: "always" }));
   const num = (v, digits) => none(v) ? "–" : nf(digits || 0).format(v);
   const eurFmt = new Intl.NumberFormat(LOC, { style: "currency", currency: "EUR", useGrouping: "always" });
-  const eur = (v) => none(v) ? "–" : eurFmt.format(v);
+  const eur = (v) => none(v) ? "–" : eurFmt.format(Math.abs(v) < 0.005 ? 0 : v);  // never "−0,00 €"
   const pctFmt = new Intl.NumberFormat(LOC, { style: "percent", maximumFractionDigits: 0 });
   const pct = (v) => none(v) ? "–" : pctFmt.format(v / 100);
   // a number and its unit never part at the end of a line (a no-break space between them)
@@ -50,6 +50,10 @@
   const sign = (el, v) => { el.classList.toggle("pos", v > 0); el.classList.toggle("neg", v < 0); };
   const cap = (s) => s.charAt(0).toUpperCase() + s.slice(1);
   const loadName = (id) => { const el = document.getElementById(`load-${id}`); return el ? el.dataset.name : id; };
+  // a load's grammatical gender (its display_gender): "Termo eléctrico apagado", "Bomba apagada"
+  const gender = (id) => { const el = document.getElementById(`load-${id}`); return el && el.dataset.gender === "f" ? "f" : "m"; };
+  const plural = new Intl.PluralRules(document.body.dataset.locale || undefined);
+  const switchesWords = (n) => t(plural.select(n) === "one" ? "switches_one" : "switches_other", { n: num(n) });
 
   async function api(path, opts) {
     const r = await fetch(path, Object.assign({ credentials: "same-origin", headers: {} }, opts || {}));
@@ -187,12 +191,14 @@
       const el = document.getElementById(`load-${ld.name}`);
       if (!el) continue;
       const st = $(".state", el);
-      st.textContent = none(ld.on) ? "?" : (ld.on ? t("on") : t("off"));
+      st.textContent = none(ld.on) ? "?" : t(`${ld.on ? "on" : "off"}_${gender(ld.name)}`);
       st.classList.toggle("on", ld.on === true); st.classList.toggle("unknown", none(ld.on));
-      $(".reason", el).textContent = ld.reason || "–";
+      const why = ld.reason_text || ld.reason;
+      $(".reason", el).textContent = why || "–";
       $(".since", el).textContent = ld.since ? t("since", { time: hhmm(ld.since) }) : t("since_start");
-      $(".switches", el).textContent = none(ld.switches_today) ? "–" : num(ld.switches_today);
-      $(".override", el).textContent = ld.override ? `· ${ld.override}` : "";
+      $(".switches", el).textContent = none(ld.switches_today) ? "–" : switchesWords(ld.switches_today);
+      const ov = ld.override_text || ld.override;
+      $(".override", el).textContent = ov && ov !== why ? `· ${ov}` : "";  // once, when the reason is not already it
       const sel = $(".mode", el);
       if (document.activeElement !== sel && !el.dataset.dirty) sel.value = ld.mode;
     }
@@ -240,7 +246,7 @@
     out.textContent = t("stopping");
     try {
       const r = await post("/api/stop", { confirm: "STOP" });
-      out.textContent = t("stopped", { loads: r.loads.map((l) => t("load_off", { load: loadName(l.load) })).join(", "), latch: r.latch });
+      out.textContent = t("stopped", { loads: r.loads.map((l) => t("load_off", { load: loadName(l.load) })).join(", "), latch: r.latch_text || r.latch });
     } catch (e) { out.textContent = t("stop_not_confirmed", { error: e.message }); }
     poll();
   });
@@ -322,7 +328,10 @@
       fill(since, [[t("saved"), eur(si.saved_eur)], [t("cost_with"), eur(si.cost_eur)], [t("cost_without"), eur(si.cost_without_eur)]]);
     }
     $("#since-title").hidden = since.hidden = !(si && si.since);
-    const incomplete = (r.buckets || []).some((b) => b.complete === false);
+    // hours missing from the history: only those already over (today's later hours are not missing)
+    const nowMs = Date.parse(body.dataset.at || "") || Date.now();
+    const bs = r.buckets || [];
+    const incomplete = bs.some((b, i) => b.complete === false && Date.parse(i + 1 < bs.length ? bs[i + 1].start : r.end) <= nowMs);
     $("#history-summary").textContent = incomplete ? t("incomplete") : "";
     // each load: its energy and time on over the range
     const tbody = $("#range-loads tbody");
@@ -444,7 +453,7 @@
     if (!slots.length) { $("#prices").hidden = true; return; }
     $("#prices").hidden = false;
     $("#prices-period").textContent = p.tariff_period_now ? t("period_now", { period: p.tariff_period_now }) : "";
-    $("#prices-source").textContent = p.source ? t("prices_source", { source: p.source }) : "";
+    $("#prices-source").textContent = p.source ? t("prices_source", { source: T[`source_${p.source}`] || p.source }) : "";
     const x = slots.map((h) => Date.parse(h.start) / 1000);
     const pv = (u, v) => none(v) ? "–" : `${num(v, 4)} €/kWh`;
     const dayHour = dtf({ weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
@@ -503,15 +512,26 @@
     catch (e) { $("#decisions").hidden = true; return; }
     $("#decisions").hidden = false;
     const tbody = $("#decisions-table tbody");
-    tbody.textContent = "";
+    const cards = $("#decisions-cards");  // the same rows as cards, for a phone (style.css shows one or the other)
+    tbody.textContent = ""; cards.textContent = "";
     for (const r of rows) {
       const tr = document.createElement("tr");
-      const cells = [hhmm(r.at), loadName(r.load), r.on ? t("switched_on") : t("switched_off"),
-        r.ok === false ? `${r.reason || ""} — ${t("failed", { error: r.error || "?" })}` : (r.reason || "")];
+      const why = r.reason_text || r.reason || "";
+      const cells = [hhmm(r.at), loadName(r.load), t(`switched_${r.on ? "on" : "off"}_${gender(r.load)}`),
+        r.ok === false ? `${why} — ${t("failed", { error: r.error || "?" })}` : why];
       cells.forEach((c, i) => { const td = document.createElement("td"); td.textContent = c; if (i === 3 && r.ok === false) td.className = "neg"; tr.appendChild(td); });
       tbody.appendChild(tr);
+      const li = document.createElement("li");
+      const head = document.createElement("div"); head.className = "decision-head";
+      for (const [cls, text] of [["time", cells[0]], ["decision-load", cells[1]], [r.on ? "change on" : "change", cells[2]]]) {
+        const span = document.createElement("span"); span.className = cls; span.textContent = text; head.appendChild(span);
+      }
+      const p = document.createElement("p"); p.className = r.ok === false ? "why neg" : "why"; p.textContent = cells[3];
+      li.append(head, p);
+      cards.appendChild(li);
     }
     $("#decisions-table").hidden = rows.length === 0;
+    cards.hidden = rows.length === 0;
     $("#decisions-empty").textContent = rows.length ? "" : t("no_decisions");
   }
 

@@ -1,0 +1,170 @@
+"""Reasons as data (issue 37): every reason code of the registry (gestor.core.reasons) reads back
+from its journal text, and renders as a sentence in es, ca and en from the gettext catalogs, with
+plurals and the load's gender; the English journal texts stay those the reference digests hash."""
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+
+from gestor.core.reasons import JOURNAL, as_data, parse, say
+from gestor.i18n import LANGS, check_lang, from_environment, number
+from gestor.i18n.reasons import SENTENCES, duration, render, render_text
+from tests.conftest import REPO, settings_file
+
+# a parameter's value by its name's kind: numbers for numbers, words for the rest
+WORDS = {"projection": "instant", "windows": "10:00-19:00", "until": "2026-12-07 21:00", "by": "21:00",
+         "price": "P3", "at": "11:05:09", "pid": "4242"}
+
+
+def params_of(code: str) -> dict:
+    names = re.findall(r"%\((\w+)\)", JOURNAL[code])
+    return {n: WORDS.get(n, 1250.0 + 7 * i) for i, n in enumerate(names)}
+
+
+@pytest.mark.parametrize("code", sorted(JOURNAL))
+def test_every_code_reads_back_from_its_journal_text_and_renders_in_each_language(code):
+    p = params_of(code)
+    text = say(code, p)
+    got = parse(text)
+    assert got is not None and got[0] == code, text
+    for k, v in got[1].items():  # numbers back as the text rounds them
+        assert v == p[k] if isinstance(v, str) else math.isclose(v, float(p[k]), abs_tol=0.51), (k, v, p[k])
+    assert as_data(text) == {"code": code, **got[1]}
+    seen = {}
+    for lang in LANGS:
+        for gender in ("m", "f"):
+            out = render(code, got[1], lang, gender)
+            assert out and "%(" not in out and "nan" not in out and not re.search(r"(^|[ (])\?([ ,)]|$)", out), \
+                (lang, out)  # every parameter filled: none missing ("?") nor unreadable ("nan")
+            seen[lang] = out
+    assert seen["es"] != seen["en"] and seen["ca"] != seen["en"] and seen["es"] != seen["ca"], seen
+
+
+def test_the_issue_example_in_three_languages():
+    text = "steady surplus 1250 W runs 1000 W to the period's end at +109 Wh (steady_surplus)"
+    assert as_data(text) == {"code": "steady_on", "surplus_w": 1250.0, "load_w": 1000.0, "end_wh": 109.0}
+    assert render_text(text, "es") == ("un excedente estable de 1.250 W cubre sus 1.000 W hasta el final del "
+                                       "periodo, que acaba en +109 Wh")
+    assert render_text(text, "ca") == ("un excedent estable de 1.250 W cobreix els seus 1.000 W fins al final del "
+                                       "període, que acaba en +109 Wh")
+    assert render_text(text, "en") == "a steady surplus of 1,250 W runs its 1,000 W to the end of the period, " \
+                                       "which ends at +109 Wh"
+
+
+def test_plurals():
+    assert render("max_switches", {"max_switches": 1}, "es").startswith("ya ha conmutado 1 vez ")
+    assert render("max_switches", {"max_switches": 20}, "es").startswith("ya ha conmutado 20 veces ")
+    assert render("max_switches", {"max_switches": 1}, "ca").startswith("ja ha commutat 1 vegada ")
+    assert render("max_switches", {"max_switches": 3}, "en").startswith("it already switched 3 times ")
+    assert duration(1, "es") == "1 segundo" and duration(45, "es") == "45 segundos"
+    assert duration(60, "ca") == "60 segons" and duration(120, "ca") == "2 minuts" and duration(90.4 * 60, "en") == \
+        "90 minutes"
+    assert render("min_off_hold", {"min_off_s": 60, "held_s": 1}, "es", "f") == \
+        "sigue apagada: lleva 1 segundo, al menos 60 segundos"
+
+
+def test_gender():
+    assert render("override_off", {}, "es", "m") == "apagado a mano hasta volver a automático"   # el termo
+    assert render("override_off", {}, "es", "f") == "apagada a mano hasta volver a automático"   # la bomba
+    assert render("override_on", {}, "ca", "m") == "encès a mà fins que torni a automàtic"
+    assert render("override_on", {}, "ca", "f") == "encesa a mà fins que torni a automàtic"
+    assert render("override_on", {}, "en", "f") == render("override_on", {}, "en", "m")
+    with pytest.raises(ValueError, match=r"gender: must be one of m, f \(got 'x'\)"):
+        render("override_on", {}, "es", "x")
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"language: must be one of es, ca, en \(got 'fr'\)"):
+        render("start", {}, "fr")
+    with pytest.raises(ValueError, match="reason code 'nope' is not in"):
+        render("nope", {}, "es")
+    with pytest.raises(KeyError, match="reason code 'nope' is not in"):
+        say("nope")
+    assert check_lang("ca") == "ca"
+    # a text of no code (a relay's own words, an older wording) stays as it is; a huge one is not read
+    assert render_text("relay timeout", "es") == "relay timeout"
+    assert parse("x" * 501) is None and render_text("", "es") == ""
+
+
+def test_numbers_are_written_as_the_language_does_and_never_minus_zero():
+    assert number(1250.4, "es") == "1.250" and number(1250.4, "en") == "1,250"
+    assert number(-0.3, "es", signed=True) == "0" and number(109, "ca", signed=True) == "+109"
+    assert number(1.5, "es", 2) == "1,50"
+
+
+def test_the_locale_picks_the_language():
+    assert from_environment({"LANG": "es_ES.UTF-8"}) == "es"
+    assert from_environment({"LC_MESSAGES": "ca_ES.UTF-8", "LANG": "es_ES.UTF-8"}) == "ca"
+    assert from_environment({"LC_ALL": "C.UTF-8"}) == "en" and from_environment({}) == "en"
+    assert from_environment({"LANGUAGE": "fr:es", "LANG": "fr_FR"}) == "en"
+
+
+def test_the_registry_is_one_place():
+    assert set(SENTENCES) == set(JOURNAL)
+    # no producer writes a reason's words itself: each journal text appears once, in the registry
+    import ast
+    strings: dict[str, list[str]] = {}  # the string literals of src/, docstrings left out (examples)
+    for path in (REPO / "src").rglob("*.py"):
+        if path.name == "reasons.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        strings[str(path)] = [n.value for n in ast.walk(tree)
+                              if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+    for code, template in JOURNAL.items():
+        head = max(re.split(r"%\(\w+\)[+]?(?:\.\d+)?[fgds]", template), key=len)  # its longest literal part
+        if len(head) < 20:
+            continue
+        holders = [p for p, values in strings.items() if any(head in v for v in values)]
+        assert holders == [], (code, head, holders)
+
+
+def test_gestor_status_in_spanish(tmp_path):
+    """``gestor status --lang es`` (and LANG=es_ES): the reasons in Spanish, with the load's gender."""
+    import json
+    import os
+    from gestor.runtime.status import render as status_render
+    from gestor.settings import load_settings
+    cfg = settings_file(tmp_path, site="casa")  # the shipped example: la Depuradora is display_gender f
+    s = load_settings(cfg, secrets_optional=True)
+    d = {"at": "2026-12-07T10:00:00+00:00", "site": "casa", "monitoring": {"running": False, "pid": None},
+         "managing": {"running": True, "pid": 1, "policy": "steady_surplus"}, "reading": None, "period": None,
+         "loads": {"water_heater": {"on": True, "reason": say("steady_on", {"surplus_w": 1250, "load_w": 1000,
+                                                                                "end_wh": 109}),
+                                    "switches_in_period": 1},
+                   "pool_pump": {"on": False, "reason": "manual override off (until 'auto')", "switches_in_period": 0}},
+         "stop_latch": {"set": False}, "overrides": {"pool_pump": "manual override off (until 'auto')"},
+         "spool_bytes": {}, "store": {"kind": "none"}, "mqtt": {"enabled": False}}
+    out = status_render(d, s, "es")
+    assert "why: un excedente estable de 1.250 W cubre sus 1.000 W" in out
+    assert "why: apagada a mano hasta volver a automático" in out
+    assert "pool_pump: apagada a mano hasta volver a automático" in out
+    assert "why: a steady surplus of 1,250 W" in status_render(d, s, "en")
+    # the command: --lang, else the locale
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "LANG": "es_ES.UTF-8", "LC_ALL": "", "LANGUAGE": ""}
+    run = subprocess.run([sys.executable, "-m", "gestor.cli", "status", "--config", str(cfg), "--lang", "ca"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("gestor status ")  # nothing published here: the reasons are rendered above
+    bad = subprocess.run([sys.executable, "-m", "gestor.cli", "status", "--config", str(cfg), "--lang", "fr"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "invalid choice: 'fr'" in bad.stderr
+    assert json.loads(subprocess.run([sys.executable, "-m", "gestor.cli", "status", "--config", str(cfg), "--json"],
+                                     capture_output=True, text=True, env=env, timeout=60).stdout)["site"] == "casa"
+
+
+def test_display_gender_is_m_or_f(tmp_path):
+    from gestor.settings import SettingsError, load_settings
+    from tests.conftest import example_raw
+    raw = example_raw()
+    raw["loads"][1]["display_gender"] = "x"
+    with pytest.raises(SettingsError, match=r"loads\[1\]\.display_gender: must be one of 'm' or 'f' \(got 'x'\)"):
+        load_settings(settings_file(tmp_path, loads=raw["loads"]), secrets_optional=True)
+    s = load_settings(settings_file(tmp_path), secrets_optional=True)
+    assert [ld.display_gender for ld in s.loads] == ["m", "f"] and s.mqtt.language == "en"
