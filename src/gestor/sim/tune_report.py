@@ -81,6 +81,16 @@ def tune_main(args: argparse.Namespace) -> int:
 
     def make(params: dict) -> Settings:
         return settings_with(raw, path, policy, sets + [f"{prefix}.{k}={v}" for k, v in params.items()])
+    contract = contract_of(s0)
+    if args.bill:   # the rates of the recording's dates, before an hour of simulation
+        from datetime import datetime, timezone
+
+        from gestor.bill.invoice import bill
+        first, last = (datetime.fromtimestamp(x, timezone.utc).astimezone(s0.tz).date() for x in (data.t[0], data.t[-1]))
+        try:
+            bill([], contract, first, last)
+        except ValueError as e:
+            raise SettingsError([f"--bill: {e}"]) from None
     jobs = max(1, args.jobs or os.cpu_count() or 1)
     print(f"{args.data.name}: tuning {what} over {len(cands)} candidates", file=sys.stderr)
     try:
@@ -95,7 +105,6 @@ def tune_main(args: argparse.Namespace) -> int:
     fold_of = {d: f"fold {i % args.folds + 1}" for i, d in enumerate(days)}
     groups = sorted(set(fold_of.values()))
     period_s = s0.billing.period_s
-    contract = contract_of(s0)
     try:
         folds = cross_validate(results, cands, groups, lambda fi, d: fold_of[d], period_s,
                                euros if args.bill else None, contract)
