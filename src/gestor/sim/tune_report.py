@@ -86,7 +86,8 @@ def tune_main(args: argparse.Namespace) -> int:
         from datetime import datetime, timezone
 
         from gestor.bill.invoice import bill
-        first, last = (datetime.fromtimestamp(x, timezone.utc).astimezone(s0.tz).date() for x in (data.t[0], data.t[-1]))
+        first, last = (datetime.fromtimestamp(x, timezone.utc).astimezone(s0.tz).date()
+                       for x in (data.t[0], data.t[-1]))
         try:
             bill([], contract, first, last)
         except ValueError as e:
