@@ -135,3 +135,18 @@ def test_gestor_tune_bill_names_the_setting_a_date_without_rates_needs(tmp_path,
     err = capsys.readouterr().err
     assert "--bill:" in err and "bill.power_p1_eur_per_kw_year" in err and "no rate known for 2026-06-08" in err
     assert "runs" not in err
+
+
+def test_an_exact_bill_is_the_printed_one_unrounded():
+    """gestor.bill.invoice.bill(exact=True), which tune --bill ranks by: the same lines, no cent
+    rounding (here an energy term of 0.123 EUR that a bill prints as 0.12)."""
+    from datetime import date
+
+    from gestor.bill.invoice import Hour, bill
+    hs = [Hour(datetime(2025, 7, 1, 10, tzinfo=UTC), 1000.0, 0.0, 0.123, 0.05)]
+    rounded, exact = bill(hs, Contract(), date(2025, 7, 1), date(2025, 7, 1)), \
+        bill(hs, Contract(), date(2025, 7, 1), date(2025, 7, 1), exact=True)
+    assert (rounded.energy_eur, exact.energy_eur) == (0.12, pytest.approx(0.123))
+    assert exact.total_before_battery_eur == pytest.approx(
+        (exact.energy_eur + exact.power_eur + exact.tax_eur + exact.rental_eur) * (1 + rates.VAT_GENERAL))
+    assert abs(exact.total_before_battery_eur - rounded.total_eur) < 0.02
