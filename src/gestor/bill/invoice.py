@@ -140,8 +140,8 @@ def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return (datetime(first.year, first.month, 1, tzinfo=tz), datetime(nxt.year, nxt.month, 1, tzinfo=tz))
 
 
-def _power_lines(c: Contract, first: date, last: date) -> tuple[float, list[Line]]:
-    """The power term (module docstring, 3): one line per power period and price row."""
+def _power_lines(c: Contract, first: date, last: date, r: Callable[[float], float] = cents) -> tuple[float, list[Line]]:
+    """The power term (module docstring, 3): one line per power period and price row (``r``: the rounding)."""
     lines: list[Line] = []
     total = 0.0
     own = (c.power_p1_eur_per_kw_year, c.power_p2_eur_per_kw_year)
@@ -155,35 +155,40 @@ def _power_lines(c: Contract, first: date, last: date) -> tuple[float, list[Line
     for n, (p1, p2), src in rows:
         year_days = 366 if calendar.isleap(d.year) else 365
         for name, kw, price in (("P1", c.power_p1_kw, p1), ("P2", c.power_p2_kw, p2)):
-            eur = cents(kw * n * price / year_days)
+            eur = r(kw * n * price / year_days)
             total += eur
             lines.append(Line(f"Power term {name}", eur, f"{kw:g} kW x {n} d x {price:.6f} EUR/kW·year / {year_days} ({src})"))
         d += timedelta(days=n)
-    return cents(total), lines
+    return r(total), lines
 
 
-def _tax(base_eur: float, import_wh: float, first: date, last: date) -> tuple[float, str]:
-    """The electricity tax (module docstring, 4), prorated by days over its rate rows."""
+def _tax(base_eur: float, import_wh: float, first: date, last: date,
+         r: Callable[[float], float] = cents) -> tuple[float, str]:
+    """The electricity tax (module docstring, 4), prorated by days over its rate rows (``r``: the rounding)."""
     days = (last - first).days + 1
     parts = rates.days_by_row(rates.ELECTRICITY_TAX, first, last, "electricity tax")
     by_rate = sum(base_eur * r[2] * n / days for n, r in parts)
     floor = rates.ELECTRICITY_TAX_MIN_EUR_PER_MWH * import_wh / 1e6
     how = " + ".join(f"{r[2] * 100:.8g} % x {n}/{days} d ({r[3]})" for n, r in parts)
     if floor > by_rate:
-        return cents(floor), f"minimum {rates.ELECTRICITY_TAX_MIN_EUR_PER_MWH:g} EUR/MWh x {import_wh / 1e6:.6f} MWh"
-    return cents(by_rate), f"{how} of {base_eur:.2f} EUR"
+        return r(floor), f"minimum {rates.ELECTRICITY_TAX_MIN_EUR_PER_MWH:g} EUR/MWh x {import_wh / 1e6:.6f} MWh"
+    return r(by_rate), f"{how} of {base_eur:.2f} EUR"
 
 
-def bill(hours: Iterable[Hour], c: Contract, first: date, last: date, battery_eur: float = 0.0) -> Bill:
+def bill(hours: Iterable[Hour], c: Contract, first: date, last: date, battery_eur: float = 0.0,
+         exact: bool = False) -> Bill:
     """The bill of days ``first``..``last`` (both included) from ``hours`` (those inside it; the
     caller selects them) under contract ``c``; ``battery_eur``: the virtual battery's balance
-    before this bill (EUR, >= 0). Module docstring for each line and its source. Raises
+    before this bill (EUR, >= 0). Module docstring for each line and its source. ``exact``: no
+    line rounded to the cent (to rank runs that differ by less than a cent: ``gestor tune
+    --bill``; the printed bill is rounded). Raises
     ValueError when a rate is unknown for a day of the period (naming the day and the setting to
     give) or an input is negative."""
     if last < first:
         raise ValueError(f"bill: last day {last} is before first day {first}")
     if battery_eur < 0:
         raise ValueError(f"bill: virtual battery balance must be >= 0 EUR (got {battery_eur})")
+    r: Callable[[float], float] = float if exact else cents
     imp_wh = sur_wh = energy = comp = 0.0
     for h in hours:
         if h.import_wh < 0 or h.surplus_wh < 0:
@@ -193,34 +198,34 @@ def bill(hours: Iterable[Hour], c: Contract, first: date, last: date, battery_eu
         sur_wh += h.surplus_wh
         energy += h.import_wh / 1000.0 * h.import_eur_per_kwh
         comp += h.surplus_wh / 1000.0 * h.surplus_eur_per_kwh
-    energy, comp_all = cents(energy), cents(comp)
+    energy, comp_all = r(energy), r(comp)
     compensation = min(comp_all, energy)
     capped = comp_all > energy
-    power, lines = _power_lines(c, first, last)
+    power, lines = _power_lines(c, first, last, r)
     lines = [Line("Energy term", energy, f"{imp_wh / 1000:.3f} kWh at the hours' prices"),
              Line("Compensation", -compensation,
                   f"{sur_wh / 1000:.3f} kWh worth {comp_all:.2f} EUR" + (", capped at the energy term (RD 244/2019 art. 14.3)"
                                                                        if capped else ""))] + lines
-    tax, how = _tax(cents(power + energy - compensation), imp_wh, first, last)
+    tax, how = _tax(r(power + energy - compensation), imp_wh, first, last, r)
     lines.append(Line("Electricity tax", tax, how))
     days = (last - first).days + 1
-    rental = cents(days * c.meter_rental_eur_per_day)
+    rental = r(days * c.meter_rental_eur_per_day)
     lines.append(Line("Meter rental", rental, f"{days} d x {c.meter_rental_eur_per_day:g} EUR/d"))
-    base = cents(energy - compensation + power + tax + rental)
+    base = r(energy - compensation + power + tax + rental)
     row = rates.on(rates.VAT, last, "VAT")
     reduced = row[2] < rates.VAT_GENERAL and rates.reduced_vat_applies(last, max(c.power_p1_kw, c.power_p2_kw))
     vat_rate = row[2] if reduced else rates.VAT_GENERAL
-    vat = cents(base * vat_rate)
+    vat = r(base * vat_rate)
     lines.append(Line("VAT", vat, f"{vat_rate * 100:g} % of {base:.2f} EUR ({row[3] if reduced else 'Ley 37/1992 art. 90'})"))
-    total = cents(base + vat)
-    b_in = cents(comp_all - compensation) if c.virtual_battery else 0.0
-    balance = cents(battery_eur + b_in)
+    total = r(base + vat)
+    b_in = r(comp_all - compensation) if c.virtual_battery else 0.0
+    balance = r(battery_eur + b_in)
     used = min(balance, total) if c.virtual_battery else 0.0
     if c.virtual_battery:
         lines.append(Line("Virtual battery", -used, f"{b_in:.2f} EUR in, {battery_eur:.2f} EUR before, "
-                                                      f"{cents(balance - used):.2f} EUR carried"))
+                                                      f"{r(balance - used):.2f} EUR carried"))
     return Bill(first, last, imp_wh, sur_wh, energy, comp_all, compensation, capped, power, tax, rental, vat, total,
-                b_in, used, cents(balance - used), tuple(lines))
+                b_in, used, r(balance - used), tuple(lines))
 
 
 def bills_by_month(hours: Sequence[Hour], c: Contract, tz: ZoneInfo, battery_eur: float = 0.0,

@@ -52,6 +52,7 @@ class Versus:
     plan: str
     periods: Sequence[PeriodResult] = ()        # the benchmark's periods (their starts and prices)
     balance_wh: Sequence[float] = ()            # the benchmark's net balance per period, Wh (export +)
+    valued_wh: Sequence[float] = ()             # per period, the Wh its loads, heaters and chargers took
 
     @property
     def over_eur(self) -> float:
@@ -124,18 +125,23 @@ def versus_foresight(data: ReplayData, s: Settings, prices: Prices, r: SimResult
         periods: Sequence[PeriodResult] = fr.periods
         balance = [p.balance_wh for p in fr.periods]
         money, valued_wh = fr.totals.money_eur, fr.totals.loads_wh
+        heat = [p.loads_wh for p in fr.periods]
         plan.append("the on/off loads by the DP")
     else:
         periods, balance, money, valued_wh = r.periods, [p.balance_without_wh for p in r.periods], 0.0, 0.0
+        heat = [0.0 for _ in r.periods]
     if s.setpoints and periods:
         ends = {d.name: d.soc_end_pct for d in r.devices}
         for d in sim_devices(s, Core(s).bounds_s, battery_capacity_wh, ev_sessions):
             m = d.model
             soc0 = m.soc_start_pct if isinstance(m, BatteryModel) else 50.0
             cars = m.sessions if isinstance(m, EvModel) else ()
+            before = balance
             paid, balance, taken_wh = device_lp(periods, balance, m.kind, p3, soc0, ends.get(d.name), cars)  # type: ignore[arg-type]
             valued_wh += taken_wh
+            if not isinstance(m.kind, Battery):   # a heater's or charger's Wh: what it took off the balance
+                heat = [h + b - a for h, b, a in zip(heat, before, balance)]
             money = paid - p3 * valued_wh / 1000.0
             plan.append(f"{'then ' if plan else ''}{d.name} ({type(m.kind).__name__.lower()}) by its LP"
                         f"{' on what the ones before leave' if plan else ''}")
-    return Versus(r.totals.money_eur, money, ", ".join(plan) or "nothing to plan", periods, list(balance))
+    return Versus(r.totals.money_eur, money, ", ".join(plan) or "nothing to plan", periods, list(balance), heat)

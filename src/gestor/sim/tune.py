@@ -14,6 +14,12 @@ imported costs about what a captured Wh saves; the old goal of 20 Wh a day of ex
 number of ours. The perfect-foresight benchmark a choice is reported against
 (:func:`gestor.sim.money.versus_foresight`) is the same for every candidate on the same days,
 so scoring by EUR is scoring by EUR over perfect foresight.
+
+``gestor tune --bill`` (issue 35) scores by the bill's euros of each month instead
+(:mod:`gestor.sim.tune_bill`: the compensation capped at the month's energy term, with taxes):
+:func:`evaluate` with ``bill=True`` keeps each day's :class:`gestor.sim.tune_bill.DayEuros` beside
+its totals, :func:`cross_validate` with ``euros`` fills :attr:`Sums.bill_eur` and
+:func:`score` with ``by_bill`` reads it; the switching bound is the same.
 """
 from __future__ import annotations
 
@@ -25,7 +31,9 @@ from typing import Any, Callable, Sequence
 
 from drivers.meters.replay import ReplayData
 from gestor.settings import Settings
+from gestor.bill.invoice import Contract
 from gestor.sim.simulate import Prices, Totals, simulate
+from gestor.sim.tune_bill import DayEuros, bill_eur, day_euros
 
 GOAL_SWITCHES_PER_DAY = 20.0
 GOAL_IMPORT_WH_PER_DAY = 20.0   # issue 12's goal, still shown beside the money
@@ -45,7 +53,8 @@ DEVICE_GRID: dict[str, list[Any]] = {"reserve_wh_per_h": [0, 50, 100, 150, 200, 
 class Sums:
     """Totals added over days: Wh, switches, days (periods / periods a day), EUR
     (``money_eur``: :attr:`Totals.money_eur`; ``over_eur``: over perfect foresight, when the
-    caller measured it, :func:`gestor.sim.money.versus_foresight`)."""
+    caller measured it, :func:`gestor.sim.money.versus_foresight`; ``bill_eur``: the bill's, when
+    the caller priced the days, :func:`gestor.sim.tune_bill.bill_eur`)."""
 
     captured_wh: float = 0.0
     bound_wh: float = 0.0
@@ -54,6 +63,7 @@ class Sums:
     days: float = 0.0
     money_eur: float = 0.0
     over_eur: float = 0.0
+    bill_eur: float = 0.0
 
     def add(self, t: Totals, period_s: int) -> "Sums":
         for name in ("captured_wh", "bound_wh", "extra_import_wh", "switches", "money_eur"):
@@ -71,6 +81,10 @@ class Sums:
         return self.money_eur / self.days if self.days else 0.0
 
     @property
+    def bill_eur_per_day(self) -> float:
+        return self.bill_eur / self.days if self.days else 0.0
+
+    @property
     def captured_pct(self) -> float:
         return 100.0 * self.captured_wh / self.bound_wh if self.bound_wh > 0 else 100.0
 
@@ -83,10 +97,11 @@ class Sums:
         return self.extra_import_wh / self.days if self.days else 0.0
 
 
-def score(s: Sums) -> float:
-    """Higher is better: minus the EUR a day, less 1 EUR a day per switch a day over
-    :data:`GOAL_SWITCHES_PER_DAY` (module docstring)."""
-    return -s.eur_per_day - SWITCH_OVER_BOUND_EUR * max(0.0, s.switches_per_day - GOAL_SWITCHES_PER_DAY)
+def score(s: Sums, by_bill: bool = False) -> float:
+    """Higher is better: minus the EUR a day (the uncapped money, or ``by_bill`` the bill's), less
+    1 EUR a day per switch a day over :data:`GOAL_SWITCHES_PER_DAY` (module docstring)."""
+    eur = s.bill_eur_per_day if by_bill else s.eur_per_day
+    return -eur - SWITCH_OVER_BOUND_EUR * max(0.0, s.switches_per_day - GOAL_SWITCHES_PER_DAY)
 
 
 def candidates(policy: str, grid: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
@@ -96,27 +111,39 @@ def candidates(policy: str, grid: dict[str, list[Any]] | None = None) -> list[di
     return [dict(zip(keys, vals)) for vals in itertools.product(*(g[k] for k in keys))]
 
 
-_WORK: tuple | None = None  # (datas, make_settings, battery_capacity_wh): inherited by the forked workers
+_WORK: tuple | None = None  # (datas, make_settings, battery_capacity_wh, bill): inherited by the forked workers
+Results = list[list[dict[str, Totals]]]
+Euros = list[list[dict[str, DayEuros]]]
 
 
-def _one(task: tuple[int, int, dict]) -> tuple[int, int, dict[str, Totals]]:
+def _one(task: tuple[int, int, dict]) -> tuple[int, int, dict[str, Totals], dict[str, DayEuros]]:
     ci, fi, params = task
-    datas, make, capacity = _WORK  # type: ignore[misc]
+    datas, make, capacity, by_bill = _WORK  # type: ignore[misc]
     s = make(params)
-    return ci, fi, simulate(datas[fi], s, Prices(s), battery_capacity_wh=capacity).days
+    r = simulate(datas[fi], s, Prices(s), battery_capacity_wh=capacity)
+    return ci, fi, r.days, day_euros(r.periods, s) if by_bill else {}
 
 
 def evaluate(datas: Sequence[ReplayData], make: Callable[[dict], Settings], cands: Sequence[dict],
              jobs: int = 1, progress: bool = True,
-             battery_capacity_wh: float | None = None) -> list[list[dict[str, Totals]]]:
+             battery_capacity_wh: float | None = None) -> Results:
     """``out[c][f]``: candidate ``c`` simulated on recording ``f``, its totals per local day.
     ``make(params)`` builds the settings of a candidate (with setpoint devices or without:
     ``battery_capacity_wh`` for a battery with a real driver, see :func:`simulate`). Runs in
     ``jobs`` forked processes."""
+    return evaluate_bill(datas, make, cands, jobs, progress, battery_capacity_wh, False)[0]
+
+
+def evaluate_bill(datas: Sequence[ReplayData], make: Callable[[dict], Settings], cands: Sequence[dict],
+                  jobs: int = 1, progress: bool = True, battery_capacity_wh: float | None = None,
+                  by_bill: bool = True) -> tuple[Results, Euros]:
+    """:func:`evaluate`, and (``by_bill``) each run's days as the bill sees them,
+    ``euros[c][f]`` (:func:`gestor.sim.tune_bill.day_euros`; empty without ``by_bill``)."""
     global _WORK
     tasks = [(ci, fi, p) for ci, p in enumerate(cands) for fi in range(len(datas))]
-    out: list[list[dict[str, Totals]]] = [[{} for _ in datas] for _ in cands]
-    _WORK = (datas, make, battery_capacity_wh)
+    out: Results = [[{} for _ in datas] for _ in cands]
+    euros: Euros = [[{} for _ in datas] for _ in cands]
+    _WORK = (datas, make, battery_capacity_wh, by_bill)
     done = 0
 
     def tick() -> None:
@@ -127,8 +154,8 @@ def evaluate(datas: Sequence[ReplayData], make: Callable[[dict], Settings], cand
         tick()
         if jobs <= 1:
             for t in tasks:
-                ci, fi, days = _one(t)
-                out[ci][fi] = days
+                ci, fi, days, eu = _one(t)
+                out[ci][fi], euros[ci][fi] = days, eu
                 done += 1
                 tick()
         else:
@@ -136,15 +163,15 @@ def evaluate(datas: Sequence[ReplayData], make: Callable[[dict], Settings], cand
             from concurrent.futures import ProcessPoolExecutor, as_completed
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
                 for fut in as_completed([pool.submit(_one, t) for t in tasks]):
-                    ci, fi, days = fut.result()
-                    out[ci][fi] = days
+                    ci, fi, days, eu = fut.result()
+                    out[ci][fi], euros[ci][fi] = days, eu
                     done += 1
                     tick()
     finally:
         _WORK = None
         if progress:
             print(file=sys.stderr)
-    return out
+    return out, euros
 
 
 def sums(days: dict[str, Totals] | Sequence[dict[str, Totals]], period_s: int,
@@ -167,17 +194,33 @@ class Fold:
     test: Sums
 
 
-def cross_validate(results: list[list[dict[str, Totals]]], cands: Sequence[dict], groups: list[str],
-                   group_of: Callable[[int, str], str], period_s: int) -> list[Fold]:
+def cross_validate(results: Results, cands: Sequence[dict], groups: list[str],
+                   group_of: Callable[[int, str], str], period_s: int,
+                   euros: Euros | None = None, contract: Contract | None = None) -> list[Fold]:
     """One fold per group: choose on every other group's days, score on the group's.
-    ``group_of(file index, day)`` names the group a day belongs to."""
+    ``group_of(file index, day)`` names the group a day belongs to. With ``euros`` (from
+    :func:`evaluate_bill`) and the bill's ``contract``: chosen by the bill's euros (module
+    docstring), :attr:`Sums.bill_eur` filled in the train and test sums."""
     folds = []
+    by_bill = euros is not None
     for g in groups:
+        def out_g(fi: int, d: str) -> bool:
+            return group_of(fi, d) != g
+
+        def in_g(fi: int, d: str) -> bool:
+            return group_of(fi, d) == g
+        train_bill = bill_eur(euros, contract or Contract(), out_g) if euros is not None else None
+
         def train(c: int) -> Sums:
-            return _sum_where(results[c], period_s, lambda fi, d: group_of(fi, d) != g)
-        best = max(range(len(cands)), key=lambda c: (score(train(c)), -c))
-        folds.append(Fold(g, cands[best], train(best),
-                          _sum_where(results[best], period_s, lambda fi, d: group_of(fi, d) == g)))
+            s = _sum_where(results[c], period_s, out_g)
+            if train_bill is not None:
+                s.bill_eur = train_bill[c]
+            return s
+        best = max(range(len(cands)), key=lambda c: (score(train(c), by_bill), -c))
+        test = _sum_where(results[best], period_s, in_g)
+        if euros is not None:
+            test.bill_eur = bill_eur(euros, contract or Contract(), in_g)[best]
+        folds.append(Fold(g, cands[best], train(best), test))
     return folds
 
 
