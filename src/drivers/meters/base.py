@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drivers import Registry
 # the domain's reading and its counter bounds live in the control core (re-exported here for drivers)
@@ -53,6 +53,14 @@ class MeterSettings(BaseModel):
         are made of (a few of it; :func:`gestor.core.balance.agreement_wh`). Each driver declares
         its own; this base value, 100 Wh, is the coarsest in use (tenths of a kWh)."""
         return COUNTER_SLACK_WH
+
+    @model_validator(mode="after")
+    def _library(self) -> "MeterSettings":
+        """A driver on an optional library (:mod:`drivers.extras`) that is not installed is a
+        settings error, before anything starts, naming the package and the command that adds it."""
+        from drivers import extras
+        extras.require(self.driver)
+        return self
 
     def frozen_s(self, monitoring_interval_s: float) -> float:
         """Readings identical for longer than this are frozen, s: ``frozen_after_s``, else the

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from drivers import DriverContext, aio
 from drivers.http import DeviceHost, HttpError, number
-from drivers import extras
 from drivers.meters.base import MeterError, MeterSettings, Reading, import_extra, register_meter
 
 
@@ -46,11 +45,6 @@ class FroniusSettings(MeterSettings):
     def counter_resolution_wh(self) -> float:
         """1 Wh: ``EnergyReal_WAC_Sum_Consumed`` / ``_Produced`` are whole Wh (Solar API V1)."""
         return 1.0
-
-    @model_validator(mode="after")
-    def _library(self) -> "FroniusSettings":
-        extras.require("fronius")  # a missing optional library is a settings error, before anything starts
-        return self
 
 
 class FroniusMeter:

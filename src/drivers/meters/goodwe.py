@@ -28,10 +28,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from drivers import DriverContext, aio
-from drivers import extras
 from drivers.meters.base import MeterError, MeterSettings, Reading, import_extra, register_meter
 
 # goodwe 0.4.10 __init__.py ET_FAMILY + ES_FAMILY + DT_FAMILY
@@ -55,10 +54,6 @@ class GoodweSettings(MeterSettings):
         0.001 kWh. The coarser one."""
         return 10.0
 
-    @model_validator(mode="after")
-    def _library(self) -> "GoodweSettings":
-        extras.require("goodwe")  # a missing optional library is a settings error, before anything starts
-        return self
 
     @property
     def read_bound_s(self) -> float:

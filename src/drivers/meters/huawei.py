@@ -32,9 +32,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from drivers import DriverContext, aio, extras
+from drivers import DriverContext, aio
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
 from drivers.modbus import EXCEPTION_CODES, quiet_library_log
 
@@ -59,10 +59,6 @@ class HuaweiSettings(MeterSettings):
         """10 Wh: registers 37119 and 37121 count hundredths of a kWh (gain 100)."""
         return 10.0
 
-    @model_validator(mode="after")
-    def _library(self) -> "HuaweiSettings":
-        extras.require("huawei")
-        return self
 
     def describe(self) -> str:
         return f"huawei {self.host}:{self.port} unit {self.unit_id}"

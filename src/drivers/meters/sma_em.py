@@ -29,10 +29,9 @@ from datetime import datetime
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from drivers import DriverContext, aio
-from drivers import extras
 from drivers.meters.base import MeterError, MeterSettings, Reading, import_extra, register_meter
 
 GROUP, PORT = "239.12.255.254", 9522
@@ -54,11 +53,6 @@ class SmaEmSettings(MeterSettings):
     def counter_resolution_wh(self) -> float:
         """1 Wh: the counters are sent in Ws (SMA EMETER-Protokoll-TI)."""
         return 1.0
-
-    @model_validator(mode="after")
-    def _library(self) -> "SmaEmSettings":
-        extras.require("sma_em")  # a missing optional library is a settings error, before anything starts
-        return self
 
 
 def check_datagram(p: bytes) -> str | None:

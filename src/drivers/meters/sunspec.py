@@ -31,9 +31,9 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from drivers import DriverContext, extras
+from drivers import DriverContext
 from drivers.meters.base import MeterError, MeterSettings, Reading, register_meter
 from drivers.modbus import EXCEPTION_CODES
 
@@ -61,10 +61,6 @@ class SunSpecSettings(MeterSettings):
         meters (1 Wh counts); a read that finds a coarser one logs a warning saying what to set."""
         return self.counter_step_wh
 
-    @model_validator(mode="after")
-    def _library(self) -> "SunSpecSettings":
-        extras.require("sunspec")
-        return self
 
     def describe(self, unit: int | None = None) -> str:
         u = unit if unit is not None else self.unit_id

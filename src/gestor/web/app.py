@@ -251,16 +251,22 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         except HistoryError as e:
             return jsonify(error=i18n.history_sentence(str(e))), 503
 
+    def _csv_lang() -> Any:
+        """The request's ``lang`` (else its Accept-Language) for a CSV, or the 400 answer."""
+        try:
+            return ranges.pick_lang(request.args.get("lang"), request.accept_languages)
+        except ValueError:
+            return jsonify(error=_("lang %(value)s must be one of %(allowed)s", value=repr(request.args["lang"][:10]),
+                                   allowed=", ".join(i18n.LANGS))), 400
+
     @app.get("/day.csv")
     def day_csv():
         d = _day()
         if not isinstance(d, date):
             return d
-        try:
-            lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
-        except ValueError:
-            return jsonify(error=_("lang %(value)s must be one of %(allowed)s", value=repr(request.args["lang"][:10]),
-                                   allowed=", ".join(i18n.LANGS))), 400
+        lang = _csv_lang()
+        if not isinstance(lang, str):
+            return lang
         try:
             text = periods_csv(history.periods(d, clock.now().astimezone(s.tz).date()), s, lang,
                                lambda m: ranges.header_text(m, lang))
@@ -297,11 +303,9 @@ def create_app(s: Settings, clock: Any, password_hash: str, secret_key: bytes, h
         view, d, bad = _view_day()
         if view is None or d is None:
             return bad
-        try:
-            lang = ranges.pick_lang(request.args.get("lang"), request.accept_languages)
-        except ValueError:
-            return jsonify(error=_("lang %(value)s must be one of %(allowed)s", value=repr(request.args["lang"][:10]),
-                                   allowed=", ".join(i18n.LANGS))), 400
+        lang = _csv_lang()
+        if not isinstance(lang, str):
+            return lang
         try:
             body = ranges.range_of(history, view, d, clock.now().astimezone(s.tz).date())
         except HistoryError as e:
