@@ -256,7 +256,7 @@ cmd_demo() {
 cmd_test() {
   check_python
   need_influxdb
-  need_apt socat systemd openssl util-linux mosquitto chromium chromium-driver
+  need_apt socat systemd openssl util-linux mosquitto chromium chromium-driver iproute2   # iproute2: the test LANs (tests/netns.py)
   make_venv "$VENV" "[test]"
   cd "$HERE"
   "$VENV/bin/python" -m pytest "$@"
