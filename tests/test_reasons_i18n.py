@@ -17,7 +17,7 @@ from tests.conftest import REPO, settings_file
 
 # a parameter's value by its name's kind: numbers for numbers, words for the rest
 WORDS = {"projection": "instant", "windows": "10:00-19:00", "until": "2026-12-07 21:00", "by": "21:00",
-         "price": "P3", "at": "11:05:09", "pid": "4242"}
+         "price": "P3", "at": "11:05:09", "pid": "4242", "control": "mode charge_only, min SoC 20 %"}
 
 
 def params_of(code: str) -> dict:
@@ -42,6 +42,47 @@ def test_every_code_reads_back_from_its_journal_text_and_renders_in_each_languag
                 (lang, out)  # every parameter filled: none missing ("?") nor unreadable ("nan")
             seen[lang] = out
     assert seen["es"] != seen["en"] and seen["ca"] != seen["en"] and seen["es"] != seen["ca"], seen
+
+
+def test_a_setpoint_command_with_its_reversal_and_dwell_is_the_old_text_and_reads_back():
+    """Gap 1: a battery's/EV's command ("period ... banked", "reversal: " before it, the dwell's
+    "; no reversal for ..." after it) has codes; its English is byte for byte the text
+    gestor.runtime.setpoints wrote before (the f-string below is that one, copied)."""
+    balance_wh, target_wh, surplus_w, remaining_s, lo, hi, wait_s, min_rev = 12.4, 0.0, -350.6, 1805.2, -2500, 3000, \
+        95.3, 300.0
+    for control in (None, "mode charge_only, min SoC 20 %"):
+        for reversal in (False, True):
+            for waiting in (False, True):
+                old = (f"period {balance_wh:+.0f} Wh banked (target {target_wh:+.0f}), "
+                       f"surplus {surplus_w:+.0f} W left by the loads, {remaining_s:.0f} s left "
+                       f"(range {lo:+.0f}..{hi:+.0f} W{'' if control is None else '; ' + control})")
+                if waiting:
+                    old += f"; no reversal for {wait_s:.0f} s more (min_reversal_s {min_rev:g})"
+                if reversal:
+                    old = "reversal: " + old
+                p = {"balance_wh": balance_wh, "target_wh": target_wh, "surplus_w": surplus_w,
+                     "remaining_s": remaining_s, "lo_w": lo, "hi_w": hi}
+                code = "setpoint" if control is None else "setpoint_control"
+                if control is not None:
+                    p["control"] = control
+                if waiting:
+                    p.update(wait_s=wait_s, min_reversal_s=min_rev)
+                if reversal:
+                    p["reversal"] = 1
+                assert say(code, p) == old
+                got = parse(old)
+                assert got is not None and got[0] == code, old
+                assert set(got[1]) == set(p), (old, got)
+                out = {lang: render(code, got[1], lang) for lang in LANGS}
+                assert out["es"].startswith("cambia de sentido: " if reversal else "el periodo lleva +12 Wh "), out
+                assert out["ca"].startswith("canvia de sentit: " if reversal else "el període porta +12 Wh "), out
+                assert ("no cambia de sentido durante 95 segundos más" in out["es"]) == waiting
+                assert ("no canvia de sentit durant 95 segons més" in out["ca"]) == waiting
+                assert ("puesto en casa: mode charge_only" in out["es"]) == (control is not None)
+                assert "−351 W" in out["es"] or "-351 W" in out["es"], out["es"]
+                assert "30 minutos" in out["es"] and "30 minuts" in out["ca"] and "30 minutes" in out["en"]
+    # an affix is read only on a setpoint command: another reason with "reversal: " stays text
+    assert parse("reversal: " + say("start")) is None
 
 
 def test_the_issue_example_in_three_languages():
