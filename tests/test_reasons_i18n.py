@@ -17,7 +17,8 @@ from tests.conftest import REPO, settings_file
 
 # a parameter's value by its name's kind: numbers for numbers, words for the rest
 WORDS = {"projection": "instant", "windows": "10:00-19:00", "until": "2026-12-07 21:00", "by": "21:00",
-         "price": "P3", "at": "11:05:09", "pid": "4242", "control": "mode charge_only, min SoC 20 %"}
+         "price": "P3", "at": "11:05:09", "pid": "4242", "control": "mode charge_only, min SoC 20 %",
+         "why": "reads off, but its own meter shows 900 W drawn", "before": "relay timeout"}
 
 
 def params_of(code: str) -> dict:
@@ -83,6 +84,35 @@ def test_a_setpoint_command_with_its_reversal_and_dwell_is_the_old_text_and_read
                 assert "30 minutos" in out["es"] and "30 minuts" in out["ca"] and "30 minutes" in out["en"]
     # an affix is read only on a setpoint command: another reason with "reversal: " stays text
     assert parse("reversal: " + say("start")) is None
+
+
+def test_a_lying_relay_has_codes_its_why_nested_and_the_old_english():
+    """Gap 2: "LYING RELAY: ..." (gestor.runtime.relays) as codes: the bound (the period's end or
+    the dead-man bound) picks the code, the why is a reason of its own, rendered in turn; the
+    English is byte for byte what relays.py wrote before (the f-strings below, copied)."""
+    power_w, rise_w, drawn = 2000.0, 150.4, 1830.2
+    grid = f"reported off, but the meter did not see its {power_w:.0f} W go (net power rose {rise_w:+.0f} W)"
+    own = f"reads off, but its own meter shows {drawn:.0f} W drawn"
+    again = f"reads off after commanding on, and was judged lying before ({grid})"
+    assert say("lying_grid", {"load_w": power_w, "rise_w": rise_w}) == grid
+    assert say("lying_own_meter", {"drawn_w": drawn}) == own
+    assert say("lying_again", {"before": grid}) == again
+    for code, bound in (("lying_period", "the period's end"), ("lying_dead_man", "its dead-man bound")):
+        for why in (grid, own, again):
+            old = (f"LYING RELAY: {why}: commanded off every cycle, its auto-off timer never renewed, until "
+                   f"{bound} 14:00:00; check the relay and its contactor")
+            assert say(code, {"why": why, "until": "14:00:00"}) == old
+            assert parse(old) == (code, {"why": why, "until": "14:00:00"})
+            es, ca = render_text(old, "es"), render_text(old, "ca")
+            assert es.startswith("RELÉ QUE MIENTE: ") and ca.startswith("RELÉ QUE MENT: "), (es, ca)
+            assert "LYING" not in es + ca and "reads off" not in es + ca and "reported off" not in es + ca, (es, ca)
+    es = render_text(say("lying_period", {"why": again, "until": "14:00:00"}), "es")
+    assert ("indica apagado tras encenderlo, y ya se vio antes que mentía (dijo apagado, pero el contador no vio "
+            "bajar sus 2.000 W (la potencia neta subió +150 W))") in es and "a las 14:00:00" in es, es
+    assert render_text(say("managing_down_device", {"pid": "42"}), "ca").startswith(
+        "desconegut: managing (pid 42) no està en marxa")
+    # a relay's own error inside stays as it is (no code of it)
+    assert "(relay timeout)" in render("lying_again", {"before": "relay timeout"}, "es")
 
 
 def test_the_issue_example_in_three_languages():

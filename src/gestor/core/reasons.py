@@ -66,6 +66,18 @@ JOURNAL: dict[str, str] = {
                    "%(until)s",
     "managing_down": "unknown: managing (pid %(pid)s) is not running and did not say it switched it off; run "
                      "stop-loads if in doubt",
+    "managing_down_device": "unknown: managing (pid %(pid)s) is not running; a device with a timeout of its own "
+                            "goes idle by itself, run stop-loads for the others",
+    # a lying relay (gestor.runtime.relays): why it is judged lying (``why``: the text of one of
+    # the lying_* codes below, rendered in turn), held off until its dead-man bound or the period's
+    # end (``until``, local HH:MM:SS)
+    "lying_period": "LYING RELAY: %(why)s: commanded off every cycle, its auto-off timer never renewed, until the "
+                    "period's end %(until)s; check the relay and its contactor",
+    "lying_dead_man": "LYING RELAY: %(why)s: commanded off every cycle, its auto-off timer never renewed, until its "
+                      "dead-man bound %(until)s; check the relay and its contactor",
+    "lying_grid": "reported off, but the meter did not see its %(load_w).0f W go (net power rose %(rise_w)+.0f W)",
+    "lying_own_meter": "reads off, but its own meter shows %(drawn_w).0f W drawn",
+    "lying_again": "reads off after commanding on, and was judged lying before (%(before)s)",
     # setpoint devices (gestor.runtime.setpoints, managing)
     "start_idle": "start: idle until the law decides",
     "exit_idle": "exit: every device idle",

@@ -61,9 +61,8 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
             # killed (or never wrote its exit): what it published last is not what the relays do now
             out["loads"] = {n: {**ld, "on": None, "reason": say("managing_down", {"pid": str(mg.get('pid'))})}
                             for n, ld in out["loads"].items() if isinstance(ld, dict)}
-            out["setpoints"] = {n: {**d, "setpoint_w": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is "
-                                    f"not running; a device with a timeout of its own goes idle by itself, run "
-                                    f"stop-loads for the others"}
+            out["setpoints"] = {n: {**d, "setpoint_w": None, "reason": say("managing_down_device",
+                                                                              {"pid": str(mg.get('pid'))})}
                                 for n, d in out["setpoints"].items() if isinstance(d, dict)}
     else:
         out["period"], out["loads"], out["setpoints"] = None, {}, {}
