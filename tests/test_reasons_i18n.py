@@ -213,8 +213,8 @@ def test_gestor_status_in_spanish(tmp_path):
          "stop_latch": {"set": False}, "overrides": {"pool_pump": "manual override off (until 'auto')"},
          "spool_bytes": {}, "store": {"kind": "none"}, "mqtt": {"enabled": False}}
     out = status_render(d, s, "es")
-    assert "why: un excedente estable de 1.250 W cubre sus 1.000 W" in out
-    assert "why: apagada a mano hasta volver a automático" in out
+    assert "por qué: un excedente estable de 1.250 W cubre sus 1.000 W" in out
+    assert "por qué: apagada a mano hasta volver a automático" in out
     assert "pool_pump: apagada a mano hasta volver a automático" in out
     assert "why: a steady surplus of 1,250 W" in status_render(d, s, "en")
     # the command: --lang, else the locale
@@ -222,12 +222,65 @@ def test_gestor_status_in_spanish(tmp_path):
     run = subprocess.run([sys.executable, "-m", "gestor.cli", "status", "--config", str(cfg), "--lang", "ca"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("gestor status ")  # nothing published here: the reasons are rendered above
+    assert run.stdout.startswith("estat de gestor ") and "\nserveis     monitoring: ATURAT" in run.stdout, run.stdout
+    by_locale = subprocess.run([sys.executable, "-m", "gestor.cli", "status", "--config", str(cfg)],
+                               capture_output=True, text=True, env=env, timeout=60)
+    assert by_locale.stdout.startswith("estado de gestor ") and "\nbloqueo     no puesto" in by_locale.stdout, \
+        by_locale.stdout
     bad = subprocess.run([sys.executable, "-m", "gestor.cli", "status", "--config", str(cfg), "--lang", "fr"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'fr'" in bad.stderr
     assert json.loads(subprocess.run([sys.executable, "-m", "gestor.cli", "status", "--config", str(cfg), "--json"],
                                      capture_output=True, text=True, env=env, timeout=60).stdout)["site"] == "casa"
+
+
+def test_gestor_status_labels_in_spanish_and_catalan(tmp_path):
+    """Gap 3: ``gestor status``'s own words (labels, states, units' numbers) by the language, not
+    only its reasons; English as the screen always wrote it."""
+    from gestor.runtime.status import render as status_render
+    from gestor.settings import load_settings
+    s = load_settings(settings_file(tmp_path, site="casa"), secrets_optional=True)
+    d = {"at": "2026-12-07T10:00:00+00:00", "site": "casa",
+         "monitoring": {"running": True, "pid": 7, "last_error": "timeout", "failed_reads": 2,
+                        "last_error_at": "2026-12-07T09:59:00+00:00"},
+         "managing": {"running": False, "pid": 1, "policy": "steady_surplus", "age_s": 75, "eur_saved_today": 1.234},
+         "reading": {"net_w": -1234.5, "production_w": 3000.2, "consumption_w": 4234.7, "age_s": 3, "stale": True},
+         "period": {"start": "2026-12-07T10:00:00+00:00", "end": "2026-12-07T11:00:00+00:00", "balance_wh": -12.3,
+                    "projected_wh": 1500, "remaining_s": 1800},
+         "loads": {"water_heater": {"on": True, "since": "2026-12-07T09:30:00+00:00", "failures": 1,
+                                    "reason": say("start"), "switches_in_period": 3}},
+         "setpoints": {"bat": {"setpoint_w": -1500.4, "idle": False, "soc_pct": 55.2, "min_w": -2500, "max_w": 3000,
+                               "failures": 2, "reason": say("setpoint", {"balance_wh": 12, "target_wh": 0,
+                               "surplus_w": -350, "remaining_s": 1800, "lo_w": -2500, "hi_w": 3000, "reversal": 1})}},
+         "stop_latch": {"set": False}, "overrides": {}, "spool_bytes": {"decision": 1234},
+         "store": {"kind": "influxdb", "reachable": False, "error": "boom", "url": "http://127.0.0.1:8086"},
+         "mqtt": {"enabled": True, "connected": False, "broker": "127.0.0.1:1883"}}
+    en, es, ca = (status_render(d, s, lang) for lang in ("en", "es", "ca"))
+    assert en.splitlines()[1:4] == [
+        "daemons     monitoring: running (pid 7)   managing: NOT RUNNING",
+        "meter       net -1,234 W (importing), production 3,000 W, consumption 4,235 W; read 3 s ago  STALE: loads "
+        "are kept off",
+        "            last failed read (10:59:00): timeout"]
+    assert "water_heater   ON       since 10:30 (30 min 00 s), switches this period: 3  RELAY FAILED 1x" in en
+    assert "bat            -1,500 W, state of charge 55 %, range -2,500..+3,000 W  DEVICE FAILED 2x" in en
+    assert "store       InfluxDB NOT REACHABLE: boom; spool decision 1.2 kB (replayed when it is back)" in en
+    assert es.splitlines()[0].startswith("estado de gestor  2026-12-07 11:00:00 CET  (instalación casa)")
+    assert "servicios   monitoring: en marcha (pid 7)   managing: PARADO" in es
+    assert "contador    neto -1.234 W (importando), producción 3.000 W, consumo 4.235 W; leído hace 3 s" in es
+    assert "periodo     11:00-12:00: balance -12 Wh, previsto +1.500 Wh, quedan 30 min 00 s" in es
+    assert "RELÉ FALLIDO 1 vez" in es and "EQUIPO FALLIDO 2 veces" in es and "carga 55 %" in es
+    assert "por qué: " + render("start", {}, "es") in es
+    assert "cambia de sentido: el periodo lleva +12 Wh" in es
+    assert "dinero      1,23 € ahorrados hoy" in es and "cola decision 1,2 kB" in es
+    assert "bloqueo     no puesto" in es and "forzados    ninguno" in es
+    assert "serveis     monitoring: en marxa (pid 7)   managing: ATURAT" in ca
+    assert "càrregues   water_heater   ENCÈS" in ca and "RELÉ FALLAT 1 vegada" in ca and "EQUIP FALLAT 2 vegades" in ca
+    assert "canvia de sentit: el període porta +12 Wh" in ca and "NO CONNECTAT a 127.0.0.1:1883" in ca
+    # no English word of the screen left in es/ca (identifiers, settings' keys and errors aside)
+    for out in (es, ca):
+        for word in ("running", "RUNNING", "reading", "balance ", "projected", "switches", "why:", "spool", "STALE",
+                     "FAILED", "saved", "not set", "REACHABLE", "CONNECTED", "state of charge", "range"):
+            assert word not in out.replace("balance -12", ""), (word, out)
 
 
 def test_display_gender_is_m_or_f(tmp_path):
