@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
-from gestor.core.reasons import say
+from gestor.core.reasons import as_data, say
 from gestor.core.setpoint import Dwell, MonthCap, SetpointLaw, next_in_turn_w
 from gestor.runtime.devicebooks import period_slices
 from gestor.runtime.devicecontrols import DeviceControl
@@ -306,11 +306,13 @@ class Setpoints:
         self.store.write([point("setpoint", {**self.tags, "device": d.name}, fields, now)])
 
     def published(self) -> dict[str, dict]:
-        """Each device's state for managing's published file (``gestor status``, the page)."""
+        """Each device's state for managing's published file (``gestor status``, the page); its
+        reason as text and as data (``reason_data``: code and parameters, as the loads')."""
         out = {}
         for d in self.devices:
             st = d.state
-            out[d.name] = {"setpoint_w": d.setpoint_w, "idle": d.idle, "reason": d.reason, "failures": d.failures,
+            out[d.name] = {"setpoint_w": d.setpoint_w, "idle": d.idle, "reason": d.reason,
+                           "reason_data": as_data(d.reason), "failures": d.failures,
                            "taken_wh": round(d.taken_wh, 1), "supplied_wh": round(d.supplied_wh, 1),
                            "soc_pct": st.soc_pct if st else None, "connected": st.connected if st else None,
                            "min_w": st.min_w if st else None, "max_w": st.max_w if st else None}
