@@ -216,6 +216,7 @@ def test_gestor_status_in_spanish(tmp_path):
     assert "por qué: un excedente estable de 1.250 W cubre sus 1.000 W" in out
     assert "por qué: apagada a mano hasta volver a automático" in out
     assert "pool_pump: apagada a mano hasta volver a automático" in out
+    assert "pool_pump      apagada  " in out and "water_heater   ENCENDIDO" in out  # la depuradora, el termo
     assert "why: a steady surplus of 1,250 W" in status_render(d, s, "en")
     # the command: --lang, else the locale
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "LANG": "es_ES.UTF-8", "LC_ALL": "", "LANGUAGE": ""}

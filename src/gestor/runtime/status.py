@@ -166,7 +166,8 @@ def render(d: dict[str, Any], s: Settings, lang: str = DEFAULT) -> str:
     why = f"{'':12s}{'':14s} " + _("why: %(reason)s")
     first = True
     for name, ld in d["loads"].items():
-        state = _("?UNKNOWN") if ld["on"] is None else (_("ON") if ld["on"] else _("off"))
+        ctx = "status feminine" if genders.get(name) == "f" else "status"  # la depuradora: encendida
+        state = t.pgettext(ctx, "?UNKNOWN" if ld["on"] is None else ("ON" if ld["on"] else "off"))
         since = (_("since %(at)s (%(age)s)") % {"at": local(ld["since"]), "age": _dur(_age(now, ld["since"]))}
                  if ld.get("since") else _("since start"))
         extra = (_(", %(power)s W measured") % {"power": f"{ld['measured_power_w']:.0f}"}
