@@ -346,6 +346,10 @@ def test_gestor_status_shows_each_device_its_setpoint_and_why(tmp_path):
     text = status.render(d, s)
     assert f"battery        {b['setpoint_w']:+,.0f} W, state of charge {b['soc_pct']:.0f} %" in text
     assert "range -2,500..+2,500 W" in text and "surplus" in text
+    # the reason as data (issue 37): a setpoint code, read back from the journal text, and in Spanish
+    assert b["reason_data"]["code"] in ("setpoint", "setpoint_control") and b["reason_data"]["hi_w"] == 2500.0
+    es = status.render(d, s, "es")
+    assert "por qué: " in es and ("el periodo lleva " in es or "cambia de sentido: " in es) and "banked" not in es, es
     f = s.paths.run_dir / "managing.json"   # killed: its pid gone, its file says charging
     gone = subprocess.Popen(["true"])
     gone.wait()

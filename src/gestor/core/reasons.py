@@ -66,6 +66,18 @@ JOURNAL: dict[str, str] = {
                    "%(until)s",
     "managing_down": "unknown: managing (pid %(pid)s) is not running and did not say it switched it off; run "
                      "stop-loads if in doubt",
+    "managing_down_device": "unknown: managing (pid %(pid)s) is not running; a device with a timeout of its own "
+                            "goes idle by itself, run stop-loads for the others",
+    # a lying relay (gestor.runtime.relays): why it is judged lying (``why``: the text of one of
+    # the lying_* codes below, rendered in turn), held off until its dead-man bound or the period's
+    # end (``until``, local HH:MM:SS)
+    "lying_period": "LYING RELAY: %(why)s: commanded off every cycle, its auto-off timer never renewed, until the "
+                    "period's end %(until)s; check the relay and its contactor",
+    "lying_dead_man": "LYING RELAY: %(why)s: commanded off every cycle, its auto-off timer never renewed, until its "
+                      "dead-man bound %(until)s; check the relay and its contactor",
+    "lying_grid": "reported off, but the meter did not see its %(load_w).0f W go (net power rose %(rise_w)+.0f W)",
+    "lying_own_meter": "reads off, but its own meter shows %(drawn_w).0f W drawn",
+    "lying_again": "reads off after commanding on, and was judged lying before (%(before)s)",
     # setpoint devices (gestor.runtime.setpoints, managing)
     "start_idle": "start: idle until the law decides",
     "exit_idle": "exit: every device idle",
@@ -75,7 +87,23 @@ JOURNAL: dict[str, str] = {
     "device_failed": "failed: idle until it answers",
     "device_disagrees": "read back another setpoint: idle until it agrees",
     "device_mode_idle": "mode idle (set by the household): idle until auto",
+    # a setpoint device's command (gestor.runtime.setpoints): its balance, target, the surplus the
+    # loads left, the time left and its range; with the household's controls (``control``, as
+    # gestor.runtime.devicecontrols.DeviceControl.describe writes them) or without
+    "setpoint": "period %(balance_wh)+.0f Wh banked (target %(target_wh)+.0f), surplus %(surplus_w)+.0f W left by "
+                "the loads, %(remaining_s).0f s left (range %(lo_w)+.0f..%(hi_w)+.0f W)",
+    "setpoint_control": "period %(balance_wh)+.0f Wh banked (target %(target_wh)+.0f), surplus %(surplus_w)+.0f W "
+                        "left by the loads, %(remaining_s).0f s left (range %(lo_w)+.0f..%(hi_w)+.0f W; "
+                        "%(control)s)",
 }
+
+# Affixes a setpoint command's text takes (the codes in AFFIXED only): a prefix when its parameter
+# is in the parameters (``reversal``: 1, the device turned direction), a suffix likewise
+# (``wait_s``: s the dwell still holds a reversal back, with ``min_reversal_s``; Dwell in
+# gestor.core.setpoint). The English is the journal's, byte for byte as before.
+AFFIXED = ("setpoint", "setpoint_control")
+PREFIXES: dict[str, str] = {"reversal": "reversal: "}
+SUFFIXES: dict[str, str] = {"wait_s": "; no reversal for %(wait_s).0f s more (min_reversal_s %(min_reversal_s)g)"}
 
 HELD = JOURNAL["held"]  # a load a guard holds (matched by managing's relays: one text, one place)
 
@@ -87,28 +115,64 @@ def say(code: str, params: dict[str, Param] | None = None) -> str:
         template = JOURNAL[code]
     except KeyError:
         raise KeyError(f"reason code {code!r} is not in gestor.core.reasons.JOURNAL") from None
-    return template % params if params else template
+    if not params:
+        return template
+    text = template % params
+    if code in AFFIXED:
+        text = "".join(pre for key, pre in PREFIXES.items() if key in params) + text
+        text += "".join(suf % params for key, suf in SUFFIXES.items() if key in params)
+    return text
 
 
 _FIELD = re.compile(r"%\((\w+)\)([+]?)(\.\d+)?([fgds])")
 _PATTERNS: list[tuple[str, re.Pattern[str], dict[str, str]]] = []
 
 
+def _regex(template: str) -> tuple[str, dict[str, str]]:
+    """A journal template as a regular expression (unanchored) and its parameters' kinds."""
+    kinds: dict[str, str] = {}
+    out, pos = [], 0
+    for m in _FIELD.finditer(template):
+        out.append(re.escape(template[pos:m.start()]))
+        name, kind = m.group(1), m.group(4)
+        kinds[name] = kind
+        out.append(f"(?P<{name}>.+?)" if kind == "s" else f"(?P<{name}>[-+]?(?:inf|nan|[0-9.e+-]+))")
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    return "".join(out), kinds
+
+
 def _compile() -> list[tuple[str, re.Pattern[str], dict[str, str]]]:
     """Each code's journal text as a regular expression (numbers back as floats)."""
     if not _PATTERNS:
         for code, template in JOURNAL.items():
-            kinds: dict[str, str] = {}
-            out, pos = [], 0
-            for m in _FIELD.finditer(template):
-                out.append(re.escape(template[pos:m.start()]))
-                name, kind = m.group(1), m.group(4)
-                kinds[name] = kind
-                out.append(f"(?P<{name}>.+?)" if kind == "s" else f"(?P<{name}>[-+]?(?:inf|nan|[0-9.e+-]+))")
-                pos = m.end()
-            out.append(re.escape(template[pos:]))
-            _PATTERNS.append((code, re.compile("".join(out) + r"\Z"), kinds))
+            rx, kinds = _regex(template)
+            _PATTERNS.append((code, re.compile(rx + r"\Z"), kinds))
     return _PATTERNS
+
+
+def _values(m: re.Match[str], kinds: dict[str, str]) -> dict[str, Param]:
+    """A match's parameters (ValueError for a number that does not read)."""
+    return {name: m.group(name) if kind == "s" else float(m.group(name)) for name, kind in kinds.items()}
+
+
+def _affixes(text: str) -> tuple[str, dict[str, Param]]:
+    """``text`` without the affixes it carries (:data:`PREFIXES`, :data:`SUFFIXES`), and their
+    parameters."""
+    params: dict[str, Param] = {}
+    for key, pre in PREFIXES.items():
+        if text.startswith(pre):
+            text, params[key] = text[len(pre):], 1.0
+    for suf in SUFFIXES.values():
+        rx, kinds = _regex(suf)
+        m = re.search(rx + r"\Z", text)
+        if m is not None:
+            try:
+                params.update(_values(m, kinds))
+            except ValueError:
+                continue
+            text = text[:m.start()]
+    return text, params
 
 
 def parse(text: str) -> tuple[str, dict[str, Param]] | None:
@@ -117,17 +181,17 @@ def parse(text: str) -> tuple[str, dict[str, Param]] | None:
     texts over 500 characters are not read."""
     if not text or len(text) > 500:
         return None
+    bare, extra = _affixes(text)
     for code, pattern, kinds in _compile():
-        m = pattern.match(text)
+        m = (pattern.match(bare) if extra and code in AFFIXED else None) or pattern.match(text)
         if m is None:
             continue
-        params: dict[str, Param] = {}
         try:
-            for name, kind in kinds.items():
-                raw = m.group(name)
-                params[name] = raw if kind == "s" else float(raw)
+            params = _values(m, kinds)
         except ValueError:
             continue
+        if m.string is bare:
+            params.update(extra)
         return code, params
     return None
 

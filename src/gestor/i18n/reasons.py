@@ -78,6 +78,30 @@ def _max_switches(x: Words) -> str:
                         n) % {"num": n}
 
 
+def _setpoint(x: Words) -> str:
+    """A setpoint device's command, with its affixes (gestor.core.reasons.PREFIXES/SUFFIXES):
+    the reversal and the dwell that holds one back. The household's controls as written."""
+    out = x.t.gettext("the period has %(balance)s banked (target %(target)s), %(surplus)s of surplus left by the "
+                      "loads, %(left)s left (range %(lo)s to %(hi)s)") % {
+        "balance": x.wh("balance_wh"), "target": x.wh("target_wh"), "surplus": f"{number(x.f('surplus_w'), x.lang, signed=True)} W",
+        "left": x.dur("remaining_s"), "lo": f"{number(x.f('lo_w'), x.lang, signed=True)} W",
+        "hi": f"{number(x.f('hi_w'), x.lang, signed=True)} W"}
+    if "control" in x.p:
+        out = x.t.gettext("%(reason)s; set by the household: %(control)s") % {"reason": out, "control": x.s("control")}
+    if "reversal" in x.p:
+        out = x.t.gettext("it turns direction: %(reason)s") % {"reason": out}
+    if "wait_s" in x.p:
+        out = x.t.gettext("%(reason)s; no turn of direction for %(wait)s more (at least %(least)s between turns)") % {
+            "reason": out, "wait": x.dur("wait_s"), "least": x.dur("min_reversal_s")}
+    return out
+
+
+def _why(x: Words, key: str) -> str:
+    """A nested reason (a lying relay's ``why``, ``before``) in ``x``'s language; a text of no
+    code as it is."""
+    return render_text(x.s(key), x.lang)
+
+
 SENTENCES: dict[str, Sentence] = {
     "ttc_on": lambda x: x.t.gettext("the projected surplus, %(projected)s, runs its %(power)s for the %(left)s "
                                     "left in the period") % {
@@ -156,6 +180,24 @@ SENTENCES: dict[str, Sentence] = {
     "device_failed": lambda x: x.t.gettext("it failed: idle until it answers"),
     "device_disagrees": lambda x: x.t.gettext("it reads back another setpoint: idle until it agrees"),
     "device_mode_idle": lambda x: x.t.gettext("mode idle (set by the household): idle until auto"),
+    "managing_down_device": lambda x: x.t.gettext("unknown: managing (pid %(pid)s) is not running; a device with a "
+                                                  "timeout of its own goes idle by itself, run stop-loads for the "
+                                                  "others") % {"pid": x.s("pid")},
+    "lying_period": lambda x: x.t.gettext("RELAY THAT LIES: %(why)s: switched off every cycle, its auto-off timer "
+                                          "never renewed, until the period ends at %(until)s; check the relay and "
+                                          "its contactor") % {"why": _why(x, "why"), "until": x.s("until")},
+    "lying_dead_man": lambda x: x.t.gettext("RELAY THAT LIES: %(why)s: switched off every cycle, its auto-off timer "
+                                            "never renewed, until its own timer runs out at %(until)s; check the "
+                                            "relay and its contactor") % {"why": _why(x, "why"), "until": x.s("until")},
+    "lying_grid": lambda x: x.t.gettext("it said off, but the meter did not see its %(power)s go (the net power rose "
+                                        "%(rise)s)") % {"power": x.w("load_w"),
+                                                        "rise": f"{number(x.f('rise_w'), x.lang, signed=True)} W"},
+    "lying_own_meter": lambda x: x.t.gettext("it reads off, but its own meter shows %(power)s drawn") % {
+        "power": x.w("drawn_w")},
+    "lying_again": lambda x: x.t.gettext("it reads off after being switched on, and was found lying before "
+                                         "(%(before)s)") % {"before": _why(x, "before")},
+    "setpoint": _setpoint,
+    "setpoint_control": _setpoint,
 }
 
 

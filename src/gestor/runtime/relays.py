@@ -266,8 +266,8 @@ class Relays:
             dev_w = self.core.devices_w_at
             rise_w = sum(r.net_w + dev_w(r.at.timestamp()) for r in after) / len(after) - chk.net_on_w
             if rise_w < 0.5 * ld.cfg.power_w:
-                self._judged_lying(ld, f"reported off, but the meter did not see its {ld.cfg.power_w:.0f} W go "
-                                       f"(net power rose {rise_w:+.0f} W)", now, period_end, held=chk.found)
+                self._judged_lying(ld, say("lying_grid", {"load_w": ld.cfg.power_w, "rise_w": rise_w}), now,
+                                   period_end, held=chk.found)
             elif chk.found:
                 self._believed(ld, chk, now, f"the meter saw its {ld.cfg.power_w:.0f} W go (net power rose "
                                              f"{rise_w:+.0f} W)")
@@ -294,10 +294,8 @@ class Relays:
         mono = self.monotonic()
         ld.lying_until_mono = max(mono + (period_end - now).total_seconds(),
                                   ld.dead_man_mono if ld.dead_man_at is not None else mono)
-        bound = ("its dead-man bound" if ld.dead_man_at is not None and ld.dead_man_at >= period_end
-                 else "the period's end")
-        ld.lying = (f"LYING RELAY: {why}: commanded off every cycle, its auto-off timer never renewed, until "
-                    f"{bound} {until.astimezone(self.s.tz):%H:%M:%S}; check the relay and its contactor")
+        code = "lying_dead_man" if ld.dead_man_at is not None and ld.dead_man_at >= period_end else "lying_period"
+        ld.lying = say(code, {"why": why, "until": f"{until.astimezone(self.s.tz):%H:%M:%S}"})
         ld.lying_until, ld.lying_held, ld.lied = until, held, ld.lied or why
         ld.reason, ld.off_check, ld.retry_at = ld.lying, None, None
         if held:
@@ -420,7 +418,7 @@ class Relays:
         after the relay: a stop sets its latch first), or switched off outside gestor and left off
         until ``period_end``; either way the grid meter is to see its power go (an off check)."""
         if drawn is not None:
-            self._judged_lying(ld, f"reads off, but its own meter shows {drawn:.0f} W drawn", now, period_end)
+            self._judged_lying(ld, say("lying_own_meter", {"drawn_w": drawn}), now, period_end)
             return
         latched = self.latched()
         ld.on, ld.since = False, now
@@ -489,8 +487,7 @@ class Relays:
                 if isinstance(timer_s, (int, float)):
                     ld.dead_man_at = now + timedelta(seconds=timer_s)
                     ld.dead_man_mono = self.monotonic() + timer_s
-                self._judged_lying(ld, f"reads off after commanding on, and was judged lying before ({ld.lied})",
-                                   now, self._period_end or now)
+                self._judged_lying(ld, say("lying_again", {"before": ld.lied}), now, self._period_end or now)
         self.store.write([point("decision", {**self.tags, "load": ld.name},
                                 {"on": on, "reason": reason, "ok": error is None, "error": error,
                                  "switched": int(switched)}, now)])

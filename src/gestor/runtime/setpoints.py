@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from drivers.setpoints import SETPOINTS, SetpointDevice, SetpointState
 from drivers.store.influx import Store, point
-from gestor.core.reasons import say
+from gestor.core.reasons import as_data, say
 from gestor.core.setpoint import Dwell, MonthCap, SetpointLaw, next_in_turn_w
 from gestor.runtime.devicebooks import period_slices
 from gestor.runtime.devicecontrols import DeviceControl
@@ -187,12 +187,14 @@ class Setpoints:
                                  d.dwell, now_s)
             changed = new != present or d.idle
             if changed or d.refresh:  # a device with a timeout of its own: written every cycle
-                reason = (f"period {balance_wh:+.0f} Wh banked (target {target_wh:+.0f}), "
-                          f"surplus {surplus_w:+.0f} W left by the loads, {remaining_s:.0f} s left "
-                          f"(range {lo:+.0f}..{hi:+.0f} W{'' if ctl == DeviceControl() else '; ' + ctl.describe()})")
+                why: dict = {"balance_wh": balance_wh, "target_wh": target_wh, "surplus_w": surplus_w,
+                             "remaining_s": remaining_s, "lo_w": lo, "hi_w": hi}
+                code = "setpoint"
+                if ctl != DeviceControl():
+                    code, why["control"] = "setpoint_control", ctl.describe()
                 if d.dwell.wait_s > 0:
-                    reason += (f"; no reversal for {d.dwell.wait_s:.0f} s more "
-                               f"(min_reversal_s {d.cfg.min_reversal_s:g})")
+                    why.update(wait_s=d.dwell.wait_s, min_reversal_s=d.cfg.min_reversal_s)
+                reason = say(code, why)
                 try:
                     got = d.device.set_power_w(new, d.hold_s)
                 except Exception as e:  # noqa: BLE001
@@ -200,7 +202,7 @@ class Setpoints:
                     self._idle(d, say("device_failed"), now, after_failure=True)
                     continue
                 if d.dwell.note(got, now_s, d.law.deadband_w):
-                    reason = "reversal: " + reason
+                    reason = say(code, {**why, "reversal": 1})
                 if got != present or d.idle:
                     log.info("setpoint %s %+.0f W (was %+.0f): %s", d.name, got, present, reason)
                     self._point(d, got, reason, now)
@@ -304,11 +306,13 @@ class Setpoints:
         self.store.write([point("setpoint", {**self.tags, "device": d.name}, fields, now)])
 
     def published(self) -> dict[str, dict]:
-        """Each device's state for managing's published file (``gestor status``, the page)."""
+        """Each device's state for managing's published file (``gestor status``, the page); its
+        reason as text and as data (``reason_data``: code and parameters, as the loads')."""
         out = {}
         for d in self.devices:
             st = d.state
-            out[d.name] = {"setpoint_w": d.setpoint_w, "idle": d.idle, "reason": d.reason, "failures": d.failures,
+            out[d.name] = {"setpoint_w": d.setpoint_w, "idle": d.idle, "reason": d.reason,
+                           "reason_data": as_data(d.reason), "failures": d.failures,
                            "taken_wh": round(d.taken_wh, 1), "supplied_wh": round(d.supplied_wh, 1),
                            "soc_pct": st.soc_pct if st else None, "connected": st.connected if st else None,
                            "min_w": st.min_w if st else None, "max_w": st.max_w if st else None}

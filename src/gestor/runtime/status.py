@@ -10,7 +10,7 @@ from typing import Any
 
 from gestor.core.reasons import say
 from gestor.files import read_small_text
-from gestor.i18n import DEFAULT
+from gestor.i18n import DEFAULT, catalog, number
 from gestor.i18n.reasons import render_text
 from gestor.runtime.livestate import READING_FILE, is_latched, latch_path, pid_alive, read_managing
 from gestor.runtime.overrides import read_overrides
@@ -61,9 +61,8 @@ def collect(s: Settings, now: datetime, ping: bool = True) -> dict[str, Any]:
             # killed (or never wrote its exit): what it published last is not what the relays do now
             out["loads"] = {n: {**ld, "on": None, "reason": say("managing_down", {"pid": str(mg.get('pid'))})}
                             for n, ld in out["loads"].items() if isinstance(ld, dict)}
-            out["setpoints"] = {n: {**d, "setpoint_w": None, "reason": f"unknown: managing (pid {mg.get('pid')}) is "
-                                    f"not running; a device with a timeout of its own goes idle by itself, run "
-                                    f"stop-loads for the others"}
+            out["setpoints"] = {n: {**d, "setpoint_w": None, "reason": say("managing_down_device",
+                                                                              {"pid": str(mg.get('pid'))})}
                                 for n, d in out["setpoints"].items() if isinstance(d, dict)}
     else:
         out["period"], out["loads"], out["setpoints"] = None, {}, {}
@@ -106,94 +105,124 @@ def _dur(seconds: float | None) -> str:
 
 
 def render(d: dict[str, Any], s: Settings, lang: str = DEFAULT) -> str:
-    """The screen of ``gestor status``; the reasons ("why:") and the overrides in ``lang`` (es,
-    ca, en: :func:`gestor.i18n.reasons.render_text`, with each load's ``display_gender``); a
-    reason of no known code as managing wrote it."""
+    """The screen of ``gestor status`` in ``lang`` (es, ca, en; ValueError for another): its labels
+    and words from the gettext catalogs (context ``status``: msgids are the English screen, byte
+    for byte), numbers as the language writes them (:func:`gestor.i18n.number`); the reasons
+    ("why:") and the overrides by :func:`gestor.i18n.reasons.render_text`, with each load's
+    ``display_gender``; a reason of no known code, an error and the latch's detail as written."""
     tz = s.tz
     genders = {ld.name: ld.display_gender for ld in s.loads}
+    t = catalog(lang)
+
+    def _(msg: str) -> str:
+        return t.pgettext("status", msg)
+
+    def num(v: float, signed: bool = False) -> str:  # English as the screen always wrote it
+        return (f"{v:+,.0f}" if signed else f"{v:,.0f}") if lang == "en" else number(v, lang, signed=signed)
+
+    def label(word: str) -> str:
+        return f"{_(word) if word else '':12s}"
 
     def local(iso: str | None, fmt: str = "%H:%M") -> str:
         return datetime.fromisoformat(iso).astimezone(tz).strftime(fmt) if iso else "?"
 
     now = datetime.fromisoformat(d["at"])
-    lines = [f"gestor status  {now.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}  (site {d['site']})"]
+    lines = [_("gestor status  %(at)s  (site %(site)s)") % {"at": f"{now.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}",
+                                                            "site": d["site"]}]
     mon, mg = d["monitoring"], d["managing"]
-    lines.append(f"daemons     monitoring: {'running (pid %s)' % mon['pid'] if mon['running'] else 'NOT RUNNING'}"
-                 f"   managing: {'running (pid %s)' % mg['pid'] if mg['running'] else 'NOT RUNNING'}")
+    running = _("running (pid %(pid)s)")
+    lines.append(label("daemons") + _("monitoring: %(monitoring)s   managing: %(managing)s") % {
+        "monitoring": running % {"pid": mon["pid"]} if mon["running"] else _("NOT RUNNING"),
+        "managing": running % {"pid": mg["pid"]} if mg["running"] else _("NOT RUNNING")})
     r = d["reading"]
     if r is None:
-        lines.append("meter       no reading published (monitoring never ran here?)")
+        lines.append(label("meter") + _("no reading published (monitoring never ran here?)"))
     else:
         net = r["net_w"]
-        word = "exporting" if net > 0 else "importing" if net < 0 else "balanced"
-        parts = [f"net {net:+,.0f} W ({word})"]
+        word = _("exporting") if net > 0 else _("importing") if net < 0 else _("balanced")
+        parts = [_("net %(power)s W (%(word)s)") % {"power": num(net, signed=True), "word": word}]
         if r.get("production_w") is not None:
-            parts.append(f"production {r['production_w']:,.0f} W")
+            parts.append(_("production %(power)s W") % {"power": num(r["production_w"])})
         if r.get("consumption_w") is not None:
-            parts.append(f"consumption {r['consumption_w']:,.0f} W")
-        lines.append(f"meter       {', '.join(parts)}; read {_dur(r['age_s'])} ago"
-                     + ("  STALE: loads are kept off" if r["stale"] else ""))
+            parts.append(_("consumption %(power)s W") % {"power": num(r["consumption_w"])})
+        lines.append(label("meter") + _("%(parts)s; read %(age)s ago") % {"parts": ", ".join(parts),
+                                                                         "age": _dur(r["age_s"])}
+                     + (_("  STALE: loads are kept off") if r["stale"] else ""))
     if mon.get("last_error") and mon.get("failed_reads"):
-        lines.append(f"            last failed read ({local(mon['last_error_at'], '%H:%M:%S')}): {mon['last_error']}")
+        lines.append(label("") + _("last failed read (%(at)s): %(error)s") % {
+            "at": local(mon["last_error_at"], "%H:%M:%S"), "error": mon["last_error"]})
     p = d["period"]
     if p:
-        old = "" if mg["running"] else f"   (managing's last state, {_dur(mg['age_s'])} old)"
-        left = "over" if p["remaining_s"] == 0 else f"{_dur(p['remaining_s'])} left"
-        lines.append(f"period      {local(p['start'])}-{local(p['end'])}: balance {p['balance_wh']:+,.0f} Wh, "
-                     f"projected {p['projected_wh']:+,.0f} Wh, {left}"
-                     f"   [policy {mg['policy']}]{old}")
+        old = "" if mg["running"] else _("   (managing's last state, %(age)s old)") % {"age": _dur(mg["age_s"])}
+        left = _("over") if p["remaining_s"] == 0 else _("%(time)s left") % {"time": _dur(p["remaining_s"])}
+        lines.append(label("period") + _("%(start)s-%(end)s: balance %(balance)s Wh, projected %(projected)s Wh, "
+                                         "%(left)s   [policy %(policy)s]%(old)s") % {
+            "start": local(p["start"]), "end": local(p["end"]), "balance": num(p["balance_wh"], signed=True),
+            "projected": num(p["projected_wh"], signed=True), "left": left, "policy": mg["policy"], "old": old})
     else:
-        lines.append("period      managing has published nothing (never ran here?)")
+        lines.append(label("period") + _("managing has published nothing (never ran here?)"))
     if not s.loads:  # a house of setpoint devices only (issue 33)
-        lines.append("loads       none (loads: []): the setpoint devices below are all gestor drives")
+        lines.append(label("loads") + _("none (loads: []): the setpoint devices below are all gestor drives"))
+    why = f"{'':12s}{'':14s} " + _("why: %(reason)s")
     first = True
     for name, ld in d["loads"].items():
-        state = "?UNKNOWN" if ld["on"] is None else ("ON" if ld["on"] else "off")
-        since = f"since {local(ld['since'])} ({_dur(_age(now, ld['since']))})" if ld.get("since") else "since start"
-        extra = f", {ld['measured_power_w']:.0f} W measured" if ld.get("measured_power_w") is not None else ""
-        fails = f"  RELAY FAILED {ld['failures']}x" if ld.get("failures") else ""
-        lines.append(f"{'loads' if first else '':12s}{name:14s} {state:8s} {since}, switches this period: "
-                     f"{ld['switches_in_period']}{extra}{fails}")
-        lines.append(f"{'':12s}{'':14s} why: {render_text(ld['reason'], lang, genders.get(name, 'm'))}")
+        ctx = "status feminine" if genders.get(name) == "f" else "status"  # la depuradora: encendida
+        state = t.pgettext(ctx, "?UNKNOWN" if ld["on"] is None else ("ON" if ld["on"] else "off"))
+        since = (_("since %(at)s (%(age)s)") % {"at": local(ld["since"]), "age": _dur(_age(now, ld["since"]))}
+                 if ld.get("since") else _("since start"))
+        extra = (_(", %(power)s W measured") % {"power": f"{ld['measured_power_w']:.0f}"}
+                 if ld.get("measured_power_w") is not None else "")
+        fails = (t.npgettext("status", "  RELAY FAILED %(num)sx", "  RELAY FAILED %(num)sx", ld["failures"])
+                 % {"num": ld["failures"]} if ld.get("failures") else "")
+        lines.append(label("loads" if first else "") + f"{name:14s} {state:8s} "
+                     + _("%(since)s, switches this period: %(num)s") % {"since": since, "num": ld["switches_in_period"]}
+                     + extra + fails)
+        lines.append(why % {"reason": render_text(ld["reason"], lang, genders.get(name, "m"))})
         first = False
     first = True
     for name, dv in d.get("setpoints", {}).items():
         w = dv.get("setpoint_w")
-        state = "?UNKNOWN" if w is None else ("idle" if dv.get("idle") else f"{w:+,.0f} W")
-        soc = f", state of charge {dv['soc_pct']:.0f} %" if dv.get("soc_pct") is not None else ""
-        car = "" if dv.get("connected") is None else (", car plugged in" if dv["connected"] else ", no car")
-        rng = (f", range {dv['min_w']:+,.0f}..{dv['max_w']:+,.0f} W" if dv.get("min_w") is not None
-               and dv.get("max_w") is not None else "")
-        fails = f"  DEVICE FAILED {dv['failures']}x" if dv.get("failures") else ""
-        lines.append(f"{'setpoints' if first else '':12s}{name:14s} {state}{soc}{car}{rng}{fails}")
-        lines.append(f"{'':12s}{'':14s} why: {render_text(dv.get('reason', ''), lang)}")
+        state = _("?UNKNOWN") if w is None else (_("idle") if dv.get("idle") else f"{num(w, signed=True)} W")
+        soc = _(", state of charge %(pct)s %%") % {"pct": f"{dv['soc_pct']:.0f}"} if dv.get("soc_pct") is not None else ""
+        car = "" if dv.get("connected") is None else (_(", car plugged in") if dv["connected"] else _(", no car"))
+        rng = (_(", range %(lo)s..%(hi)s W") % {"lo": num(dv["min_w"], signed=True), "hi": num(dv["max_w"], signed=True)}
+               if dv.get("min_w") is not None and dv.get("max_w") is not None else "")
+        fails = (t.npgettext("status", "  DEVICE FAILED %(num)sx", "  DEVICE FAILED %(num)sx", dv["failures"])
+                 % {"num": dv["failures"]} if dv.get("failures") else "")
+        lines.append(label("setpoints" if first else "") + f"{name:14s} {state}{soc}{car}{rng}{fails}")
+        lines.append(why % {"reason": render_text(dv.get("reason", ""), lang)})
         first = False
     if mg.get("eur_saved_today") is not None:
-        lines.append(f"money       EUR {mg['eur_saved_today']:.2f} saved today so far (closed periods, against the same "
-                     f"periods without gestor)")
+        eur = f"{mg['eur_saved_today']:.2f}" if lang == "en" else number(mg["eur_saved_today"], lang, 2)
+        lines.append(label("money") + _("EUR %(eur)s saved today so far (closed periods, against the same periods "
+                                        "without gestor)") % {"eur": eur})
     latch = d["stop_latch"]
-    lines.append(f"stop latch  {'SET: ' + latch['detail'] + ' (stop-loads --release)' if latch['set'] else 'not set'}")
+    lines.append(label("stop latch") + (_("SET: %(detail)s (stop-loads --release)") % {"detail": latch["detail"]}
+                                        if latch["set"] else _("not set")))
     ov = d["overrides"]
-    lines.append("overrides   " + ("; ".join(f"{k}: {render_text(v, lang, genders.get(k, 'm'))}" for k, v in ov.items())
-                                   if ov else "none"))
+    lines.append(label("overrides") + ("; ".join(f"{k}: {render_text(v, lang, genders.get(k, 'm'))}"
+                                                 for k, v in ov.items()) if ov else _("none")))
     sp = d["spool_bytes"]
-    spool = ", ".join(f"{k} {v / 1000:.1f} kB" for k, v in sp.items() if v) or "empty"
+    spool = ", ".join(f"{k} {v / 1000:.1f} kB" if lang == "en" else f"{k} {number(v / 1000, lang, 1)} kB"
+                      for k, v in sp.items() if v) or _("empty")
     st = d["store"]
     if st["kind"] == "none":
-        lines.append(f"store       none (store.kind: none); spool {spool}")
+        lines.append(label("store") + _("none (store.kind: none); spool %(spool)s") % {"spool": spool})
     elif "reachable" not in st:
-        lines.append(f"store       {st['kind']}; spool {spool}")
+        lines.append(label("store") + _("%(kind)s; spool %(spool)s") % {"kind": st["kind"], "spool": spool})
     elif st["reachable"]:
-        lines.append(f"store       InfluxDB {st['url']} reachable (version {st['version']}); spool {spool}")
+        lines.append(label("store") + _("InfluxDB %(url)s reachable (version %(version)s); spool %(spool)s") % {
+            "url": st["url"], "version": st["version"], "spool": spool})
     else:
-        lines.append(f"store       InfluxDB NOT REACHABLE: {st['error']}; spool {spool} (replayed when it is back)")
+        lines.append(label("store") + _("InfluxDB NOT REACHABLE: %(error)s; spool %(spool)s (replayed when it is "
+                                        "back)") % {"error": st["error"], "spool": spool})
     mq = d["mqtt"]
     if mq["enabled"]:
         if mq.get("connected"):
-            lines.append(f"mqtt        connected to {mq['broker']} (managing)")
+            lines.append(label("mqtt") + _("connected to %(broker)s (managing)") % {"broker": mq["broker"]})
         else:
-            lines.append(f"mqtt        NOT CONNECTED to {mq['broker']}: {mq.get('error') or 'managing has not said'}"
-                         f" (control goes on; retrying)")
+            lines.append(label("mqtt") + _("NOT CONNECTED to %(broker)s: %(error)s (control goes on; retrying)") % {
+                "broker": mq["broker"], "error": mq.get("error") or _("managing has not said")})
     else:
-        lines.append("mqtt        off (mqtt.enabled: false)")
+        lines.append(label("mqtt") + _("off (mqtt.enabled: false)"))
     return "\n".join(lines)
