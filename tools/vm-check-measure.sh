@@ -1,10 +1,9 @@
 # tools/vm-check-measure.sh: the measurements of tools/vm-check.sh (issue 36), sourced by it after
 # the install and the "readings arriving" check, before the checks that stop, kill and reboot.
 # Uses vm-check.sh's vm, vmq, row, jv, active and WORK, LOGS, WEB_PW, SOAK_MIN, INSTALL_S. The guest
-# side is tools/vm_measure.py (copied to /root beside vm_check.py). Writes WORK/measure.tsv
-# (quantity, value: one line each), shown by `vm_check.py measures` beside other runs' files.
+# side is tools/vm_measure.py (copied to /root beside vm_check.py). Writes MEASURES (WORK/measure.tsv:
+# quantity, value: one line each), shown by `vm_check.py measures` beside other runs' files.
 
-MEASURES=$WORK/measure.tsv
 UNITS_MEASURED="influxdb mosquitto gestor-monitoring gestor-managing gestor-web"
 
 # measure QUANTITY VALUE: one line of WORK/measure.tsv, echoed to the log

@@ -89,6 +89,7 @@ case "$WORK/" in "$REPO"/*) echo "vm-check: the work directory must not be insid
 
 LOGS=$WORK/logs
 RESULTS=$WORK/results.tsv
+MEASURES=$WORK/measure.tsv   # vm-check-measure.sh
 KEY=$WORK/id_ed25519
 BASE=$WORK/base.img
 DISK=$WORK/run.qcow2
