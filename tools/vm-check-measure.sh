@@ -4,7 +4,7 @@
 # side is tools/vm_measure.py (copied to /root beside vm_check.py). Writes MEASURES (WORK/measure.tsv:
 # quantity, value: one line each), shown by `vm_check.py measures` beside other runs' files.
 
-UNITS_MEASURED="influxdb mosquitto gestor-monitoring gestor-managing gestor-web"
+UNITS_MEASURED="influxdb gestor-monitoring gestor-managing gestor-web"
 
 # measure QUANTITY VALUE: one line of WORK/measure.tsv, echoed to the log
 measure() {
