@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -181,3 +182,73 @@ def test_working_kvm_is_kept(fake_qemu):
 def test_tcg_that_does_not_start_either_is_an_error(fake_qemu):
     p = bash(START, {**fake_qemu, "FAKE_KVM": "abort", "FAKE_TCG": "fail"})
     assert p.returncode == 1 and "qemu did not start with TCG either" in p.stderr, p.stderr
+
+
+# --- issue 36: --arch arm64 -------------------------------------------------------------------
+
+SCRIPT = REPO / "tools" / "vm-check.sh"
+
+
+def test_arm64_boots_the_virt_board_with_a_cortex_a53_and_its_serial_console(fake_qemu, tmp_path):
+    arm = tmp_path / "bin" / "qemu-system-aarch64"
+    arm.write_text(FAKE_QEMU)
+    arm.chmod(0o755)
+    env = {**fake_qemu, "ARCH": "arm64", "VM_CPUS": "4", "VM_MEM": "512"}
+    p = bash('ACCEL=(-accel tcg,thread=multi -cpu cortex-a53)\nstart_vm_probed\necho "ACCEL=${ACCEL[*]}"', env)
+    assert p.returncode == 0, p.stderr
+    calls = Path(fake_qemu["FAKE_LOG"]).read_text().splitlines()
+    assert len(calls) == 1, calls   # no KVM probe: one start, with TCG
+    c = calls[0]
+    for part in ("-machine virt", "-cpu cortex-a53", "-accel tcg,thread=multi", "-smp 4", "-m 512",
+                 "console=ttyAMA0", "virtio-rng-pci"):
+        assert part in c, (part, c)
+    assert "q35" not in c and "ttyS0" not in c
+
+
+def test_amd64_still_boots_q35_with_ttys0(fake_qemu):
+    p = bash(START, {**fake_qemu, "FAKE_KVM": "ok"})
+    assert p.returncode == 0, p.stderr
+    c = Path(fake_qemu["FAKE_LOG"]).read_text().splitlines()[0]
+    assert "-machine q35" in c and "console=ttyS0" in c and "-m 2048" in c
+
+
+@pytest.mark.parametrize("text,ok", [
+    ("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\n", True),
+    ("enabled\ninterpreter /usr/bin/qemu-aarch64\nflags: OC\noffset 0\n", False),       # no F: not in a chroot
+    ("disabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: F\noffset 0\n", False),
+    (None, False),                                                                       # not registered
+])
+def test_binfmt_aarch64_needs_an_enabled_entry_with_the_f_flag(tmp_path, text, ok):
+    if text is not None:
+        (tmp_path / "qemu-aarch64").write_text(text)
+    p = bash("binfmt_aarch64 && echo yes || echo no", {"BINFMT_DIR": str(tmp_path)})
+    assert p.stdout.strip() == ("yes" if ok else "no"), p.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--arch", "riscv64"], ["--arch riscv64", "amd64", "arm64"]),
+    (["--mem", "lots"], ["--mem lots", "whole number of MB"]),
+    (["--mem", "128"], ["--mem 128", "at least 256 MB"]),
+    (["--soak-min", "x"], ["--soak-min x", "whole number of minutes"]),
+    (["--arch"], ["--arch needs a value"]),
+])
+def test_bad_options_are_refused_naming_the_value_and_what_is_allowed(tmp_path, args, words):
+    p = subprocess.run([BASH, str(SCRIPT), str(tmp_path / "w"), *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    for w in words:
+        assert w in p.stderr, (w, p.stderr)
+    assert not (tmp_path / "w").exists()   # refused before anything is made
+
+
+def test_measures_of_two_runs_side_by_side(tmp_path):
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    a.write_text("machine\tarm64, 4 vCPUs, 512 MB\ninstall\t900 s\nswap\t0 MB\n")
+    b.write_text("machine\tamd64, 2 vCPUs, 2048 MB\ninstall\t120 s\nstop-loads: done\t300 ms\n")
+    p = subprocess.run([sys.executable, str(REPO / "tools" / "vm_check.py"), "measures", str(a), str(b)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert "arm64, 4 vCPUs, 512 MB" in lines[0] and "amd64, 2 vCPUs, 2048 MB" in lines[0]
+    assert [ln.split("|")[0].strip() for ln in lines[2:]] == ["install", "swap", "stop-loads: done"]
+    assert "900 s" in lines[2] and "120 s" in lines[2]
+    assert lines[3].split("|")[2].strip() == "-" and lines[4].split("|")[1].strip() == "-"

@@ -47,10 +47,16 @@ apt_mirror() {
 
 # start_vm: QEMU daemonized with ACCEL on DISK (kernel and initrd in WORK), console to SERIAL, ssh
 # forwarded from 127.0.0.1:PORT; returns QEMU's exit status (non-zero: it did not start).
+# ARCH arm64: qemu-system-aarch64's "virt" board (no firmware: the kernel is loaded directly), its
+# PL011 serial console ttyAMA0, and a virtio RNG (sshd's keys do not wait for entropy under TCG).
 start_vm() {
-  qemu-system-x86_64 "${ACCEL[@]}" -machine q35 -smp "$VM_CPUS" -m "$VM_MEM" \
+  local qemu=(qemu-system-x86_64 -machine q35) console=ttyS0
+  if [ "${ARCH:-amd64}" = arm64 ]; then
+    qemu=(qemu-system-aarch64 -machine virt -device virtio-rng-pci); console=ttyAMA0
+  fi
+  "${qemu[@]}" "${ACCEL[@]}" -smp "$VM_CPUS" -m "$VM_MEM" \
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.journald.forward_to_console=0" \
+    -append "root=/dev/vda rw console=$console net.ifnames=0 systemd.journald.forward_to_console=0" \
     -drive "file=$DISK,if=virtio,format=qcow2,cache=unsafe" \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:22" -device virtio-net-pci,netdev=n0 \
     -display none -chardev "file,id=s0,path=$SERIAL,append=on" -serial chardev:s0 -monitor none -no-reboot \
@@ -84,4 +90,12 @@ start_vm_probed() {
   ACCEL=("${TCG[@]}")
   : > "$SERIAL"
   start_vm || die "qemu did not start with TCG either (exit $?; $LOGS/qemu.log)"
+}
+
+# binfmt_aarch64: true when this kernel runs arm64 ELF binaries through QEMU by itself, also inside
+# a chroot: binfmt_misc's qemu-aarch64 entry enabled with the F flag (the interpreter opened when
+# registered, so the chroot needs no copy of it; binfmt_misc.rst in the kernel's documentation).
+binfmt_aarch64() {
+  local f=${BINFMT_DIR:-/proc/sys/fs/binfmt_misc}/qemu-aarch64
+  [ -r "$f" ] && grep -qx enabled "$f" && grep -q '^flags:.*F' "$f"
 }

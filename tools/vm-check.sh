@@ -23,44 +23,79 @@
 # Takes ~2-5 min to build the image the first time (cached afterwards), then ~25 min of checks
 # under TCG (measured here: nested KVM hung the guest's kernel, so TCG); less with a working KVM.
 #
-# Run:   sudo tools/vm-check.sh [--rebuild] [--keep] [WORKDIR]
-#   WORKDIR    image, logs and results (default /tmp/gestor-vm; never inside the repo)
-#   --rebuild  build the base image again (else the cached WORKDIR/base.img is reused)
-#   --keep     leave the VM running at the end (ssh command printed) instead of powering it off
-# Results: WORKDIR/results.tsv and WORKDIR/table.txt; logs in WORKDIR/logs/ (serial console,
+# --arch arm64 (issue 36): the same on a Raspberry Pi's CPU, emulated: debootstrap --arch=arm64 (its
+# second stage runs the arm64 binaries through qemu-user-static, binfmt_misc with the F flag; the
+# kernel from Debian's linux-image-arm64), booted with qemu-system-aarch64 -M virt -cpu cortex-a53
+# (a Zero 2 W's and a Pi 3's core), 4 vCPUs, 512 MB (a Zero 2 W; --mem 1024 for a Pi 3), TCG
+# (no KVM for another architecture): expect hours rather than minutes on a small host.
+# Both architectures then measure (tools/vm-check-measure.sh, WORKDIR/measure.tsv): the install's
+# time, stop-loads (first relay command, done), managing's and monitoring's CPU per cycle, a
+# reading's path meter -> InfluxDB, the page's year view cold and warm, `gestor simulate` of one
+# day, and after --soak-min minutes of the example with the page open every unit's RSS, the
+# system's memory, swap and the OOM killer's lines (one more check: < 400 MB used, no OOM kill).
+#
+# Run:   sudo tools/vm-check.sh [--arch amd64|arm64] [--mem MB] [--soak-min N] [--rebuild] [--build-only] [--keep] [WORKDIR]
+#   WORKDIR      image, logs and results (default /tmp/gestor-vm, /tmp/gestor-vm-arm64; never inside the repo)
+#   --arch       amd64 (default: 2 vCPUs, 2048 MB, KVM when it works) or arm64 (4 vCPUs, 512 MB, TCG)
+#   --mem MB     the guest's memory (default 2048 for amd64, 512 for arm64)
+#   --soak-min N minutes of the example with the page open before the memory is read (default 30)
+#   --rebuild    build the base image again (else the cached WORKDIR/base.img is reused)
+#   --build-only build (or keep) the base image and exit
+#   --keep       leave the VM running at the end (ssh command printed) instead of powering it off
+# Results: WORKDIR/results.tsv, WORKDIR/measure.tsv and WORKDIR/table.txt (both tables; compare runs
+# with `python3 tools/vm_check.py measures A/measure.tsv B/measure.tsv`); logs in WORKDIR/logs/ (serial console,
 # install output, journals).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 # shellcheck source=tools/vm-check-lib.sh
-. "$HERE/vm-check-lib.sh"   # log, die, apt_mirror, start_vm, start_vm_probed
-WORK=/tmp/gestor-vm
+. "$HERE/vm-check-lib.sh"   # log, die, apt_mirror, start_vm, start_vm_probed, binfmt_aarch64
+# shellcheck source=tools/vm-check-measure.sh
+. "$HERE/vm-check-measure.sh"   # measure_all
+WORK=""
 REBUILD=""
 KEEP=""
-for a in "$@"; do
+BUILD_ONLY=""
+ARCH=amd64
+VM_MEM=""
+SOAK_MIN=30
+while [ $# -gt 0 ]; do
+  a=$1; shift
   case "$a" in
     --rebuild) REBUILD=1 ;;
     --keep) KEEP=1 ;;
+    --build-only) BUILD_ONLY=1 ;;
+    --arch|--mem|--soak-min)
+      [ $# -gt 0 ] || { echo "vm-check: $a needs a value" >&2; exit 2; }
+      v=$1; shift
+      case "$a" in --arch) ARCH=$v ;; --mem) VM_MEM=$v ;; --soak-min) SOAK_MIN=$v ;; esac ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "vm-check: unknown option $a" >&2; exit 2 ;;
     *) WORK=$a ;;
   esac
 done
+case "$ARCH" in
+  amd64) VM_CPUS=2; VM_MEM=${VM_MEM:-2048}; WORK=${WORK:-/tmp/gestor-vm} ;;
+  arm64) VM_CPUS=4; VM_MEM=${VM_MEM:-512}; WORK=${WORK:-/tmp/gestor-vm-arm64} ;;
+  *) echo "vm-check: --arch $ARCH: allowed are amd64 (the default) and arm64" >&2; exit 2 ;;
+esac
+case "$VM_MEM" in ''|*[!0-9]*) echo "vm-check: --mem $VM_MEM: a whole number of MB is allowed (512: a Zero 2 W, 1024: a Pi 3)" >&2; exit 2 ;; esac
+[ "$VM_MEM" -ge 256 ] || { echo "vm-check: --mem $VM_MEM: at least 256 MB is allowed" >&2; exit 2; }
+case "$SOAK_MIN" in ''|*[!0-9]*) echo "vm-check: --soak-min $SOAK_MIN: a whole number of minutes is allowed" >&2; exit 2 ;; esac
 mkdir -p "$WORK" && WORK=$(cd "$WORK" && pwd)
 case "$WORK/" in "$REPO"/*) echo "vm-check: the work directory must not be inside the repository" >&2; exit 2 ;; esac
 [ "$(id -u)" -eq 0 ] || { echo "vm-check: run as root (debootstrap, mkfs)" >&2; exit 2; }
 
 LOGS=$WORK/logs
 RESULTS=$WORK/results.tsv
+MEASURES=$WORK/measure.tsv   # vm-check-measure.sh
 KEY=$WORK/id_ed25519
 BASE=$WORK/base.img
 DISK=$WORK/run.qcow2
 PIDFILE=$WORK/qemu.pid
 SHARED_DATA=${GESTOR_SHARED_DATA:-$REPO/../shared/data}
 MIRROR=${GESTOR_VM_MIRROR:-}   # else the host's own (apt_mirror), when the image is built
-VM_CPUS=2
-VM_MEM=2048
 WEB_PW="vm-check-password-1234"
 mkdir -p "$LOGS"
 : > "$RESULTS"
@@ -75,7 +110,13 @@ row() {
 # ---------------------------------------------------------------------------------------------
 # host tools
 need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+if [ "$ARCH" = arm64 ]; then
+  command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
+  # debootstrap's second stage runs the arm64 binaries through qemu-user-static (binfmt_misc)
+  [ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static binfmt-support)
+else
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+fi
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
@@ -95,8 +136,13 @@ build_image() {
   log "building the base image (debootstrap bookworm from $MIRROR; ~10 min)"
   rm -rf "$root" "$BASE" "$WORK/vmlinuz" "$WORK/initrd.img" "$KEY" "$KEY.pub"
   ssh-keygen -q -t ed25519 -N "" -C gestor-vm-check -f "$KEY"
-  local pkgs=linux-image-amd64,systemd-sysv,udev,dbus,kmod,initramfs-tools,python3,python3-venv,sudo,ca-certificates,iproute2,openssh-server,curl,procps,netbase,less,e2fsprogs
-  debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$MIRROR" > "$LOGS/debootstrap.log" 2>&1 \
+  local dbarch=()
+  if [ "$ARCH" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ]; then
+    binfmt_aarch64 || die "arm64 binaries do not run here through binfmt_misc (needed for debootstrap's second stage): /proc/sys/fs/binfmt_misc/qemu-aarch64 missing, disabled or without the F flag; install qemu-user-static and binfmt-support, or mount binfmt_misc"
+    dbarch=(--arch=arm64)
+  fi
+  local pkgs=linux-image-$ARCH,systemd-sysv,udev,dbus,kmod,initramfs-tools,python3,python3-venv,sudo,ca-certificates,iproute2,openssh-server,curl,procps,netbase,less,e2fsprogs
+  debootstrap "${dbarch[@]}" --variant=minbase --include="$pkgs" bookworm "$root" "$MIRROR" > "$LOGS/debootstrap.log" 2>&1 \
     || { tail -30 "$LOGS/debootstrap.log" >&2; die "debootstrap failed (log: $LOGS/debootstrap.log)"; }
   echo gestor-vm > "$root/etc/hostname"
   printf '127.0.0.1 localhost\n127.0.1.1 gestor-vm\n::1 localhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
@@ -140,9 +186,11 @@ build_image() {
 }
 if [ -n "$REBUILD" ] || [ ! -f "$BASE" ] || [ ! -f "$WORK/vmlinuz" ] || [ ! -f "$KEY" ]; then
   T0=$SECONDS; build_image; BUILD_S="built in $((SECONDS - T0)) s"
+  log "base image $BUILD_S"
 else
   log "reusing the cached base image $BASE (--rebuild to build it again)"; BUILD_S=cached
 fi
+[ -z "$BUILD_ONLY" ] || exit 0
 
 # ---------------------------------------------------------------------------------------------
 # boot a throwaway copy (qcow2 overlay on the cached base)
@@ -154,7 +202,10 @@ qemu-img create -q -f qcow2 -F raw -b "$BASE" "$DISK" || die "qemu-img create fa
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ACCEL=(-enable-kvm -cpu host)
 TCG=(-accel tcg,thread=multi -cpu max)
-if ! [ -w /dev/kvm ]; then
+if [ "$ARCH" = arm64 ]; then
+  # a Zero 2 W's and a Pi 3's core (Cortex-A53), emulated: no KVM for another architecture
+  ACCEL=(-accel tcg,thread=multi -cpu cortex-a53)
+elif ! [ -w /dev/kvm ]; then
   log "WARNING: /dev/kvm is missing or not writable: TCG emulation, several times slower"
   ACCEL=("${TCG[@]}")
 fi
@@ -187,10 +238,11 @@ log "booting the VM (${ACCEL[*]}, $VM_CPUS vCPUs, $VM_MEM MB; ssh on 127.0.0.1:$
 : > "$SERIAL"
 T0=$SECONDS
 start_vm_probed
-if wait_ssh 900; then
-  row "VM boots, ssh answers" "booted within 900 s" "$((SECONDS - T0)) s (${ACCEL[*]}; base image: $BUILD_S)" PASS
+BOOT_MAX_S=900; [ "$ARCH" = arm64 ] && BOOT_MAX_S=1800   # an emulated Cortex-A53: several times slower
+if wait_ssh $BOOT_MAX_S; then
+  row "VM boots, ssh answers" "booted within $BOOT_MAX_S s" "$((SECONDS - T0)) s (${ACCEL[*]}; base image: $BUILD_S)" PASS
 else
-  row "VM boots, ssh answers" "booted within 900 s" "no ssh after $((SECONDS - T0)) s; console: $(tail -5 "$SERIAL" | tr -d '\r')" FAIL
+  row "VM boots, ssh answers" "booted within $BOOT_MAX_S s" "no ssh after $((SECONDS - T0)) s; console: $(tail -5 "$SERIAL" | tr -d '\r')" FAIL
   python3 "$HERE/vm_check.py" table "$RESULTS" | tee "$WORK/table.txt"; exit 1
 fi
 
@@ -270,6 +322,10 @@ loads_auto() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# the measurements (issue 36): timings, then the example with the page open SOAK_MIN minutes
+measure_all
+
+# ---------------------------------------------------------------------------------------------
 # 2. stop-loads and --release
 loads_on
 BEFORE=$(vmq "$H loads")
@@ -326,7 +382,7 @@ for _ in $(seq 120); do kill -0 "$(cat "$PIDFILE" 2>/dev/null)" 2>/dev/null || b
 T0=$SECONDS
 echo "----- reboot -----" >> "$SERIAL"
 start_vm || die "qemu did not start again after the reboot ($LOGS/qemu.log)"
-if wait_ssh 900; then
+if wait_ssh $BOOT_MAX_S; then
   sleep 20
   for u in gestor-monitoring gestor-managing influxdb; do
     st=""; for _ in $(seq 30); do st=$(active $u); [ "$st" = active ] && break; sleep 2; done
@@ -335,7 +391,7 @@ if wait_ssh 900; then
   AGE=$(vmq 'f=/run/gestor/reading.json; [ -f $f ] && echo $(( $(date +%s) - $(stat -c %Y $f) ))')
   row "after reboot: readings arriving" "reading.json < 15 s old" "${AGE:-missing} s old (boot to ssh: $((SECONDS - T0)) s)" "$( { [ -n "$AGE" ] && [ "$AGE" -le 15 ]; } >/dev/null 2>&1 && echo PASS || echo FAIL)"
 else
-  row "after reboot: VM back" "ssh within 900 s" "no ssh; console: $(tail -5 "$SERIAL" | tr -d '\r')" FAIL
+  row "after reboot: VM back" "ssh within $BOOT_MAX_S s" "no ssh; console: $(tail -5 "$SERIAL" | tr -d '\r')" FAIL
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -423,6 +479,8 @@ vmq 'journalctl -b --no-pager' > "$LOGS/journal-boot2.txt" 2>&1
   echo "gestor vm-check: commit $COMMIT ($(git -C "$REPO" log -1 --format=%s "$COMMIT" | cut -c1-80))"
   echo "run $(date -u +%Y-%m-%dT%H:%MZ), ${ACCEL[*]}, $VM_CPUS vCPUs, $VM_MEM MB; logs in $LOGS"
   python3 "$HERE/vm_check.py" table "$RESULTS"
+  echo
+  python3 "$HERE/vm_check.py" measures "$MEASURES"
 } | tee "$WORK/table.txt"
 if [ -n "$KEEP" ]; then
   echo "VM left running: ssh ${SSHO[*]} root@127.0.0.1   (stop: kill \$(cat $PIDFILE))"

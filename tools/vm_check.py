@@ -13,6 +13,7 @@ Inside the VM (copied there as /root/vm_check.py, run as root):
                                 POST /api/stop {"confirm": "STOP"}; JSON: status codes and answer
 On the host:
   table RESULTS.tsv             the results (check, expected, observed, PASS/FAIL) as a table
+  measures MEASURE.tsv...       the measurements of one or more runs side by side (vm-check-measure.sh)
 """
 from __future__ import annotations
 
@@ -128,7 +129,11 @@ def signal_and_watch(unit: str, sig: int, timeout: float) -> dict:
     return r
 
 
-def web_stop(url: str, password: str) -> dict:
+def web_login(url: str, password: str) -> tuple:
+    """Log in to the page at ``url`` (cookie jar, the CSRF token of the login form). Returns
+    ``(call, out, page_token)``: ``call(method, path, data=None, headers=None)`` -> (status, body)
+    in that session, the status codes so far in ``out`` (``out["error"]`` on a failure) and the
+    page's CSRF token for POSTs (None when the login failed)."""
     jar = http.cookiejar.CookieJar()
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -159,11 +164,16 @@ def web_stop(url: str, password: str) -> dict:
 
     login_token = token("/login", "get_login", r'name="csrf_token" value="([^"]+)"', "no csrf_token in the login form")
     if login_token is None:
-        return out
+        return call, out, None
     code, _ = call("POST", "/login", urllib.parse.urlencode({"csrf_token": login_token, "password": password}).encode(),
                    {"Content-Type": "application/x-www-form-urlencoded"})
     out["post_login"] = code
     page_token = token("/", "get_page", r'name="csrf-token" content="([^"]+)"', "no csrf-token on the page (not logged in?)")
+    return call, out, page_token
+
+
+def web_stop(url: str, password: str) -> dict:
+    call, out, page_token = web_login(url, password)
     if page_token is None:
         return out
     t0 = time.monotonic()
@@ -218,6 +228,28 @@ def table(path: str) -> str:
     return "\n".join(lines)
 
 
+def measures(paths: list[str]) -> str:
+    """The measurements of several runs (vm-check-measure.sh's measure.tsv files: quantity, value)
+    side by side, one column per file, headed by its "machine" line; quantities in first-seen order."""
+    cols: list[dict[str, str]] = []
+    order: list[str] = []
+    for p in paths:
+        d: dict[str, str] = {}
+        with open(p) as fh:
+            for line in fh:
+                k, _, v = line.rstrip("\n").partition("\t")
+                d[k] = v
+                if k not in order and k != "machine":
+                    order.append(k)
+        cols.append(d)
+    rows = [("measured", *(c.get("machine", p) for c, p in zip(cols, paths)))]
+    rows += [(k, *(c.get(k, "-") for c in cols)) for k in order]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+    lines.insert(1, "+".join("-" * (w + 2) for w in widths))
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
@@ -247,6 +279,9 @@ def main(argv: list[str]) -> int:
         return 0
     if cmd == "table":
         print(table(args[0]))
+        return 0
+    if cmd == "measures":
+        print(measures(args))
         return 0
     print(__doc__)
     return 2
