@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gestor.managing")
 
+# Home Assistant's longest state (homeassistant.const MAX_LENGTH_STATE_STATE, 255 characters): a
+# longer one is refused ("Invalid state with length ...", the sensor falls back to unknown)
+HA_STATE_MAX_CHARS = 255
+
 
 def _round(v: float | None, digits: int) -> float | None:
     return None if v is None else round(float(v), digits)
@@ -83,8 +87,10 @@ class ManagingMqtt:
         (:func:`gestor.i18n.reasons.render_text`; what the reason sensor shows) and
         ``reason_data``, its code and parameters (:func:`gestor.core.reasons.as_data`; None for
         a text of no code)."""
-        return {"reason": text, "reason_text": render_text(text, self.s.mqtt.language, gender),
-                "reason_data": as_data(text)}
+        shown = render_text(text, self.s.mqtt.language, gender)
+        if len(shown) > HA_STATE_MAX_CHARS:  # Home Assistant refuses the whole state ("unknown")
+            shown = shown[:HA_STATE_MAX_CHARS - 1] + "…"
+        return {"reason": text, "reason_text": shown, "reason_data": as_data(text)}
 
     def close(self) -> None:
         """The loads as they are left published, then disconnected."""
