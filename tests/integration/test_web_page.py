@@ -69,6 +69,7 @@ def axe_violations(b) -> list[str]:
     from axe_selenium_python import Axe
     axe = Axe(b)
     axe.inject()
+    b.set_script_timeout(300)  # a bound, not a timing: axe on a year of charts is slow on a loaded machine
     res = axe.run()
     return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:4]}"
             for v in res["violations"]]

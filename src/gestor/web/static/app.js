@@ -415,7 +415,7 @@
     const day = dateInput.value;
     if (!day) return;
     const mine = ++asked;
-    $("#range-title").textContent = "";
+    $("#range-title").textContent = "…";  // never an empty heading (axe: empty-heading) while it loads
     if (hasRange !== false) {
       try {
         const r = await api(`/api/range?view=${view}&date=${encodeURIComponent(day)}`);
