@@ -24,10 +24,7 @@ until killed. Every answer is a recorded real one (the fixtures' own files cite 
 from __future__ import annotations
 
 import argparse
-import socket
-import struct
 import threading
-import time
 
 HUAWEI_NAME = "SUN2000-5KTL-L1"
 
@@ -50,21 +47,14 @@ def fronius(ip: str) -> None:
 
 
 def sma(ip: str, net_w: float = 1100.0) -> None:
-    from tests.emulators.speedwire import GROUP, PORT, net, recorded
+    from tests.emulators.lan_devices import send_speedwire
+    from tests.emulators.speedwire import net, recorded
     base = recorded()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ip))
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, struct.pack("b", 1))
-
-    def send() -> None:
-        stamp_ms = int.from_bytes(base[24:28], "big")
-        export_wh = 12_000_000.0
-        while True:   # each datagram a new timestamp (pysma-plus drops a repeat), the counter moving
-            stamp_ms += 500
-            export_wh += net_w * 0.5 / 3600
-            sock.sendto(net(base, net_w, 8_000_000.0, export_wh, stamp_ms), (GROUP, PORT))
-            time.sleep(0.5)
-    threading.Thread(target=send, daemon=True).start()
+    first = int.from_bytes(base[24:28], "big")
+    # the export counter moving with the power, from 12 MWh at the first datagram's time
+    send_speedwire(ip, lambda stamp: net(base, net_w, 8_000_000.0,
+                                         12_000_000.0 + net_w * ((stamp - first) % 2**32) / 3_600_000, stamp),
+                   first)
 
 
 def goodwe(ip: str, net_w: int = 1101) -> None:

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "setup"
 
@@ -104,13 +105,8 @@ def modbus_server(ip: str, port: int, address: int, regs: list[int]) -> None:
             await ModbusTcpServer(device, address=(ip, port)).serve_forever()
         loop.run_until_complete(serve())
     threading.Thread(target=main, daemon=True).start()
-    for _ in range(100):
-        try:
-            socket.create_connection((ip, port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the Modbus server did not listen on {port}")
+    from tests.emulators.modbus_server import wait_port
+    wait_port(port, ip)
 
 
 def sunspec(ip: str) -> None:
@@ -138,19 +134,27 @@ def goodwe(ip: str) -> None:
     threading.Thread(target=serve, daemon=True).start()
 
 
-def sma(ip: str) -> None:
-    packet = base64.b64decode(fixture("sma_shm2_packet.json")["packet"])
+def send_speedwire(ip: str, datagram: Callable[[int], bytes], stamp_ms: int) -> None:
+    """Send ``datagram(timestamp_ms)`` to SMA's multicast group from ``ip`` every 0.5 s, in a
+    daemon thread, the timestamp 500 ms on each time (a real meter's every datagram has a new
+    one; pysma-plus drops a repeat)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ip))
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
 
     def send() -> None:
-        stamp_ms = int.from_bytes(packet[24:28], "big")
-        while True:   # a real meter's every datagram has a new timestamp (pysma-plus drops repeats)
-            stamp_ms = (stamp_ms + 500) & 0xFFFFFFFF
-            sock.sendto(packet[:24] + stamp_ms.to_bytes(4, "big") + packet[28:], ("239.12.255.254", 9522))
-            time.sleep(0.5)
+        stamp = stamp_ms
+        while True:
+            stamp = (stamp + 500) & 0xFFFFFFFF
+            sock.sendto(datagram(stamp), ("239.12.255.254", 9522))
+            time.sleep(0.5)   # the meter's own pace, not a wait on the test
     threading.Thread(target=send, daemon=True).start()
+
+
+def sma(ip: str) -> None:
+    packet = base64.b64decode(fixture("sma_shm2_packet.json")["packet"])
+    send_speedwire(ip, lambda stamp: packet[:24] + stamp.to_bytes(4, "big") + packet[28:],
+                   int.from_bytes(packet[24:28], "big"))
 
 
 def main() -> None:

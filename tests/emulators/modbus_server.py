@@ -133,7 +133,7 @@ class RegisterServer:
         """Serve Modbus TCP on ``host:port`` (a test LAN's host gives its own address)."""
         self.address = (host, port)
         self._run(lambda: ModbusTcpServer(self._device(), address=self.address))
-        _wait_port(port, host)
+        wait_port(port, host)
         return self
 
     def start_rtu(self, tmp: Path) -> "RegisterServer":
@@ -206,7 +206,8 @@ def _cast(v: float, dtype: str) -> float | int:
     return float(v) if dtype == "float32" else int(round(v))
 
 
-def _wait_port(port: int, host: str = "127.0.0.1") -> None:
+def wait_port(port: int, host: str = "127.0.0.1") -> None:
+    """Return once ``host:port`` accepts a TCP connection (polled, at most ~25 s); else RuntimeError."""
     import socket
     for _ in range(100):
         try:
