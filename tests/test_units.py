@@ -54,6 +54,15 @@ def test_units_are_notify_with_watchdog_and_hardened(name):
     assert s["RuntimeDirectoryPreserve"] == ["yes"]  # both units share /run/gestor
 
 
+def test_managing_restarts_soon_and_for_ever_but_not_on_invalid_settings():
+    s = _service("gestor-managing.service")
+    unit = (REPO / "daemons" / "gestor-managing.service").read_text()
+    # the loads are off while it waits (ExecStopPost): 2 s (issue 36: kill -9 to active again took
+    # 30.9 s under emulated arm64 with 5 s); no start limit, since 5 starts in 10 s is reachable
+    assert s["RestartSec"] == ["2"] and "\nStartLimitIntervalSec=0\n" in unit
+    assert s["RestartPreventExitStatus"] == ["2"]  # gestor's exit status for invalid settings
+
+
 def test_managing_switches_the_loads_off_whenever_it_stops():
     s = _service("gestor-managing.service")
     (post,) = s["ExecStopPost"]
