@@ -80,7 +80,8 @@ class Stack:
     """The processes this run started, stopped (reverse order) by :meth:`stop`."""
 
     def __init__(self, tmp: Path, env: dict[str, str]):
-        self.tmp, self.env, self.procs = tmp, env, {}
+        self.tmp, self.env = tmp, env
+        self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, label: str, argv: list[str]) -> subprocess.Popen:
         with open(self.tmp / f"{label}.log", "ab") as log:
