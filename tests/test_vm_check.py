@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -404,3 +405,27 @@ measure_all
     used = "system memory used after 30 min (MemTotal - MemAvailable)"
     assert vm_d[used] == "300 MB of 470 MB; page open: 380 requests, 0 not 200"
     assert host_d[used].startswith(host_measure.SYSTEM_NOTE)
+
+
+def test_the_example_settings_are_the_installed_ones_on_loopback_under_the_run_s_folder(tmp_path):
+    from gestor.settings import parse_settings
+    raw = host_measure.example_settings(tmp_path, 18086, 18080)
+    s = parse_settings(raw, "settings.yaml", tmp_path / "settings.yaml")
+    assert raw["web"]["listen"] == "127.0.0.1:18080"
+    assert (raw["store"]["kind"], raw["store"]["host"], raw["store"]["port"]) == ("influxdb1", "127.0.0.1", 18086)
+    assert raw["paths"] == {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")}
+    assert raw["meter"]["driver"] == "replay" and raw["meter"]["same_time_of_day"] is True   # as install.sh writes it
+    assert Path(raw["meter"]["path"]) == host_measure.DATA / host_measure.CSV
+    assert {ld.name for ld in s.loads} == {"water_heater", "pool_pump"}
+
+
+def test_the_stack_stops_every_process_it_started(tmp_path):
+    stack = host_measure.Stack(tmp_path, dict(os.environ))
+    deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('deaf', flush=True); time.sleep(60)"
+    procs = [stack.start("a", ["sleep", "60"]), stack.start("b", [sys.executable, "-c", deaf])]
+    for _ in range(600):   # until b ignores SIGTERM (at most a minute)
+        if "deaf" in (tmp_path / "b.log").read_text() or procs[1].poll() is not None:
+            break
+        time.sleep(0.1)
+    stack.stop(grace_s=0.5)   # b is killed after its grace
+    assert procs[0].poll() is not None and procs[1].poll() == -signal.SIGKILL

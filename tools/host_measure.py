@@ -92,13 +92,14 @@ class Stack:
     def gestor(self, label: str, cmd: str, settings: Path) -> subprocess.Popen:
         return self.start(label, [str(BIN / "gestor"), cmd, "--config", str(settings)])
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 20) -> None:
+        """SIGTERM each, the last started first (InfluxDB last, so the daemons flush to it); SIGKILL
+        one that has not exited within ``grace_s`` s."""
         for p in reversed(list(self.procs.values())):
             if p.poll() is None:
                 p.terminate()
-        for p in self.procs.values():
             try:
-                p.wait(20)
+                p.wait(grace_s)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -204,6 +205,8 @@ def run(args: argparse.Namespace, tmp: Path, stack: Stack, out: Path) -> None:
 
 
 def _terminate(signum, frame):
+    """SIGTERM/SIGHUP: say so and unwind (main's finally stops the processes)."""
+    print(f"host-measure: {signal.Signals(signum).name}: stopping", file=sys.stderr)
     raise SystemExit(128 + signum)
 
 
