@@ -5,12 +5,15 @@ from a sample root: no mirror is contacted), and QEMU with KVM that does not sta
 once falls back to TCG. QEMU here is a fake executable on PATH (a small shell script)."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -252,3 +255,177 @@ def test_measures_of_two_runs_side_by_side(tmp_path):
     assert [ln.split("|")[0].strip() for ln in lines[2:]] == ["install", "swap", "stop-loads: done"]
     assert "900 s" in lines[2] and "120 s" in lines[2]
     assert lines[3].split("|")[2].strip() == "-" and lines[4].split("|")[1].strip() == "-"
+
+
+# --- issue 36: the "this machine" column (tools/host_measure.py) ------------------------------
+
+TOOLS = REPO / "tools"
+sys.path.insert(0, str(TOOLS))
+import host_measure  # noqa: E402
+import vm_measure  # noqa: E402
+
+
+def test_cpu_and_memory_take_a_pid_with_a_label_and_a_missing_kernel_log_is_said(tmp_path):
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        r = vm_measure.cpu(str(p.pid), 0.05, 0.05)
+        assert r["pid"] == p.pid and "cpu_ms_per_cycle" in r and "error" not in r, r
+        m = vm_measure.memory([f"sleeper={p.pid}"], kernel_log="true")
+        assert m["units"]["sleeper"]["rss_mb"] > 0 and m["units"]["sleeper"]["cgroup_mb"] is None
+        assert m["oom_count"] == 0 and "error" not in m
+        m = vm_measure.memory([str(p.pid)], kernel_log=str(tmp_path / "no-such-log"))
+        assert str(p.pid) in m["units"] and m["oom_count"] is None and "kernel log unreadable" in m["error"]
+    finally:
+        p.kill()
+        p.wait()
+    assert "has no running process" in vm_measure.cpu(str(p.pid), 0.05, 0.05)["error"]
+
+
+def fake(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_stop_time_and_simulate_run_the_given_programs_on_the_given_files(tmp_path):
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "water_heater.json").write_text('{"on": true, "since_s": 1}')
+    stop = fake(tmp_path / "stop-loads", f'echo "$@" > {tmp_path}/stop-args\n'
+                f'python3 -c "import json,time; json.dump({{\'on\': False, \'since_s\': time.time()}}, open(\'{sim}/water_heater.json\', \'w\'))"\n')
+    r = vm_measure.stop_time(stop, str(tmp_path / "s.yaml"), str(sim))
+    assert (tmp_path / "stop-args").read_text().split() == ["--config", str(tmp_path / "s.yaml")]
+    assert r["exit"] == 0 and r["first_cmd_ms"] is not None and r["done_ms"] >= 0
+    assert r["loads_before"] == "water_heater=on" and r["loads_after"] == "water_heater=off"
+    gestor = fake(tmp_path / "gestor", 'echo "$@"\n')
+    r = vm_measure.simulate("day.csv", "2022-06-12", gestor, "s.yaml")
+    assert r["exit"] == 0
+    assert r["last_line"] == "simulate day.csv --config s.yaml --from 2022-06-12 --to 2022-06-13"
+
+
+def test_the_reading_path_asks_the_given_influxdb(tmp_path):
+    import http.server
+    import threading
+
+    class Influx(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"results": [{"series": [{"values": [[1765000000000, -250.0]]}]}]}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Influx)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        assert vm_measure.influx_last_ms(f"http://127.0.0.1:{srv.server_port}") == 1765000000000
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.parametrize("tool,args,words", [
+    ("vm_measure.py", ["cpu", "gestor-managing.service"], ["required", "seconds"]),
+    ("vm_measure.py", ["cpu", "123", "0", "10"], ["SECONDS and INTERVAL_S must be above 0"]),
+    ("vm_measure.py", ["simulate", "a.csv", "2022-13-01"], ["invalid", "2022-13-01"]),
+    ("vm_measure.py", ["rows", "speed", "{}"], ["invalid choice: 'speed'"]),
+    ("vm_measure.py", ["rows", "path", "not json"], ["rows path: the result is not JSON"]),
+    ("vm_measure.py", ["rows", "path", "{}", "points"], ["'points' is not NAME=VALUE"]),
+    ("vm_measure.py", ["fly"], ["invalid choice: 'fly'"]),
+    ("host_measure.py", ["--soak-min", "0"], ["--soak-min 0", "at least 1"]),
+    ("host_measure.py", ["--soak-min", "half"], ["--soak-min", "invalid int value"]),
+    ("host_measure.py", ["--out", "/no/such/dir/m.tsv"], ["--out /no/such/dir/m.tsv", "does not exist"]),
+])
+def test_bad_arguments_are_one_sentence_and_exit_2(tool, args, words):
+    p = subprocess.run([sys.executable, str(TOOLS / tool), *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    for w in words:
+        assert w in p.stderr, (w, p.stderr)
+    assert "Traceback" not in p.stderr
+
+
+CANNED = {
+    "cpu": {"pid": 7, "seconds": 120.0, "cycles": 12.0, "cpu_ms_per_cycle": 35.2, "cpu_share_pct": 0.35},
+    "path": {"points": 6, "median_ms": 5400, "max_ms": 9800, "min_ms": 700},
+    "stop-time": {"exit": 0, "loads_after": "water_heater=off pool_pump=off", "first_cmd_ms": 310, "done_ms": 900},
+    "simulate": {"exit": 0, "wall_s": 14.2, "peak_rss_mb": 160.5},
+    "range": {"status": 200, "bytes": 4000, "cold_ms": 800, "warm_ms": [40, 38, 41]},
+    "page": {"requests": 380, "not_200": 0},
+    "memory": {"units": {u: {"rss_mb": 50.0, "cgroup_mb": 60.0} for u in host_measure.LABELS},
+               "mem_total_mb": 470, "used_mb": 300, "swap_total_mb": 0, "swap_used_mb": 0, "oom_count": 0},
+}
+
+
+def test_the_host_and_the_vm_write_the_same_quantities_in_the_same_order(tmp_path):
+    """vm-check-measure.sh's measure_all, its VM calls answered by canned results, and
+    host_measure's measure.tsv from the same results: the same quantity names, line by line."""
+    canned = tmp_path / "canned"
+    canned.mkdir()
+    for k, v in CANNED.items():
+        (canned / f"{k}.json").write_text(json.dumps(v))
+    (tmp_path / "logs").mkdir()
+    vm_tsv, host_tsv = tmp_path / "vm.tsv", tmp_path / "host.tsv"
+    jv = re.search(r"^jv\(\) \{.*?2>/dev/null; \}$", (TOOLS / "vm-check.sh").read_text(), re.S | re.M)[0]
+    script = f"""
+HERE={TOOLS}; MEASURES={vm_tsv}; LOGS={tmp_path}/logs; WEB_PW=pw; SOAK_MIN=30; INSTALL_S=600
+ARCH=arm64; VM_CPUS=4; VM_MEM=512; ACCEL=(-accel tcg,thread=multi -cpu cortex-a53)
+{jv}
+log() {{ :; }}; row() {{ printf '%s\\n' "$1" >> {tmp_path}/rows; }}; loads_on() {{ :; }}; loads_auto() {{ :; }}
+vm() {{ cat > /dev/null; }}; active() {{ echo active; }}
+vmq() {{
+  local w; for w in cpu path stop-time simulate range page memory; do
+    case " $1 " in *"vm_measure.py $w "*) cat "{canned}/$w.json"; return 0 ;; esac
+  done
+  case "$1" in *interval_s*) echo 10 ;; *"date +%F"*) echo 2026-12-07 ;; esac
+}}
+. {TOOLS}/vm-check-measure.sh
+measure_all
+"""
+    p = subprocess.run([BASH, "-c", script], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "rows").read_text().startswith("memory after 30 min with the page open")
+    mem_ctx = {"soak_min": "30", "page": json.dumps(CANNED["page"]), "system_note": host_measure.SYSTEM_NOTE}
+    host_measure.write_tsv(host_tsv, {
+        "machine": ({}, {"machine": "this machine"}), "install": ({}, {}),
+        "managing_cpu": (CANNED["cpu"], {"interval_s": "10"}), "monitoring_cpu": (CANNED["cpu"], {"interval_s": "5"}),
+        "path": (CANNED["path"], {}), "stop": (CANNED["stop-time"], {}),
+        "simulate": (CANNED["simulate"], {"csv": host_measure.CSV, "day": host_measure.DAY}),
+        "range": (CANNED["range"], {"data": "since this run's start"}), "memory": (CANNED["memory"], mem_ctx)})
+    vm_rows = [ln.split("\t") for ln in vm_tsv.read_text().splitlines()]
+    host_rows = [ln.split("\t") for ln in host_tsv.read_text().splitlines()]
+    assert [r[0] for r in vm_rows] == [r[0] for r in host_rows]
+    vm_d, host_d = dict(vm_rows), dict(host_rows)
+    assert vm_d["machine"] == "arm64, 4 vCPUs, 512 MB, -accel tcg,thread=multi -cpu cortex-a53"
+    assert vm_d["install (sudo ./install.sh, first run)"] == "600 s" and host_d["install (sudo ./install.sh, first run)"] == "-"
+    assert vm_d["managing: CPU per cycle (every 10 s)"] == "35.2 ms (0.35 % of a core, 12.0 cycles)"
+    assert vm_d["RSS after 30 min: gestor-web"] == "50.0 MB (cgroup 60.0 MB)"
+    assert vm_d["RSS after 30 min: these 4 together"] == "200.0 MB"
+    used = "system memory used after 30 min (MemTotal - MemAvailable)"
+    assert vm_d[used] == "300 MB of 470 MB; page open: 380 requests, 0 not 200"
+    assert host_d[used].startswith(host_measure.SYSTEM_NOTE)
+
+
+def test_the_example_settings_are_the_installed_ones_on_loopback_under_the_run_s_folder(tmp_path):
+    from gestor.settings import parse_settings
+    raw = host_measure.example_settings(tmp_path, 18086, 18080)
+    s = parse_settings(raw, "settings.yaml", tmp_path / "settings.yaml")
+    assert raw["web"]["listen"] == "127.0.0.1:18080"
+    assert (raw["store"]["kind"], raw["store"]["host"], raw["store"]["port"]) == ("influxdb1", "127.0.0.1", 18086)
+    assert raw["paths"] == {"state_dir": str(tmp_path / "state"), "run_dir": str(tmp_path / "run")}
+    assert raw["meter"]["driver"] == "replay" and raw["meter"]["same_time_of_day"] is True   # as install.sh writes it
+    assert Path(raw["meter"]["path"]) == host_measure.DATA / host_measure.CSV
+    assert {ld.name for ld in s.loads} == {"water_heater", "pool_pump"}
+
+
+def test_the_stack_stops_every_process_it_started(tmp_path):
+    stack = host_measure.Stack(tmp_path, dict(os.environ))
+    deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('deaf', flush=True); time.sleep(60)"
+    procs = [stack.start("a", ["sleep", "60"]), stack.start("b", [sys.executable, "-c", deaf])]
+    for _ in range(600):   # until b ignores SIGTERM (at most a minute)
+        if "deaf" in (tmp_path / "b.log").read_text() or procs[1].poll() is not None:
+            break
+        time.sleep(0.1)
+    stack.stop(grace_s=0.5)   # b is killed after its grace
+    assert procs[0].poll() is not None and procs[1].poll() == -signal.SIGKILL

@@ -33,9 +33,11 @@ import urllib.request
 SIM = "/run/gestor/sim-relays"
 
 
-def loads() -> dict[str, bool | None]:
+def loads(sim: str = SIM) -> dict[str, bool | None]:
+    """Each simulated relay's state under the directory ``sim`` (default the installed one), by
+    load name: True on, False off, None unreadable."""
     out: dict[str, bool | None] = {}
-    for f in sorted(glob.glob(os.path.join(SIM, "*.json"))):
+    for f in sorted(glob.glob(os.path.join(sim, "*.json"))):
         name = os.path.basename(f)[:-5]
         try:
             with open(f) as fh:
@@ -63,6 +65,19 @@ def all_off(ls: dict[str, bool | None]) -> bool:
 
 def any_on(ls: dict[str, bool | None]) -> bool:
     return any(v is True for v in ls.values())
+
+
+def wait_loads(want: str, timeout: float, sim: str = SIM) -> float | None:
+    """Seconds waited until the relays under ``sim`` are as ``want`` says (off: every one off; on:
+    at least one on; all-on: every one on), or None after ``timeout`` s."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        ls = loads(sim)
+        if ((want == "off" and all_off(ls)) or (want == "on" and any_on(ls))
+                or (want == "all-on" and bool(ls) and all(v is True for v in ls.values()))):
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    return None
 
 
 def show(unit: str, prop: str) -> str:
@@ -259,17 +274,9 @@ def main(argv: list[str]) -> int:
         print(fmt(loads()))
         return 0
     if cmd == "wait":
-        want, timeout = args[0], float(args[1])
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            ls = loads()
-            if ((want == "off" and all_off(ls)) or (want == "on" and any_on(ls))
-                    or (want == "all-on" and bool(ls) and all(v is True for v in ls.values()))):
-                print(f"{time.monotonic() - t0:.2f}")
-                return 0
-            time.sleep(0.1)
-        print(f"timeout after {timeout:.0f} s: {fmt(loads())}")
-        return 1
+        waited = wait_loads(args[0], float(args[1]))
+        print(f"timeout after {float(args[1]):.0f} s: {fmt(loads())}" if waited is None else f"{waited:.2f}")
+        return 1 if waited is None else 0
     if cmd in ("kill9", "sigstop"):
         sig = signal.SIGKILL if cmd == "kill9" else signal.SIGSTOP
         print(json.dumps(signal_and_watch(args[0], sig, float(args[1]))))
