@@ -107,11 +107,8 @@ class Stack:
 
 def wait_for(what: str, ok, timeout_s: float) -> None:
     """Poll ``ok()`` every 0.5 s until true; RuntimeError naming ``what`` after ``timeout_s`` s."""
-    t0 = time.monotonic()
-    while not ok():
-        if time.monotonic() - t0 > timeout_s:
-            raise RuntimeError(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(0.5)
+    if vm_check.poll(ok, timeout_s, 0.5) is None:
+        raise RuntimeError(f"{what}: not within {timeout_s:.0f} s")
 
 
 def fresh(f: Path, max_age_s: float = 15) -> bool:

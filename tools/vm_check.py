@@ -67,17 +67,25 @@ def any_on(ls: dict[str, bool | None]) -> bool:
     return any(v is True for v in ls.values())
 
 
+def poll(ok, timeout: float, every_s: float = 0.1) -> float | None:
+    """Seconds waited until ``ok()`` is true, asked every ``every_s`` s, or None after ``timeout`` s
+    (the one wait of these tools on a condition outside them: a relay file, a port, a process)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if ok():
+            return time.monotonic() - t0
+        time.sleep(every_s)
+    return None
+
+
 def wait_loads(want: str, timeout: float, sim: str = SIM) -> float | None:
     """Seconds waited until the relays under ``sim`` are as ``want`` says (off: every one off; on:
     at least one on; all-on: every one on), or None after ``timeout`` s."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
+    def as_wanted() -> bool:
         ls = loads(sim)
-        if ((want == "off" and all_off(ls)) or (want == "on" and any_on(ls))
-                or (want == "all-on" and bool(ls) and all(v is True for v in ls.values()))):
-            return time.monotonic() - t0
-        time.sleep(0.1)
-    return None
+        return ((want == "off" and all_off(ls)) or (want == "on" and any_on(ls))
+                or (want == "all-on" and bool(ls) and all(v is True for v in ls.values())))
+    return poll(as_wanted, timeout)
 
 
 def show(unit: str, prop: str) -> str:
